@@ -11,7 +11,11 @@ use zk_jute::{DecodeError, Record, from_bytes, to_bytes};
 fn survives<R: Record + PartialEq + std::fmt::Debug>(input: &Bytes) -> Result<(), DecodeError> {
     match from_bytes::<R>(input.clone()) {
         Err(e) => {
-            assert!(e.offset <= input.len(), "{e} points past the {} bytes", input.len());
+            assert!(
+                e.offset <= input.len(),
+                "{e} points past the {} bytes",
+                input.len()
+            );
             assert!(!e.to_string().is_empty());
             Err(e)
         }
@@ -19,7 +23,10 @@ fn survives<R: Record + PartialEq + std::fmt::Debug>(input: &Bytes) -> Result<()
             let again = to_bytes(&record);
             assert_eq!(again.len(), record.encoded_len());
             let normalised = from_bytes::<R>(again).expect("our own encoding decodes");
-            assert_eq!(from_bytes::<R>(to_bytes(&normalised)).as_ref(), Ok(&normalised));
+            assert_eq!(
+                from_bytes::<R>(to_bytes(&normalised)).as_ref(),
+                Ok(&normalised)
+            );
             Ok(())
         }
     }
@@ -102,7 +109,9 @@ fn every_fixture_as_every_record_type_never_panics() {
 fn a_huge_vector_count_is_refused_without_allocating() {
     // GetChildrenResponse claiming i32::MAX children in an 8-byte input.
     let input = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
-    let err = decode_as("GetChildrenResponse", &input).unwrap().unwrap_err();
+    let err = decode_as("GetChildrenResponse", &input)
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.offset, 0);
     assert_eq!(err.field, Some(("GetChildrenResponse", "children")));
 }

@@ -120,7 +120,9 @@ fn fixtures() -> Result<()> {
 
 fn fuzz(rest: &[String]) -> Result<()> {
     let seconds: u64 = match rest.first() {
-        Some(s) => s.parse().with_context(|| format!("`{s}` is not a number of seconds"))?,
+        Some(s) => s
+            .parse()
+            .with_context(|| format!("`{s}` is not a number of seconds"))?,
         None => 60,
     };
     let has_fuzz = Command::new("cargo")
@@ -130,15 +132,15 @@ fn fuzz(rest: &[String]) -> Result<()> {
     if !has_fuzz {
         bail!("cargo-fuzz is not installed: run `cargo install cargo-fuzz --locked`");
     }
-    let jute = root().join("jute");
-    std::fs::create_dir_all(jute.join("fuzz/corpus/decode"))?;
+    std::fs::create_dir_all(root().join("jute/fuzz/corpus/decode"))?;
     let started = std::time::Instant::now();
     // cargo-fuzz passes unstable sanitizer flags; RUSTC_BOOTSTRAP lets the stable
     // toolchain accept them, so no nightly is needed.
     run(Command::new("cargo")
-        .current_dir(&jute)
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["fuzz", "run", "decode", "fuzz/corpus/decode", "tests/fixtures", "--"])
+        .env_remove("CARGO_MANIFEST_DIR")
+        .args(["fuzz", "run", "--fuzz-dir", "jute/fuzz", "decode"])
+        .args(["jute/fuzz/corpus/decode", "jute/tests/fixtures", "--"])
         .arg(format!("-max_total_time={seconds}")))?;
     eprintln!("fuzzed for {:.0?}: no crash", started.elapsed());
     Ok(())
