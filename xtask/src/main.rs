@@ -11,6 +11,9 @@ cargo xtask <command>
   ci                 fmt --check, clippy -D warnings, and every test (what .ci/run runs)
   fixtures           regenerate jute golden bytes with Apache ZooKeeper's own jute classes
                      (needs Debian's `zookeeper` package and a JDK)
+  record-tree        run every datatree/tests/reference/*/script.txt against a real
+                     in-process Apache ZooKeeper 3.8.0 server and rewrite that scenario's
+                     expected.txt, tree.txt and version-2/ (needs the same package and JDK)
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
   bench              run the criterion benchmarks
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("fixtures") => fixtures(),
+        Some("record-tree") => record_tree(),
         Some("fuzz") => fuzz(rest),
         Some("bench") => bench(rest),
         Some("help" | "--help" | "-h") | None => {
@@ -76,8 +80,11 @@ fn bench(rest: &[String]) -> Result<()> {
 /// Where Debian's `zookeeper` package puts the reference jars.
 const JAVA_DIR: &str = "/usr/share/java";
 const JARS: &[&str] = &["zookeeper-jute.jar", "zookeeper.jar", "slf4j-api.jar"];
+/// Optional: silences SLF4J's "no binding" warning when present.
+const QUIET_LOGGING_JAR: &str = "slf4j-nop.jar";
 
-fn fixtures() -> Result<()> {
+/// The reference jars, checked to exist, plus the JDK tools, checked to run.
+fn zookeeper_classpath() -> Result<Vec<String>> {
     let jars: Vec<PathBuf> = JARS
         .iter()
         .map(|jar| Path::new(JAVA_DIR).join(jar))
@@ -89,32 +96,102 @@ fn fixtures() -> Result<()> {
             missing.display()
         );
     }
-    let classpath = jars
-        .iter()
-        .map(|jar| jar.display().to_string())
-        .collect::<Vec<_>>();
+    for tool in ["javac", "java"] {
+        let works = Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !works {
+            bail!(
+                "`{tool}` is missing or broken: this needs a JDK (javac, java), e.g. \
+                 apt-get install default-jdk-headless"
+            );
+        }
+    }
+    Ok(jars.iter().map(|jar| jar.display().to_string()).collect())
+}
+
+/// Compiles `xtask/java/<name>.java` against `classpath`; returns the classpath
+/// to run it with (compiled classes first, then the jars).
+fn compile_java(name: &str, classpath: &[String]) -> Result<Vec<String>> {
     let build = root().join("target/xtask-java");
     std::fs::create_dir_all(&build)?;
-    let source = root().join("xtask/java/GenJuteFixtures.java");
+    let source = root().join(format!("xtask/java/{name}.java"));
     run(Command::new("javac")
         .arg("-cp")
         .arg(classpath.join(":"))
         .arg("-d")
         .arg(&build)
         .arg(&source))?;
+    Ok(std::iter::once(build.display().to_string())
+        .chain(classpath.iter().cloned())
+        .collect())
+}
+
+fn fixtures() -> Result<()> {
+    let classpath = zookeeper_classpath()?;
+    let full_classpath = compile_java("GenJuteFixtures", &classpath)?;
 
     let out = root().join("jute/tests/fixtures");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
     }
-    let full_classpath = std::iter::once(build.display().to_string()).chain(classpath);
     run(Command::new("java")
         .arg("-cp")
-        .arg(full_classpath.collect::<Vec<_>>().join(":"))
+        .arg(full_classpath.join(":"))
         .arg("GenJuteFixtures")
         .arg(&out))?;
     let count = std::fs::read_dir(&out)?.count();
     eprintln!("wrote {count} files to {}", out.display());
+    Ok(())
+}
+
+/// What `RecordTree` writes next to a scenario's `script.txt`.
+const TREE_OUTPUTS: &[&str] = &["expected.txt", "tree.txt", "version-2"];
+
+fn record_tree() -> Result<()> {
+    let reference = root().join("datatree/tests/reference");
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&reference)
+        .with_context(|| format!("reading {}", reference.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    scenarios.retain(|dir| dir.join("script.txt").is_file());
+    scenarios.sort();
+    if scenarios.is_empty() {
+        bail!("no {}/*/script.txt to record", reference.display());
+    }
+
+    let classpath = zookeeper_classpath()?;
+    let mut full_classpath = compile_java("RecordTree", &classpath)?;
+    let quiet = Path::new(JAVA_DIR).join(QUIET_LOGGING_JAR);
+    if quiet.exists() {
+        full_classpath.push(quiet.display().to_string());
+    }
+
+    for dir in &scenarios {
+        for output in TREE_OUTPUTS {
+            let path = dir.join(output);
+            let cleared = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else if path.exists() {
+                std::fs::remove_file(&path)
+            } else {
+                Ok(())
+            };
+            cleared.with_context(|| format!("clearing {}", path.display()))?;
+        }
+        run(Command::new("java")
+            .arg("-cp")
+            .arg(full_classpath.join(":"))
+            .arg("RecordTree")
+            .arg(dir.join("script.txt"))
+            .arg(dir))?;
+    }
+    eprintln!(
+        "recorded {} scenarios under {}",
+        scenarios.len(),
+        reference.display()
+    );
     Ok(())
 }
 
