@@ -1,0 +1,581 @@
+//! The server's watch manager: ZooKeeper 3.8's `DataTree.dataWatches` and
+//! `DataTree.childWatches` (each a `WatchManager` with its `WatcherModeManager`) in one
+//! compact structure.
+
+mod entries;
+mod report;
+mod state;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use zk_jute::{EventType, WatcherType};
+
+use self::state::State;
+use self::tables::{PathTable, WatcherTable};
+use crate::path::{parent, path_and_ancestors};
+use crate::{WatchError, WatchKind, WatchLists, WatchTable, WatchedEvent, WatcherId, WatcherMode};
+
+pub use self::report::{WatchesSummary, format_by_connection, format_by_path};
+
+/// One event and every watcher it reaches. All watchers reached by one trigger get the same
+/// event, each exactly once however many of its watches matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    /// The notification to send.
+    pub event: WatchedEvent,
+    /// Who to send it to: no duplicates, in an order fixed by the sequence of operations
+    /// (slot order on one path, then ancestors'), not sorted.
+    pub watchers: Vec<WatcherId>,
+}
+
+/// The zxids of an existing znode that `setWatches` compares with the client's last zxid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeZxids {
+    /// The zxid of the last change to the znode's data (`mzxid`).
+    pub mzxid: i64,
+    /// The zxid of the last change to its children (`pzxid`).
+    pub pzxid: i64,
+}
+
+/// A watch one watcher holds on one path, for listing and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeldWatch {
+    /// The watched path.
+    pub path: String,
+    /// Its mode in the data table, if it has a watch there.
+    pub data: Option<WatcherMode>,
+    /// Its mode in the child table, if it has a watch there.
+    pub child: Option<WatcherMode>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct TableCounts {
+    /// (path, watcher) pairs with a watch in this table.
+    watches: usize,
+    /// Of which persistent recursive: while zero, triggers skip the walk up to the root.
+    recursive: usize,
+}
+
+/// ZooKeeper's server-side watch manager, for both watch tables, in compact form.
+///
+/// Every rule is Apache ZooKeeper 3.8.0's (`WatchManager`, `WatcherModeManager`,
+/// `DataTree`), including the ones later releases changed:
+///
+/// - `getData`/`exists` watches live in the data table, `getChildren` watches in the child
+///   table, `addWatch` watches (persistent or persistent recursive) in both.
+/// - A watcher holds at most one mode per path per table, and the last request wins: a
+///   standard watch set on a path where the same watcher has a persistent watch turns that
+///   table's watch into a one-shot one (3.9 keeps both, ZOOKEEPER-4466).
+/// - [`trigger`](Self::trigger) fires the watches of the tables an event type concerns,
+///   removes the one-shot ones it fired, and reaches each watcher once.
+///
+/// Watchers are [`WatcherId`]s; the server maps them to connections. A watcher that adds
+/// its first watch takes a dense slot that [`remove_watcher`](Self::remove_watcher) frees.
+///
+/// This type does no I/O and never panics on its inputs; paths are taken as the server
+/// validated them.
+#[derive(Clone, Default)]
+pub struct WatchManager {
+    paths: PathTable,
+    watchers: WatcherTable,
+    data_counts: TableCounts,
+    child_counts: TableCounts,
+    /// Scratch bitmap of slots already reached by the trigger in progress.
+    reached: Vec<u64>,
+}
+
+/// The tables a `removeWatches`/`checkWatches` request of `kind` concerns.
+const fn tables_of(kind: WatcherType) -> &'static [WatchTable] {
+    match kind {
+        WatcherType::Children => &[WatchTable::Child],
+        WatcherType::Data => &[WatchTable::Data],
+        WatcherType::Any => &[WatchTable::Child, WatchTable::Data],
+    }
+}
+
+impl WatchManager {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a watch of `kind` for `watcher` on `path`, replacing that watcher's watch in the
+    /// same table(s) on the same path, as ZooKeeper 3.8 does.
+    ///
+    /// Returns whether the watcher had no watch on `path` in (one of) the table(s) before.
+    /// Fails only when the manager is full: 2^28 watchers or 2^32 paths at once.
+    ///
+    /// The manager does not know about closed connections: the server must not add watches
+    /// for a connection after calling [`remove_watcher`](Self::remove_watcher) for it
+    /// (ZooKeeper checks `isStale` here).
+    pub fn add_watch(
+        &mut self,
+        path: &str,
+        watcher: WatcherId,
+        kind: WatchKind,
+    ) -> Result<bool, WatchError> {
+        let slot = self.watchers.slot_or_insert(watcher)?;
+        let old = self
+            .paths
+            .find(path)
+            .map_or(State::EMPTY, |id| self.paths.state(id, slot));
+        let (tables, mode): (&[WatchTable], WatcherMode) = match kind {
+            WatchKind::Data => (&[WatchTable::Data], WatcherMode::Standard),
+            WatchKind::Child => (&[WatchTable::Child], WatcherMode::Standard),
+            WatchKind::Persistent => (&WatchTable::ALL, WatcherMode::Persistent),
+            WatchKind::PersistentRecursive => (&WatchTable::ALL, WatcherMode::PersistentRecursive),
+        };
+        let mut new = old;
+        let mut added = false;
+        for table in tables {
+            added |= old.mode(*table).is_none();
+            new = new.with(*table, Some(mode));
+        }
+        match self.paths.find(path) {
+            Some(id) => self.set_state(id, slot, new),
+            None => {
+                let id = self.paths.insert(path, slot, new)?;
+                self.count(State::EMPTY, new);
+                if let Some(w) = self.watchers.get_mut(slot) {
+                    w.paths.insert(id);
+                }
+            }
+        }
+        if let Some(w) = self.watchers.get_mut(slot) {
+            tables.iter().for_each(|table| w.mark_seen(*table));
+        }
+        Ok(added)
+    }
+
+    /// Fires the watches `event_type` on `path` concerns, as one `WatchManager.triggerWatch`
+    /// call per table does in ZooKeeper:
+    ///
+    /// - `NodeCreated`, `NodeDataChanged`: the data table.
+    /// - `NodeChildrenChanged`: the child table (pass the parent of the created or deleted
+    ///   znode).
+    /// - `NodeDeleted`: the data table, then the child table, each watcher reached once
+    ///   (`DataTree.deleteNode` suppresses in the second call who the first reached).
+    /// - anything else: nothing.
+    ///
+    /// In a table, standard and persistent watches on `path` fire; standard ones are removed.
+    /// Persistent recursive watches on `path` and on every ancestor fire too, except for
+    /// `NodeChildrenChanged`, which never reaches them.
+    pub fn trigger(&mut self, path: &str, event_type: EventType) -> Fired {
+        let tables: &[WatchTable] = match event_type {
+            EventType::NodeCreated | EventType::NodeDataChanged => &[WatchTable::Data],
+            EventType::NodeChildrenChanged => &[WatchTable::Child],
+            EventType::NodeDeleted => &WatchTable::ALL,
+            _ => &[],
+        };
+        let slots = self.fire(tables, path, event_type);
+        let watchers = slots
+            .into_iter()
+            .filter_map(|slot| self.watchers.get(slot).map(|w| w.id))
+            .collect();
+        Fired {
+            event: WatchedEvent::new(event_type, path),
+            watchers,
+        }
+    }
+
+    /// The triggers `DataTree.createNode` issues: `NodeCreated` on `path`, then
+    /// `NodeChildrenChanged` on its parent. Only events that reached someone are returned.
+    pub fn node_created(&mut self, path: &str) -> Vec<Fired> {
+        let mut fired = vec![self.trigger(path, EventType::NodeCreated)];
+        if let Some(parent) = parent(path) {
+            fired.push(self.trigger(parent, EventType::NodeChildrenChanged));
+        }
+        fired.retain(|f| !f.watchers.is_empty());
+        fired
+    }
+
+    /// The triggers `DataTree.deleteNode` issues: `NodeDeleted` on `path` (both tables),
+    /// then `NodeChildrenChanged` on its parent. Only events that reached someone are
+    /// returned.
+    pub fn node_deleted(&mut self, path: &str) -> Vec<Fired> {
+        let mut fired = vec![self.trigger(path, EventType::NodeDeleted)];
+        if let Some(parent) = parent(path) {
+            fired.push(self.trigger(parent, EventType::NodeChildrenChanged));
+        }
+        fired.retain(|f| !f.watchers.is_empty());
+        fired
+    }
+
+    /// The trigger `DataTree.setData` issues: `NodeDataChanged` on `path`. Empty when it
+    /// reached no one.
+    pub fn node_data_changed(&mut self, path: &str) -> Vec<Fired> {
+        let fired = self.trigger(path, EventType::NodeDataChanged);
+        if fired.watchers.is_empty() {
+            Vec::new()
+        } else {
+            vec![fired]
+        }
+    }
+
+    /// Handles `removeWatches` for `watcher` as `DataTree.removeWatch` does: drops its watch
+    /// on `path` in the child table (`Children`), the data table (`Data`) or both (`Any`),
+    /// whatever the watch's mode. Persistent watches live in both tables, so `Data` alone
+    /// leaves the child half of one in place.
+    ///
+    /// Returns whether anything was removed; if not, the server answers `NOWATCHER`.
+    pub fn remove_watches(&mut self, path: &str, kind: WatcherType, watcher: WatcherId) -> bool {
+        let (Some(slot), Some(id)) = (self.watchers.slot(watcher), self.paths.find(path)) else {
+            return false;
+        };
+        let old = self.paths.state(id, slot);
+        let new = tables_of(kind)
+            .iter()
+            .fold(old, |state, table| state.with(*table, None));
+        self.set_state(id, slot, new);
+        new != old
+    }
+
+    /// Answers `checkWatches` exactly as ZooKeeper 3.8 does: whether ANY watcher holds a
+    /// watch on `path` in the table(s) `kind` names (its `WatchManager.containsWatcher`
+    /// returns true at the leaf for any watcher). A persistent or persistent recursive watch
+    /// counts for every kind, since it lives in both tables; one on an ancestor does not.
+    ///
+    /// ZooKeeper 3.9 checks the asking connection's own watches instead (ZOOKEEPER-4471);
+    /// that is [`has_watch`](Self::has_watch).
+    pub fn check_watches(&self, path: &str, kind: WatcherType) -> bool {
+        let Some(id) = self.paths.find(path) else {
+            return false;
+        };
+        let Some(slot) = self.paths.get(id) else {
+            return false;
+        };
+        let mut found = false;
+        slot.entries.for_each(|_, state| {
+            found |= tables_of(kind).iter().any(|t| state.mode(*t).is_some());
+        });
+        found
+    }
+
+    /// Whether `watcher` itself holds a watch on `path` in the table(s) `kind` names.
+    pub fn has_watch(&self, path: &str, kind: WatcherType, watcher: WatcherId) -> bool {
+        let (Some(slot), Some(id)) = (self.watchers.slot(watcher), self.paths.find(path)) else {
+            return false;
+        };
+        let state = self.paths.state(id, slot);
+        tables_of(kind).iter().any(|t| state.mode(*t).is_some())
+    }
+
+    /// Drops every watch `watcher` holds and forgets it (its connection closed:
+    /// `DataTree.removeCnxn`). Returns how many watches went, counted per table as
+    /// [`watch_count`](Self::watch_count) counts them.
+    pub fn remove_watcher(&mut self, watcher: WatcherId) -> usize {
+        let Some((slot, held)) = self.watchers.remove(watcher) else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for id in &held.paths {
+            let Some(path) = self.paths.get_mut(id) else {
+                continue;
+            };
+            let old = path.entries.get(slot);
+            path.entries.remove(slot);
+            let now_empty = path.entries.is_empty();
+            dropped += WatchTable::ALL
+                .iter()
+                .filter(|t| old.mode(**t).is_some())
+                .count();
+            self.count(old, State::EMPTY);
+            if now_empty {
+                self.paths.release(id);
+            }
+        }
+        dropped
+    }
+
+    /// Re-registers the watches a reconnecting client lists in `setWatches`/`setWatches2`,
+    /// as `DataTree.setWatches` does. `node` looks a znode up in the tree (`None`: it does
+    /// not exist). Watches whose event the client missed are not added; their events are
+    /// returned, in list order, for the server to send to `watcher` at once:
+    ///
+    /// - data: deleted → `NodeDeleted`; `mzxid > relative_zxid` → `NodeDataChanged`;
+    ///   else a data watch.
+    /// - exist: exists → `NodeCreated`; else a data watch.
+    /// - child: deleted → `NodeDeleted`; `pzxid > relative_zxid` → `NodeChildrenChanged`;
+    ///   else a child watch.
+    /// - persistent and persistent recursive: always added.
+    pub fn set_watches(
+        &mut self,
+        watcher: WatcherId,
+        relative_zxid: i64,
+        lists: &WatchLists,
+        mut node: impl FnMut(&str) -> Option<NodeZxids>,
+    ) -> Result<Vec<WatchedEvent>, WatchError> {
+        let mut missed = Vec::new();
+        for path in &lists.data {
+            match node(path) {
+                None => missed.push(WatchedEvent::new(EventType::NodeDeleted, path.as_str())),
+                Some(n) if n.mzxid > relative_zxid => {
+                    missed.push(WatchedEvent::new(EventType::NodeDataChanged, path.as_str()));
+                }
+                Some(_) => {
+                    self.add_watch(path, watcher, WatchKind::Data)?;
+                }
+            }
+        }
+        for path in &lists.exist {
+            match node(path) {
+                Some(_) => missed.push(WatchedEvent::new(EventType::NodeCreated, path.as_str())),
+                None => {
+                    self.add_watch(path, watcher, WatchKind::Data)?;
+                }
+            }
+        }
+        for path in &lists.child {
+            match node(path) {
+                None => missed.push(WatchedEvent::new(EventType::NodeDeleted, path.as_str())),
+                Some(n) if n.pzxid > relative_zxid => {
+                    missed.push(WatchedEvent::new(
+                        EventType::NodeChildrenChanged,
+                        path.as_str(),
+                    ));
+                }
+                Some(_) => {
+                    self.add_watch(path, watcher, WatchKind::Child)?;
+                }
+            }
+        }
+        for path in &lists.persistent {
+            self.add_watch(path, watcher, WatchKind::Persistent)?;
+        }
+        for path in &lists.persistent_recursive {
+            self.add_watch(path, watcher, WatchKind::PersistentRecursive)?;
+        }
+        Ok(missed)
+    }
+
+    /// Every watch `watcher` holds, sorted by path.
+    pub fn watches_of(&self, watcher: WatcherId) -> Vec<HeldWatch> {
+        let Some(slot) = self.watchers.slot(watcher) else {
+            return Vec::new();
+        };
+        let Some(w) = self.watchers.get(slot) else {
+            return Vec::new();
+        };
+        let mut held: Vec<HeldWatch> = w
+            .paths
+            .iter()
+            .filter_map(|id| {
+                let path = self.paths.get(id)?;
+                let state = path.entries.get(slot);
+                Some(HeldWatch {
+                    path: path.path.to_string(),
+                    data: state.mode(WatchTable::Data),
+                    child: state.mode(WatchTable::Child),
+                })
+            })
+            .collect();
+        held.sort_unstable();
+        held
+    }
+
+    /// The number of watches in both tables, as `mntr` reports `zk_watch_count`
+    /// (`DataTree.getWatchCount`): a persistent watch counts twice.
+    pub fn watch_count(&self) -> usize {
+        self.data_counts.watches + self.child_counts.watches
+    }
+
+    /// The number of persistent recursive watches in `table`
+    /// (`WatchManager.getRecursiveWatchQty`).
+    pub fn recursive_watch_count(&self, table: WatchTable) -> usize {
+        self.counts(table).recursive
+    }
+
+    /// The number of watched paths in either table.
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// The numbers `wchs` prints for `table` (ZooKeeper prints [`WatchTable::Data`]).
+    pub fn summary(&self, table: WatchTable) -> WatchesSummary {
+        let connections = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.has_seen(table))
+            .count();
+        let paths = self
+            .paths
+            .iter()
+            .filter(|(_, p)| {
+                let mut any = false;
+                p.entries.for_each(|_, s| any |= s.mode(table).is_some());
+                any
+            })
+            .count();
+        WatchesSummary {
+            connections,
+            paths,
+            total_watches: self.counts(table).watches,
+        }
+    }
+
+    /// What `wchc` lists for `table` (ZooKeeper lists [`WatchTable::Data`]): each watcher
+    /// that has had a watch there since it was added, with the paths it watches there now,
+    /// sorted.
+    pub fn by_watcher(&self, table: WatchTable) -> BTreeMap<WatcherId, Vec<String>> {
+        self.watchers
+            .iter()
+            .filter(|(_, w)| w.has_seen(table))
+            .map(|(slot, w)| {
+                let mut paths: Vec<String> = w
+                    .paths
+                    .iter()
+                    .filter_map(|id| self.paths.get(id))
+                    .filter(|p| p.entries.get(slot).mode(table).is_some())
+                    .map(|p| p.path.to_string())
+                    .collect();
+                paths.sort_unstable();
+                (w.id, paths)
+            })
+            .collect()
+    }
+
+    /// What `wchp` lists for `table` (ZooKeeper lists [`WatchTable::Data`]): each path
+    /// watched there, with its watchers, sorted.
+    pub fn by_path(&self, table: WatchTable) -> BTreeMap<String, Vec<WatcherId>> {
+        let mut report = BTreeMap::new();
+        for (_, p) in self.paths.iter() {
+            let mut ids = Vec::new();
+            p.entries.for_each(|slot, state| {
+                if state.mode(table).is_some() {
+                    ids.extend(self.watchers.get(slot).map(|w| w.id));
+                }
+            });
+            if !ids.is_empty() {
+                ids.sort_unstable();
+                report.insert(p.path.to_string(), ids);
+            }
+        }
+        report
+    }
+
+    /// Sets the state of (`id`, `slot`), keeping every index in step: the pair exists iff
+    /// its state is not empty, the watcher's bitmap holds `id` iff the pair exists, the
+    /// counts match the pairs, and a path with no pair left is released.
+    fn set_state(&mut self, id: u32, slot: u32, new: State) {
+        let Some(path) = self.paths.get_mut(id) else {
+            return;
+        };
+        let old = path.entries.get(slot);
+        if old == new {
+            return;
+        }
+        path.entries.set(slot, new);
+        let now_empty = path.entries.is_empty();
+        self.count(old, new);
+        if let Some(w) = self.watchers.get_mut(slot) {
+            if new.is_empty() {
+                w.paths.remove(id);
+            } else if old.is_empty() {
+                w.paths.insert(id);
+            }
+        }
+        if now_empty {
+            self.paths.release(id);
+        }
+    }
+
+    fn counts(&self, table: WatchTable) -> &TableCounts {
+        match table {
+            WatchTable::Data => &self.data_counts,
+            WatchTable::Child => &self.child_counts,
+        }
+    }
+
+    fn count(&mut self, old: State, new: State) {
+        for table in WatchTable::ALL {
+            let counts = match table {
+                WatchTable::Data => &mut self.data_counts,
+                WatchTable::Child => &mut self.child_counts,
+            };
+            let (was, is) = (old.mode(table), new.mode(table));
+            counts.watches = (counts.watches + usize::from(is.is_some()))
+                .saturating_sub(usize::from(was.is_some()));
+            let recursive = Some(WatcherMode::PersistentRecursive);
+            counts.recursive = (counts.recursive + usize::from(is == recursive))
+                .saturating_sub(usize::from(was == recursive));
+        }
+    }
+
+    /// The slots `tables` fire for `event_type` on `path`, each once; removes the standard
+    /// watches that fired.
+    fn fire(&mut self, tables: &[WatchTable], path: &str, event_type: EventType) -> Vec<u32> {
+        let words = self.watchers.slot_bound().div_ceil(64);
+        if self.reached.len() < words {
+            self.reached.resize(words, 0);
+        }
+        let mut fired = Vec::new();
+        let mut one_shots = Vec::new();
+        for table in tables {
+            let walk_up = self.counts(*table).recursive > 0;
+            for (level, local) in path_and_ancestors(path).enumerate() {
+                if level > 0 && !walk_up {
+                    break;
+                }
+                let Some(id) = self.paths.find(local) else {
+                    continue;
+                };
+                let Some(p) = self.paths.get(id) else {
+                    continue;
+                };
+                let reached = &mut self.reached;
+                p.entries.for_each(|slot, state| {
+                    let fires = match state.mode(*table) {
+                        None => false,
+                        Some(WatcherMode::PersistentRecursive) => {
+                            event_type != EventType::NodeChildrenChanged
+                        }
+                        Some(WatcherMode::Persistent) => level == 0,
+                        Some(WatcherMode::Standard) => {
+                            if level == 0 {
+                                one_shots.push((id, slot, *table));
+                            }
+                            level == 0
+                        }
+                    };
+                    if fires && mark(reached, slot) {
+                        fired.push(slot);
+                    }
+                });
+            }
+        }
+        for slot in &fired {
+            if let Some(word) = self.reached.get_mut(*slot as usize / 64) {
+                *word = 0;
+            }
+        }
+        for (id, slot, table) in one_shots {
+            let state = self.paths.state(id, slot);
+            self.set_state(id, slot, state.with(table, None));
+        }
+        fired
+    }
+}
+
+/// Marks `slot` in the scratch bitmap; true if it was not marked yet.
+fn mark(reached: &mut [u64], slot: u32) -> bool {
+    let Some(word) = reached.get_mut(slot as usize / 64) else {
+        return true;
+    };
+    let bit = 1_u64 << (slot % 64);
+    let fresh = *word & bit == 0;
+    *word |= bit;
+    fresh
+}
+
+impl fmt::Debug for WatchManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchManager")
+            .field("watchers", &self.watchers.len())
+            .field("paths", &self.paths.len())
+            .field("data_watches", &self.data_counts.watches)
+            .field("child_watches", &self.child_counts.watches)
+            .finish()
+    }
+}
