@@ -1,0 +1,782 @@
+//! The znode tree. [`DataTree::apply`] is the only way it changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+use zk_jute::data::{Acl, Stat, StatPersisted};
+use zk_jute::txn::{CreateTxn, TxnHeader};
+use zk_jute::{ErrorCode, EventType};
+
+use crate::acl::{AclCache, AclList, OPEN_ACL_UNSAFE_ID, read_acl_unsafe};
+use crate::digest::node_digest;
+use crate::ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, ttl_of, ttl_owner};
+use crate::path::{display_parent, split};
+use crate::txn::Transaction;
+
+/// The path of ZooKeeper's system node.
+pub const ZOOKEEPER_PATH: &str = "/zookeeper";
+/// The path of the quota subtree.
+pub const QUOTA_PATH: &str = "/zookeeper/quota";
+/// The path of the dynamic configuration node.
+pub const CONFIG_PATH: &str = "/zookeeper/config";
+
+/// One znode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The data; `None` when created with null data.
+    pub data: Option<Bytes>,
+    /// The id of its ACL in the tree's [`AclCache`].
+    pub acl: i64,
+    /// Its persisted stat.
+    pub stat: StatPersisted,
+    /// Its children's names, sorted.
+    pub children: BTreeSet<Box<str>>,
+    digest: u64,
+}
+
+impl Node {
+    fn new(data: Option<Bytes>, acl: i64, stat: StatPersisted) -> Self {
+        Self {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+            digest: 0,
+        }
+    }
+
+    pub(crate) fn from_parts(data: Option<Bytes>, acl: i64, stat: StatPersisted) -> Self {
+        Self::new(data, acl, stat)
+    }
+
+    /// The stat as clients see it (ZooKeeper's `DataNode.copyStat`): `dataLength` and
+    /// `numChildren` derived; `cversion` translated from the stored count of creates to a
+    /// count of changes (`2 * creates - children`); container and TTL markers shown as 0.
+    pub fn client_stat(&self) -> Stat {
+        let s = &self.stat;
+        let num_children = i32::try_from(self.children.len()).unwrap_or(i32::MAX);
+        let owner = match EphemeralType::of(s.ephemeral_owner, true) {
+            EphemeralType::Normal => s.ephemeral_owner,
+            _ => 0,
+        };
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: s.aversion,
+            ephemeral_owner: owner,
+            data_length: i32::try_from(self.data.as_ref().map_or(0, Bytes::len))
+                .unwrap_or(i32::MAX),
+            num_children,
+            pzxid: s.pzxid,
+        }
+    }
+}
+
+/// A watch trigger an applied txn issues, in ZooKeeper's order: the server hands each to
+/// its watch manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The path whose watches fire (`/` for the root).
+    pub path: String,
+    /// The event.
+    pub event: EventType,
+}
+
+/// What applying one txn did: ZooKeeper's `ProcessTxnResult`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// 0, or the error the txn carried or met (e.g. `NoNode` on replay).
+    pub err: i32,
+    /// The path the txn concerned.
+    pub path: Option<String>,
+    /// The node's stat after a create2/createTTL/createContainer, setData or setACL.
+    pub stat: Option<Stat>,
+    /// Per-op results of a multi.
+    pub multi: Vec<Applied>,
+    /// Watch triggers, in order.
+    pub triggers: Vec<Trigger>,
+}
+
+/// Settings that change how the tree reads owners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeOptions {
+    /// ZooKeeper's `extendedTypesEnabled`: TTL nodes exist.
+    pub extended_types: bool,
+}
+
+impl Default for TreeOptions {
+    fn default() -> Self {
+        Self {
+            extended_types: true,
+        }
+    }
+}
+
+/// ZooKeeper's `DataTree` (with `ZKDatabase`'s session table): znodes by path, the ACL
+/// cache, the indexes of ephemerals, containers and TTL nodes, and the running digest.
+#[derive(Debug, Clone)]
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    acls: AclCache,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    sessions: BTreeMap<i64, i32>,
+    digest: u64,
+    last_zxid: i64,
+    options: TreeOptions,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new(TreeOptions::default())
+    }
+}
+
+impl DataTree {
+    /// A new tree holding only the system nodes `/`, `/zookeeper`, `/zookeeper/quota` and
+    /// `/zookeeper/config` (read-only to the world, aversion -1), as ZooKeeper starts.
+    pub fn new(options: TreeOptions) -> Self {
+        let mut tree = Self::empty(options);
+        let system = [
+            ("", None),
+            (ZOOKEEPER_PATH, Some("zookeeper")),
+            (QUOTA_PATH, Some("quota")),
+        ];
+        for (path, child) in system {
+            tree.insert_node(
+                path,
+                Node::new(
+                    Some(Bytes::new()),
+                    OPEN_ACL_UNSAFE_ID,
+                    StatPersisted::default(),
+                ),
+            );
+            if let (Some(child), Some((parent, _))) = (child, split(path)) {
+                tree.link_child(parent, child);
+            }
+        }
+        let config_acl = tree.acls.intern(&read_acl_unsafe());
+        let stat = StatPersisted {
+            aversion: -1,
+            ..StatPersisted::default()
+        };
+        tree.insert_node(CONFIG_PATH, Node::new(Some(Bytes::new()), config_acl, stat));
+        tree.link_child(ZOOKEEPER_PATH, "config");
+        tree
+    }
+
+    /// A tree with no nodes at all: the starting point for loading a snapshot.
+    pub fn empty(options: TreeOptions) -> Self {
+        Self {
+            nodes: HashMap::new(),
+            acls: AclCache::default(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+            digest: 0,
+            last_zxid: 0,
+            options,
+        }
+    }
+
+    /// The node at `path` (`/` or `""` for the root).
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(crate::path::key(path))
+    }
+
+    /// The ACL of a node.
+    pub fn acl_of(&self, node: &Node) -> AclList {
+        self.acls.get(node.acl).unwrap_or_else(|| Vec::new().into())
+    }
+
+    /// The ACL cache (what a snapshot stores first).
+    pub fn acl_cache(&self) -> &AclCache {
+        &self.acls
+    }
+
+    /// Number of znodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The tree digest (sum of node digests, wrapping).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The zxid of the last txn applied.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Sets the last applied zxid (when a snapshot is loaded).
+    pub fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+
+    /// The options the tree was made with.
+    pub fn options(&self) -> TreeOptions {
+        self.options
+    }
+
+    /// Live sessions and their timeouts, as created and closed by txns.
+    pub fn sessions(&self) -> &BTreeMap<i64, i32> {
+        &self.sessions
+    }
+
+    /// Replaces the session table (when a snapshot is loaded).
+    pub fn set_sessions(&mut self, sessions: BTreeMap<i64, i32>) {
+        self.sessions = sessions;
+    }
+
+    /// The ephemeral paths a session owns.
+    pub fn ephemerals(&self, session: i64) -> impl Iterator<Item = &str> {
+        self.ephemerals
+            .get(&session)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// Sessions owning ephemerals, with their paths (`dump` 4lw).
+    pub fn all_ephemerals(&self) -> &HashMap<i64, BTreeSet<String>> {
+        &self.ephemerals
+    }
+
+    /// Number of descendants of `path` (`getAllChildrenNumber`); for `/`, every node but
+    /// the root, as ZooKeeper counts it.
+    pub fn all_children_number(&self, path: &str) -> Option<usize> {
+        let start = self.node(path)?;
+        let mut stack: Vec<String> = start.children.iter().map(|c| join(path, c)).collect();
+        let mut count = 0;
+        while let Some(next) = stack.pop() {
+            count += 1;
+            if let Some(node) = self.nodes.get(&next) {
+                stack.extend(node.children.iter().map(|c| join(&next, c)));
+            }
+        }
+        Some(count)
+    }
+
+    /// Paths, in preorder with children sorted, starting at the root.
+    pub fn paths_preorder(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        let mut stack = vec![String::new()];
+        while let Some(path) = stack.pop() {
+            if let Some(node) = self.nodes.get(&path) {
+                stack.extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
+            }
+            out.push(path);
+        }
+        out
+    }
+
+    /// Containers and TTL nodes due for deletion at wall time `now_ms` (ZooKeeper's
+    /// `ContainerManager`): empty containers that once had children, or that never did and
+    /// are older than `max_never_used_ms` (0: never); empty TTL nodes unmodified for longer
+    /// than their TTL.
+    pub fn expiry_candidates(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
+        let elapsed = |node: &Node| now_ms.saturating_sub(node.stat.mtime);
+        let containers = self.containers.iter().filter(|path| {
+            self.nodes.get(*path).is_some_and(|node| {
+                node.children.is_empty()
+                    && (node.stat.cversion > 0
+                        || (max_never_used_ms != 0 && elapsed(node) > max_never_used_ms))
+            })
+        });
+        let ttls = self.ttls.iter().filter(|path| {
+            self.nodes.get(*path).is_some_and(|node| {
+                let ttl = ttl_of(node.stat.ephemeral_owner);
+                node.children.is_empty() && ttl != 0 && elapsed(node) > ttl
+            })
+        });
+        containers.chain(ttls).cloned().collect()
+    }
+
+    /// Applies one txn: ZooKeeper's `DataTree.processTxn`. The only mutation of the tree.
+    pub fn apply(&mut self, header: &TxnHeader, txn: &Transaction) -> Applied {
+        let applied = self.apply_one(header, txn);
+        if header.zxid > self.last_zxid {
+            self.last_zxid = header.zxid;
+        }
+        applied
+    }
+
+    fn apply_one(&mut self, header: &TxnHeader, txn: &Transaction) -> Applied {
+        let (zxid, time) = (header.zxid, header.time);
+        let mut out = Applied::default();
+        let result = match txn {
+            Transaction::Create(t) | Transaction::Create2(t) => {
+                out.path = Some(t.path.clone());
+                let owner = if t.ephemeral { header.client_id } else { 0 };
+                let with_stat = matches!(txn, Transaction::Create2(_));
+                let created = self.create_node(t, owner, zxid, time, &mut out);
+                if matches!(txn, Transaction::Create(_)) && created == Err(ErrorCode::NodeExists) {
+                    // Replaying over a snapshot taken mid-way: bring the parent up to date.
+                    if let Some((parent, _)) = split(&t.path) {
+                        let _ = self.set_cversion_pzxid(parent, t.parent_c_version, zxid);
+                    }
+                }
+                if !with_stat {
+                    out.stat = None;
+                }
+                created
+            }
+            Transaction::CreateTtl(t) => {
+                out.path = Some(t.path.clone());
+                let owner = ttl_owner(t.ttl).unwrap_or(0);
+                let create = CreateTxn {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    ephemeral: false,
+                    parent_c_version: t.parent_c_version,
+                };
+                self.create_node(&create, owner, zxid, time, &mut out)
+            }
+            Transaction::CreateContainer(t) => {
+                out.path = Some(t.path.clone());
+                let create = CreateTxn {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    ephemeral: false,
+                    parent_c_version: t.parent_c_version,
+                };
+                self.create_node(&create, CONTAINER_EPHEMERAL_OWNER, zxid, time, &mut out)
+            }
+            Transaction::Delete(t) | Transaction::DeleteContainer(t) => {
+                out.path = Some(t.path.clone());
+                self.delete_node(&t.path, zxid, &mut out.triggers)
+            }
+            Transaction::SetData(t) | Transaction::Reconfig(t) => {
+                out.path = Some(t.path.clone());
+                self.set_data(&t.path, t.data.clone(), t.version, zxid, time, &mut out)
+            }
+            Transaction::SetAcl(t) => {
+                out.path = Some(t.path.clone());
+                self.set_acl(
+                    &t.path,
+                    t.acl.as_deref().unwrap_or_default(),
+                    t.version,
+                    &mut out,
+                )
+            }
+            Transaction::Check(t) => {
+                out.path = Some(t.path.clone());
+                Ok(())
+            }
+            Transaction::CreateSession(t) => {
+                self.sessions.insert(header.client_id, t.time_out);
+                Ok(())
+            }
+            Transaction::CloseSession(t) => {
+                self.kill_session(header.client_id, zxid, t.as_ref(), &mut out.triggers);
+                Ok(())
+            }
+            Transaction::Error(t) => {
+                out.err = t.err;
+                Ok(())
+            }
+            Transaction::Multi(txns) => {
+                self.apply_multi(header, txns, &mut out);
+                Ok(())
+            }
+        };
+        if let Err(code) = result {
+            out.err = code.code();
+        }
+        out
+    }
+
+    /// A multi: if any op failed in preparation, nothing changes and each op reports OK
+    /// (before the failure), its error, or RuntimeInconsistency (after it).
+    fn apply_multi(&mut self, header: &TxnHeader, txns: &[Transaction], out: &mut Applied) {
+        let failed = txns.iter().any(|t| matches!(t, Transaction::Error(_)));
+        let mut after_failure = false;
+        for txn in txns {
+            let sub = if let Transaction::Error(e) = txn {
+                after_failure = true;
+                Transaction::Error(e.clone())
+            } else if failed {
+                let code = if after_failure {
+                    ErrorCode::RuntimeInconsistency
+                } else {
+                    ErrorCode::Ok
+                };
+                Transaction::error(code)
+            } else {
+                txn.clone()
+            };
+            let sub_header = TxnHeader {
+                r#type: sub.op_code().code(),
+                ..header.clone()
+            };
+            let mut result = self.apply_one(&sub_header, &sub);
+            out.triggers.append(&mut result.triggers);
+            if result.err != 0 && out.err == 0 {
+                out.err = result.err;
+            }
+            out.multi.push(result);
+        }
+    }
+
+    fn create_node(
+        &mut self,
+        txn: &CreateTxn,
+        owner: i64,
+        zxid: i64,
+        time: i64,
+        out: &mut Applied,
+    ) -> Result<(), ErrorCode> {
+        let (parent_key, name) = split(&txn.path).ok_or(ErrorCode::NoNode)?;
+        let parent = self.nodes.get(parent_key).ok_or(ErrorCode::NoNode)?;
+        if parent.children.contains(name) {
+            return Err(ErrorCode::NodeExists);
+        }
+        let acl = self.acls.intern(txn.acl.as_deref().unwrap_or_default());
+        let mut cversion = txn.parent_c_version;
+        if cversion == -1 {
+            cversion = parent.stat.cversion.saturating_add(1);
+        }
+        let (parent_key, name) = (parent_key.to_owned(), name.to_owned());
+        self.update(&parent_key, |parent| {
+            if cversion > parent.stat.cversion {
+                parent.stat.cversion = cversion;
+                parent.stat.pzxid = zxid;
+            }
+            parent.children.insert(name.into_boxed_str());
+        });
+        let stat = StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            pzxid: zxid,
+        };
+        let node = Node::new(txn.data.clone(), acl, stat);
+        out.stat = Some(node.client_stat());
+        self.insert_node(&txn.path, node);
+        match EphemeralType::of(owner, self.options.extended_types) {
+            EphemeralType::Container => {
+                self.containers.insert(txn.path.clone());
+            }
+            EphemeralType::Ttl => {
+                self.ttls.insert(txn.path.clone());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(txn.path.clone());
+            }
+            EphemeralType::Void | EphemeralType::Invalid => {}
+        }
+        out.triggers.push(Trigger {
+            path: txn.path.clone(),
+            event: EventType::NodeCreated,
+        });
+        let parent = display_parent(&parent_key).to_owned();
+        out.triggers.push(Trigger {
+            path: parent,
+            event: EventType::NodeChildrenChanged,
+        });
+        Ok(())
+    }
+
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: i64,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<(), ErrorCode> {
+        let (parent_key, name) = split(path).ok_or(ErrorCode::NoNode)?;
+        if !self.nodes.contains_key(parent_key) {
+            return Err(ErrorCode::NoNode);
+        }
+        let parent_key = parent_key.to_owned();
+        self.update(&parent_key, |parent| {
+            parent.children.remove(name);
+            if zxid > parent.stat.pzxid {
+                parent.stat.pzxid = zxid;
+            }
+        });
+        let node = self.remove_node(path).ok_or(ErrorCode::NoNode)?;
+        self.acls.release(node.acl);
+        let owner = node.stat.ephemeral_owner;
+        match EphemeralType::of(owner, self.options.extended_types) {
+            EphemeralType::Container => {
+                self.containers.remove(path);
+            }
+            EphemeralType::Ttl => {
+                self.ttls.remove(path);
+            }
+            EphemeralType::Normal => {
+                if let Some(paths) = self.ephemerals.get_mut(&owner) {
+                    paths.remove(path);
+                    if paths.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            EphemeralType::Void | EphemeralType::Invalid => {}
+        }
+        triggers.push(Trigger {
+            path: path.to_owned(),
+            event: EventType::NodeDeleted,
+        });
+        let parent = display_parent(&parent_key).to_owned();
+        triggers.push(Trigger {
+            path: parent,
+            event: EventType::NodeChildrenChanged,
+        });
+        Ok(())
+    }
+
+    fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+        out: &mut Applied,
+    ) -> Result<(), ErrorCode> {
+        let key = crate::path::key(path).to_owned();
+        let stat = self
+            .update(&key, |node| {
+                node.data = data;
+                node.stat.mtime = time;
+                node.stat.mzxid = zxid;
+                node.stat.version = version;
+            })
+            .ok_or(ErrorCode::NoNode)?;
+        out.stat = Some(stat);
+        out.triggers.push(Trigger {
+            path: path.to_owned(),
+            event: EventType::NodeDataChanged,
+        });
+        Ok(())
+    }
+
+    fn set_acl(
+        &mut self,
+        path: &str,
+        acl: &[Acl],
+        version: i32,
+        out: &mut Applied,
+    ) -> Result<(), ErrorCode> {
+        let key = crate::path::key(path).to_owned();
+        let old = self.nodes.get(&key).ok_or(ErrorCode::NoNode)?.acl;
+        self.acls.release(old);
+        let id = self.acls.intern(acl);
+        out.stat = self.update(&key, |node| {
+            node.stat.aversion = version;
+            node.acl = id;
+        });
+        Ok(())
+    }
+
+    fn set_cversion_pzxid(
+        &mut self,
+        path: &str,
+        cversion: i32,
+        zxid: i64,
+    ) -> Result<(), ErrorCode> {
+        let key = path.strip_suffix('/').unwrap_or(path).to_owned();
+        let node = self.nodes.get(&key).ok_or(ErrorCode::NoNode)?;
+        let cversion = if cversion == -1 {
+            node.stat.cversion.saturating_add(1)
+        } else {
+            cversion
+        };
+        if cversion > node.stat.cversion {
+            self.update(&key, |node| {
+                node.stat.cversion = cversion;
+                node.stat.pzxid = zxid;
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the paths a `closeSession` txn names, then any other ephemeral the session
+    /// still owns; missing paths are skipped, as ZooKeeper does on replay.
+    fn kill_session(
+        &mut self,
+        session: i64,
+        zxid: i64,
+        txn: Option<&zk_jute::txn::CloseSessionTxn>,
+        triggers: &mut Vec<Trigger>,
+    ) {
+        self.sessions.remove(&session);
+        let local = self.ephemerals.remove(&session).unwrap_or_default();
+        let named = txn
+            .and_then(|t| t.paths2_delete.as_deref())
+            .unwrap_or_default();
+        for path in named {
+            let _ = self.delete_node(path, zxid, triggers);
+        }
+        for path in local.iter().filter(|path| !named.contains(path)) {
+            let _ = self.delete_node(path, zxid, triggers);
+        }
+    }
+
+    /// Changes one node through `change`, keeping the digest in step; returns the new stat.
+    fn update(&mut self, key: &str, change: impl FnOnce(&mut Node)) -> Option<Stat> {
+        let node = self.nodes.get_mut(key)?;
+        self.digest = self.digest.wrapping_sub(node.digest);
+        change(node);
+        node.digest = node_digest(key, node.data.as_deref(), &node.stat);
+        self.digest = self.digest.wrapping_add(node.digest);
+        Some(node.client_stat())
+    }
+
+    /// Adds a node (no parent link), keeping the digest in step.
+    pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) {
+        node.digest = node_digest(path, node.data.as_deref(), &node.stat);
+        self.digest = self.digest.wrapping_add(node.digest);
+        if let Some(old) = self.nodes.insert(path.to_owned(), node) {
+            self.digest = self.digest.wrapping_sub(old.digest);
+        }
+    }
+
+    fn remove_node(&mut self, path: &str) -> Option<Node> {
+        let node = self.nodes.remove(path)?;
+        self.digest = self.digest.wrapping_sub(node.digest);
+        Some(node)
+    }
+
+    /// Records `child` under `parent` without touching any stat (system nodes, snapshots).
+    pub(crate) fn link_child(&mut self, parent: &str, child: &str) -> bool {
+        match self.nodes.get_mut(parent) {
+            Some(node) => node.children.insert(child.into()),
+            None => false,
+        }
+    }
+
+    /// Indexes a loaded node by its owner and counts its ACL reference (snapshots).
+    pub(crate) fn index_loaded(&mut self, path: &str, owner: i64, acl: i64) {
+        self.acls.retain(acl);
+        match EphemeralType::of(owner, self.options.extended_types) {
+            EphemeralType::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            EphemeralType::Ttl => {
+                self.ttls.insert(path.to_owned());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+            EphemeralType::Void | EphemeralType::Invalid => {}
+        }
+    }
+
+    pub(crate) fn acls_mut(&mut self) -> &mut AclCache {
+        &mut self.acls
+    }
+}
+
+/// `parent/child`, with the root's key `""` or `/` giving `/child`.
+pub(crate) fn join(parent: &str, child: &str) -> String {
+    let parent = crate::path::key(parent);
+    format!("{parent}/{child}")
+}
+
+/// Reads, with the permission checks ZooKeeper's `FinalRequestProcessor` makes. Each
+/// succeeds exactly when the server would register a watch the request asked for, except
+/// [`DataTree::exists`], whose watch is registered even when the node is missing.
+impl DataTree {
+    fn readable(
+        &self,
+        path: &str,
+        perm: zk_jute::Perms,
+        auth: &[zk_jute::data::Id],
+    ) -> Result<&Node, ErrorCode> {
+        let node = self.node(path).ok_or(ErrorCode::NoNode)?;
+        crate::acl::check_acl(&self.acl_of(node), perm, auth)?;
+        Ok(node)
+    }
+
+    /// `getData`: data and stat; needs READ.
+    pub fn get_data(
+        &self,
+        path: &str,
+        auth: &[zk_jute::data::Id],
+    ) -> Result<(Option<Bytes>, Stat), ErrorCode> {
+        let node = self.readable(path, zk_jute::Perms::READ, auth)?;
+        Ok((node.data.clone(), node.client_stat()))
+    }
+
+    /// `exists`: the stat; no permission needed. A NUL in the path is `BadArguments`.
+    pub fn exists(&self, path: &str) -> Result<Stat, ErrorCode> {
+        if path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        self.node(path)
+            .map(Node::client_stat)
+            .ok_or(ErrorCode::NoNode)
+    }
+
+    /// `getChildren`/`getChildren2`: the children's names (sorted) and the stat; needs READ.
+    pub fn get_children(
+        &self,
+        path: &str,
+        auth: &[zk_jute::data::Id],
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let node = self.readable(path, zk_jute::Perms::READ, auth)?;
+        Ok((
+            node.children.iter().map(|c| c.to_string()).collect(),
+            node.client_stat(),
+        ))
+    }
+
+    /// `getACL`: needs READ or ADMIN; without ADMIN, digest ids come back redacted.
+    pub fn get_acl(
+        &self,
+        path: &str,
+        auth: &[zk_jute::data::Id],
+    ) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let node = self.readable(path, zk_jute::Perms::READ | zk_jute::Perms::ADMIN, auth)?;
+        let acl = self.acl_of(node);
+        let acl = match crate::acl::check_acl(&acl, zk_jute::Perms::ADMIN, auth) {
+            Ok(()) => acl.to_vec(),
+            Err(_) => crate::acl::redact_digests(&acl),
+        };
+        Ok((acl, node.client_stat()))
+    }
+
+    /// `getAllChildrenNumber`: needs READ.
+    pub fn get_all_children_number(
+        &self,
+        path: &str,
+        auth: &[zk_jute::data::Id],
+    ) -> Result<i32, ErrorCode> {
+        self.readable(path, zk_jute::Perms::READ, auth)?;
+        let count = self.all_children_number(path).unwrap_or(0);
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    /// `getEphemerals`: the session's ephemeral paths starting with `prefix` (all of them for
+    /// an empty or `/` prefix), sorted.
+    pub fn get_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        let prefix = prefix.trim();
+        let all = prefix.is_empty() || prefix == "/";
+        self.ephemerals(session)
+            .filter(|p| all || p.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+}
