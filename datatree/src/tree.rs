@@ -89,6 +89,8 @@ pub struct Trigger {
 /// What applying one txn did: ZooKeeper's `ProcessTxnResult`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
+    /// The txn's type (`TxnHeader.type`; in a failed multi, each op's is `error`).
+    pub op: i32,
     /// 0, or the error the txn carried or met (e.g. `NoNode` on replay).
     pub err: i32,
     /// The path the txn concerned.
@@ -310,7 +312,10 @@ impl DataTree {
 
     fn apply_one(&mut self, header: &TxnHeader, txn: &Transaction) -> Applied {
         let (zxid, time) = (header.zxid, header.time);
-        let mut out = Applied::default();
+        let mut out = Applied {
+            op: header.r#type,
+            ..Applied::default()
+        };
         let result = match txn {
             Transaction::Create(t) | Transaction::Create2(t) => {
                 out.path = Some(t.path.clone());
