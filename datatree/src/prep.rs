@@ -606,3 +606,86 @@ enum Created {
     Container(CreateContainerTxn),
     Ttl(CreateTtlTxn),
 }
+
+#[cfg(test)]
+mod tests {
+    use zk_jute::txn::TxnHeader;
+
+    use super::*;
+    use crate::acl::open_acl_unsafe;
+
+    fn create(path: &str, flags: i32) -> WriteRequest {
+        let acl = Some(open_acl_unsafe());
+        let request = CreateRequest {
+            path: path.into(),
+            data: None,
+            acl,
+            flags,
+        };
+        WriteRequest::Create {
+            request,
+            with_stat: false,
+            container: false,
+        }
+    }
+
+    fn apply(tree: &mut DataTree, zxid: i64, prepared: &Prepared) {
+        let r#type = prepared.txn.op_code().code();
+        let header = TxnHeader {
+            client_id: 1,
+            cxid: 0,
+            zxid,
+            time: 5,
+            r#type,
+        };
+        assert_eq!(tree.apply(&header, &prepared.txn).err, 0);
+    }
+
+    #[test]
+    fn pending_txns_are_seen_through_the_overlay() {
+        let mut tree = DataTree::default();
+        let session = Session { id: 1, auth: &[] };
+        let mut pending = Overlay::default();
+        let digest = tree.digest();
+        // Three writes prepared before any is applied, each seeing the ones before it.
+        let first = prepare(&pending.over(&tree), &session, 1, 5, &create("/q", 0));
+        pending.stage(1, &first);
+        let second = prepare(&pending.over(&tree), &session, 2, 5, &create("/q/job-", 2));
+        pending.stage(2, &second);
+        let third = prepare(&pending.over(&tree), &session, 3, 5, &create("/q/job-", 3));
+        pending.stage(3, &third);
+        assert_eq!(third.error(), None);
+        let Transaction::Create(txn) = &third.txn else {
+            panic!("{:?}", third.txn)
+        };
+        assert_eq!(
+            txn.path, "/q/job-0000000001",
+            "numbered after the pending /q/job-0000000000"
+        );
+        assert_eq!(
+            pending.over(&tree).ephemerals(1),
+            BTreeSet::from([txn.path.clone()])
+        );
+        let predicted = [&first, &second, &third]
+            .iter()
+            .fold(digest, |d, p| d.wrapping_add(p.digest_delta));
+
+        for (zxid, prepared) in [(1, &first), (2, &second), (3, &third)] {
+            apply(&mut tree, zxid, prepared);
+            pending.applied(zxid);
+        }
+        assert!(pending.is_empty());
+        assert_eq!(tree.digest(), predicted);
+        assert_eq!(tree.node("/q").map(|n| n.children.len()), Some(2));
+    }
+
+    #[test]
+    fn a_failed_write_is_an_error_txn_with_no_changes() {
+        let tree = DataTree::default();
+        let session = Session { id: 1, auth: &[] };
+        let prepared = prepare(&tree, &session, 1, 5, &create("/a/b", 0));
+        assert_eq!(prepared.txn, Transaction::error(ErrorCode::NoNode));
+        assert!(prepared.changes.is_empty());
+        assert_eq!(prepared.digest_delta, 0);
+    }
+}

@@ -785,3 +785,121 @@ impl DataTree {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use zk_jute::txn::{CreateContainerTxn, CreateTtlTxn, DeleteTxn};
+
+    use super::*;
+    use crate::acl::open_acl_unsafe;
+
+    fn apply(tree: &mut DataTree, zxid: i64, time: i64, txn: Transaction) -> Applied {
+        let r#type = txn.op_code().code();
+        tree.apply(
+            &TxnHeader {
+                client_id: 9,
+                cxid: 0,
+                zxid,
+                time,
+                r#type,
+            },
+            &txn,
+        )
+    }
+
+    fn plain(path: &str) -> Transaction {
+        let acl = Some(open_acl_unsafe());
+        let (data, ephemeral, parent_c_version) = (None, false, -1);
+        Transaction::Create(CreateTxn {
+            path: path.into(),
+            data,
+            acl,
+            ephemeral,
+            parent_c_version,
+        })
+    }
+
+    #[test]
+    fn containers_and_ttls_expire_as_zookeepers_container_manager_decides() {
+        let mut tree = DataTree::default();
+        let acl = Some(open_acl_unsafe());
+        let container = |path: &str| {
+            Transaction::CreateContainer(CreateContainerTxn {
+                path: path.into(),
+                data: None,
+                acl: acl.clone(),
+                parent_c_version: -1,
+            })
+        };
+        apply(&mut tree, 1, 1_000, container("/used"));
+        apply(&mut tree, 2, 1_000, container("/never"));
+        apply(&mut tree, 3, 1_000, plain("/used/child"));
+        let ttl = CreateTtlTxn {
+            path: "/ttl".into(),
+            data: None,
+            acl,
+            parent_c_version: -1,
+            ttl: 500,
+        };
+        apply(&mut tree, 4, 1_000, Transaction::CreateTtl(ttl));
+
+        // A container with a child, a fresh container and a young TTL node stay.
+        assert!(tree.expiry_candidates(1_200, 0).is_empty());
+        // The child goes: the container once had children, so it is due at once.
+        apply(
+            &mut tree,
+            5,
+            1_300,
+            Transaction::Delete(DeleteTxn {
+                path: "/used/child".into(),
+            }),
+        );
+        assert_eq!(tree.expiry_candidates(1_300, 0), ["/used"]);
+        // A never-used container is due only past maxNeverUsedInterval; a TTL node past its TTL.
+        assert_eq!(
+            tree.expiry_candidates(1_600, 500),
+            ["/never", "/used", "/ttl"]
+        );
+        assert_eq!(
+            tree.node("/ttl").map(|n| n.client_stat().ephemeral_owner),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn closing_a_session_deletes_its_ephemerals_and_fires_their_watches() {
+        let mut tree = DataTree::default();
+        let acl = Some(open_acl_unsafe());
+        let eph = Transaction::Create(CreateTxn {
+            path: "/e".into(),
+            data: None,
+            acl,
+            ephemeral: true,
+            parent_c_version: -1,
+        });
+        apply(
+            &mut tree,
+            1,
+            1,
+            Transaction::CreateSession(zk_jute::txn::CreateSessionTxn { time_out: 5 }),
+        );
+        apply(&mut tree, 2, 1, eph);
+        assert_eq!(tree.ephemerals(9).collect::<Vec<_>>(), ["/e"]);
+        let closed = apply(&mut tree, 3, 1, Transaction::CloseSession(None));
+        assert!(tree.node("/e").is_none());
+        assert!(tree.sessions().is_empty());
+        let events: Vec<_> = closed
+            .triggers
+            .iter()
+            .map(|t| (t.path.as_str(), t.event))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("/e", EventType::NodeDeleted),
+                ("/", EventType::NodeChildrenChanged)
+            ]
+        );
+        assert_eq!(tree.node("/").map(|n| n.stat.pzxid), Some(3));
+    }
+}

@@ -205,7 +205,14 @@ impl Run {
             time: TIME_MS,
             r#type: prepared.txn.op_code().code(),
         };
+        let digest_before = self.tree.digest();
         let applied = self.tree.apply(&header, &prepared.txn);
+        // Preparation predicts the digest the log records; applying must reach it.
+        assert_eq!(
+            digest_before.wrapping_add(prepared.digest_delta),
+            self.tree.digest(),
+            "{request:?}"
+        );
         for trigger in &applied.triggers {
             let fired = self.watches.trigger(&trigger.path, trigger.event);
             for watcher in fired.watchers {
