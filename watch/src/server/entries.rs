@@ -3,13 +3,16 @@
 //!
 //! Most watched paths have one watcher, so that case is inline and allocates nothing. Up to
 //! [`FEW_MAX`] pairs live in a sorted vector (4 bytes a pair, binary search). A hot path
-//! with more (a thousand clients waiting on one lock node) moves to a hash map so that
-//! adding and removing stay O(1) however many watchers pile up; it moves back when it
-//! shrinks below half of that.
+//! with more (a thousand clients waiting on one lock node) moves to a hash table of the
+//! same packed pairs, hashed by slot, so that adding and removing stay O(1) however many
+//! watchers pile up; it moves back when it shrinks below half of that.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
-use super::state::{BuildIdHasher, State};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use super::state::{IdHasher, State};
 
 /// Pairs kept in a sorted vector before switching to a hash map.
 pub(crate) const FEW_MAX: usize = 512;
@@ -34,8 +37,8 @@ pub(crate) enum Entries {
     One(u32),
     /// Zero (only transiently, before the path is released) to [`FEW_MAX`] pairs, sorted.
     Few(Vec<u32>),
-    /// More than [`FEW_MAX`] / 2 pairs: slot to state bits.
-    Many(HashMap<u32, u8, BuildIdHasher>),
+    /// More than [`FEW_MAX`] / 2 pairs, hashed by slot.
+    Many(Box<HashTable<u32>>),
 }
 
 impl Entries {
@@ -49,7 +52,7 @@ impl Entries {
         match self {
             Entries::One(_) => 1,
             Entries::Few(pairs) => pairs.len(),
-            Entries::Many(map) => map.len(),
+            Entries::Many(table) => table.len(),
         }
     }
 
@@ -68,9 +71,9 @@ impl Entries {
                 Ok(i) => pairs.get(i).map_or(State::EMPTY, |p| unpack(*p).1),
                 Err(_) => State::EMPTY,
             },
-            Entries::Many(map) => map
-                .get(&slot)
-                .map_or(State::EMPTY, |bits| State::from_bits(u32::from(*bits))),
+            Entries::Many(table) => table
+                .find(hash_slot(slot), |p| unpack(*p).0 == slot)
+                .map_or(State::EMPTY, |p| unpack(*p).1),
         }
     }
 
@@ -100,21 +103,22 @@ impl Entries {
                 }
                 Err(i) if pairs.len() < FEW_MAX => pairs.insert(i, pack(slot, state)),
                 Err(_) => {
-                    let mut map: HashMap<u32, u8, BuildIdHasher> =
-                        HashMap::with_capacity_and_hasher(
-                            pairs.len() * 2,
-                            BuildIdHasher::default(),
-                        );
-                    map.extend(pairs.iter().map(|p| {
-                        let (s, st) = unpack(*p);
-                        (s, st.bits())
-                    }));
-                    map.insert(slot, state.bits());
-                    *self = Entries::Many(map);
+                    let mut table = HashTable::with_capacity(pairs.len() * 2);
+                    for p in pairs.iter().copied().chain([pack(slot, state)]) {
+                        table.insert_unique(hash_slot(unpack(p).0), p, |p| hash_slot(unpack(*p).0));
+                    }
+                    *self = Entries::Many(Box::new(table));
                 }
             },
-            Entries::Many(map) => {
-                map.insert(slot, state.bits());
+            Entries::Many(table) => {
+                let packed = pack(slot, state);
+                let same = |p: &u32| unpack(*p).0 == slot;
+                match table.entry(hash_slot(slot), same, |p| hash_slot(unpack(*p).0)) {
+                    Entry::Occupied(mut e) => *e.get_mut() = packed,
+                    Entry::Vacant(e) => {
+                        e.insert(packed);
+                    }
+                }
             }
         }
     }
@@ -137,15 +141,16 @@ impl Entries {
                     }
                 }
             }
-            Entries::Many(map) => {
-                map.remove(&slot);
-                if map.len() <= FEW_MAX / 2 {
-                    let mut pairs: Vec<u32> = map
-                        .iter()
-                        .map(|(s, bits)| pack(*s, State::from_bits(u32::from(*bits))))
-                        .collect();
+            Entries::Many(table) => {
+                if let Ok(e) = table.find_entry(hash_slot(slot), |p| unpack(*p).0 == slot) {
+                    e.remove();
+                }
+                if table.len() <= FEW_MAX / 2 {
+                    let mut pairs: Vec<u32> = table.iter().copied().collect();
                     pairs.sort_unstable();
                     *self = Entries::Few(pairs);
+                } else if table.capacity() > 4 * table.len() {
+                    table.shrink_to(2 * table.len(), |p| hash_slot(unpack(*p).0));
                 }
             }
         }
@@ -165,9 +170,10 @@ impl Entries {
                     f(slot, state);
                 }
             }
-            Entries::Many(map) => {
-                for (slot, bits) in map {
-                    f(*slot, State::from_bits(u32::from(*bits)));
+            Entries::Many(table) => {
+                for packed in table.iter() {
+                    let (slot, state) = unpack(*packed);
+                    f(slot, state);
                 }
             }
         }
@@ -179,9 +185,15 @@ impl Entries {
         match self {
             Entries::One(_) => 0,
             Entries::Few(pairs) => pairs.capacity() * 4,
-            Entries::Many(map) => map.capacity() * 9,
+            Entries::Many(table) => table.capacity() * 5,
         }
     }
+}
+
+fn hash_slot(slot: u32) -> u64 {
+    let mut hasher = std::hash::BuildHasherDefault::<IdHasher>::default().build_hasher();
+    hasher.write_u32(slot);
+    hasher.finish()
 }
 
 fn find(pairs: &[u32], slot: u32) -> Result<usize, usize> {

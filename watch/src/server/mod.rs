@@ -3,6 +3,7 @@
 //! compact structure.
 
 mod entries;
+mod path_set;
 mod report;
 mod state;
 mod tables;
@@ -270,7 +271,7 @@ impl WatchManager {
             return 0;
         };
         let mut dropped = 0;
-        for id in &held.paths {
+        for id in held.paths.to_vec() {
             let Some(path) = self.paths.get_mut(id) else {
                 continue;
             };
@@ -360,7 +361,8 @@ impl WatchManager {
         };
         let mut held: Vec<HeldWatch> = w
             .paths
-            .iter()
+            .to_vec()
+            .into_iter()
             .filter_map(|id| {
                 let path = self.paths.get(id)?;
                 let state = path.entries.get(slot);
@@ -425,7 +427,8 @@ impl WatchManager {
             .map(|(slot, w)| {
                 let mut paths: Vec<String> = w
                     .paths
-                    .iter()
+                    .to_vec()
+                    .into_iter()
                     .filter_map(|id| self.paths.get(id))
                     .filter(|p| p.entries.get(slot).mode(table).is_some())
                     .map(|p| p.path.to_string())

@@ -1,15 +1,15 @@
 //! The two interning tables behind the manager: paths to dense path ids (each path string
-//! stored once), and watcher ids to dense watcher slots (each with a roaring bitmap of the
-//! path ids it watches).
+//! stored once), and watcher ids to dense watcher slots (each with the set of path ids it
+//! watches).
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use roaring::RoaringBitmap;
 
 use super::entries::{Entries, SLOT_LIMIT};
+use super::path_set::PathSet;
 use super::state::{BuildIdHasher, State};
 use crate::{WatchError, WatchTable, WatcherId};
 
@@ -123,7 +123,7 @@ impl PathTable {
 #[derive(Debug, Clone)]
 pub(crate) struct WatcherSlot {
     pub(crate) id: WatcherId,
-    pub(crate) paths: RoaringBitmap,
+    pub(crate) paths: PathSet,
     tables: u8,
 }
 
@@ -189,7 +189,7 @@ impl WatcherTable {
         };
         let entry = WatcherSlot {
             id: watcher,
-            paths: RoaringBitmap::new(),
+            paths: PathSet::default(),
             tables: 0,
         };
         match self.slots.get_mut(slot as usize) {
@@ -214,5 +214,34 @@ impl WatcherTable {
             .iter()
             .enumerate()
             .filter_map(|(slot, w)| Some((u32::try_from(slot).ok()?, w.as_ref()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_path_and_per_watcher_records_stay_small() {
+        // A watched path costs this plus its name and 5 bytes of hash table; see the
+        // memory benchmark for whole figures.
+        assert!(std::mem::size_of::<Option<PathSlot>>() <= 40);
+        assert!(std::mem::size_of::<Entries>() <= 24);
+        assert!(std::mem::size_of::<Option<WatcherSlot>>() <= 48);
+    }
+
+    #[test]
+    fn released_path_ids_are_reused_and_names_found_again() {
+        let mut paths = PathTable::default();
+        let a = paths.insert("/a", 0, State::from_bits(1)).expect("room");
+        let b = paths.insert("/b", 0, State::from_bits(1)).expect("room");
+        assert_eq!((paths.find("/a"), paths.find("/b")), (Some(a), Some(b)));
+        paths.release(a);
+        assert_eq!(paths.find("/a"), None);
+        let c = paths.insert("/c", 1, State::from_bits(4)).expect("room");
+        assert_eq!(c, a);
+        assert_eq!(paths.name(c), Some("/c"));
+        assert_eq!(paths.state(c, 1), State::from_bits(4));
+        assert_eq!(paths.len(), 2);
     }
 }
