@@ -25,8 +25,11 @@
 //! A million watches should not cost a hundred megabytes. Paths are interned once into
 //! dense ids; watchers get dense slots. Each (path, watcher) pair is one `u32`: the slot and
 //! four bits holding its mode in both tables. A path with one watcher stores that `u32`
-//! inline, up to 512 live in a sorted vector, more in a hash map. Each watcher keeps a
-//! roaring bitmap of its path ids, so closing a connection touches only its own paths.
+//! inline, up to 512 live in a sorted vector, more in a hash table. Each watcher keeps its
+//! path ids in a sorted vector, or past 64 in a roaring bitmap, so closing a connection
+//! touches only its own paths. Measured (`benches/memory.rs`), a million watches cost about
+//! 22 bytes each when paths are shared by ten watchers, and 85 when every path has a
+//! watcher of its own (the path names dominate then).
 //!
 //! # Example
 //!
