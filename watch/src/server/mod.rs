@@ -26,8 +26,9 @@ pub use self::report::{WatchesSummary, format_by_connection, format_by_path};
 pub struct Fired {
     /// The notification to send.
     pub event: WatchedEvent,
-    /// Who to send it to: no duplicates, in an order fixed by the sequence of operations
-    /// (slot order on one path, then ancestors'), not sorted.
+    /// Who to send it to: no duplicates, not sorted. The order is a function of the
+    /// operations so far (the watched path's watchers, then its ancestors'; by slot unless
+    /// a path holds more than 512), never of a random seed.
     pub watchers: Vec<WatcherId>,
 }
 
