@@ -36,8 +36,33 @@ pub enum SnapshotError {
 }
 
 impl DataTree {
+    /// Writes the snapshot body to `w` in 64 KiB pieces, so a large tree is never copied
+    /// whole into memory.
+    pub fn write_body(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        const PIECE: usize = 64 * 1024;
+        let mut buf = bytes::BytesMut::with_capacity(2 * PIECE);
+        self.serialize_with(&mut buf, |buf| {
+            if buf.len() >= PIECE {
+                w.write_all(buf)?;
+                buf.clear();
+            }
+            Ok::<(), std::io::Error>(())
+        })?;
+        w.write_all(&buf)
+    }
+
     /// Writes the ACL cache and nodes as a snapshot body.
     pub fn serialize<B: BufMut>(&self, out: &mut B) {
+        let _ = self.serialize_with(out, |_| Ok::<(), std::convert::Infallible>(()));
+    }
+
+    /// [`serialize`](Self::serialize), calling `drain` after each node so the caller can
+    /// move the bytes out.
+    fn serialize_with<B: BufMut, E>(
+        &self,
+        out: &mut B,
+        mut drain: impl FnMut(&mut B) -> Result<(), E>,
+    ) -> Result<(), E> {
         let entries: Vec<(i64, &[Acl])> = self.acl_cache().entries().collect();
         i32::try_from(entries.len()).unwrap_or(i32::MAX).encode(out);
         for (id, acl) in entries {
@@ -53,8 +78,10 @@ impl DataTree {
             node.data.encode(out);
             node.acl.encode(out);
             node.stat.encode(out);
+            drain(out)?;
         }
         "/".to_owned().encode(out);
+        Ok(())
     }
 
     /// Reads a snapshot body written by [`DataTree::serialize`] or by ZooKeeper. Calls

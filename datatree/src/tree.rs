@@ -694,6 +694,58 @@ impl DataTree {
     }
 }
 
+impl DataTree {
+    /// The whole tree as text, one line per node in preorder (children sorted) with its data
+    /// in hex (`-` for null), every stored stat field (the raw owner, cversion as the count
+    /// of creates), dataLength, numChildren and ACL, then the digest. This is the form the
+    /// reference recordings (`tree.txt`) use, so trees compare line by line.
+    pub fn dump(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for key in self.paths_preorder() {
+            let Some(node) = self.nodes.get(&key) else {
+                continue;
+            };
+            let path = if key.is_empty() { "/" } else { &key };
+            let (s, client) = (&node.stat, node.client_stat());
+            let data = node.data.as_deref().map_or_else(
+                || "-".to_owned(),
+                |d| {
+                    d.iter().fold(String::new(), |mut h, b| {
+                        let _ = write!(h, "{b:02x}");
+                        h
+                    })
+                },
+            );
+            let acl: Vec<String> = self
+                .acl_of(node)
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, zk_jute::Perms(a.perms)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{path} data={data} czxid={:#x} mzxid={:#x} ctime={} mtime={} version={} \
+                 cversion={} aversion={} ephemeralOwner={:#x} dataLength={} numChildren={} \
+                 pzxid={:#x} acl={}",
+                s.czxid,
+                s.mzxid,
+                s.ctime,
+                s.mtime,
+                s.version,
+                s.cversion,
+                s.aversion,
+                s.ephemeral_owner,
+                client.data_length,
+                client.num_children,
+                s.pzxid,
+                acl.join(",")
+            );
+        }
+        let _ = writeln!(out, "digest {:#x}", self.digest);
+        out
+    }
+}
+
 /// `parent/child`, with the root's key `""` or `/` giving `/child`.
 pub(crate) fn join(parent: &str, child: &str) -> String {
     let parent = crate::path::key(parent);

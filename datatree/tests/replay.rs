@@ -3,13 +3,12 @@
 //! every txn our digest equals the one ZooKeeper logged with it, and the final tree equals
 //! the tree ZooKeeper reported, node by node (data, every stat field, ACL).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use zk_datatree::{DataTree, Transaction, TreeOptions};
 use zk_jute::txn::{TxnDigest, TxnHeader};
-use zk_jute::{Perms, Reader, Record};
+use zk_jute::{Reader, Record};
 
 fn scenarios() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference");
@@ -73,53 +72,6 @@ fn read_log(path: &Path) -> Vec<Entry> {
     entries
 }
 
-fn perms(bits: i32) -> String {
-    Perms(bits).to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The tree in the recorder's `tree.txt` format.
-fn dump(tree: &DataTree) -> String {
-    let mut out = String::new();
-    for key in tree.paths_preorder() {
-        let node = tree.node(&key).unwrap();
-        let path = if key.is_empty() { "/" } else { &key };
-        // Stored values, not what clients see: the raw owner and the count of creates.
-        let (s, client) = (&node.stat, node.client_stat());
-        let data = node.data.as_deref().map_or("-".to_owned(), hex);
-        let acl: Vec<String> = tree
-            .acl_of(node)
-            .iter()
-            .map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, perms(a.perms)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{path} data={data} czxid={:#x} mzxid={:#x} ctime={} mtime={} version={} cversion={} \
-             aversion={} ephemeralOwner={:#x} dataLength={} numChildren={} pzxid={:#x} acl={}",
-            s.czxid,
-            s.mzxid,
-            s.ctime,
-            s.mtime,
-            s.version,
-            s.cversion,
-            s.aversion,
-            s.ephemeral_owner,
-            client.data_length,
-            client.num_children,
-            s.pzxid,
-            acl.join(",")
-        );
-    }
-    let _ = writeln!(out, "digest {:#x}", tree.digest());
-    out
-}
-
 /// Reads ZooKeeper's initial `snapshot.0`: header, session table, then the tree body.
 fn read_snapshot(path: &Path) -> DataTree {
     let mut r = Reader::new(Bytes::from(std::fs::read(path).unwrap()));
@@ -151,7 +103,7 @@ fn zookeeper_snapshots_load_to_the_initial_tree() {
             .expect("a snapshot");
         let loaded = read_snapshot(&snapshot);
         let fresh = DataTree::default();
-        assert_eq!(dump(&loaded), dump(&fresh), "{}", snapshot.display());
+        assert_eq!(loaded.dump(), fresh.dump(), "{}", snapshot.display());
     }
 }
 
@@ -181,6 +133,6 @@ fn replaying_zookeeper_logs_gives_zookeepers_tree_and_digests() {
         }
         assert!(applied > 10, "{}: only {applied} txns", dir.display());
         let expected = std::fs::read_to_string(dir.join("tree.txt")).unwrap();
-        assert_eq!(dump(&tree), expected, "{}", dir.display());
+        assert_eq!(tree.dump(), expected, "{}", dir.display());
     }
 }

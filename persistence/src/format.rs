@@ -1,0 +1,124 @@
+//! The bytes of ZooKeeper's files: file headers, log entries, names, checksums.
+
+use std::path::Path;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use zk_jute::persistence::FileHeader;
+use zk_jute::txn::{TxnDigest, TxnHeader};
+use zk_jute::{Reader, Record};
+
+/// `ZKLG`: the magic of a txn log file.
+pub const LOG_MAGIC: i32 = i32::from_be_bytes(*b"ZKLG");
+/// `ZKSN`: the magic of a snapshot file.
+pub const SNAP_MAGIC: i32 = i32::from_be_bytes(*b"ZKSN");
+/// The file format version ZooKeeper writes.
+pub const FORMAT_VERSION: i32 = 2;
+/// The byte after every log entry (`'B'`).
+pub(crate) const END_OF_RECORD: u8 = 0x42;
+/// The name of the folder ZooKeeper keeps its files in, under `dataDir` / `dataLogDir`.
+pub const VERSION_DIR: &str = "version-2";
+/// Size of the file header, in bytes.
+pub(crate) const HEADER_LEN: usize = 16;
+
+/// One txn as the log stores it: its header and the bytes after it (the txn record, then
+/// the tree digest when the writer keeps digests). The body is opaque here: reading the
+/// record needs its type, which the tree layer knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The txn header.
+    pub header: TxnHeader,
+    /// The txn record followed, optionally, by a `TxnDigest`.
+    pub body: Bytes,
+}
+
+impl LogEntry {
+    /// An entry from a header, the encoded txn record, and the digest to log with it.
+    pub fn new(header: TxnHeader, txn: &[u8], digest: Option<&TxnDigest>) -> Self {
+        let mut body = BytesMut::with_capacity(txn.len() + 12);
+        body.put_slice(txn);
+        if let Some(digest) = digest {
+            digest.encode(&mut body);
+        }
+        Self {
+            header,
+            body: body.freeze(),
+        }
+    }
+
+    /// The entry's zxid.
+    pub fn zxid(&self) -> i64 {
+        self.header.zxid
+    }
+
+    /// The marshalled entry: header then body, what the checksum covers.
+    pub fn marshal(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.header.encoded_len() + self.body.len());
+        self.header.encode(&mut out);
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+
+    /// Reads a marshalled entry.
+    pub fn unmarshal(bytes: Bytes) -> Result<Self, zk_jute::DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let header = TxnHeader::decode(&mut reader)?;
+        Ok(Self {
+            header,
+            body: reader.rest().clone(),
+        })
+    }
+}
+
+/// Adler-32, as `java.util.zip.Adler32` computes it.
+pub fn adler32(bytes: &[u8]) -> u32 {
+    let mut adler = adler2::Adler32::new();
+    adler.write_slice(bytes);
+    adler.checksum()
+}
+
+/// The 16-byte header of a log or snapshot file.
+pub(crate) fn file_header(magic: i32) -> [u8; HEADER_LEN] {
+    let mut out = [0_u8; HEADER_LEN];
+    let mut buf = &mut out[..];
+    FileHeader {
+        magic,
+        version: FORMAT_VERSION,
+        dbid: 0,
+    }
+    .encode(&mut buf);
+    out
+}
+
+/// `log.<zxid in hex>` / `snapshot.<zxid in hex>`.
+pub fn file_name(prefix: &str, zxid: i64) -> String {
+    format!("{prefix}.{zxid:x}")
+}
+
+/// The zxid in a file name of the form `<prefix>.<hex>[.<suffix>]`.
+pub fn zxid_of(path: &Path, prefix: &str) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix(prefix)?.strip_prefix('.')?;
+    let hex = rest.split('.').next()?;
+    i64::from_str_radix(hex, 16)
+        .ok()
+        .or_else(|| u64::from_str_radix(hex, 16).ok().map(|z| z as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_magics() {
+        assert_eq!(file_name("log", 0x1_0000_0001), "log.100000001");
+        assert_eq!(zxid_of(Path::new("/d/snapshot.1a"), "snapshot"), Some(0x1a));
+        assert_eq!(
+            zxid_of(Path::new("snapshot.1a.snappy"), "snapshot"),
+            Some(0x1a)
+        );
+        assert_eq!(zxid_of(Path::new("logs.1a"), "log"), None);
+        assert_eq!(&file_header(LOG_MAGIC)[..8], b"ZKLG\0\0\0\x02");
+        // java.util.zip.Adler32 of "Wikipedia", the algorithm's usual example.
+        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+}

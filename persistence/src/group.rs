@@ -1,0 +1,262 @@
+//! Group commit: many appends, one fsync. A writer thread owns the log; each append returns
+//! a [`Completion`] that resolves only once its entry is durable.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::error::PersistenceError;
+use crate::format::LogEntry;
+use crate::log::TxnLog;
+
+/// The outcome of a durable operation, shareable between the appends of one batch.
+pub type Durable = Result<(), Arc<PersistenceError>>;
+
+/// Resolves when the operation it stands for is durable (or has failed). Await it, or call
+/// [`Completion::wait`] from a thread that is not running an async runtime.
+#[derive(Debug)]
+pub struct Completion(oneshot::Receiver<Durable>);
+
+impl Completion {
+    /// Blocks until durable.
+    pub fn wait(self) -> Durable {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(Arc::new(PersistenceError::Stopped)))
+    }
+}
+
+impl Future for Completion {
+    type Output = Durable;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Durable> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(Arc::new(PersistenceError::Stopped))))
+    }
+}
+
+enum Command {
+    Append(LogEntry, oneshot::Sender<Durable>),
+    Roll(oneshot::Sender<Durable>),
+    Truncate(i64, oneshot::Sender<Durable>),
+    PurgeBefore(i64, oneshot::Sender<Durable>),
+}
+
+/// Limits of the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupOptions {
+    /// Appends waiting for the writer before `append` blocks (backpressure).
+    pub queue_len_max: usize,
+    /// Appends written with one fsync at most.
+    pub batch_len_max: usize,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        Self {
+            queue_len_max: 65_536,
+            batch_len_max: 4_096,
+        }
+    }
+}
+
+/// Counters of the writer: how well batching works.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Commits (fsyncs when `forceSync` is on).
+    pub commits: AtomicU64,
+    /// Entries written.
+    pub entries: AtomicU64,
+}
+
+/// A txn log behind a writer thread that commits appends in groups.
+pub struct GroupCommit {
+    tx: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    stats: Arc<GroupStats>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer thread, which owns `log` from now on.
+    pub fn start<L: TxnLog + Send + 'static>(log: L, options: GroupOptions) -> Self {
+        let (tx, rx) = sync_channel(options.queue_len_max.max(1));
+        let stats = Arc::new(GroupStats::default());
+        let thread_stats = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("txn-log-writer".into())
+            .spawn(move || write_loop(log, rx, options.batch_len_max.max(1), &thread_stats))
+            .ok();
+        Self {
+            tx: Some(tx),
+            writer,
+            stats,
+        }
+    }
+
+    fn send(&self, make: impl FnOnce(oneshot::Sender<Durable>) -> Command) -> Completion {
+        let (done, completion) = oneshot::channel();
+        let command = make(done);
+        if let Some(tx) = &self.tx {
+            // A full queue blocks: backpressure rather than unbounded memory.
+            let sent = match tx.try_send(command) {
+                Err(TrySendError::Full(command)) => tx.send(command).is_ok(),
+                other => other.is_ok(),
+            };
+            if !sent {
+                tracing::error!("txn log writer has stopped; append refused");
+            }
+        }
+        Completion(completion)
+    }
+
+    /// Queues `entry`; the completion resolves when it is durable.
+    pub fn append(&self, entry: LogEntry) -> Completion {
+        self.send(|done| Command::Append(entry, done))
+    }
+
+    /// Commits what is queued and starts a new log segment (after a snapshot).
+    pub fn roll(&self) -> Completion {
+        self.send(Command::Roll)
+    }
+
+    /// Commits what is queued, then removes every entry after `zxid`.
+    pub fn truncate(&self, zxid: i64) -> Completion {
+        self.send(|done| Command::Truncate(zxid, done))
+    }
+
+    /// Removes log segments wholly before `zxid`.
+    pub fn purge_before(&self, zxid: i64) -> Completion {
+        self.send(|done| Command::PurgeBefore(zxid, done))
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &GroupStats {
+        &self.stats
+    }
+
+    /// Commits what is queued and stops the writer.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.tx.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_loop<L: TxnLog>(
+    mut log: L,
+    rx: Receiver<Command>,
+    batch_len_max: usize,
+    stats: &GroupStats,
+) {
+    let mut failed: Option<Arc<PersistenceError>> = None;
+    while let Ok(first) = rx.recv() {
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(entry, done) => {
+                    if failed.is_none() {
+                        if let Err(e) = log.append(&entry) {
+                            let _ = done.send(Err(Arc::new(e)));
+                        } else {
+                            waiting.push(done);
+                        }
+                    } else {
+                        waiting.push(done);
+                    }
+                }
+                // Anything else runs after the appends before it are committed.
+                other => {
+                    finish(&mut log, &mut waiting, &mut failed, stats);
+                    let result = match (&failed, other) {
+                        (Some(e), other) => other.reply(Err(e.clone())),
+                        (None, Command::Roll(done)) => done.send(log.roll().map_err(Arc::new)),
+                        (None, Command::Truncate(z, done)) => {
+                            done.send(log.truncate(z).map_err(Arc::new))
+                        }
+                        (None, Command::PurgeBefore(z, done)) => {
+                            done.send(log.purge_before(z).map_err(Arc::new))
+                        }
+                        (None, Command::Append(..)) => Ok(()),
+                    };
+                    drop(result);
+                }
+            }
+            if waiting.len() < batch_len_max {
+                next = rx.try_recv().ok();
+            }
+        }
+        finish(&mut log, &mut waiting, &mut failed, stats);
+    }
+    let _ = log.commit();
+}
+
+impl Command {
+    fn reply(self, result: Durable) -> Result<(), Durable> {
+        match self {
+            Command::Append(_, done)
+            | Command::Roll(done)
+            | Command::Truncate(_, done)
+            | Command::PurgeBefore(_, done) => done.send(result),
+        }
+    }
+}
+
+/// Commits the appended batch once and tells every waiter. A failed commit stops the log:
+/// what was not durable cannot be known, so nothing later may be acknowledged.
+fn finish<L: TxnLog>(
+    log: &mut L,
+    waiting: &mut Vec<oneshot::Sender<Durable>>,
+    failed: &mut Option<Arc<PersistenceError>>,
+    stats: &GroupStats,
+) {
+    if waiting.is_empty() {
+        return;
+    }
+    if failed.is_none() {
+        match log.commit() {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .entries
+                    .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "txn log commit failed; the log stops accepting writes");
+                *failed = Some(Arc::new(e));
+            }
+        }
+    }
+    let result: Durable = match failed {
+        Some(e) => Err(e.clone()),
+        None => Ok(()),
+    };
+    for done in waiting.drain(..) {
+        let _ = done.send(result.clone());
+    }
+}

@@ -1,0 +1,61 @@
+//! Apache ZooKeeper's transaction log and snapshot files, byte for byte.
+//!
+//! - [`FileTxnLog`]: `version-2/log.<zxid>` files (checksummed entries, preallocated in
+//!   `preAllocSize` steps, rolled after snapshots); reads tolerate a torn tail and refuse
+//!   any other damage with the file and offset. [`TxnLog`] is the trait a second backend
+//!   implements; [`conformance`] is the suite every backend must pass.
+//! - [`GroupCommit`]: a writer thread that commits many appends with one fsync; each append
+//!   returns a [`Completion`] that resolves once its entry is durable.
+//! - Snapshots ([`write_snapshot`], [`read_snapshot`], [`read_newest`]): header, session
+//!   table, the tree body (written and parsed by callbacks, so this crate needs no tree),
+//!   seals and digest, as ZooKeeper 3.8 writes them.
+//! - [`restore`] (newest valid snapshot, then the log after it), [`purge`], epoch files
+//!   ([`read_epoch`], [`write_epoch`]), and [`SnapshotPolicy`] (`snapCount`).
+//!
+//! It knows nothing of trees or sessions beyond the bytes: txn bodies are opaque
+//! ([`LogEntry::body`]) and tree bodies are the caller's.
+//!
+//! # Example
+//!
+//! ```
+//! use zk_jute::txn::TxnHeader;
+//! use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = FileTxnLog::open(dir.path().join("version-2"), LogOptions::default())?;
+//! let writer = GroupCommit::start(log, GroupOptions::default());
+//! let pending: Vec<_> = (1..=3)
+//!     .map(|zxid| {
+//!         let header = TxnHeader { client_id: 1, cxid: zxid as i32, zxid, time: 0, r#type: -10 };
+//!         writer.append(LogEntry::new(header, &30_000_i32.to_be_bytes(), None))
+//!     })
+//!     .collect();
+//! for completion in pending {
+//!     completion.wait().expect("durable");
+//! }
+//! writer.shutdown();
+//!
+//! let log = FileTxnLog::open(dir.path().join("version-2"), LogOptions::default())?;
+//! assert_eq!(log.read_from(2)?.iter().map(LogEntry::zxid).collect::<Vec<_>>(), [2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::panic))]
+
+pub mod conformance;
+mod error;
+mod format;
+mod group;
+mod log;
+mod restore;
+mod snapshot;
+
+pub use error::{PersistenceError, Result};
+pub use format::{
+    FORMAT_VERSION, LOG_MAGIC, LogEntry, SNAP_MAGIC, VERSION_DIR, adler32, file_name, zxid_of,
+};
+pub use group::{Completion, Durable, GroupCommit, GroupOptions, GroupStats};
+pub use log::{FileTxnLog, LogOptions, ParsedLog, TxnLog, log_files, parse_file, parse_log};
+pub use restore::{Restored, SnapshotPolicy, purge, read_epoch, restore, write_epoch};
+pub use snapshot::{
+    Snapshot, ZxidDigest, read_newest, read_snapshot, snapshot_files, write_snapshot,
+};

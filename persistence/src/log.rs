@@ -1,0 +1,442 @@
+//! The txn log as ZooKeeper writes it: `version-2/log.<first zxid in hex>` files, each a
+//! `ZKLG` header then entries of `checksum: long` (Adler-32 of the marshalled entry),
+//! `length: int`, the entry (`TxnHeader`, txn, optional `TxnDigest`) and `0x42`; files are
+//! grown in `preAllocSize` steps and the unused end is zeros.
+//!
+//! Reading tolerates a torn tail (a crash mid-write leaves a partial entry followed only by
+//! zeros) and refuses anything else that does not check out, naming file and offset.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::{PersistenceError, Result};
+use crate::format::{
+    END_OF_RECORD, HEADER_LEN, LOG_MAGIC, LogEntry, adler32, file_header, file_name, zxid_of,
+};
+
+/// The operations a txn log offers; the file backend and any other backend implement it,
+/// and [`crate::conformance`] checks that they agree.
+pub trait TxnLog {
+    /// Appends an entry. It is durable only after [`commit`](TxnLog::commit).
+    fn append(&mut self, entry: &LogEntry) -> Result<()>;
+    /// Makes every appended entry durable (one fsync unless `forceSync` is off).
+    fn commit(&mut self) -> Result<()>;
+    /// Every entry with a zxid of at least `from`, in order.
+    fn read_from(&self, from: i64) -> Result<Vec<LogEntry>>;
+    /// Removes every entry after `zxid`.
+    fn truncate(&mut self, zxid: i64) -> Result<()>;
+    /// The highest zxid appended (0 for an empty log).
+    fn last_zxid(&self) -> i64;
+    /// Ends the current segment: the next append starts a new one (after a snapshot).
+    fn roll(&mut self) -> Result<()>;
+    /// Removes segments holding only entries before `zxid`.
+    fn purge_before(&mut self, zxid: i64) -> Result<()>;
+}
+
+/// Settings of the file log (ZooKeeper's `preAllocSize`, `forceSync`,
+/// `fsync.warningthresholdms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Files grow in steps of this many bytes (64 MiB by default).
+    pub pre_alloc_size: u64,
+    /// Whether commits fsync.
+    pub force_sync: bool,
+    /// A commit whose fsync takes longer than this logs a warning.
+    pub fsync_warning: Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            pre_alloc_size: 64 * 1024 * 1024,
+            force_sync: true,
+            fsync_warning: Duration::from_millis(1000),
+        }
+    }
+}
+
+struct Segment {
+    path: PathBuf,
+    file: File,
+    position: u64,
+    allocated: u64,
+}
+
+/// The file backend of [`TxnLog`], in a `version-2` folder.
+pub struct FileTxnLog {
+    dir: PathBuf,
+    options: LogOptions,
+    current: Option<Segment>,
+    pending: BytesMut,
+    pending_first: Option<i64>,
+    last_zxid: i64,
+    fsync_count: u64,
+}
+
+impl std::fmt::Debug for FileTxnLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTxnLog")
+            .field("dir", &self.dir)
+            .field("last_zxid", &self.last_zxid)
+            .finish()
+    }
+}
+
+/// The log files in `dir`, by first zxid.
+pub fn log_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| PersistenceError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| PersistenceError::io(dir, e))?.path();
+        if let Some(zxid) = zxid_of(&path, "log") {
+            files.push((zxid, path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PersistenceError::io(dir, e))
+}
+
+impl FileTxnLog {
+    /// Opens (creating if needed) the log in `dir`. Appends go to a new file, as in
+    /// ZooKeeper: existing files are only read.
+    pub fn open(dir: impl Into<PathBuf>, options: LogOptions) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| PersistenceError::io(&dir, e))?;
+        let mut last_zxid = 0;
+        if let Some((_, path)) = log_files(&dir)?.pop() {
+            let parsed = parse_file(&path)?;
+            last_zxid = parsed.entries.last().map_or(0, LogEntry::zxid);
+            if parsed.entries.is_empty() {
+                // An empty newest file: the zxid before it is in the one before.
+                for (_, path) in log_files(&dir)?.iter().rev().skip(1) {
+                    if let Some(e) = parse_file(path)?.entries.last() {
+                        last_zxid = e.zxid();
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            dir,
+            options,
+            current: None,
+            pending: BytesMut::new(),
+            pending_first: None,
+            last_zxid,
+            fsync_count: 0,
+        })
+    }
+
+    /// The folder the log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many fsyncs commits have made.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsync_count
+    }
+
+    fn new_segment(&mut self, first_zxid: i64) -> Result<Segment> {
+        let path = self.dir.join(file_name("log", first_zxid));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| PersistenceError::io(&path, e))?;
+        file.write_all(&file_header(LOG_MAGIC))
+            .map_err(|e| PersistenceError::io(&path, e))?;
+        fsync_dir(&self.dir)?;
+        Ok(Segment {
+            path,
+            file,
+            position: HEADER_LEN as u64,
+            allocated: HEADER_LEN as u64,
+        })
+    }
+
+    /// ZooKeeper's `FilePadding`: within 4 KiB of the allocated end, grow by a step.
+    fn padded_size(&self, position: u64, allocated: u64) -> u64 {
+        let step = self.options.pre_alloc_size;
+        if step == 0 || position + 4096 < allocated {
+            return allocated;
+        }
+        if position > allocated {
+            let size = position + step;
+            size - size % step
+        } else {
+            allocated + step
+        }
+    }
+}
+
+impl TxnLog for FileTxnLog {
+    fn append(&mut self, entry: &LogEntry) -> Result<()> {
+        if entry.zxid() <= self.last_zxid {
+            return Err(PersistenceError::OutOfOrder {
+                zxid: entry.zxid(),
+                last: self.last_zxid,
+            });
+        }
+        let record = entry.marshal();
+        self.pending.reserve(record.len() + 13);
+        self.pending.put_i64(i64::from(adler32(&record)));
+        self.pending
+            .put_i32(i32::try_from(record.len()).unwrap_or(i32::MAX));
+        self.pending.put_slice(&record);
+        self.pending.put_u8(END_OF_RECORD);
+        self.pending_first.get_or_insert(entry.zxid());
+        self.last_zxid = entry.zxid();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some(first) = self.pending_first.take() else {
+            return Ok(());
+        };
+        let mut segment = match self.current.take() {
+            Some(segment) => segment,
+            None => self.new_segment(first)?,
+        };
+        let batch = std::mem::take(&mut self.pending);
+        let end = segment.position + batch.len() as u64;
+        let size = self.padded_size(end, segment.allocated);
+        let path = segment.path.clone();
+        let io = |e| PersistenceError::io(&path, e);
+        if size != segment.allocated {
+            segment.file.set_len(size).map_err(io)?;
+            segment.allocated = size;
+        }
+        segment
+            .file
+            .seek(SeekFrom::Start(segment.position))
+            .map_err(io)?;
+        segment.file.write_all(&batch).map_err(io)?;
+        segment.position = end;
+        if self.options.force_sync {
+            let started = Instant::now();
+            segment.file.sync_data().map_err(io)?;
+            self.fsync_count += 1;
+            let took = started.elapsed();
+            if took > self.options.fsync_warning {
+                tracing::warn!(file = %path.display(), ?took, "fsync of the txn log was slow");
+            }
+        }
+        self.current = Some(segment);
+        Ok(())
+    }
+
+    fn read_from(&self, from: i64) -> Result<Vec<LogEntry>> {
+        let files = log_files(&self.dir)?;
+        // Start with the last file that begins at or before `from`.
+        let start = files
+            .iter()
+            .rposition(|(zxid, _)| *zxid <= from)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for (_, path) in files.iter().skip(start) {
+            let parsed = parse_file(path)?;
+            out.extend(parsed.entries.into_iter().filter(|e| e.zxid() >= from));
+        }
+        Ok(out)
+    }
+
+    fn truncate(&mut self, zxid: i64) -> Result<()> {
+        self.pending.clear();
+        self.pending_first = None;
+        self.current = None;
+        for (first, path) in log_files(&self.dir)? {
+            if first > zxid {
+                std::fs::remove_file(&path).map_err(|e| PersistenceError::io(&path, e))?;
+                continue;
+            }
+            let parsed = parse_file(&path)?;
+            if let Some(cut) = parsed
+                .starts
+                .iter()
+                .find(|(z, _)| *z > zxid)
+                .map(|(_, start)| *start)
+            {
+                let file = OpenOptions::new().write(true).open(&path);
+                file.and_then(|f| f.set_len(cut).and_then(|()| f.sync_all()))
+                    .map_err(|e| PersistenceError::io(&path, e))?;
+            }
+        }
+        fsync_dir(&self.dir)?;
+        self.last_zxid = self
+            .read_from(0)?
+            .last()
+            .map_or(0, LogEntry::zxid)
+            .min(zxid);
+        Ok(())
+    }
+
+    fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    fn roll(&mut self) -> Result<()> {
+        self.commit()?;
+        self.current = None;
+        Ok(())
+    }
+
+    fn purge_before(&mut self, zxid: i64) -> Result<()> {
+        let files = log_files(&self.dir)?;
+        // Keep the file that holds `zxid` (the last one starting at or before it) and later.
+        let keep_from = files
+            .iter()
+            .rposition(|(first, _)| *first <= zxid)
+            .unwrap_or(0);
+        let current = self.current.as_ref().map(|s| s.path.clone());
+        for (_, path) in files.iter().take(keep_from) {
+            if Some(path) != current.as_ref() {
+                std::fs::remove_file(path).map_err(|e| PersistenceError::io(path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A log file's valid entries, and where each starts (`(zxid, offset)`).
+#[derive(Debug)]
+pub struct ParsedLog {
+    /// The entries, in file order.
+    pub entries: Vec<LogEntry>,
+    /// `(zxid, offset of its checksum)` for each entry.
+    pub starts: Vec<(i64, u64)>,
+    /// Bytes of a torn tail that were ignored.
+    pub torn_tail: u64,
+}
+
+/// Reads one log file. A torn tail (a partial or failing last entry followed only by
+/// zeros) is ignored; anything else that does not check out is an error naming the offset.
+pub fn parse_file(path: &Path) -> Result<ParsedLog> {
+    let bytes = std::fs::read(path).map_err(|e| PersistenceError::io(path, e))?;
+    parse_log(path, Bytes::from(bytes))
+}
+
+/// [`parse_file`] on bytes already read.
+pub fn parse_log(path: &Path, bytes: Bytes) -> Result<ParsedLog> {
+    let mut parsed = ParsedLog {
+        entries: Vec::new(),
+        starts: Vec::new(),
+        torn_tail: 0,
+    };
+    if bytes.is_empty() {
+        // Created but never written: a crash right after the file was made.
+        return Ok(parsed);
+    }
+    let Some(header) = bytes.get(..HEADER_LEN) else {
+        return Err(PersistenceError::corrupt(
+            path,
+            0,
+            "file shorter than its 16-byte header",
+        ));
+    };
+    if header.get(..8) != file_header(LOG_MAGIC).get(..8) {
+        return Err(PersistenceError::corrupt(
+            path,
+            0,
+            "not a ZooKeeper txn log (magic or version)",
+        ));
+    }
+    let mut offset = HEADER_LEN;
+    loop {
+        let rest = bytes.slice(offset..);
+        match next_entry(rest) {
+            Step::End => return Ok(parsed),
+            Step::Entry { entry, len } => {
+                parsed.starts.push((entry.zxid(), offset as u64));
+                parsed.entries.push(entry);
+                offset += len;
+            }
+            Step::Bad { reason, skip } => {
+                let after = bytes.get(offset + skip..).unwrap_or_default();
+                if after.iter().all(|b| *b == 0) || !valid_entry_follows(&bytes, offset + 1) {
+                    parsed.torn_tail = (bytes.len() - offset) as u64;
+                    tracing::warn!(file = %path.display(), offset, reason, "ignoring the torn tail of a txn log");
+                    return Ok(parsed);
+                }
+                return Err(PersistenceError::corrupt(path, offset as u64, reason));
+            }
+        }
+    }
+}
+
+/// Whether a whole, checksummed entry starts anywhere in the next MiB after `from`: if so,
+/// a bad entry before it is damage in the middle, not a torn tail.
+fn valid_entry_follows(bytes: &Bytes, from: usize) -> bool {
+    let end = bytes.len().min(from.saturating_add(1 << 20));
+    (from..end).any(|at| matches!(next_entry(bytes.slice(at..)), Step::Entry { .. }))
+}
+
+enum Step {
+    End,
+    Entry { entry: LogEntry, len: usize },
+    Bad { reason: String, skip: usize },
+}
+
+fn next_entry(mut rest: Bytes) -> Step {
+    let total = rest.len();
+    if total < 12 {
+        return if rest.iter().all(|b| *b == 0) {
+            Step::End
+        } else {
+            Step::Bad {
+                reason: "truncated entry header".into(),
+                skip: total,
+            }
+        };
+    }
+    let checksum = rest.get_i64();
+    let len = rest.get_i32();
+    if checksum == 0 && len == 0 {
+        // Preallocated space: the end of the written part (ZooKeeper stops here too).
+        return Step::End;
+    }
+    let Ok(len) = usize::try_from(len) else {
+        return Step::Bad {
+            reason: format!("negative entry length {len}"),
+            skip: 12,
+        };
+    };
+    if len == 0 || rest.len() < len + 1 {
+        return Step::Bad {
+            reason: format!("entry length {len} runs past the end"),
+            skip: 12,
+        };
+    }
+    let record = rest.split_to(len);
+    let skip = 12 + len + 1;
+    if i64::from(adler32(&record)) != checksum {
+        return Step::Bad {
+            reason: "checksum mismatch".into(),
+            skip,
+        };
+    }
+    if rest.get_u8() != END_OF_RECORD {
+        return Step::Bad {
+            reason: "missing end-of-record marker".into(),
+            skip,
+        };
+    }
+    match LogEntry::unmarshal(record) {
+        Ok(entry) => Step::Entry { entry, len: skip },
+        Err(e) => Step::Bad {
+            reason: format!("entry does not decode: {e}"),
+            skip,
+        },
+    }
+}

@@ -1,0 +1,165 @@
+//! Restore: the newest valid snapshot, then every later txn from the log; and the small
+//! files and chores around them (epochs, purge, when to snapshot).
+
+use std::path::{Path, PathBuf};
+
+use zk_jute::Reader;
+
+use crate::error::{PersistenceError, Result};
+use crate::format::LogEntry;
+use crate::log::{TxnLog, log_files};
+use crate::snapshot::{Snapshot, read_newest, snapshot_files};
+
+/// What a restore loaded.
+#[derive(Debug)]
+pub struct Restored<T> {
+    /// The snapshot it started from, if any (its `tree` is the state after replay).
+    pub snapshot: Option<Snapshot<()>>,
+    /// The state: the snapshot's tree with the log replayed over it.
+    pub tree: T,
+    /// The last zxid applied.
+    pub last_zxid: i64,
+    /// Txns replayed from the log.
+    pub replayed: u64,
+}
+
+/// Rebuilds state from `snap_dir` and `log`: `parse_tree` loads the newest valid snapshot's
+/// body (`empty` is used when there is none), then `apply` gets every logged txn after it.
+/// Progress is logged every 100,000 txns.
+pub fn restore<T, E: std::fmt::Display>(
+    snap_dir: &Path,
+    log: &impl TxnLog,
+    parse_tree: impl FnMut(&mut Reader) -> std::result::Result<T, E>,
+    empty: impl FnOnce() -> T,
+    mut apply: impl FnMut(&mut T, &LogEntry),
+) -> Result<Restored<T>> {
+    let (snapshot, mut tree, mut last_zxid) = match read_newest(snap_dir, 100, parse_tree)? {
+        Some(s) => {
+            tracing::info!(file = %s.path.display(), zxid = format!("{:#x}", s.zxid), "loaded snapshot");
+            let zxid = s.zxid;
+            let Snapshot {
+                zxid: z,
+                path,
+                sessions,
+                tree,
+                digest,
+            } = s;
+            (
+                Some(Snapshot {
+                    zxid: z,
+                    path,
+                    sessions,
+                    tree: (),
+                    digest,
+                }),
+                tree,
+                zxid,
+            )
+        }
+        None => (None, empty(), 0),
+    };
+    let entries = log.read_from(last_zxid + 1)?;
+    let total = entries.len();
+    let mut replayed = 0_u64;
+    for entry in &entries {
+        if entry.zxid() <= last_zxid {
+            continue;
+        }
+        apply(&mut tree, entry);
+        last_zxid = entry.zxid();
+        replayed += 1;
+        if replayed % 100_000 == 0 {
+            tracing::info!(replayed, total, "replaying the txn log");
+        }
+    }
+    tracing::info!(
+        replayed,
+        last_zxid = format!("{last_zxid:#x}"),
+        "restore done"
+    );
+    Ok(Restored {
+        snapshot,
+        tree,
+        last_zxid,
+        replayed,
+    })
+}
+
+/// Reads `acceptedEpoch` or `currentEpoch` (decimal text); `None` if the file is absent.
+pub fn read_epoch(dir: &Path, name: &str) -> Result<Option<i64>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            PersistenceError::corrupt(&path, 0, format!("not a number: {:?}", text.trim()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PersistenceError::io(path, e)),
+    }
+}
+
+/// Writes an epoch file atomically: a temporary file, fsync, rename, fsync of the folder.
+pub fn write_epoch(dir: &Path, name: &str, epoch: i64) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let io = |e| PersistenceError::io(&tmp, e);
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(epoch.to_string().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| PersistenceError::io(&path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PersistenceError::io(dir, e))
+}
+
+/// ZooKeeper's `PurgeTxnLog`: keeps the `retain` newest snapshots (at least 3, as
+/// `autopurge.snapRetainCount` is clamped) and the log files needed to replay from the
+/// oldest kept one; deletes the rest. Returns the deleted files.
+pub fn purge(snap_dir: &Path, log_dir: &Path, retain: usize) -> Result<Vec<PathBuf>> {
+    let snapshots = snapshot_files(snap_dir)?;
+    let Some((oldest_kept, _)) = snapshots
+        .get(retain.max(3) - 1)
+        .or(snapshots.last())
+        .cloned()
+    else {
+        return Ok(Vec::new());
+    };
+    let mut doomed: Vec<PathBuf> = snapshots
+        .iter()
+        .filter(|(z, _)| *z < oldest_kept)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let logs = log_files(log_dir)?;
+    // The newest log starting at or before the oldest kept snapshot is still needed.
+    if let Some(needed) = logs.iter().rposition(|(first, _)| *first <= oldest_kept) {
+        doomed.extend(logs.iter().take(needed).map(|(_, p)| p.clone()));
+    }
+    for path in &doomed {
+        std::fs::remove_file(path).map_err(|e| PersistenceError::io(path, e))?;
+    }
+    Ok(doomed)
+}
+
+/// When to take a snapshot: ZooKeeper's `snapCount` (and `snapSizeLimitInKb`), randomised
+/// per server so that an ensemble's members do not all snapshot at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Snapshot after about this many txns (default 100,000).
+    pub snap_count: u64,
+    /// Or after about this many logged bytes (default 4 GiB); 0 disables.
+    pub snap_size_bytes: u64,
+    /// This server's random offset in `0..snap_count / 2`, drawn once.
+    pub random_roll: u64,
+}
+
+impl SnapshotPolicy {
+    /// Whether a snapshot is due after `txns` txns and `bytes` logged bytes since the last.
+    pub fn due(&self, txns: u64, bytes: u64) -> bool {
+        let half = (self.snap_count / 2).max(1);
+        txns > half + self.random_roll % half
+            || (self.snap_size_bytes > 0
+                && bytes
+                    > self.snap_size_bytes / 2
+                        + self.random_roll % (self.snap_size_bytes / 2).max(1))
+    }
+}

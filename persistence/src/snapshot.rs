@@ -1,0 +1,254 @@
+//! Snapshots as ZooKeeper writes them: `version-2/snapshot.<last zxid in hex>`, holding a
+//! `ZKSN` header, the session table (`count`, then `id: long, timeout: int` each), the tree
+//! body, a seal (the Adler-32 of every byte before it, then the string `"/"`), and, from
+//! ZooKeeper 3.6 on, the digest (`zxid: long, version: int, digest: long`) and a second
+//! seal. ZooKeeper 3.9 may add the last processed zxid and a third seal; reading accepts it.
+//!
+//! The tree body belongs to the tree layer: writing takes a callback that writes it, and
+//! reading takes one that parses it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use zk_jute::{DecodeError, Reader, Record};
+
+use crate::error::{PersistenceError, Result};
+use crate::format::{
+    FORMAT_VERSION, HEADER_LEN, SNAP_MAGIC, adler32, file_header, file_name, zxid_of,
+};
+
+/// The digest a snapshot records: the tree digest at a zxid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZxidDigest {
+    /// The zxid the digest was taken at.
+    pub zxid: i64,
+    /// The digest algorithm's version.
+    pub version: i32,
+    /// The tree digest.
+    pub digest: i64,
+}
+
+/// A snapshot read back: what was around the tree body, and what the body parsed to.
+#[derive(Debug)]
+pub struct Snapshot<T> {
+    /// The zxid in the file name: the last txn the snapshot is known to include.
+    pub zxid: i64,
+    /// The file.
+    pub path: PathBuf,
+    /// Sessions and their timeouts.
+    pub sessions: BTreeMap<i64, i32>,
+    /// The parsed tree body.
+    pub tree: T,
+    /// The digest, if the writer recorded one.
+    pub digest: Option<ZxidDigest>,
+}
+
+/// A writer that keeps the running Adler-32 of what passes through.
+struct Checked<W> {
+    inner: W,
+    adler: adler2::Adler32,
+}
+
+impl<W: Write> Write for Checked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.adler.write_slice(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Checked<W> {
+    fn seal(&mut self) -> std::io::Result<()> {
+        let checksum = i64::from(self.adler.checksum());
+        self.write_all(&checksum.to_be_bytes())?;
+        self.write_all(&[0, 0, 0, 1, b'/'])
+    }
+}
+
+/// The snapshot files in `dir`, newest first.
+pub fn snapshot_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| PersistenceError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| PersistenceError::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".tmp") {
+            continue;
+        }
+        if let Some(zxid) = zxid_of(&path, "snapshot") {
+            files.push((zxid, path));
+        }
+    }
+    files.sort_by(|a, b| b.cmp(a));
+    Ok(files)
+}
+
+/// Writes `snapshot.<zxid>` in `dir`: header, `sessions`, the body `write_tree` writes,
+/// seal, `digest` and its seal. The file appears complete or not at all (it is written
+/// under a temporary name, fsynced, then renamed).
+pub fn write_snapshot(
+    dir: &Path,
+    zxid: i64,
+    sessions: &BTreeMap<i64, i32>,
+    digest: Option<ZxidDigest>,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
+    let path = dir.join(file_name("snapshot", zxid));
+    let tmp = dir.join(format!("{}.tmp", file_name("snapshot", zxid)));
+    let io = |e| PersistenceError::io(&tmp, e);
+    let file = File::create(&tmp).map_err(io)?;
+    let mut out = Checked {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        adler: adler2::Adler32::new(),
+    };
+    out.write_all(&file_header(SNAP_MAGIC)).map_err(io)?;
+    let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
+    out.write_all(&count.to_be_bytes()).map_err(io)?;
+    for (id, timeout) in sessions {
+        out.write_all(&id.to_be_bytes()).map_err(io)?;
+        out.write_all(&timeout.to_be_bytes()).map_err(io)?;
+    }
+    write_tree(&mut out).map_err(io)?;
+    out.seal().map_err(io)?;
+    if let Some(d) = digest {
+        out.write_all(&d.zxid.to_be_bytes()).map_err(io)?;
+        out.write_all(&d.version.to_be_bytes()).map_err(io)?;
+        out.write_all(&d.digest.to_be_bytes()).map_err(io)?;
+        out.seal().map_err(io)?;
+    }
+    let file = out.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| PersistenceError::io(&path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PersistenceError::io(dir, e))?;
+    Ok(path)
+}
+
+/// Reads the snapshot at `path`, handing the tree body to `parse_tree` and checking every
+/// seal. Any failure names the file and offset.
+pub fn read_snapshot<T, E: std::fmt::Display>(
+    path: &Path,
+    parse_tree: impl FnOnce(&mut Reader) -> std::result::Result<T, E>,
+) -> Result<Snapshot<T>> {
+    let zxid = zxid_of(path, "snapshot")
+        .ok_or_else(|| PersistenceError::corrupt(path, 0, "not a snapshot file name"))?;
+    let bytes = Bytes::from(std::fs::read(path).map_err(|e| PersistenceError::io(path, e))?);
+    if path.extension().is_some_and(|e| e == "gz" || e == "snappy") {
+        return Err(PersistenceError::corrupt(
+            path,
+            0,
+            "compressed snapshots are not supported yet",
+        ));
+    }
+    let corrupt =
+        |offset: usize, reason: String| PersistenceError::corrupt(path, offset as u64, reason);
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(0, "file shorter than its 16-byte header".into()));
+    }
+    let decode = |e: DecodeError| corrupt(e.offset, e.to_string());
+    let mut r = Reader::new(bytes.clone());
+    let (magic, version) = (
+        i32::decode(&mut r).map_err(decode)?,
+        i32::decode(&mut r).map_err(decode)?,
+    );
+    if magic != SNAP_MAGIC || version != FORMAT_VERSION {
+        return Err(corrupt(
+            0,
+            format!("not a ZooKeeper snapshot (magic {magic:#x}, version {version})"),
+        ));
+    }
+    let _dbid = i64::decode(&mut r).map_err(decode)?;
+    let count = i32::decode(&mut r).map_err(decode)?;
+    if count < 0 || count as usize > r.remaining() / 12 {
+        return Err(corrupt(
+            HEADER_LEN,
+            format!("session count {count} does not fit the file"),
+        ));
+    }
+    let mut sessions = BTreeMap::new();
+    for _ in 0..count {
+        let id = i64::decode(&mut r).map_err(decode)?;
+        sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
+    }
+    let body_at = r.offset();
+    let tree = parse_tree(&mut r).map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
+    check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+    let mut digest = None;
+    if r.remaining() > 0 {
+        let zxid = i64::decode(&mut r).map_err(decode)?;
+        let version = i32::decode(&mut r).map_err(decode)?;
+        let value = i64::decode(&mut r).map_err(decode)?;
+        check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+        digest = (zxid > 0).then_some(ZxidDigest {
+            zxid,
+            version,
+            digest: value,
+        });
+    }
+    if r.remaining() > 0 {
+        // ZooKeeper 3.9: the last processed zxid, sealed once more.
+        let _last_processed = i64::decode(&mut r).map_err(decode)?;
+        check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+    }
+    if r.remaining() > 0 {
+        return Err(corrupt(
+            r.offset(),
+            format!("{} unexpected bytes after the seal", r.remaining()),
+        ));
+    }
+    Ok(Snapshot {
+        zxid,
+        path: path.to_owned(),
+        sessions,
+        tree,
+        digest,
+    })
+}
+
+/// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.
+fn check_seal(all: &Bytes, r: &mut Reader) -> std::result::Result<(), (usize, String)> {
+    let at = r.offset();
+    let expected = i64::from(adler32(all.get(..at).unwrap_or_default()));
+    let found = i64::decode(r).map_err(|e| (e.offset, format!("seal: {e}")))?;
+    let slash = String::decode(r).map_err(|e| (e.offset, format!("seal: {e}")))?;
+    if found != expected {
+        return Err((
+            at,
+            format!("seal checksum {found:#x} does not match {expected:#x}"),
+        ));
+    }
+    if slash != "/" {
+        return Err((at + 8, "seal does not end with \"/\"".into()));
+    }
+    Ok(())
+}
+
+/// Reads the newest snapshot whose seal verifies, trying at most `tries` files (ZooKeeper
+/// tries 100). A bad snapshot is logged and skipped for an older one.
+pub fn read_newest<T, E: std::fmt::Display>(
+    dir: &Path,
+    tries: usize,
+    mut parse_tree: impl FnMut(&mut Reader) -> std::result::Result<T, E>,
+) -> Result<Option<Snapshot<T>>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    for (_, path) in snapshot_files(dir)?.into_iter().take(tries) {
+        match read_snapshot(&path, &mut parse_tree) {
+            Ok(snapshot) => return Ok(Some(snapshot)),
+            Err(e) => tracing::warn!(error = %e, "skipping an invalid snapshot"),
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,145 @@
+//! Damaged files: each gives a clear error naming file and offset, or a documented
+//! recovery (a torn tail is trimmed; an empty log file is an empty log; a bad snapshot is
+//! skipped for an older one). Nothing panics.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use zk_jute::txn::TxnHeader;
+use zk_persistence::{
+    FileTxnLog, LogEntry, LogOptions, PersistenceError, TxnLog, log_files, parse_file, read_newest,
+    read_snapshot, write_snapshot,
+};
+
+fn entry(zxid: i64) -> LogEntry {
+    let header = TxnHeader {
+        client_id: 1,
+        cxid: 1,
+        zxid,
+        time: 5,
+        r#type: 5,
+    };
+    LogEntry::new(header, &[zxid as u8; 40], None)
+}
+
+/// A log folder with one file of `n` entries; returns the file.
+fn log_with(dir: &Path, n: i64) -> PathBuf {
+    let options = LogOptions {
+        pre_alloc_size: 16 * 1024,
+        ..LogOptions::default()
+    };
+    let mut log = FileTxnLog::open(dir, options).unwrap();
+    for zxid in 1..=n {
+        log.append(&entry(zxid)).unwrap();
+    }
+    log.commit().unwrap();
+    log_files(dir).unwrap().pop().unwrap().1
+}
+
+const ENTRY_LEN: u64 = 8 + 4 + 32 + 40 + 1;
+
+fn corrupt_at(path: &Path) -> Option<u64> {
+    match parse_file(path) {
+        Err(PersistenceError::Corrupt {
+            path: p, offset, ..
+        }) if p == path => Some(offset),
+        _ => None,
+    }
+}
+
+#[test]
+fn garbage_in_the_middle_of_a_log_is_an_error_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_with(dir.path(), 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let second = 16 + ENTRY_LEN;
+    bytes[(second + 30) as usize] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(corrupt_at(&path), Some(second));
+    let err = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("at byte {second}: checksum mismatch")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_torn_tail_is_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_with(dir.path(), 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The last entry was half written when the machine stopped; the rest is preallocation.
+    let last = 16 + 4 * ENTRY_LEN;
+    for b in &mut bytes[(last + 20) as usize..(last + ENTRY_LEN) as usize] {
+        *b = 0;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let parsed = parse_file(&path).unwrap();
+    assert_eq!(parsed.entries.len(), 4);
+    assert!(parsed.torn_tail > 0);
+    // Cut short in the middle of an entry, without preallocation after it.
+    std::fs::write(&path, &bytes[..(last + 20) as usize]).unwrap();
+    assert_eq!(parse_file(&path).unwrap().entries.len(), 4);
+    let log = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.last_zxid(), 4);
+}
+
+#[test]
+fn bad_headers_and_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.1");
+    std::fs::write(&path, b"ZKLG\0\0").unwrap();
+    assert_eq!(corrupt_at(&path), Some(0));
+    std::fs::write(&path, b"ZKSN\0\0\0\x02\0\0\0\0\0\0\0\0").unwrap();
+    let err = parse_file(&path).unwrap_err();
+    assert!(err.to_string().contains("not a ZooKeeper txn log"), "{err}");
+    // Created but never written (a crash right after creating it): an empty log.
+    std::fs::write(&path, b"").unwrap();
+    assert!(parse_file(&path).unwrap().entries.is_empty());
+    assert_eq!(
+        FileTxnLog::open(dir.path(), LogOptions::default())
+            .unwrap()
+            .last_zxid(),
+        0
+    );
+}
+
+fn snapshot(dir: &Path, zxid: i64, body: &[u8]) -> PathBuf {
+    let sessions = BTreeMap::from([(0x100, 30_000)]);
+    write_snapshot(dir, zxid, &sessions, None, |w| w.write_all(body)).unwrap()
+}
+
+fn parse_body(r: &mut zk_jute::Reader) -> Result<Vec<u8>, String> {
+    let len = 8;
+    let body = r.rest().get(..len).ok_or("short")?.to_vec();
+    for _ in 0..len {
+        let _ = <bool as zk_jute::Record>::decode(r);
+    }
+    Ok(body)
+}
+
+#[test]
+fn a_snapshot_with_a_bad_seal_is_refused_and_an_older_one_used() {
+    let dir = tempfile::tempdir().unwrap();
+    snapshot(dir.path(), 5, b"older!!!");
+    let newer = snapshot(dir.path(), 9, b"newer!!!");
+    assert_eq!(read_snapshot(&newer, parse_body).unwrap().tree, b"newer!!!");
+    let mut bytes = std::fs::read(&newer).unwrap();
+    bytes[30] ^= 1; // inside the body
+    std::fs::write(&newer, &bytes).unwrap();
+    let err = read_snapshot(&newer, parse_body).unwrap_err();
+    assert!(err.to_string().contains("seal checksum"), "{err}");
+    let used = read_newest(dir.path(), 100, parse_body).unwrap().unwrap();
+    assert_eq!((used.zxid, used.tree.as_slice()), (5, &b"older!!!"[..]));
+    // Truncated: cut before the seal.
+    std::fs::write(&newer, &bytes[..bytes.len() - 6]).unwrap();
+    assert!(read_snapshot(&newer, parse_body).is_err());
+    // Not a snapshot at all.
+    std::fs::write(&newer, b"garbage").unwrap();
+    let err = read_snapshot(&newer, parse_body).unwrap_err();
+    assert!(
+        matches!(err, PersistenceError::Corrupt { offset: 0, .. }),
+        "{err}"
+    );
+}

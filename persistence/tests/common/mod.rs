@@ -1,0 +1,27 @@
+//! Glue between the persistence crate and the tree, as a server makes it.
+#![allow(dead_code, unreachable_pub)]
+
+use zk_datatree::{DataTree, Transaction, TreeOptions};
+use zk_jute::Reader;
+use zk_persistence::{FileTxnLog, LogEntry, LogOptions, Restored, restore};
+
+/// Applies a logged txn to the tree.
+pub(crate) fn apply(tree: &mut DataTree, entry: &LogEntry) {
+    let mut body = Reader::new(entry.body.clone());
+    let txn = Transaction::read(entry.header.r#type, &mut body).expect("txn decodes");
+    tree.apply(&entry.header, &txn);
+}
+
+/// Restores a tree from a ZooKeeper data folder (`version-2` inside `dir`).
+pub(crate) fn restore_tree(dir: &std::path::Path) -> Restored<DataTree> {
+    let version2 = dir.join("version-2");
+    let log = FileTxnLog::open(&version2, LogOptions::default()).expect("log opens");
+    restore(
+        &version2,
+        &log,
+        |r| DataTree::deserialize(r, TreeOptions::default(), |_| {}),
+        DataTree::default,
+        apply,
+    )
+    .expect("restores")
+}
