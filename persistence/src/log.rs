@@ -149,6 +149,11 @@ impl FileTxnLog {
 
     fn new_segment(&mut self, first_zxid: i64) -> Result<Segment> {
         let path = self.dir.join(file_name("log", first_zxid));
+        // A file of that name holding no entry is what a crash right after creating it
+        // leaves (its zxid was never logged): start it afresh.
+        if path.exists() && parse_file(&path)?.entries.is_empty() {
+            std::fs::remove_file(&path).map_err(|e| PersistenceError::io(&path, e))?;
+        }
         let mut file = OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -339,6 +344,10 @@ pub fn parse_log(path: &Path, bytes: Bytes) -> Result<ParsedLog> {
         return Ok(parsed);
     }
     let Some(header) = bytes.get(..HEADER_LEN) else {
+        if file_header(LOG_MAGIC).starts_with(&bytes) {
+            // The header itself was being written when the process stopped.
+            return Ok(parsed);
+        }
         return Err(PersistenceError::corrupt(
             path,
             0,

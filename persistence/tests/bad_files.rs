@@ -89,8 +89,11 @@ fn a_torn_tail_is_trimmed() {
 fn bad_headers_and_empty_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.1");
-    std::fs::write(&path, b"ZKLG\0\0").unwrap();
+    std::fs::write(&path, b"ZKXG\0\0").unwrap();
     assert_eq!(corrupt_at(&path), Some(0));
+    // Part of a valid header: the process stopped while creating the file.
+    std::fs::write(&path, b"ZKLG\0\0").unwrap();
+    assert!(parse_file(&path).unwrap().entries.is_empty());
     std::fs::write(&path, b"ZKSN\0\0\0\x02\0\0\0\0\0\0\0\0").unwrap();
     let err = parse_file(&path).unwrap_err();
     assert!(err.to_string().contains("not a ZooKeeper txn log"), "{err}");
