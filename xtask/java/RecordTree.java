@@ -12,9 +12,10 @@
  * port), fresh temporary data dir, tickTime 2000. No ContainerManager is
  * started, so containers and TTL nodes are never reaped. System properties:
  * zookeeper.extendedTypesEnabled=true, zookeeper.digest.enabled=true,
- * zookeeper.snapCount=1000000 (no snapshot mid-run), zookeeper.preAllocSize=16
- * (KiB of txn-log preallocation instead of 64 MiB, so logs stay small),
- * zookeeper.sasl.client=false, and
+ * zookeeper.snapCount=1000000 (no snapshot mid-run but those the script asks
+ * for), zookeeper.preAllocSize=16 (KiB of txn-log preallocation instead of
+ * 64 MiB, so logs stay small; a -Dzookeeper.preAllocSize=<KiB> given to the JVM
+ * wins, e.g. 65536 for ZooKeeper's default), zookeeper.sasl.client=false, and
  * zookeeper.DigestAuthenticationProvider.superDigest = digest of "super:secret".
  *
  * Script: one op per line, '#' (at the start of a token) starts a comment.
@@ -27,6 +28,10 @@
  *   addwatch <s> <path> persistent|recursive
  *   removewatches <s> <path> children|data|any
  *   sync <s> <path> | ephemerals <s> <prefix> | count <s> <path>
+ *   snapshot   the server takes a snapshot now, as SyncRequestProcessor does
+ *              when snapCount is reached: roll the txn log (the next txn opens
+ *              a new log.<its zxid>), then write snapshot.<last zxid> (fsynced).
+ *              The server is idle between ops, so the snapshot is not fuzzy.
  *   multi <s> <op> ; <op> ; ...   (create <path> <data> <mode> [acl] [ttl] |
  *                                 delete <path> <version> | set <path> <data> <version> |
  *                                 check <path> <version>)
@@ -57,7 +62,8 @@
  *                 stat=null); children children=a,b (sorted) stat=; getacl
  *                 acl=scheme:id:perms,... stat=; multi results=r;r;... with r one of
  *                 create:<path> delete set:<stat> check error:<CODE> (also after a
- *                 failed multi); ephemerals paths=a,b (sorted); count count=<n>.
+ *                 failed multi); ephemerals paths=a,b (sorted); count count=<n>;
+ *                 snapshot zxid=<the snapshot's zxid>.
  *                 Then "N event <s> <EventType> <path>" per event, sessions in
  *                 opening order; connection-state events as "N event <s> None
  *                 <state>", SyncConnected left out.
@@ -72,7 +78,8 @@
  *                 as stored (StatPersisted: cversion counts child creations,
  *                 ephemeralOwner keeps the container/TTL markers), then
  *                 "digest 0x<DataTree.getTreeDigest()>".
- *   version-2/    the server's txn log (log.*) and initial snapshot (snapshot.0).
+ *   version-2/    the server's txn logs (log.*) and snapshots: snapshot.0, taken
+ *                 at startup, and one per `snapshot` op.
  * Times, session ids (raw ephemeralOwner in tree.txt) and so the digest vary
  * from run to run; everything in expected.txt is deterministic.
  */
@@ -126,6 +133,7 @@ import org.apache.zookeeper.proto.RequestHeader;
 import org.apache.zookeeper.server.DataNode;
 import org.apache.zookeeper.server.DataTree;
 import org.apache.zookeeper.server.NIOServerCnxnFactory;
+import org.apache.zookeeper.server.ZKDatabase;
 import org.apache.zookeeper.server.ZooKeeperServer;
 import org.apache.zookeeper.server.persistence.FileTxnSnapLog;
 
@@ -209,9 +217,11 @@ public class RecordTree {
     final Map<String, Session> byName = new HashMap<>();
     final Map<Long, String> sessionNames = new HashMap<>();
     final String connectString;
+    final ZooKeeperServer zks;
 
-    RecordTree(String connectString) {
+    RecordTree(String connectString, ZooKeeperServer zks) {
         this.connectString = connectString;
+        this.zks = zks;
     }
 
     public static void main(String[] args) throws Exception {
@@ -229,7 +239,9 @@ public class RecordTree {
         System.setProperty("zookeeper.extendedTypesEnabled", "true");
         System.setProperty("zookeeper.digest.enabled", "true");
         System.setProperty("zookeeper.snapCount", "1000000");
-        System.setProperty("zookeeper.preAllocSize", "16");
+        if (System.getProperty("zookeeper.preAllocSize") == null) {
+            System.setProperty("zookeeper.preAllocSize", "16");
+        }
         System.setProperty("zookeeper.sasl.client", "false");
         System.setProperty("zookeeper.admin.enableServer", "false");
 
@@ -241,7 +253,7 @@ public class RecordTree {
         factory.startup(zks);
         String connect = "127.0.0.1:" + factory.getLocalPort();
 
-        RecordTree rec = new RecordTree(connect);
+        RecordTree rec = new RecordTree(connect, zks);
         List<String> expected = rec.run(lines);
 
         Files.createDirectories(outDir);
@@ -567,9 +579,31 @@ public class RecordTree {
             List<OpResult> results = s.zk.multi(ops);
             return "OK results=" + formatResults(results);
         }
+        case "snapshot": {
+            arity(n, tok, 1, 1);
+            return snapshot();
+        }
         default:
             throw new ScriptError(n, "unknown op `" + op + "`");
         }
+    }
+
+    /**
+     * Rolls the txn log and takes a snapshot, in SyncRequestProcessor's order.
+     * Every earlier op has been answered (the barrier), so the request
+     * processors are idle and every txn is applied and flushed; FileTxnLog's
+     * methods are synchronized, so rolling from this thread is safe.
+     */
+    String snapshot() throws IOException {
+        ZKDatabase db = zks.getZKDatabase();
+        long zxid = db.getDataTreeLastProcessedZxid();
+        db.rollLog();
+        zks.takeSnapshot(true);
+        File written = new File(zks.getTxnLogFactory().getSnapDir(), "snapshot." + Long.toHexString(zxid));
+        if (!written.isFile()) {
+            throw new IllegalStateException("no " + written + " after takeSnapshot");
+        }
+        return "OK zxid=" + hex(zxid);
     }
 
     Op multiOp(int n, List<String> t) {

@@ -14,6 +14,19 @@ cargo xtask <command>
   record-tree        run every datatree/tests/reference/*/script.txt against a real
                      in-process Apache ZooKeeper 3.8.0 server and rewrite that scenario's
                      expected.txt, tree.txt and version-2/ (needs the same package and JDK)
+  record-datadir     run persistence/tests/zk-datadir/script.txt the same way (its `snapshot`
+                     lines make the server snapshot and roll its log), rewrite expected.txt,
+                     tree.txt, version-2/ (every log.* and snapshot.*) and formatter.txt
+                     (ZooKeeper's TxnLogToolkit and SnapshotFormatter -d on each file), then
+                     check that ZooKeeper loads version-2/ back to tree.txt
+  compat DATADIR [--tree-out FILE] [--expect-tree FILE]
+                     check that Apache ZooKeeper 3.8.0 reads DATADIR/version-2: its
+                     TxnLogToolkit on every log.* and SnapshotFormatter on every snapshot.*
+                     must exit 0 without exception, error or CRC lines; then ZooKeeper's
+                     own loader (FileSnap per snapshot, ZKDatabase.loadDataBase for all, on
+                     a copy) must accept it with no digest mismatch or warning; prints the
+                     loaded tree in tree.txt format (to FILE with --tree-out) and, with
+                     --expect-tree, fails on any difference. Needs the same package and JDK
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
   bench              run the criterion benchmarks
@@ -26,6 +39,8 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("fixtures") => fixtures(),
         Some("record-tree") => record_tree(),
+        Some("record-datadir") => record_datadir(),
+        Some("compat") => compat(rest),
         Some("fuzz") => fuzz(rest),
         Some("bench") => bench(rest),
         Some("help" | "--help" | "-h") | None => {
@@ -82,6 +97,9 @@ const JAVA_DIR: &str = "/usr/share/java";
 const JARS: &[&str] = &["zookeeper-jute.jar", "zookeeper.jar", "slf4j-api.jar"];
 /// Optional: silences SLF4J's "no binding" warning when present.
 const QUIET_LOGGING_JAR: &str = "slf4j-nop.jar";
+/// Optional: sends ZooKeeper's own warnings and errors to stderr (LoadDataDir sets
+/// the level to warn).
+const WARN_LOGGING_JAR: &str = "slf4j-simple.jar";
 
 /// The reference jars, checked to exist, plus the JDK tools, checked to run.
 fn zookeeper_classpath() -> Result<Vec<String>> {
@@ -111,26 +129,57 @@ fn zookeeper_classpath() -> Result<Vec<String>> {
     Ok(jars.iter().map(|jar| jar.display().to_string()).collect())
 }
 
-/// Compiles `xtask/java/<name>.java` against `classpath`; returns the classpath
-/// to run it with (compiled classes first, then the jars).
-fn compile_java(name: &str, classpath: &[String]) -> Result<Vec<String>> {
+/// `classpath` plus `/usr/share/java/<jar>` when that jar is installed.
+fn with_optional_jar(mut classpath: Vec<String>, jar: &str) -> Vec<String> {
+    let path = Path::new(JAVA_DIR).join(jar);
+    if path.exists() {
+        classpath.push(path.display().to_string());
+    }
+    classpath
+}
+
+/// Compiles `xtask/java/<name>.java` for each name, together, against `classpath`;
+/// returns the classpath to run them with (compiled classes first, then the jars).
+fn compile_java(names: &[&str], classpath: &[String]) -> Result<Vec<String>> {
     let build = root().join("target/xtask-java");
     std::fs::create_dir_all(&build)?;
-    let source = root().join(format!("xtask/java/{name}.java"));
     run(Command::new("javac")
         .arg("-cp")
         .arg(classpath.join(":"))
         .arg("-d")
         .arg(&build)
-        .arg(&source))?;
+        .args(
+            names
+                .iter()
+                .map(|name| root().join(format!("xtask/java/{name}.java"))),
+        ))?;
     Ok(std::iter::once(build.display().to_string())
         .chain(classpath.iter().cloned())
         .collect())
 }
 
+/// `java` on `classpath`, in UTC with an English locale and UTF-8 output:
+/// ZooKeeper's tools print dates in the JVM's default zone and locale, and text
+/// in its default encoding.
+fn java(classpath: &[String]) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.env("TZ", "UTC")
+        .args([
+            "-Duser.timezone=UTC",
+            "-Duser.language=en",
+            "-Duser.country=US",
+            "-Dfile.encoding=UTF-8",
+            "-Dsun.stdout.encoding=UTF-8",
+            "-Dsun.stderr.encoding=UTF-8",
+        ])
+        .arg("-cp")
+        .arg(classpath.join(":"));
+    cmd
+}
+
 fn fixtures() -> Result<()> {
     let classpath = zookeeper_classpath()?;
-    let full_classpath = compile_java("GenJuteFixtures", &classpath)?;
+    let full_classpath = compile_java(&["GenJuteFixtures"], &classpath)?;
 
     let out = root().join("jute/tests/fixtures");
     if out.exists() {
@@ -149,6 +198,29 @@ fn fixtures() -> Result<()> {
 /// What `RecordTree` writes next to a scenario's `script.txt`.
 const TREE_OUTPUTS: &[&str] = &["expected.txt", "tree.txt", "version-2"];
 
+/// Removes a file or a directory tree, if it exists.
+fn remove_path(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else if path.exists() {
+        std::fs::remove_file(path)
+    } else {
+        Ok(())
+    };
+    removed.with_context(|| format!("clearing {}", path.display()))
+}
+
+/// Runs `dir/script.txt` with `RecordTree` (on `classpath`), rewriting its outputs in `dir`.
+fn record_scenario(dir: &Path, classpath: &[String]) -> Result<()> {
+    for output in TREE_OUTPUTS {
+        remove_path(&dir.join(output))?;
+    }
+    run(java(classpath)
+        .arg("RecordTree")
+        .arg(dir.join("script.txt"))
+        .arg(dir))
+}
+
 fn record_tree() -> Result<()> {
     let reference = root().join("datatree/tests/reference");
     let mut scenarios: Vec<PathBuf> = std::fs::read_dir(&reference)
@@ -161,31 +233,10 @@ fn record_tree() -> Result<()> {
         bail!("no {}/*/script.txt to record", reference.display());
     }
 
-    let classpath = zookeeper_classpath()?;
-    let mut full_classpath = compile_java("RecordTree", &classpath)?;
-    let quiet = Path::new(JAVA_DIR).join(QUIET_LOGGING_JAR);
-    if quiet.exists() {
-        full_classpath.push(quiet.display().to_string());
-    }
-
+    let jars = zookeeper_classpath()?;
+    let classpath = with_optional_jar(compile_java(&["RecordTree"], &jars)?, QUIET_LOGGING_JAR);
     for dir in &scenarios {
-        for output in TREE_OUTPUTS {
-            let path = dir.join(output);
-            let cleared = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else if path.exists() {
-                std::fs::remove_file(&path)
-            } else {
-                Ok(())
-            };
-            cleared.with_context(|| format!("clearing {}", path.display()))?;
-        }
-        run(Command::new("java")
-            .arg("-cp")
-            .arg(full_classpath.join(":"))
-            .arg("RecordTree")
-            .arg(dir.join("script.txt"))
-            .arg(dir))?;
+        record_scenario(dir, &classpath)?;
     }
     eprintln!(
         "recorded {} scenarios under {}",
@@ -193,6 +244,351 @@ fn record_tree() -> Result<()> {
         reference.display()
     );
     Ok(())
+}
+
+/// The persistence crate's fixture: a data directory written by ZooKeeper itself.
+const DATADIR_FIXTURE: &str = "persistence/tests/zk-datadir";
+
+fn record_datadir() -> Result<()> {
+    let dir = root().join(DATADIR_FIXTURE);
+    if !dir.join("script.txt").is_file() {
+        bail!("no {}/script.txt to record", dir.display());
+    }
+    let jars = zookeeper_classpath()?;
+    let classes = compile_java(&["RecordTree", "LoadDataDir"], &jars)?;
+    let out = dir.join("formatter.txt");
+    remove_path(&out)?;
+    record_scenario(&dir, &with_optional_jar(classes.clone(), QUIET_LOGGING_JAR))?;
+
+    let tools = with_optional_jar(jars, QUIET_LOGGING_JAR);
+    let runs = check_with_tools(&dir.join("version-2"), &tools)?;
+    let formatted: String = runs.concat();
+    std::fs::write(&out, formatted).with_context(|| format!("writing {}", out.display()))?;
+
+    // What ZooKeeper just wrote must load back to the tree it held.
+    let tree = load_with_zookeeper(&dir, &with_optional_jar(classes, WARN_LOGGING_JAR))?;
+    compare_trees(&tree, &dir.join("tree.txt"))?;
+    eprintln!("recorded {}", dir.display());
+    Ok(())
+}
+
+/// `cargo xtask compat <datadir> [--tree-out FILE] [--expect-tree FILE]`.
+fn compat(rest: &[String]) -> Result<()> {
+    const USAGE: &str =
+        "usage: cargo xtask compat <datadir> [--tree-out FILE] [--expect-tree FILE]";
+    let (mut datadir, mut tree_out, mut expect) = (None, None, None);
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--tree-out" => &mut tree_out,
+            "--expect-tree" => &mut expect,
+            flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n{USAGE}"),
+            _ if datadir.is_none() => {
+                datadir = Some(PathBuf::from(arg));
+                continue;
+            }
+            _ => bail!("unexpected argument `{arg}`\n{USAGE}"),
+        };
+        *slot = Some(PathBuf::from(
+            args.next()
+                .with_context(|| format!("{arg} needs a file\n{USAGE}"))?,
+        ));
+    }
+    let datadir = std::path::absolute(datadir.context(USAGE)?)?;
+    let version_dir = datadir.join("version-2");
+    if !version_dir.is_dir() {
+        bail!("{} has no version-2/ directory", datadir.display());
+    }
+
+    let jars = zookeeper_classpath()?;
+    let classes = compile_java(&["RecordTree", "LoadDataDir"], &jars)?;
+    // Both steps run whatever the first one says, to show everything at once.
+    let tools = check_with_tools(&version_dir, &with_optional_jar(jars, QUIET_LOGGING_JAR));
+    let loaded = load_with_zookeeper(&datadir, &with_optional_jar(classes, WARN_LOGGING_JAR));
+    let tree = match (tools, loaded) {
+        (Ok(_), Ok(tree)) => tree,
+        (Err(tools), Ok(_)) => return Err(tools),
+        (Ok(_), Err(load)) => return Err(load),
+        (Err(tools), Err(load)) => return Err(load.context(format!("{tools:#}"))),
+    };
+
+    let mut text = tree.join("\n");
+    text.push('\n');
+    match &tree_out {
+        Some(file) => {
+            std::fs::write(file, &text).with_context(|| format!("writing {}", file.display()))?
+        }
+        None => print!("{text}"),
+    }
+    if let Some(expected) = &expect {
+        compare_trees(&tree, expected)?;
+    }
+    eprintln!("compat: Apache ZooKeeper 3.8.0 reads {}", datadir.display());
+    Ok(())
+}
+
+/// A file of a `version-2/` directory that ZooKeeper's tools read.
+#[derive(Clone, Copy, PartialEq)]
+enum DataFile {
+    Log,
+    Snapshot,
+}
+
+impl DataFile {
+    /// The tool, with its arguments before the file name.
+    fn tool(self) -> &'static [&'static str] {
+        match self {
+            DataFile::Log => &["org.apache.zookeeper.server.persistence.TxnLogToolkit"],
+            DataFile::Snapshot => &["org.apache.zookeeper.server.SnapshotFormatter", "-d"],
+        }
+    }
+
+    /// Whether `line` of the tool's stdout can hold client data, which is no sign of
+    /// trouble whatever words it contains. TxnLogToolkit prints txn bodies as text,
+    /// multi sub-txns as their raw bytes (a 0x0a byte starts a new line), and its
+    /// problems as "CRC ERROR - <txn>" lines or on stderr; SnapshotFormatter prints
+    /// paths and base64 data on lines of their own.
+    fn carries_data(self, line: &str) -> bool {
+        match self {
+            DataFile::Log => !line.starts_with("CRC "),
+            DataFile::Snapshot => line.starts_with('/') || line.starts_with("  data = "),
+        }
+    }
+
+    /// The one-line summary of what the tool reports, or what it failed to report.
+    fn summary(self, stdout: &str) -> Result<String, String> {
+        let after = |prefix: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .ok_or(format!("no `{prefix}...` line"))
+        };
+        match self {
+            DataFile::Log => {
+                let header = after("ZooKeeper Transactional Log File with dbid ")?;
+                let count = after("EOF reached after ")?.trim_end_matches(" txns.");
+                let mut zxids = stdout
+                    .lines()
+                    .filter(|l| l.contains(" session 0x"))
+                    .filter_map(|l| l.split(" zxid ").nth(1)?.split(' ').next());
+                let range = match (zxids.next(), zxids.next_back()) {
+                    (Some(first), Some(last)) => format!(", zxids {first}..{last}"),
+                    (Some(only), None) => format!(", zxid {only}"),
+                    _ => String::new(),
+                };
+                Ok(format!("{count} txns{range} (dbid {header})"))
+            }
+            DataFile::Snapshot => {
+                // Its count is DataTree.getNodeCount(), which holds the root twice.
+                let count = after("ZNode Details (count=")?.trim_end_matches("):");
+                let znodes = stdout.lines().filter(|l| l.starts_with('/')).count();
+                let sessions = stdout
+                    .lines()
+                    .skip_while(|l| !l.starts_with("Session Details"))
+                    .filter(|l| l.starts_with("0x"))
+                    .count();
+                let last = after("Last zxid: ")?;
+                Ok(format!(
+                    "{znodes} znodes (count={count}), {sessions} sessions, last zxid {last}"
+                ))
+            }
+        }
+    }
+}
+
+/// `version-2/` files ZooKeeper's tools read, by zxid (the hex number after the
+/// first dot, as ZooKeeper parses it), then name.
+fn data_files(version_dir: &Path) -> Result<Vec<(DataFile, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(version_dir)
+        .with_context(|| format!("reading {}", version_dir.display()))?
+    {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut parts = name.split('.');
+        let kind = match parts.next() {
+            Some("log") => DataFile::Log,
+            Some("snapshot") => DataFile::Snapshot,
+            _ => continue,
+        };
+        match parts.next().map(|hex| u64::from_str_radix(hex, 16)) {
+            Some(Ok(zxid)) => files.push((zxid, name.to_string(), kind, path.clone())),
+            _ => eprintln!("ignoring {name}: no hex zxid after the dot"),
+        }
+    }
+    files.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(files
+        .into_iter()
+        .map(|(_, _, kind, path)| (kind, path))
+        .collect())
+}
+
+/// Runs ZooKeeper's TxnLogToolkit on every log and SnapshotFormatter (`-d`) on every
+/// snapshot in `version_dir`, printing one summary line per file; fails if a tool
+/// exits non-zero, says nothing of what it found, or prints a line (outside client
+/// data) mentioning an exception, an error or a CRC. Returns, per file, a header
+/// naming tool and file, then what the tool printed.
+fn check_with_tools(version_dir: &Path, classpath: &[String]) -> Result<Vec<String>> {
+    let files = data_files(version_dir)?;
+    if files.is_empty() {
+        bail!(
+            "{} holds no log.* or snapshot.* file",
+            version_dir.display()
+        );
+    }
+    let mut runs = Vec::new();
+    let mut failed = 0;
+    for (kind, path) in files {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let output = java(classpath)
+            .args(kind.tool())
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("running {} on {}", kind.tool()[0], path.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+
+        let alarming = |line: &str| {
+            let lower = line.to_lowercase();
+            ["exception", "error", "crc"]
+                .iter()
+                .any(|word| lower.contains(word))
+        };
+        let mut problems: Vec<String> = stdout
+            .lines()
+            .filter(|l| !kind.carries_data(l) && alarming(l))
+            .chain(stderr.lines().filter(|l| alarming(l)))
+            .map(|l| format!("prints `{l}`"))
+            .collect();
+        if !output.status.success() {
+            problems.push(format!("exits with {}", output.status));
+        }
+        let tool = kind.tool().join(" ");
+        match kind.summary(&stdout) {
+            Ok(summary) if problems.is_empty() => eprintln!("{name}: {tool}: {summary}"),
+            Ok(_) => {}
+            Err(missing) => problems.push(format!("reports nothing usable ({missing})")),
+        }
+        for problem in &problems {
+            eprintln!("{name}: {tool} {problem}");
+        }
+        failed += usize::from(!problems.is_empty());
+
+        let mut text = format!("==== {tool} version-2/{name}\n{stdout}");
+        if !stderr.is_empty() {
+            text.push_str(&format!("---- stderr\n{stderr}"));
+        }
+        runs.push(text);
+    }
+    if failed > 0 {
+        bail!(
+            "ZooKeeper's tools object to {failed} file(s) in {}",
+            version_dir.display()
+        );
+    }
+    Ok(runs)
+}
+
+/// A scratch directory under the system's temporary directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+        remove_path(&path)?;
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Loads a copy of `datadir` with ZooKeeper's own loading code (`LoadDataDir` on
+/// `classpath`) and returns the tree it holds, in `tree.txt` format. The input is
+/// never written to. Fails if ZooKeeper cannot load it or `LoadDataDir` objects.
+fn load_with_zookeeper(datadir: &Path, classpath: &[String]) -> Result<Vec<String>> {
+    let scratch = Scratch::new("compat")?;
+    let copy = scratch.0.join("version-2");
+    std::fs::create_dir_all(&copy)?;
+    let version_dir = datadir.join("version-2");
+    for entry in std::fs::read_dir(&version_dir)
+        .with_context(|| format!("reading {}", version_dir.display()))?
+    {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    let tree_file = scratch.0.join("tree.txt");
+    let output = java(classpath)
+        .arg("LoadDataDir")
+        .arg(&scratch.0)
+        .arg(&tree_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running LoadDataDir")?;
+    eprint!("{}", String::from_utf8_lossy(&output.stdout));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    if !output.status.success() {
+        bail!(
+            "Apache ZooKeeper does not load {} cleanly (LoadDataDir exits with {})",
+            datadir.display(),
+            output.status
+        );
+    }
+    // With slf4j-simple at level warn, any line from ZooKeeper's loggers is a
+    // warning or an error about the data.
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+    {
+        bail!(
+            "Apache ZooKeeper warns while loading {}: {line}",
+            datadir.display()
+        );
+    }
+    let tree = std::fs::read_to_string(&tree_file).context("reading LoadDataDir's tree")?;
+    Ok(tree.lines().map(String::from).collect())
+}
+
+/// Fails, showing the first differing lines, unless `got` equals the lines of `expected`.
+fn compare_trees(got: &[String], expected: &Path) -> Result<()> {
+    let want = std::fs::read_to_string(expected)
+        .with_context(|| format!("reading {}", expected.display()))?;
+    let want: Vec<&str> = want.lines().collect();
+    let differing: Vec<usize> = (0..got.len().max(want.len()))
+        .filter(|&i| got.get(i).map(String::as_str) != want.get(i).copied())
+        .collect();
+    if differing.is_empty() {
+        eprintln!("tree matches {} ({} lines)", expected.display(), want.len());
+        return Ok(());
+    }
+    for &i in differing.iter().take(5) {
+        eprintln!(
+            "line {}:\n  expected: {}\n  loaded:   {}",
+            i + 1,
+            want.get(i).copied().unwrap_or("<none>"),
+            got.get(i).map(String::as_str).unwrap_or("<none>")
+        );
+    }
+    bail!(
+        "the loaded tree differs from {} on {} line(s) ({} loaded, {} expected)",
+        expected.display(),
+        differing.len(),
+        got.len(),
+        want.len()
+    )
 }
 
 fn fuzz(rest: &[String]) -> Result<()> {
