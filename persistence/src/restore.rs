@@ -24,12 +24,16 @@ pub struct Restored<T> {
 }
 
 /// Rebuilds state from `snap_dir` and `log`: `parse_tree` loads the newest valid snapshot's
-/// body (`empty` is used when there is none), then `apply` gets every logged txn after it.
+/// body and session table (`empty` is used when there is none), then `apply` gets every
+/// logged txn after it.
 /// Progress is logged every 100,000 txns.
 pub fn restore<T, E: std::fmt::Display>(
     snap_dir: &Path,
     log: &impl TxnLog,
-    parse_tree: impl FnMut(&mut Reader) -> std::result::Result<T, E>,
+    parse_tree: impl FnMut(
+        &mut Reader,
+        &std::collections::BTreeMap<i64, i32>,
+    ) -> std::result::Result<T, E>,
     empty: impl FnOnce() -> T,
     mut apply: impl FnMut(&mut T, &LogEntry),
 ) -> Result<Restored<T>> {

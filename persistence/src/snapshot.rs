@@ -135,11 +135,11 @@ pub fn write_snapshot(
     Ok(path)
 }
 
-/// Reads the snapshot at `path`, handing the tree body to `parse_tree` and checking every
-/// seal. Any failure names the file and offset.
+/// Reads the snapshot at `path`, handing the tree body (and the session table read before
+/// it) to `parse_tree` and checking every seal. Any failure names the file and offset.
 pub fn read_snapshot<T, E: std::fmt::Display>(
     path: &Path,
-    parse_tree: impl FnOnce(&mut Reader) -> std::result::Result<T, E>,
+    parse_tree: impl FnOnce(&mut Reader, &BTreeMap<i64, i32>) -> std::result::Result<T, E>,
 ) -> Result<Snapshot<T>> {
     let zxid = zxid_of(path, "snapshot")
         .ok_or_else(|| PersistenceError::corrupt(path, 0, "not a snapshot file name"))?;
@@ -182,7 +182,7 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
         sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
     }
     let body_at = r.offset();
-    let tree = parse_tree(&mut r).map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
+    let tree = parse_tree(&mut r, &sessions).map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
     check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
     let mut digest = None;
     if r.remaining() > 0 {
@@ -239,7 +239,7 @@ fn check_seal(all: &Bytes, r: &mut Reader) -> std::result::Result<(), (usize, St
 pub fn read_newest<T, E: std::fmt::Display>(
     dir: &Path,
     tries: usize,
-    mut parse_tree: impl FnMut(&mut Reader) -> std::result::Result<T, E>,
+    mut parse_tree: impl FnMut(&mut Reader, &BTreeMap<i64, i32>) -> std::result::Result<T, E>,
 ) -> Result<Option<Snapshot<T>>> {
     if !dir.exists() {
         return Ok(None);

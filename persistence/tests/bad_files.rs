@@ -113,7 +113,7 @@ fn snapshot(dir: &Path, zxid: i64, body: &[u8]) -> PathBuf {
     write_snapshot(dir, zxid, &sessions, None, |w| w.write_all(body)).unwrap()
 }
 
-fn parse_body(r: &mut zk_jute::Reader) -> Result<Vec<u8>, String> {
+fn parse_body(r: &mut zk_jute::Reader, _: &BTreeMap<i64, i32>) -> Result<Vec<u8>, String> {
     let len = 8;
     let body = r.rest().get(..len).ok_or("short")?.to_vec();
     for _ in 0..len {

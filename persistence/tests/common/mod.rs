@@ -19,7 +19,11 @@ pub(crate) fn restore_tree(dir: &std::path::Path) -> Restored<DataTree> {
     restore(
         &version2,
         &log,
-        |r| DataTree::deserialize(r, TreeOptions::default(), |_| {}),
+        |r, sessions| {
+            let mut tree = DataTree::deserialize(r, TreeOptions::default(), |_| {})?;
+            tree.set_sessions(sessions.clone());
+            Ok::<_, zk_datatree::SnapshotError>(tree)
+        },
         DataTree::default,
         apply,
     )

@@ -1,0 +1,140 @@
+//! One client connection: reads frames, hands them to the core, writes what the core sends
+//! back. Four-letter words are answered here, on the first four bytes.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+use zk_jute::proto::{ConnectRequest, RequestHeader};
+use zk_jute::{FrameCodec, Reader, Record};
+
+use crate::core::{ConnId, Msg, Outgoing};
+
+/// Replies waiting for a slow client before it is cut off.
+const OUTGOING_FRAMES_MAX: usize = 16_384;
+
+/// Serves one connection until either side closes it.
+pub(crate) async fn serve(
+    conn: ConnId,
+    stream: TcpStream,
+    addr: SocketAddr,
+    core: mpsc::UnboundedSender<Msg>,
+    max_frame_len: usize,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut read, write) = stream.into_split();
+    let mut first = [0_u8; 4];
+    if read.read_exact(&mut first).await.is_err() {
+        return;
+    }
+    if let Ok(word) = std::str::from_utf8(&first) {
+        if crate::fourlw::WORDS.contains(&word) {
+            return four_letter_word(word, write, &core).await;
+        }
+    }
+    let mut codec = FrameCodec::new(max_frame_len);
+    let mut frames = FramedRead::new(read, codec);
+    // The length prefix of the first frame was consumed to look for a four-letter word.
+    let mut prefixed = BytesMut::from(&first[..]);
+    let first_frame = loop {
+        match tokio_util::codec::Decoder::decode(&mut codec, &mut prefixed) {
+            Ok(Some(frame)) => break Some(frame),
+            Ok(None) => match frames.get_mut().read_buf(&mut prefixed).await {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => continue,
+            },
+            Err(e) => {
+                tracing::info!(%addr, error = %e, "closing a connection with a bad first frame");
+                break None;
+            }
+        }
+    };
+    let Some(first_frame) = first_frame else {
+        return;
+    };
+    let mut reader = Reader::new(first_frame);
+    let Ok(request) = ConnectRequest::decode(&mut reader) else {
+        tracing::info!(%addr, "closing a connection whose handshake does not decode");
+        return;
+    };
+    let (out, outgoing) = mpsc::channel(OUTGOING_FRAMES_MAX);
+    if core
+        .send(Msg::Connect {
+            conn,
+            addr,
+            request,
+            out,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(write_loop(write, outgoing));
+    // Any bytes already read past the handshake belong to the next frames.
+    frames.read_buffer_mut().extend_from_slice(&prefixed);
+    while let Some(frame) = frames.next().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::info!(%addr, error = %e, "closing a connection with a bad frame");
+                break;
+            }
+        };
+        let mut reader = Reader::new(frame);
+        let Ok(header) = RequestHeader::decode(&mut reader) else {
+            tracing::info!(%addr, "closing a connection with a frame shorter than a request header");
+            break;
+        };
+        let body = reader.rest().clone();
+        let msg = Msg::Request {
+            conn,
+            xid: header.xid,
+            op: header.r#type,
+            body,
+        };
+        if core.send(msg).is_err() || writer.is_finished() {
+            break;
+        }
+    }
+    let _ = core.send(Msg::Closed { conn });
+    writer.abort();
+}
+
+async fn write_loop(mut write: OwnedWriteHalf, mut outgoing: mpsc::Receiver<Outgoing>) {
+    while let Some(out) = outgoing.recv().await {
+        match out {
+            Outgoing::Frame(bytes) => {
+                if write.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Outgoing::Close => break,
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+async fn four_letter_word(
+    word: &str,
+    mut write: OwnedWriteHalf,
+    core: &mpsc::UnboundedSender<Msg>,
+) {
+    let (reply, answer) = oneshot::channel();
+    if core
+        .send(Msg::Command {
+            word: word.to_owned(),
+            reply,
+        })
+        .is_ok()
+    {
+        if let Ok(text) = answer.await {
+            let _ = write.write_all(text.as_bytes()).await;
+        }
+    }
+    let _ = write.shutdown().await;
+}

@@ -1,0 +1,1101 @@
+//! The server's state and its one task: the tree, watches, sessions and the write
+//! pipeline. Connections talk to it through messages; it owns everything it touches, so no
+//! lock is taken anywhere.
+//!
+//! A write is prepared at once against the tree plus the writes still in flight (the
+//! overlay), appended to the log through group commit, and applied when durable, in zxid
+//! order. Each connection's replies leave in request order: a read waits only behind the
+//! same connection's earlier writes, never behind another session's fsync.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use tokio::sync::{mpsc, oneshot};
+use zk_datatree::{
+    Applied, DataTree, Overlay, Prepared, Session, Transaction, WriteRequest, prepare,
+};
+use zk_jute::data::{ClientInfo, Id};
+use zk_jute::proto::{
+    AddWatchRequest, AuthPacket, CheckVersionRequest, CheckWatchesRequest, ConnectRequest,
+    ConnectResponse, Create2Response, CreateRequest, CreateResponse, CreateTtlRequest,
+    DeleteRequest, ErrorResponse, ExistsRequest, ExistsResponse, GetAclRequest, GetAclResponse,
+    GetAllChildrenNumberRequest, GetAllChildrenNumberResponse, GetChildren2Response,
+    GetChildrenRequest, GetChildrenResponse, GetDataRequest, GetDataResponse, GetEphemeralsRequest,
+    GetEphemeralsResponse, RemoveWatchesRequest, SetAclRequest, SetAclResponse, SetDataRequest,
+    SetDataResponse, SetWatches, SetWatches2, SyncRequest, SyncResponse, WhoAmIResponse,
+};
+use zk_jute::txn::{TxnDigest, TxnHeader};
+use zk_jute::{
+    AddWatchMode, DecodeError, ErrorCode, MultiOp, MultiRequest, MultiResponse, MultiResult,
+    OpCode, Reader, Record, WatcherType, xid,
+};
+use zk_persistence::{GroupCommit, LogEntry, SnapshotPolicy, ZxidDigest};
+use zk_watch::{NodeZxids, WatchKind, WatchLists, WatchManager, WatcherId};
+
+use crate::config::Config;
+use crate::wire::{frame, header_only, notification, reply};
+
+/// A connection's number.
+pub(crate) type ConnId = u64;
+
+/// What the core sends a connection's writer.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// Bytes to write.
+    Frame(Bytes),
+    /// Close the connection once everything before is written.
+    Close,
+}
+
+/// Messages to the core.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A new connection's handshake.
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        request: ConnectRequest,
+        out: mpsc::Sender<Outgoing>,
+    },
+    /// A request frame after the handshake.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        body: Bytes,
+    },
+    /// The connection is gone.
+    Closed { conn: ConnId },
+    /// The log has made `zxid` (and everything before it) durable, or failed.
+    Durable { zxid: i64, ok: bool },
+    /// Time passes: expire sessions, reap containers.
+    Tick,
+    /// A four-letter word.
+    Command {
+        word: String,
+        reply: oneshot::Sender<String>,
+    },
+    /// A snapshot finished writing.
+    SnapshotDone { zxid: i64, ok: bool },
+    /// Stop: close every connection; the log is synced when the core is dropped.
+    Shutdown,
+}
+
+enum Origin {
+    Client {
+        conn: ConnId,
+        xid: i32,
+        op: OpCode,
+    },
+    Connect {
+        conn: ConnId,
+        response: ConnectResponse,
+    },
+    Internal,
+}
+
+struct Pending {
+    header: TxnHeader,
+    txn: Transaction,
+    durable: bool,
+    origin: Origin,
+}
+
+enum Queued {
+    /// A write's reply, once its txn is applied.
+    Write {
+        zxid: i64,
+        reply: Option<Bytes>,
+        close_after: bool,
+    },
+    /// A read, served when it reaches the front.
+    Read { xid: i32, op: i32, body: Bytes },
+}
+
+struct Conn {
+    out: mpsc::Sender<Outgoing>,
+    addr: SocketAddr,
+    session: i64,
+    auth: Vec<Id>,
+    queue: VecDeque<Queued>,
+    closing: bool,
+}
+
+struct SessionState {
+    timeout_ms: u64,
+    expires_at_ms: u64,
+    conn: Option<ConnId>,
+    closing: bool,
+}
+
+/// Counters for the four-letter words.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stats {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) outstanding: usize,
+    pub(crate) latency_total_ms: u64,
+    pub(crate) latency_max_ms: u64,
+    pub(crate) latency_count: u64,
+}
+
+/// The core's state.
+pub(crate) struct Core {
+    config: Arc<Config>,
+    tree: DataTree,
+    watches: WatchManager,
+    overlay: Overlay,
+    staged_digest: u64,
+    log: GroupCommit,
+    last_zxid: i64,
+    pending: VecDeque<Pending>,
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<i64, SessionState>,
+    next_session: i64,
+    started: Instant,
+    policy: SnapshotPolicy,
+    txns_since_snapshot: u64,
+    snapshot_running: bool,
+    snap_dir: PathBuf,
+    tx: mpsc::UnboundedSender<Msg>,
+    stats: Stats,
+    ticks: u64,
+}
+
+/// The password of a session: derived from its id, so it survives restarts (as
+/// ZooKeeper's `generatePasswd` does with its own secret).
+fn password(session: i64) -> Bytes {
+    let hash = Sha1::digest([&session.to_be_bytes()[..], b"zk-rs session secret"].concat());
+    Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn decode<R: Record>(body: &Bytes) -> Result<R, DecodeError> {
+    R::decode(&mut Reader::new(body.clone()))
+}
+
+impl Core {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        tree: DataTree,
+        log: GroupCommit,
+        tx: mpsc::UnboundedSender<Msg>,
+    ) -> Self {
+        let started = Instant::now();
+        let last_zxid = tree.last_zxid();
+        let now = 0;
+        let sessions = tree
+            .sessions()
+            .iter()
+            .map(|(id, timeout)| {
+                let timeout_ms = u64::try_from(*timeout).unwrap_or(0);
+                (
+                    *id,
+                    SessionState {
+                        timeout_ms,
+                        expires_at_ms: now + timeout_ms,
+                        conn: None,
+                        closing: false,
+                    },
+                )
+            })
+            .collect();
+        let next_session =
+            ((wall_ms() << 24) as u64 >> 8) as i64 | ((config.server_id as i64) << 56);
+        let policy = SnapshotPolicy {
+            snap_count: config.snap_count,
+            snap_size_bytes: 0,
+            random_roll: (wall_ms() as u64) % (config.snap_count / 2).max(1),
+        };
+        Self {
+            snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
+            staged_digest: tree.digest(),
+            config,
+            tree,
+            watches: WatchManager::new(),
+            overlay: Overlay::default(),
+            log,
+            last_zxid,
+            pending: VecDeque::new(),
+            conns: HashMap::new(),
+            sessions,
+            next_session,
+            started,
+            policy,
+            txns_since_snapshot: 0,
+            snapshot_running: false,
+            tx,
+            stats: Stats::default(),
+            ticks: 0,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Handles one message.
+    pub(crate) fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Connect {
+                conn,
+                addr,
+                request,
+                out,
+            } => self.connect(conn, addr, request, out),
+            Msg::Request {
+                conn,
+                xid,
+                op,
+                body,
+            } => self.request(conn, xid, op, body),
+            Msg::Closed { conn } => self.closed(conn),
+            Msg::Durable { zxid, ok } => self.durable(zxid, ok),
+            Msg::Tick => self.tick(),
+            Msg::Command { word, reply } => {
+                let _ = reply.send(crate::fourlw::answer(&word, self));
+            }
+            Msg::Shutdown => {
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    self.send(conn, Outgoing::Close);
+                }
+            }
+            Msg::SnapshotDone { zxid, ok } => {
+                self.snapshot_running = false;
+                if ok {
+                    tracing::info!(zxid = format!("{zxid:#x}"), "snapshot written");
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, out: Outgoing) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if matches!(out, Outgoing::Frame(_)) {
+            self.stats.sent += 1;
+        }
+        if c.out.try_send(out).is_err() && !c.closing {
+            // A client that does not read its replies is cut off rather than buffered forever.
+            tracing::warn!(conn, addr = %c.addr, "closing a connection whose client does not keep up");
+            c.closing = true;
+        }
+    }
+
+    fn touch(&mut self, session: i64) {
+        let now = self.now_ms();
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.expires_at_ms = now + s.timeout_ms;
+        }
+    }
+
+    // ----- connections and sessions -----
+
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        request: ConnectRequest,
+        out: mpsc::Sender<Outgoing>,
+    ) {
+        let ip = Id {
+            scheme: "ip".into(),
+            id: addr.ip().to_string(),
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                out,
+                addr,
+                session: 0,
+                auth: vec![ip],
+                queue: VecDeque::new(),
+                closing: false,
+            },
+        );
+        let (min, max) = (
+            self.config.min_session_timeout.as_millis(),
+            self.config.max_session_timeout.as_millis(),
+        );
+        let timeout = (request.timeout.max(0) as u128).clamp(min, max) as i32;
+        let read_only = request.read_only.map(|_| false);
+        if request.session_id != 0 {
+            self.resume(conn, request, timeout, read_only);
+            return;
+        }
+        let session = self.next_session;
+        self.next_session += 1;
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: session,
+            passwd: Some(password(session)),
+            read_only,
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+        }
+        self.sessions.insert(
+            session,
+            SessionState {
+                timeout_ms: timeout as u64,
+                expires_at_ms: self.now_ms() + timeout as u64,
+                conn: Some(conn),
+                closing: false,
+            },
+        );
+        let prepared = self.prepare(
+            session,
+            &[],
+            &WriteRequest::CreateSession {
+                timeout_ms: timeout,
+            },
+        );
+        self.log_write(session, 0, prepared, Origin::Connect { conn, response });
+    }
+
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+        timeout: i32,
+        read_only: Option<bool>,
+    ) {
+        let id = request.session_id;
+        let valid = request.passwd.as_deref() == Some(&password(id)[..])
+            && self.sessions.get(&id).is_some_and(|s| !s.closing);
+        if !valid {
+            // What ZooKeeper answers for an expired or unknown session: timeout 0.
+            let response = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: Some(Bytes::from_static(&[0; 16])),
+                read_only,
+            };
+            self.send(conn, Outgoing::Frame(frame(response)));
+            self.send(conn, Outgoing::Close);
+            return;
+        }
+        let now = self.now_ms();
+        let previous = self.sessions.get_mut(&id).and_then(|s| {
+            s.timeout_ms = timeout as u64;
+            s.expires_at_ms = now + timeout as u64;
+            s.conn.replace(conn)
+        });
+        if let Some(old) = previous.filter(|old| *old != conn) {
+            // The session moved here: the old connection is closed, as ZooKeeper does.
+            self.send(old, Outgoing::Close);
+            self.forget_conn(old);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = id;
+        }
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: Some(password(id)),
+            read_only,
+        };
+        self.send(conn, Outgoing::Frame(frame(response)));
+    }
+
+    fn forget_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.watches.remove_watcher(WatcherId(conn));
+            if let Some(s) = self.sessions.get_mut(&c.session) {
+                if s.conn == Some(conn) {
+                    s.conn = None;
+                }
+            }
+        }
+    }
+
+    fn closed(&mut self, conn: ConnId) {
+        self.forget_conn(conn);
+    }
+
+    fn tick(&mut self) {
+        self.ticks += 1;
+        let now = self.now_ms();
+        let expired: Vec<i64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.closing && s.expires_at_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in expired {
+            tracing::info!(session = format!("{session:#x}"), "session expired");
+            self.close_session(session, None);
+        }
+        // Containers and TTL nodes: checked once a minute, as ZooKeeper's ContainerManager.
+        let every = (60_000 / self.config.tick_time.as_millis().max(1) as u64).max(1);
+        if self.ticks % every == 0 {
+            for path in self.tree.expiry_candidates(wall_ms(), 0) {
+                let prepared = self.prepare(0, &[], &WriteRequest::DeleteContainer(path));
+                self.log_write(0, 0, prepared, Origin::Internal);
+            }
+        }
+    }
+
+    fn close_session(&mut self, session: i64, request: Option<(ConnId, i32)>) {
+        let conn = self.sessions.get_mut(&session).and_then(|s| {
+            s.closing = true;
+            s.conn
+        });
+        let prepared = self.prepare(session, &[], &WriteRequest::CloseSession);
+        let origin = match request {
+            Some((conn, xid)) => Origin::Client {
+                conn,
+                xid,
+                op: OpCode::CloseSession,
+            },
+            None => Origin::Internal,
+        };
+        self.log_write(session, request.map_or(0, |r| r.1), prepared, origin);
+        if request.is_none() {
+            if let Some(conn) = conn {
+                self.send(conn, Outgoing::Close);
+                self.forget_conn(conn);
+            }
+        }
+    }
+
+    // ----- requests -----
+
+    fn request(&mut self, conn: ConnId, xid: i32, op: i32, body: Bytes) {
+        self.stats.received += 1;
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let session = c.session;
+        self.touch(session);
+        let code = OpCode::try_from(op).ok();
+        match code {
+            Some(OpCode::Auth) => return self.auth(conn, xid, &body),
+            Some(OpCode::CloseSession) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Write {
+                        zxid: self.last_zxid + 1,
+                        reply: None,
+                        close_after: true,
+                    });
+                }
+                return self.close_session(session, Some((conn, xid)));
+            }
+            _ => {}
+        }
+        match code
+            .filter(|op| op.is_write() || *op == OpCode::Reconfig)
+            .map(|op| write_request(op, &body))
+        {
+            Some(Ok(write)) => {
+                let auth = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.auth.clone())
+                    .unwrap_or_default();
+                let prepared = self.prepare(session, &auth, &write);
+                let origin = Origin::Client {
+                    conn,
+                    xid,
+                    op: code.unwrap_or(OpCode::Error),
+                };
+                let zxid = self.log_write(session, xid, prepared, origin);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Write {
+                        zxid,
+                        reply: None,
+                        close_after: false,
+                    });
+                }
+            }
+            Some(Err(code)) => {
+                // A body that does not decode, or a write this server does not offer: the
+                // error still takes a zxid, as ZooKeeper logs it.
+                let prepared = Prepared {
+                    txn: Transaction::error(code),
+                    changes: Vec::new(),
+                    digest_delta: 0,
+                };
+                let origin = Origin::Client {
+                    conn,
+                    xid,
+                    op: OpCode::Error,
+                };
+                let zxid = self.log_write(session, xid, prepared, origin);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Write {
+                        zxid,
+                        reply: None,
+                        close_after: false,
+                    });
+                }
+            }
+            None => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Read { xid, op, body });
+                }
+                self.drain(conn);
+            }
+        }
+    }
+
+    fn auth(&mut self, conn: ConnId, xid: i32, body: &Bytes) {
+        let packet: Result<AuthPacket, _> = decode(body);
+        let super_digest = self.config.super_digest.clone();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match packet {
+            Ok(p) if p.scheme == "digest" => {
+                let user_password =
+                    String::from_utf8_lossy(p.auth.as_deref().unwrap_or_default()).into_owned();
+                for id in zk_datatree::acl::digest_auth(&user_password, super_digest.as_deref()) {
+                    if !c.auth.contains(&id) {
+                        c.auth.push(id);
+                    }
+                }
+                self.send(conn, Outgoing::Frame(header_only(xid, 0, 0)));
+            }
+            _ => {
+                self.send(
+                    conn,
+                    Outgoing::Frame(header_only(xid, 0, ErrorCode::AuthFailed.code())),
+                );
+                self.send(conn, Outgoing::Close);
+            }
+        }
+    }
+
+    fn prepare(&mut self, session: i64, auth: &[Id], request: &WriteRequest) -> Prepared {
+        let zxid = self.last_zxid + 1;
+        let session = Session { id: session, auth };
+        prepare(
+            &self.overlay.over(&self.tree),
+            &session,
+            zxid,
+            wall_ms(),
+            request,
+        )
+    }
+
+    /// Stages a prepared txn and sends it to the log; returns its zxid.
+    fn log_write(&mut self, session: i64, xid: i32, prepared: Prepared, origin: Origin) -> i64 {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let time = wall_ms();
+        let header = TxnHeader {
+            client_id: session,
+            cxid: xid,
+            zxid,
+            time,
+            r#type: prepared.txn.op_code().code(),
+        };
+        self.overlay.stage(zxid, &prepared);
+        self.staged_digest = self.staged_digest.wrapping_add(prepared.digest_delta);
+        let digest = TxnDigest {
+            version: zk_datatree::DIGEST_VERSION,
+            tree_digest: self.staged_digest as i64,
+        };
+        let entry = LogEntry::new(header.clone(), &prepared.txn.encode(), Some(&digest));
+        let completion = self.log.append(entry);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let ok = completion.await.is_ok();
+            let _ = tx.send(Msg::Durable { zxid, ok });
+        });
+        self.pending.push_back(Pending {
+            header,
+            txn: prepared.txn,
+            durable: false,
+            origin,
+        });
+        self.stats.outstanding = self.pending.len();
+        zxid
+    }
+
+    fn durable(&mut self, zxid: i64, ok: bool) {
+        if !ok {
+            // ZooKeeper stops when its log fails: nothing after this can be acknowledged.
+            tracing::error!(
+                zxid = format!("{zxid:#x}"),
+                "the txn log failed; shutting down"
+            );
+            std::process::exit(2);
+        }
+        if let Some(p) = self.pending.iter_mut().find(|p| p.header.zxid == zxid) {
+            p.durable = true;
+        }
+        while self.pending.front().is_some_and(|p| p.durable) {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.apply(p);
+        }
+        self.stats.outstanding = self.pending.len();
+    }
+
+    fn apply(&mut self, p: Pending) {
+        let zxid = p.header.zxid;
+        let applied = self.tree.apply(&p.header, &p.txn);
+        self.overlay.applied(zxid);
+        for trigger in &applied.triggers {
+            let fired = self.watches.trigger(&trigger.path, trigger.event);
+            if fired.watchers.is_empty() {
+                continue;
+            }
+            let event = notification(&fired.event);
+            for watcher in fired.watchers {
+                self.send(watcher.0, Outgoing::Frame(event.clone()));
+            }
+        }
+        match p.origin {
+            Origin::Client { conn, xid, op } => {
+                let bytes = write_reply(op, xid, zxid, &applied);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if let Some(Queued::Write { reply, .. }) = c.queue.iter_mut().find(
+                        |q| matches!(q, Queued::Write { zxid: z, reply: None, .. } if *z == zxid),
+                    ) {
+                        *reply = Some(bytes);
+                    }
+                }
+                self.drain(conn);
+            }
+            Origin::Connect { conn, response } => {
+                self.send(conn, Outgoing::Frame(frame(response)));
+            }
+            Origin::Internal => {}
+        }
+        if let Transaction::CloseSession(_) = p.txn {
+            self.sessions.remove(&p.header.client_id);
+        }
+        self.txns_since_snapshot += 1;
+        if self.policy.due(self.txns_since_snapshot, 0) && !self.snapshot_running {
+            self.snapshot();
+        }
+    }
+
+    /// Writes a snapshot of the tree as of now, in the background.
+    fn snapshot(&mut self) {
+        self.txns_since_snapshot = 0;
+        self.snapshot_running = true;
+        drop(self.log.roll()); // ordered after every append so far; no need to wait
+        let tree = self.tree.clone();
+        let dir = self.snap_dir.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let zxid = tree.last_zxid();
+            let digest = ZxidDigest {
+                zxid,
+                version: zk_datatree::DIGEST_VERSION,
+                digest: tree.digest() as i64,
+            };
+            let result =
+                zk_persistence::write_snapshot(&dir, zxid, tree.sessions(), Some(digest), |w| {
+                    tree.write_body(w)
+                });
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "snapshot failed");
+            }
+            let _ = tx.send(Msg::SnapshotDone {
+                zxid,
+                ok: result.is_ok(),
+            });
+        });
+    }
+
+    /// Sends what can be sent from the front of a connection's queue.
+    fn drain(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            match c.queue.front_mut() {
+                Some(Queued::Write { reply: Some(_), .. }) => {
+                    let Some(Queued::Write {
+                        reply: Some(bytes),
+                        close_after,
+                        ..
+                    }) = c.queue.pop_front()
+                    else {
+                        return;
+                    };
+                    self.send(conn, Outgoing::Frame(bytes));
+                    if close_after {
+                        self.send(conn, Outgoing::Close);
+                        self.forget_conn(conn);
+                        return;
+                    }
+                }
+                Some(Queued::Read { .. }) => {
+                    let Some(Queued::Read { xid, op, body }) = c.queue.pop_front() else {
+                        return;
+                    };
+                    let bytes = self.read(conn, xid, op, &body);
+                    self.send(conn, Outgoing::Frame(bytes));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Serves a read from the tree as it is now.
+    fn read(&mut self, conn: ConnId, xid: i32, op: i32, body: &Bytes) -> Bytes {
+        let zxid = self.tree.last_zxid();
+        let auth = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let watcher = WatcherId(conn);
+        let fail = |code: ErrorCode| header_only(xid, zxid, code.code());
+        let Ok(op) = OpCode::try_from(op) else {
+            return fail(ErrorCode::Unimplemented);
+        };
+        macro_rules! body {
+            ($t:ty) => {
+                match decode::<$t>(body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::info!(conn, error = %e, "request body does not decode");
+                        return fail(ErrorCode::MarshallingError);
+                    }
+                }
+            };
+        }
+        let result: Result<Bytes, ErrorCode> = match op {
+            OpCode::Ping => Ok(header_only(xid::PING, zxid, 0)),
+            OpCode::Exists => {
+                let r = body!(ExistsRequest);
+                let result = self.tree.exists(&r.path);
+                if r.watch && result != Err(ErrorCode::BadArguments) {
+                    let _ = self.watches.add_watch(&r.path, watcher, WatchKind::Data);
+                }
+                result.map(|stat| reply(xid, zxid, 0, Some(ExistsResponse { stat })))
+            }
+            OpCode::GetData => {
+                let r = body!(GetDataRequest);
+                self.tree.get_data(&r.path, &auth).map(|(data, stat)| {
+                    if r.watch {
+                        let _ = self.watches.add_watch(&r.path, watcher, WatchKind::Data);
+                    }
+                    reply(xid, zxid, 0, Some(GetDataResponse { data, stat }))
+                })
+            }
+            OpCode::GetChildren | OpCode::GetChildren2 => {
+                let r = body!(GetChildrenRequest);
+                self.tree
+                    .get_children(&r.path, &auth)
+                    .map(|(children, stat)| {
+                        if r.watch {
+                            let _ = self.watches.add_watch(&r.path, watcher, WatchKind::Child);
+                        }
+                        if op == OpCode::GetChildren {
+                            reply(
+                                xid,
+                                zxid,
+                                0,
+                                Some(GetChildrenResponse {
+                                    children: Some(children),
+                                }),
+                            )
+                        } else {
+                            reply(
+                                xid,
+                                zxid,
+                                0,
+                                Some(GetChildren2Response {
+                                    children: Some(children),
+                                    stat,
+                                }),
+                            )
+                        }
+                    })
+            }
+            OpCode::GetAcl => {
+                let r = body!(GetAclRequest);
+                self.tree.get_acl(&r.path, &auth).map(|(acl, stat)| {
+                    reply(
+                        xid,
+                        zxid,
+                        0,
+                        Some(GetAclResponse {
+                            acl: Some(acl),
+                            stat,
+                        }),
+                    )
+                })
+            }
+            OpCode::GetAllChildrenNumber => {
+                let r = body!(GetAllChildrenNumberRequest);
+                self.tree
+                    .get_all_children_number(&r.path, &auth)
+                    .map(|total_number| {
+                        reply(
+                            xid,
+                            zxid,
+                            0,
+                            Some(GetAllChildrenNumberResponse { total_number }),
+                        )
+                    })
+            }
+            OpCode::GetEphemerals => {
+                let r = body!(GetEphemeralsRequest);
+                let session = self.conns.get(&conn).map_or(0, |c| c.session);
+                let ephemerals = Some(self.tree.get_ephemerals(session, &r.prefix_path));
+                Ok(reply(
+                    xid,
+                    zxid,
+                    0,
+                    Some(GetEphemeralsResponse { ephemerals }),
+                ))
+            }
+            OpCode::Sync => {
+                let r = body!(SyncRequest);
+                Ok(reply(xid, zxid, 0, Some(SyncResponse { path: r.path })))
+            }
+            OpCode::WhoAmI => {
+                let client_info = auth
+                    .iter()
+                    .map(|id| {
+                        let user = match id.scheme.as_str() {
+                            "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+                            _ => id.id.clone(),
+                        };
+                        ClientInfo {
+                            auth_scheme: id.scheme.clone(),
+                            user,
+                        }
+                    })
+                    .collect();
+                Ok(reply(
+                    xid,
+                    zxid,
+                    0,
+                    Some(WhoAmIResponse {
+                        client_info: Some(client_info),
+                    }),
+                ))
+            }
+            OpCode::AddWatch => {
+                let r = body!(AddWatchRequest);
+                match AddWatchMode::try_from(r.mode) {
+                    Ok(mode) => {
+                        let _ = self
+                            .watches
+                            .add_watch(&r.path, watcher, WatchKind::from(mode));
+                        Ok(header_only(xid, zxid, 0))
+                    }
+                    Err(_) => Err(ErrorCode::BadArguments),
+                }
+            }
+            OpCode::CheckWatches | OpCode::RemoveWatches => {
+                let r = body!(CheckWatchesRequest);
+                let kind = WatcherType::try_from(r.r#type).map_err(|_| ErrorCode::BadArguments);
+                kind.and_then(|kind| {
+                    let found = if op == OpCode::CheckWatches {
+                        self.watches.check_watches(&r.path, kind)
+                    } else {
+                        let _ = RemoveWatchesRequest {
+                            path: r.path.clone(),
+                            r#type: r.r#type,
+                        };
+                        self.watches.remove_watches(&r.path, kind, watcher)
+                    };
+                    if found {
+                        Ok(header_only(xid, zxid, 0))
+                    } else {
+                        Err(ErrorCode::NoWatcher)
+                    }
+                })
+            }
+            OpCode::SetWatches | OpCode::SetWatches2 => {
+                let lists = if op == OpCode::SetWatches {
+                    let r = body!(SetWatches);
+                    (
+                        r.relative_zxid,
+                        WatchLists {
+                            data: r.data_watches.unwrap_or_default(),
+                            exist: r.exist_watches.unwrap_or_default(),
+                            child: r.child_watches.unwrap_or_default(),
+                            persistent: Vec::new(),
+                            persistent_recursive: Vec::new(),
+                        },
+                    )
+                } else {
+                    let r = body!(SetWatches2);
+                    (
+                        r.relative_zxid,
+                        WatchLists {
+                            data: r.data_watches.unwrap_or_default(),
+                            exist: r.exist_watches.unwrap_or_default(),
+                            child: r.child_watches.unwrap_or_default(),
+                            persistent: r.persistent_watches.unwrap_or_default(),
+                            persistent_recursive: r
+                                .persistent_recursive_watches
+                                .unwrap_or_default(),
+                        },
+                    )
+                };
+                let tree = &self.tree;
+                let missed = self
+                    .watches
+                    .set_watches(watcher, lists.0, &lists.1, |path| {
+                        tree.node(path).map(|n| NodeZxids {
+                            mzxid: n.stat.mzxid,
+                            pzxid: n.stat.pzxid,
+                        })
+                    });
+                for event in missed.unwrap_or_default() {
+                    self.send(conn, Outgoing::Frame(notification(&event)));
+                }
+                Ok(header_only(xid::SET_WATCHES, zxid, 0))
+            }
+            OpCode::MultiRead => {
+                let r = body!(MultiRequest);
+                let results = r.ops.iter().map(|op| self.multi_read(op, &auth)).collect();
+                Ok(reply(xid, zxid, 0, Some(MultiResponse { results })))
+            }
+            OpCode::Sasl => Err(ErrorCode::AuthFailed),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        result.unwrap_or_else(fail)
+    }
+
+    fn multi_read(&self, op: &MultiOp, auth: &[Id]) -> MultiResult {
+        let error = |code: ErrorCode| MultiResult::Error(ErrorResponse { err: code.code() });
+        match op {
+            MultiOp::GetChildren(r) => match self.tree.get_children(&r.path, auth) {
+                Ok((children, _)) => MultiResult::GetChildren(GetChildrenResponse {
+                    children: Some(children),
+                }),
+                Err(code) => error(code),
+            },
+            MultiOp::GetData(r) => match self.tree.get_data(&r.path, auth) {
+                Ok((data, stat)) => MultiResult::GetData(GetDataResponse { data, stat }),
+                Err(code) => error(code),
+            },
+            _ => error(ErrorCode::Unimplemented),
+        }
+    }
+
+    // ----- for the four-letter words -----
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+    pub(crate) fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+    pub(crate) fn watches(&self) -> &WatchManager {
+        &self.watches
+    }
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats = Stats {
+            outstanding: self.stats.outstanding,
+            ..Stats::default()
+        };
+    }
+    pub(crate) fn connections(&self) -> Vec<(ConnId, SocketAddr, i64)> {
+        let mut out: Vec<_> = self
+            .conns
+            .iter()
+            .map(|(id, c)| (*id, c.addr, c.session))
+            .collect();
+        out.sort();
+        out
+    }
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+    pub(crate) fn session_timeouts(&self) -> BTreeMap<i64, u64> {
+        self.sessions
+            .iter()
+            .map(|(id, s)| (*id, s.timeout_ms))
+            .collect()
+    }
+}
+
+/// Decodes a write request body.
+fn write_request(op: OpCode, body: &Bytes) -> Result<WriteRequest, ErrorCode> {
+    let marshalling = |_| ErrorCode::MarshallingError;
+    Ok(match op {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => WriteRequest::Create {
+            request: decode::<CreateRequest>(body).map_err(marshalling)?,
+            with_stat: op == OpCode::Create2,
+            container: op == OpCode::CreateContainer,
+        },
+        OpCode::CreateTtl => {
+            WriteRequest::CreateTtl(decode::<CreateTtlRequest>(body).map_err(marshalling)?)
+        }
+        OpCode::Delete => WriteRequest::Delete(decode::<DeleteRequest>(body).map_err(marshalling)?),
+        OpCode::SetData => {
+            WriteRequest::SetData(decode::<SetDataRequest>(body).map_err(marshalling)?)
+        }
+        OpCode::SetAcl => WriteRequest::SetAcl(decode::<SetAclRequest>(body).map_err(marshalling)?),
+        OpCode::Check => {
+            WriteRequest::Check(decode::<CheckVersionRequest>(body).map_err(marshalling)?)
+        }
+        OpCode::Multi => WriteRequest::Multi(decode::<MultiRequest>(body).map_err(marshalling)?),
+        OpCode::Reconfig => return Err(ErrorCode::ReconfigDisabled),
+        _ => return Err(ErrorCode::Unimplemented),
+    })
+}
+
+/// The reply to an applied write.
+fn write_reply(op: OpCode, xid: i32, zxid: i64, applied: &Applied) -> Bytes {
+    let err = applied.err;
+    if op == OpCode::Multi {
+        let results = applied.multi.iter().map(multi_result).collect();
+        return reply(xid, zxid, 0, Some(MultiResponse { results }));
+    }
+    if err != 0 {
+        return header_only(xid, zxid, err);
+    }
+    let path = applied.path.clone().unwrap_or_default();
+    let stat = applied.stat.clone().unwrap_or_default();
+    match op {
+        OpCode::Create => reply(xid, zxid, 0, Some(CreateResponse { path })),
+        OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
+            reply(xid, zxid, 0, Some(Create2Response { path, stat }))
+        }
+        OpCode::SetData => reply(xid, zxid, 0, Some(SetDataResponse { stat })),
+        OpCode::SetAcl => reply(xid, zxid, 0, Some(SetAclResponse { stat })),
+        _ => header_only(xid, zxid, 0),
+    }
+}
+
+fn multi_result(sub: &Applied) -> MultiResult {
+    let stat = || sub.stat.clone().unwrap_or_default();
+    let path = || sub.path.clone().unwrap_or_default();
+    match OpCode::try_from(sub.op) {
+        Ok(OpCode::Error) | Err(_) => MultiResult::Error(ErrorResponse { err: sub.err }),
+        Ok(OpCode::Create) => MultiResult::Create(CreateResponse { path: path() }),
+        Ok(OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => {
+            MultiResult::Create2(Create2Response {
+                path: path(),
+                stat: stat(),
+            })
+        }
+        Ok(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
+        Ok(OpCode::SetData) => MultiResult::SetData(SetDataResponse { stat: stat() }),
+        _ => MultiResult::Check,
+    }
+}

@@ -1,0 +1,207 @@
+//! The four-letter words, with ZooKeeper's output shapes.
+
+use std::fmt::Write as _;
+
+use zk_watch::WatchTable;
+
+use crate::core::Core;
+
+/// Every word this server knows, whitelisted or not.
+pub(crate) const WORDS: &[&str] = &[
+    "ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "dump", "envi", "mntr", "wchs", "wchc",
+    "wchp", "dirs", "isro", "hash",
+];
+
+const VERSION: &str = concat!("3.8.0-zk-rs-", env!("CARGO_PKG_VERSION"), ", built on rust");
+
+/// The answer to `word`.
+pub(crate) fn answer(word: &str, core: &mut Core) -> String {
+    if !core.config().allows(word) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let mut out = String::new();
+    let stats = core.stats().clone();
+    let avg = stats
+        .latency_total_ms
+        .checked_div(stats.latency_count)
+        .unwrap_or(0);
+    let zxid = core.tree().last_zxid();
+    let nodes = core.tree().node_count();
+    match word {
+        "ruok" => out.push_str("imok"),
+        "isro" => out.push_str("rw"),
+        "srvr" | "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {VERSION}");
+            if word == "stat" {
+                out.push_str("Clients:\n");
+                for (_, addr, _) in core.connections() {
+                    let _ = writeln!(out, " /{addr}[1](queued=0,recved=0,sent=0)");
+                }
+                out.push('\n');
+            }
+            let _ = writeln!(out, "Latency min/avg/max: 0/{avg}/{}", stats.latency_max_ms);
+            let _ = writeln!(out, "Received: {}", stats.received);
+            let _ = writeln!(out, "Sent: {}", stats.sent);
+            let _ = writeln!(out, "Connections: {}", core.connections().len());
+            let _ = writeln!(out, "Outstanding: {}", stats.outstanding);
+            let _ = writeln!(out, "Zxid: {zxid:#x}");
+            out.push_str("Mode: standalone\n");
+            let _ = writeln!(out, "Node count: {nodes}");
+        }
+        "conf" => {
+            let c = core.config();
+            let _ = writeln!(out, "clientPort={}", c.client_addr.port());
+            let _ = writeln!(out, "clientPortAddress={}", c.client_addr.ip());
+            let _ = writeln!(out, "dataDir={}", c.data_dir.join("version-2").display());
+            let _ = writeln!(out, "dataDirSize=0");
+            let _ = writeln!(
+                out,
+                "dataLogDir={}",
+                c.data_log_dir.join("version-2").display()
+            );
+            let _ = writeln!(out, "dataLogSize=0");
+            let _ = writeln!(out, "tickTime={}", c.tick_time.as_millis());
+            let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
+            let _ = writeln!(
+                out,
+                "minSessionTimeout={}",
+                c.min_session_timeout.as_millis()
+            );
+            let _ = writeln!(
+                out,
+                "maxSessionTimeout={}",
+                c.max_session_timeout.as_millis()
+            );
+            let _ = writeln!(out, "serverId={}", c.server_id);
+        }
+        "cons" => {
+            for (conn, addr, session) in core.connections() {
+                let _ = writeln!(
+                    out,
+                    " /{addr}[1](queued=0,recved=0,sent=0,sid={session:#x},conn={conn})"
+                );
+            }
+            out.push('\n');
+        }
+        "crst" | "srst" => {
+            core.reset_stats();
+            out.push_str(if word == "crst" {
+                "Connection stats reset.\n"
+            } else {
+                "Server stats reset.\n"
+            });
+        }
+        "dump" => {
+            out.push_str("SessionTracker dump:\n");
+            let _ = writeln!(out, "Session Sets ({}):", core.session_count());
+            for (id, timeout) in core.session_timeouts() {
+                let _ = writeln!(out, "{id:#x}\t{timeout}ms");
+            }
+            out.push_str("ephemeral nodes dump:\n");
+            let ephemerals = core.tree().all_ephemerals();
+            let _ = writeln!(out, "Sessions with Ephemerals ({}):", ephemerals.len());
+            for (session, paths) in ephemerals {
+                let _ = writeln!(out, "{session:#x}:");
+                for path in paths {
+                    let _ = writeln!(out, "\t{path}");
+                }
+            }
+        }
+        "envi" => {
+            out.push_str("Environment:\n");
+            let _ = writeln!(out, "zookeeper.version={VERSION}");
+            let _ = writeln!(
+                out,
+                "host.name={}",
+                std::env::var("HOSTNAME").unwrap_or_default()
+            );
+            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+            let _ = writeln!(
+                out,
+                "user.dir={}",
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        "mntr" => {
+            let w = core.watches();
+            let lines: [(&str, String); 12] = [
+                ("zk_version", VERSION.to_owned()),
+                ("zk_server_state", "standalone".into()),
+                ("zk_avg_latency", avg.to_string()),
+                ("zk_max_latency", stats.latency_max_ms.to_string()),
+                ("zk_packets_received", stats.received.to_string()),
+                ("zk_packets_sent", stats.sent.to_string()),
+                (
+                    "zk_num_alive_connections",
+                    core.connections().len().to_string(),
+                ),
+                ("zk_outstanding_requests", stats.outstanding.to_string()),
+                ("zk_znode_count", nodes.to_string()),
+                ("zk_watch_count", w.watch_count().to_string()),
+                (
+                    "zk_ephemerals_count",
+                    core.tree()
+                        .all_ephemerals()
+                        .values()
+                        .map(|p| p.len())
+                        .sum::<usize>()
+                        .to_string(),
+                ),
+                ("zk_global_sessions", core.session_count().to_string()),
+            ];
+            for (key, value) in lines {
+                let _ = writeln!(out, "{key}\t{value}");
+            }
+        }
+        "wchs" => {
+            let _ = writeln!(out, "{}", core.watches().summary(WatchTable::Data));
+        }
+        "wchc" => {
+            let sessions: std::collections::HashMap<u64, i64> = core
+                .connections()
+                .into_iter()
+                .map(|(conn, _, session)| (conn, session))
+                .collect();
+            let by = core.watches().by_watcher(WatchTable::Data);
+            out.push_str(&zk_watch::format_by_connection(&by, |w| {
+                sessions.get(&w.0).copied().unwrap_or(0)
+            }));
+        }
+        "wchp" => {
+            let sessions: std::collections::HashMap<u64, i64> = core
+                .connections()
+                .into_iter()
+                .map(|(conn, _, session)| (conn, session))
+                .collect();
+            let by = core.watches().by_path(WatchTable::Data);
+            out.push_str(&zk_watch::format_by_path(&by, |w| {
+                sessions.get(&w.0).copied().unwrap_or(0)
+            }));
+        }
+        "dirs" => {
+            let size = |dir: &std::path::Path| -> u64 {
+                std::fs::read_dir(dir.join("version-2"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            };
+            let _ = writeln!(out, "datadir_size: {}", size(&core.config().data_dir));
+            let _ = writeln!(out, "logdir_size: {}", size(&core.config().data_log_dir));
+        }
+        "hash" => {
+            let _ = writeln!(out, "Digests in Cache: 1");
+            let _ = writeln!(
+                out,
+                "Zxid: {zxid:#x}, Digest: {}",
+                core.tree().digest() as i64
+            );
+        }
+        _ => {}
+    }
+    out
+}

@@ -1,0 +1,221 @@
+//! A standalone ZooKeeper-compatible server: the thin composition of `zk-jute` (wire),
+//! `zk-datatree` (state), `zk-watch` (watches) and `zk-persistence` (files).
+//!
+//! [`Server::start`] restores the data directory, listens for clients and runs the core
+//! task that owns the tree; [`Server::shutdown`] stops it cleanly (clients see their
+//! connections close, the log is synced). The `zk-server` binary wraps this with a
+//! `zoo.cfg`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = zk_server::Config { client_addr: "127.0.0.1:0".parse()?, ..Default::default() };
+//! let server = zk_server::Server::start(config).await?;
+//! println!("serving on {}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod conn;
+mod core;
+mod fourlw;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zk_datatree::{DataTree, Transaction, TreeOptions};
+use zk_jute::Reader;
+use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, VERSION_DIR};
+
+pub use config::{Config, ConfigError};
+
+use crate::core::{Core, Msg};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be restored.
+    #[error("restoring the data directory: {0}")]
+    Restore(#[from] zk_persistence::PersistenceError),
+    /// The client port could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    core: mpsc::UnboundedSender<Msg>,
+    tasks: Vec<JoinHandle<()>>,
+    core_task: JoinHandle<()>,
+}
+
+/// Applies one logged txn during restore.
+fn replay(tree: &mut DataTree, entry: &LogEntry) {
+    let mut body = Reader::new(entry.body.clone());
+    match Transaction::read(entry.header.r#type, &mut body) {
+        Ok(txn) => {
+            tree.apply(&entry.header, &txn);
+        }
+        Err(e) => {
+            tracing::error!(zxid = format!("{:#x}", entry.zxid()), error = %e, "unreadable txn skipped")
+        }
+    }
+}
+
+impl Server {
+    /// Restores state from the configured directories, binds the client port and starts
+    /// serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let config = Arc::new(config);
+        let options = TreeOptions {
+            extended_types: config.extended_types,
+        };
+        let snap_dir = config.data_dir.join(VERSION_DIR);
+        let log_dir = config.data_log_dir.join(VERSION_DIR);
+        std::fs::create_dir_all(&snap_dir)
+            .map_err(|e| zk_persistence::PersistenceError::io(&snap_dir, e))?;
+        let log_options = LogOptions {
+            pre_alloc_size: config.pre_alloc_size,
+            force_sync: config.force_sync,
+            ..LogOptions::default()
+        };
+        let log = FileTxnLog::open(&log_dir, log_options)?;
+        let restored = zk_persistence::restore(
+            &snap_dir,
+            &log,
+            |r, sessions| {
+                let mut tree = DataTree::deserialize(r, options, |n| {
+                    tracing::info!(nodes = n, "loading snapshot");
+                })?;
+                tree.set_sessions(sessions.clone());
+                Ok::<_, zk_datatree::SnapshotError>(tree)
+            },
+            || DataTree::new(options),
+            replay,
+        )?;
+        let mut tree = restored.tree;
+        tree.set_last_zxid(restored.last_zxid);
+        tracing::info!(
+            zxid = format!("{:#x}", restored.last_zxid),
+            nodes = tree.node_count(),
+            sessions = tree.sessions().len(),
+            "data directory restored"
+        );
+        let log = GroupCommit::start(log, GroupOptions::default());
+        let listener = TcpListener::bind(config.client_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.client_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.client_addr,
+            source,
+        })?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut core = Core::new(config.clone(), tree, log, tx.clone());
+        let core_task = tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let stop = matches!(msg, Msg::Shutdown);
+                core.handle(msg);
+                if stop {
+                    break;
+                }
+            }
+            // Dropping the core stops the log writer after it commits what is queued.
+            let _ = tokio::task::spawn_blocking(move || drop(core)).await;
+        });
+        let ticker = {
+            let tx = tx.clone();
+            let tick = config.tick_time;
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(tick);
+                loop {
+                    interval.tick().await;
+                    if tx.send(Msg::Tick).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let acceptor = tokio::spawn(accept_loop(listener, tx.clone(), config.clone()));
+        tracing::info!(%addr, "serving clients");
+        Ok(Server {
+            addr,
+            core: tx,
+            tasks: vec![ticker, acceptor],
+            core_task,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every connection and syncs the log.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.core.send(Msg::Shutdown);
+        let _ = self.core_task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, core: mpsc::UnboundedSender<Msg>, config: Arc<Config>) {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let per_ip = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        std::net::IpAddr,
+        usize,
+    >::new()));
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let max = config.max_client_cnxns;
+        {
+            let Ok(mut counts) = per_ip.lock() else {
+                continue;
+            };
+            let count = counts.entry(addr.ip()).or_default();
+            if max > 0 && *count >= max {
+                tracing::warn!(%addr, max, "too many connections from this address (maxClientCnxns)");
+                continue;
+            }
+            *count += 1;
+        }
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        let core = core.clone();
+        let per_ip = per_ip.clone();
+        let max_frame_len = config.jute_max_buffer;
+        tokio::spawn(async move {
+            conn::serve(conn, stream, addr, core, max_frame_len).await;
+            if let Ok(mut counts) = per_ip.lock() {
+                if let Some(count) = counts.get_mut(&addr.ip()) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,31 @@
+//! `zk-server [zoo.cfg]`: a standalone ZooKeeper-compatible server. Without an argument it
+//! serves 127.0.0.1:2181 with data under `./data`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use zk_server::{Config, Server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match std::env::args_os().nth(1).map(PathBuf::from) {
+        Some(path) => {
+            Config::from_file(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    let server = Server::start(config).await.context("starting the server")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! The third-party `zookeeper-client` crate, unchanged, against our server: operations,
+//! watches, ephemerals, multi, ACLs, durability across a restart, four-letter words, and
+//! hostile input next to well-behaved clients.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zk_server::{Config, Server};
+use zookeeper_client as zk;
+
+static OPEN: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+static EPHEMERAL: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        client_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        data_log_dir: dir.to_owned(),
+        tick_time: Duration::from_millis(200),
+        min_session_timeout: Duration::from_millis(400),
+        four_letter_words: vec!["*".into()],
+        extended_types: true,
+        ..Config::default()
+    }
+}
+
+async fn client(server: &Server) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(5))
+        .connect(&server.local_addr().to_string())
+        .await
+        .expect("connects")
+}
+
+async fn with_timeout<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+#[tokio::test]
+async fn crud_stats_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+
+    let (stat, _) = c.create("/app", b"v1", OPEN).await.unwrap();
+    assert_eq!(
+        (stat.version, stat.data_length, stat.num_children),
+        (0, 2, 0)
+    );
+    assert_eq!(c.get_data("/app").await.unwrap(), (b"v1".to_vec(), stat));
+    assert_eq!(
+        c.create("/app", b"", OPEN).await.unwrap_err(),
+        zk::Error::NodeExists
+    );
+    assert_eq!(
+        c.create("/missing/child", b"", OPEN).await.unwrap_err(),
+        zk::Error::NoNode
+    );
+
+    let stat2 = c.set_data("/app", b"v2", Some(0)).await.unwrap();
+    assert_eq!((stat2.version, stat2.mzxid > stat.mzxid), (1, true));
+    assert_eq!(
+        c.set_data("/app", b"v3", Some(0)).await.unwrap_err(),
+        zk::Error::BadVersion
+    );
+
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, first) = c.create("/app/job-", b"", &seq).await.unwrap();
+    let (_, second) = c.create("/app/job-", b"", &seq).await.unwrap();
+    assert_eq!((first.into_i64(), second.into_i64()), (0, 1));
+    let (mut children, parent) = c.get_children("/app").await.unwrap();
+    children.sort();
+    assert_eq!(children, ["job-0000000000", "job-0000000001"]);
+    assert_eq!((parent.num_children, parent.cversion), (2, 2));
+    assert_eq!(c.count_descendants_number("/app").await.unwrap(), 2);
+
+    assert_eq!(
+        c.delete("/app", None).await.unwrap_err(),
+        zk::Error::NotEmpty
+    );
+    c.delete("/app/job-0000000000", None).await.unwrap();
+    assert_eq!(c.check_stat("/app/job-0000000000").await.unwrap(), None);
+    c.sync("/app").await.unwrap();
+    drop(c);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn watches_fire_across_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let (a, b, c) = (
+        client(&server).await,
+        client(&server).await,
+        client(&server).await,
+    );
+    a.create("/w", b"", OPEN).await.unwrap();
+
+    let (_, _, data_watch) = a.get_and_watch_data("/w").await.unwrap();
+    let (_, _, child_watch) = a.get_and_watch_children("/w").await.unwrap();
+    let (_, exists_watch) = a.check_and_watch_stat("/w/later").await.unwrap();
+    // On another session: in ZooKeeper 3.8 a connection holds one watch mode per path, so a
+    // recursive watch from `a` would replace its child watch on /w.
+    let mut recursive = c
+        .watch("/w", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+
+    b.set_data("/w", b"x", None).await.unwrap();
+    let event = with_timeout("data watch", data_watch.changed()).await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeDataChanged, "/w")
+    );
+    let event = with_timeout("recursive watch", recursive.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+
+    b.create("/w/later", b"", OPEN).await.unwrap();
+    let event = with_timeout("exists watch", exists_watch.changed()).await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeCreated, "/w/later")
+    );
+    let event = with_timeout("child watch", child_watch.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeChildrenChanged);
+    let event = with_timeout("recursive watch on a child", recursive.changed()).await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeCreated, "/w/later")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ephemerals_go_with_their_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let (owner, watcher) = (client(&server).await, client(&server).await);
+    owner.create("/lock", b"me", EPHEMERAL).await.unwrap();
+    assert_eq!(owner.list_ephemerals("/").await.unwrap(), ["/lock"]);
+    let (stat, gone) = watcher.check_and_watch_stat("/lock").await.unwrap();
+    assert_eq!(stat.unwrap().ephemeral_owner, owner.session_id().0);
+    drop(owner); // closes the session
+    let event = with_timeout("ephemeral deleted", gone.changed()).await;
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::EventType::NodeDeleted, "/lock")
+    );
+    assert_eq!(watcher.check_stat("/lock").await.unwrap(), None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn multi_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    let mut writer = c.new_multi_writer();
+    writer.add_create("/m", b"", OPEN).unwrap();
+    writer.add_create("/m/a", b"1", OPEN).unwrap();
+    writer.add_set_data("/m/a", b"2", Some(0)).unwrap();
+    assert_eq!(writer.commit().await.unwrap().len(), 3);
+    assert_eq!(c.get_data("/m/a").await.unwrap().0, b"2");
+
+    let mut writer = c.new_multi_writer();
+    writer.add_create("/m/b", b"", OPEN).unwrap();
+    writer.add_delete("/m/missing", None).unwrap();
+    let err = writer.commit().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            zk::MultiWriteError::OperationFailed {
+                index: 1,
+                source: zk::Error::NoNode
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        c.check_stat("/m/b").await.unwrap(),
+        None,
+        "nothing of a failed multi stays"
+    );
+
+    let mut reader = c.new_multi_reader();
+    reader.add_get_data("/m/a").unwrap();
+    reader.add_get_children("/m").unwrap();
+    assert_eq!(reader.commit().await.unwrap().len(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn acls_and_digest_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let alice = client(&server).await;
+    alice.auth("digest", b"alice:secret").await.unwrap();
+    let mine = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    alice.create("/private", b"s", &mine).await.unwrap();
+    assert_eq!(alice.get_data("/private").await.unwrap().0, b"s");
+    let (acl, _) = alice.get_acl("/private").await.unwrap();
+    assert_eq!(acl[0].scheme(), "digest");
+
+    let eve = client(&server).await;
+    assert_eq!(
+        eve.get_data("/private").await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    assert_eq!(
+        eve.set_data("/private", b"x", None).await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    let users = alice.list_auth_users().await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.scheme() == "digest" && u.user() == "alice"),
+        "{users:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    for i in 0..50 {
+        c.create(&format!("/durable-{i}"), format!("{i}").as_bytes(), OPEN)
+            .await
+            .unwrap();
+    }
+    let (_, before) = c.get_children("/").await.unwrap();
+    drop(c);
+    server.shutdown().await;
+
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    let (children, after) = c.get_children("/").await.unwrap();
+    assert_eq!(children.len(), 51, "50 nodes and /zookeeper");
+    assert_eq!(
+        (after.pzxid, after.cversion),
+        (before.pzxid, before.cversion)
+    );
+    assert_eq!(c.get_data("/durable-49").await.unwrap().0, b"49");
+    server.shutdown().await;
+}
+
+async fn four_letter_word(server: &Server, word: &str) -> String {
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream.write_all(word.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn four_letter_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    assert_eq!(four_letter_word(&server, "ruok").await, "imok");
+    let srvr = four_letter_word(&server, "srvr").await;
+    assert!(
+        srvr.contains("Mode: standalone") && srvr.contains("Node count: 4"),
+        "{srvr}"
+    );
+    let mntr = four_letter_word(&server, "mntr").await;
+    assert!(mntr.contains("zk_znode_count\t4"), "{mntr}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_input_closes_only_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let good = client(&server).await;
+    good.create("/kept", b"", OPEN).await.unwrap();
+
+    // A lying length prefix far beyond jute.maxbuffer: the connection is closed.
+    let mut bad = TcpStream::connect(server.local_addr()).await.unwrap();
+    bad.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 16];
+    assert_eq!(
+        with_timeout("oversized frame closes", bad.read(&mut buf))
+            .await
+            .unwrap_or(0),
+        0
+    );
+
+    // A handshake that does not decode: closed too.
+    let mut bad = TcpStream::connect(server.local_addr()).await.unwrap();
+    bad.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    assert_eq!(
+        with_timeout("bad handshake closes", bad.read(&mut buf))
+            .await
+            .unwrap_or(0),
+        0
+    );
+
+    // Half-open: a partial frame, then silence; the server keeps serving everyone else.
+    let mut half = TcpStream::connect(server.local_addr()).await.unwrap();
+    half.write_all(&[0, 0, 0, 40, 0, 0]).await.unwrap();
+
+    good.create("/still-serving", b"", OPEN).await.unwrap();
+    assert!(good.check_stat("/kept").await.unwrap().is_some());
+    drop(half);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_opcodes_get_unimplemented() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    // ConnectRequest: protocol 0, zxid 0, timeout 4000, session 0, 16-byte password.
+    let mut connect = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0xa0];
+    connect.extend([0; 8]);
+    connect.extend([0, 0, 0, 16]);
+    connect.extend([0; 16]);
+    let mut frame = (connect.len() as u32).to_be_bytes().to_vec();
+    frame.extend(connect);
+    s.write_all(&frame).await.unwrap();
+    let mut len = [0_u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut response = vec![0; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut response).await.unwrap();
+    // Request header xid 1, opcode 999.
+    s.write_all(&[0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0x03, 0xe7])
+        .await
+        .unwrap();
+    let mut reply = [0_u8; 20];
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply[4..8], &[0, 0, 0, 1], "xid echoed");
+    assert_eq!(
+        i32::from_be_bytes(reply[16..20].try_into().unwrap()),
+        -6,
+        "UNIMPLEMENTED"
+    );
+    server.shutdown().await;
+}
