@@ -345,3 +345,85 @@ async fn unknown_opcodes_get_unimplemented() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_abandoned_session_expires_and_its_ephemerals_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let abandoned = zk::Client::connector()
+        .with_session_timeout(Duration::from_millis(600))
+        .with_detached()
+        .connect(&addr)
+        .await
+        .unwrap();
+    abandoned
+        .create("/short-lived", b"", EPHEMERAL)
+        .await
+        .unwrap();
+    let observer = client(&server).await;
+    let (_, gone) = observer.check_and_watch_stat("/short-lived").await.unwrap();
+    drop(abandoned); // detached: no closeSession, no more pings
+    let event = with_timeout("session expiry", gone.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_survives_a_server_restart_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let addr = server.local_addr();
+    let c = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(8))
+        .connect(&addr.to_string())
+        .await
+        .unwrap();
+    c.create("/mine", b"", EPHEMERAL).await.unwrap();
+    let session = c.session_id();
+    server.shutdown().await;
+
+    let server = Server::start(Config {
+        client_addr: addr,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    // The client reconnects by itself and resumes the same session: its ephemeral is there.
+    let stat = with_timeout("reconnect", async {
+        loop {
+            match c.check_stat("/mine").await {
+                Ok(stat) => return stat,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(stat.map(|s| s.ephemeral_owner), Some(session.0));
+    assert_eq!(c.session_id(), session);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn snapshots_are_taken_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config {
+        snap_count: 20,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let c = client(&server).await;
+    for i in 0..100 {
+        c.create(&format!("/s{i}"), b"x", OPEN).await.unwrap();
+    }
+    drop(c);
+    server.shutdown().await;
+    let snapshots = zk_persistence::snapshot_files(&dir.path().join("version-2")).unwrap();
+    assert!(snapshots.len() >= 2, "snapshots: {snapshots:?}");
+
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 100 + 3);
+    server.shutdown().await;
+}
