@@ -77,7 +77,7 @@ fn snapshot_then_log_restores_the_same_tree() {
     }
     log.commit().unwrap();
 
-    let snap = read_snapshot(&path, |r| {
+    let snap = read_snapshot(&path, |r, _| {
         DataTree::deserialize(r, TreeOptions::default(), |_| {})
     })
     .unwrap();
