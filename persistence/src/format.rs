@@ -76,14 +76,16 @@ pub fn adler32(bytes: &[u8]) -> u32 {
     adler.checksum()
 }
 
-/// The 16-byte header of a log or snapshot file.
+/// The 16-byte header of a log or snapshot file. ZooKeeper writes dbid 0 in logs and -1
+/// in snapshots; neither is ever checked.
 pub(crate) fn file_header(magic: i32) -> [u8; HEADER_LEN] {
     let mut out = [0_u8; HEADER_LEN];
     let mut buf = &mut out[..];
+    let dbid = if magic == SNAP_MAGIC { -1 } else { 0 };
     FileHeader {
         magic,
         version: FORMAT_VERSION,
-        dbid: 0,
+        dbid,
     }
     .encode(&mut buf);
     out
