@@ -379,11 +379,14 @@ impl<V: TreeView> Scratch<'_, V> {
 
     fn multi_op(&mut self, op: &MultiOp) -> Prep<Transaction> {
         let single = match op {
+            // ZooKeeper rebuilds a multi's creates from their flags: a container mode makes
+            // a createContainer, anything else a plain create (so a create2 op is logged and
+            // answered as create; its own replay knows no create2 inside a multi).
             MultiOp::Create(r) | MultiOp::Create2(r) | MultiOp::CreateContainer(r) => {
                 WriteRequest::Create {
                     request: r.clone(),
-                    with_stat: matches!(op, MultiOp::Create2(_)),
-                    container: matches!(op, MultiOp::CreateContainer(_)),
+                    with_stat: false,
+                    container: CreateMode::try_from(r.flags) == Ok(CreateMode::Container),
                 }
             }
             MultiOp::CreateTtl(r) => WriteRequest::CreateTtl(r.clone()),

@@ -356,14 +356,20 @@ impl Core {
                 closing: false,
             },
         );
-        let prepared = self.prepare(
+        let (prepared, time) = self.prepare(
             session,
             &[],
             &WriteRequest::CreateSession {
                 timeout_ms: timeout,
             },
         );
-        self.log_write(session, 0, prepared, Origin::Connect { conn, response });
+        self.log_write(
+            session,
+            0,
+            prepared,
+            Origin::Connect { conn, response },
+            time,
+        );
     }
 
     fn resume(
@@ -445,8 +451,8 @@ impl Core {
         let every = (60_000 / self.config.tick_time.as_millis().max(1) as u64).max(1);
         if self.ticks % every == 0 {
             for path in self.tree.expiry_candidates(wall_ms(), 0) {
-                let prepared = self.prepare(0, &[], &WriteRequest::DeleteContainer(path));
-                self.log_write(0, 0, prepared, Origin::Internal);
+                let (prepared, time) = self.prepare(0, &[], &WriteRequest::DeleteContainer(path));
+                self.log_write(0, 0, prepared, Origin::Internal, time);
             }
         }
     }
@@ -456,7 +462,7 @@ impl Core {
             s.closing = true;
             s.conn
         });
-        let prepared = self.prepare(session, &[], &WriteRequest::CloseSession);
+        let (prepared, time) = self.prepare(session, &[], &WriteRequest::CloseSession);
         let origin = match request {
             Some((conn, xid)) => Origin::Client {
                 conn,
@@ -465,7 +471,7 @@ impl Core {
             },
             None => Origin::Internal,
         };
-        self.log_write(session, request.map_or(0, |r| r.1), prepared, origin);
+        self.log_write(session, request.map_or(0, |r| r.1), prepared, origin, time);
         if request.is_none() {
             if let Some(conn) = conn {
                 self.send(conn, Outgoing::Close);
@@ -508,13 +514,13 @@ impl Core {
                     .get(&conn)
                     .map(|c| c.auth.clone())
                     .unwrap_or_default();
-                let prepared = self.prepare(session, &auth, &write);
+                let (prepared, time) = self.prepare(session, &auth, &write);
                 let origin = Origin::Client {
                     conn,
                     xid,
                     op: code.unwrap_or(OpCode::Error),
                 };
-                let zxid = self.log_write(session, xid, prepared, origin);
+                let zxid = self.log_write(session, xid, prepared, origin, time);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.queue.push_back(Queued::Write {
                         zxid,
@@ -526,6 +532,7 @@ impl Core {
             Some(Err(code)) => {
                 // A body that does not decode, or a write this server does not offer: the
                 // error still takes a zxid, as ZooKeeper logs it.
+                let time = wall_ms();
                 let prepared = Prepared {
                     txn: Transaction::error(code),
                     changes: Vec::new(),
@@ -536,7 +543,7 @@ impl Core {
                     xid,
                     op: OpCode::Error,
                 };
-                let zxid = self.log_write(session, xid, prepared, origin);
+                let zxid = self.log_write(session, xid, prepared, origin, time);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.queue.push_back(Queued::Write {
                         zxid,
@@ -581,23 +588,35 @@ impl Core {
         }
     }
 
-    fn prepare(&mut self, session: i64, auth: &[Id], request: &WriteRequest) -> Prepared {
+    /// Prepares `request` as the next txn, now; returns it with the time it was prepared
+    /// at, which its header must carry (the stats, and so the predicted digest, use it).
+    fn prepare(&mut self, session: i64, auth: &[Id], request: &WriteRequest) -> (Prepared, i64) {
         let zxid = self.last_zxid + 1;
+        let time = wall_ms();
         let session = Session { id: session, auth };
-        prepare(
-            &self.overlay.over(&self.tree),
-            &session,
-            zxid,
-            wall_ms(),
-            request,
+        (
+            prepare(
+                &self.overlay.over(&self.tree),
+                &session,
+                zxid,
+                time,
+                request,
+            ),
+            time,
         )
     }
 
     /// Stages a prepared txn and sends it to the log; returns its zxid.
-    fn log_write(&mut self, session: i64, xid: i32, prepared: Prepared, origin: Origin) -> i64 {
+    fn log_write(
+        &mut self,
+        session: i64,
+        xid: i32,
+        prepared: Prepared,
+        origin: Origin,
+        time: i64,
+    ) -> i64 {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
-        let time = wall_ms();
         let header = TxnHeader {
             client_id: session,
             cxid: xid,
