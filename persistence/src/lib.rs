@@ -47,6 +47,8 @@ mod format;
 mod group;
 mod log;
 mod restore;
+#[cfg(feature = "sled")]
+mod sled_log;
 mod snapshot;
 
 pub use error::{PersistenceError, Result};
@@ -56,6 +58,8 @@ pub use format::{
 pub use group::{Completion, Durable, GroupCommit, GroupOptions, GroupStats};
 pub use log::{FileTxnLog, LogOptions, ParsedLog, TxnLog, log_files, parse_file, parse_log};
 pub use restore::{Restored, SnapshotPolicy, purge, read_epoch, restore, write_epoch};
+#[cfg(feature = "sled")]
+pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
     Snapshot, ZxidDigest, read_newest, read_snapshot, snapshot_files, write_snapshot,
 };
