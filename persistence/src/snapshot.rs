@@ -143,14 +143,12 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
 ) -> Result<Snapshot<T>> {
     let zxid = zxid_of(path, "snapshot")
         .ok_or_else(|| PersistenceError::corrupt(path, 0, "not a snapshot file name"))?;
-    let bytes = Bytes::from(std::fs::read(path).map_err(|e| PersistenceError::io(path, e))?);
-    if path.extension().is_some_and(|e| e == "gz" || e == "snappy") {
-        return Err(PersistenceError::corrupt(
-            path,
-            0,
-            "compressed snapshots are not supported yet",
-        ));
-    }
+    let raw = std::fs::read(path).map_err(|e| PersistenceError::io(path, e))?;
+    let bytes = Bytes::from(match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => gunzip(&raw).map_err(|e| PersistenceError::corrupt(path, 0, format!("gzip: {e}")))?,
+        Some("snappy") => unsnappy(&raw).map_err(|(at, why)| PersistenceError::corrupt(path, at, why))?,
+        _ => raw,
+    });
     let corrupt =
         |offset: usize, reason: String| PersistenceError::corrupt(path, offset as u64, reason);
     if bytes.len() < HEADER_LEN {
@@ -214,6 +212,41 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
         tree,
         digest,
     })
+}
+
+/// A `.gz` snapshot (`zookeeper.snapshot.compression.method=gz`).
+fn gunzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    flate2::read::GzDecoder::new(raw).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A `.snappy` snapshot: snappy-java's stream format (what ZooKeeper's `SnappyOutputStream`
+/// writes): an 8-byte magic `\x82SNAPPY\0`, two version ints, then blocks of
+/// `length: int` and that many bytes of raw snappy.
+fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
+    const MAGIC: &[u8] = b"\x82SNAPPY\0";
+    if raw.get(..MAGIC.len()) != Some(MAGIC) || raw.len() < 16 {
+        return Err((0, "not a snappy-java stream".into()));
+    }
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    let mut at = 16;
+    let mut decoder = snap::raw::Decoder::new();
+    while at < raw.len() {
+        let len = raw
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_be_bytes(b) as usize)
+            .ok_or((at as u64, "truncated block length".to_owned()))?;
+        let block = raw
+            .get(at + 4..at + 4 + len)
+            .ok_or((at as u64, format!("block of {len} bytes runs past the end")))?;
+        let data = decoder.decompress_vec(block).map_err(|e| (at as u64, format!("snappy: {e}")))?;
+        out.extend(data);
+        at += 4 + len;
+    }
+    Ok(out)
 }
 
 /// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.

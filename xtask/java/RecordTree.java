@@ -599,7 +599,10 @@ public class RecordTree {
         long zxid = db.getDataTreeLastProcessedZxid();
         db.rollLog();
         zks.takeSnapshot(true);
-        File written = new File(zks.getTxnLogFactory().getSnapDir(), "snapshot." + Long.toHexString(zxid));
+        // With zookeeper.snapshot.compression.method=gz|snappy the name has that suffix.
+        String name = "snapshot." + Long.toHexString(zxid);
+        String method = System.getProperty("zookeeper.snapshot.compression.method", "");
+        File written = new File(zks.getTxnLogFactory().getSnapDir(), method.isEmpty() ? name : name + "." + method);
         if (!written.isFile()) {
             throw new IllegalStateException("no " + written + " after takeSnapshot");
         }
