@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: the project's automation. Run `cargo xtask help` for the list.
 
+mod compat_clients;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,6 +29,15 @@ cargo xtask <command>
                      a copy) must accept it with no digest mismatch or warning; prints the
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
+  compat-clients [--keep-going] [--install] [--only zkcli,cli_mt,kazoo] [--verbose]
+                     run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
+                     xtask/python/kazoo_check.py) against our zk-server (debug build) and
+                     against Apache ZooKeeper 3.8.0, each on a free loopback port with its
+                     own data dir; fails on any answer that differs once times, zxids and
+                     session ids are masked. Stops at the first failing case unless
+                     --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
+                     `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
+                     under the cargo target dir
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
   bench              run the criterion benchmarks
@@ -41,6 +52,7 @@ fn main() -> Result<()> {
         Some("record-tree") => record_tree(),
         Some("record-datadir") => record_datadir(),
         Some("compat") => compat(rest),
+        Some("compat-clients") => compat_clients::compat_clients(rest),
         Some("fuzz") => fuzz(rest),
         Some("bench") => bench(rest),
         Some("help" | "--help" | "-h") | None => {
