@@ -165,6 +165,7 @@ pub(crate) struct Core {
     tx: mpsc::UnboundedSender<Msg>,
     stats: Stats,
     ticks: u64,
+    last_purge_ms: u64,
 }
 
 /// The password of a session: derived from its id, so it survives restarts (as
@@ -237,6 +238,7 @@ impl Core {
             tx,
             stats: Stats::default(),
             ticks: 0,
+            last_purge_ms: 0,
         }
     }
 
@@ -437,6 +439,7 @@ impl Core {
     fn tick(&mut self) {
         self.ticks += 1;
         let now = self.now_ms();
+        self.autopurge(now);
         let expired: Vec<i64> = self
             .sessions
             .iter()
@@ -455,6 +458,27 @@ impl Core {
                 self.log_write(0, 0, prepared, Origin::Internal, time);
             }
         }
+    }
+
+    /// `autopurge.purgeInterval` hours apart, keep `autopurge.snapRetainCount` snapshots and
+    /// the logs they need; the rest is deleted in the background.
+    fn autopurge(&mut self, now_ms: u64) {
+        let interval_ms = self.config.purge_interval_hours.saturating_mul(3_600_000);
+        if interval_ms == 0 || now_ms < self.last_purge_ms + interval_ms {
+            return;
+        }
+        self.last_purge_ms = now_ms;
+        let (snap_dir, log_dir) = (
+            self.snap_dir.clone(),
+            self.config.data_log_dir.join(zk_persistence::VERSION_DIR),
+        );
+        let retain = self.config.snap_retain_count;
+        tokio::task::spawn_blocking(move || {
+            match zk_persistence::purge(&snap_dir, &log_dir, retain) {
+                Ok(deleted) => tracing::info!(files = deleted.len(), "autopurge done"),
+                Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+            }
+        });
     }
 
     fn close_session(&mut self, session: i64, request: Option<(ConnId, i32)>) {
