@@ -145,8 +145,12 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
         .ok_or_else(|| PersistenceError::corrupt(path, 0, "not a snapshot file name"))?;
     let raw = std::fs::read(path).map_err(|e| PersistenceError::io(path, e))?;
     let bytes = Bytes::from(match path.extension().and_then(|e| e.to_str()) {
-        Some("gz") => gunzip(&raw).map_err(|e| PersistenceError::corrupt(path, 0, format!("gzip: {e}")))?,
-        Some("snappy") => unsnappy(&raw).map_err(|(at, why)| PersistenceError::corrupt(path, at, why))?,
+        Some("gz") => {
+            gunzip(&raw).map_err(|e| PersistenceError::corrupt(path, 0, format!("gzip: {e}")))?
+        }
+        Some("snappy") => {
+            unsnappy(&raw).map_err(|(at, why)| PersistenceError::corrupt(path, at, why))?
+        }
         _ => raw,
     });
     let corrupt =
@@ -242,7 +246,9 @@ fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
         let block = raw
             .get(at + 4..at + 4 + len)
             .ok_or((at as u64, format!("block of {len} bytes runs past the end")))?;
-        let data = decoder.decompress_vec(block).map_err(|e| (at as u64, format!("snappy: {e}")))?;
+        let data = decoder
+            .decompress_vec(block)
+            .map_err(|e| (at as u64, format!("snappy: {e}")))?;
         out.extend(data);
         at += 4 + len;
     }

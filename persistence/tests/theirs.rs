@@ -53,9 +53,16 @@ fn compressed_zookeeper_snapshots_load() {
         assert_eq!(snapshot.zxid, 3, "{name}");
         assert_eq!(snapshot.sessions.len(), 1, "{name}");
         let tree = snapshot.tree;
-        assert_eq!(tree.node("/x").and_then(|n| n.data.clone()).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            tree.node("/x").and_then(|n| n.data.clone()).as_deref(),
+            Some(&b"hello"[..])
+        );
         assert_eq!(tree.node("/x/y").map(|n| n.data.is_none()), Some(true));
         let digest = snapshot.digest.expect("a digest trailer");
-        assert_eq!((digest.zxid, digest.digest), (3, tree.digest() as i64), "{name}");
+        assert_eq!(
+            (digest.zxid, digest.digest),
+            (3, tree.digest() as i64),
+            "{name}"
+        );
     }
 }
