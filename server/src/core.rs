@@ -941,7 +941,9 @@ impl Core {
                         let _ = self
                             .watches
                             .add_watch(&r.path, watcher, WatchKind::from(mode));
-                        Ok(header_only(xid, zxid, 0))
+                        // ZooKeeper answers addWatch with an ErrorResponse(0) body, and
+                        // its Java client reads one.
+                        Ok(reply(xid, zxid, 0, Some(ErrorResponse { err: 0 })))
                     }
                     Err(_) => Err(ErrorCode::BadArguments),
                 }
