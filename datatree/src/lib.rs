@@ -61,6 +61,7 @@ mod digest;
 mod ephemeral;
 pub mod path;
 mod prep;
+pub mod quota;
 mod snapshot;
 mod tree;
 mod txn;

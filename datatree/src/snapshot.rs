@@ -127,6 +127,7 @@ impl DataTree {
             }
         }
         tree.acls_mut().purge_unused();
+        tree.setup_quotas();
         Ok(tree)
     }
 }

@@ -126,6 +126,7 @@ pub struct DataTree {
     acls: AclCache,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
+    quotas: BTreeSet<String>,
     ttls: BTreeSet<String>,
     sessions: BTreeMap<i64, i32>,
     digest: u64,
@@ -179,6 +180,7 @@ impl DataTree {
             acls: AclCache::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
+            quotas: BTreeSet::new(),
             ttls: BTreeSet::new(),
             sessions: BTreeMap::new(),
             digest: 0,
@@ -456,7 +458,7 @@ impl DataTree {
                 parent.stat.cversion = cversion;
                 parent.stat.pzxid = zxid;
             }
-            parent.children.insert(name.into_boxed_str());
+            parent.children.insert(name.as_str().into());
         });
         let stat = StatPersisted {
             czxid: zxid,
@@ -486,6 +488,18 @@ impl DataTree {
                     .insert(txn.path.clone());
             }
             EphemeralType::Void | EphemeralType::Invalid => {}
+        }
+        if parent_key.starts_with(QUOTA_PATH) {
+            let prefix = crate::quota::trim(&parent_key).to_owned();
+            if name == crate::quota::LIMITS_NODE {
+                self.quotas.insert(prefix);
+            } else if name == crate::quota::STATS_NODE {
+                self.update_quota_for_path(&prefix);
+            }
+        }
+        if let Some(prefix) = self.quota_prefix(&txn.path) {
+            let bytes = txn.data.as_ref().map_or(0, |d| d.len() as i64);
+            self.update_quota_stat(&prefix, bytes, 1);
         }
         out.triggers.push(Trigger {
             path: txn.path.clone(),
@@ -518,6 +532,13 @@ impl DataTree {
         });
         let node = self.remove_node(path).ok_or(ErrorCode::NoNode)?;
         self.acls.release(node.acl);
+        if parent_key.starts_with(ZOOKEEPER_PATH) && name == crate::quota::LIMITS_NODE {
+            self.quotas.remove(crate::quota::trim(&parent_key));
+        }
+        if let Some(prefix) = self.quota_prefix(path) {
+            let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+            self.update_quota_stat(&prefix, -bytes, -1);
+        }
         let owner = node.stat.ephemeral_owner;
         match EphemeralType::of(owner, self.options.extended_types) {
             EphemeralType::Container => {
@@ -558,6 +579,12 @@ impl DataTree {
         out: &mut Applied,
     ) -> Result<(), ErrorCode> {
         let key = crate::path::key(path).to_owned();
+        let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
+        let old_len = self
+            .nodes
+            .get(&key)
+            .and_then(|n| n.data.as_ref())
+            .map_or(0, |d| d.len() as i64);
         let stat = self
             .update(&key, |node| {
                 node.data = data;
@@ -567,6 +594,9 @@ impl DataTree {
             })
             .ok_or(ErrorCode::NoNode)?;
         out.stat = Some(stat);
+        if let Some(prefix) = self.quota_prefix(&key) {
+            self.update_quota_stat(&prefix, new_len - old_len, 0);
+        }
         out.triggers.push(Trigger {
             path: path.to_owned(),
             event: EventType::NodeDataChanged,
@@ -687,6 +717,19 @@ impl DataTree {
             }
             EphemeralType::Void | EphemeralType::Invalid => {}
         }
+    }
+
+    pub(crate) fn quotas(&self) -> &BTreeSet<String> {
+        &self.quotas
+    }
+
+    pub(crate) fn quotas_mut(&mut self) -> &mut BTreeSet<String> {
+        &mut self.quotas
+    }
+
+    /// A node to change in place, outside txns and the digest (quota statistics only).
+    pub(crate) fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(path)
     }
 
     pub(crate) fn acls_mut(&mut self) -> &mut AclCache {
