@@ -448,17 +448,7 @@ impl<V: TreeView> Scratch<'_, V> {
             0
         };
         let (zxid, time) = (self.zxid, self.time_ms);
-        let stat = StatPersisted {
-            czxid: zxid,
-            mzxid: zxid,
-            ctime: time,
-            mtime: time,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: owner,
-            pzxid: zxid,
-        };
+        let stat = crate::tree::created_stat(zxid, time, owner);
         parent.num_children = parent.num_children.saturating_add(1);
         parent.stat.cversion = parent_c_version;
         parent.stat.pzxid = zxid;

@@ -102,7 +102,9 @@ impl DataTree {
     pub(crate) fn update_quota_stat(&mut self, prefix: &str, bytes: i64, count: i64) {
         let path = stats_path(prefix);
         // A missing stats node is skipped, as ZooKeeper does (it logs that).
-        let Some(node) = self.node_mut(&path) else { return };
+        let Some(node) = self.node_mut(&path) else {
+            return;
+        };
         let text = node
             .data
             .as_deref()

@@ -338,24 +338,12 @@ impl DataTree {
             Transaction::CreateTtl(t) => {
                 out.path = Some(t.path.clone());
                 let owner = ttl_owner(t.ttl).unwrap_or(0);
-                let create = CreateTxn {
-                    path: t.path.clone(),
-                    data: t.data.clone(),
-                    acl: t.acl.clone(),
-                    ephemeral: false,
-                    parent_c_version: t.parent_c_version,
-                };
+                let create = persistent(&t.path, &t.data, &t.acl, t.parent_c_version);
                 self.create_node(&create, owner, zxid, time, &mut out)
             }
             Transaction::CreateContainer(t) => {
                 out.path = Some(t.path.clone());
-                let create = CreateTxn {
-                    path: t.path.clone(),
-                    data: t.data.clone(),
-                    acl: t.acl.clone(),
-                    ephemeral: false,
-                    parent_c_version: t.parent_c_version,
-                };
+                let create = persistent(&t.path, &t.data, &t.acl, t.parent_c_version);
                 self.create_node(&create, CONTAINER_EPHEMERAL_OWNER, zxid, time, &mut out)
             }
             Transaction::Delete(t) | Transaction::DeleteContainer(t) => {
@@ -460,17 +448,7 @@ impl DataTree {
             }
             parent.children.insert(name.as_str().into());
         });
-        let stat = StatPersisted {
-            czxid: zxid,
-            mzxid: zxid,
-            ctime: time,
-            mtime: time,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: owner,
-            pzxid: zxid,
-        };
+        let stat = created_stat(zxid, time, owner);
         let node = Node::new(txn.data.clone(), acl, stat);
         out.stat = Some(node.client_stat());
         self.insert_node(&txn.path, node);
@@ -786,6 +764,37 @@ impl DataTree {
         }
         let _ = writeln!(out, "digest {:#x}", self.digest);
         out
+    }
+}
+
+/// The stat of a node created by the txn with `zxid` at `time` (ZooKeeper's `createStat`).
+pub(crate) fn created_stat(zxid: i64, time: i64, ephemeral_owner: i64) -> StatPersisted {
+    StatPersisted {
+        czxid: zxid,
+        mzxid: zxid,
+        ctime: time,
+        mtime: time,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner,
+        pzxid: zxid,
+    }
+}
+
+/// A create of a non-ephemeral node, for the TTL and container txns that share its apply.
+fn persistent(
+    path: &str,
+    data: &Option<Bytes>,
+    acl: &Option<Vec<Acl>>,
+    parent_c_version: i32,
+) -> CreateTxn {
+    CreateTxn {
+        path: path.to_owned(),
+        data: data.clone(),
+        acl: acl.clone(),
+        ephemeral: false,
+        parent_c_version,
     }
 }
 

@@ -175,6 +175,17 @@ fn password(session: i64) -> Bytes {
     Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
 }
 
+/// The answer to a handshake that opens or resumes `session`.
+fn connect_response(session: i64, timeout: i32, read_only: Option<bool>) -> ConnectResponse {
+    ConnectResponse {
+        protocol_version: 0,
+        timeout,
+        session_id: session,
+        passwd: Some(password(session)),
+        read_only,
+    }
+}
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -339,13 +350,7 @@ impl Core {
         }
         let session = self.next_session;
         self.next_session += 1;
-        let response = ConnectResponse {
-            protocol_version: 0,
-            timeout,
-            session_id: session,
-            passwd: Some(password(session)),
-            read_only,
-        };
+        let response = connect_response(session, timeout, read_only);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
         }
@@ -411,13 +416,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = id;
         }
-        let response = ConnectResponse {
-            protocol_version: 0,
-            timeout,
-            session_id: id,
-            passwd: Some(password(id)),
-            read_only,
-        };
+        let response = connect_response(id, timeout, read_only);
         self.send(conn, Outgoing::Frame(frame(response)));
     }
 
