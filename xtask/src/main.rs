@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's automation. Run `cargo xtask help` for the list.
 
+mod bench;
 mod compat_clients;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +41,21 @@ cargo xtask <command>
                      under the cargo target dir
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
-  bench              run the criterion benchmarks
+  bench [OPTIONS]    server benchmark: our zk-server (release build) against Apache ZooKeeper
+                     3.8.0 (Debian's package, its own JVM), each a separate process on
+                     loopback with the same generated zoo.cfg, driven by one load generator
+                     (the zookeeper-client crate): create/setData/getData/exists/90%-read mix
+                     latency (1 session x 1 outstanding) and throughput (N sessions x M
+                     outstanding), RSS before/after loading Z znodes, cold restart time with
+                     them, time for W watchers to hear one setData. Prints progress and a
+                     table with ratios against the targets; writes target/bench-report.md.
+                     Runs from a release build of xtask (rebuilds and re-runs itself).
+                     Options: --secs S (each measurement, 5) --warmup S (1)
+                     --clients 16,64 --outstanding 16 --znodes Z (1000000; 0 skips)
+                     --load-sessions 8 --load-outstanding 128 --watchers W (1000)
+                     --watch-rounds 3 --client-threads 2 --only ours|zookeeper
+                     --report FILE --keep (keep the scratch dir with server logs)
+  bench micro [ARGS] run the criterion benchmarks (cargo bench --workspace ARGS)
 ";
 
 fn main() -> Result<()> {
@@ -54,7 +69,10 @@ fn main() -> Result<()> {
         Some("compat") => compat(rest),
         Some("compat-clients") => compat_clients::compat_clients(rest),
         Some("fuzz") => fuzz(rest),
-        Some("bench") => bench(rest),
+        Some("bench") => match rest.first().map(String::as_str) {
+            Some("micro") => micro_bench(&rest[1..]),
+            _ => bench::run(rest),
+        },
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -100,7 +118,7 @@ fn ci() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))
 }
 
-fn bench(rest: &[String]) -> Result<()> {
+fn micro_bench(rest: &[String]) -> Result<()> {
     run(cargo().args(["bench", "--workspace"]).args(rest))
 }
 
