@@ -119,7 +119,10 @@ impl DataTree {
                     return Err(SnapshotError::MissingParent { path });
                 }
             }
-            tree.insert_node(&path, Node::from_parts(data, acl, stat));
+            tree.insert_node(
+                &path,
+                Node::from_parts(crate::tree::owned(&data), acl, stat),
+            );
             tree.index_loaded(&path, owner, acl);
             loaded += 1;
             if loaded % 100_000 == 0 {

@@ -449,7 +449,7 @@ impl DataTree {
             parent.children.insert(name.as_str().into());
         });
         let stat = created_stat(zxid, time, owner);
-        let node = Node::new(txn.data.clone(), acl, stat);
+        let node = Node::new(owned(&txn.data), acl, stat);
         out.stat = Some(node.client_stat());
         self.insert_node(&txn.path, node);
         match EphemeralType::of(owner, self.options.extended_types) {
@@ -565,7 +565,7 @@ impl DataTree {
             .map_or(0, |d| d.len() as i64);
         let stat = self
             .update(&key, |node| {
-                node.data = data;
+                node.data = owned(&data);
                 node.stat.mtime = time;
                 node.stat.mzxid = zxid;
                 node.stat.version = version;
@@ -765,6 +765,13 @@ impl DataTree {
         let _ = writeln!(out, "digest {:#x}", self.digest);
         out
     }
+}
+
+/// A copy of `data` in an allocation of its own. Decoded data is a slice of the frame or
+/// file it came in; a node lives long, and must not keep a whole read buffer or log file
+/// alive for its few bytes.
+pub(crate) fn owned(data: &Option<Bytes>) -> Option<Bytes> {
+    data.as_deref().map(Bytes::copy_from_slice)
 }
 
 /// The stat of a node created by the txn with `zxid` at `time` (ZooKeeper's `createStat`).

@@ -163,6 +163,7 @@ pub(crate) struct Core {
     snapshot_running: bool,
     snap_dir: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
+    durable_tx: mpsc::UnboundedSender<(i64, zk_persistence::Completion)>,
     stats: Stats,
     ticks: u64,
     last_purge_ms: u64,
@@ -173,6 +174,23 @@ pub(crate) struct Core {
 fn password(session: i64) -> Bytes {
     let hash = Sha1::digest([&session.to_be_bytes()[..], b"zk-rs session secret"].concat());
     Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
+}
+
+/// One task that awaits the log's completions, in zxid order (the order they resolve in),
+/// and tells the core; cheaper than a task per write.
+fn durability_watcher(
+    core: mpsc::UnboundedSender<Msg>,
+) -> mpsc::UnboundedSender<(i64, zk_persistence::Completion)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, zk_persistence::Completion)>();
+    tokio::spawn(async move {
+        while let Some((zxid, completion)) = rx.recv().await {
+            let ok = completion.await.is_ok();
+            if core.send(Msg::Durable { zxid, ok }).is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 /// The answer to a handshake that opens or resumes `session`.
@@ -246,6 +264,7 @@ impl Core {
             policy,
             txns_since_snapshot: 0,
             snapshot_running: false,
+            durable_tx: durability_watcher(tx.clone()),
             tx,
             stats: Stats::default(),
             ticks: 0,
@@ -655,11 +674,7 @@ impl Core {
         };
         let entry = LogEntry::new(header.clone(), &prepared.txn.encode(), Some(&digest));
         let completion = self.log.append(entry);
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let ok = completion.await.is_ok();
-            let _ = tx.send(Msg::Durable { zxid, ok });
-        });
+        let _ = self.durable_tx.send((zxid, completion));
         self.pending.push_back(Pending {
             header,
             txn: prepared.txn,
