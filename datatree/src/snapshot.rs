@@ -70,10 +70,13 @@ impl DataTree {
             i32::try_from(acl.len()).unwrap_or(i32::MAX).encode(out);
             acl.iter().for_each(|a| a.encode(out));
         }
-        for path in self.paths_preorder() {
+        // Preorder with children sorted, one path alive per level rather than all at once.
+        let mut stack = vec![String::new()];
+        while let Some(path) = stack.pop() {
             let Some(node) = self.node(&path) else {
                 continue;
             };
+            stack.extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
             path.encode(out);
             node.data.encode(out);
             node.acl.encode(out);

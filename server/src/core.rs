@@ -751,20 +751,25 @@ impl Core {
         self.txns_since_snapshot = 0;
         self.snapshot_running = true;
         drop(self.log.roll()); // ordered after every append so far; no need to wait
-        let tree = self.tree.clone();
+        // Serialize here, consistent at the last applied zxid (no fuzzy snapshot, no copy of
+        // the tree); only the file writing and fsync happen in the background.
+        let started = std::time::Instant::now();
+        let mut body = bytes::BytesMut::with_capacity(self.tree.node_count() * 128);
+        self.tree.serialize(&mut body);
+        let zxid = self.tree.last_zxid();
+        let sessions = self.tree.sessions().clone();
+        let digest = ZxidDigest {
+            zxid,
+            version: zk_datatree::DIGEST_VERSION,
+            digest: self.tree.digest() as i64,
+        };
+        tracing::debug!(zxid, took = ?started.elapsed(), bytes = body.len(), "snapshot serialized");
         let dir = self.snap_dir.clone();
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let zxid = tree.last_zxid();
-            let digest = ZxidDigest {
-                zxid,
-                version: zk_datatree::DIGEST_VERSION,
-                digest: tree.digest() as i64,
-            };
-            let result =
-                zk_persistence::write_snapshot(&dir, zxid, tree.sessions(), Some(digest), |w| {
-                    tree.write_body(w)
-                });
+            let result = zk_persistence::write_snapshot(&dir, zxid, &sessions, Some(digest), |w| {
+                w.write_all(&body)
+            });
             if let Err(e) = &result {
                 tracing::error!(error = %e, "snapshot failed");
             }
