@@ -1,7 +1,9 @@
-//! The file backend (`FileTxnLog`): raw fsync latency of this disk, appends/s and completion
-//! latency through `GroupCommit` with 1, 16 and 256 appenders (forceSync on and off), and
-//! the restore of 1M txns. `cargo bench -p zk-persistence --bench log`; the sled backend's
-//! counterpart is `--features sled --bench sled_log`.
+//! The file backend (`FileTxnLog`): raw fsync latency of this disk; appends/s and completion
+//! latency through `GroupCommit` with 1, 16 and 256 appenders (forceSync on and off); the
+//! cost of one append and commit called directly; and the restore of 1M txns.
+//! `cargo bench -p zk-persistence --bench log`. The comparison with sled (both backends
+//! taking turns, three rounds) is `cargo bench -p zk-persistence --features sled --bench
+//! sled_log`.
 
 mod common;
 
@@ -18,9 +20,14 @@ fn options(force_sync: bool) -> LogOptions {
 fn main() {
     let scratch = tempfile::tempdir().expect("temp dir");
     common::raw_fsync(scratch.path(), 2_000);
-    common::loads("file", |dir, force_sync| {
+    let file = common::backend("file", |dir, force_sync| {
         FileTxnLog::open(dir, options(force_sync)).expect("log opens")
     });
+    common::loads(&[file], 1);
+    common::direct(
+        "file",
+        FileTxnLog::open(scratch.path().join("direct"), options(false)).expect("log opens"),
+    );
 
     let dir = scratch.path().join("restore");
     common::fill(

@@ -20,6 +20,9 @@ pub(crate) const APPENDERS: [usize; 3] = [1, 16, 256];
 /// How long each load is measured (after a short warm-up).
 pub(crate) const LOAD_TIME: Duration = Duration::from_secs(2);
 const WARM_UP: Duration = Duration::from_millis(300);
+/// Pause after each load, so that what a backend leaves behind (sled's background flushes,
+/// deleting the folder) does not slow the next one.
+const SETTLE: Duration = Duration::from_millis(500);
 /// Txns of the restore benchmark.
 pub(crate) const RESTORE_TXNS: i64 = 1_000_000;
 
@@ -81,16 +84,24 @@ pub(crate) struct Load {
     pub(crate) per_commit: f64,
 }
 
-/// `appenders` threads append 100-byte txns through a [`GroupCommit`] over `log`, each
-/// waiting for its completion before the next append, for [`LOAD_TIME`] after a warm-up.
-/// Zxids are handed out under a lock together with the append, as a leader orders txns.
-pub(crate) fn load<L: TxnLog + Send + 'static>(
+impl Load {
+    /// Whether `other` measured the same backend, forceSync and appenders.
+    fn matches(&self, other: &Load) -> bool {
+        (self.backend, self.force_sync, self.appenders)
+            == (other.backend, other.force_sync, other.appenders)
+    }
+}
+
+/// `appenders` threads append 100-byte txns through `writer`, each waiting for its
+/// completion before the next append, for [`LOAD_TIME`] after a warm-up. Zxids are handed
+/// out under a lock together with the append, as a leader orders txns.
+pub(crate) fn load(
     backend: &'static str,
     force_sync: bool,
-    log: L,
+    writer: GroupCommit,
     appenders: usize,
 ) -> Load {
-    let writer = Arc::new(GroupCommit::start(log, GroupOptions::default()));
+    let writer = Arc::new(writer);
     let next = Arc::new(Mutex::new(1_i64));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -174,35 +185,99 @@ pub(crate) fn row(l: &Load) -> String {
     )
 }
 
-/// Runs every load (forceSync on and off, each appender count) on logs `open` makes in
-/// fresh folders, then prints the table.
-pub(crate) fn loads<L: TxnLog + Send + 'static>(
-    backend: &'static str,
-    open: impl Fn(&Path, bool) -> L,
-) -> Vec<Load> {
-    let mut results = Vec::new();
-    for force_sync in [true, false] {
-        for appenders in APPENDERS {
-            println!(
-                "{backend}: group commit, forceSync {}, {appenders} appenders, {} s",
-                if force_sync { "on" } else { "off" },
-                LOAD_TIME.as_secs()
-            );
-            let dir = tempfile::tempdir().expect("temp dir");
-            results.push(load(
-                backend,
-                force_sync,
-                open(dir.path(), force_sync),
-                appenders,
-            ));
+/// A backend under load: its name, and how to start a group-committed log of it in a folder
+/// with forceSync on or off.
+pub(crate) type Backend = (&'static str, Box<dyn Fn(&Path, bool) -> GroupCommit>);
+
+/// Starts a [`GroupCommit`] over whatever `open` opens.
+pub(crate) fn backend<L: TxnLog + Send + 'static>(
+    name: &'static str,
+    open: impl Fn(&Path, bool) -> L + 'static,
+) -> Backend {
+    (
+        name,
+        Box::new(move |dir, force_sync| {
+            GroupCommit::start(open(dir, force_sync), GroupOptions::default())
+        }),
+    )
+}
+
+fn median_by<T: Copy + PartialOrd>(runs: &[Load], f: impl Fn(&Load) -> T) -> T {
+    let mut values: Vec<T> = runs.iter().map(f).collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+/// Runs every load (forceSync on and off, each appender count, each backend in turn on a
+/// fresh folder, so that backends see the same conditions) `rounds` times, then prints the
+/// table of medians (each column's median over the rounds).
+pub(crate) fn loads(backends: &[Backend], rounds: usize) -> Vec<Load> {
+    let mut runs: Vec<Vec<Load>> = Vec::new();
+    for round in 1..=rounds {
+        for force_sync in [true, false] {
+            for appenders in APPENDERS {
+                // Backends take turns, in reverse order every other round.
+                let order: Vec<&Backend> = if round % 2 == 1 {
+                    backends.iter().collect()
+                } else {
+                    backends.iter().rev().collect()
+                };
+                for (name, start) in order {
+                    println!(
+                        "{name}: group commit, forceSync {}, {appenders} appenders, {} s \
+                         (round {round} of {rounds})",
+                        if force_sync { "on" } else { "off" },
+                        LOAD_TIME.as_secs()
+                    );
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let result = load(name, force_sync, start(dir.path(), force_sync), appenders);
+                    drop(dir);
+                    std::thread::sleep(SETTLE);
+                    match runs.iter_mut().find(|r| r[0].matches(&result)) {
+                        Some(same) => same.push(result),
+                        None => runs.push(vec![result]),
+                    }
+                }
+            }
         }
     }
-    println!("\n{}", header());
+    let results: Vec<Load> = runs
+        .iter()
+        .map(|runs| Load {
+            backend: runs[0].backend,
+            force_sync: runs[0].force_sync,
+            appenders: runs[0].appenders,
+            appends_per_s: median_by(runs, |l| l.appends_per_s),
+            p50: median_by(runs, |l| l.p50),
+            p99: median_by(runs, |l| l.p99),
+            per_commit: median_by(runs, |l| l.per_commit),
+        })
+        .collect();
+    println!(
+        "\n{} (median of {rounds} round{})",
+        header(),
+        if rounds == 1 { "" } else { "s" }
+    );
     for result in &results {
         println!("{}", row(result));
     }
     println!();
     results
+}
+
+/// What one append and commit cost the backend itself, forceSync off, called directly on
+/// one thread (no group commit, no thread hand-off): the floor under the forceSync-off loads.
+pub(crate) fn direct<L: TxnLog>(backend: &str, mut log: L) {
+    const N: i64 = 100_000;
+    let started = Instant::now();
+    for zxid in 1..=N {
+        log.append(&entry(zxid)).expect("append");
+        log.commit().expect("commit");
+    }
+    println!(
+        "{backend}: append + commit called directly (forceSync off): {:.1} µs each",
+        started.elapsed().as_secs_f64() * 1e6 / N as f64
+    );
 }
 
 /// Bytes allocated on disk under `path` (files and folders, recursively).
