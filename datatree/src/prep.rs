@@ -6,7 +6,7 @@
 //! of txns prepared but not yet applied layered on top ([`Overlay`]), so a server can keep
 //! many writes in flight (group commit) and each sees the ones before it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use zk_jute::data::{Acl, Id, StatPersisted};
@@ -78,6 +78,8 @@ impl TreeView for DataTree {
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
     changes: BTreeMap<String, (i64, Option<NodeState>)>,
+    /// The keys each staged txn touched, oldest first, so forgetting costs what it staged.
+    staged: VecDeque<(i64, Vec<String>)>,
 }
 
 impl Overlay {
@@ -86,11 +88,31 @@ impl Overlay {
         for (key, state) in &prepared.changes {
             self.changes.insert(key.clone(), (zxid, state.clone()));
         }
+        let keys = prepared
+            .changes
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.staged.push_back((zxid, keys));
     }
 
     /// Forgets changes of txns up to `zxid`, now applied to the tree.
     pub fn applied(&mut self, zxid: i64) {
-        self.changes.retain(|_, (staged, _)| *staged > zxid);
+        while self
+            .staged
+            .front()
+            .is_some_and(|(staged, _)| *staged <= zxid)
+        {
+            let Some((staged, keys)) = self.staged.pop_front() else {
+                break;
+            };
+            for key in keys {
+                // A later txn may have staged the same path since; keep its state.
+                if self.changes.get(&key).is_some_and(|(z, _)| *z == staged) {
+                    self.changes.remove(&key);
+                }
+            }
+        }
     }
 
     /// How many paths have pending changes.

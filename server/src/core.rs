@@ -694,7 +694,14 @@ impl Core {
             );
             std::process::exit(2);
         }
-        if let Some(p) = self.pending.iter_mut().find(|p| p.header.zxid == zxid) {
+        // Pending txns have consecutive zxids: index straight to this one.
+        let first = self.pending.front().map_or(zxid, |p| p.header.zxid);
+        let index = usize::try_from(zxid - first).unwrap_or(usize::MAX);
+        if let Some(p) = self
+            .pending
+            .get_mut(index)
+            .filter(|p| p.header.zxid == zxid)
+        {
             p.durable = true;
         }
         while self.pending.front().is_some_and(|p| p.durable) {
