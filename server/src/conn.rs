@@ -105,15 +105,32 @@ pub(crate) async fn serve(
     writer.abort();
 }
 
+/// Writes what the core sends, gathering every frame already queued into one write so a
+/// busy connection costs one syscall per batch rather than per reply.
 async fn write_loop(mut write: OwnedWriteHalf, mut outgoing: mpsc::Receiver<Outgoing>) {
-    while let Some(out) = outgoing.recv().await {
-        match out {
-            Outgoing::Frame(bytes) => {
-                if write.write_all(&bytes).await.is_err() {
+    const BATCH_BYTES_MAX: usize = 256 * 1024;
+    let mut batch = BytesMut::new();
+    'outer: while let Some(first) = outgoing.recv().await {
+        let mut next = Some(first);
+        let mut close = false;
+        while let Some(out) = next.take() {
+            match out {
+                Outgoing::Frame(bytes) => batch.extend_from_slice(&bytes),
+                Outgoing::Close => {
+                    close = true;
                     break;
                 }
             }
-            Outgoing::Close => break,
+            if batch.len() < BATCH_BYTES_MAX {
+                next = outgoing.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() && write.write_all(&batch).await.is_err() {
+            break 'outer;
+        }
+        batch.clear();
+        if close {
+            break;
         }
     }
     let _ = write.shutdown().await;
