@@ -84,6 +84,10 @@ pub struct Trigger {
     pub path: String,
     /// The event.
     pub event: EventType,
+    /// The ACL of the znode the event is about (the parent's for `NodeChildrenChanged`, the
+    /// deleted node's for `NodeDeleted`): a watcher without READ on it is not told
+    /// (ZooKeeper's fix for CVE-2024-23944), though a one-shot watch is still used up.
+    pub acl: AclList,
 }
 
 /// What applying one txn did: ZooKeeper's `ProcessTxnResult`.
@@ -197,6 +201,13 @@ impl DataTree {
     /// The ACL of a node.
     pub fn acl_of(&self, node: &Node) -> AclList {
         self.acls.get(node.acl).unwrap_or_else(|| Vec::new().into())
+    }
+
+    /// The ACL of the node at `path`; empty (allowing everyone, as an empty ACL does) if
+    /// there is no such node.
+    pub fn acl_at(&self, path: &str) -> AclList {
+        self.node(path)
+            .map_or_else(|| Vec::new().into(), |node| self.acl_of(node))
     }
 
     /// The ACL cache (what a snapshot stores first).
@@ -482,11 +493,13 @@ impl DataTree {
         out.triggers.push(Trigger {
             path: txn.path.clone(),
             event: EventType::NodeCreated,
+            acl: self.acl_at(&txn.path),
         });
         let parent = display_parent(&parent_key).to_owned();
         out.triggers.push(Trigger {
             path: parent,
             event: EventType::NodeChildrenChanged,
+            acl: self.acl_at(&parent_key),
         });
         Ok(())
     }
@@ -509,6 +522,7 @@ impl DataTree {
             }
         });
         let node = self.remove_node(path).ok_or(ErrorCode::NoNode)?;
+        let acl = self.acl_of(&node);
         self.acls.release(node.acl);
         if parent_key.starts_with(ZOOKEEPER_PATH) && name == crate::quota::LIMITS_NODE {
             self.quotas.remove(crate::quota::trim(&parent_key));
@@ -538,11 +552,13 @@ impl DataTree {
         triggers.push(Trigger {
             path: path.to_owned(),
             event: EventType::NodeDeleted,
+            acl,
         });
         let parent = display_parent(&parent_key).to_owned();
         triggers.push(Trigger {
             path: parent,
             event: EventType::NodeChildrenChanged,
+            acl: self.acl_at(&parent_key),
         });
         Ok(())
     }
@@ -578,6 +594,7 @@ impl DataTree {
         out.triggers.push(Trigger {
             path: path.to_owned(),
             event: EventType::NodeDataChanged,
+            acl: self.acl_at(&key),
         });
         Ok(())
     }

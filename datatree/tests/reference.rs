@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use zk_datatree::acl::{digest_auth, digest_id, open_acl_unsafe, read_acl_unsafe};
+use zk_datatree::acl::{check_acl, digest_auth, digest_id, open_acl_unsafe, read_acl_unsafe};
 use zk_datatree::path::validate_path;
 use zk_datatree::{Applied, DataTree, Prepared, Session, WriteRequest, prepare};
 use zk_jute::data::{Acl, Id, Stat};
@@ -216,7 +216,17 @@ impl Run {
         for trigger in &applied.triggers {
             let fired = self.watches.trigger(&trigger.path, trigger.event);
             for watcher in fired.watchers {
-                self.deliver(watcher, trigger.event, &trigger.path);
+                // As the server does: no event to a session that may not read the znode.
+                let auth = self
+                    .clients
+                    .iter()
+                    .find(|c| c.id as u64 == watcher.0)
+                    .map(|c| &c.auth);
+                let readable =
+                    auth.is_some_and(|auth| check_acl(&trigger.acl, Perms::READ, auth).is_ok());
+                if readable {
+                    self.deliver(watcher, trigger.event, &trigger.path);
+                }
             }
         }
         (prepared, applied)

@@ -32,7 +32,7 @@ use zk_jute::proto::{
 use zk_jute::txn::{TxnDigest, TxnHeader};
 use zk_jute::{
     AddWatchMode, DecodeError, ErrorCode, MultiOp, MultiRequest, MultiResponse, MultiResult,
-    OpCode, Reader, Record, WatcherType, xid,
+    OpCode, Perms, Reader, Record, WatcherType, xid,
 };
 use zk_persistence::{GroupCommit, LogEntry, SnapshotPolicy, ZxidDigest};
 use zk_watch::{NodeZxids, WatchKind, WatchLists, WatchManager, WatcherId};
@@ -124,6 +124,9 @@ struct Conn {
     auth: Vec<Id>,
     queue: VecDeque<Queued>,
     closing: bool,
+    /// Requests that arrived before the handshake was answered: ZooKeeper reads nothing
+    /// more from a connection until its session is established, so they wait.
+    held: Option<Vec<(i32, i32, Bytes)>>,
 }
 
 struct SessionState {
@@ -355,6 +358,7 @@ impl Core {
                 auth: vec![ip],
                 queue: VecDeque::new(),
                 closing: false,
+                held: Some(Vec::new()),
             },
         );
         let (min, max) = (
@@ -437,6 +441,19 @@ impl Core {
         }
         let response = connect_response(id, timeout, read_only);
         self.send(conn, Outgoing::Frame(frame(response)));
+        self.established(conn);
+    }
+
+    /// The handshake is answered: serve what arrived meanwhile, in order.
+    fn established(&mut self, conn: ConnId) {
+        let held = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.held.take())
+            .unwrap_or_default();
+        for (xid, op, body) in held {
+            self.request(conn, xid, op, body);
+        }
     }
 
     fn forget_conn(&mut self, conn: ConnId) {
@@ -525,10 +542,17 @@ impl Core {
     // ----- requests -----
 
     fn request(&mut self, conn: ConnId, xid: i32, op: i32, body: Bytes) {
-        self.stats.received += 1;
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if let Some(held) = &mut c.held {
+            // Bounded like any reply queue: a client may not pile up requests unanswered.
+            if held.len() < 1_000 {
+                held.push((xid, op, body));
+            }
+            return;
+        }
+        self.stats.received += 1;
         let session = c.session;
         self.touch(session);
         let code = OpCode::try_from(op).ok();
@@ -724,7 +748,13 @@ impl Core {
             }
             let event = notification(&fired.event);
             for watcher in fired.watchers {
-                self.send(watcher.0, Outgoing::Frame(event.clone()));
+                // Only watchers that may read the znode hear of it (CVE-2024-23944).
+                let readable = self.conns.get(&watcher.0).is_some_and(|c| {
+                    zk_datatree::acl::check_acl(&trigger.acl, Perms::READ, &c.auth).is_ok()
+                });
+                if readable {
+                    self.send(watcher.0, Outgoing::Frame(event.clone()));
+                }
             }
         }
         match p.origin {
@@ -741,6 +771,7 @@ impl Core {
             }
             Origin::Connect { conn, response } => {
                 self.send(conn, Outgoing::Frame(frame(response)));
+                self.established(conn);
             }
             Origin::Internal => {}
         }
@@ -1032,7 +1063,10 @@ impl Core {
                         })
                     });
                 for event in missed.unwrap_or_default() {
-                    self.send(conn, Outgoing::Frame(notification(&event)));
+                    let acl = self.tree.acl_at(&event.path);
+                    if zk_datatree::acl::check_acl(&acl, Perms::READ, &auth).is_ok() {
+                        self.send(conn, Outgoing::Frame(notification(&event)));
+                    }
                 }
                 Ok(header_only(xid::SET_WATCHES, zxid, 0))
             }

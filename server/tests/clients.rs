@@ -427,3 +427,38 @@ async fn snapshots_are_taken_and_restored() {
     assert_eq!(c.count_descendants_number("/").await.unwrap(), 100 + 3);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn auth_sent_with_the_handshake_and_events_only_for_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    // The client pipelines its auth packet right behind the ConnectRequest.
+    let alice = with_timeout(
+        "connect with auth",
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(5))
+            .with_auth("digest", b"alice:pw")
+            .connect(&server.local_addr().to_string()),
+    )
+    .await
+    .expect("connects");
+    alice.create("/open", b"", OPEN).await.unwrap();
+    let eve = client(&server).await;
+    let (_, _, eve_watch) = eve.get_and_watch_children("/open").await.unwrap();
+    let (_, _, alice_watch) = alice.get_and_watch_children("/open").await.unwrap();
+    // /open becomes readable by alice only; then a child appears.
+    alice
+        .set_acl("/open", &zk::Acls::creator_all(), None)
+        .await
+        .unwrap();
+    alice.create("/open/child", b"", OPEN).await.unwrap();
+    let event = with_timeout("alice's watch", alice_watch.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeChildrenChanged);
+    // eve may not read /open: no event reaches her (ZooKeeper's CVE-2024-23944 fix).
+    let silent = tokio::time::timeout(Duration::from_millis(300), eve_watch.changed()).await;
+    assert!(
+        silent.is_err(),
+        "eve heard of a znode she may not read: {silent:?}"
+    );
+    server.shutdown().await;
+}
