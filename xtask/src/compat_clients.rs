@@ -14,11 +14,10 @@
 //!
 //! Nothing is installed unless `--install` is given.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -26,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{JAVA_DIR, Scratch, cargo, root, run};
+use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
+use crate::{Scratch, cargo, root, run};
 
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
-const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 const KAZOO_SCRIPT: &str = "xtask/python/kazoo_check.py";
 /// The venv `--install` puts kazoo in, under the cargo target directory.
 const VENV: &str = "compat-clients-venv";
@@ -339,175 +338,6 @@ fn target_dir() -> PathBuf {
 
 // ---------------------------------------------------------------------------------------
 // Processes
-
-/// Sends `signal` to the process group led by `pid` (every child here leads its own group,
-/// so a shell script's JVM goes with it).
-fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Waits up to `timeout` for `child` to exit.
-fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Stops `child` and its process group: SIGTERM, then SIGKILL after `grace`.
-fn stop_group(child: &mut Child, grace: Duration) {
-    let pid = child.id();
-    if child.try_wait().ok().flatten().is_none() {
-        signal_group(pid, "-TERM");
-        if wait_for_exit(child, grace).is_some() {
-            signal_group(pid, "-KILL");
-            return;
-        }
-    }
-    signal_group(pid, "-KILL");
-    let _ = wait_for_exit(child, Duration::from_secs(5));
-}
-
-/// A free port on the loopback interface (bound, read and released).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Asks `ruok` and returns whether the answer is `imok`.
-fn ruok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"ruok").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer == "imok"
-}
-
-/// A server under test, stopped on drop.
-struct ServerProc {
-    name: &'static str,
-    addr: SocketAddr,
-    child: RefCell<Child>,
-    log: PathBuf,
-}
-
-impl ServerProc {
-    /// Writes `dir/<tag>/zoo.cfg` (with its own dataDir and a free port) and returns it.
-    fn config(dir: &Path, tag: &str) -> Result<(PathBuf, SocketAddr)> {
-        let home = dir.join(tag);
-        let data = home.join("data");
-        std::fs::create_dir_all(&data)?;
-        let port = free_port()?;
-        let cfg = home.join("zoo.cfg");
-        let text = format!(
-            "tickTime=2000\n\
-             initLimit=10\n\
-             syncLimit=5\n\
-             dataDir={}\n\
-             clientPort={port}\n\
-             clientPortAddress=127.0.0.1\n\
-             4lw.commands.whitelist=*\n\
-             extendedTypesEnabled=true\n\
-             admin.enableServer=false\n",
-            data.display()
-        );
-        std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
-        Ok((cfg, SocketAddr::from(([127, 0, 0, 1], port))))
-    }
-
-    fn spawn(name: &'static str, mut cmd: Command, addr: SocketAddr, log: PathBuf) -> Result<Self> {
-        let file = File::create(&log)?;
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        let server = ServerProc {
-            name,
-            addr,
-            child: RefCell::new(child),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ruok(addr) {
-            if let Some(status) = server.exited() {
-                bail!(
-                    "{name} exited with {status} before serving\n{}",
-                    server.log_tail()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{name} did not answer ruok on {addr} within 60s\n{}",
-                    server.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(server)
-    }
-
-    fn start_zookeeper(dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "zookeeper")?;
-        let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
-        let simple = Path::new(JAVA_DIR).join("slf4j-simple.jar");
-        if simple.is_file() {
-            classpath.push(simple.display().to_string());
-        }
-        let mut cmd = crate::java(&classpath);
-        cmd.arg("-Xmx256m")
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg);
-        Self::spawn(
-            "Apache ZooKeeper",
-            cmd,
-            addr,
-            dir.join("zookeeper/server.log"),
-        )
-    }
-
-    fn start_ours(binary: &Path, dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "ours")?;
-        let mut cmd = Command::new(binary);
-        cmd.arg(&cfg).env("NO_COLOR", "1");
-        Self::spawn("zk-server", cmd, addr, dir.join("ours/server.log"))
-    }
-
-    fn exited(&self) -> Option<std::process::ExitStatus> {
-        self.child.borrow_mut().try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!("last lines of {}:\n{tail}", self.log.display())
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        stop_group(self.child.get_mut(), Duration::from_secs(5));
-    }
-}
 
 /// A client process fed lines on stdin, its stdout and stderr both going to one file.
 struct Interactive {

@@ -38,13 +38,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::fs::File;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -52,12 +49,11 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client as zk;
 
-use crate::{JAVA_DIR, Scratch, cargo, root, run as run_cmd};
+use crate::servers::{ServerProc, ZOOKEEPER_JAR};
+use crate::{Scratch, cargo, root, run as run_cmd};
 
 const USAGE: &str = "usage: cargo xtask diff [--seed N] [--ops N] [--sessions N] [--verbose] \
                      [--keep] [--check-watches] [--readable-acls]";
-const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
-const ZK_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Long enough never to expire during a run (see the module comment).
@@ -175,149 +171,6 @@ fn target_dir() -> PathBuf {
         Some(dir) => root().join(dir),
         None => root().join("target"),
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Server processes (as `compat-clients` starts them)
-
-struct ServerProc {
-    name: &'static str,
-    addr: SocketAddr,
-    child: std::cell::RefCell<Child>,
-    log: PathBuf,
-}
-
-impl ServerProc {
-    fn config(dir: &Path, tag: &str) -> Result<(PathBuf, SocketAddr)> {
-        let home = dir.join(tag);
-        let data = home.join("data");
-        std::fs::create_dir_all(&data)?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?
-            .port();
-        let cfg = home.join("zoo.cfg");
-        let text = format!(
-            "tickTime=2000\n\
-             initLimit=10\n\
-             syncLimit=5\n\
-             dataDir={}\n\
-             clientPort={port}\n\
-             clientPortAddress=127.0.0.1\n\
-             4lw.commands.whitelist=*\n\
-             extendedTypesEnabled=true\n\
-             admin.enableServer=false\n",
-            data.display()
-        );
-        std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
-        Ok((cfg, SocketAddr::from(([127, 0, 0, 1], port))))
-    }
-
-    fn spawn(name: &'static str, mut cmd: Command, addr: SocketAddr, log: PathBuf) -> Result<Self> {
-        let file = File::create(&log)?;
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        let server = ServerProc {
-            name,
-            addr,
-            child: std::cell::RefCell::new(child),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ruok(addr) {
-            if let Some(status) = server.exited() {
-                bail!(
-                    "{name} exited with {status} before serving\n{}",
-                    server.log_tail()
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{name} did not answer ruok on {addr} within 60s\n{}",
-                    server.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(server)
-    }
-
-    fn start_zookeeper(dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "zookeeper")?;
-        let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
-        let simple = Path::new(JAVA_DIR).join("slf4j-simple.jar");
-        if simple.is_file() {
-            classpath.push(simple.display().to_string());
-        }
-        let mut cmd = crate::java(&classpath);
-        cmd.arg("-Xmx256m").arg(ZK_MAIN).arg(&cfg);
-        Self::spawn(
-            "Apache ZooKeeper",
-            cmd,
-            addr,
-            dir.join("zookeeper/server.log"),
-        )
-    }
-
-    fn start_ours(binary: &Path, dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "ours")?;
-        let mut cmd = Command::new(binary);
-        cmd.arg(&cfg).env("NO_COLOR", "1");
-        Self::spawn("zk-server", cmd, addr, dir.join("ours/server.log"))
-    }
-
-    fn exited(&self) -> Option<std::process::ExitStatus> {
-        self.child.borrow_mut().try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!("last lines of {}:\n{tail}", self.log.display())
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let child = self.child.get_mut();
-        let group = format!("-{}", child.id());
-        let signal = |sig: &str| {
-            let _ = Command::new("kill")
-                .args([sig, "--", &group])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
-        if child.try_wait().ok().flatten().is_none() {
-            signal("-TERM");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        signal("-KILL");
-        let _ = child.wait();
-    }
-}
-
-fn ruok(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"ruok").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer == "imok"
 }
 
 /// Sends a four-letter word and returns the answer.

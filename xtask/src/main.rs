@@ -3,6 +3,7 @@
 mod bench;
 mod compat_clients;
 mod diff;
+mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
