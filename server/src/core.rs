@@ -581,19 +581,8 @@ impl Core {
                     .map(|c| c.auth.clone())
                     .unwrap_or_default();
                 let (prepared, time) = self.prepare(session, &auth, &write);
-                let origin = Origin::Client {
-                    conn,
-                    xid,
-                    op: code.unwrap_or(OpCode::Error),
-                };
-                let zxid = self.log_write(session, xid, prepared, origin, time);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.queue.push_back(Queued::Write {
-                        zxid,
-                        reply: None,
-                        close_after: false,
-                    });
-                }
+                let op = code.unwrap_or(OpCode::Error);
+                self.client_write(conn, session, xid, op, prepared, time);
             }
             Some(Err(code)) => {
                 // A body that does not decode, or a write this server does not offer: the
@@ -604,19 +593,7 @@ impl Core {
                     changes: Vec::new(),
                     digest_delta: 0,
                 };
-                let origin = Origin::Client {
-                    conn,
-                    xid,
-                    op: OpCode::Error,
-                };
-                let zxid = self.log_write(session, xid, prepared, origin, time);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.queue.push_back(Queued::Write {
-                        zxid,
-                        reply: None,
-                        close_after: false,
-                    });
-                }
+                self.client_write(conn, session, xid, OpCode::Error, prepared, time);
             }
             None => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -651,6 +628,27 @@ impl Core {
                 );
                 self.send(conn, Outgoing::Close);
             }
+        }
+    }
+
+    /// Logs a client's prepared write and holds its place in the connection's reply order.
+    fn client_write(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        xid: i32,
+        op: OpCode,
+        prepared: Prepared,
+        time: i64,
+    ) {
+        let origin = Origin::Client { conn, xid, op };
+        let zxid = self.log_write(session, xid, prepared, origin, time);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.queue.push_back(Queued::Write {
+                zxid,
+                reply: None,
+                close_after: false,
+            });
         }
     }
 
