@@ -1,6 +1,8 @@
 //! Glue between the persistence crate and the tree, as a server makes it.
 #![allow(dead_code, unreachable_pub)]
 
+pub(crate) mod crash;
+
 use zk_datatree::{DataTree, Transaction, TreeOptions};
 use zk_jute::Reader;
 use zk_persistence::{FileTxnLog, LogEntry, LogOptions, Restored, restore};
