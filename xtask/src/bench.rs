@@ -27,9 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use zookeeper_client as zk;
+
+use crate::servers::four_letter;
 
 /// Set when a debug build hands over to the release build, so it does not loop.
 const REEXEC_ENV: &str = "XTASK_BENCH_RELEASE";
@@ -505,24 +506,9 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Sends a four-letter word and returns the answer.
-async fn four_letter(port: u16, word: &str) -> Result<String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(word.as_bytes()).await?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .context("four-letter word timed out")?
-        .with_context(|| format!("four-letter word {word}"))
-}
-
 /// `zk_znode_count` from `mntr`.
 async fn znode_count(port: u16) -> Result<u64> {
-    let mntr = four_letter(port, "mntr").await?;
+    let mntr = four_letter(std::net::SocketAddr::from(([127, 0, 0, 1], port)), "mntr").await?;
     mntr.lines()
         .find_map(|l| l.strip_prefix("zk_znode_count")?.trim().parse().ok())
         .context("mntr has no zk_znode_count")
@@ -534,7 +520,7 @@ async fn wait_ready(p: &mut Proc) -> Result<Duration> {
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
         p.alive()?;
-        if four_letter(port, "ruok")
+        if four_letter(std::net::SocketAddr::from(([127, 0, 0, 1], port)), "ruok")
             .await
             .is_ok_and(|answer| answer.trim() == "imok")
         {

@@ -49,7 +49,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client as zk;
 
-use crate::servers::{ServerProc, ZOOKEEPER_JAR};
+use crate::servers::{ServerProc, ZOOKEEPER_JAR, four_letter};
 use crate::{Scratch, cargo, root, run as run_cmd};
 
 const USAGE: &str = "usage: cargo xtask diff [--seed N] [--ops N] [--sessions N] [--verbose] \
@@ -171,21 +171,6 @@ fn target_dir() -> PathBuf {
         Some(dir) => root().join(dir),
         None => root().join("target"),
     }
-}
-
-/// Sends a four-letter word and returns the answer.
-async fn four_letter(addr: SocketAddr, word: &str) -> Result<String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(word.as_bytes()).await?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .with_context(|| format!("{word} timed out"))?
-        .with_context(|| word.to_string())
 }
 
 /// The server's last processed zxid, from `srvr`.

@@ -194,3 +194,19 @@ impl Drop for ServerProc {
         stop_group(self.child.get_mut(), Duration::from_secs(5));
     }
 }
+
+/// Sends a four-letter word and returns the answer (5 s at most).
+pub(crate) async fn four_letter(addr: SocketAddr, word: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(word.as_bytes()).await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .with_context(|| format!("four-letter word {word} timed out"))?
+        .with_context(|| format!("four-letter word {word}"))
+}
