@@ -1,0 +1,1 @@
+//! An async ZooKeeper client on tokio.
