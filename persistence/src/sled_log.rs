@@ -128,22 +128,19 @@ fn range_from(prefix: u8, from: Bound<i64>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) 
 impl SledTxnLog {
     /// Opens (creating if needed) the log in `dir`, a folder sled owns. A folder holding
     /// some other sled database is refused.
+    ///
+    /// A new log is made in a staging folder beside `dir` and renamed into place once
+    /// whole: sled 0.34 writes its `conf` file in two unsynced writes on first open, and a
+    /// process killed between them leaves a database that never opens again.
     pub fn open(dir: impl Into<PathBuf>, options: SledLogOptions) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| PersistenceError::io(&dir, e))?;
-        let db = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(options.cache_capacity)
-            .flush_every_ms(options.flush_every.map(|d| d.as_millis().max(1) as u64))
-            .open()
-            .map_err(|e| sled_error(&dir, e))?;
+        if !has_sled_config(&dir)? {
+            create(&dir, options)?;
+        }
+        let db = open_db(&dir, options)?;
         match db.get(FORMAT_KEY).map_err(|e| sled_error(&dir, e))? {
             Some(format) if format == FORMAT => {}
-            None if db.is_empty() => {
-                db.insert(FORMAT_KEY, FORMAT)
-                    .map_err(|e| sled_error(&dir, e))?;
-                db.flush().map_err(|e| sled_error(&dir, e))?;
-            }
             _ => {
                 return Err(PersistenceError::corrupt(
                     &dir,
@@ -279,6 +276,105 @@ impl SledTxnLog {
         }
         Ok(entry)
     }
+}
+
+/// sled's configuration file; sled treats one of 8 bytes or fewer as absent.
+const SLED_CONFIG: &str = "conf";
+
+/// Whether `dir` holds a sled database (its configuration file, as sled would read it).
+fn has_sled_config(dir: &Path) -> Result<bool> {
+    let path = dir.join(SLED_CONFIG);
+    match std::fs::metadata(&path) {
+        Ok(meta) => Ok(meta.len() > 8),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(PersistenceError::io(&path, e)),
+    }
+}
+
+/// Opens sled's database in `dir`. sled's background threads can hold the database's file
+/// lock for a moment after the last handle is dropped, so a lock held elsewhere is retried
+/// for up to two seconds before it is an error.
+fn open_db(dir: &Path, options: SledLogOptions) -> Result<sled::Db> {
+    let started = Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(options.flush_every.map(|d| d.as_millis().max(1) as u64))
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < Duration::from_secs(2) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(|e| sled_error(dir, e)),
+        }
+    }
+}
+
+/// Makes a new, empty log in `dir` (an empty folder, or one holding only the debris of a
+/// creation that was interrupted): built in `<dir>.new`, synced, then renamed over `dir`.
+fn create(dir: &Path, options: SledLogOptions) -> Result<()> {
+    // Anything in `dir` is debris of sled starting there without finishing its `conf`
+    // (sled writes nothing else first); a folder with other files is not ours to replace.
+    let listing = std::fs::read_dir(dir).map_err(|e| PersistenceError::io(dir, e))?;
+    let mut debris = Vec::new();
+    for item in listing {
+        let path = item.map_err(|e| PersistenceError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !matches!(name, "conf" | "db" | "blobs" | "snap") && !name.starts_with("snap.") {
+            return Err(PersistenceError::corrupt(
+                dir,
+                0,
+                format!("not a zk-persistence sled txn log: it holds {name:?}"),
+            ));
+        }
+        debris.push(path);
+    }
+    let mut staging = dir.as_os_str().to_owned();
+    staging.push(".new");
+    let staging = PathBuf::from(staging);
+    match std::fs::remove_dir_all(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(PersistenceError::io(&staging, e));
+        }
+        _ => {}
+    }
+    let db = open_db(&staging, options)?;
+    db.insert(FORMAT_KEY, FORMAT)
+        .map_err(|e| sled_error(&staging, e))?;
+    db.flush().map_err(|e| sled_error(&staging, e))?;
+    drop(db);
+    for name in [SLED_CONFIG, "db"] {
+        let path = staging.join(name);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| PersistenceError::io(&path, e))?;
+    }
+    sync_dir(&staging)?;
+    for path in debris {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| PersistenceError::io(&path, e))?;
+    }
+    // rename(2) replaces an empty folder in one step.
+    std::fs::rename(&staging, dir).map_err(|e| PersistenceError::io(dir, e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// fsyncs a folder, so that the names in it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PersistenceError::io(dir, e))
 }
 
 fn sled_error(dir: &Path, error: sled::Error) -> PersistenceError {

@@ -87,6 +87,40 @@ fn another_sled_database_is_refused() {
     assert!(matches!(opened, Err(PersistenceError::Corrupt { .. })));
 }
 
+#[test]
+fn an_interrupted_creation_is_started_again() {
+    // What sled leaves when killed as it starts a database: an empty `conf` and `db`, and
+    // our own half-built staging folder beside.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("conf"), b"").unwrap();
+    std::fs::write(dir.join("db"), b"").unwrap();
+    std::fs::create_dir(parent.path().join("log.new")).unwrap();
+    std::fs::write(parent.path().join("log.new").join("conf"), b"segm").unwrap();
+    let mut log = SledTxnLog::open(&dir, SledLogOptions::default()).unwrap();
+    assert_eq!(log.last_zxid(), 0);
+    log.append(&entry(1, b"first")).unwrap();
+    log.commit().unwrap();
+    drop(log);
+    assert!(!parent.path().join("log.new").exists());
+    let log = SledTxnLog::open(&dir, SledLogOptions::default()).unwrap();
+    assert_eq!(log.read_from(1).unwrap(), [entry(1, b"first")]);
+}
+
+#[test]
+fn a_folder_holding_other_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    let opened = SledTxnLog::open(dir.path(), SledLogOptions::default());
+    assert!(matches!(opened, Err(PersistenceError::Corrupt { .. })));
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"mine",
+        "nothing of the folder is touched"
+    );
+}
+
 const CHILD_ENV: &str = "ZK_PERSISTENCE_SLED_CRASH_DIR";
 
 fn open_after_crash(dir: &std::path::Path) -> SledTxnLog {

@@ -108,6 +108,8 @@ pub(crate) fn kill_repeatedly<L: TxnLog>(
             acknowledged_max = acknowledged_max.max(max);
         }
 
+        // Printed before opening, so that a failing open says which kill it followed.
+        eprintln!("kill {kill}: after {run_for:?}, waited for an acknowledgement: {wait_for_ack}");
         let log = open(dir.path());
         let entries = log
             .read_from(1)
