@@ -50,14 +50,14 @@ pub(crate) fn child<L: TxnLog + Send + 'static>(env: &str, open: impl Fn(&Path) 
 }
 
 /// In the parent: runs the test `child_test` of this test binary as the child `kills` times
-/// over one folder, killing it after 5..45 ms (with `slow_start`, every other child is first
-/// given time to acknowledge something, and the others up to 205 ms), and checks the log
-/// `open` finds after each kill.
+/// over one folder, killing it after 5..45 ms, and checks the log `open` finds after each
+/// kill. With `after_open`, each child is first given time to acknowledge something, so
+/// that no kill lands while the log is still opening.
 pub(crate) fn kill_repeatedly<L: TxnLog>(
     env: &str,
     child_test: &str,
     kills: u64,
-    slow_start: bool,
+    after_open: bool,
     open: impl Fn(&Path) -> L,
 ) {
     if std::env::var(env).is_ok() {
@@ -71,9 +71,7 @@ pub(crate) fn kill_repeatedly<L: TxnLog>(
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait_for_ack = slow_start && kill % 2 == 0;
-        let spread = if slow_start && !wait_for_ack { 200 } else { 40 };
-        let run_for = Duration::from_millis(5 + seed % spread);
+        let run_for = Duration::from_millis(5 + seed % 40);
         let mut child = Command::new(&exe)
             .args(["--exact", child_test, "--nocapture", "--test-threads=1"])
             .env(env, dir.path())
@@ -95,7 +93,7 @@ pub(crate) fn kill_repeatedly<L: TxnLog>(
             }
             max
         });
-        if wait_for_ack {
+        if after_open {
             let _ = first_rx.recv_timeout(Duration::from_secs(10));
         }
         let started = Instant::now();
@@ -109,7 +107,7 @@ pub(crate) fn kill_repeatedly<L: TxnLog>(
         }
 
         // Printed before opening, so that a failing open says which kill it followed.
-        eprintln!("kill {kill}: after {run_for:?}, waited for an acknowledgement: {wait_for_ack}");
+        eprintln!("kill {kill}: after {run_for:?}, waited for an acknowledgement: {after_open}");
         let log = open(dir.path());
         let entries = log
             .read_from(1)
