@@ -73,6 +73,10 @@ pub struct GroupStats {
     pub commits: AtomicU64,
     /// Entries written.
     pub entries: AtomicU64,
+    /// Time spent in commits (writes and fsyncs), in microseconds.
+    pub commit_micros: AtomicU64,
+    /// The longest commit, in microseconds.
+    pub commit_micros_max: AtomicU64,
 }
 
 /// A txn log behind a writer thread that commits appends in groups.
@@ -239,8 +243,12 @@ fn finish<L: TxnLog>(
         return;
     }
     if failed.is_none() {
+        let started = std::time::Instant::now();
         match log.commit() {
             Ok(()) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+                stats.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats
                     .entries

@@ -76,8 +76,10 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// The server id from `dataDir/myid` (0 when absent, as for a standalone server).
     pub server_id: u64,
-    /// `metricsProvider.httpPort` for the Prometheus endpoint, when set.
-    pub metrics_port: Option<u16>,
+    /// Where the Prometheus endpoint listens: set when `metricsProvider.className` names
+    /// ZooKeeper's `PrometheusMetricsProvider`, at `metricsProvider.httpHost` (default
+    /// 0.0.0.0) and `metricsProvider.httpPort` (default 7000), as ZooKeeper does.
+    pub metrics_addr: Option<SocketAddr>,
     /// Every key as read, for the `conf` four-letter word.
     pub raw: BTreeMap<String, String>,
 }
@@ -106,7 +108,7 @@ impl Default for Config {
             global_outstanding_limit: 1000,
             super_digest: None,
             server_id: 0,
-            metrics_port: None,
+            metrics_addr: None,
             raw: BTreeMap::new(),
         }
     }
@@ -194,6 +196,8 @@ impl Config {
         c.max_session_timeout = c.tick_time * 20;
         let mut port = c.client_addr.port();
         let mut host = c.client_addr.ip();
+        let mut metrics_port: u16 = 7000;
+        let mut metrics_host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (key, value) in &raw {
             match key.as_str() {
                 "tickTime" => {}
@@ -234,7 +238,14 @@ impl Config {
                 "superDigest" | "zookeeper.DigestAuthenticationProvider.superDigest" => {
                     c.super_digest = Some(value.clone())
                 }
-                "metricsProvider.httpPort" => c.metrics_port = Some(parse_num(key, value)?),
+                "metricsProvider.httpPort" => metrics_port = parse_num(key, value)?,
+                "metricsProvider.httpHost" => {
+                    metrics_host = value.parse().map_err(|_| ConfigError::BadValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        reason: "not an IP address".into(),
+                    })?
+                }
                 "initLimit" | "syncLimit" | "standaloneEnabled" | "reconfigEnabled" | "skipACL"
                 | "secureClientPort" | "serverCnxnFactory" | "dynamicConfigFile" => {}
                 other if KNOWN_PREFIXES.iter().any(|p| other.starts_with(p)) => {}
@@ -252,6 +263,12 @@ impl Config {
             });
         }
         c.client_addr = SocketAddr::new(host, port);
+        if raw
+            .get("metricsProvider.className")
+            .is_some_and(|class| class.ends_with(".PrometheusMetricsProvider"))
+        {
+            c.metrics_addr = Some(SocketAddr::new(metrics_host, metrics_port));
+        }
         c.raw = raw;
         Ok(c)
     }
@@ -281,6 +298,27 @@ mod tests {
         );
         assert!(!c.force_sync);
         assert!(c.allows("ruok") && !c.allows("dump"));
+        assert_eq!(c.metrics_addr, None);
+    }
+
+    #[test]
+    fn the_prometheus_provider_opens_the_metrics_endpoint() {
+        let provider = "metricsProvider.className=\
+                        org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n";
+        let c = Config::parse(provider).unwrap();
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:7000".parse().unwrap()));
+        let c = Config::parse(&format!(
+            "{provider}metricsProvider.httpPort=7070\nmetricsProvider.httpHost=127.0.0.1\n"
+        ))
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:7070".parse().unwrap()));
+        assert_eq!(
+            Config::parse("metricsProvider.httpPort=7070")
+                .unwrap()
+                .metrics_addr,
+            None,
+            "ZooKeeper's default provider has no endpoint"
+        );
     }
 
     #[test]

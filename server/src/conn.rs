@@ -2,6 +2,7 @@
 //! back. Four-letter words are answered here, on the first four bytes.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -14,6 +15,7 @@ use zk_jute::proto::{ConnectRequest, RequestHeader};
 use zk_jute::{FrameCodec, Reader, Record};
 
 use crate::core::{ConnId, Msg, Outgoing};
+use crate::metrics::Throttle;
 
 /// Replies waiting for a slow client before it is cut off.
 const OUTGOING_FRAMES_MAX: usize = 16_384;
@@ -25,6 +27,7 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     core: mpsc::UnboundedSender<Msg>,
     max_frame_len: usize,
+    throttle: Arc<Throttle>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut read, write) = stream.into_split();
@@ -77,7 +80,12 @@ pub(crate) async fn serve(
     let writer = tokio::spawn(write_loop(write, outgoing));
     // Any bytes already read past the handshake belong to the next frames.
     frames.read_buffer_mut().extend_from_slice(&prefixed);
-    while let Some(frame) = frames.next().await {
+    loop {
+        // globalOutstandingLimit: no more requests are read while the server is full.
+        throttle.wait().await;
+        let Some(frame) = frames.next().await else {
+            break;
+        };
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ use zk_persistence::{GroupCommit, LogEntry, SnapshotPolicy, ZxidDigest};
 use zk_watch::{NodeZxids, WatchKind, WatchLists, WatchManager, WatcherId};
 
 use crate::config::Config;
+use crate::metrics::{Histogram, Throttle};
 use crate::wire::{frame, header_only, notification, reply};
 
 /// A connection's number.
@@ -82,6 +84,10 @@ pub(crate) enum Msg {
     },
     /// A snapshot finished writing.
     SnapshotDone { zxid: i64, ok: bool },
+    /// The figures for the Prometheus endpoint.
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::Snapshot>,
+    },
     /// Stop: close every connection; the log is synced when the core is dropped.
     Shutdown,
 }
@@ -112,9 +118,15 @@ enum Queued {
         zxid: i64,
         reply: Option<Bytes>,
         close_after: bool,
+        arrived: Instant,
     },
     /// A read, served when it reaches the front.
-    Read { xid: i32, op: i32, body: Bytes },
+    Read {
+        xid: i32,
+        op: i32,
+        body: Bytes,
+        arrived: Instant,
+    },
 }
 
 struct Conn {
@@ -136,15 +148,15 @@ struct SessionState {
     closing: bool,
 }
 
-/// Counters for the four-letter words.
+/// Counters for the four-letter words and the metrics endpoint.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Stats {
     pub(crate) received: u64,
     pub(crate) sent: u64,
+    /// Requests received and not yet answered.
     pub(crate) outstanding: usize,
-    pub(crate) latency_total_ms: u64,
-    pub(crate) latency_max_ms: u64,
-    pub(crate) latency_count: u64,
+    pub(crate) read_latency: Histogram,
+    pub(crate) update_latency: Histogram,
 }
 
 /// The core's state.
@@ -168,6 +180,7 @@ pub(crate) struct Core {
     tx: mpsc::UnboundedSender<Msg>,
     durable_tx: mpsc::UnboundedSender<(i64, zk_persistence::Completion)>,
     stats: Stats,
+    throttle: Arc<Throttle>,
     ticks: u64,
     last_purge_ms: u64,
 }
@@ -223,6 +236,7 @@ impl Core {
         tree: DataTree,
         log: GroupCommit,
         tx: mpsc::UnboundedSender<Msg>,
+        throttle: Arc<Throttle>,
     ) -> Self {
         let started = Instant::now();
         let last_zxid = tree.last_zxid();
@@ -270,6 +284,7 @@ impl Core {
             durable_tx: durability_watcher(tx.clone()),
             tx,
             stats: Stats::default(),
+            throttle,
             ticks: 0,
             last_purge_ms: 0,
         }
@@ -305,6 +320,9 @@ impl Core {
                 for conn in conns {
                     self.send(conn, Outgoing::Close);
                 }
+            }
+            Msg::Metrics { reply } => {
+                let _ = reply.send(self.metrics());
             }
             Msg::SnapshotDone { zxid, ok } => {
                 self.snapshot_running = false;
@@ -458,6 +476,8 @@ impl Core {
 
     fn forget_conn(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
+            // Its unanswered requests will never be answered.
+            self.set_outstanding(self.stats.outstanding.saturating_sub(c.queue.len()));
             self.watches.remove_watcher(WatcherId(conn));
             if let Some(s) = self.sessions.get_mut(&c.session) {
                 if s.conn == Some(conn) {
@@ -556,19 +576,22 @@ impl Core {
         let session = c.session;
         self.touch(session);
         let code = OpCode::try_from(op).ok();
-        match code {
-            Some(OpCode::Auth) => return self.auth(conn, xid, &body),
-            Some(OpCode::CloseSession) => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.queue.push_back(Queued::Write {
-                        zxid: self.last_zxid + 1,
-                        reply: None,
-                        close_after: true,
-                    });
-                }
-                return self.close_session(session, Some((conn, xid)));
+        if code == Some(OpCode::Auth) {
+            return self.auth(conn, xid, &body);
+        }
+        // Every request below is answered from the connection's queue, which counts it out.
+        self.set_outstanding(self.stats.outstanding + 1);
+        let arrived = Instant::now();
+        if code == Some(OpCode::CloseSession) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.queue.push_back(Queued::Write {
+                    zxid: self.last_zxid + 1,
+                    reply: None,
+                    close_after: true,
+                    arrived,
+                });
             }
-            _ => {}
+            return self.close_session(session, Some((conn, xid)));
         }
         match code
             .filter(|op| op.is_write() || *op == OpCode::Reconfig)
@@ -580,9 +603,9 @@ impl Core {
                     .get(&conn)
                     .map(|c| c.auth.clone())
                     .unwrap_or_default();
-                let (prepared, time) = self.prepare(session, &auth, &write);
+                let prepared = self.prepare(session, &auth, &write);
                 let op = code.unwrap_or(OpCode::Error);
-                self.client_write(conn, session, xid, op, prepared, time);
+                self.client_write(conn, session, xid, op, prepared, arrived);
             }
             Some(Err(code)) => {
                 // A body that does not decode, or a write this server does not offer: the
@@ -593,11 +616,16 @@ impl Core {
                     changes: Vec::new(),
                     digest_delta: 0,
                 };
-                self.client_write(conn, session, xid, OpCode::Error, prepared, time);
+                self.client_write(conn, session, xid, OpCode::Error, (prepared, time), arrived);
             }
             None => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.queue.push_back(Queued::Read { xid, op, body });
+                    c.queue.push_back(Queued::Read {
+                        xid,
+                        op,
+                        body,
+                        arrived,
+                    });
                 }
                 self.drain(conn);
             }
@@ -638,8 +666,8 @@ impl Core {
         session: i64,
         xid: i32,
         op: OpCode,
-        prepared: Prepared,
-        time: i64,
+        (prepared, time): (Prepared, i64),
+        arrived: Instant,
     ) {
         let origin = Origin::Client { conn, xid, op };
         let zxid = self.log_write(session, xid, prepared, origin, time);
@@ -648,6 +676,7 @@ impl Core {
                 zxid,
                 reply: None,
                 close_after: false,
+                arrived,
             });
         }
     }
@@ -703,7 +732,6 @@ impl Core {
             durable: false,
             origin,
         });
-        self.stats.outstanding = self.pending.len();
         zxid
     }
 
@@ -732,7 +760,6 @@ impl Core {
             };
             self.apply(p);
         }
-        self.stats.outstanding = self.pending.len();
     }
 
     fn apply(&mut self, p: Pending) {
@@ -816,6 +843,45 @@ impl Core {
         });
     }
 
+    /// The number of requests in flight changed: connections may read more, or must wait.
+    fn set_outstanding(&mut self, outstanding: usize) {
+        self.stats.outstanding = outstanding;
+        self.throttle.set(outstanding);
+    }
+
+    /// A request's reply went out.
+    fn answered(&mut self, arrived: Instant, read: bool) {
+        let us = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if read {
+            self.stats.read_latency.record(us);
+        } else {
+            self.stats.update_latency.record(us);
+        }
+        self.set_outstanding(self.stats.outstanding.saturating_sub(1));
+    }
+
+    /// The figures of the metrics endpoint, as of now.
+    fn metrics(&self) -> crate::metrics::Snapshot {
+        let log = self.log.stats();
+        crate::metrics::Snapshot {
+            read_latency: self.stats.read_latency.clone(),
+            update_latency: self.stats.update_latency.clone(),
+            packets_received: self.stats.received,
+            packets_sent: self.stats.sent,
+            connections: self.conns.len(),
+            outstanding: self.stats.outstanding,
+            uptime_ms: self.now_ms(),
+            znodes: self.tree.node_count(),
+            watches: self.watches.watch_count(),
+            ephemerals: self.tree.all_ephemerals().values().map(|p| p.len()).sum(),
+            sessions: self.sessions.len(),
+            log_commits: log.commits.load(Ordering::Relaxed),
+            log_entries: log.entries.load(Ordering::Relaxed),
+            commit_micros: log.commit_micros.load(Ordering::Relaxed),
+            commit_micros_max: log.commit_micros_max.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends what can be sent from the front of a connection's queue.
     fn drain(&mut self, conn: ConnId) {
         loop {
@@ -827,12 +893,14 @@ impl Core {
                     let Some(Queued::Write {
                         reply: Some(bytes),
                         close_after,
+                        arrived,
                         ..
                     }) = c.queue.pop_front()
                     else {
                         return;
                     };
                     self.send(conn, Outgoing::Frame(bytes));
+                    self.answered(arrived, false);
                     if close_after {
                         self.send(conn, Outgoing::Close);
                         self.forget_conn(conn);
@@ -840,11 +908,18 @@ impl Core {
                     }
                 }
                 Some(Queued::Read { .. }) => {
-                    let Some(Queued::Read { xid, op, body }) = c.queue.pop_front() else {
+                    let Some(Queued::Read {
+                        xid,
+                        op,
+                        body,
+                        arrived,
+                    }) = c.queue.pop_front()
+                    else {
                         return;
                     };
                     let bytes = self.read(conn, xid, op, &body);
                     self.send(conn, Outgoing::Frame(bytes));
+                    self.answered(arrived, true);
                 }
                 _ => return,
             }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use zk_watch::WatchTable;
 
 use crate::core::Core;
+use crate::metrics::java_double;
 
 /// Every word this server knows, whitelisted or not.
 pub(crate) const WORDS: &[&str] = &[
@@ -21,10 +22,10 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
     }
     let mut out = String::new();
     let stats = core.stats().clone();
-    let avg = stats
-        .latency_total_ms
-        .checked_div(stats.latency_count)
-        .unwrap_or(0);
+    let mut latency = stats.read_latency.clone();
+    latency.merge(&stats.update_latency);
+    let (min, max) = (latency.min_ms(), latency.max_ms());
+    let avg = java_double(latency.avg_ms());
     let zxid = core.tree().last_zxid();
     let nodes = core.tree().node_count();
     match word {
@@ -39,7 +40,7 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
                 }
                 out.push('\n');
             }
-            let _ = writeln!(out, "Latency min/avg/max: 0/{avg}/{}", stats.latency_max_ms);
+            let _ = writeln!(out, "Latency min/avg/max: {min}/{avg}/{max}");
             let _ = writeln!(out, "Received: {}", stats.received);
             let _ = writeln!(out, "Sent: {}", stats.sent);
             let _ = writeln!(out, "Connections: {}", core.connections().len());
@@ -127,11 +128,12 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
         }
         "mntr" => {
             let w = core.watches();
-            let lines: [(&str, String); 12] = [
+            let lines: [(&str, String); 13] = [
                 ("zk_version", VERSION.to_owned()),
                 ("zk_server_state", "standalone".into()),
-                ("zk_avg_latency", avg.to_string()),
-                ("zk_max_latency", stats.latency_max_ms.to_string()),
+                ("zk_avg_latency", avg.clone()),
+                ("zk_max_latency", max.to_string()),
+                ("zk_min_latency", min.to_string()),
                 ("zk_packets_received", stats.received.to_string()),
                 ("zk_packets_sent", stats.sent.to_string()),
                 (

@@ -22,6 +22,7 @@ mod config;
 mod conn;
 mod core;
 mod fourlw;
+mod metrics;
 mod wire;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions
 pub use config::{Config, ConfigError};
 
 use crate::core::{Core, Msg};
+use crate::metrics::Throttle;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,7 @@ pub enum StartError {
     /// The data directory could not be restored.
     #[error("restoring the data directory: {0}")]
     Restore(#[from] zk_persistence::PersistenceError),
-    /// The client port could not be bound.
+    /// The client port or the metrics port could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
         /// The address.
@@ -60,6 +62,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     core: mpsc::UnboundedSender<Msg>,
     tasks: Vec<JoinHandle<()>>,
     core_task: JoinHandle<()>,
@@ -128,8 +131,22 @@ impl Server {
             addr: config.client_addr,
             source,
         })?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut core = Core::new(config.clone(), tree, log, tx.clone());
+        let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
+        let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
         let core_task = tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 let stop = matches!(msg, Msg::Shutdown);
@@ -154,12 +171,18 @@ impl Server {
                 }
             })
         };
-        let acceptor = tokio::spawn(accept_loop(listener, tx.clone(), config.clone()));
+        let acceptor = tokio::spawn(accept_loop(listener, tx.clone(), config.clone(), throttle));
+        let mut tasks = vec![ticker, acceptor];
+        if let Some((listener, bound)) = metrics {
+            tracing::info!(addr = %bound, "serving Prometheus metrics");
+            tasks.push(tokio::spawn(metrics::serve(listener, tx.clone())));
+        }
         tracing::info!(%addr, "serving clients");
         Ok(Server {
             addr,
+            metrics_addr,
             core: tx,
-            tasks: vec![ticker, acceptor],
+            tasks,
             core_task,
         })
     }
@@ -167,6 +190,11 @@ impl Server {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the Prometheus `/metrics` endpoint, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops accepting, closes every connection and syncs the log.
@@ -179,7 +207,12 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, core: mpsc::UnboundedSender<Msg>, config: Arc<Config>) {
+async fn accept_loop(
+    listener: TcpListener,
+    core: mpsc::UnboundedSender<Msg>,
+    config: Arc<Config>,
+    throttle: Arc<Throttle>,
+) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
     let per_ip = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
         std::net::IpAddr,
@@ -209,8 +242,9 @@ async fn accept_loop(listener: TcpListener, core: mpsc::UnboundedSender<Msg>, co
         let core = core.clone();
         let per_ip = per_ip.clone();
         let max_frame_len = config.jute_max_buffer;
+        let throttle = throttle.clone();
         tokio::spawn(async move {
-            conn::serve(conn, stream, addr, core, max_frame_len).await;
+            conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
             if let Ok(mut counts) = per_ip.lock() {
                 if let Some(count) = counts.get_mut(&addr.ip()) {
                     *count = count.saturating_sub(1);

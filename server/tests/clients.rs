@@ -274,6 +274,98 @@ async fn four_letter_words() {
     server.shutdown().await;
 }
 
+/// The value of the sample `name` (a whole line's first word) in a Prometheus exposition.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn latency_and_metrics_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config {
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let c = client(&server).await;
+    for i in 0..10 {
+        c.create(&format!("/m{i}"), b"x", OPEN).await.unwrap();
+        c.get_data(&format!("/m{i}")).await.unwrap();
+    }
+    let srvr = four_letter_word(&server, "srvr").await;
+    let latency = srvr
+        .lines()
+        .find_map(|l| l.strip_prefix("Latency min/avg/max: "))
+        .unwrap();
+    let figures: Vec<f64> = latency.split('/').map(|f| f.parse().unwrap()).collect();
+    assert!(
+        figures[0] <= figures[1] && figures[1] <= figures[2] && figures[1] > 0.0,
+        "{srvr}"
+    );
+    assert!(latency.split('/').nth(1).unwrap().contains('.'), "{srvr}");
+
+    let addr = server.metrics_addr().unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert_eq!(sample(body, "znode_count"), 14.0);
+    assert_eq!(sample(body, "global_sessions"), 1.0);
+    assert_eq!(sample(body, "num_alive_connections"), 1.0);
+    assert_eq!(sample(body, "outstanding_requests"), 0.0);
+    assert!(sample(body, "readlatency_count") >= 10.0);
+    assert_eq!(sample(body, "updatelatency_count"), 10.0);
+    assert_eq!(sample(body, "updatelatency_ms_bucket{le=\"+Inf\"}"), 10.0);
+    assert!(sample(body, "fsynctime_count") >= 1.0);
+    assert!(sample(body, "fsynctime_sum") > 0.0);
+    assert!(sample(body, "packets_received") >= 20.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_server_throttles_reading_and_still_answers_everything() {
+    // globalOutstandingLimit=2 with 4 clients pipelining 100 writes each: connections wait
+    // for room before reading more, and every request is answered in order.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config {
+        global_outstanding_limit: 2,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(client(&server).await);
+    }
+    let mut tasks = Vec::new();
+    for (n, c) in clients.iter().enumerate() {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let paths: Vec<String> = (0..100).map(|i| format!("/t{n}-{i}")).collect();
+            let writes: Vec<_> = paths.iter().map(|p| c.create(p, b"", OPEN)).collect();
+            for write in writes {
+                write.await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        with_timeout("throttled writes", task).await.unwrap();
+    }
+    assert_eq!(clients[0].count_descendants_number("/").await.unwrap(), 403);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn hostile_input_closes_only_its_own_connection() {
     let dir = tempfile::tempdir().unwrap();
