@@ -1,1 +1,65 @@
 //! An async ZooKeeper client on tokio.
+//!
+//! [`Client::connect`] takes a connect string (`host:port,host:port/chroot`) and returns
+//! once a session is established. One background task owns the connection: requests are
+//! pipelined on it in call order and answered in that order, watch events are delivered
+//! before the replies that follow them, pings keep the session alive at a third of its
+//! timeout, and a lost connection is re-established to another server with the same
+//! session (last zxid seen, authentication and watches sent again). A session that
+//! expires is terminal: every watch is told, every later call fails with
+//! [`Error::SessionExpired`].
+//!
+//! Every operation of ZooKeeper 3.8's client is here: create (every mode, TTL and
+//! container included, answered with a stat), delete, exists, data, children (with
+//! stat), ACLs, [`Multi`] transactions and [`MultiRead`], sync, persistent and
+//! recursive watches, removing and checking watches, ephemerals, descendant counts,
+//! `whoAmI` and `addauth`. One-shot watches are futures ([`OneshotWatch`]), persistent ones
+//! streams ([`PersistentWatch`]), session states a stream too ([`StateEvents`]). Errors
+//! are one enum with a variant per ZooKeeper error code ([`Error`]).
+//!
+//! It is not a server, and it does not speak SASL or TLS, or look for read-write servers
+//! when connected to a read-only one.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use zk_client::{Client, ClientOptions, CreateOptions, EventType};
+//!
+//! # async fn run() -> zk_client::Result<()> {
+//! let client = Client::connect("127.0.0.1:2181/app", ClientOptions::default()).await?;
+//! client.create("/config", b"v1", &CreateOptions::persistent()).await?;
+//! let (data, stat, changed) = client.get_data_w("/config").await?;
+//! assert_eq!((&data[..], stat.version), (&b"v1"[..], 0));
+//!
+//! client.set_data("/config", b"v2", Some(0)).await?;
+//! let event = changed.await;
+//! assert_eq!((event.event_type, event.path.as_str()), (EventType::NodeDataChanged, "/config"));
+//! client.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod acl;
+mod client;
+mod error;
+mod hosts;
+mod io;
+mod multi;
+mod path;
+mod types;
+
+pub use client::Client;
+pub use error::{Error, Result};
+pub use hosts::{ConnectString, DEFAULT_PORT};
+pub use multi::{Multi, MultiRead, OpResult, ReadResult};
+pub use path::validate_path;
+pub use types::{
+    ClientOptions, CreateOptions, OneshotWatch, PersistentWatch, SessionState, StateEvents,
+    WatchedEvent,
+};
+pub use zk_jute::data::{Acl, ClientInfo, Id, Stat};
+pub use zk_jute::{AddWatchMode, CreateMode, EventType, KeeperState, Perms, WatcherType};
