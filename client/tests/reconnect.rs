@@ -1,0 +1,218 @@
+//! Sessions across server restarts: our in-process server is shut down and started again
+//! on the same port and data directory; Apache ZooKeeper's JVM
+//! (`ZK_CLIENT_TEST_SERVER=reference`) is killed and started again.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use harness::{TestServer, options, wait_state, within};
+use zk_client::{
+    AddWatchMode, Client, ClientOptions, CreateOptions, Error, EventType, KeeperState,
+    SessionState, WatchedEvent,
+};
+
+async fn connect(server: &TestServer, options: ClientOptions) -> Client {
+    within(
+        "connect",
+        Client::connect(&server.connect_string(""), options),
+    )
+    .await
+    .expect("connects")
+}
+
+#[tokio::test]
+async fn a_session_survives_a_restart_and_its_watches_still_fire() {
+    let mut server = TestServer::start().await;
+    let a = connect(
+        &server,
+        ClientOptions {
+            session_timeout: Duration::from_secs(8),
+            // Slow enough that the other client's writes after the restart most likely
+            // come before this one is back: its watches are then fired by the
+            // re-registration (setWatches with the last zxid seen).
+            reconnect_delay: Duration::from_millis(1500),
+            ..options()
+        },
+    )
+    .await;
+    let persistent = CreateOptions::persistent();
+    a.create("/r", b"", &persistent).await.unwrap();
+    a.create("/r/data", b"v1", &persistent).await.unwrap();
+    a.create("/r/eph", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let session = a.session_id();
+    let (_, _, data_watch) = a.get_data_w("/r/data").await.unwrap();
+    let (_, created_watch) = a.exists_w("/r/new").await.unwrap();
+    let (_, child_watch) = a.get_children_w("/r").await.unwrap();
+    let mut recursive = a
+        .add_watch("/r", AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut states = a.state_events();
+
+    server.stop().await;
+    assert_eq!(
+        within("disconnected", states.next()).await,
+        Some(SessionState::Disconnected)
+    );
+    assert_eq!(
+        a.get_data("/r/data").await.unwrap_err(),
+        Error::ConnectionLoss
+    );
+    server.start_again().await;
+
+    let b = connect(&server, options()).await;
+    b.set_data("/r/data", b"v2", None).await.unwrap();
+    b.create("/r/new", b"", &persistent).await.unwrap();
+
+    wait_state(&a, SessionState::Connected).await;
+    assert_eq!(a.session_id(), session);
+    let stat = a
+        .exists("/r/eph")
+        .await
+        .unwrap()
+        .expect("the ephemeral is still there");
+    assert_eq!(stat.ephemeral_owner, session);
+    assert_eq!(
+        within("data watch", data_watch).await,
+        WatchedEvent::node(EventType::NodeDataChanged, "/r/data")
+    );
+    assert_eq!(
+        within("exists watch", created_watch).await,
+        WatchedEvent::node(EventType::NodeCreated, "/r/new")
+    );
+    assert_eq!(
+        within("child watch", child_watch).await,
+        WatchedEvent::node(EventType::NodeChildrenChanged, "/r")
+    );
+    // The persistent watch is registered again too (missed changes are not replayed for
+    // persistent watches): a change after the reconnect reaches it.
+    b.create("/r/after", b"", &persistent).await.unwrap();
+    within("recursive watch", async {
+        loop {
+            let event = recursive.next().await.expect("the stream goes on");
+            if event == WatchedEvent::node(EventType::NodeCreated, "/r/after") {
+                return;
+            }
+        }
+    })
+    .await;
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_expires_when_the_server_is_away_longer_than_its_timeout() {
+    let mut server = TestServer::start().await;
+    let a = connect(
+        &server,
+        ClientOptions {
+            session_timeout: Duration::from_secs(1),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(a.session_timeout(), Duration::from_secs(1));
+    a.create("/e", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (session, password) = (a.session_id(), a.session_password());
+    let (_, _, watch) = a.get_data_w("/e").await.unwrap();
+    let mut stream = a.add_watch("/", AddWatchMode::Persistent).await.unwrap();
+
+    server.stop().await;
+    wait_state(&a, SessionState::Expired).await;
+    let expired = WatchedEvent::session(KeeperState::Expired);
+    assert_eq!(within("watch", watch).await, expired);
+    assert_eq!(within("stream", stream.next()).await, Some(expired));
+    assert_eq!(within("stream end", stream.next()).await, None);
+    assert_eq!(a.get_data("/e").await.unwrap_err(), Error::SessionExpired);
+    assert_eq!(a.close().await, Ok(()));
+
+    // The server, restarted, expires the session a timeout later: its ephemeral goes.
+    server.start_again().await;
+    let b = connect(&server, options()).await;
+    within("ephemeral removed", async {
+        while b.exists("/e").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    // Resuming it now is refused.
+    let resume = ClientOptions {
+        session: Some((session, password)),
+        ..options()
+    };
+    assert_eq!(
+        Client::connect(&server.connect_string(""), resume)
+            .await
+            .unwrap_err(),
+        Error::SessionExpired
+    );
+    b.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_says_when_a_session_it_closed_expired() {
+    let mut server = TestServer::start().await;
+    let a = connect(&server, options()).await;
+    a.create("/mine", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (_, _, watch) = a.get_data_w("/mine").await.unwrap();
+    // Another client takes the session over and closes it (Curator's KillSession).
+    let thief = connect(
+        &server,
+        ClientOptions {
+            session: Some((a.session_id(), a.session_password())),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(thief.session_id(), a.session_id());
+    let started = Instant::now();
+    thief.close().await.unwrap();
+    wait_state(&a, SessionState::Expired).await;
+    // Told by the server on reconnecting, well before the client would decide alone.
+    assert!(
+        started.elapsed() < a.session_timeout(),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        within("watch", watch).await,
+        WatchedEvent::session(KeeperState::Expired)
+    );
+    let b = connect(&server, options()).await;
+    assert_eq!(b.exists("/mine").await.unwrap(), None);
+    b.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pings_keep_an_idle_session_alive() {
+    let mut server = TestServer::start().await;
+    let a = connect(
+        &server,
+        ClientOptions {
+            session_timeout: Duration::from_millis(600),
+            ..options()
+        },
+    )
+    .await;
+    let mut states = a.state_events();
+    let session = a.session_id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.state(), SessionState::Connected);
+    assert!(a.exists("/").await.unwrap().is_some());
+    assert_eq!(a.session_id(), session);
+    // No state change happened meanwhile.
+    assert!(futures_util::FutureExt::now_or_never(states.next()).is_none());
+    a.close().await.unwrap();
+    server.stop().await;
+}
