@@ -7,16 +7,20 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use harness::{TestServer, options, wait_state, within};
+use harness::{TestServer, known_server_difference, options, wait_state, within};
 use zk_client::{
     AddWatchMode, Client, ClientOptions, CreateOptions, Error, EventType, KeeperState,
     SessionState, WatchedEvent,
 };
 
 async fn connect(server: &TestServer, options: ClientOptions) -> Client {
+    connect_to(server, "", options).await
+}
+
+async fn connect_to(server: &TestServer, chroot: &str, options: ClientOptions) -> Client {
     within(
         "connect",
-        Client::connect(&server.connect_string(""), options),
+        Client::connect(&server.connect_string(chroot), options),
     )
     .await
     .expect("connects")
@@ -51,6 +55,27 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         .add_watch("/r", AddWatchMode::PersistentRecursive)
         .await
         .unwrap();
+    // Enough watches that re-registering them takes several setWatches batches (128K
+    // characters each), on paths long enough to fill them.
+    let long = "x".repeat(200);
+    let many: Vec<_> = (0..1000)
+        .map(|i| a.exists_w(&format!("/r/{long}{i}")))
+        .collect();
+    let mut many_watches = Vec::new();
+    for watch in many {
+        many_watches.push(watch.await.unwrap().1);
+    }
+    // And one under a chroot.
+    let chrooted = connect_to(
+        &server,
+        "/r",
+        ClientOptions {
+            session_timeout: Duration::from_secs(8),
+            ..options()
+        },
+    )
+    .await;
+    let (_, _, chrooted_watch) = chrooted.get_data_w("/data").await.unwrap();
     let mut states = a.state_events();
 
     server.stop().await;
@@ -67,6 +92,9 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
     let b = connect(&server, options()).await;
     b.set_data("/r/data", b"v2", None).await.unwrap();
     b.create("/r/new", b"", &persistent).await.unwrap();
+    b.create(&format!("/r/{long}999"), b"", &persistent)
+        .await
+        .unwrap();
 
     wait_state(&a, SessionState::Connected).await;
     assert_eq!(a.session_id(), session);
@@ -88,6 +116,16 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         within("child watch", child_watch).await,
         WatchedEvent::node(EventType::NodeChildrenChanged, "/r")
     );
+    let last = many_watches.pop().unwrap();
+    assert_eq!(
+        within("a watch of the last batch", last).await,
+        WatchedEvent::node(EventType::NodeCreated, format!("/r/{long}999"))
+    );
+    assert_eq!(
+        within("chrooted watch", chrooted_watch).await,
+        WatchedEvent::node(EventType::NodeDataChanged, "/data")
+    );
+    chrooted.close().await.unwrap();
     // The persistent watch is registered again too (missed changes are not replayed for
     // persistent watches): a change after the reconnect reaches it.
     b.create("/r/after", b"", &persistent).await.unwrap();
@@ -214,5 +252,68 @@ async fn pings_keep_an_idle_session_alive() {
     // No state change happened meanwhile.
     assert!(futures_util::FutureExt::now_or_never(states.next()).is_none());
     a.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_behind_the_last_zxid_seen_is_refused() {
+    let mut server = TestServer::start().await;
+    let a = connect(
+        &server,
+        ClientOptions {
+            session_timeout: Duration::from_secs(3),
+            ..options()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        a.create(&format!("/n{i}"), b"", &CreateOptions::persistent())
+            .await
+            .unwrap();
+    }
+    let mut states = a.state_events();
+    server.stop().await;
+    let stopped = Instant::now();
+    // The server comes back with nothing: it has not seen the client's last zxid, so it
+    // closes the client's connections without an answer (ZooKeeper's "Refusing session
+    // request ... as it has seen zxid"), and the client gives up 4/3 of the timeout after
+    // it last heard from a server.
+    server.wipe_data();
+    server.start_again().await;
+    let b = connect(&server, options()).await;
+    assert_eq!(b.exists("/n0").await.unwrap(), None);
+    assert_eq!(
+        within("disconnected", states.next()).await,
+        Some(SessionState::Disconnected)
+    );
+    let next = within("expired", states.next()).await;
+    if known_server_difference(
+        "a client whose lastZxidSeen is ahead of the server is answered (session expired) \
+         instead of refused",
+    ) {
+        b.close().await.unwrap();
+        server.stop().await;
+        return;
+    }
+    assert_eq!(next, Some(SessionState::Expired));
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(3800),
+        "expired after {:?}: the server answered instead of refusing",
+        stopped.elapsed()
+    );
+    b.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_auth_scheme_ends_the_session() {
+    let mut server = TestServer::start().await;
+    let a = connect(&server, options()).await;
+    assert_eq!(
+        a.add_auth("no-such-scheme", b"x").await.unwrap_err(),
+        Error::AuthFailed
+    );
+    assert_eq!(a.state(), SessionState::AuthFailed);
+    assert_eq!(a.exists("/").await.unwrap_err(), Error::AuthFailed);
     server.stop().await;
 }
