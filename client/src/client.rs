@@ -683,6 +683,64 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `path` and every znode below it, breadth first (ZooKeeper's
+    /// `ZKUtil.listSubTreeBFS`): parents before children. Each level's listings are
+    /// pipelined.
+    pub async fn list_subtree(&self, path: &str) -> Result<Vec<String>> {
+        validate_path(path)?;
+        let mut tree = vec![path.to_owned()];
+        let mut level = vec![path.to_owned()];
+        while !level.is_empty() {
+            let listings: Vec<_> = level
+                .iter()
+                .map(|parent| (parent.clone(), self.get_children(parent)))
+                .collect();
+            let mut next = Vec::new();
+            for (parent, listing) in listings {
+                let children = match listing.await {
+                    Ok(children) => children,
+                    // Deleted meanwhile: nothing below it any more.
+                    Err(Error::NoNode) => continue,
+                    Err(e) => return Err(e),
+                };
+                let prefix = if parent == "/" { "" } else { parent.as_str() };
+                next.extend(children.iter().map(|child| format!("{prefix}/{child}")));
+            }
+            tree.extend(next.iter().cloned());
+            level = next;
+        }
+        Ok(tree)
+    }
+
+    /// Deletes `path` and everything below it (`zkCli.sh deleteall`): the subtree is
+    /// listed, then deleted children first, the deletes pipelined. Znodes already gone are
+    /// skipped; a znode created meanwhile makes it fail with [`Error::NotEmpty`]. `/`
+    /// itself is never deleted, nor (without a chroot) the server's `/zookeeper` znodes.
+    pub async fn delete_recursive(&self, path: &str) -> Result<()> {
+        let tree = self.list_subtree(path).await?;
+        let system = self.chroot.as_deref().is_none();
+        let deletes: Vec<_> = tree
+            .iter()
+            .rev()
+            .filter(|p| p.as_str() != "/" && !(system && is_system(p)))
+            .map(|p| self.delete(p, None))
+            .collect();
+        for delete in deletes {
+            match delete.await {
+                Ok(()) | Err(Error::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The server's own znodes: `/zookeeper` and below.
+fn is_system(path: &str) -> bool {
+    path == "/zookeeper" || path.starts_with("/zookeeper/")
+}
+
 fn exists_result(body: Result<Bytes>) -> Result<Option<Stat>> {
     match body {
         Ok(body) => Ok(Some(decode::<ExistsResponse>(body)?.stat)),

@@ -453,7 +453,14 @@ impl Io {
                 }
                 cmd = self.cmds.recv(), if take_commands => {
                     match cmd {
-                        Some(cmd) => self.on_command(cmd, &mut conn.out),
+                        Some(cmd) => {
+                            self.on_command(cmd, &mut conn.out);
+                            // Whatever else is already queued goes out in the same write.
+                            while conn.out.len() < OUT_MAX_BYTES && !self.done {
+                                let Ok(cmd) = self.cmds.try_recv() else { break };
+                                self.on_command(cmd, &mut conn.out);
+                            }
+                        }
                         None => {
                             // Every handle is gone: close the session.
                             self.cmds_open = false;

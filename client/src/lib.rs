@@ -22,19 +22,37 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! ```
 //! use zk_client::{Client, ClientOptions, CreateOptions, EventType};
 //!
-//! # async fn run() -> zk_client::Result<()> {
-//! let client = Client::connect("127.0.0.1:2181/app", ClientOptions::default()).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let server = zk_server::Server::start(zk_server::Config {
+//! #     client_addr: "127.0.0.1:0".parse()?,
+//! #     data_dir: dir.path().into(),
+//! #     data_log_dir: dir.path().into(),
+//! #     ..Default::default()
+//! # })
+//! # .await?;
+//! # let hosts = server.local_addr().to_string();
+//! // `hosts` is e.g. "zk1:2181,zk2:2181,zk3:2181".
+//! let admin = Client::connect(&hosts, ClientOptions::default()).await?;
+//! admin.create("/app", b"", &CreateOptions::persistent()).await?;
+//!
+//! // Everything this client does is under /app.
+//! let client = Client::connect(&format!("{hosts}/app"), ClientOptions::default()).await?;
 //! client.create("/config", b"v1", &CreateOptions::persistent()).await?;
 //! let (data, stat, changed) = client.get_data_w("/config").await?;
 //! assert_eq!((&data[..], stat.version), (&b"v1"[..], 0));
 //!
-//! client.set_data("/config", b"v2", Some(0)).await?;
+//! admin.set_data("/app/config", b"v2", Some(0)).await?;
 //! let event = changed.await;
 //! assert_eq!((event.event_type, event.path.as_str()), (EventType::NodeDataChanged, "/config"));
+//!
 //! client.close().await?;
+//! admin.delete_recursive("/app").await?;
+//! # server.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```

@@ -163,6 +163,16 @@ impl SessionState {
     }
 }
 
+impl std::fmt::Display for SessionState {
+    /// The `KeeperState` name, or `Connecting`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionState::Connecting => f.write_str("Connecting"),
+            other => write!(f, "{}", other.keeper_state()),
+        }
+    }
+}
+
 /// A watch notification, as ZooKeeper's `WatchedEvent`: paths are relative to the
 /// client's chroot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -199,6 +209,24 @@ impl WatchedEvent {
     /// Whether this is the session's end rather than a znode event.
     pub fn is_session_end(&self) -> bool {
         self.event_type == EventType::None
+    }
+}
+
+impl std::fmt::Display for WatchedEvent {
+    /// As ZooKeeper's `WatchedEvent.toString` (what `zkCli.sh` prints after `WATCHER::`):
+    /// `WatchedEvent state:SyncConnected type:NodeDataChanged path:/a`, `path:null` for
+    /// session events.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.is_empty() && self.event_type == EventType::None {
+            "null"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "WatchedEvent state:{} type:{} path:{path}",
+            self.state, self.event_type
+        )
     }
 }
 

@@ -723,3 +723,44 @@ async fn session_facts() {
     );
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn subtrees_listed_and_deleted() {
+    let fx = Fixture::new("subtree").await;
+    let c = fx.client().await;
+    for rest in ["t", "t/a", "t/a/x", "t/a/y", "t/b"] {
+        c.create(&fx.path(rest), b"", &persistent()).await.unwrap();
+    }
+    let tree = c.list_subtree(&fx.path("t")).await.unwrap();
+    assert_eq!(tree[0], fx.path("t"));
+    assert_eq!(
+        sorted(tree[1..3].to_vec()),
+        [fx.path("t/a"), fx.path("t/b")]
+    );
+    assert_eq!(
+        sorted(tree[3..].to_vec()),
+        [fx.path("t/a/x"), fx.path("t/a/y")]
+    );
+    c.delete_recursive(&fx.path("t")).await.unwrap();
+    assert_eq!(c.exists(&fx.path("t")).await.unwrap(), None);
+    assert_eq!(
+        c.list_subtree(&fx.path("t")).await.unwrap(),
+        [fx.path("t")],
+        "a missing znode lists as itself alone"
+    );
+    c.delete_recursive(&fx.path("t")).await.unwrap();
+    c.close().await.unwrap();
+}
+
+#[test]
+fn events_print_as_zookeeper_prints_them() {
+    assert_eq!(
+        WatchedEvent::node(EventType::NodeDataChanged, "/a").to_string(),
+        "WatchedEvent state:SyncConnected type:NodeDataChanged path:/a"
+    );
+    assert_eq!(
+        WatchedEvent::session(KeeperState::Expired).to_string(),
+        "WatchedEvent state:Expired type:None path:null"
+    );
+    assert_eq!(SessionState::Connected.to_string(), "SyncConnected");
+}
