@@ -32,7 +32,8 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
     let a = connect(
         &server,
         ClientOptions {
-            session_timeout: Duration::from_secs(8),
+            // Long enough for a JVM to restart on a busy machine.
+            session_timeout: Duration::from_secs(15),
             // Slow enough that the other client's writes after the restart most likely
             // come before this one is back: its watches are then fired by the
             // re-registration (setWatches with the last zxid seen).
@@ -70,7 +71,7 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         &server,
         "/r",
         ClientOptions {
-            session_timeout: Duration::from_secs(8),
+            session_timeout: Duration::from_secs(15),
             ..options()
         },
     )
@@ -315,5 +316,111 @@ async fn an_unknown_auth_scheme_ends_the_session() {
     );
     assert_eq!(a.state(), SessionState::AuthFailed);
     assert_eq!(a.exists("/").await.unwrap_err(), Error::AuthFailed);
+    server.stop().await;
+}
+
+/// A TCP proxy to `target` that can be cut: it stops listening and every connection
+/// through it closes.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    links: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = links.clone();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every link is aborted.
+            let mut open = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                open.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { addr, links, task }
+    }
+
+    /// How many connections came through.
+    fn links(&self) -> usize {
+        self.links.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn cut(&self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_lost_host_is_replaced_by_the_next_one_with_the_same_session() {
+    let mut server = TestServer::start().await;
+    let target: std::net::SocketAddr = server.connect_string("").parse().unwrap();
+    let proxies = [Proxy::start(target).await, Proxy::start(target).await];
+    let hosts = format!("{},{}", proxies[0].addr, proxies[1].addr);
+    let a = within(
+        "connect through a proxy",
+        Client::connect(
+            &hosts,
+            ClientOptions {
+                // Longer than the test may take: only a whole round of failed hosts pauses.
+                reconnect_delay: Duration::from_secs(30),
+                // Each host gets a session timeout / host count to answer.
+                session_timeout: Duration::from_secs(8),
+                ..options()
+            },
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    a.create("/h", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (_, _, watch) = a.get_data_w("/h").await.unwrap();
+    let session = a.session_id();
+    let mut states = a.state_events();
+
+    // Cut the host in use (the list is shuffled): the client goes on with the other one.
+    let (used, other) = if proxies[0].links() > 0 {
+        (&proxies[0], &proxies[1])
+    } else {
+        (&proxies[1], &proxies[0])
+    };
+    assert_eq!((used.links(), other.links()), (1, 0));
+    used.cut();
+    assert_eq!(
+        within("disconnected", states.next()).await,
+        Some(SessionState::Disconnected)
+    );
+    assert_eq!(
+        within("connected", states.next()).await,
+        Some(SessionState::Connected)
+    );
+    assert_eq!(other.links(), 1);
+    assert_eq!(a.session_id(), session);
+    let stat = a
+        .exists("/h")
+        .await
+        .unwrap()
+        .expect("the ephemeral is there");
+    assert_eq!(stat.ephemeral_owner, session);
+    let b = connect(&server, options()).await;
+    b.set_data("/h", b"x", None).await.unwrap();
+    assert_eq!(
+        within("watch", watch).await,
+        WatchedEvent::node(EventType::NodeDataChanged, "/h")
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    other.cut();
     server.stop().await;
 }

@@ -23,7 +23,7 @@ use zk_client::{Client, ClientOptions, CreateOptions, SessionState};
 
 /// Debian's Apache ZooKeeper jar; its manifest names the other jars.
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
-const SLF4J_NOP_JAR: &str = "/usr/share/java/slf4j-nop.jar";
+const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 const TICK_MS: u64 = 100;
 
 /// Whether the tests run against Apache ZooKeeper.
@@ -124,6 +124,11 @@ impl TestServer {
             }
             None => {}
         }
+    }
+
+    /// The reference server's log (empty for ours).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// Empties the data directory (while stopped): the server comes back knowing nothing.
@@ -283,8 +288,8 @@ impl Jvm {
         );
         std::fs::write(&cfg, text).expect("writing zoo.cfg");
         let mut classpath = vec![PathBuf::from(ZOOKEEPER_JAR)];
-        if Path::new(SLF4J_NOP_JAR).is_file() {
-            classpath.push(PathBuf::from(SLF4J_NOP_JAR));
+        if Path::new(SLF4J_SIMPLE_JAR).is_file() {
+            classpath.push(PathBuf::from(SLF4J_SIMPLE_JAR));
         }
         let classpath: Vec<String> = classpath.iter().map(|p| p.display().to_string()).collect();
         let log = std::fs::File::create(dir.join("server.log")).expect("a log file");
@@ -307,10 +312,10 @@ impl Jvm {
         let stdin = shell.stdin.take();
         let jvm = Jvm { shell, stdin };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !ruok(addr) {
+        while !serving(addr) {
             assert!(
                 Instant::now() < deadline,
-                "Apache ZooKeeper did not answer ruok on {addr} within 60 s; see {}",
+                "Apache ZooKeeper did not serve on {addr} within 60 s; see {}",
                 dir.join("server.log").display()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -333,15 +338,17 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-fn ruok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"ruok").is_err() {
-        return false;
-    }
+/// Whether the server serves requests: `ruok` says imok as soon as it listens, `srvr`
+/// reports a mode only once it runs.
+fn serving(addr: SocketAddr) -> bool {
+    four_letter(addr, "srvr").is_some_and(|answer| answer.contains("Mode:"))
+}
+
+fn four_letter(addr: SocketAddr, word: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(word.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer == "imok"
+    Some(answer)
 }
