@@ -89,6 +89,9 @@ impl Command {
     }
 }
 
+/// Where the answer to an `add_auth` goes.
+type AuthReply = oneshot::Sender<Result<()>>;
+
 /// Session facts the handles read.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionInfo {
@@ -201,9 +204,11 @@ pub(crate) struct Io {
     registry: WatchRegistry<u64>,
     sinks: HashMap<u64, (Sink, String)>,
     next_watcher: u64,
-    auths: Vec<(String, Bytes)>,
+    /// Identities sent on every connection: scheme, credentials, and whom to tell of the
+    /// first answer (an `add_auth` made while disconnected).
+    auths: Vec<(String, Bytes, Option<AuthReply>)>,
     pending: VecDeque<Pending>,
-    auth_waiters: VecDeque<Option<oneshot::Sender<Result<()>>>>,
+    auth_waiters: VecDeque<Option<AuthReply>>,
     queued: VecDeque<Command>,
     last_heard: Instant,
     closing: bool,
@@ -245,7 +250,10 @@ impl Io {
             registry: WatchRegistry::new(None),
             sinks: HashMap::new(),
             next_watcher: 1,
-            auths,
+            auths: auths
+                .into_iter()
+                .map(|(scheme, auth)| (scheme, auth, None))
+                .collect(),
             pending: VecDeque::new(),
             auth_waiters: VecDeque::new(),
             queued: VecDeque::new(),
@@ -414,6 +422,12 @@ impl Io {
                 };
                 let _ = reply.send(result);
             }
+            // Sent first thing on the next connection, as every identity is.
+            Command::Auth {
+                scheme,
+                auth,
+                reply,
+            } => self.auths.push((scheme, auth, Some(reply))),
             other => self.queued.push_back(other),
         }
     }
@@ -491,9 +505,9 @@ impl Io {
     /// What a new connection sends first: the session's identities, then its watches,
     /// then the requests that waited.
     fn prime(&mut self, out: &mut BytesMut) {
-        for (scheme, auth) in &self.auths {
+        for (scheme, auth, reply) in &mut self.auths {
             put_auth(out, scheme, auth);
-            self.auth_waiters.push_back(None);
+            self.auth_waiters.push_back(reply.take());
         }
         let chroot = self.chroot.as_deref();
         for request in self.registry.set_watches(self.last_zxid, chroot) {
@@ -540,7 +554,7 @@ impl Io {
                 reply,
             } => {
                 put_auth(out, &scheme, &auth);
-                self.auths.push((scheme, auth));
+                self.auths.push((scheme, auth, None));
                 self.auth_waiters.push_back(Some(reply));
             }
             Command::Watches {
@@ -793,6 +807,13 @@ impl Io {
             }
         }
         for reply in std::mem::take(&mut self.auth_waiters).into_iter().flatten() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for reply in self
+            .auths
+            .iter_mut()
+            .filter_map(|(_, _, reply)| reply.take())
+        {
             let _ = reply.send(Err(error.clone()));
         }
         for cmd in std::mem::take(&mut self.queued) {

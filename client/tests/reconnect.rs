@@ -48,6 +48,7 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
     a.create("/r/eph", b"", &CreateOptions::ephemeral())
         .await
         .unwrap();
+    a.add_auth("digest", b"dave:pw").await.unwrap();
     let session = a.session_id();
     let (_, _, data_watch) = a.get_data_w("/r/data").await.unwrap();
     let (_, created_watch) = a.exists_w("/r/new").await.unwrap();
@@ -88,6 +89,8 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         a.get_data("/r/data").await.unwrap_err(),
         Error::ConnectionLoss
     );
+    // Identities added while disconnected go out with the next connection.
+    let auth = a.add_auth("digest", b"carol:pw");
     server.start_again().await;
 
     let b = connect(&server, options()).await;
@@ -105,6 +108,17 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         .unwrap()
         .expect("the ephemeral is still there");
     assert_eq!(stat.ephemeral_owner, session);
+    within("auth", auth).await.unwrap();
+    let mut users: Vec<_> = a
+        .who_am_i()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.auth_scheme == "digest")
+        .map(|i| i.user)
+        .collect();
+    users.sort();
+    assert_eq!(users, ["carol", "dave"]);
     assert_eq!(
         within("data watch", data_watch).await,
         WatchedEvent::node(EventType::NodeDataChanged, "/r/data")
