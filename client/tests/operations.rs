@@ -764,3 +764,150 @@ fn events_print_as_zookeeper_prints_them() {
     );
     assert_eq!(SessionState::Connected.to_string(), "SyncConnected");
 }
+
+#[tokio::test]
+async fn edge_cases_answered_as_zookeeper_answers_them() {
+    let fx = Fixture::new("edges").await;
+    let c = fx.client().await;
+    let missing = fx.path("missing");
+
+    // Who a session is before any addauth: its address.
+    let who = c.who_am_i().await.unwrap();
+    assert_eq!(who.len(), 1, "{who:?}");
+    assert_eq!(
+        (who[0].auth_scheme.as_str(), who[0].user.as_str()),
+        ("ip", "127.0.0.1")
+    );
+    assert_eq!(c.get_acl(&missing).await.unwrap_err(), Error::NoNode);
+    assert_eq!(
+        c.get_all_children_number(&missing).await.unwrap_err(),
+        Error::NoNode
+    );
+    assert_eq!(
+        c.get_children_with_stat(&missing).await.unwrap_err(),
+        Error::NoNode
+    );
+    assert_eq!(
+        c.set_acl(&missing, &acl::open_unsafe(), None)
+            .await
+            .unwrap_err(),
+        Error::NoNode
+    );
+    assert_eq!(
+        c.set_data(&missing, b"", None).await.unwrap_err(),
+        Error::NoNode
+    );
+
+    // ACLs the server refuses.
+    for bad in [
+        acl::acl(Perms::ALL, "world", "someone"),
+        acl::acl(Perms::ALL, "ip", "not-an-ip"),
+        acl::acl(Perms::ALL, "digest", "no-colon"),
+        acl::acl(Perms::ALL, "nosuchscheme", "x"),
+    ] {
+        let err = c
+            .create(
+                &fx.path("bad"),
+                b"",
+                &persistent().with_acl(vec![bad.clone()]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err, Error::InvalidAcl, "{bad:?}");
+    }
+
+    // Multi: sequential names, a check on a missing znode.
+    let seq = CreateOptions::new(CreateMode::PersistentSequential);
+    let results = c
+        .multi(
+            &Multi::new()
+                .create(&fx.path("s-"), b"", &seq)
+                .create(&fx.path("s-"), b"", &seq),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            OpResult::Create { path, .. } => path.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, [fx.path("s-0000000000"), fx.path("s-0000000001")]);
+    assert_eq!(
+        c.multi(&Multi::new().check(&missing, -1))
+            .await
+            .unwrap_err(),
+        Error::MultiFailed {
+            index: 0,
+            error: Box::new(Error::NoNode)
+        }
+    );
+    // Writes in a multi fire watches like single ones.
+    let (_, children) = c.get_children_w(&fx.base).await.unwrap();
+    c.multi(&Multi::new().create(&fx.path("m"), b"", &persistent()))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("child watch", children).await,
+        WatchedEvent::node(EventType::NodeChildrenChanged, &fx.base)
+    );
+
+    // Ephemerals by prefix: a string prefix, not a path prefix.
+    c.create(&fx.path("eph1"), b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    c.create(&fx.path("eph2"), b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(c.get_ephemerals(&fx.path("eph")).await.unwrap()),
+        [fx.path("eph1"), fx.path("eph2")]
+    );
+    assert_eq!(
+        c.get_ephemerals(&missing).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Local removal while connected asks the server too.
+    let (_, _, w) = c.get_data_w(&fx.path("m")).await.unwrap();
+    c.remove_watches(&fx.path("m"), WatcherType::Data, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        within("removed", w).await.event_type,
+        EventType::DataWatchRemoved
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_too_large_for_the_server_costs_the_connection_not_the_session() {
+    let fx = Fixture::new("large").await;
+    let c = fx.client().await;
+    let n = fx.path("n");
+    c.create(&n, b"", &persistent()).await.unwrap();
+    let session = c.session_id();
+    // Over the server's jute.maxbuffer (0xfffff): the server drops the connection.
+    let big = vec![b'x'; 0x100000 + 10];
+    assert_eq!(
+        c.set_data(&n, &big, None).await.unwrap_err(),
+        Error::ConnectionLoss
+    );
+    // The client reconnects with the same session; smaller writes go through.
+    let stat = within("reconnect", async {
+        loop {
+            match c.set_data(&n, &big[..1000], None).await {
+                Ok(stat) => return stat,
+                Err(Error::ConnectionLoss) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!((stat.version, stat.data_length), (1, 1000));
+    assert_eq!(c.session_id(), session);
+    c.close().await.unwrap();
+}
