@@ -12,8 +12,8 @@ use zk_jute::proto::{
     ExistsResponse, GetAclRequest, GetAclResponse, GetAllChildrenNumberRequest,
     GetAllChildrenNumberResponse, GetChildren2Request, GetChildren2Response, GetChildrenRequest,
     GetChildrenResponse, GetDataRequest, GetDataResponse, GetEphemeralsRequest,
-    GetEphemeralsResponse, RemoveWatchesRequest, SetAclRequest, SetAclResponse, SetDataRequest,
-    SetDataResponse, SyncRequest, WhoAmIResponse,
+    GetEphemeralsResponse, ReconfigRequest, RemoveWatchesRequest, SetAclRequest, SetAclResponse,
+    SetDataRequest, SetDataResponse, SyncRequest, WhoAmIResponse,
 };
 use zk_jute::{
     AddWatchMode, MultiOp, MultiRequest, MultiResponse, OpCode, Reader, Record, WatcherType,
@@ -61,6 +61,9 @@ impl Reply {
         }
     }
 }
+
+/// Where the ensemble's configuration lives (`ZooDefs.CONFIG_NODE`).
+const CONFIG_PATH: &str = "/zookeeper/config";
 
 fn decode<R: Record>(body: Bytes) -> Result<R> {
     Ok(R::decode(&mut Reader::new(body))?)
@@ -637,6 +640,45 @@ impl Client {
                 .filter(|p| chroot.contains(p))
                 .map(|p| chroot.to_client(&p))
                 .collect())
+        }
+    }
+
+    /// The ensemble's configuration: the data and stat of `/zookeeper/config`, read
+    /// outside any chroot (`getConfig`). Empty for a standalone server.
+    pub fn get_config(&self) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + use<> {
+        let request = GetDataRequest {
+            path: CONFIG_PATH.to_owned(),
+            watch: false,
+        };
+        let sent = self.send(OpCode::GetData, zk_jute::to_bytes(&request), None);
+        async move {
+            let r: GetDataResponse = decode(sent.body().await?)?;
+            Ok((r.data.unwrap_or_default(), r.stat))
+        }
+    }
+
+    /// Changes the ensemble's membership (`reconfig`): servers to add (`server.N=...`
+    /// lines, comma separated) and ids to remove, or a whole new membership; applied only
+    /// if the config's version is `from_config` (`-1`: any). Returns the new config's
+    /// data and stat. Servers refuse it unless dynamic reconfiguration is enabled
+    /// ([`Error::ReconfigDisabled`]).
+    pub fn reconfig(
+        &self,
+        joining: Option<&str>,
+        leaving: Option<&str>,
+        new_members: Option<&str>,
+        from_config: i64,
+    ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + use<> {
+        let request = ReconfigRequest {
+            joining_servers: joining.map(str::to_owned),
+            leaving_servers: leaving.map(str::to_owned),
+            new_members: new_members.map(str::to_owned),
+            cur_config_id: from_config,
+        };
+        let sent = self.send(OpCode::Reconfig, zk_jute::to_bytes(&request), None);
+        async move {
+            let r: GetDataResponse = decode(sent.body().await?)?;
+            Ok((r.data.unwrap_or_default(), r.stat))
         }
     }
 

@@ -911,3 +911,25 @@ async fn a_request_too_large_for_the_server_costs_the_connection_not_the_session
     assert_eq!(c.session_id(), session);
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn config_of_a_standalone_server() {
+    let fx = Fixture::new("config").await;
+    let chrooted = within(
+        "connect",
+        Client::connect(&fx.connect_string(&fx.base), options()),
+    )
+    .await
+    .unwrap();
+    // Read outside the chroot.
+    let (data, stat) = chrooted.get_config().await.unwrap();
+    assert_eq!((data.len(), stat.aversion), (0, -1));
+    assert_eq!(
+        chrooted
+            .reconfig(Some("server.2=127.0.0.1:2888:3888"), None, None, -1)
+            .await
+            .unwrap_err(),
+        Error::ReconfigDisabled
+    );
+    chrooted.close().await.unwrap();
+}
