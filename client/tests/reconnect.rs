@@ -253,13 +253,14 @@ async fn pings_keep_an_idle_session_alive() {
     let a = connect(
         &server,
         ClientOptions {
-            session_timeout: Duration::from_millis(600),
+            session_timeout: Duration::from_millis(1500),
             ..options()
         },
     )
     .await;
     let mut states = a.state_events();
     let session = a.session_id();
+    // Idle for twice the session timeout: only pings keep it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(a.state(), SessionState::Connected);
     assert!(a.exists("/").await.unwrap().is_some());
