@@ -1,6 +1,8 @@
 //! ACL helpers: ZooKeeper's predefined ACLs (`ZooDefs.Ids`) and digest identities.
 
 use base64::Engine;
+
+use crate::error::{Error, Result};
 use sha1::{Digest, Sha1};
 use zk_jute::Perms;
 use zk_jute::data::{Acl, Id};
@@ -49,9 +51,61 @@ pub fn digest(perms: Perms, user: &str, password: &str) -> Acl {
     acl(perms, "digest", &digest_id(user, password))
 }
 
+/// Permission bits from `zkCli.sh` letters: any of `c`, `d`, `r`, `w`, `a`, in any
+/// order (the reverse of [`Perms`]' display).
+pub fn perms_from_letters(letters: &str) -> Result<Perms> {
+    letters.chars().try_fold(Perms(0), |perms, letter| {
+        let bit = match letter {
+            'c' => Perms::CREATE,
+            'd' => Perms::DELETE,
+            'r' => Perms::READ,
+            'w' => Perms::WRITE,
+            'a' => Perms::ADMIN,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown permission {other:?} in {letters:?} (expected letters of cdrwa)"
+                )));
+            }
+        };
+        Ok(perms | bit)
+    })
+}
+
+/// An ACL as `zkCli.sh` takes it: comma-separated `scheme:id:perms` entries, the id being
+/// everything between the first and the last `:` (so `digest:user:hash:cdrwa` and
+/// `ip:10.0.0.0/8:r` work).
+pub fn parse(text: &str) -> Result<Vec<Acl>> {
+    text.split(',')
+        .map(|entry| {
+            let (scheme, rest) = entry.split_once(':').unwrap_or((entry, ""));
+            let Some((id, perms)) = rest.rsplit_once(':') else {
+                return Err(Error::InvalidArgument(format!(
+                    "{entry:?} does not have the form scheme:id:perm"
+                )));
+            };
+            Ok(acl(perms_from_letters(perms)?, scheme, id))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acls_parse_as_zkcli_takes_them() {
+        assert_eq!(parse("world:anyone:cdrwa").unwrap(), open_unsafe());
+        assert_eq!(
+            parse("digest:bob:abc=:ra,ip:10.0.0.0/8:r").unwrap(),
+            [
+                acl(Perms::READ | Perms::ADMIN, "digest", "bob:abc="),
+                acl(Perms::READ, "ip", "10.0.0.0/8"),
+            ]
+        );
+        assert!(parse("world:anyone").is_err());
+        assert!(parse("world:anyone:rx").is_err());
+        assert_eq!(perms_from_letters("").unwrap(), Perms(0));
+    }
 
     #[test]
     fn digest_ids_match_zookeeper() {

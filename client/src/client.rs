@@ -40,11 +40,22 @@ use crate::types::{
 ///
 /// The session ends with [`close`](Self::close), when it expires, or when the last handle
 /// is dropped (the session is then closed in the background).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     cmds: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
     chroot: Arc<Chroot>,
+}
+
+impl std::fmt::Debug for Client {
+    /// The session id, state and chroot; never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("session_id", &format_args!("{:#x}", self.session_id()))
+            .field("state", &self.state())
+            .field("chroot", &self.chroot())
+            .finish()
+    }
 }
 
 /// A sent request's reply, still to come.

@@ -11,8 +11,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use zk_jute::data::Acl;
 use zk_jute::{CreateMode, EventType, KeeperState};
 
-/// How to connect and what session to ask for.
-#[derive(Debug, Clone)]
+/// How to connect and what session to ask for. Its `Debug` output leaves out the
+/// credentials and the session password.
+#[derive(Clone)]
 pub struct ClientOptions {
     /// The session timeout asked for; the server clamps it to its
     /// `[minSessionTimeout, maxSessionTimeout]` (2 and 20 ticks by default). Default 30 s.
@@ -48,6 +49,24 @@ impl Default for ClientOptions {
             max_packet_len: zk_jute::DEFAULT_MAX_FRAME_LEN,
             auth: Vec::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let schemes: Vec<&str> = self.auth.iter().map(|(s, _)| s.as_str()).collect();
+        f.debug_struct("ClientOptions")
+            .field("session_timeout", &self.session_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_delay", &self.reconnect_delay)
+            .field(
+                "session",
+                &self.session.as_ref().map(|(id, _)| format!("{id:#x}")),
+            )
+            .field("read_only", &self.read_only)
+            .field("max_packet_len", &self.max_packet_len)
+            .field("auth_schemes", &schemes)
+            .finish()
     }
 }
 
