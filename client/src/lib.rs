@@ -17,6 +17,23 @@
 //! streams ([`PersistentWatch`]), session states a stream too ([`StateEvents`]). Errors
 //! are one enum with a variant per ZooKeeper error code ([`Error`]).
 //!
+//! # Sessions and watches across reconnects
+//!
+//! - A lost connection fails the requests in flight with [`Error::ConnectionLoss`]
+//!   (they may or may not have been applied), moves to [`SessionState::Disconnected`] and
+//!   tries the next host; after a whole round of hosts it waits
+//!   [`ClientOptions::reconnect_delay`]. Requests made meanwhile wait for the next
+//!   connection, or fail with `ConnectionLoss` when an attempt fails, as in ZooKeeper's
+//!   client.
+//! - One-shot watches survive reconnects: they are registered again (`setWatches`, with the
+//!   last zxid seen, so a change missed while disconnected fires at once). Persistent
+//!   watches are registered again too, but ZooKeeper does not replay what they missed.
+//!   Connection states are not sent to watches; read them from
+//!   [`Client::state_events`].
+//! - The session expires when a server says so on reconnecting, or when no server was
+//!   heard for 4/3 of the negotiated timeout (ZooKeeper 3.9's client rule). Every watch then
+//!   gets an `Expired` event, and streams end.
+//!
 //! It is not a server, and it does not speak SASL or TLS, or look for read-write servers
 //! when connected to a read-only one.
 //!
