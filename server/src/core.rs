@@ -379,6 +379,18 @@ impl Core {
                 held: Some(Vec::new()),
             },
         );
+        if request.last_zxid_seen > self.tree.last_zxid() {
+            // The client has seen more than this server: it must try another one.
+            tracing::info!(
+                %addr,
+                seen = format!("{:#x}", request.last_zxid_seen),
+                ours = format!("{:#x}", self.tree.last_zxid()),
+                "refusing a session request from a client that has seen a later zxid"
+            );
+            self.send(conn, Outgoing::Close);
+            self.forget_conn(conn);
+            return;
+        }
         let (min, max) = (
             self.config.min_session_timeout.as_millis(),
             self.config.max_session_timeout.as_millis(),

@@ -56,17 +56,6 @@ pub(crate) async fn wait_state(client: &Client, want: SessionState) {
         .expect("the client task is alive");
 }
 
-/// Where our server is known to differ from Apache ZooKeeper 3.8.0: against ours, prints
-/// `what` and returns true (the test then stops before the differing expectation);
-/// against the reference, returns false. Each use is a server bug to fix.
-pub(crate) fn known_server_difference(what: &str) -> bool {
-    if reference() {
-        return false;
-    }
-    eprintln!("known difference of zk-server, expectation skipped: {what}");
-    true
-}
-
 /// A server a test may stop and start again on the same port and data directory.
 pub(crate) struct TestServer {
     dir: tempfile::TempDir,
