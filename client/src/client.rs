@@ -305,6 +305,20 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + use<> {
+        let nullable = self.get_data_nullable(path);
+        async move {
+            nullable
+                .await
+                .map(|(data, stat)| (data.unwrap_or_default(), stat))
+        }
+    }
+
+    /// Like [`get_data`](Self::get_data), telling null data (`None`: created without any,
+    /// see [`CreateOptions::null_data`]) from empty data.
+    pub fn get_data_nullable(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Option<Bytes>, Stat)>> + Send + use<> {
         let sent = self.send_path(
             OpCode::GetData,
             path,
@@ -313,7 +327,7 @@ impl Client {
         );
         async move {
             let r: GetDataResponse = decode(sent?.body().await?)?;
-            Ok((r.data.unwrap_or_default(), r.stat))
+            Ok((r.data, r.stat))
         }
     }
 
@@ -323,6 +337,19 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatch)>> + Send + use<> {
+        let nullable = self.get_data_nullable_w(path);
+        async move {
+            let (data, stat, watch) = nullable.await?;
+            Ok((data.unwrap_or_default(), stat, watch))
+        }
+    }
+
+    /// Like [`get_data_w`](Self::get_data_w), telling null data from empty data (as
+    /// [`get_data_nullable`](Self::get_data_nullable)).
+    pub fn get_data_nullable_w(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Option<Bytes>, Stat, OneshotWatch)>> + Send + use<> {
         let (watch, future) = Self::one_shot(Registration::GetData, path);
         let sent = self.send_path(
             OpCode::GetData,
@@ -332,7 +359,7 @@ impl Client {
         );
         async move {
             let r: GetDataResponse = decode(sent?.body().await?)?;
-            Ok((r.data.unwrap_or_default(), r.stat, future))
+            Ok((r.data, r.stat, future))
         }
     }
 

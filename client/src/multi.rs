@@ -137,11 +137,12 @@ pub(crate) fn create_op(
     let path = chroot.to_server(path);
     let acl = Some(options.acl.clone());
     let flags = options.mode.code();
+    let data = (!options.null_data).then_some(data);
     match (options.mode.is_ttl(), options.ttl_ms) {
         (true, Some(ttl)) if (1..(1_i64 << 40)).contains(&ttl) => {
             Ok(MultiOp::CreateTtl(CreateTtlRequest {
                 path,
-                data: Some(data),
+                data,
                 acl,
                 flags,
                 ttl,
@@ -157,7 +158,7 @@ pub(crate) fn create_op(
         (false, None) => {
             let request = CreateRequest {
                 path,
-                data: Some(data),
+                data,
                 acl,
                 flags,
             };

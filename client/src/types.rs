@@ -89,6 +89,10 @@ pub struct CreateOptions {
     pub acl: Vec<Acl>,
     /// Time to live in milliseconds, for the TTL modes only (1 to 2^40 - 1).
     pub ttl_ms: Option<i64>,
+    /// Send no data at all (a null buffer, as Java's `create(path, null, …)`) instead of
+    /// the data given. ZooKeeper keeps null apart from empty data: reading it back with
+    /// [`get_data_nullable`](crate::Client::get_data_nullable) gives `None`.
+    pub null_data: bool,
 }
 
 impl CreateOptions {
@@ -98,6 +102,7 @@ impl CreateOptions {
             mode,
             acl: crate::acl::open_unsafe(),
             ttl_ms: None,
+            null_data: false,
         }
     }
 
@@ -121,6 +126,12 @@ impl CreateOptions {
     /// [`CreateMode::PersistentSequentialWithTtl`]).
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl_ms = Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// Creates the znode with null data (see [`CreateOptions::null_data`]).
+    pub fn with_null_data(mut self) -> Self {
+        self.null_data = true;
         self
     }
 }

@@ -100,6 +100,26 @@ async fn crud_stats_and_errors() {
 }
 
 #[tokio::test]
+async fn null_data_is_not_empty_data() {
+    let fx = Fixture::new("null-data").await;
+    let c = fx.client().await;
+    let (null, empty) = (fx.path("null"), fx.path("empty"));
+    c.create(&null, b"ignored", &persistent().with_null_data())
+        .await
+        .unwrap();
+    c.create(&empty, b"", &persistent()).await.unwrap();
+    assert_eq!(c.get_data_nullable(&null).await.unwrap().0, None);
+    assert_eq!(
+        c.get_data_nullable(&empty).await.unwrap().0.as_deref(),
+        Some(&b""[..])
+    );
+    let (data, stat, _watch) = c.get_data_nullable_w(&null).await.unwrap();
+    assert_eq!((data, stat.data_length), (None, 0));
+    // Without asking, both read as empty.
+    assert!(c.get_data(&null).await.unwrap().0.is_empty());
+}
+
+#[tokio::test]
 async fn bad_paths_fail_before_sending() {
     let fx = Fixture::new("badpaths").await;
     let c = fx.client().await;
