@@ -11,6 +11,10 @@
 //!   answer (`rc = `) and then for the output to go quiet.
 //! - kazoo (Python): `xtask/python/kazoo_check.py`, which checks its own expectations and
 //!   prints one normalised line per check; the lines must also match Apache ZooKeeper's.
+//! - `zk-cli` (our shell): the zkCli.sh sessions again, zkCli.sh and zk-cli each against a
+//!   fresh Apache ZooKeeper, so that only the shells differ. `--record-cli` writes zkCli.sh's
+//!   answers to `cli/tests/zkcli/`, where `cargo test -p zk-cli` checks zk-cli against our
+//!   server without Java.
 //!
 //! Nothing is installed unless `--install` is given.
 
@@ -35,7 +39,9 @@ const KAZOO_SCRIPT: &str = "xtask/python/kazoo_check.py";
 const VENV: &str = "compat-clients-venv";
 
 const USAGE: &str = "usage: cargo xtask compat-clients [--keep-going] [--install] \
-                     [--only zkcli,cli_mt,kazoo] [--verbose] [--keep]";
+                     [--only zkcli,cli_mt,kazoo,zk-cli] [--verbose] [--keep] [--record-cli]";
+/// Where `--record-cli` writes zkCli.sh's answers for zk-cli's tests.
+const CLI_TRANSCRIPTS: &str = "cli/tests/zkcli";
 
 /// A client under test.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,16 +49,18 @@ enum Client {
     ZkCli,
     CliMt,
     Kazoo,
+    ZkRsCli,
 }
 
 impl Client {
-    const ALL: [Client; 3] = [Client::ZkCli, Client::CliMt, Client::Kazoo];
+    const ALL: [Client; 4] = [Client::ZkCli, Client::CliMt, Client::Kazoo, Client::ZkRsCli];
 
     fn name(self) -> &'static str {
         match self {
             Client::ZkCli => "zkCli.sh",
             Client::CliMt => "cli_mt",
             Client::Kazoo => "kazoo",
+            Client::ZkRsCli => "zk-cli",
         }
     }
 
@@ -61,7 +69,8 @@ impl Client {
             "zkcli" | "zkCli" | "zkCli.sh" | "java" => Client::ZkCli,
             "cli_mt" | "c" => Client::CliMt,
             "kazoo" | "python" => Client::Kazoo,
-            _ => bail!("unknown client `{s}` (zkcli, cli_mt, kazoo)\n{USAGE}"),
+            "zk-cli" | "ours" => Client::ZkRsCli,
+            _ => bail!("unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli)\n{USAGE}"),
         })
     }
 }
@@ -71,6 +80,7 @@ struct Options {
     keep_going: bool,
     install: bool,
     verbose: bool,
+    record_cli: bool,
     clients: Vec<Client>,
 }
 
@@ -80,6 +90,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         keep_going: false,
         install: false,
         verbose: false,
+        record_cli: false,
         clients: Client::ALL.to_vec(),
     };
     let mut args = rest.iter();
@@ -89,6 +100,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
             "--keep" => options.keep = true,
             "--install" => options.install = true,
             "--verbose" | "-v" => options.verbose = true,
+            "--record-cli" => options.record_cli = true,
             "--only" => {
                 let list = args.next().context(USAGE)?;
                 options.clients = list.split(',').map(Client::parse).collect::<Result<_>>()?;
@@ -104,7 +116,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
     let options = parse_options(rest)?;
     let python = prerequisites(&options)?;
 
-    run(cargo().args(["build", "-p", "zk-server"]))?;
+    run(cargo().args(["build", "-p", "zk-server", "-p", "zk-cli"]))?;
     let binary = target_dir().join("debug/zk-server");
     if !binary.is_file() {
         bail!("built zk-server but found no {}", binary.display());
@@ -139,6 +151,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
                 python.as_deref().context("kazoo was not checked for")?,
                 &mut report,
             ),
+            Client::ZkRsCli => zk_cli(&servers, &mut report),
         };
         if let Err(e) = result {
             report.record(Unit {
@@ -883,8 +896,8 @@ fn zkcli_command(addr: SocketAddr) -> Command {
 
 /// Runs `case` against `addr`; returns (command, raw output) per command, with
 /// `(connect)` first and `quit` last.
-fn zkcli_session(addr: SocketAddr, case: &ZkCliCase, out: &Path) -> Result<Vec<(String, String)>> {
-    let mut session = Interactive::spawn(zkcli_command(addr), out)?;
+fn zkcli_session(shell: Command, case: &ZkCliCase, out: &Path) -> Result<Vec<(String, String)>> {
+    let mut session = Interactive::spawn(shell, out)?;
     let mut segments = Vec::new();
     let connected = session.wait_until(Duration::from_secs(30), |b| {
         find(b, b"state:SyncConnected").is_some()
@@ -1045,7 +1058,7 @@ fn zkcli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             let out = servers.dir.join(format!("zkcli-{i}-{tag}.out"));
             answers.push(zkcli_answers(
                 servers,
-                zkcli_session(server.addr, case, &out)?,
+                zkcli_session(zkcli_command(server.addr), case, &out)?,
             ));
         }
         let ours = answers.pop().unwrap_or_default();
@@ -1089,6 +1102,77 @@ fn zkcli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         });
     }
     report.record_case(units, options.keep_going, options.verbose);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// zk-cli
+
+/// The zkCli.sh cases again: zkCli.sh and zk-cli each against a fresh Apache ZooKeeper;
+/// every answer must be the same. The quota commands are zkCli's alone.
+fn zk_cli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
+    let options = servers.options;
+    let binary = target_dir().join("debug/zk-cli");
+    let dir = servers.dir.join("zk-cli");
+    let for_zkcli = ServerProc::start_zookeeper(&dir.join("for-zkcli"))?;
+    let for_ours = ServerProc::start_zookeeper(&dir.join("for-zk-cli"))?;
+    let pair_servers = Servers {
+        reference: &for_zkcli,
+        ours: &for_ours,
+        dir: dir.clone(),
+        options,
+    };
+    let mut transcripts = Vec::new();
+    for (i, case) in ZKCLI_CASES.iter().enumerate() {
+        if case.name == "quota" {
+            continue;
+        }
+        let mut ours_cmd = Command::new(&binary);
+        ours_cmd
+            .args(["-server", &for_ours.addr.to_string()])
+            .env("TZ", "UTC");
+        let sessions = [
+            (zkcli_command(for_zkcli.addr), "zkcli"),
+            (ours_cmd, "zk-cli"),
+        ];
+        let mut answers = Vec::new();
+        for (shell, tag) in sessions {
+            let out = dir.join(format!("{i}-{tag}.out"));
+            let mut segments = zkcli_session(shell, case, &out)?;
+            // The greetings differ (zk-cli has no JLine); what follows must not.
+            if let Some((_, greeting)) = segments.first_mut() {
+                greeting.retain(|_| false);
+            }
+            answers.push(zkcli_answers(&pair_servers, segments));
+        }
+        let ours = answers.pop().unwrap_or_default();
+        let reference = answers.pop().unwrap_or_default();
+        transcripts.push((i, case, reference.clone()));
+        report.record_case(
+            pair(Client::ZkRsCli, case.name, reference, ours, zkcli_canon),
+            options.keep_going,
+            options.verbose,
+        );
+        if report.stopped {
+            return Ok(());
+        }
+    }
+    if options.record_cli {
+        let folder = root().join(CLI_TRANSCRIPTS);
+        std::fs::create_dir_all(&folder)?;
+        for (i, case, answers) in transcripts {
+            let mut text = String::new();
+            for (command, answer) in answers {
+                let _ = writeln!(text, "### {command}");
+                if !answer.is_empty() {
+                    let _ = writeln!(text, "{answer}");
+                }
+            }
+            let file = folder.join(format!("{i:02}-{}.txt", case.name));
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        }
+        eprintln!("recorded zkCli.sh's answers in {CLI_TRANSCRIPTS}/");
+    }
     Ok(())
 }
 

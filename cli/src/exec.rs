@@ -1,0 +1,931 @@
+//! Running commands against a session: what each prints (zkCli's text, or one JSON value
+//! with `--json`), the shell's own commands (history, redo, printwatches, connect, close),
+//! and watch events printed as they arrive.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use zk_client::{
+    AddWatchMode, Client, ClientOptions, CreateMode, CreateOptions, Error, Multi, SessionState,
+    WatchedEvent, WatcherType,
+};
+
+use crate::Args;
+use crate::parse::{self, Command, ParseError, WatchKind};
+use crate::print;
+
+/// Where watch events and connection changes are printed: a shell's prompt must be redrawn
+/// around them, so the shell supplies this.
+pub(crate) type EventPrinter = Arc<dyn Fn(String) + Send + Sync>;
+
+/// What a command prints when it succeeds.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    /// zkCli's standard output.
+    text: String,
+    /// zkCli's standard error (e.g. `Created /path`, which zkCli prints there).
+    note: String,
+    /// The answer as JSON.
+    json: Value,
+}
+
+impl Reply {
+    fn text(text: impl Into<String>, json: Value) -> Self {
+        Reply {
+            text: text.into(),
+            note: String::new(),
+            json,
+        }
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    message: String,
+    /// The process's exit code in one-shot mode: 1 for a failed command, 2 for one that
+    /// could not be understood.
+    code: u8,
+    /// The ZooKeeper error's name, for JSON.
+    error: String,
+}
+
+impl Failure {
+    /// What is printed.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+    fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 2,
+            error: "Usage".into(),
+        }
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 1,
+            error: "BadArguments".into(),
+        }
+    }
+    fn zk(error: &Error, path: &str) -> Self {
+        Failure {
+            message: print::error(error, path),
+            code: 1,
+            error: format!("{:?}", error.root())
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+/// How a line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It ran (or printed its failure); the shell goes on. The code is for one-shot mode.
+    Done(u8),
+    /// `quit`.
+    Quit,
+}
+
+/// A shell's state: the session, the options it was opened with, history, and whether
+/// watch events are printed.
+pub(crate) struct Session {
+    args: Args,
+    client: Option<Client>,
+    host: String,
+    print_watches: Arc<AtomicBool>,
+    events: EventPrinter,
+    history: BTreeMap<usize, String>,
+    count: usize,
+    /// The tasks printing persistent watches' events, by path: a new `addWatch` on a path
+    /// replaces the old one, as the server keeps one mode per path and zkCli's one watcher
+    /// hears each event once.
+    persistent: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+/// A watch event as zkCli's watcher prints it, or as one JSON line.
+fn event_text(event: &WatchedEvent, json: bool) -> String {
+    let path = if event.path.is_empty() {
+        "null"
+    } else {
+        &event.path
+    };
+    if json {
+        let value = json!({"event": {
+            "state": format!("{:?}", event.state),
+            "type": format!("{:?}", event.event_type),
+            "path": (!event.path.is_empty()).then_some(&event.path),
+        }});
+        format!("{value}\n")
+    } else {
+        format!(
+            "\nWATCHER::\n\nWatchedEvent state:{:?} type:{:?} path:{path}\n",
+            event.state, event.event_type
+        )
+    }
+}
+
+fn version(text: Option<&str>) -> Result<Option<i32>, Failure> {
+    text.map(|v| {
+        v.parse()
+            .map_err(|_| Failure::invalid(format!("For input string: \"{v}\"")))
+    })
+    .transpose()
+}
+
+impl Session {
+    /// A session that is not connected yet.
+    pub(crate) fn new(args: &Args, events: EventPrinter) -> Self {
+        Session {
+            args: args.clone(),
+            client: None,
+            host: args.server.clone(),
+            print_watches: Arc::new(AtomicBool::new(true)),
+            events,
+            history: BTreeMap::new(),
+            count: 0,
+            persistent: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The client, if a session is open.
+    pub(crate) fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// The prompt zkCli shows: `[zk: host(CONNECTED) 3] `.
+    pub(crate) fn prompt(&self) -> String {
+        let state = match self.client.as_ref().map(Client::state) {
+            None => "CLOSED",
+            Some(SessionState::Connecting) => "CONNECTING",
+            Some(SessionState::Connected) => "CONNECTED",
+            Some(SessionState::ConnectedReadOnly) => "CONNECTEDREADONLY",
+            Some(SessionState::Disconnected) => "CONNECTING",
+            Some(SessionState::Expired | SessionState::Closed) => "CLOSED",
+            Some(SessionState::AuthFailed) => "AUTH_FAILED",
+        };
+        format!("[zk: {}({state}) {}] ", self.host, self.count)
+    }
+
+    /// Opens a session to `host` (closing any open one), and prints its state changes as
+    /// zkCli's watcher does, when `announce` is set.
+    pub(crate) async fn connect(&mut self, host: &str, announce: bool) -> Result<(), Failure> {
+        if let Some(old) = self.client.take() {
+            let _ = old.close().await;
+        }
+        self.host = host.to_owned();
+        let options = ClientOptions {
+            session_timeout: self.args.timeout,
+            connect_timeout: self.args.timeout,
+            read_only: self.args.read_only,
+            ..ClientOptions::default()
+        };
+        let client = Client::connect(host, options).await.map_err(|e| Failure {
+            message: format!("Cannot connect to {host}: {e}"),
+            code: 3,
+            error: "ConnectionLoss".into(),
+        })?;
+        if announce {
+            let mut states = client.state_events();
+            let printer = self.events.clone();
+            let (print_watches, json) = (self.print_watches.clone(), self.args.json);
+            let mut shown = None;
+            let mut show = move |state: SessionState| {
+                // The stream may repeat the state the session was opened in.
+                if shown != Some(state) && print_watches.load(Ordering::Relaxed) {
+                    let event = WatchedEvent::session(state.keeper_state());
+                    printer(event_text(&event, json));
+                }
+                shown = Some(state);
+            };
+            show(client.state());
+            tokio::spawn(async move {
+                while let Some(state) = states.next_state().await {
+                    if state != SessionState::Connecting {
+                        show(state);
+                    }
+                }
+            });
+        }
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// Prints a watch's event when it fires.
+    fn follow(&self, watch: zk_client::OneshotWatch) {
+        let printer = self.events.clone();
+        let (print_watches, json) = (self.print_watches.clone(), self.args.json);
+        tokio::spawn(async move {
+            let event = watch.await;
+            // The session's end is announced once, by the state printer.
+            if !event.is_session_end() && print_watches.load(Ordering::Relaxed) {
+                printer(event_text(&event, json));
+            }
+        });
+    }
+
+    /// Runs one line as the shell does: recorded in the history, then run; prints its
+    /// output and any failure.
+    pub(crate) async fn execute_line(&mut self, line: &str) -> Outcome {
+        if line.trim().is_empty() {
+            return Outcome::Done(0);
+        }
+        self.history.insert(self.count, line.to_owned());
+        let outcome = self.execute(line).await;
+        self.count += 1;
+        outcome
+    }
+
+    async fn execute(&mut self, line: &str) -> Outcome {
+        let tokens = parse::tokenize(line);
+        let command = match parse::parse(&tokens) {
+            Ok(command) => command,
+            Err(e) => {
+                if matches!(e, ParseError::NotFound(_)) && !self.args.json {
+                    eprint!("{}", parse::usage());
+                }
+                return self.report(Err(Failure::usage(e.to_string())));
+            }
+        };
+        match command {
+            Command::Quit => {
+                if let Some(client) = self.client.take() {
+                    let _ = client.close().await;
+                }
+                Outcome::Quit
+            }
+            Command::Redo { index } => {
+                let Some(previous) = index
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < self.count)
+                    .and_then(|i| self.history.get(&i).cloned())
+                else {
+                    return self.report(Err(Failure::usage("Command index out of range")));
+                };
+                if parse::tokenize(&previous).first().map(String::as_str) == Some("redo") {
+                    return self.report(Err(Failure::usage("No redoing redos")));
+                }
+                self.history.insert(self.count, previous.clone());
+                Box::pin(self.execute(&previous)).await
+            }
+            command => {
+                let result = self.run(command).await;
+                self.report(result)
+            }
+        }
+    }
+
+    /// Prints a command's result; returns its exit code.
+    fn report(&self, result: Result<Reply, Failure>) -> Outcome {
+        match result {
+            Ok(reply) if self.args.json => {
+                if !reply.json.is_null() {
+                    println!("{}", reply.json);
+                }
+                Outcome::Done(0)
+            }
+            Ok(reply) => {
+                eprint!("{}", reply.note);
+                print!("{}", reply.text);
+                Outcome::Done(0)
+            }
+            Err(failure) => {
+                if self.args.json {
+                    println!(
+                        "{}",
+                        json!({"error": {"code": failure.error, "message": failure.message}})
+                    );
+                } else {
+                    eprintln!("{}", failure.message);
+                }
+                Outcome::Done(failure.code)
+            }
+        }
+    }
+
+    /// Runs a command that needs no history of its own.
+    async fn run(&mut self, command: Command) -> Result<Reply, Failure> {
+        match command {
+            Command::History => {
+                let from = self.count.saturating_sub(10);
+                let mut text = String::new();
+                let mut entries = Vec::new();
+                for (i, line) in self.history.range(from..=self.count) {
+                    text.push_str(&format!("{i} - {line}\n"));
+                    entries.push(json!({"index": i, "command": line}));
+                }
+                return Ok(Reply::text(text, Value::Array(entries)));
+            }
+            Command::PrintWatches { on: None } => {
+                let on = self.print_watches.load(Ordering::Relaxed);
+                let word = if on { "on" } else { "off" };
+                return Ok(Reply::text(
+                    format!("printwatches is {word}\n"),
+                    json!({"printwatches": on}),
+                ));
+            }
+            Command::PrintWatches { on: Some(on) } => {
+                self.print_watches.store(on, Ordering::Relaxed);
+                return Ok(Reply::default());
+            }
+            Command::Connect { host } => {
+                let host = host.unwrap_or_else(|| self.host.clone());
+                self.connect(&host, true).await?;
+                return Ok(Reply::default());
+            }
+            _ => {}
+        }
+        let Some(client) = self.client.clone().filter(|c| !c.state().is_terminal()) else {
+            return Ok(Reply::text(
+                "Not connected\n",
+                json!({"error": "Not connected"}),
+            ));
+        };
+        self.run_on(&client, command).await
+    }
+
+    /// Runs a command against the session.
+    async fn run_on(&mut self, client: &Client, command: Command) -> Result<Reply, Failure> {
+        match command {
+            Command::Ls {
+                path,
+                stat,
+                watch,
+                recursive,
+            } => {
+                if recursive {
+                    let (paths, failure) = self.subtree_dfs(client, &path, watch).await;
+                    let text: String = paths.iter().map(|p| format!("{p}\n")).collect();
+                    return match failure {
+                        None => Ok(Reply::text(text, json!(paths))),
+                        Some(failure) => {
+                            // What was listed before the failure is printed, as zkCli does.
+                            if !self.args.json {
+                                print!("{text}");
+                            }
+                            Err(failure)
+                        }
+                    };
+                }
+                let listed = match (stat, watch) {
+                    (false, false) => client.get_children(&path).await.map(|c| (c, None)),
+                    (true, false) => client
+                        .get_children_with_stat(&path)
+                        .await
+                        .map(|(c, s)| (c, Some(s))),
+                    (false, true) => client.get_children_w(&path).await.map(|(c, w)| {
+                        self.follow(w);
+                        (c, None)
+                    }),
+                    (true, true) => {
+                        client
+                            .get_children_with_stat_w(&path)
+                            .await
+                            .map(|(c, s, w)| {
+                                self.follow(w);
+                                (c, Some(s))
+                            })
+                    }
+                };
+                let (mut children, node) = listed.map_err(|e| Failure::zk(&e, &path))?;
+                children.sort();
+                let mut text = format!("[{}]\n", children.join(", "));
+                let mut value = json!({"children": children});
+                if let Some(node) = node {
+                    text.push_str(&print::stat(&node));
+                    value["stat"] = print::stat_json(&node);
+                }
+                Ok(Reply::text(text, value))
+            }
+            Command::Create {
+                path,
+                data,
+                acl,
+                ephemeral,
+                sequential,
+                container,
+                ttl,
+            } => {
+                if container && (ephemeral || sequential) {
+                    return Err(Failure::invalid(
+                        "-c cannot be combined with -s or -e. Containers cannot be ephemeral or sequential.",
+                    ));
+                }
+                let ttl = ttl
+                    .map(|t| {
+                        t.parse::<i64>()
+                            .map_err(|_| Failure::invalid("-t argument must be a long value"))
+                    })
+                    .transpose()?;
+                if ttl.is_some() && ephemeral {
+                    return Err(Failure::invalid(
+                        "TTLs cannot be used with Ephemeral znodes",
+                    ));
+                }
+                if ttl.is_some() && container {
+                    return Err(Failure::invalid(
+                        "TTLs cannot be used with Container znodes",
+                    ));
+                }
+                let mode = match (ephemeral, sequential, container, ttl.is_some()) {
+                    (true, true, _, _) => CreateMode::EphemeralSequential,
+                    (true, false, _, _) => CreateMode::Ephemeral,
+                    (false, true, _, true) => CreateMode::PersistentSequentialWithTtl,
+                    (false, true, _, false) => CreateMode::PersistentSequential,
+                    (false, false, true, _) => CreateMode::Container,
+                    (false, false, false, true) => CreateMode::PersistentWithTtl,
+                    (false, false, false, false) => CreateMode::Persistent,
+                };
+                if let Some(ttl) = ttl {
+                    // EphemeralType.TTL's bounds: positive, at most 2^40 - 1 ms.
+                    if ttl <= 0 || ttl > (1_i64 << 40) - 1 {
+                        return Err(Failure::invalid(format!(
+                            "ttl must be positive and cannot be larger than: {}",
+                            (1_i64 << 40) - 1
+                        )));
+                    }
+                }
+                let mut options = CreateOptions::new(mode);
+                if let Some(acl) = acl {
+                    options = options.with_acl(print::parse_acl(&acl));
+                }
+                options.ttl_ms = ttl;
+                // zkCli sends null data when none is given.
+                options.null_data = data.is_none();
+                let created = client
+                    .create(&path, data.as_deref().unwrap_or("").as_bytes(), &options)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                Ok(Reply {
+                    text: String::new(),
+                    note: format!("Created {}\n", created.0),
+                    json: json!({"created": created.0, "stat": print::stat_json(&created.1)}),
+                })
+            }
+            Command::Get { path, stat, watch } => {
+                let (data, node) = self
+                    .read_data(client, &path, watch)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                let mut text = format!("{}\n", data.as_deref().unwrap_or("null"));
+                let mut value = json!({"data": data});
+                if stat {
+                    text.push_str(&print::stat(&node));
+                    value["stat"] = print::stat_json(&node);
+                }
+                Ok(Reply::text(text, value))
+            }
+            Command::Set {
+                path,
+                data,
+                stat,
+                version: v,
+            } => {
+                let v = version(v.as_deref())?;
+                let node = client
+                    .set_data(&path, data.as_bytes(), v)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                let text = if stat {
+                    print::stat(&node)
+                } else {
+                    String::new()
+                };
+                Ok(Reply::text(text, json!({"stat": print::stat_json(&node)})))
+            }
+            Command::Stat { path, watch } => {
+                let node = if watch {
+                    client.exists_w(&path).await.map(|(s, w)| {
+                        self.follow(w);
+                        s
+                    })
+                } else {
+                    client.exists(&path).await
+                }
+                .map_err(|e| Failure::zk(&e, &path))?
+                .ok_or_else(|| Failure::zk(&Error::NoNode, &path))?;
+                Ok(Reply::text(
+                    print::stat(&node),
+                    json!({"stat": print::stat_json(&node)}),
+                ))
+            }
+            Command::Delete { path, version: v } => {
+                let v = version(v.as_deref())?;
+                client
+                    .delete(&path, v)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                Ok(Reply::text("", json!({"deleted": path})))
+            }
+            Command::DeleteAll { path, batch } => {
+                let batch: usize = match batch {
+                    Some(b) => b
+                        .parse()
+                        .ok()
+                        .filter(|b| *b > 0)
+                        .ok_or_else(|| Failure::invalid("-b argument must be an int value"))?,
+                    None => 1000,
+                };
+                zk_client::validate_path(&path).map_err(|e| Failure::zk(&e, &path))?;
+                let tree = self.subtree_bfs(client, &path).await?;
+                let mut failed = false;
+                for chunk in tree.rchunks(batch) {
+                    let ops = chunk
+                        .iter()
+                        .rev()
+                        .fold(Multi::new(), |ops, p| ops.delete(p, None));
+                    if client.multi(&ops).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                let note = if failed {
+                    "Failed to delete some node(s) in the subtree!\n".to_owned()
+                } else {
+                    String::new()
+                };
+                Ok(Reply {
+                    text: String::new(),
+                    note,
+                    json: json!({"deleted": tree, "complete": !failed}),
+                })
+            }
+            Command::GetAcl { path, stat } => {
+                let (acl, node) = client
+                    .get_acl(&path)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                let mut text: String = acl.iter().map(print::acl_entry).collect();
+                let mut value = json!({"acl": acl.iter().map(print::acl_json).collect::<Vec<_>>()});
+                if stat {
+                    text.push_str(&print::stat(&node));
+                    value["stat"] = print::stat_json(&node);
+                }
+                Ok(Reply::text(text, value))
+            }
+            Command::SetAcl {
+                path,
+                acl,
+                stat,
+                version: v,
+                recursive,
+            } => {
+                let acl = print::parse_acl(&acl);
+                let v = version(v.as_deref())?;
+                if recursive {
+                    let mut text = String::new();
+                    let (paths, failure) = self.subtree_dfs(client, &path, false).await;
+                    if let Some(failure) = failure {
+                        return Err(failure);
+                    }
+                    for p in paths {
+                        if let Err(e) = client.set_acl(&p, &acl, v).await {
+                            text.push_str(&print::error(&e, &p));
+                        }
+                    }
+                    return Ok(Reply::text(text, json!({"path": path})));
+                }
+                let node = client
+                    .set_acl(&path, &acl, v)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                let text = if stat {
+                    print::stat(&node)
+                } else {
+                    String::new()
+                };
+                Ok(Reply::text(text, json!({"stat": print::stat_json(&node)})))
+            }
+            Command::AddAuth { scheme, auth } => {
+                let auth = auth.unwrap_or_default();
+                // zkCli does not wait for the answer; a failure ends the session, which the
+                // state printer reports.
+                let added = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    client.add_auth(&scheme, auth.as_bytes()),
+                )
+                .await;
+                match added {
+                    Ok(Err(e)) => Err(Failure::zk(&e, "")),
+                    _ => Ok(Reply::text("", json!({"added": scheme}))),
+                }
+            }
+            Command::Sync { path } => match client.sync(&path).await {
+                Ok(()) => Ok(Reply::text("Sync is OK\n", json!({"synced": path}))),
+                Err(e @ Error::InvalidPath { .. }) => Err(Failure::zk(&e, &path)),
+                Err(e) => Err(Failure {
+                    message: format!("Sync has failed. rc={}", e.code().unwrap_or(-1)),
+                    code: 1,
+                    error: format!("{e:?}"),
+                }),
+            },
+            Command::AddWatch { path, mode } => {
+                let mode = match mode {
+                    parse::AddWatchMode::Persistent => AddWatchMode::Persistent,
+                    parse::AddWatchMode::PersistentRecursive => AddWatchMode::PersistentRecursive,
+                };
+                let mut watch = client
+                    .add_watch(&path, mode)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                let printer = self.events.clone();
+                let (print_watches, json) = (self.print_watches.clone(), self.args.json);
+                let task = tokio::spawn(async move {
+                    while let Some(event) = watch.next_event().await {
+                        if !event.is_session_end() && print_watches.load(Ordering::Relaxed) {
+                            printer(event_text(&event, json));
+                        }
+                    }
+                });
+                if let Some(old) = self.persistent.insert(path.clone(), task) {
+                    old.abort();
+                }
+                Ok(Reply::text("", json!({"watching": path})))
+            }
+            Command::RemoveWatches { path, kind, local } => {
+                let kind = match kind {
+                    WatchKind::Children => WatcherType::Children,
+                    WatchKind::Data => WatcherType::Data,
+                    WatchKind::Any => WatcherType::Any,
+                };
+                client
+                    .remove_watches(&path, kind, local)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                Ok(Reply::text("", json!({"removed": path})))
+            }
+            Command::GetEphemerals { path } => {
+                let prefix = path.unwrap_or_else(|| "/".into());
+                let list = client
+                    .get_ephemerals(&prefix)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &prefix))?;
+                Ok(Reply::text(
+                    format!("[{}]\n", list.join(", ")),
+                    json!({"ephemerals": list}),
+                ))
+            }
+            Command::GetAllChildrenNumber { path } => {
+                let Some(path) = path else {
+                    return Err(Failure::usage("getAllChildrenNumber path"));
+                };
+                let n = client
+                    .get_all_children_number(&path)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
+                Ok(Reply::text(format!("{n}\n"), json!({"count": n})))
+            }
+            Command::WhoAmI => {
+                let ids = client.who_am_i().await.map_err(|e| Failure::zk(&e, ""))?;
+                let mut text = String::from("Auth scheme: User\n");
+                for id in &ids {
+                    text.push_str(&format!("{}: {}\n", id.auth_scheme, id.user));
+                }
+                let value: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"scheme": id.auth_scheme, "user": id.user}))
+                    .collect();
+                Ok(Reply::text(text, json!({"identities": value})))
+            }
+            Command::Config {
+                stat,
+                watch,
+                client: client_only,
+            } => {
+                let path = "/zookeeper/config";
+                let (data, node) = self
+                    .read_data(client, path, watch)
+                    .await
+                    .map_err(|e| Failure::zk(&e, path))?;
+                let data = data.unwrap_or_else(|| "null".into());
+                let data = if client_only {
+                    client_config(&data)
+                } else {
+                    data
+                };
+                let mut text = format!("{data}\n");
+                let mut value = json!({"config": data});
+                if stat {
+                    text.push_str(&print::stat(&node));
+                    value["stat"] = print::stat_json(&node);
+                }
+                Ok(Reply::text(text, value))
+            }
+            Command::Close => {
+                if let Some(client) = self.client.take() {
+                    let _ = client.close().await;
+                }
+                Ok(Reply::default())
+            }
+            Command::Version => Ok(Reply::text(
+                format!(
+                    "ZooKeeper CLI version: zk-cli {}\n",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                json!({"version": env!("CARGO_PKG_VERSION")}),
+            )),
+            Command::History
+            | Command::PrintWatches { .. }
+            | Command::Connect { .. }
+            | Command::Redo { .. }
+            | Command::Quit => Ok(Reply::default()),
+        }
+    }
+
+    /// A znode's data as text (`None` for null data, which zkCli prints as `null`), leaving
+    /// a watch if asked.
+    async fn read_data(
+        &self,
+        client: &Client,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Option<String>, zk_client::Stat), Error> {
+        let (data, stat) = if watch {
+            let (data, stat, w) = client.get_data_nullable_w(path).await?;
+            self.follow(w);
+            (data, stat)
+        } else {
+            client.get_data_nullable(path).await?
+        };
+        Ok((data.map(|d| String::from_utf8_lossy(&d).into_owned()), stat))
+    }
+
+    /// `path` and its descendants, depth first, each level's children sorted and listed
+    /// before any is descended into (ZooKeeper's `ZKUtil.visitSubTreeDFS`).
+    ///
+    /// A failure part way returns what was listed before it, as zkCli has printed it by then.
+    async fn subtree_dfs(
+        &self,
+        client: &Client,
+        path: &str,
+        watch: bool,
+    ) -> (Vec<String>, Option<Failure>) {
+        if let Err(e) = zk_client::validate_path(path) {
+            return (Vec::new(), Some(Failure::zk(&e, path)));
+        }
+        let read = if watch {
+            client
+                .get_data_w(path)
+                .await
+                .map(|(_, _, w)| self.follow(w))
+        } else {
+            client.get_data(path).await.map(drop)
+        };
+        if let Err(e) = read {
+            return (Vec::new(), Some(Failure::zk(&e, path)));
+        }
+        let mut out = vec![path.to_owned()];
+        let mut failure = None;
+        let mut stack = vec![path.to_owned()];
+        // Each node's children are printed when it is visited, then visited in order.
+        let mut order = Vec::new();
+        while let Some(node) = stack.pop() {
+            let children = if watch {
+                client.get_children_w(&node).await.map(|(c, w)| {
+                    self.follow(w);
+                    c
+                })
+            } else {
+                client.get_children(&node).await
+            };
+            let mut children = match children {
+                Ok(children) => children,
+                Err(Error::NoNode) => continue,
+                Err(e) => {
+                    failure = Some(Failure::zk(&e, &node));
+                    break;
+                }
+            };
+            children.sort();
+            let paths: Vec<String> = children
+                .iter()
+                .map(|c| {
+                    if node == "/" {
+                        format!("/{c}")
+                    } else {
+                        format!("{node}/{c}")
+                    }
+                })
+                .collect();
+            order.push((node, paths.clone()));
+            stack.extend(paths.into_iter().rev());
+        }
+        // `order` holds (node, children) in preorder of nodes; zkCli prints, per visit, the
+        // node's children: so the output is the concatenation of the children lists.
+        for (_, paths) in order {
+            out.extend(paths);
+        }
+        (out, failure)
+    }
+
+    /// `path` and its descendants, breadth first (ZooKeeper's `ZKUtil.listSubTreeBFS`).
+    async fn subtree_bfs(&self, client: &Client, path: &str) -> Result<Vec<String>, Failure> {
+        let mut tree = vec![path.to_owned()];
+        let mut next = 0;
+        while next < tree.len() {
+            let node = tree[next].clone();
+            next += 1;
+            let children = client
+                .get_children(&node)
+                .await
+                .map_err(|e| Failure::zk(&e, &node))?;
+            for child in children {
+                tree.push(if node == "/" {
+                    format!("/{child}")
+                } else {
+                    format!("{node}/{child}")
+                });
+            }
+        }
+        Ok(tree)
+    }
+}
+
+/// The client part of a dynamic configuration (`config -c`): the servers' client
+/// addresses, comma-separated, then the version (ZooKeeper's `ConfigUtils`).
+fn client_config(config: &str) -> String {
+    let mut servers = Vec::new();
+    let mut version = String::new();
+    for line in config.lines() {
+        if let Some(v) = line.strip_prefix("version=") {
+            version = v.to_owned();
+        } else if let Some((_, spec)) = line.split_once('=') {
+            if let Some((_, client)) = spec.split_once(';') {
+                servers.push(client.to_owned());
+            }
+        }
+    }
+    format!("{} {version}", servers.join(","))
+}
+
+/// One-shot mode: connect, run the command, print, return the exit code.
+pub(crate) async fn one_shot(args: &Args) -> u8 {
+    let json = args.json;
+    let events: EventPrinter = Arc::new(move |text: String| {
+        if json {
+            print!("{text}");
+        }
+    });
+    let mut session = Session::new(args, events);
+    if let Err(failure) = session.connect(&args.server.clone(), false).await {
+        let code = failure.code;
+        session.report(Err(failure));
+        return code;
+    }
+    let line = args
+        .command
+        .iter()
+        .map(|word| {
+            if word.is_empty() || word.contains(char::is_whitespace) {
+                format!("\"{word}\"")
+            } else {
+                word.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let code = match session.execute_line(&line).await {
+        Outcome::Done(code) => code,
+        Outcome::Quit => 0,
+    };
+    if let Some(client) = session.client.take() {
+        let _ = client.close().await;
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zk_client::EventType;
+
+    #[test]
+    fn events_print_as_zkclis_watcher() {
+        let event = WatchedEvent::node(EventType::NodeDataChanged, "/a");
+        assert_eq!(
+            event_text(&event, false),
+            "\nWATCHER::\n\nWatchedEvent state:SyncConnected type:NodeDataChanged path:/a\n"
+        );
+        let closed = WatchedEvent::session(zk_client::KeeperState::Closed);
+        assert!(event_text(&closed, false).ends_with("state:Closed type:None path:null\n"));
+        assert_eq!(
+            event_text(&event, true),
+            "{\"event\":{\"path\":\"/a\",\"state\":\"SyncConnected\",\"type\":\"NodeDataChanged\"}}\n"
+        );
+    }
+
+    #[test]
+    fn the_client_part_of_a_dynamic_config() {
+        let config = "server.1=a:2888:3888:participant;0.0.0.0:2181\n\
+                      server.2=b:2888:3888:participant;0.0.0.0:2182\nversion=100000000";
+        assert_eq!(client_config(config), "0.0.0.0:2181,0.0.0.0:2182 100000000");
+    }
+}

@@ -1,0 +1,104 @@
+//! One-shot mode, as scripts use it: the answer on stdout, failures on stderr, exit codes
+//! that say what happened, and `--json`.
+
+use std::process::{Command, Output};
+
+use zk_server::{Config, Server};
+
+fn zk_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zk-cli"))
+        .args(args)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn answers_errors_exit_codes_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(Server::start(Config {
+            client_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            data_log_dir: dir.path().to_owned(),
+            ..Config::default()
+        }))
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let server_arg = ["-server", addr.as_str()];
+    let run = |rest: &[&str]| zk_cli(&[&server_arg[..], rest].concat());
+
+    let created = run(&["create", "/one", "first value"]);
+    assert_eq!(created.status.code(), Some(0));
+    assert_eq!(text(&created.stderr), "Created /one\n");
+    assert_eq!(text(&created.stdout), "");
+
+    let got = run(&["get", "/one"]);
+    assert_eq!(got.status.code(), Some(0));
+    assert_eq!(text(&got.stdout), "first value\n");
+
+    let missing = run(&["get", "/missing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(text(&missing.stderr), "Node does not exist: /missing\n");
+
+    let stale = run(&["set", "-v", "5", "/one", "x"]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert_eq!(text(&stale.stderr), "version No is not valid : /one\n");
+
+    let unknown = run(&["frobnicate", "/one"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).ends_with("Command not found: Command not found frobnicate\n"));
+
+    let usage = run(&["get"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(text(&usage.stderr), "get [-s] [-w] path\n");
+
+    let json = run(&["--json", "get", "-s", "/one"]);
+    assert_eq!(json.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["data"], "first value");
+    assert_eq!(value["stat"]["dataVersion"], 0);
+    assert_eq!(value["stat"]["dataLength"], 11);
+
+    let json = run(&["--json", "ls", "/"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["children"], serde_json::json!(["one", "zookeeper"]));
+
+    let json_error = run(&["--json", "delete", "/missing"]);
+    assert_eq!(json_error.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&json_error.stdout).unwrap();
+    assert_eq!(value["error"]["code"], "NoNode");
+    assert_eq!(value["error"]["message"], "Node does not exist: /missing");
+
+    // A chroot in the connect string: paths are inside it.
+    assert_eq!(run(&["create", "/one/app", "in"]).status.code(), Some(0));
+    let chrooted = zk_cli(&["-server", &format!("{addr}/one"), "ls", "/"]);
+    assert_eq!(text(&chrooted.stdout), "[app]\n");
+
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn an_unreachable_server_exits_3() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = zk_cli(&[
+        "-server",
+        &format!("127.0.0.1:{port}"),
+        "-timeout",
+        "1500",
+        "ls",
+        "/",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Cannot connect"));
+}
