@@ -1157,6 +1157,53 @@ fn zk_cli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             return Ok(());
         }
     }
+    // One-shot runs: zk-cli prints only the answer (no banner, no connection event), so
+    // zkCli.sh's banner and events are left out; the exit codes are compared too.
+    let mut units = Vec::new();
+    for args in ZKCLI_ONE_SHOT {
+        let mut outputs = Vec::new();
+        for (mut cmd, tag) in [
+            (zkcli_command(for_zkcli.addr), "zkcli"),
+            (Command::new(&binary), "zk-cli"),
+        ] {
+            if tag == "zk-cli" {
+                cmd.args(["-server", &for_ours.addr.to_string()])
+                    .env("TZ", "UTC");
+            }
+            cmd.args(*args).stdin(Stdio::null());
+            let out = dir.join(format!("oneshot-{tag}.out"));
+            let mut session = Interactive::spawn(cmd, &out)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(status) = session.child.try_wait()? {
+                    break status.code();
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let raw = lossy(&session.finish(Duration::from_secs(5)));
+            let (lines, _) = split_events(normalise_zkcli(&pair_servers, &raw));
+            let lines: Vec<String> = lines
+                .into_iter()
+                .filter(|l| !l.starts_with("Connecting to ") && !l.is_empty())
+                .collect();
+            outputs.push(format!("{}\n[exit code] {status:?}", lines.join("\n")));
+        }
+        let ours = outputs.pop().unwrap_or_default();
+        let reference = outputs.pop().unwrap_or_default();
+        units.push(Unit {
+            client: Client::ZkRsCli,
+            case: "one-shot".into(),
+            command: args.join(" "),
+            pass: reference == ours,
+            order_only: false,
+            reference,
+            ours,
+        });
+    }
+    report.record_case(units, options.keep_going, options.verbose);
     if options.record_cli {
         let folder = root().join(CLI_TRANSCRIPTS);
         std::fs::create_dir_all(&folder)?;
