@@ -1,5 +1,7 @@
 //! Group commit: many appends, one fsync. A writer thread owns the log; each append returns
-//! a [`Completion`] that resolves only once its entry is durable.
+//! a [`Completion`] that resolves only once its entry is durable, or, for a caller that
+//! appends in zxid order and wants one wake-up per commit rather than per entry, the
+//! [`GroupCommit::durable`] watermark says how far the log is durable.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::PersistenceError;
 use crate::format::LogEntry;
@@ -41,8 +43,14 @@ impl Future for Completion {
     }
 }
 
+/// How far the log is durable: the zxid of the last entry committed (0 before any), or the
+/// error that stopped the log.
+pub type Watermark = Result<i64, Arc<PersistenceError>>;
+
 enum Command {
     Append(LogEntry, oneshot::Sender<Durable>),
+    /// An append reported through the watermark only.
+    AppendMarked(LogEntry),
     Roll(oneshot::Sender<Durable>),
     Truncate(i64, oneshot::Sender<Durable>),
     PurgeBefore(i64, oneshot::Sender<Durable>),
@@ -84,6 +92,7 @@ pub struct GroupCommit {
     tx: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<()>>,
     stats: Arc<GroupStats>,
+    durable: watch::Receiver<Watermark>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -100,14 +109,16 @@ impl GroupCommit {
         let (tx, rx) = sync_channel(options.queue_len_max.max(1));
         let stats = Arc::new(GroupStats::default());
         let thread_stats = stats.clone();
+        let (mark, durable) = watch::channel(Ok(log.last_zxid()));
         let writer = std::thread::Builder::new()
             .name("txn-log-writer".into())
-            .spawn(move || write_loop(log, rx, options.batch_len_max.max(1), &thread_stats))
+            .spawn(move || write_loop(log, rx, options.batch_len_max.max(1), &thread_stats, &mark))
             .ok();
         Self {
             tx: Some(tx),
             writer,
             stats,
+            durable,
         }
     }
 
@@ -130,6 +141,30 @@ impl GroupCommit {
     /// Queues `entry`; the completion resolves when it is durable.
     pub fn append(&self, entry: LogEntry) -> Completion {
         self.send(|done| Command::Append(entry, done))
+    }
+
+    /// Queues `entry` without a completion of its own: it is durable once the
+    /// [`durable`](Self::durable) watermark reaches its zxid. Cheaper than [`append`] when
+    /// appends come in zxid order and many are in flight.
+    ///
+    /// [`append`]: Self::append
+    pub fn append_marked(&self, entry: LogEntry) {
+        if let Some(tx) = &self.tx {
+            let sent = match tx.try_send(Command::AppendMarked(entry)) {
+                Err(TrySendError::Full(command)) => tx.send(command).is_ok(),
+                other => other.is_ok(),
+            };
+            if !sent {
+                tracing::error!("txn log writer has stopped; append refused");
+            }
+        }
+    }
+
+    /// The durability watermark: updated after every commit that wrote entries (with the
+    /// last one's zxid), or with the error once the log has failed. Starts at the log's
+    /// last zxid when the writer started.
+    pub fn durable(&self) -> watch::Receiver<Watermark> {
+        self.durable.clone()
     }
 
     /// Commits what is queued and starts a new log segment (after a snapshot).
@@ -176,27 +211,42 @@ fn write_loop<L: TxnLog>(
     rx: Receiver<Command>,
     batch_len_max: usize,
     stats: &GroupStats,
+    mark: &watch::Sender<Watermark>,
 ) {
     let mut failed: Option<Arc<PersistenceError>> = None;
     while let Ok(first) = rx.recv() {
-        let mut waiting = Vec::new();
+        let mut batch = Batch::default();
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
+                Command::AppendMarked(entry) => {
+                    if failed.is_none() {
+                        match log.append(&entry) {
+                            Ok(()) => {
+                                batch.marked = Some(entry.zxid());
+                                batch.appended += 1;
+                            }
+                            // The watermark cannot pass an entry that is not there.
+                            Err(e) => failed = Some(Arc::new(e)),
+                        }
+                    }
+                }
                 Command::Append(entry, done) => {
                     if failed.is_none() {
                         if let Err(e) = log.append(&entry) {
                             let _ = done.send(Err(Arc::new(e)));
                         } else {
-                            waiting.push(done);
+                            batch.waiting.push(done);
+                            batch.marked = Some(entry.zxid());
+                            batch.appended += 1;
                         }
                     } else {
-                        waiting.push(done);
+                        batch.waiting.push(done);
                     }
                 }
                 // Anything else runs after the appends before it are committed.
                 other => {
-                    finish(&mut log, &mut waiting, &mut failed, stats);
+                    finish(&mut log, &mut batch, &mut failed, stats, mark);
                     let result = match (&failed, other) {
                         (Some(e), other) => other.reply(Err(e.clone())),
                         (None, Command::Roll(done)) => done.send(log.roll().map_err(Arc::new)),
@@ -206,18 +256,32 @@ fn write_loop<L: TxnLog>(
                         (None, Command::PurgeBefore(z, done)) => {
                             done.send(log.purge_before(z).map_err(Arc::new))
                         }
-                        (None, Command::Append(..)) => Ok(()),
+                        (None, Command::Append(..) | Command::AppendMarked(_)) => Ok(()),
                     };
                     drop(result);
                 }
             }
-            if waiting.len() < batch_len_max {
+            if batch.len < batch_len_max {
                 next = rx.try_recv().ok();
             }
+            batch.len += 1;
         }
-        finish(&mut log, &mut waiting, &mut failed, stats);
+        finish(&mut log, &mut batch, &mut failed, stats, mark);
     }
     let _ = log.commit();
+}
+
+/// The appends written since the last commit.
+#[derive(Default)]
+struct Batch {
+    /// Their completions.
+    waiting: Vec<oneshot::Sender<Durable>>,
+    /// The last zxid appended, if any.
+    marked: Option<i64>,
+    /// Entries written.
+    appended: u64,
+    /// Commands taken.
+    len: usize,
 }
 
 impl Command {
@@ -227,6 +291,7 @@ impl Command {
             | Command::Roll(done)
             | Command::Truncate(_, done)
             | Command::PurgeBefore(_, done) => done.send(result),
+            Command::AppendMarked(_) => Ok(()),
         }
     }
 }
@@ -235,11 +300,21 @@ impl Command {
 /// what was not durable cannot be known, so nothing later may be acknowledged.
 fn finish<L: TxnLog>(
     log: &mut L,
-    waiting: &mut Vec<oneshot::Sender<Durable>>,
+    batch: &mut Batch,
     failed: &mut Option<Arc<PersistenceError>>,
     stats: &GroupStats,
+    mark: &watch::Sender<Watermark>,
 ) {
-    if waiting.is_empty() {
+    let marked = batch.marked.take();
+    let appended = std::mem::take(&mut batch.appended);
+    if batch.waiting.is_empty() && marked.is_none() {
+        if let Some(e) = failed {
+            mark.send_if_modified(|m| {
+                let changed = m.is_ok();
+                *m = Err(e.clone());
+                changed
+            });
+        }
         return;
     }
     if failed.is_none() {
@@ -250,9 +325,7 @@ fn finish<L: TxnLog>(
                 stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
                 stats.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .entries
-                    .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+                stats.entries.fetch_add(appended, Ordering::Relaxed);
             }
             Err(e) => {
                 tracing::error!(error = %e, "txn log commit failed; the log stops accepting writes");
@@ -264,7 +337,16 @@ fn finish<L: TxnLog>(
         Some(e) => Err(e.clone()),
         None => Ok(()),
     };
-    for done in waiting.drain(..) {
+    match (&result, marked) {
+        (Ok(()), Some(zxid)) => {
+            let _ = mark.send_replace(Ok(zxid));
+        }
+        (Err(e), _) => {
+            let _ = mark.send_replace(Err(e.clone()));
+        }
+        (Ok(()), None) => {}
+    }
+    for done in batch.waiting.drain(..) {
         let _ = done.send(result.clone());
     }
 }

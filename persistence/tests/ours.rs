@@ -114,6 +114,47 @@ fn group_commit_batches_many_appends_into_few_fsyncs() {
 }
 
 #[test]
+fn the_watermark_follows_marked_appends_commit_by_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap();
+    let writer = GroupCommit::start(log, GroupOptions::default());
+    let mut durable = writer.durable();
+    assert_eq!(durable.borrow_and_update().clone().unwrap(), 0);
+    let mut tree = DataTree::default();
+    for z in 1..=1_000 {
+        writer.append_marked(create(&mut tree, z, &format!("/w{z}")));
+    }
+    // Marked and awaited appends mix; the watermark only moves forward, to 1,001.
+    let last = writer.append(create(&mut tree, 1_001, "/w-last"));
+    last.wait().unwrap();
+    let mut seen = Vec::new();
+    while durable.has_changed().unwrap() {
+        seen.push(durable.borrow_and_update().clone().unwrap());
+    }
+    assert_eq!(seen.last(), Some(&1_001));
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let commits = writer
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        writer
+            .stats()
+            .entries
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1_001
+    );
+    assert!(commits < 1_001, "{commits} commits");
+    writer.shutdown();
+    let log = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.read_from(1).unwrap().len(), 1_001);
+
+    // A writer on an existing log starts at its last zxid.
+    let writer = GroupCommit::start(log, GroupOptions::default());
+    assert_eq!(writer.durable().borrow().clone().unwrap(), 1_001);
+}
+
+#[test]
 fn epochs_are_decimal_text() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(read_epoch(dir.path(), "currentEpoch").unwrap(), None);

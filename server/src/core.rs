@@ -108,7 +108,6 @@ enum Origin {
 struct Pending {
     header: TxnHeader,
     txn: Transaction,
-    durable: bool,
     origin: Origin,
 }
 
@@ -178,7 +177,6 @@ pub(crate) struct Core {
     snapshot_running: bool,
     snap_dir: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
-    durable_tx: mpsc::UnboundedSender<(i64, zk_persistence::Completion)>,
     stats: Stats,
     throttle: Arc<Throttle>,
     ticks: u64,
@@ -192,21 +190,26 @@ fn password(session: i64) -> Bytes {
     Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
 }
 
-/// One task that awaits the log's completions, in zxid order (the order they resolve in),
-/// and tells the core; cheaper than a task per write.
+/// One task that follows the log's durability watermark and tells the core: one message
+/// per commit, however many writes it made durable.
 fn durability_watcher(
     core: mpsc::UnboundedSender<Msg>,
-) -> mpsc::UnboundedSender<(i64, zk_persistence::Completion)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, zk_persistence::Completion)>();
+    mut durable: tokio::sync::watch::Receiver<zk_persistence::Watermark>,
+) {
     tokio::spawn(async move {
-        while let Some((zxid, completion)) = rx.recv().await {
-            let ok = completion.await.is_ok();
-            if core.send(Msg::Durable { zxid, ok }).is_err() {
+        while durable.changed().await.is_ok() {
+            let msg = match &*durable.borrow_and_update() {
+                Ok(zxid) => Msg::Durable {
+                    zxid: *zxid,
+                    ok: true,
+                },
+                Err(_) => Msg::Durable { zxid: 0, ok: false },
+            };
+            if core.send(msg).is_err() {
                 return;
             }
         }
     });
-    tx
 }
 
 /// The answer to a handshake that opens or resumes `session`.
@@ -264,6 +267,7 @@ impl Core {
             snap_size_bytes: 0,
             random_roll: (wall_ms() as u64) % (config.snap_count / 2).max(1),
         };
+        durability_watcher(tx.clone(), log.durable());
         Self {
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
             staged_digest: tree.digest(),
@@ -281,7 +285,6 @@ impl Core {
             policy,
             txns_since_snapshot: 0,
             snapshot_running: false,
-            durable_tx: durability_watcher(tx.clone()),
             tx,
             stats: Stats::default(),
             throttle,
@@ -736,37 +739,23 @@ impl Core {
             tree_digest: self.staged_digest as i64,
         };
         let entry = LogEntry::new(header.clone(), &prepared.txn.encode(), Some(&digest));
-        let completion = self.log.append(entry);
-        let _ = self.durable_tx.send((zxid, completion));
+        self.log.append_marked(entry);
         self.pending.push_back(Pending {
             header,
             txn: prepared.txn,
-            durable: false,
             origin,
         });
         zxid
     }
 
+    /// The log is durable up to `zxid`: apply (and answer) every write up to it, in order.
     fn durable(&mut self, zxid: i64, ok: bool) {
         if !ok {
             // ZooKeeper stops when its log fails: nothing after this can be acknowledged.
-            tracing::error!(
-                zxid = format!("{zxid:#x}"),
-                "the txn log failed; shutting down"
-            );
+            tracing::error!("the txn log failed; shutting down");
             std::process::exit(2);
         }
-        // Pending txns have consecutive zxids: index straight to this one.
-        let first = self.pending.front().map_or(zxid, |p| p.header.zxid);
-        let index = usize::try_from(zxid - first).unwrap_or(usize::MAX);
-        if let Some(p) = self
-            .pending
-            .get_mut(index)
-            .filter(|p| p.header.zxid == zxid)
-        {
-            p.durable = true;
-        }
-        while self.pending.front().is_some_and(|p| p.durable) {
+        while self.pending.front().is_some_and(|p| p.header.zxid <= zxid) {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
