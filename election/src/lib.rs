@@ -1,2 +1,42 @@
 //! ZooKeeper's fast leader election (FastLeaderElection) as a deterministic state machine
 //! driven by inputs, with a gRPC transport between peers.
+//!
+//! What it is for: choosing, among the members of an ensemble, the one with the most
+//! recent history (greatest current epoch, then last zxid, then sid) as leader, exactly
+//! by ZooKeeper 3.8's rules, so that a ZooKeeper-compatible server can run it between
+//! peers. What it is not: replication. Deciding is not leading; the replication layer
+//! (Zab) establishes the leader's epoch and may start a new election at any time.
+//!
+//! - [`Election`] is the pure core: [`Election::handle`] takes an [`Input`] (a received
+//!   [`Notification`], a tick, start-looking) with the caller's clock in milliseconds and
+//!   returns [`Output`]s (notifications to send, a [`Decision`]). No tasks, sockets or
+//!   clocks inside.
+//! - [`QuorumVerifier`]: ZooKeeper's majority and hierarchical (groups and weights) rules.
+//!
+//! ```
+//! use zk_election::{Config, Election, Input, Output, PeerData, ServerState};
+//!
+//! let config = Config::majority([1, 2, 3], []);
+//! let data = PeerData { current_epoch: 1, last_zxid: 0x1_0000_0005 };
+//! let mut one = Election::new(config, 1, data).unwrap();
+//! let sent = one.handle(0, Input::StartLooking);
+//! // It proposes itself to the two other voters.
+//! let to: Vec<u64> = sent
+//!     .iter()
+//!     .filter_map(|o| match o { Output::Send { to, .. } => Some(*to), _ => None })
+//!     .collect();
+//! assert_eq!(to, vec![2, 3]);
+//! assert_eq!(one.state(), ServerState::Looking);
+//! ```
+
+mod config;
+mod core;
+mod error;
+mod quorum;
+mod vote;
+
+pub use crate::config::{Config, Lease, Member, Role, Timing};
+pub use crate::core::{DecidedBy, Decision, Election, Input, Output};
+pub use crate::error::ConfigError;
+pub use crate::quorum::{Hierarchical, Majority, QuorumVerifier};
+pub use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};

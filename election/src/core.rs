@@ -1,0 +1,891 @@
+//! The election state machine: ZooKeeper's FastLeaderElection without threads, sockets or
+//! clocks. The caller feeds [`Input`]s with the current time in milliseconds and carries
+//! out the [`Output`]s; [`Election::next_deadline_ms`] says when to call back with
+//! [`Input::Tick`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use tracing::{debug, info, trace};
+use zk_jute::Zxid;
+
+use crate::config::{Config, Role};
+use crate::error::ConfigError;
+use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};
+
+/// Something that happened to the election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Start a new election round (at start-up, or when the leader is lost).
+    StartLooking,
+    /// A notification arrived from `from`.
+    Receive {
+        /// The sender.
+        from: Sid,
+        /// What it sent.
+        notification: Notification,
+    },
+    /// Time passed: fire whatever timer is due.
+    Tick,
+    /// The transport lost its connection to `sid`. With the [lease](crate::Lease) on, a
+    /// follower or observer whose leader this is starts a new election.
+    PeerDisconnected(Sid),
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `notification` to `to`. Delivery may fail or be late; the election copes.
+    Send {
+        /// The recipient.
+        to: Sid,
+        /// The message.
+        notification: Notification,
+    },
+    /// The election is over: this server leads, follows or observes.
+    Decided(Decision),
+    /// A new round started; the server is looking for a leader.
+    Looking {
+        /// The round (logical clock).
+        round: i64,
+    },
+}
+
+/// How a decision was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecidedBy {
+    /// A quorum voted for the leader in this server's current round.
+    Round,
+    /// A quorum already follows an established leader, and that leader says it leads.
+    Established,
+}
+
+/// The end of an election at one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `Leading`, `Following` or `Observing`.
+    pub state: ServerState,
+    /// The winning vote (its `election_epoch` is the round it won in).
+    pub vote: Vote,
+    /// The voters whose votes made the quorum, in sid order.
+    pub quorum: Vec<Sid>,
+    /// How the quorum was found.
+    pub via: DecidedBy,
+}
+
+/// A quorum found, waiting `finalizeWait` for a better vote before it becomes final.
+#[derive(Debug, Clone)]
+struct Finalizing {
+    deadline_ms: u64,
+    quorum: Vec<Sid>,
+}
+
+/// The liveness stand-in's bookkeeping while not looking.
+#[derive(Debug, Clone, Default)]
+struct Settled {
+    since_ms: u64,
+    next_heartbeat_ms: u64,
+    heard_ms: BTreeMap<Sid, u64>,
+}
+
+type Tally = BTreeMap<Sid, (Vote, ServerState)>;
+
+/// One server's fast leader election.
+///
+/// ```
+/// use zk_election::{Config, Election, Input, Output, PeerData};
+///
+/// let config = Config::majority([1], []);
+/// let mut election = Election::new(config, 1, PeerData::default()).unwrap();
+/// election.handle(0, Input::StartLooking);
+/// // A quorum of one: the server's own vote is enough, after finalizeWait.
+/// let outputs = election.handle(200, Input::Tick);
+/// assert!(matches!(&outputs[..], [Output::Decided(d)] if d.vote.leader == 1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Election {
+    config: Config,
+    me: Sid,
+    role: Role,
+    data: PeerData,
+    state: ServerState,
+    logical_clock: i64,
+    proposal: Vote,
+    current: Vote,
+    recvset: Tally,
+    outofelection: Tally,
+    notification_timeout_ms: u64,
+    poll_deadline_ms: Option<u64>,
+    finalizing: Option<Finalizing>,
+    settled: Settled,
+    /// Notifications to this server from itself, handled after the current input.
+    inbox: VecDeque<Notification>,
+}
+
+impl Election {
+    /// A server `me` of `config` with its persisted `data`, looking but not yet started:
+    /// feed [`Input::StartLooking`] to begin.
+    pub fn new(config: Config, me: Sid, data: PeerData) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let role = config.role(me).ok_or(ConfigError::BadNumber {
+            key: "myid".to_string(),
+            value: me.to_string(),
+        })?;
+        let min = config.timing.min_notification_interval_ms;
+        let mut election = Election {
+            config,
+            me,
+            role,
+            data,
+            state: ServerState::Looking,
+            logical_clock: 0,
+            proposal: Vote {
+                leader: me,
+                zxid: 0,
+                election_epoch: 0,
+                peer_epoch: 0,
+            },
+            current: Vote {
+                leader: me,
+                zxid: 0,
+                election_epoch: 0,
+                peer_epoch: 0,
+            },
+            recvset: Tally::new(),
+            outofelection: Tally::new(),
+            notification_timeout_ms: min,
+            poll_deadline_ms: None,
+            finalizing: None,
+            settled: Settled::default(),
+            inbox: VecDeque::new(),
+        };
+        election.proposal = election.initial_vote();
+        election.current = election.proposal;
+        Ok(election)
+    }
+
+    /// This server's id.
+    pub fn sid(&self) -> Sid {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    /// The round (ZooKeeper's logical clock).
+    pub fn logical_clock(&self) -> i64 {
+        self.logical_clock
+    }
+
+    /// The vote this server holds: its proposal while looking, the decided vote otherwise.
+    pub fn vote(&self) -> Vote {
+        if self.state == ServerState::Looking {
+            self.proposal_vote()
+        } else {
+            self.current
+        }
+    }
+
+    /// The persisted history this server votes with.
+    pub fn peer_data(&self) -> PeerData {
+        self.data
+    }
+
+    /// Updates the persisted history (after the replication layer moved the epoch or
+    /// logged more). It is used from the next round on.
+    pub fn set_peer_data(&mut self, data: PeerData) {
+        self.data = data;
+    }
+
+    /// The current notification timeout (doubles from `min` to `max` while no
+    /// notification arrives).
+    pub fn notification_timeout_ms(&self) -> u64 {
+        self.notification_timeout_ms
+    }
+
+    /// When the caller should next feed [`Input::Tick`], if any timer is set.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let finalize = self.finalizing.as_ref().map(|f| f.deadline_ms);
+        let heartbeat = match (self.state, &self.config.lease) {
+            (ServerState::Looking, _) | (_, None) => None,
+            (_, Some(_)) => Some(self.settled.next_heartbeat_ms),
+        };
+        [finalize.or(self.poll_deadline_ms), heartbeat]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Feeds one input at time `now_ms` and returns what to do.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::StartLooking => self.start_looking(now_ms, &mut out),
+            Input::Receive { from, notification } => {
+                self.receive(now_ms, from, notification, &mut out)
+            }
+            Input::Tick => self.tick(now_ms, &mut out),
+            Input::PeerDisconnected(sid) => {
+                let learner = matches!(self.state, ServerState::Following | ServerState::Observing);
+                if self.config.lease.is_some() && learner && self.current.leader == sid {
+                    info!(sid = self.me, leader = sid, "connection to the leader lost");
+                    self.start_looking(now_ms, &mut out);
+                }
+            }
+        }
+        while let Some(notification) = self.inbox.pop_front() {
+            self.receive(now_ms, self.me, notification, &mut out);
+        }
+        out
+    }
+
+    fn is_participant(&self) -> bool {
+        self.role == Role::Participant && self.config.verifier.is_voter(self.me)
+    }
+
+    /// The vote a server starts a round with: itself, unless it cannot be elected.
+    fn initial_vote(&self) -> Vote {
+        let (leader, zxid, peer_epoch) = if self.is_participant() {
+            (self.me, self.data.last_zxid, self.data.current_epoch)
+        } else {
+            (self.me, i64::MIN, i64::MIN)
+        };
+        Vote {
+            leader,
+            zxid,
+            election_epoch: self.logical_clock,
+            peer_epoch,
+        }
+    }
+
+    fn proposal_vote(&self) -> Vote {
+        Vote {
+            election_epoch: self.logical_clock,
+            ..self.proposal
+        }
+    }
+
+    /// ZooKeeper's total order: whether `new` beats `current` (a leader of weight zero
+    /// never does).
+    fn supersedes(&self, new: &Vote, current: &Vote) -> bool {
+        self.config.verifier.weight(new.leader) > 0 && new.order_key() > current.order_key()
+    }
+
+    fn start_looking(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        self.state = ServerState::Looking;
+        self.logical_clock += 1;
+        self.proposal = self.initial_vote();
+        self.current = self.proposal;
+        self.recvset.clear();
+        self.outofelection.clear();
+        self.finalizing = None;
+        self.notification_timeout_ms = self.config.timing.min_notification_interval_ms;
+        self.poll_deadline_ms = Some(now_ms + self.notification_timeout_ms);
+        info!(sid = self.me, round = self.logical_clock, zxid = %Zxid(self.proposal.zxid), "new election");
+        out.push(Output::Looking {
+            round: self.logical_clock,
+        });
+        self.send_notifications(out);
+    }
+
+    /// Sends this server's proposal to every voter (itself included, through the inbox).
+    fn send_notifications(&mut self, out: &mut Vec<Output>) {
+        let notification = Notification {
+            vote: self.proposal_vote(),
+            state: ServerState::Looking,
+        };
+        for sid in self.config.verifier.voters() {
+            if sid == self.me {
+                self.inbox.push_back(notification);
+            } else {
+                out.push(Output::Send {
+                    to: sid,
+                    notification,
+                });
+            }
+        }
+    }
+
+    fn reply(&self, to: Sid, vote: Vote, state: ServerState, out: &mut Vec<Output>) {
+        if to != self.me {
+            out.push(Output::Send {
+                to,
+                notification: Notification { vote, state },
+            });
+        }
+    }
+
+    fn receive(&mut self, now_ms: u64, from: Sid, n: Notification, out: &mut Vec<Output>) {
+        if self.config.role(from).is_none() {
+            debug!(
+                sid = self.me,
+                from, "notification from a non-member dropped"
+            );
+            return;
+        }
+        if !self.config.verifier.is_voter(from) {
+            // A looking observer is answered at once; observers are never counted.
+            if n.state == ServerState::Looking {
+                self.reply(from, self.vote(), self.state, out);
+            }
+            return;
+        }
+        if self.state != ServerState::Looking {
+            self.receive_settled(now_ms, from, n, out);
+            return;
+        }
+        if n.state == ServerState::Looking && n.vote.election_epoch < self.logical_clock {
+            self.reply(from, self.proposal_vote(), ServerState::Looking, out);
+        }
+        if self.finalizing.is_some() {
+            let better = self.config.verifier.is_voter(n.vote.leader)
+                && self.supersedes(&n.vote, &self.proposal);
+            if !better {
+                trace!(
+                    sid = self.me,
+                    from, "no better vote while finalizing; discarded"
+                );
+                // Lease heartbeats repeat settled votes by design; they must not keep
+                // postponing the decision.
+                let heartbeat = self.config.lease.is_some() && n.state != ServerState::Looking;
+                let deadline_ms = now_ms + self.config.timing.finalize_wait_ms;
+                if let (Some(finalizing), false) = (&mut self.finalizing, heartbeat) {
+                    finalizing.deadline_ms = deadline_ms;
+                }
+                return;
+            }
+            self.finalizing = None;
+        }
+        self.poll_deadline_ms = Some(now_ms + self.notification_timeout_ms);
+        if !self.config.verifier.is_voter(n.vote.leader) {
+            debug!(
+                sid = self.me,
+                from,
+                leader = n.vote.leader,
+                "vote for a non-voter ignored"
+            );
+            return;
+        }
+        match n.state {
+            ServerState::Looking => self.receive_looking(now_ms, from, n.vote, out),
+            ServerState::Observing => {}
+            ServerState::Following | ServerState::Leading => {
+                self.receive_settled_vote(now_ms, from, n, out)
+            }
+        }
+    }
+
+    fn receive_looking(&mut self, now_ms: u64, from: Sid, vote: Vote, out: &mut Vec<Output>) {
+        if self.initial_vote().zxid == -1 || vote.zxid == -1 {
+            return;
+        }
+        if vote.election_epoch > self.logical_clock {
+            self.logical_clock = vote.election_epoch;
+            self.recvset.clear();
+            let initial = self.initial_vote();
+            self.proposal = if self.supersedes(&vote, &initial) {
+                vote
+            } else {
+                initial
+            };
+            self.send_notifications(out);
+        } else if vote.election_epoch < self.logical_clock {
+            return;
+        } else if self.supersedes(&vote, &self.proposal) {
+            self.proposal = vote;
+            self.send_notifications(out);
+        }
+        self.recvset.insert(from, (vote, ServerState::Looking));
+        let proposal = self.proposal_vote();
+        let quorum = self.tally(&self.recvset, &proposal, ServerState::Looking);
+        if self.config.verifier.contains_quorum(&quorum) {
+            debug!(sid = self.me, %proposal, "quorum reached; waiting finalizeWait");
+            self.finalizing = Some(Finalizing {
+                deadline_ms: now_ms + self.config.timing.finalize_wait_ms,
+                quorum,
+            });
+        }
+    }
+
+    /// A following or leading member's vote while looking: join it if a quorum agrees
+    /// and the leader confirms, in this round or (out of election) in its own.
+    fn receive_settled_vote(
+        &mut self,
+        now_ms: u64,
+        from: Sid,
+        n: Notification,
+        out: &mut Vec<Output>,
+    ) {
+        let vote = n.vote;
+        if vote.election_epoch == self.logical_clock {
+            self.recvset.insert(from, (vote, n.state));
+            let quorum = self.tally(&self.recvset, &vote, n.state);
+            if self.config.verifier.contains_quorum(&quorum)
+                && self.leader_confirmed(&self.recvset, &vote)
+            {
+                self.decide(now_ms, vote, quorum, DecidedBy::Round, out);
+                return;
+            }
+        }
+        self.outofelection.insert(from, (vote, n.state));
+        let quorum = self.tally(&self.outofelection, &vote, n.state);
+        if self.config.verifier.contains_quorum(&quorum)
+            && self.leader_confirmed(&self.outofelection, &vote)
+        {
+            self.logical_clock = vote.election_epoch;
+            self.decide(now_ms, vote, quorum, DecidedBy::Established, out);
+        }
+    }
+
+    fn tally(&self, votes: &Tally, vote: &Vote, state: ServerState) -> Vec<Sid> {
+        votes
+            .iter()
+            .filter(|(_, (v, s))| v.same_in_tally(*s, vote, state))
+            .map(|(sid, _)| *sid)
+            .collect()
+    }
+
+    /// A leader other than this server must itself have said it leads; this server may
+    /// lead only in its current round.
+    fn leader_confirmed(&self, votes: &Tally, vote: &Vote) -> bool {
+        if vote.leader != self.me {
+            matches!(votes.get(&vote.leader), Some((_, ServerState::Leading)))
+        } else {
+            self.logical_clock == vote.election_epoch
+        }
+    }
+
+    fn decide(
+        &mut self,
+        now_ms: u64,
+        vote: Vote,
+        quorum: Vec<Sid>,
+        via: DecidedBy,
+        out: &mut Vec<Output>,
+    ) {
+        self.state = if vote.leader == self.me {
+            ServerState::Leading
+        } else if self.role == Role::Observer {
+            ServerState::Observing
+        } else {
+            ServerState::Following
+        };
+        self.current = vote;
+        self.recvset.clear();
+        self.outofelection.clear();
+        self.finalizing = None;
+        self.poll_deadline_ms = None;
+        self.inbox.clear();
+        self.settled = Settled {
+            since_ms: now_ms,
+            next_heartbeat_ms: now_ms,
+            heard_ms: BTreeMap::new(),
+        };
+        info!(sid = self.me, state = %self.state, %vote, ?via, "election over");
+        out.push(Output::Decided(Decision {
+            state: self.state,
+            vote,
+            quorum,
+            via,
+        }));
+        if self.config.lease.is_some() {
+            self.heartbeat(now_ms, out);
+        }
+    }
+
+    /// A notification while following, leading or observing: answer a looking sender
+    /// with the vote this server holds; otherwise it is a heartbeat for the lease.
+    fn receive_settled(&mut self, now_ms: u64, from: Sid, n: Notification, out: &mut Vec<Output>) {
+        if n.state == ServerState::Looking {
+            self.reply(from, self.current, self.state, out);
+            let lease = self.config.lease.is_some();
+            // Only a round newer than the one it won in: older looking votes may still
+            // be in flight.
+            let newer = n.vote.election_epoch > self.current.election_epoch;
+            if lease && self.state != ServerState::Leading && from == self.current.leader && newer {
+                info!(sid = self.me, leader = from, "the leader is looking");
+                self.start_looking(now_ms, out);
+            }
+            return;
+        }
+        let mine = (self.current, self.state);
+        let agrees = n.vote.same_in_tally(n.state, &mine.0, mine.1);
+        let counts = match self.state {
+            ServerState::Leading => n.state == ServerState::Following && agrees,
+            _ => n.state == ServerState::Leading && from == self.current.leader && agrees,
+        };
+        if counts {
+            self.settled.heard_ms.insert(from, now_ms);
+        }
+    }
+
+    fn tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        if self.state != ServerState::Looking {
+            self.tick_settled(now_ms, out);
+            return;
+        }
+        if let Some(finalizing) = &self.finalizing {
+            if now_ms >= finalizing.deadline_ms {
+                let quorum = finalizing.quorum.clone();
+                self.decide(now_ms, self.proposal_vote(), quorum, DecidedBy::Round, out);
+            }
+            return;
+        }
+        if self.poll_deadline_ms.is_some_and(|d| now_ms >= d) {
+            self.send_notifications(out);
+            let t = &self.config.timing;
+            self.notification_timeout_ms =
+                (self.notification_timeout_ms * 2).min(t.max_notification_interval_ms);
+            self.poll_deadline_ms = Some(now_ms + self.notification_timeout_ms);
+            debug!(
+                sid = self.me,
+                timeout_ms = self.notification_timeout_ms,
+                "notification timeout"
+            );
+        }
+    }
+
+    fn tick_settled(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(lease) = self.config.lease else {
+            return;
+        };
+        if now_ms >= self.settled.next_heartbeat_ms {
+            self.heartbeat(now_ms, out);
+        }
+        if now_ms < self.settled.since_ms + lease.timeout_ms {
+            return;
+        }
+        let since = self.settled.since_ms;
+        let fresh = |sid: &Sid| {
+            let heard = self.settled.heard_ms.get(sid).copied().unwrap_or(since);
+            now_ms < heard + lease.timeout_ms
+        };
+        let lost = if self.state == ServerState::Leading {
+            let mut alive: Vec<Sid> = self
+                .settled
+                .heard_ms
+                .keys()
+                .copied()
+                .filter(|s| fresh(s))
+                .collect();
+            alive.push(self.me);
+            !self.config.verifier.contains_quorum(&alive)
+        } else {
+            !fresh(&self.current.leader)
+        };
+        if lost {
+            info!(sid = self.me, state = %self.state, "lease expired");
+            self.start_looking(now_ms, out);
+        }
+    }
+
+    fn heartbeat(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(lease) = self.config.lease else {
+            return;
+        };
+        self.settled.next_heartbeat_ms = now_ms + lease.heartbeat_ms;
+        if self.state == ServerState::Observing {
+            // Nobody's lease depends on an observer.
+            return;
+        }
+        let notification = Notification {
+            vote: self.current,
+            state: self.state,
+        };
+        for sid in self
+            .config
+            .members
+            .keys()
+            .copied()
+            .filter(|s| *s != self.me)
+        {
+            out.push(Output::Send {
+                to: sid,
+                notification,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Lease;
+    use crate::quorum::{Hierarchical, QuorumVerifier};
+
+    fn data(epoch: i64, counter: u32) -> PeerData {
+        PeerData {
+            current_epoch: epoch,
+            last_zxid: Zxid::new(epoch as u32, counter).0,
+        }
+    }
+
+    fn looking(leader: Sid, d: PeerData, round: i64) -> Notification {
+        Notification {
+            vote: Vote {
+                leader,
+                zxid: d.last_zxid,
+                election_epoch: round,
+                peer_epoch: d.current_epoch,
+            },
+            state: ServerState::Looking,
+        }
+    }
+
+    fn sends(outputs: &[Output]) -> Vec<(Sid, Notification)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { to, notification } => Some((*to, *notification)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn decision(outputs: &[Output]) -> Option<&Decision> {
+        outputs.iter().find_map(|o| match o {
+            Output::Decided(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    fn receive(e: &mut Election, now: u64, from: Sid, n: Notification) -> Vec<Output> {
+        e.handle(
+            now,
+            Input::Receive {
+                from,
+                notification: n,
+            },
+        )
+    }
+
+    #[test]
+    fn adopts_a_better_vote_and_decides_after_finalize_wait() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 5)).unwrap();
+        let start = e.handle(0, Input::StartLooking);
+        assert_eq!(start[0], Output::Looking { round: 1 });
+        // Member 3 has a newer epoch: 1 switches to it and tells everyone.
+        let out = receive(&mut e, 10, 3, looking(3, data(2, 0), 1));
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 2);
+        assert!(
+            sent.iter()
+                .all(|(_, n)| n.vote.leader == 3 && n.vote.election_epoch == 1)
+        );
+        // 1 and 3 agree: a quorum, but nothing is final before finalizeWait.
+        assert_eq!(e.next_deadline_ms(), Some(210));
+        assert!(decision(&e.handle(209, Input::Tick)).is_none());
+        let out = e.handle(210, Input::Tick);
+        let d = decision(&out).expect("decided");
+        assert_eq!(
+            (d.state, d.vote.leader, d.via),
+            (ServerState::Following, 3, DecidedBy::Round)
+        );
+        assert_eq!(d.quorum, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_better_vote_during_finalize_wait_reopens_the_round() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 3, data(1, 5)).unwrap();
+        e.handle(0, Input::StartLooking);
+        receive(&mut e, 10, 1, looking(3, data(1, 5), 1));
+        assert!(e.next_deadline_ms() == Some(210));
+        // A worse vote is discarded but restarts the wait.
+        receive(&mut e, 100, 1, looking(1, data(1, 0), 1));
+        assert_eq!(e.next_deadline_ms(), Some(300));
+        // A better one (member 2 has more history) wins.
+        let out = receive(&mut e, 150, 2, looking(2, data(1, 9), 1));
+        assert!(sends(&out).iter().all(|(_, n)| n.vote.leader == 2));
+        assert_eq!(e.vote().leader, 2);
+    }
+
+    #[test]
+    fn notification_timeout_doubles_to_the_cap() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        let mut now = 0;
+        let mut timeouts = Vec::new();
+        for _ in 0..12 {
+            now = e.next_deadline_ms().unwrap();
+            let out = e.handle(now, Input::Tick);
+            assert_eq!(
+                sends(&out).len(),
+                2,
+                "notifications are sent again on timeout"
+            );
+            timeouts.push(e.notification_timeout_ms());
+        }
+        assert_eq!(&timeouts[..4], &[400, 800, 1_600, 3_200]);
+        assert_eq!(*timeouts.last().unwrap(), 60_000);
+        assert_eq!(e.next_deadline_ms(), Some(now + 60_000));
+    }
+
+    #[test]
+    fn answers_lagging_looking_peers_and_jumps_to_newer_rounds() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 2, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        // A newer round: 2 jumps to it, clears its tally and keeps its own (better) vote.
+        let out = receive(&mut e, 5, 3, looking(1, data(1, 0), 4));
+        assert_eq!(e.logical_clock(), 4);
+        assert!(
+            sends(&out)
+                .iter()
+                .all(|(_, n)| n.vote.leader == 2 && n.vote.election_epoch == 4)
+        );
+        // A peer in an older round gets this round's vote back.
+        let out = receive(&mut e, 6, 1, looking(1, data(1, 0), 2));
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 1);
+        assert_eq!(sent[0].1.vote.election_epoch, 4);
+    }
+
+    #[test]
+    fn joins_an_established_leader_out_of_election() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(5, 9)).unwrap();
+        e.handle(0, Input::StartLooking);
+        let leader_vote = Vote {
+            leader: 3,
+            zxid: Zxid::new(2, 0).0,
+            election_epoch: 7,
+            peer_epoch: 2,
+        };
+        let following = Notification {
+            vote: leader_vote,
+            state: ServerState::Following,
+        };
+        let leading = Notification {
+            vote: leader_vote,
+            state: ServerState::Leading,
+        };
+        // A follower alone is no quorum, and the leader has not spoken yet.
+        assert!(decision(&receive(&mut e, 1, 2, following)).is_none());
+        let out = receive(&mut e, 2, 3, leading);
+        let d = decision(&out).expect("joined");
+        assert_eq!(
+            (d.state, d.vote.leader, d.via),
+            (ServerState::Following, 3, DecidedBy::Established)
+        );
+        // Despite its own greater history, and at the leader's round.
+        assert_eq!(e.logical_clock(), 7);
+        // A looking peer now gets the leader's vote back.
+        let out = receive(&mut e, 3, 2, looking(2, data(1, 0), 9));
+        let sent = sends(&out);
+        assert_eq!(sent[0].1.state, ServerState::Following);
+        assert_eq!(sent[0].1.vote, leader_vote);
+    }
+
+    #[test]
+    fn a_zero_weight_member_never_wins() {
+        let mut config = Config::majority([1, 2, 3], []);
+        let group_of = [(1, 1), (2, 1), (3, 1)].into_iter().collect();
+        let weight = [(3, 0)].into_iter().collect();
+        config.verifier = QuorumVerifier::Hierarchical(Hierarchical::new(group_of, weight));
+        let mut e = Election::new(config, 1, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        receive(&mut e, 1, 3, looking(3, data(9, 9), 1));
+        assert_eq!(e.vote().leader, 1, "3 weighs nothing");
+        let mut e3 = Election::new(e.config().clone(), 3, data(9, 9)).unwrap();
+        e3.handle(0, Input::StartLooking);
+        receive(&mut e3, 1, 1, looking(1, data(1, 0), 1));
+        // As in ZooKeeper, it keeps its own (unwinnable) vote rather than a lesser one;
+        // it joins once the others have chosen.
+        assert_eq!(e3.vote().leader, 3);
+        let leader_vote = Vote {
+            election_epoch: 1,
+            ..e.vote()
+        };
+        for (from, state) in [(2, ServerState::Following), (1, ServerState::Leading)] {
+            let n = Notification {
+                vote: leader_vote,
+                state,
+            };
+            receive(&mut e3, 2, from, n);
+        }
+        assert_eq!(e3.state(), ServerState::Following);
+        assert_eq!(e3.vote().leader, 1);
+    }
+
+    #[test]
+    fn observers_learn_the_leader_but_are_never_counted() {
+        let config = Config::majority([1, 2, 3], [4]);
+        let mut obs = Election::new(config.clone(), 4, data(9, 9)).unwrap();
+        let out = obs.handle(0, Input::StartLooking);
+        assert!(
+            sends(&out).iter().all(|(to, _)| *to != 4),
+            "observers send to voters only"
+        );
+        assert_eq!(
+            obs.vote().peer_epoch,
+            i64::MIN,
+            "an observer never proposes itself"
+        );
+        let mut voter = Election::new(config, 1, data(1, 0)).unwrap();
+        voter.handle(0, Input::StartLooking);
+        // The observer's vote is answered, not counted.
+        let out = receive(&mut voter, 1, 4, looking(4, data(9, 9), 1));
+        assert_eq!(sends(&out).len(), 1);
+        assert_eq!(voter.vote().leader, 1);
+        // Two voters agree on 2: the observer finalizes as observing.
+        receive(&mut obs, 2, 1, looking(2, data(1, 3), 1));
+        receive(&mut obs, 3, 2, looking(2, data(1, 3), 1));
+        let out = obs.handle(300, Input::Tick);
+        let d = decision(&out).expect("observing");
+        assert_eq!((d.state, d.vote.leader), (ServerState::Observing, 2));
+        assert_eq!(d.quorum, vec![1, 2]);
+    }
+
+    #[test]
+    fn lease_expiry_and_leader_loss_restart_the_election() {
+        let lease = Lease {
+            heartbeat_ms: 100,
+            timeout_ms: 1_000,
+        };
+        let config = Config::majority([1, 2, 3], []).with_lease(lease);
+        let mut e = Election::new(config, 1, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        receive(&mut e, 1, 2, looking(2, data(1, 1), 1));
+        let out = e.handle(201, Input::Tick);
+        assert_eq!(decision(&out).unwrap().vote.leader, 2);
+        assert_eq!(sends(&out).len(), 2, "a heartbeat at once");
+        // The leader's heartbeats keep it following.
+        let leading = Notification {
+            vote: e.vote(),
+            state: ServerState::Leading,
+        };
+        receive(&mut e, 900, 2, leading);
+        let out = e.handle(1_500, Input::Tick);
+        assert_eq!(e.state(), ServerState::Following);
+        assert_eq!(sends(&out).len(), 2);
+        // Silence for a whole lease: a new round.
+        let out = e.handle(1_900, Input::Tick);
+        assert_eq!(e.state(), ServerState::Looking);
+        assert!(out.contains(&Output::Looking { round: 2 }));
+        // A lost connection to the leader does the same at once.
+        receive(&mut e, 1_901, 3, looking(3, data(1, 5), 2));
+        e.handle(2_101, Input::Tick);
+        assert_eq!(e.vote().leader, 3);
+        e.handle(2_102, Input::PeerDisconnected(2));
+        assert_eq!(e.state(), ServerState::Following);
+        e.handle(2_103, Input::PeerDisconnected(3));
+        assert_eq!(e.state(), ServerState::Looking);
+    }
+
+    #[test]
+    fn messages_from_strangers_are_dropped() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        let out = receive(&mut e, 1, 99, looking(99, data(9, 9), 5));
+        assert!(out.is_empty());
+        // A vote for a non-member is ignored too.
+        receive(&mut e, 2, 2, looking(99, data(9, 9), 1));
+        assert_eq!(e.vote().leader, 1);
+        assert!(Election::new(Config::majority([1, 2, 3], []), 7, data(1, 0)).is_err());
+    }
+}

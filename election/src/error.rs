@@ -1,0 +1,36 @@
+//! The crate's error types.
+
+use crate::vote::Sid;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A number in a key or value did not parse.
+    #[error("{key}: {value:?} is not a number")]
+    BadNumber {
+        /// The key.
+        key: String,
+        /// The text that should have been a number.
+        value: String,
+    },
+    /// A `server.N` value is not `host:quorumPort:electionPort[:role][;client]`.
+    #[error("server.{sid}: {value:?} is not host:quorumPort:electionPort[:participant|:observer]")]
+    BadServer {
+        /// The server id.
+        sid: Sid,
+        /// The value.
+        value: String,
+    },
+    /// A participant appears in no `group.N` line of a hierarchical configuration.
+    #[error("server {0} is not in a group")]
+    NotInGroup(Sid),
+    /// A server appears in two `group.N` lines.
+    #[error("server {0} is in multiple groups")]
+    MultipleGroups(Sid),
+    /// The configuration has no voting member.
+    #[error("no voting member")]
+    NoVoters,
+    /// A timing value is out of range.
+    #[error("{0}")]
+    BadTiming(&'static str),
+}
