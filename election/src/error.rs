@@ -34,3 +34,28 @@ pub enum ConfigError {
     #[error("{0}")]
     BadTiming(&'static str),
 }
+
+/// An error of the gRPC transport.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// This server's id is not a member of the configuration.
+    #[error("server {0} is not a member of the configuration")]
+    NotAMember(Sid),
+    /// A member has no election address.
+    #[error("server {0} has no election address")]
+    NoAddress(Sid),
+    /// An address did not parse or resolve.
+    #[error("bad address {0:?}")]
+    BadAddress(String),
+    /// Binding the listener failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

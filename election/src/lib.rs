@@ -12,6 +12,7 @@
 //!   returns [`Output`]s (notifications to send, a [`Decision`]). No tasks, sockets or
 //!   clocks inside.
 //! - [`QuorumVerifier`]: ZooKeeper's majority and hierarchical (groups and weights) rules.
+//! - [`transport`]: the core behind tonic, one long-lived stream per pair of servers.
 //!
 //! ```
 //! use zk_election::{Config, Election, Input, Output, PeerData, ServerState};
@@ -33,10 +34,11 @@ mod config;
 mod core;
 mod error;
 mod quorum;
+pub mod transport;
 mod vote;
 
 pub use crate::config::{Config, Lease, Member, Role, Timing};
 pub use crate::core::{DecidedBy, Decision, Election, Input, Output};
-pub use crate::error::ConfigError;
+pub use crate::error::{ConfigError, TransportError};
 pub use crate::quorum::{Hierarchical, Majority, QuorumVerifier};
 pub use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};

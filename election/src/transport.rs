@@ -1,0 +1,640 @@
+//! The election over gRPC: one task owns the [`Election`] core and feeds it what the
+//! peer streams deliver; tonic carries [`Notification`]s between members.
+//!
+//! Connections follow ZooKeeper's rule: of each pair of members, the one with the higher
+//! sid dials the lower and opens one long-lived bidirectional `Exchange` stream; the
+//! lower refuses streams from lower sids, and a new stream from a sid replaces the old
+//! one, so a pair has at most one connection. Dialers reconnect with exponential
+//! backoff. Each peer has a small send queue that drops its oldest message when full,
+//! so a peer that is down or slow never holds up the election with the others; on
+//! (re)connection the last message sent is sent again, as ZooKeeper does. Frames larger
+//! than [`NodeConfig::max_message_bytes`] are refused by tonic on both sides.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Endpoint, Server};
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::core::{Election, Input, Output};
+use crate::error::TransportError;
+use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};
+
+/// The generated protobuf types and tonic client and server of `proto/election.proto`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("zk.election.v1");
+}
+
+use proto::election_client::ElectionClient;
+use proto::election_server::{Election as ElectionService, ElectionServer};
+use proto::frame::Body;
+use proto::{Frame, Hello};
+
+/// How one member runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This member's id.
+    pub sid: Sid,
+    /// The ensemble; every member needs an `election_addr`.
+    pub config: Config,
+    /// This member's persisted history.
+    pub data: PeerData,
+    /// Where to listen; defaults to this member's `election_addr`.
+    pub listen: Option<SocketAddr>,
+    /// The largest frame accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages kept per peer while it is slow or away; the oldest go first.
+    pub send_queue_len: usize,
+    /// First reconnection delay; it doubles up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Largest reconnection delay.
+    pub reconnect_max_ms: u64,
+}
+
+impl NodeConfig {
+    /// Defaults: 1 KiB frames, 16 queued messages per peer, reconnecting after 20 ms
+    /// doubling to 1 s.
+    pub fn new(sid: Sid, config: Config, data: PeerData) -> Self {
+        NodeConfig {
+            sid,
+            config,
+            data,
+            listen: None,
+            max_message_bytes: 1024,
+            send_queue_len: 16,
+            reconnect_min_ms: 20,
+            reconnect_max_ms: 1_000,
+        }
+    }
+}
+
+/// What a member currently believes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Its state.
+    pub state: ServerState,
+    /// Its vote: the proposal while looking, the elected leader otherwise.
+    pub vote: Vote,
+    /// Its round.
+    pub round: i64,
+}
+
+enum Event {
+    Receive(Sid, Notification),
+    Disconnected(Sid, u64),
+    StartLooking,
+    SetData(PeerData),
+}
+
+/// A running member: its listener, its dialers and the task that owns the core.
+/// Dropping it stops everything, as [`Node::shutdown`] does.
+#[derive(Debug)]
+pub struct Node {
+    sid: Sid,
+    local_addr: SocketAddr,
+    status: watch::Receiver<Status>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Receive(sid, n) => write!(f, "Receive({sid}, {n:?})"),
+            Event::Disconnected(sid, generation) => write!(f, "Disconnected({sid}, {generation})"),
+            Event::StartLooking => f.write_str("StartLooking"),
+            Event::SetData(d) => write!(f, "SetData({d:?})"),
+        }
+    }
+}
+
+/// Per-peer outgoing queue and the generation of its current stream.
+#[derive(Debug)]
+struct PeerLink {
+    sid: Sid,
+    queue: Mutex<VecDeque<Notification>>,
+    last_sent: Mutex<Option<Notification>>,
+    ready: Notify,
+    generation: AtomicU64,
+    capacity: usize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PeerLink {
+    fn push(&self, notification: Notification) {
+        let mut queue = lock(&self.queue);
+        if queue.len() >= self.capacity {
+            queue.pop_front();
+            debug!(peer = self.sid, "send queue full; oldest message dropped");
+        }
+        queue.push_back(notification);
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// Starts a new stream generation; the previous stream's writer stops.
+    fn next_generation(&self) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut queue = lock(&self.queue);
+        if queue.is_empty() {
+            if let Some(last) = *lock(&self.last_sent) {
+                queue.push_back(last);
+            }
+        }
+        drop(queue);
+        self.ready.notify_one();
+        generation
+    }
+
+    fn current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::SeqCst) == generation
+    }
+
+    fn pop(&self) -> Option<Notification> {
+        let next = lock(&self.queue).pop_front();
+        if next.is_some() {
+            *lock(&self.last_sent) = next;
+        }
+        next
+    }
+}
+
+/// The frames of one stream generation of `link`, ending when the generation is
+/// replaced or the node stops.
+fn outgoing(
+    link: Arc<PeerLink>,
+    generation: u64,
+    cancel: CancellationToken,
+    first: Option<Frame>,
+) -> impl Stream<Item = Frame> + Send + 'static {
+    futures_util::stream::unfold((link, first), move |(link, mut first)| {
+        let cancel = cancel.clone();
+        async move {
+            if let Some(frame) = first.take() {
+                return Some((frame, (link, None)));
+            }
+            loop {
+                if cancel.is_cancelled() || !link.current(generation) {
+                    return None;
+                }
+                if let Some(n) = link.pop() {
+                    return Some((notification_frame(&n), (link, None)));
+                }
+                tokio::select! {
+                    () = link.ready.notified() => {}
+                    () = cancel.cancelled() => return None,
+                    // A replaced generation may have taken the wake-up.
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    })
+}
+
+fn notification_frame(n: &Notification) -> Frame {
+    Frame {
+        body: Some(Body::Notification(proto::Notification {
+            leader: n.vote.leader,
+            zxid: n.vote.zxid,
+            election_epoch: n.vote.election_epoch,
+            peer_epoch: n.vote.peer_epoch,
+            state: n.state.code(),
+        })),
+    }
+}
+
+/// The notification in a frame, or `None` (logged) for anything else.
+fn frame_notification(from: Sid, frame: Frame) -> Option<Notification> {
+    let Some(Body::Notification(n)) = frame.body else {
+        warn!(peer = from, "unexpected frame dropped");
+        return None;
+    };
+    let Some(state) = ServerState::from_code(n.state) else {
+        warn!(
+            peer = from,
+            state = n.state,
+            "notification with an unknown state dropped"
+        );
+        return None;
+    };
+    Some(Notification {
+        vote: Vote {
+            leader: n.leader,
+            zxid: n.zxid,
+            election_epoch: n.election_epoch,
+            peer_epoch: n.peer_epoch,
+        },
+        state,
+    })
+}
+
+/// Reads a peer's frames into the core until the stream ends, then reports the loss.
+async fn pump(
+    from: Sid,
+    generation: u64,
+    mut stream: Streaming<Frame>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            next = stream.message() => next,
+            () = cancel.cancelled() => return,
+        };
+        match next {
+            Ok(Some(frame)) => {
+                if let Some(n) = frame_notification(from, frame) {
+                    if events.send(Event::Receive(from, n)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(status) => {
+                debug!(peer = from, %status, "stream failed");
+                break;
+            }
+        }
+    }
+    let _ = events.send(Event::Disconnected(from, generation)).await;
+}
+
+struct Service {
+    sid: Sid,
+    config: Config,
+    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl ElectionService for Service {
+    type ExchangeStream = FrameStream;
+
+    async fn exchange(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<FrameStream>, GrpcStatus> {
+        let mut incoming = request.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(5), incoming.message())
+            .await
+            .map_err(|_| GrpcStatus::deadline_exceeded("no hello"))??;
+        let Some(Frame {
+            body: Some(Body::Hello(Hello { sid: from })),
+        }) = first
+        else {
+            return Err(GrpcStatus::invalid_argument(
+                "the first frame must be a hello",
+            ));
+        };
+        if self.config.role(from).is_none() {
+            warn!(sid = self.sid, from, "connection from a non-member refused");
+            return Err(GrpcStatus::permission_denied("not a member"));
+        }
+        if from <= self.sid {
+            return Err(GrpcStatus::failed_precondition(
+                "the member with the higher sid dials the lower one",
+            ));
+        }
+        let link = Arc::clone(&self.links[&from]);
+        let generation = link.next_generation();
+        info!(sid = self.sid, peer = from, generation, "peer connected");
+        let events = self.events.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(pump(from, generation, incoming, events, cancel.clone()));
+        let out = outgoing(link, generation, cancel, None).map(Ok);
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Dials a lower-sid peer for as long as the node runs.
+async fn dial(
+    sid: Sid,
+    link: Arc<PeerLink>,
+    addr: String,
+    node: Arc<NodeConfig>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+) {
+    let peer = link.sid;
+    let mut backoff_ms = node.reconnect_min_ms;
+    while !cancel.is_cancelled() {
+        match Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(endpoint) => {
+                let endpoint = endpoint
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true);
+                let connected = tokio::select! {
+                    c = endpoint.connect() => c,
+                    () = cancel.cancelled() => return,
+                };
+                match connected {
+                    Ok(channel) => {
+                        let mut client = ElectionClient::new(channel)
+                            .max_decoding_message_size(node.max_message_bytes)
+                            .max_encoding_message_size(node.max_message_bytes);
+                        let generation = link.next_generation();
+                        let hello = Frame {
+                            body: Some(Body::Hello(Hello { sid })),
+                        };
+                        let out =
+                            outgoing(Arc::clone(&link), generation, cancel.clone(), Some(hello));
+                        let opened = tokio::select! {
+                            r = client.exchange(out) => r,
+                            () = cancel.cancelled() => return,
+                        };
+                        match opened {
+                            Ok(response) => {
+                                info!(sid, peer, generation, "connected to peer");
+                                backoff_ms = node.reconnect_min_ms;
+                                pump(
+                                    peer,
+                                    generation,
+                                    response.into_inner(),
+                                    events.clone(),
+                                    cancel.clone(),
+                                )
+                                .await;
+                            }
+                            Err(status) => debug!(sid, peer, %status, "stream refused"),
+                        }
+                    }
+                    Err(error) => debug!(sid, peer, %error, "connect failed"),
+                }
+            }
+            Err(error) => {
+                warn!(sid, peer, %error, "bad peer address");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            () = cancel.cancelled() => return,
+        }
+        backoff_ms = (backoff_ms * 2).min(node.reconnect_max_ms);
+    }
+}
+
+/// Owns the core: feeds it events and timer ticks, routes its outputs.
+async fn run_core(
+    mut election: Election,
+    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
+    mut events: mpsc::Receiver<Event>,
+    status: watch::Sender<Status>,
+    cancel: CancellationToken,
+) {
+    let start = Instant::now();
+    let now_ms = || start.elapsed().as_millis() as u64;
+    let mut outputs = election.handle(now_ms(), Input::StartLooking);
+    loop {
+        for output in outputs.drain(..) {
+            match output {
+                Output::Send { to, notification } => {
+                    if let Some(link) = links.get(&to) {
+                        link.push(notification);
+                    }
+                }
+                Output::Decided(_) | Output::Looking { .. } => {}
+            }
+        }
+        status.send_replace(Status {
+            state: election.state(),
+            vote: election.vote(),
+            round: election.logical_clock(),
+        });
+        let deadline = election
+            .next_deadline_ms()
+            .map(|ms| start + Duration::from_millis(ms))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let input = tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(deadline) => Input::Tick,
+            event = events.recv() => match event {
+                None => return,
+                Some(Event::Receive(from, notification)) => Input::Receive { from, notification },
+                Some(Event::Disconnected(sid, generation)) => {
+                    // Only the loss of the current stream counts.
+                    if links.get(&sid).is_some_and(|l| !l.current(generation)) {
+                        continue;
+                    }
+                    Input::PeerDisconnected(sid)
+                }
+                Some(Event::StartLooking) => Input::StartLooking,
+                Some(Event::SetData(data)) => {
+                    election.set_peer_data(data);
+                    continue;
+                }
+            },
+        };
+        outputs = election.handle(now_ms(), input);
+    }
+}
+
+impl Node {
+    /// Binds the listener, starts dialing the lower-sid peers and starts looking.
+    pub async fn start(node: NodeConfig) -> Result<Node, TransportError> {
+        let sid = node.sid;
+        let me = node
+            .config
+            .members
+            .get(&sid)
+            .ok_or(TransportError::NotAMember(sid))?;
+        let listen = match node.listen {
+            Some(addr) => addr,
+            None => {
+                let text = me
+                    .election_addr
+                    .clone()
+                    .ok_or(TransportError::NoAddress(sid))?;
+                tokio::net::lookup_host(&text)
+                    .await
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or(TransportError::BadAddress(text))?
+            }
+        };
+        let election = Election::new(node.config.clone(), sid, node.data)?;
+        let mut dial_to = Vec::new();
+        for member in node.config.members.values().filter(|m| m.sid < sid) {
+            let addr = member
+                .election_addr
+                .clone()
+                .ok_or(TransportError::NoAddress(member.sid))?;
+            dial_to.push((member.sid, addr));
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| TransportError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        let capacity = node.send_queue_len.max(1);
+        let links: Arc<BTreeMap<Sid, Arc<PeerLink>>> = Arc::new(
+            node.config
+                .members
+                .keys()
+                .filter(|s| **s != sid)
+                .map(|&peer| {
+                    let link = PeerLink {
+                        sid: peer,
+                        queue: Mutex::new(VecDeque::new()),
+                        last_sent: Mutex::new(None),
+                        ready: Notify::new(),
+                        generation: AtomicU64::new(0),
+                        capacity,
+                    };
+                    (peer, Arc::new(link))
+                })
+                .collect(),
+        );
+        let cancel = CancellationToken::new();
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let (status_tx, status_rx) = watch::channel(Status {
+            state: election.state(),
+            vote: election.vote(),
+            round: election.logical_clock(),
+        });
+        let mut tasks = JoinSet::new();
+        let service = Service {
+            sid,
+            config: node.config.clone(),
+            links: Arc::clone(&links),
+            events: events_tx.clone(),
+            cancel: cancel.clone(),
+        };
+        let server = ElectionServer::new(service)
+            .max_decoding_message_size(node.max_message_bytes)
+            .max_encoding_message_size(node.max_message_bytes);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let shutdown = cancel.clone();
+        tasks.spawn(async move {
+            let served = Server::builder()
+                .add_service(server)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                warn!(sid, %error, "election listener failed");
+            }
+        });
+        let node = Arc::new(node);
+        for (peer, addr) in dial_to {
+            let link = Arc::clone(&links[&peer]);
+            tasks.spawn(dial(
+                sid,
+                link,
+                addr,
+                Arc::clone(&node),
+                events_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        tasks.spawn(run_core(
+            election,
+            links,
+            events_rx,
+            status_tx,
+            cancel.clone(),
+        ));
+        info!(sid, %local_addr, "election node started");
+        Ok(Node {
+            sid,
+            local_addr,
+            status: status_rx,
+            events: events_tx,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// This member's id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What the member believes now.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// A receiver that sees every change of [`Node::status`].
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Waits until `done` holds for the status, or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl FnMut(&Status) -> bool,
+    ) -> Option<Status> {
+        let mut status = self.status.clone();
+        let waited = tokio::time::timeout(timeout, status.wait_for(done)).await;
+        match waited {
+            Ok(Ok(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Starts a new election round (as the replication layer does when it loses its
+    /// leader or its quorum).
+    pub async fn start_looking(&self) {
+        let _ = self.events.send(Event::StartLooking).await;
+    }
+
+    /// Updates the persisted history used from the next round on.
+    pub async fn set_peer_data(&self, data: PeerData) {
+        let _ = self.events.send(Event::SetData(data)).await;
+    }
+
+    /// Stops listening, closes every stream (peers see the connection end) and stops
+    /// the core.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        let stopping = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), stopping)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+        info!(sid = self.sid, "election node stopped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
