@@ -3,6 +3,7 @@
 mod bench;
 mod compat_clients;
 mod diff;
+mod election_bench;
 mod servers;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,12 @@ cargo xtask <command>
                      --watch-rounds 3 --client-threads 2 --only ours|zookeeper
                      --report FILE --keep (keep the scratch dir with server logs)
   bench micro [ARGS] run the criterion benchmarks (cargo bench --workspace ARGS)
+  bench election [--sizes 3,5,7] [--runs 50] [--zk-runs 20] [--only ours|zookeeper]
+                     time from leader loss to a new leader: zk-election's gRPC nodes (in
+                     process, loopback; the leader shut down) and Apache ZooKeeper 3.8.0
+                     (one JVM per member, loopback; the leader killed with SIGKILL, a new
+                     one found with srvr); the stopped member rejoins before each next run.
+                     Prints median and p99 per ensemble size
   diff [--seed N] [--ops N] [--sessions N] [--verbose] [--keep] [--check-watches]
        [--readable-acls]
                      seeded random differential test: our zk-server (debug build) and Apache
@@ -86,6 +93,7 @@ fn main() -> Result<()> {
         Some("diff") => diff::run(rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),
+            Some("election") => election_bench::run(&rest[1..]),
             _ => bench::run(rest),
         },
         Some("help" | "--help" | "-h") | None => {
