@@ -93,6 +93,13 @@ impl Client {
     pub async fn connect(connect_string: &str, options: ClientOptions) -> Result<Client> {
         let parsed = ConnectString::parse(connect_string)?;
         let chroot = Chroot::new(parsed.chroot);
+        // The protocol carries the timeout as an i32 of milliseconds.
+        let options = ClientOptions {
+            session_timeout: options
+                .session_timeout
+                .min(Duration::from_millis(i32::MAX as u64)),
+            ..options
+        };
         let shared = Arc::new(Shared::new(options.session_timeout));
         let (cmds, rx) = mpsc::unbounded_channel();
         let config = IoConfig {
@@ -127,7 +134,9 @@ impl Client {
         };
         let settled = tokio::time::timeout(
             options.connect_timeout,
-            state.wait_for(|s| *s != SessionState::Connecting),
+            // A connection lost right after the handshake is Disconnected, not a failure:
+            // the session exists and the task reconnects.
+            state.wait_for(|s| s.is_connected() || s.is_terminal()),
         )
         .await;
         match settled {
@@ -231,15 +240,18 @@ impl Client {
         data: &[u8],
         options: &CreateOptions,
     ) -> impl Future<Output = Result<(String, Stat)>> + Send + use<> {
-        let sent = create_op(&self.chroot, path, Bytes::copy_from_slice(data), options).map(|op| {
-            let (code, body) = match &op {
-                MultiOp::CreateTtl(r) => (OpCode::CreateTtl, zk_jute::to_bytes(r)),
-                MultiOp::CreateContainer(r) => (OpCode::CreateContainer, zk_jute::to_bytes(r)),
-                MultiOp::Create(r) | MultiOp::Create2(r) => (OpCode::Create2, zk_jute::to_bytes(r)),
-                _ => (OpCode::Create2, Bytes::new()),
-            };
-            self.send(code, body, None)
-        });
+        let sent =
+            create_op(&self.chroot, path, Bytes::copy_from_slice(data), options).and_then(|op| {
+                let (code, body) = match &op {
+                    MultiOp::CreateTtl(r) => (OpCode::CreateTtl, zk_jute::to_bytes(r)),
+                    MultiOp::CreateContainer(r) => (OpCode::CreateContainer, zk_jute::to_bytes(r)),
+                    MultiOp::Create(r) | MultiOp::Create2(r) => {
+                        (OpCode::Create2, zk_jute::to_bytes(r))
+                    }
+                    _ => return Err(Error::Protocol("not a create".into())),
+                };
+                Ok(self.send(code, body, None))
+            });
         let chroot = self.chroot.clone();
         async move {
             let response: Create2Response = decode(sent?.body().await?)?;
@@ -780,8 +792,9 @@ impl Client {
             for (parent, listing) in listings {
                 let children = match listing.await {
                     Ok(children) => children,
-                    // Deleted meanwhile: nothing below it any more.
-                    Err(Error::NoNode) => continue,
+                    // Deleted meanwhile: nothing below it any more. (A missing `path` is
+                    // an error, as in ZooKeeper.)
+                    Err(Error::NoNode) if parent != path => continue,
                     Err(e) => return Err(e),
                 };
                 let prefix = if parent == "/" { "" } else { parent.as_str() };
@@ -794,22 +807,24 @@ impl Client {
     }
 
     /// Deletes `path` and everything below it (`zkCli.sh deleteall`): the subtree is
-    /// listed, then deleted children first, the deletes pipelined. Znodes already gone are
+    /// listed, then deleted children first, up to 1,000 deletes in flight. Znodes already gone are
     /// skipped; a znode created meanwhile makes it fail with [`Error::NotEmpty`]. `/`
     /// itself is never deleted, nor (without a chroot) the server's `/zookeeper` znodes.
     pub async fn delete_recursive(&self, path: &str) -> Result<()> {
         let tree = self.list_subtree(path).await?;
         let system = self.chroot.as_deref().is_none();
-        let deletes: Vec<_> = tree
+        let doomed: Vec<&String> = tree
             .iter()
             .rev()
             .filter(|p| p.as_str() != "/" && !(system && is_system(p)))
-            .map(|p| self.delete(p, None))
             .collect();
-        for delete in deletes {
-            match delete.await {
-                Ok(()) | Err(Error::NoNode) => {}
-                Err(e) => return Err(e),
+        for chunk in doomed.chunks(1_000) {
+            let deletes: Vec<_> = chunk.iter().map(|p| self.delete(p, None)).collect();
+            for delete in deletes {
+                match delete.await {
+                    Ok(()) | Err(Error::NoNode) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(())

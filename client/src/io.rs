@@ -444,26 +444,25 @@ impl Io {
             let take_commands = self.cmds_open && conn.out.len() < OUT_MAX_BYTES;
             tokio::select! {
                 biased;
-                frame = conn.reader.next() => {
-                    let frame = match frame {
-                        Some(Ok(frame)) => frame,
-                        Some(Err(e)) => return Stop::Lost(e.to_string()),
-                        None => return Stop::Lost("the server closed the connection".into()),
-                    };
-                    self.last_heard = Instant::now();
-                    if let Err(e) = self.on_frame(frame) {
-                        return Stop::Lost(e.to_string());
-                    }
-                    if self.done {
-                        return Stop::Terminal;
-                    }
-                }
+                // Writes, the timer and new requests first: a flood of incoming frames must
+                // not keep requests or pings from going out. (Requests cannot starve reading:
+                // they stop being taken while the output buffer is full.)
                 written = conn.writer.write_buf(&mut conn.out), if !conn.out.is_empty() => {
                     match written {
                         Ok(0) => return Stop::Lost("the connection is closed for writing".into()),
                         Ok(_) => {}
                         Err(e) => return Stop::Lost(e.to_string()),
                     }
+                }
+                _ = sleep_until(recv_deadline.min(ping_at)) => {
+                    let now = Instant::now();
+                    if now >= recv_deadline {
+                        return Stop::Lost(format!(
+                            "nothing heard for {} ms", read_timeout.as_millis()
+                        ));
+                    }
+                    put_frame(&mut conn.out, xid::PING, OpCode::Ping, &[]);
+                    last_send = now;
                 }
                 cmd = self.cmds.recv(), if take_commands => {
                     match cmd {
@@ -488,15 +487,19 @@ impl Io {
                     }
                     last_send = Instant::now();
                 }
-                _ = sleep_until(recv_deadline.min(ping_at)) => {
-                    let now = Instant::now();
-                    if now >= recv_deadline {
-                        return Stop::Lost(format!(
-                            "nothing heard for {} ms", read_timeout.as_millis()
-                        ));
+                frame = conn.reader.next() => {
+                    let frame = match frame {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(e)) => return Stop::Lost(e.to_string()),
+                        None => return Stop::Lost("the server closed the connection".into()),
+                    };
+                    self.last_heard = Instant::now();
+                    if let Err(e) = self.on_frame(frame) {
+                        return Stop::Lost(e.to_string());
                     }
-                    put_frame(&mut conn.out, xid::PING, OpCode::Ping, &[]);
-                    last_send = now;
+                    if self.done {
+                        return Stop::Terminal;
+                    }
                 }
             }
         }

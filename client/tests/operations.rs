@@ -280,6 +280,12 @@ async fn one_shot_watches() {
         a.get_data_w(&fx.path("nothing")).await.unwrap_err(),
         Error::NoNode
     );
+    assert_eq!(
+        a.check_watches(&fx.path("nothing"), WatcherType::Data)
+            .await
+            .unwrap_err(),
+        Error::NoWatcher
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
@@ -763,12 +769,15 @@ async fn subtrees_listed_and_deleted() {
     );
     c.delete_recursive(&fx.path("t")).await.unwrap();
     assert_eq!(c.exists(&fx.path("t")).await.unwrap(), None);
+    // A missing root is NoNode, as ZooKeeper's ZKUtil.listSubTreeBFS.
     assert_eq!(
-        c.list_subtree(&fx.path("t")).await.unwrap(),
-        [fx.path("t")],
-        "a missing znode lists as itself alone"
+        c.list_subtree(&fx.path("t")).await.unwrap_err(),
+        Error::NoNode
     );
-    c.delete_recursive(&fx.path("t")).await.unwrap();
+    assert_eq!(
+        c.delete_recursive(&fx.path("t")).await.unwrap_err(),
+        Error::NoNode
+    );
     c.close().await.unwrap();
 }
 
