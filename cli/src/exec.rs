@@ -112,11 +112,6 @@ pub(crate) struct Session {
 
 /// A watch event as zkCli's watcher prints it, or as one JSON line.
 fn event_text(event: &WatchedEvent, json: bool) -> String {
-    let path = if event.path.is_empty() {
-        "null"
-    } else {
-        &event.path
-    };
     if json {
         let value = json!({"event": {
             "state": format!("{:?}", event.state),
@@ -125,10 +120,7 @@ fn event_text(event: &WatchedEvent, json: bool) -> String {
         }});
         format!("{value}\n")
     } else {
-        format!(
-            "\nWATCHER::\n\nWatchedEvent state:{:?} type:{:?} path:{path}\n",
-            event.state, event.event_type
-        )
+        format!("\nWATCHER::\n\n{event}\n")
     }
 }
 
@@ -238,14 +230,22 @@ impl Session {
             return Outcome::Done(0);
         }
         self.history.insert(self.count, line.to_owned());
-        let outcome = self.execute(line).await;
+        let outcome = self.execute(&parse::tokenize(line)).await;
         self.count += 1;
         outcome
     }
 
-    async fn execute(&mut self, line: &str) -> Outcome {
-        let tokens = parse::tokenize(line);
-        let command = match parse::parse(&tokens) {
+    /// Runs a command given as words, as one-shot mode gets them from the command line
+    /// (no quoting to undo).
+    pub(crate) async fn execute_words(&mut self, words: &[String]) -> Outcome {
+        self.history.insert(self.count, words.join(" "));
+        let outcome = self.execute(words).await;
+        self.count += 1;
+        outcome
+    }
+
+    async fn execute(&mut self, tokens: &[String]) -> Outcome {
+        let command = match parse::parse(tokens) {
             Ok(command) => command,
             Err(e) => {
                 if matches!(e, ParseError::NotFound(_)) && !self.args.json {
@@ -274,7 +274,7 @@ impl Session {
                     return self.report(Err(Failure::usage("No redoing redos")));
                 }
                 self.history.insert(self.count, previous.clone());
-                Box::pin(self.execute(&previous)).await
+                Box::pin(self.execute(&parse::tokenize(&previous))).await
             }
             command => {
                 let result = self.run(command).await;
@@ -535,7 +535,10 @@ impl Session {
                     None => 1000,
                 };
                 zk_client::validate_path(&path).map_err(|e| Failure::zk(&e, &path))?;
-                let tree = self.subtree_bfs(client, &path).await?;
+                let tree = client
+                    .list_subtree(&path)
+                    .await
+                    .map_err(|e| Failure::zk(&e, &path))?;
                 let mut failed = false;
                 for chunk in tree.rchunks(batch) {
                     let ops = chunk
@@ -588,7 +591,9 @@ impl Session {
                     }
                     for p in paths {
                         if let Err(e) = client.set_acl(&p, &acl, v).await {
-                            text.push_str(&print::error(&e, &p));
+                            // zkCli prints the exception's own message here, unwrapped and
+                            // without a newline.
+                            text.push_str(&print::keeper_message(&e, &p));
                         }
                     }
                     return Ok(Reply::text(text, json!({"path": path})));
@@ -621,11 +626,11 @@ impl Session {
             Command::Sync { path } => match client.sync(&path).await {
                 Ok(()) => Ok(Reply::text("Sync is OK\n", json!({"synced": path}))),
                 Err(e @ Error::InvalidPath { .. }) => Err(Failure::zk(&e, &path)),
-                Err(e) => Err(Failure {
-                    message: format!("Sync has failed. rc={}", e.code().unwrap_or(-1)),
-                    code: 1,
-                    error: format!("{e:?}"),
-                }),
+                // zkCli reports a failed sync on stdout and carries on (exit code 0).
+                Err(e) => Ok(Reply::text(
+                    format!("Sync has failed. rc={}\n", e.code().unwrap_or(-1)),
+                    json!({"error": {"code": Failure::zk(&e, &path).error, "path": path}}),
+                )),
             },
             Command::AddWatch { path, mode } => {
                 let mode = match mode {
@@ -825,28 +830,6 @@ impl Session {
         }
         (out, failure)
     }
-
-    /// `path` and its descendants, breadth first (ZooKeeper's `ZKUtil.listSubTreeBFS`).
-    async fn subtree_bfs(&self, client: &Client, path: &str) -> Result<Vec<String>, Failure> {
-        let mut tree = vec![path.to_owned()];
-        let mut next = 0;
-        while next < tree.len() {
-            let node = tree[next].clone();
-            next += 1;
-            let children = client
-                .get_children(&node)
-                .await
-                .map_err(|e| Failure::zk(&e, &node))?;
-            for child in children {
-                tree.push(if node == "/" {
-                    format!("/{child}")
-                } else {
-                    format!("{node}/{child}")
-                });
-            }
-        }
-        Ok(tree)
-    }
 }
 
 /// The client part of a dynamic configuration (`config -c`): the servers' client
@@ -880,19 +863,7 @@ pub(crate) async fn one_shot(args: &Args) -> u8 {
         session.report(Err(failure));
         return code;
     }
-    let line = args
-        .command
-        .iter()
-        .map(|word| {
-            if word.is_empty() || word.contains(char::is_whitespace) {
-                format!("\"{word}\"")
-            } else {
-                word.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let code = match session.execute_line(&line).await {
+    let code = match session.execute_words(&args.command).await {
         Outcome::Done(code) => code,
         Outcome::Quit => 0,
     };

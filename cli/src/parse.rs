@@ -14,8 +14,11 @@ pub(crate) fn tokenize(line: &str) -> Vec<String> {
         let token_len = match quote {
             Some(q) => match rest[1..].find(q) {
                 Some(close) => close + 2,
-                // An unclosed quote starts an ordinary token.
-                None => rest.find(char::is_whitespace).unwrap_or(rest.len()),
+                None => {
+                    // zkCli's pattern matches nothing at an unclosed quote: it is skipped.
+                    rest = rest[1..].trim_start();
+                    continue;
+                }
             },
             None => rest.find(char::is_whitespace).unwrap_or(rest.len()),
         };
@@ -511,9 +514,10 @@ mod tests {
         );
         assert_eq!(
             tokenize(r#"set /a "unclosed x"#),
-            ["set", "/a", "\"unclosed", "x"]
+            ["set", "/a", "unclosed", "x"]
         );
         assert!(tokenize("   ").is_empty());
+        assert_eq!(tokenize("get '/a"), ["get", "/a"]);
     }
 
     #[test]

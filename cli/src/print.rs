@@ -143,11 +143,33 @@ pub(crate) fn error(error: &Error, path: &str) -> String {
         Error::BadArguments => format!("Arguments are not valid : {path}"),
         Error::BadVersion => format!("version No is not valid : {path}"),
         Error::InvalidPath { path, reason } => path_message(path, reason),
-        other => match keeper_code_message(other) {
-            Some(message) if path.is_empty() => format!("KeeperErrorCode = {message}"),
-            Some(message) => format!("KeeperErrorCode = {message} for {path}"),
-            None => other.to_string(),
-        },
+        other => error_fallback(other, path),
+    }
+}
+
+/// A `KeeperException`'s own message: `KeeperErrorCode = NoAuth for /a`.
+pub(crate) fn keeper_message(error: &Error, path: &str) -> String {
+    let name = match error {
+        Error::NoNode => "NoNode",
+        Error::NodeExists => "NodeExists",
+        Error::NotEmpty => "Directory not empty",
+        Error::NoAuth => "NoAuth",
+        Error::BadVersion => "BadVersion",
+        Error::InvalidAcl => "InvalidACL",
+        Error::BadArguments => "BadArguments",
+        Error::NoChildrenForEphemerals => "NoChildrenForEphemerals",
+        other => return error_fallback(other, path),
+    };
+    format!("KeeperErrorCode = {name} for {path}")
+}
+
+/// `KeeperErrorCode = <message>[ for <path>]`, or the client's own text for errors that
+/// are not ZooKeeper's.
+fn error_fallback(error: &Error, path: &str) -> String {
+    match keeper_code_message(error) {
+        Some(message) if path.is_empty() => format!("KeeperErrorCode = {message}"),
+        Some(message) => format!("KeeperErrorCode = {message} for {path}"),
+        None => error.to_string(),
     }
 }
 

@@ -36,7 +36,11 @@ impl Completer for ZnodeCompleter {
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
-        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let word = &before[start..];
         let pair = |s: String| Pair {
             display: s.clone(),
@@ -124,7 +128,8 @@ fn piped(runtime: &Runtime, args: &Args) -> u8 {
         let _ = std::io::stdout().flush();
         match outcome {
             Outcome::Done(c) => code = c,
-            Outcome::Quit => return 0,
+            // As zkCli: the exit code is the last command's.
+            Outcome::Quit => return code,
         }
     }
     runtime.block_on(async {
@@ -169,6 +174,7 @@ fn interactive(runtime: &Runtime, args: &Args) -> u8 {
         eprintln!("{}", e.message());
     }
     println!("Welcome to ZooKeeper!");
+    let mut code = 0;
     loop {
         if let Ok(mut slot) = client_slot.lock() {
             *slot = session.client().cloned();
@@ -178,8 +184,9 @@ fn interactive(runtime: &Runtime, args: &Args) -> u8 {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                if runtime.block_on(session.execute_line(&line)) == Outcome::Quit {
-                    break;
+                match runtime.block_on(session.execute_line(&line)) {
+                    Outcome::Done(c) => code = c,
+                    Outcome::Quit => break,
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
@@ -194,5 +201,5 @@ fn interactive(runtime: &Runtime, args: &Args) -> u8 {
             let _ = client.close().await;
         }
     });
-    0
+    code
 }

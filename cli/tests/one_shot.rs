@@ -58,11 +58,17 @@ fn answers_errors_exit_codes_and_json() {
     assert_eq!(usage.status.code(), Some(2));
     assert_eq!(text(&usage.stderr), "get [-s] [-w] path\n");
 
+    // Words reach the command as given: quotes inside data are data.
+    let quoted = run(&["set", "/one", r#"{"a": 1}"#]);
+    assert_eq!(quoted.status.code(), Some(0));
+    assert_eq!(text(&run(&["get", "/one"]).stdout), "{\"a\": 1}\n");
+    assert_eq!(run(&["set", "/one", "first value"]).status.code(), Some(0));
+
     let json = run(&["--json", "get", "-s", "/one"]);
     assert_eq!(json.status.code(), Some(0));
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["data"], "first value");
-    assert_eq!(value["stat"]["dataVersion"], 0);
+    assert_eq!(value["stat"]["dataVersion"], 2);
     assert_eq!(value["stat"]["dataLength"], 11);
 
     let json = run(&["--json", "ls", "/"]);
@@ -79,6 +85,23 @@ fn answers_errors_exit_codes_and_json() {
     assert_eq!(run(&["create", "/one/app", "in"]).status.code(), Some(0));
     let chrooted = zk_cli(&["-server", &format!("{addr}/one"), "ls", "/"]);
     assert_eq!(text(&chrooted.stdout), "[app]\n");
+
+    // A script on stdin exits with its last command's code, as zkCli does.
+    let mut piped = Command::new(env!("CARGO_BIN_EXE_zk-cli"))
+        .args(server_arg)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"get /one\nget /missing\nquit\n")
+        .unwrap();
+    assert_eq!(piped.wait().unwrap().code(), Some(1));
 
     runtime.block_on(server.shutdown());
 }

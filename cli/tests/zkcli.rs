@@ -186,6 +186,14 @@ fn zk_cli_answers_as_zkcli_does() {
             .filter(|c| *c != EVENTS)
             .collect();
         let actual = run_session(&addr, &commands, dir.path());
+        assert_eq!(
+            actual.len(),
+            expected.len(),
+            "{}: zk-cli answered {} of {} commands",
+            transcript.name,
+            actual.len() - 1,
+            commands.len()
+        );
         for ((command, want), (_, got)) in expected.iter().zip(&actual) {
             compared += 1;
             // Blank lines were dropped on our side (see run_session); compare likewise.
