@@ -71,9 +71,10 @@ pub fn perms_from_letters(letters: &str) -> Result<Perms> {
     })
 }
 
-/// An ACL as `zkCli.sh` takes it: comma-separated `scheme:id:perms` entries, the id being
-/// everything between the first and the last `:` (so `digest:user:hash:cdrwa` and
-/// `ip:10.0.0.0/8:r` work).
+/// An ACL in `zkCli.sh`'s notation: comma-separated `scheme:id:perms` entries, the id
+/// being everything between the first and the last `:` (so `digest:user:hash:cdrwa` and
+/// `ip:10.0.0.0/8:r` work). Stricter than zkCli.sh, which warns about a malformed entry
+/// or an unknown letter and goes on without it: here either is an error.
 pub fn parse(text: &str) -> Result<Vec<Acl>> {
     text.split(',')
         .map(|entry| {
