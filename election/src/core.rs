@@ -126,10 +126,7 @@ impl Election {
     /// feed [`Input::StartLooking`] to begin.
     pub fn new(config: Config, me: Sid, data: PeerData) -> Result<Self, ConfigError> {
         config.validate()?;
-        let role = config.role(me).ok_or(ConfigError::BadNumber {
-            key: "myid".to_string(),
-            value: me.to_string(),
-        })?;
+        let role = config.role(me).ok_or(ConfigError::NotAMember(me))?;
         let min = config.timing.min_notification_interval_ms;
         let mut election = Election {
             config,
@@ -886,6 +883,9 @@ mod tests {
         // A vote for a non-member is ignored too.
         receive(&mut e, 2, 2, looking(99, data(9, 9), 1));
         assert_eq!(e.vote().leader, 1);
-        assert!(Election::new(Config::majority([1, 2, 3], []), 7, data(1, 0)).is_err());
+        assert!(matches!(
+            Election::new(Config::majority([1, 2, 3], []), 7, data(1, 0)),
+            Err(ConfigError::NotAMember(7))
+        ));
     }
 }

@@ -27,6 +27,9 @@ pub enum ConfigError {
     /// A server appears in two `group.N` lines.
     #[error("server {0} is in multiple groups")]
     MultipleGroups(Sid),
+    /// A server id that is not a member of the configuration.
+    #[error("server {0} is not a member")]
+    NotAMember(Sid),
     /// The configuration has no voting member.
     #[error("no voting member")]
     NoVoters,

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -129,6 +129,8 @@ struct PeerLink {
     last_sent: Mutex<Option<Notification>>,
     ready: Notify,
     generation: AtomicU64,
+    /// Whether a stream was up and has been lost since (and none replaced it).
+    lost: AtomicBool,
     capacity: usize,
 }
 
@@ -153,6 +155,7 @@ impl PeerLink {
     /// Starts a new stream generation; the previous stream's writer stops.
     fn next_generation(&self) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.lost.store(false, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
         if queue.is_empty() {
             if let Some(last) = *lock(&self.last_sent) {
@@ -407,6 +410,7 @@ async fn run_core(
     let now_ms = || start.elapsed().as_millis() as u64;
     let mut outputs = election.handle(now_ms(), Input::StartLooking);
     loop {
+        let mut unreachable_leader = None;
         for output in outputs.drain(..) {
             match output {
                 Output::Send { to, notification } => {
@@ -414,8 +418,27 @@ async fn run_core(
                         link.push(notification);
                     }
                 }
-                Output::Decided(_) | Output::Looking { .. } => {}
+                Output::Decided(decision) => {
+                    // Joined a leader (on notifications still in flight) whose stream is
+                    // already gone: as a follower failing to reach it, look again.
+                    let leader = decision.vote.leader;
+                    let lost = links
+                        .get(&leader)
+                        .is_some_and(|l| l.lost.load(Ordering::SeqCst));
+                    if decision.state != ServerState::Leading && lost {
+                        unreachable_leader = Some(leader);
+                    }
+                }
+                Output::Looking { .. } => {}
             }
+        }
+        if let Some(leader) = unreachable_leader {
+            info!(
+                sid = election.sid(),
+                leader, "the chosen leader is unreachable"
+            );
+            outputs = election.handle(now_ms(), Input::PeerDisconnected(leader));
+            continue;
         }
         status.send_replace(Status {
             state: election.state(),
@@ -434,9 +457,11 @@ async fn run_core(
                 Some(Event::Receive(from, notification)) => Input::Receive { from, notification },
                 Some(Event::Disconnected(sid, generation)) => {
                     // Only the loss of the current stream counts.
-                    if links.get(&sid).is_some_and(|l| !l.current(generation)) {
+                    let Some(link) = links.get(&sid) else { continue };
+                    if !link.current(generation) {
                         continue;
                     }
+                    link.lost.store(true, Ordering::SeqCst);
                     Input::PeerDisconnected(sid)
                 }
                 Some(Event::StartLooking) => Input::StartLooking,
@@ -507,6 +532,7 @@ impl Node {
                         last_sent: Mutex::new(None),
                         ready: Notify::new(),
                         generation: AtomicU64::new(0),
+                        lost: AtomicBool::new(false),
                         capacity,
                     };
                     (peer, Arc::new(link))
@@ -636,5 +662,77 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(capacity: usize) -> PeerLink {
+        PeerLink {
+            sid: 2,
+            queue: Mutex::new(VecDeque::new()),
+            last_sent: Mutex::new(None),
+            ready: Notify::new(),
+            generation: AtomicU64::new(0),
+            lost: AtomicBool::new(false),
+            capacity,
+        }
+    }
+
+    fn note(round: i64) -> Notification {
+        Notification {
+            vote: Vote {
+                leader: 1,
+                zxid: 0,
+                election_epoch: round,
+                peer_epoch: 0,
+            },
+            state: ServerState::Looking,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_message() {
+        let link = link(3);
+        for round in 1..=5 {
+            link.push(note(round));
+        }
+        let rounds: Vec<i64> = std::iter::from_fn(|| link.pop())
+            .map(|n| n.vote.election_epoch)
+            .collect();
+        assert_eq!(rounds, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn a_new_stream_resends_the_last_message_and_retires_the_old_one() {
+        let link = link(3);
+        link.push(note(1));
+        assert_eq!(link.pop(), Some(note(1)));
+        let first = link.next_generation();
+        assert!(link.current(first));
+        assert_eq!(link.pop(), Some(note(1)), "sent again on the new stream");
+        let second = link.next_generation();
+        assert!(!link.current(first));
+        assert!(link.current(second));
+    }
+
+    #[test]
+    fn frames_with_unknown_states_or_bodies_are_dropped() {
+        let good = notification_frame(&note(4));
+        assert_eq!(frame_notification(2, good), Some(note(4)));
+        let bad_state = Frame {
+            body: Some(Body::Notification(proto::Notification {
+                state: 7,
+                ..Default::default()
+            })),
+        };
+        assert_eq!(frame_notification(2, bad_state), None);
+        let hello = Frame {
+            body: Some(Body::Hello(Hello { sid: 3 })),
+        };
+        assert_eq!(frame_notification(2, hello), None);
+        assert_eq!(frame_notification(2, Frame { body: None }), None);
     }
 }
