@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Waits until all `nodes` agree on one leader that says it leads.
+/// Waits until all `nodes` agree on one leader that says it leads and reaches them.
 async fn agreed_leader(nodes: &BTreeMap<Sid, Node>) -> Option<Sid> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -88,7 +88,12 @@ async fn agreed_leader(nodes: &BTreeMap<Sid, Node>) -> Option<Sid> {
         let agreed = statuses
             .iter()
             .all(|s| s.state != ServerState::Looking && s.vote.leader == leader);
-        if agreed && nodes.get(&leader)?.status().state == ServerState::Leading {
+        // Followers must also have a stream to the leader: a member may choose a leader
+        // on votes still in flight before that leader has reached it.
+        let connected = nodes
+            .values()
+            .all(|n| n.sid() == leader || n.peer_connected(leader));
+        if agreed && connected && nodes.get(&leader)?.status().state == ServerState::Leading {
             return Some(leader);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

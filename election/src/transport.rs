@@ -106,6 +106,7 @@ pub struct Node {
     local_addr: SocketAddr,
     status: watch::Receiver<Status>,
     events: mpsc::Sender<Event>,
+    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -129,6 +130,8 @@ struct PeerLink {
     last_sent: Mutex<Option<Notification>>,
     ready: Notify,
     generation: AtomicU64,
+    /// Whether a stream is up.
+    up: AtomicBool,
     /// Whether a stream was up and has been lost since (and none replaced it).
     lost: AtomicBool,
     capacity: usize,
@@ -156,6 +159,7 @@ impl PeerLink {
     fn next_generation(&self) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.lost.store(false, Ordering::SeqCst);
+        self.up.store(true, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
         if queue.is_empty() {
             if let Some(last) = *lock(&self.last_sent) {
@@ -462,6 +466,7 @@ async fn run_core(
                         continue;
                     }
                     link.lost.store(true, Ordering::SeqCst);
+                    link.up.store(false, Ordering::SeqCst);
                     Input::PeerDisconnected(sid)
                 }
                 Some(Event::StartLooking) => Input::StartLooking,
@@ -532,6 +537,7 @@ impl Node {
                         last_sent: Mutex::new(None),
                         ready: Notify::new(),
                         generation: AtomicU64::new(0),
+                        up: AtomicBool::new(false),
                         lost: AtomicBool::new(false),
                         capacity,
                     };
@@ -583,7 +589,7 @@ impl Node {
         }
         tasks.spawn(run_core(
             election,
-            links,
+            Arc::clone(&links),
             events_rx,
             status_tx,
             cancel.clone(),
@@ -594,6 +600,7 @@ impl Node {
             local_addr,
             status: status_rx,
             events: events_tx,
+            links,
             cancel,
             tasks,
         })
@@ -612,6 +619,13 @@ impl Node {
     /// What the member believes now.
     pub fn status(&self) -> Status {
         *self.status.borrow()
+    }
+
+    /// Whether a stream with member `sid` is up (as far as this member knows).
+    pub fn peer_connected(&self, sid: Sid) -> bool {
+        self.links
+            .get(&sid)
+            .is_some_and(|link| link.up.load(Ordering::SeqCst))
     }
 
     /// A receiver that sees every change of [`Node::status`].
@@ -676,6 +690,7 @@ mod tests {
             last_sent: Mutex::new(None),
             ready: Notify::new(),
             generation: AtomicU64::new(0),
+            up: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             capacity,
         }

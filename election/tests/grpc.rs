@@ -67,7 +67,11 @@ async fn settled(nodes: &BTreeMap<Sid, Node>) -> Sid {
         let leading = nodes
             .get(&leader)
             .is_some_and(|n| n.status().state == ServerState::Leading);
-        if agreed && leading {
+        // Followers have a stream to their leader (as ZooKeeper's followers connect to it).
+        let connected = nodes
+            .values()
+            .all(|n| n.sid() == leader || n.peer_connected(leader));
+        if agreed && leading && connected {
             return leader;
         }
         assert!(

@@ -165,9 +165,12 @@ async fn wait_ours(config: &Config, nodes: &BTreeMap<Sid, Node>, all: bool) -> R
     let deadline = Instant::now() + RUN_TIMEOUT;
     loop {
         if let Some(leader) = our_leader(config, nodes) {
-            let settled = nodes
-                .values()
-                .all(|node| node.status().state != ServerState::Looking);
+            // Every member settled, and each follower with a stream to the leader (as
+            // ZooKeeper's followers have once they serve).
+            let settled = nodes.values().all(|node| {
+                node.status().state != ServerState::Looking
+                    && (node.sid() == leader || node.peer_connected(leader))
+            });
             if !all || settled {
                 return Ok(leader);
             }
