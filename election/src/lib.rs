@@ -14,6 +14,19 @@
 //! - [`QuorumVerifier`]: ZooKeeper's majority and hierarchical (groups and weights) rules.
 //! - [`transport`]: the core behind tonic, one long-lived stream per pair of servers.
 //!
+//! Where this differs from ZooKeeper 3.8 (all for running without Zab):
+//!
+//! - The optional [`Lease`] stands in for Zab's liveness checks: settled members re-send
+//!   their vote as a heartbeat, and a follower without its leader (or a leader without a
+//!   quorum) for the lease's timeout starts a new round; [`Input::PeerDisconnected`] for
+//!   the leader does so at once. While finalizing, such heartbeats do not restart
+//!   `finalizeWait` (ZooKeeper's settled members never repeat themselves).
+//! - Observers are answered only when they are looking (ZooKeeper answers every message
+//!   from a non-voter; with heartbeats that would have two observers answer each other
+//!   forever).
+//! - Dynamic reconfiguration (the `qv` field of ZooKeeper's notifications, the Oracle of
+//!   two-member ensembles) is not implemented; the configuration is fixed.
+//!
 //! ```
 //! use zk_election::{Config, Election, Input, Output, PeerData, ServerState};
 //!
