@@ -40,6 +40,15 @@ impl Reply {
             json,
         }
     }
+
+    /// Adds the stat that `-s` prints after the answer (and JSON always carries).
+    fn with_stat(mut self, node: &zk_client::Stat, print_it: bool) -> Self {
+        if print_it {
+            self.text.push_str(&print::stat(node));
+        }
+        self.json["stat"] = print::stat_json(node);
+        self
+    }
 }
 
 /// Why a command failed.
@@ -397,13 +406,14 @@ impl Session {
                 };
                 let (mut children, node) = listed.map_err(|e| Failure::zk(&e, &path))?;
                 children.sort();
-                let mut text = format!("[{}]\n", children.join(", "));
-                let mut value = json!({"children": children});
-                if let Some(node) = node {
-                    text.push_str(&print::stat(&node));
-                    value["stat"] = print::stat_json(&node);
-                }
-                Ok(Reply::text(text, value))
+                let reply = Reply::text(
+                    format!("[{}]\n", children.join(", ")),
+                    json!({"children": children}),
+                );
+                Ok(match node {
+                    Some(node) => reply.with_stat(&node, true),
+                    None => reply,
+                })
             }
             Command::Create {
                 path,
@@ -475,13 +485,9 @@ impl Session {
                     .read_data(client, &path, watch)
                     .await
                     .map_err(|e| Failure::zk(&e, &path))?;
-                let mut text = format!("{}\n", data.as_deref().unwrap_or("null"));
-                let mut value = json!({"data": data});
-                if stat {
-                    text.push_str(&print::stat(&node));
-                    value["stat"] = print::stat_json(&node);
-                }
-                Ok(Reply::text(text, value))
+                let text = format!("{}\n", data.as_deref().unwrap_or("null"));
+                let value = json!({"data": data});
+                Ok(Reply::text(text, value).with_stat(&node, stat))
             }
             Command::Set {
                 path,
@@ -494,12 +500,7 @@ impl Session {
                     .set_data(&path, data.as_bytes(), v)
                     .await
                     .map_err(|e| Failure::zk(&e, &path))?;
-                let text = if stat {
-                    print::stat(&node)
-                } else {
-                    String::new()
-                };
-                Ok(Reply::text(text, json!({"stat": print::stat_json(&node)})))
+                Ok(Reply::text("", json!({})).with_stat(&node, stat))
             }
             Command::Stat { path, watch } => {
                 let node = if watch {
@@ -566,13 +567,9 @@ impl Session {
                     .get_acl(&path)
                     .await
                     .map_err(|e| Failure::zk(&e, &path))?;
-                let mut text: String = acl.iter().map(print::acl_entry).collect();
-                let mut value = json!({"acl": acl.iter().map(print::acl_json).collect::<Vec<_>>()});
-                if stat {
-                    text.push_str(&print::stat(&node));
-                    value["stat"] = print::stat_json(&node);
-                }
-                Ok(Reply::text(text, value))
+                let text: String = acl.iter().map(print::acl_entry).collect();
+                let value = json!({"acl": acl.iter().map(print::acl_json).collect::<Vec<_>>()});
+                Ok(Reply::text(text, value).with_stat(&node, stat))
             }
             Command::SetAcl {
                 path,
@@ -602,12 +599,7 @@ impl Session {
                     .set_acl(&path, &acl, v)
                     .await
                     .map_err(|e| Failure::zk(&e, &path))?;
-                let text = if stat {
-                    print::stat(&node)
-                } else {
-                    String::new()
-                };
-                Ok(Reply::text(text, json!({"stat": print::stat_json(&node)})))
+                Ok(Reply::text("", json!({})).with_stat(&node, stat))
             }
             Command::AddAuth { scheme, auth } => {
                 let auth = auth.unwrap_or_default();
@@ -716,13 +708,9 @@ impl Session {
                 } else {
                     data
                 };
-                let mut text = format!("{data}\n");
-                let mut value = json!({"config": data});
-                if stat {
-                    text.push_str(&print::stat(&node));
-                    value["stat"] = print::stat_json(&node);
-                }
-                Ok(Reply::text(text, value))
+                let text = format!("{data}\n");
+                let value = json!({"config": data});
+                Ok(Reply::text(text, value).with_stat(&node, stat))
             }
             Command::Close => {
                 if let Some(client) = self.client.take() {

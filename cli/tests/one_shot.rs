@@ -1,9 +1,9 @@
 //! One-shot mode, as scripts use it: the answer on stdout, failures on stderr, exit codes
 //! that say what happened, and `--json`.
 
-use std::process::{Command, Output};
+mod common;
 
-use zk_server::{Config, Server};
+use std::process::{Command, Output};
 
 fn zk_cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zk-cli"))
@@ -20,15 +20,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn answers_errors_exit_codes_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(Server::start(Config {
-            client_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_owned(),
-            data_log_dir: dir.path().to_owned(),
-            ..Config::default()
-        }))
-        .unwrap();
+    let (runtime, server) = common::start_server(dir.path());
     let addr = server.local_addr().to_string();
     let server_arg = ["-server", addr.as_str()];
     let run = |rest: &[&str]| zk_cli(&[&server_arg[..], rest].concat());

@@ -2,10 +2,11 @@
 //! commands and znode paths, history recall, watch events printed while waiting at the
 //! prompt, and `quit`.
 
+mod common;
+
 use std::process::Command;
 
 use rexpect::session::spawn_command;
-use zk_server::{Config, Server};
 
 /// Sends keys to the terminal at once (rexpect buffers what it sends).
 fn type_keys(shell: &mut rexpect::session::PtySession, keys: &str) {
@@ -16,15 +17,7 @@ fn type_keys(shell: &mut rexpect::session::PtySession, keys: &str) {
 #[test]
 fn the_shell_completes_recalls_and_prints_events() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(Server::start(Config {
-            client_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            data_log_dir: dir.path().join("data"),
-            ..Config::default()
-        }))
-        .unwrap();
+    let (runtime, server) = common::start_server(dir.path());
     let addr = server.local_addr().to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_zk-cli"));
     command

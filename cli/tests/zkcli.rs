@@ -3,12 +3,12 @@
 //! command's answer and the session's watch events must be what zkCli.sh printed (times,
 //! zxids, session ids and the server's address masked, as the recording is).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use zk_server::{Config, Server};
 
 /// What zk-cli (as zkCli.sh) prints for a bare `printwatches`: the end of each answer.
 const SENTINEL: &str = "printwatches is on\n";
@@ -160,17 +160,7 @@ fn zk_cli_answers_as_zkcli_does() {
         "the recorded sessions are in tests/zkcli"
     );
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime
-        .block_on(Server::start(Config {
-            client_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            data_log_dir: dir.path().join("data"),
-            four_letter_words: vec!["*".into()],
-            extended_types: true,
-            ..Config::default()
-        }))
-        .unwrap();
+    let (runtime, server) = common::start_server(dir.path());
     let addr = server.local_addr().to_string();
     let mut differences = Vec::new();
     let mut compared = 0;

@@ -866,6 +866,25 @@ const ZKCLI_CASES: &[ZkCliCase] = &[
     },
 ];
 
+/// Records a zkCli session case from its two transcripts (the reference's, then ours);
+/// returns whether the run stops here.
+fn record_zkcli_pair(
+    report: &mut Report,
+    client: Client,
+    case: &str,
+    mut answers: Vec<Vec<(String, String)>>,
+    options: &Options,
+) -> bool {
+    let ours = answers.pop().unwrap_or_default();
+    let reference = answers.pop().unwrap_or_default();
+    report.record_case(
+        pair(client, case, reference, ours, zkcli_canon),
+        options.keep_going,
+        options.verbose,
+    );
+    report.stopped
+}
+
 /// One-shot runs: `zkCli.sh -server HOST:PORT <args>`.
 const ZKCLI_ONE_SHOT: &[&[&str]] = &[
     &["create", "/zc-oneshot", "one"],
@@ -1061,14 +1080,7 @@ fn zkcli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
                 zkcli_session(zkcli_command(server.addr), case, &out)?,
             ));
         }
-        let ours = answers.pop().unwrap_or_default();
-        let reference = answers.pop().unwrap_or_default();
-        report.record_case(
-            pair(Client::ZkCli, case.name, reference, ours, zkcli_canon),
-            options.keep_going,
-            options.verbose,
-        );
-        if report.stopped {
+        if record_zkcli_pair(report, Client::ZkCli, case.name, answers, options) {
             return Ok(());
         }
     }
@@ -1145,15 +1157,8 @@ fn zk_cli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             }
             answers.push(zkcli_answers(&pair_servers, segments));
         }
-        let ours = answers.pop().unwrap_or_default();
-        let reference = answers.pop().unwrap_or_default();
-        transcripts.push((i, case, reference.clone()));
-        report.record_case(
-            pair(Client::ZkRsCli, case.name, reference, ours, zkcli_canon),
-            options.keep_going,
-            options.verbose,
-        );
-        if report.stopped {
+        transcripts.push((i, case, answers.first().cloned().unwrap_or_default()));
+        if record_zkcli_pair(report, Client::ZkRsCli, case.name, answers, options) {
             return Ok(());
         }
     }
