@@ -337,7 +337,14 @@ impl Election {
             self.receive_settled(now_ms, from, n, out);
             return;
         }
-        if n.state == ServerState::Looking && n.vote.election_epoch < self.logical_clock {
+        // Answer a looking peer that lags a round (ZooKeeper's rule) or that, in this
+        // round, still holds a worse vote than ours: it missed our broadcast, and
+        // without an answer it would learn our vote only when our notification timeout
+        // fires, which its own re-sends keep postponing.
+        let lagging = n.vote.election_epoch < self.logical_clock;
+        let behind =
+            n.vote.election_epoch == self.logical_clock && self.supersedes(&self.proposal, &n.vote);
+        if n.state == ServerState::Looking && (lagging || behind) {
             self.reply(from, self.proposal_vote(), ServerState::Looking, out);
         }
         if self.finalizing.is_some() {

@@ -21,6 +21,11 @@
 //!   quorum) for the lease's timeout starts a new round; [`Input::PeerDisconnected`] for
 //!   the leader does so at once. While finalizing, such heartbeats do not restart
 //!   `finalizeWait` (ZooKeeper's settled members never repeat themselves).
+//! - A looking member answers a looking peer not only when the peer lags a round (as
+//!   ZooKeeper does) but also when the peer, in the same round, holds a worse vote: a
+//!   lost broadcast is repaired at once instead of when the notification timeout fires,
+//!   which the peer's own re-sends keep postponing (the deterministic simulation found
+//!   elections stalled for many seconds that way under message loss).
 //! - Observers are answered only when they are looking (ZooKeeper answers every message
 //!   from a non-voter; with heartbeats that would have two observers answer each other
 //!   forever).
