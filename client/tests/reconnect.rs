@@ -32,8 +32,9 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
     let a = connect(
         &server,
         ClientOptions {
-            // Long enough for a JVM to restart on a busy machine.
-            session_timeout: Duration::from_secs(15),
+            // Long enough for a JVM to restart on a busy machine (4/3 of it without a
+            // server and the client gives the session up).
+            session_timeout: Duration::from_secs(30),
             // Slow enough that the other client's writes after the restart most likely
             // come before this one is back: its watches are then fired by the
             // re-registration (setWatches with the last zxid seen).
@@ -72,7 +73,7 @@ async fn a_session_survives_a_restart_and_its_watches_still_fire() {
         &server,
         "/r",
         ClientOptions {
-            session_timeout: Duration::from_secs(15),
+            session_timeout: Duration::from_secs(30),
             ..options()
         },
     )
