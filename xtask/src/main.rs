@@ -33,12 +33,16 @@ cargo xtask <command>
                      a copy) must accept it with no digest mismatch or warning; prints the
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
-  compat-clients [--keep-going] [--install] [--only zkcli,cli_mt,kazoo] [--verbose]
+  compat-clients [--keep-going] [--install] [--only zkcli,cli_mt,kazoo,zk-cli]
+                 [--verbose] [--record-cli]
                      run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
                      xtask/python/kazoo_check.py) against our zk-server (debug build) and
                      against Apache ZooKeeper 3.8.0, each on a free loopback port with its
                      own data dir; fails on any answer that differs once times, zxids and
-                     session ids are masked. Stops at the first failing case unless
+                     session ids are masked. zk-cli: zkCli.sh's sessions through our shell
+                     and through zkCli.sh, each against a fresh Apache ZooKeeper
+                     (--record-cli rewrites cli/tests/zkcli/ from zkCli.sh's answers).
+                     Stops at the first failing case unless
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
                      `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
                      under the cargo target dir
