@@ -144,6 +144,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PeerLink {
+    /// The link to `sid`, down, with an empty queue of `capacity` messages.
+    fn new(sid: Sid, capacity: usize) -> Self {
+        PeerLink {
+            sid,
+            queue: Mutex::new(VecDeque::new()),
+            last_sent: Mutex::new(None),
+            ready: Notify::new(),
+            generation: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            capacity,
+        }
+    }
+
     fn push(&self, notification: Notification) {
         let mut queue = lock(&self.queue);
         if queue.len() >= self.capacity {
@@ -530,19 +544,7 @@ impl Node {
                 .members
                 .keys()
                 .filter(|s| **s != sid)
-                .map(|&peer| {
-                    let link = PeerLink {
-                        sid: peer,
-                        queue: Mutex::new(VecDeque::new()),
-                        last_sent: Mutex::new(None),
-                        ready: Notify::new(),
-                        generation: AtomicU64::new(0),
-                        up: AtomicBool::new(false),
-                        lost: AtomicBool::new(false),
-                        capacity,
-                    };
-                    (peer, Arc::new(link))
-                })
+                .map(|&peer| (peer, Arc::new(PeerLink::new(peer, capacity))))
                 .collect(),
         );
         let cancel = CancellationToken::new();
@@ -684,16 +686,7 @@ mod tests {
     use super::*;
 
     fn link(capacity: usize) -> PeerLink {
-        PeerLink {
-            sid: 2,
-            queue: Mutex::new(VecDeque::new()),
-            last_sent: Mutex::new(None),
-            ready: Notify::new(),
-            generation: AtomicU64::new(0),
-            up: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-            capacity,
-        }
+        PeerLink::new(2, capacity)
     }
 
     fn note(round: i64) -> Notification {
