@@ -175,8 +175,10 @@ impl Session {
         format!("[zk: {}({state}) {}] ", self.host, self.count)
     }
 
-    /// Opens a session to `host` (closing any open one), and prints its state changes as
-    /// zkCli's watcher does, when `announce` is set.
+    /// Opens a session to `host` (closing any open one). The shell (`announce`) prints its
+    /// state changes as zkCli's watcher does and, as zkCli, does not wait for the first
+    /// connection unless `-waitforconnection` was given: commands wait for it instead.
+    /// One-shot mode waits up to `-timeout` and fails (exit code 3) without a server.
     pub(crate) async fn connect(&mut self, host: &str, announce: bool) -> Result<(), Failure> {
         if let Some(old) = self.client.take() {
             let _ = old.close().await;
@@ -188,19 +190,28 @@ impl Session {
             read_only: self.args.read_only,
             ..ClientOptions::default()
         };
-        let client = Client::connect(host, options).await.map_err(|e| Failure {
+        let cannot = |e: Error| Failure {
             message: format!("Cannot connect to {host}: {e}"),
             code: 3,
             error: "ConnectionLoss".into(),
-        })?;
+        };
+        let client = if announce && !self.args.wait_for_connection {
+            Client::start(host, options).map_err(cannot)?
+        } else {
+            Client::connect(host, options).await.map_err(cannot)?
+        };
         if announce {
             let mut states = client.state_events();
             let printer = self.events.clone();
             let (print_watches, json) = (self.print_watches.clone(), self.args.json);
             let mut shown = None;
             let mut show = move |state: SessionState| {
-                // The stream may repeat the state the session was opened in.
-                if shown != Some(state) && print_watches.load(Ordering::Relaxed) {
+                // The stream may repeat the state the session was opened in; trying to
+                // connect is no event.
+                if state != SessionState::Connecting
+                    && shown != Some(state)
+                    && print_watches.load(Ordering::Relaxed)
+                {
                     let event = WatchedEvent::session(state.keeper_state());
                     printer(event_text(&event, json));
                 }

@@ -1,7 +1,8 @@
 //! `zk-cli`: a ZooKeeper shell that speaks zkCli's commands with zkCli's output shapes.
 //!
 //! ```text
-//! zk-cli [-server host:port[,...][/chroot]] [-timeout ms] [-r] [--json] [command args...]
+//! zk-cli [-server host:port[,...][/chroot]] [-timeout ms] [-r] [-waitforconnection]
+//!        [--json] [command args...]
 //! ```
 //!
 //! Without a command it is an interactive shell (line editing, history, completion of
@@ -29,6 +30,8 @@ struct Args {
     server: String,
     timeout: Duration,
     read_only: bool,
+    /// `-waitforconnection`: the shell waits for its first connection before reading.
+    wait_for_connection: bool,
     json: bool,
     command: Vec<String>,
 }
@@ -40,6 +43,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         server: "localhost:2181".into(),
         timeout: Duration::from_millis(30_000),
         read_only: false,
+        wait_for_connection: false,
         json: false,
         command: Vec::new(),
     };
@@ -60,7 +64,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "-r" => parsed.read_only = true,
             "--json" => parsed.json = true,
-            "-waitforconnection" => {}
+            "-waitforconnection" => parsed.wait_for_connection = true,
             "-h" | "-help" | "--help" => {
                 return Err(parse::usage());
             }

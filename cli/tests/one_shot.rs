@@ -117,3 +117,66 @@ fn an_unreachable_server_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("Cannot connect"));
 }
+
+#[test]
+fn a_shell_starts_before_its_server_and_connects_when_it_comes() {
+    // As zkCli: the shell starts at once (in CONNECTING); a command while no server
+    // answers fails with ConnectionLoss, as ZooKeeper's client fails what is queued when
+    // an attempt fails; once the server is up the session is established and used.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut shell = Command::new(env!("CARGO_BIN_EXE_zk-cli"))
+        .args(["-server", &addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(b"create /late here\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, server) = common::start_server_on(dir.path(), &addr);
+    // Wait for the session before the next commands, as a user would see it come.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut sessions = 0;
+    while sessions == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        sessions = zk_client_sessions(&server).unwrap_or(0);
+    }
+    assert_eq!(sessions, 1, "the shell's session was established");
+    stdin
+        .write_all(b"create /late here\nget /late\nquit\n")
+        .unwrap();
+    drop(stdin);
+    let out = shell.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stderr.contains("KeeperErrorCode = ConnectionLoss for /late"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Created /late"), "{stderr}");
+    assert!(stdout.contains("state:SyncConnected"), "{stdout}");
+    assert!(stdout.contains("\nhere\n"), "{stdout}");
+    assert_eq!(out.status.code(), Some(0));
+    runtime.block_on(server.shutdown());
+}
+
+/// Sessions the server holds, from its `mntr` answer.
+fn zk_client_sessions(server: &zk_server::Server) -> Option<usize> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(server.local_addr()).ok()?;
+    stream.write_all(b"mntr").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_global_sessions\t"))?
+        .parse()
+        .ok()
+}

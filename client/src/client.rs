@@ -91,6 +91,31 @@ impl Client {
     ///
     /// Must be called within a tokio runtime: the connection task is spawned on it.
     pub async fn connect(connect_string: &str, options: ClientOptions) -> Result<Client> {
+        let connect_timeout = options.connect_timeout;
+        let client = Self::start(connect_string, options)?;
+        let mut state = client.shared.state.subscribe();
+        let settled = tokio::time::timeout(
+            connect_timeout,
+            // A connection lost right after the handshake is Disconnected, not a failure:
+            // the session exists and the task reconnects.
+            state.wait_for(|s| s.is_connected() || s.is_terminal()),
+        )
+        .await;
+        match settled {
+            Ok(Ok(s)) if s.is_connected() => Ok(client),
+            Ok(_) => Err(client.shared.terminal_error()),
+            // Dropping the only handle stops the task.
+            Err(_) => Err(Error::ConnectTimeout),
+        }
+    }
+
+    /// Like [`connect`](Self::connect), but returns at once, in state
+    /// [`SessionState::Connecting`]: the client keeps trying the servers (with no
+    /// deadline) while requests wait for the session, as ZooKeeper's own constructor
+    /// does. Follow [`state_events`](Self::state_events) to learn when it is connected.
+    ///
+    /// Must be called within a tokio runtime: the connection task is spawned on it.
+    pub fn start(connect_string: &str, options: ClientOptions) -> Result<Client> {
         let parsed = ConnectString::parse(connect_string)?;
         let chroot = Chroot::new(parsed.chroot);
         // The protocol carries the timeout as an i32 of milliseconds.
@@ -125,26 +150,12 @@ impl Client {
             session,
             auths,
         );
-        let mut state = shared.state.subscribe();
         tokio::spawn(io.run());
-        let client = Client {
+        Ok(Client {
             cmds,
             shared,
             chroot: Arc::new(chroot),
-        };
-        let settled = tokio::time::timeout(
-            options.connect_timeout,
-            // A connection lost right after the handshake is Disconnected, not a failure:
-            // the session exists and the task reconnects.
-            state.wait_for(|s| s.is_connected() || s.is_terminal()),
-        )
-        .await;
-        match settled {
-            Ok(Ok(s)) if s.is_connected() => Ok(client),
-            Ok(_) => Err(client.shared.terminal_error()),
-            // Dropping the only handle stops the task.
-            Err(_) => Err(Error::ConnectTimeout),
-        }
+        })
     }
 
     /// The session id (0 before the first connection).

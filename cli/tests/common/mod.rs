@@ -8,10 +8,15 @@ use zk_server::{Config, Server};
 /// tests themselves drive the zk-cli binary synchronously). Every four-letter word and
 /// TTL nodes are enabled, as the recorded zkCli.sh sessions had them.
 pub(crate) fn start_server(dir: &Path) -> (tokio::runtime::Runtime, Server) {
+    start_server_on(dir, "127.0.0.1:0")
+}
+
+/// As [`start_server`], on a given address.
+pub(crate) fn start_server_on(dir: &Path, addr: &str) -> (tokio::runtime::Runtime, Server) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime
         .block_on(Server::start(Config {
-            client_addr: "127.0.0.1:0".parse().unwrap(),
+            client_addr: addr.parse().unwrap(),
             data_dir: dir.join("data"),
             data_log_dir: dir.join("data"),
             four_letter_words: vec!["*".into()],
