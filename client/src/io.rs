@@ -40,6 +40,16 @@ pub(crate) enum Sink {
     Stream(mpsc::UnboundedSender<WatchedEvent>),
 }
 
+impl Sink {
+    /// Whether nobody listens any more.
+    fn is_closed(&self) -> bool {
+        match self {
+            Sink::Once(tx) => tx.is_closed(),
+            Sink::Stream(tx) => tx.is_closed(),
+        }
+    }
+}
+
 /// The watch a request leaves once answered.
 #[derive(Debug)]
 pub(crate) struct WatchRequest {
@@ -658,7 +668,8 @@ impl Io {
         let rc = ErrorCode::try_from(err).unwrap_or(ErrorCode::SystemError);
         match waiter {
             Waiter::Request { reply, watch } => {
-                if let Some(watch) = watch {
+                // A watch whose future or stream was dropped before the answer is not kept.
+                if let Some(watch) = watch.filter(|w| !w.sink.is_closed()) {
                     let id = self.next_watcher;
                     self.next_watcher += 1;
                     if self

@@ -286,6 +286,15 @@ async fn one_shot_watches() {
             .unwrap_err(),
         Error::NoWatcher
     );
+    // A watch dropped before its answer is not kept (nor set again on reconnect).
+    let kept = fx.path("kept");
+    a.create(&kept, b"", &persistent()).await.unwrap();
+    drop(a.get_data_w(&kept));
+    a.sync(&kept).await.unwrap();
+    assert_eq!(
+        a.check_watches(&kept, WatcherType::Data).await.unwrap_err(),
+        Error::NoWatcher
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
