@@ -35,6 +35,63 @@ pub enum SnapshotError {
     NegativeAclCount(i32),
 }
 
+/// A snapshot body written a piece at a time, so that a large tree can be serialized
+/// between other work. The tree must not change between pieces: the result is then the
+/// same bytes as [`DataTree::serialize`].
+#[derive(Debug, Default)]
+pub struct BodyWriter {
+    /// The paths still to write, the next one last (preorder, children sorted).
+    stack: Vec<String>,
+    started: bool,
+    done: bool,
+}
+
+impl BodyWriter {
+    /// A body not started yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the ACL cache (on the first call) and up to `nodes` more nodes of `tree`;
+    /// returns true once the body is complete, its end marker written.
+    pub fn write_some<B: BufMut>(&mut self, tree: &DataTree, out: &mut B, nodes: usize) -> bool {
+        if self.done {
+            return true;
+        }
+        if !self.started {
+            self.started = true;
+            let entries: Vec<(i64, &[Acl])> = tree.acl_cache().entries().collect();
+            i32::try_from(entries.len()).unwrap_or(i32::MAX).encode(out);
+            for (id, acl) in entries {
+                id.encode(out);
+                i32::try_from(acl.len()).unwrap_or(i32::MAX).encode(out);
+                acl.iter().for_each(|a| a.encode(out));
+            }
+            self.stack.push(String::new());
+        }
+        let mut written = 0;
+        while written < nodes {
+            let Some(path) = self.stack.pop() else {
+                "/".to_owned().encode(out);
+                self.done = true;
+                return true;
+            };
+            let Some(node) = tree.node(&path) else {
+                continue;
+            };
+            // One path alive per level rather than all at once.
+            self.stack
+                .extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
+            path.encode(out);
+            node.data.encode(out);
+            node.acl.encode(out);
+            node.stat.encode(out);
+            written += 1;
+        }
+        false
+    }
+}
+
 impl DataTree {
     /// Writes the snapshot body to `w` in 64 KiB pieces, so a large tree is never copied
     /// whole into memory.
@@ -63,28 +120,14 @@ impl DataTree {
         out: &mut B,
         mut drain: impl FnMut(&mut B) -> Result<(), E>,
     ) -> Result<(), E> {
-        let entries: Vec<(i64, &[Acl])> = self.acl_cache().entries().collect();
-        i32::try_from(entries.len()).unwrap_or(i32::MAX).encode(out);
-        for (id, acl) in entries {
-            id.encode(out);
-            i32::try_from(acl.len()).unwrap_or(i32::MAX).encode(out);
-            acl.iter().for_each(|a| a.encode(out));
-        }
-        // Preorder with children sorted, one path alive per level rather than all at once.
-        let mut stack = vec![String::new()];
-        while let Some(path) = stack.pop() {
-            let Some(node) = self.node(&path) else {
-                continue;
-            };
-            stack.extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
-            path.encode(out);
-            node.data.encode(out);
-            node.acl.encode(out);
-            node.stat.encode(out);
+        let mut body = BodyWriter::new();
+        loop {
+            let done = body.write_some(self, out, 1);
             drain(out)?;
+            if done {
+                return Ok(());
+            }
         }
-        "/".to_owned().encode(out);
-        Ok(())
     }
 
     /// Reads a snapshot body written by [`DataTree::serialize`] or by ZooKeeper. Calls
@@ -176,6 +219,25 @@ mod tests {
         assert_eq!(loaded.paths_preorder(), tree.paths_preorder());
         assert_eq!(loaded.ephemerals(7).collect::<Vec<_>>(), ["/c"]);
         assert_eq!(loaded.node("/a/b"), tree.node("/a/b"));
+
+        // Written a few nodes at a time, the body is the same bytes.
+        let mut whole = BytesMut::new();
+        tree.serialize(&mut whole);
+        for piece in [1, 2, 3, 100] {
+            let mut pieces = BytesMut::new();
+            let mut writer = BodyWriter::new();
+            let mut calls = 0;
+            while !writer.write_some(&tree, &mut pieces, piece) {
+                calls += 1;
+                assert!(calls < 100);
+            }
+            assert_eq!(pieces, whole, "{piece} nodes a piece");
+            assert!(
+                writer.write_some(&tree, &mut pieces, piece),
+                "done stays done"
+            );
+            assert_eq!(pieces, whole);
+        }
     }
 
     #[test]

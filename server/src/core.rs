@@ -82,6 +82,8 @@ pub(crate) enum Msg {
         word: String,
         reply: oneshot::Sender<String>,
     },
+    /// Serialize the next piece of the snapshot being taken.
+    SnapshotStep,
     /// A snapshot finished writing.
     SnapshotDone { zxid: i64, ok: bool },
     /// The figures for the Prometheus endpoint.
@@ -140,6 +142,13 @@ struct Conn {
     held: Option<Vec<(i32, i32, Bytes)>>,
 }
 
+/// A snapshot being serialized.
+struct Serializing {
+    body: bytes::BytesMut,
+    writer: zk_datatree::BodyWriter,
+    started: Instant,
+}
+
 struct SessionState {
     timeout_ms: u64,
     expires_at_ms: u64,
@@ -175,6 +184,12 @@ pub(crate) struct Core {
     policy: SnapshotPolicy,
     txns_since_snapshot: u64,
     snapshot_running: bool,
+    /// The snapshot being serialized, a piece per `SnapshotStep`: while it is, durable
+    /// txns wait to be applied (so the tree it walks does not change), and everything else
+    /// goes on.
+    serializing: Option<Serializing>,
+    /// How far the log is durable (applied up to here once no snapshot is serializing).
+    durable_zxid: i64,
     snap_dir: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
     stats: Stats,
@@ -285,6 +300,8 @@ impl Core {
             policy,
             txns_since_snapshot: 0,
             snapshot_running: false,
+            serializing: None,
+            durable_zxid: 0,
             tx,
             stats: Stats::default(),
             throttle,
@@ -327,6 +344,7 @@ impl Core {
             Msg::Metrics { reply } => {
                 let _ = reply.send(self.metrics());
             }
+            Msg::SnapshotStep => self.snapshot_step(),
             Msg::SnapshotDone { zxid, ok } => {
                 self.snapshot_running = false;
                 if ok {
@@ -755,7 +773,19 @@ impl Core {
             tracing::error!("the txn log failed; shutting down");
             std::process::exit(2);
         }
-        while self.pending.front().is_some_and(|p| p.header.zxid <= zxid) {
+        self.durable_zxid = self.durable_zxid.max(zxid);
+        self.apply_durable();
+    }
+
+    /// Applies (and answers) every pending write the log has made durable, unless a
+    /// snapshot is being serialized: then they wait for it.
+    fn apply_durable(&mut self) {
+        while self.serializing.is_none()
+            && self
+                .pending
+                .front()
+                .is_some_and(|p| p.header.zxid <= self.durable_zxid)
+        {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
@@ -810,16 +840,36 @@ impl Core {
         }
     }
 
-    /// Writes a snapshot of the tree as of now, in the background.
+    /// Starts a snapshot of the tree as of now. The tree is serialized a piece at a time
+    /// between other messages (reads, new requests and their logging go on; applying
+    /// waits), then written and fsynced in the background.
     fn snapshot(&mut self) {
         self.txns_since_snapshot = 0;
         self.snapshot_running = true;
         drop(self.log.roll()); // ordered after every append so far; no need to wait
-        // Serialize here, consistent at the last applied zxid (no fuzzy snapshot, no copy of
-        // the tree); only the file writing and fsync happen in the background.
-        let started = std::time::Instant::now();
-        let mut body = bytes::BytesMut::with_capacity(self.tree.node_count() * 128);
-        self.tree.serialize(&mut body);
+        self.serializing = Some(Serializing {
+            body: bytes::BytesMut::with_capacity(self.tree.node_count() * 128),
+            writer: zk_datatree::BodyWriter::new(),
+            started: std::time::Instant::now(),
+        });
+        let _ = self.tx.send(Msg::SnapshotStep);
+    }
+
+    /// Serializes the next piece of the snapshot; once whole, writes it in the background
+    /// and applies what became durable meanwhile.
+    fn snapshot_step(&mut self) {
+        /// Nodes a piece: a few milliseconds of work.
+        const PIECE: usize = 20_000;
+        let Some(job) = &mut self.serializing else {
+            return;
+        };
+        if !job.writer.write_some(&self.tree, &mut job.body, PIECE) {
+            let _ = self.tx.send(Msg::SnapshotStep);
+            return;
+        }
+        let Some(job) = self.serializing.take() else {
+            return;
+        };
         let zxid = self.tree.last_zxid();
         let sessions = self.tree.sessions().clone();
         let digest = ZxidDigest {
@@ -827,9 +877,10 @@ impl Core {
             version: zk_datatree::DIGEST_VERSION,
             digest: self.tree.digest() as i64,
         };
-        tracing::debug!(zxid, took = ?started.elapsed(), bytes = body.len(), "snapshot serialized");
+        tracing::debug!(zxid, took = ?job.started.elapsed(), bytes = job.body.len(), "snapshot serialized");
         let dir = self.snap_dir.clone();
         let tx = self.tx.clone();
+        let body = job.body;
         tokio::task::spawn_blocking(move || {
             let result = zk_persistence::write_snapshot(&dir, zxid, &sessions, Some(digest), |w| {
                 w.write_all(&body)
@@ -842,6 +893,7 @@ impl Core {
                 ok: result.is_ok(),
             });
         });
+        self.apply_durable();
     }
 
     /// The number of requests in flight changed: connections may read more, or must wait.

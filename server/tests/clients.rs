@@ -521,6 +521,58 @@ async fn snapshots_are_taken_and_restored() {
 }
 
 #[tokio::test]
+async fn a_large_tree_is_snapshotted_in_pieces_while_requests_go_on() {
+    // 60 multis of 1,000 creates with snapCount 60: a snapshot starts once the tree holds
+    // tens of thousands of znodes, so it is serialized in several pieces while the later
+    // multis arrive; they wait to be applied, reads keep being served, and a restart from
+    // that snapshot and the log gives back every znode.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Config {
+        snap_count: 60,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let c = client(&server).await;
+    let mut writers: Vec<_> = (0..60)
+        .map(|batch| {
+            let mut writer = c.new_multi_writer();
+            for i in 0..1_000 {
+                writer
+                    .add_create(&format!("/big-{batch}-{i}"), b"", OPEN)
+                    .unwrap();
+            }
+            writer
+        })
+        .collect();
+    let commits = futures_util::future::join_all(writers.iter_mut().map(|w| w.commit()));
+    let reads = async {
+        for _ in 0..50 {
+            assert_eq!(c.get_data("/zookeeper").await.unwrap().0, b"");
+        }
+    };
+    let (results, ()) = with_timeout("multis", async { tokio::join!(commits, reads) }).await;
+    for result in results {
+        assert_eq!(result.unwrap().len(), 1_000);
+    }
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 60_000 + 3);
+    drop(c);
+    server.shutdown().await;
+    let snapshots = zk_persistence::snapshot_files(&dir.path().join("version-2")).unwrap();
+    // Taken at 30 txns or later (snapCount/2 plus a random part): 29,000 znodes or more,
+    // more than one piece.
+    assert!(
+        snapshots.iter().any(|(zxid, _)| *zxid >= 30),
+        "snapshots: {snapshots:?}"
+    );
+
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 60_000 + 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn auth_sent_with_the_handshake_and_events_only_for_readers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config(dir.path())).await.unwrap();
