@@ -143,29 +143,14 @@ pub(crate) fn error(error: &Error, path: &str) -> String {
         Error::BadArguments => format!("Arguments are not valid : {path}"),
         Error::BadVersion => format!("version No is not valid : {path}"),
         Error::InvalidPath { path, reason } => path_message(path, reason),
-        other => error_fallback(other, path),
+        other => keeper_message(other, path),
     }
 }
 
-/// A `KeeperException`'s own message: `KeeperErrorCode = NoAuth for /a`.
+/// A `KeeperException`'s own message, `KeeperErrorCode = <message>[ for <path>]` (e.g.
+/// `KeeperErrorCode = NoAuth for /a`), or the client's own text for errors that are not
+/// ZooKeeper's.
 pub(crate) fn keeper_message(error: &Error, path: &str) -> String {
-    let name = match error {
-        Error::NoNode => "NoNode",
-        Error::NodeExists => "NodeExists",
-        Error::NotEmpty => "Directory not empty",
-        Error::NoAuth => "NoAuth",
-        Error::BadVersion => "BadVersion",
-        Error::InvalidAcl => "InvalidACL",
-        Error::BadArguments => "BadArguments",
-        Error::NoChildrenForEphemerals => "NoChildrenForEphemerals",
-        other => return error_fallback(other, path),
-    };
-    format!("KeeperErrorCode = {name} for {path}")
-}
-
-/// `KeeperErrorCode = <message>[ for <path>]`, or the client's own text for errors that
-/// are not ZooKeeper's.
-fn error_fallback(error: &Error, path: &str) -> String {
     match keeper_code_message(error) {
         Some(message) if path.is_empty() => format!("KeeperErrorCode = {message}"),
         Some(message) => format!("KeeperErrorCode = {message} for {path}"),
@@ -186,9 +171,18 @@ fn path_message(path: &str, reason: &str) -> String {
     }
 }
 
-/// ZooKeeper's `Code` messages for the errors zkCli prints through `KeeperException`.
+/// ZooKeeper's `Code` messages (`KeeperException.getCodeMessage`).
 fn keeper_code_message(error: &Error) -> Option<&'static str> {
     Some(match error {
+        Error::NoNode => "NoNode",
+        Error::NodeExists => "NodeExists",
+        Error::NotEmpty => "Directory not empty",
+        Error::NoAuth => "NoAuth",
+        Error::BadVersion => "BadVersion",
+        Error::InvalidAcl => "InvalidACL",
+        Error::BadArguments => "BadArguments",
+        Error::NoChildrenForEphemerals => "NoChildrenForEphemerals",
+        Error::NotReadOnly => "Not a read-only call",
         Error::ConnectionLoss => "ConnectionLoss",
         Error::SessionExpired => "Session expired",
         Error::OperationTimeout => "OperationTimeout",
@@ -237,5 +231,22 @@ mod tests {
             "the id's jute toString ends its line"
         );
         assert_eq!(jute_string("a,b%"), "'a%2Cb%25");
+    }
+
+    #[test]
+    fn errors_word_as_zkcli_and_keeper_exception() {
+        assert_eq!(error(&Error::NoNode, "/a"), "Node does not exist: /a");
+        assert_eq!(
+            keeper_message(&Error::NoAuth, "/a"),
+            "KeeperErrorCode = NoAuth for /a"
+        );
+        assert_eq!(
+            error(&Error::ConnectionLoss, "/a"),
+            "KeeperErrorCode = ConnectionLoss for /a"
+        );
+        assert_eq!(
+            keeper_message(&Error::NotEmpty, "/a"),
+            "KeeperErrorCode = Directory not empty for /a"
+        );
     }
 }

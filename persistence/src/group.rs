@@ -124,9 +124,14 @@ impl GroupCommit {
 
     fn send(&self, make: impl FnOnce(oneshot::Sender<Durable>) -> Command) -> Completion {
         let (done, completion) = oneshot::channel();
-        let command = make(done);
+        self.enqueue(make(done));
+        Completion(completion)
+    }
+
+    /// Hands `command` to the writer; a full queue blocks (backpressure rather than
+    /// unbounded memory).
+    fn enqueue(&self, command: Command) {
         if let Some(tx) = &self.tx {
-            // A full queue blocks: backpressure rather than unbounded memory.
             let sent = match tx.try_send(command) {
                 Err(TrySendError::Full(command)) => tx.send(command).is_ok(),
                 other => other.is_ok(),
@@ -135,7 +140,6 @@ impl GroupCommit {
                 tracing::error!("txn log writer has stopped; append refused");
             }
         }
-        Completion(completion)
     }
 
     /// Queues `entry`; the completion resolves when it is durable.
@@ -149,15 +153,7 @@ impl GroupCommit {
     ///
     /// [`append`]: Self::append
     pub fn append_marked(&self, entry: LogEntry) {
-        if let Some(tx) = &self.tx {
-            let sent = match tx.try_send(Command::AppendMarked(entry)) {
-                Err(TrySendError::Full(command)) => tx.send(command).is_ok(),
-                other => other.is_ok(),
-            };
-            if !sent {
-                tracing::error!("txn log writer has stopped; append refused");
-            }
-        }
+        self.enqueue(Command::AppendMarked(entry));
     }
 
     /// The durability watermark: updated after every commit that wrote entries (with the

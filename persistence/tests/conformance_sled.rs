@@ -137,8 +137,8 @@ fn sled_crash_child() {
 /// As the file backend's crash test: SIGKILL at random moments, 100 times over one folder;
 /// each time the log opens and holds every acknowledged entry, whole, gapless, in order.
 /// Every kill lands after the child's first acknowledgement: sled 0.34 killed while it
-/// recovers a database on opening has been seen to leave one it refuses to open (about
-/// once in 300 kills), a limitation of sled that the module's documentation states.
+/// recovers a database on opening has been seen to leave one it refuses to open (twice in
+/// about 650 such kills), a limitation of sled that the module's documentation states.
 #[test]
 fn killed_sled_writers_lose_nothing_acknowledged() {
     common::crash::kill_repeatedly(CHILD_ENV, "sled_crash_child", 100, true, open_after_crash);
