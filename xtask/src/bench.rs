@@ -102,6 +102,7 @@ struct Options {
     watch_rounds: usize,
     threads: usize,
     only: Option<Kind>,
+    ops: Vec<Op>,
     report: Option<PathBuf>,
     keep: bool,
 }
@@ -120,6 +121,7 @@ impl Default for Options {
             watch_rounds: 3,
             threads: 2,
             only: None,
+            ops: Op::ALL.to_vec(),
             report: None,
             keep: false,
         }
@@ -166,6 +168,19 @@ impl Options {
                         "zookeeper" => Kind::ZooKeeper,
                         other => bail!("--only: `{other}` is neither `ours` nor `zookeeper`"),
                     })
+                }
+                "--ops" => {
+                    o.ops = value(&mut it, flag)?
+                        .split(',')
+                        .map(|name| {
+                            Op::ALL
+                                .into_iter()
+                                .find(|op| op.key() == name)
+                                .with_context(|| {
+                                    format!("--ops: `{name}` is not one of create, setdata, getdata, exists, mix")
+                                })
+                        })
+                        .collect::<Result<_>>()?;
                 }
                 "--report" => o.report = Some(PathBuf::from(value(&mut it, flag)?)),
                 "--keep" => o.keep = true,
@@ -931,7 +946,7 @@ async fn ops_phase(env: &Env, kinds: &[Kind], r: &mut Results) -> Result<()> {
     let mut shapes = vec![(1, 1)];
     shapes.extend(env.opts.clients.iter().map(|&n| (n, env.opts.outstanding)));
     let mut turn = 0;
-    for op in Op::ALL {
+    for &op in &env.opts.ops {
         for &(n, outstanding) in &shapes {
             let mut order: Vec<usize> = (0..live.len()).collect();
             if turn % 2 == 1 {
@@ -1439,7 +1454,7 @@ fn rows(opts: &Options) -> Vec<Row> {
         target,
     };
     let mut rows = Vec::new();
-    for op in Op::ALL {
+    for &op in &opts.ops {
         rows.push(row(
             format!("{} p50 latency, 1×1 (µs)", op.name()),
             format!("lat.{}.p50", op.key()),

@@ -61,6 +61,7 @@ cargo xtask <command>
                      --clients 16,64 --outstanding 16 --znodes Z (1000000; 0 skips)
                      --load-sessions 8 --load-outstanding 128 --watchers W (1000)
                      --watch-rounds 3 --client-threads 2 --only ours|zookeeper
+                     --ops create,setdata,getdata,exists,mix (all)
                      --report FILE --keep (keep the scratch dir with server logs)
   bench micro [ARGS] run the criterion benchmarks (cargo bench --workspace ARGS)
   bench election [--sizes 3,5,7] [--runs 50] [--zk-runs 20] [--only ours|zookeeper]
