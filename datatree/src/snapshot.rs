@@ -3,6 +3,8 @@
 //! (the root as `""`) followed by data, ACL id and `StatPersisted`, ending with the path
 //! `"/"`. File headers, the session table and seals belong to the persistence layer.
 
+use std::ops::Bound;
+
 use bytes::BufMut;
 use zk_jute::data::{Acl, StatPersisted};
 use zk_jute::{DecodeError, Reader, Record};
@@ -36,59 +38,140 @@ pub enum SnapshotError {
 }
 
 /// A snapshot body written a piece at a time, so that a large tree can be serialized
-/// between other work. The tree must not change between pieces: the result is then the
-/// same bytes as [`DataTree::serialize`].
+/// between other work.
+///
+/// Made with [`BodyWriter::new`], the tree must not change between pieces: the result is
+/// then the same bytes as [`DataTree::serialize`]. Made with [`BodyWriter::fuzzy`], the tree
+/// may go on changing between pieces (ZooKeeper's fuzzy snapshot): the body then holds the
+/// tree as of [`BodyWriter::start_zxid`] with some later changes in it, and loading it and
+/// replaying every logged txn after that zxid gives the tree exactly as it is when the log
+/// ends, the way [`DataTree::apply`] tolerates replay (a create of a node already there, a
+/// delete of one already gone).
 #[derive(Debug, Default)]
 pub struct BodyWriter {
-    /// The paths still to write, the next one last (preorder, children sorted).
-    stack: Vec<String>,
+    /// The path of the deepest node still open (whose children are being written).
+    path: String,
+    /// The open nodes, root first: where each one's path ends in `path`, and the name of
+    /// the last child of it written, if any. Children are written in name order, so a
+    /// piece resumes after that name however the tree changed in between.
+    open: Vec<(usize, Option<Box<str>>)>,
     started: bool,
     done: bool,
+    fuzzy: bool,
+    /// The tree's last zxid when the body started (fuzzy bodies).
+    start_zxid: i64,
+    /// The highest ACL id in the ACL map written first (fuzzy bodies).
+    last_acl: i64,
 }
 
 impl BodyWriter {
-    /// A body not started yet.
+    /// A body not started yet, of a tree that does not change until it is done.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Writes the ACL cache (on the first call) and up to `nodes` more nodes of `tree`;
-    /// returns true once the body is complete, its end marker written.
+    /// A body not started yet, of a tree that may change between pieces. Nodes created
+    /// after the first piece are left out (replaying their creation brings them back), and
+    /// a node whose ACL was replaced by one newer than the ACL map written first is
+    /// written with the open ACL id (replaying the setACL brings the real one back): every
+    /// ACL id in the body is in its ACL map.
+    pub fn fuzzy() -> Self {
+        Self {
+            fuzzy: true,
+            ..Self::default()
+        }
+    }
+
+    /// The zxid the body starts from, known once the first piece is written: the snapshot
+    /// is named after it, and restoring replays the log after it.
+    pub fn start_zxid(&self) -> i64 {
+        self.start_zxid
+    }
+
+    /// Writes the ACL cache and the root (on the first call) and up to `nodes` more nodes
+    /// of `tree`; returns true once the body is complete, its end marker written.
     pub fn write_some<B: BufMut>(&mut self, tree: &DataTree, out: &mut B, nodes: usize) -> bool {
         if self.done {
             return true;
         }
         if !self.started {
             self.started = true;
+            self.start_zxid = tree.last_zxid();
             let entries: Vec<(i64, &[Acl])> = tree.acl_cache().entries().collect();
+            self.last_acl = entries.iter().map(|(id, _)| *id).max().unwrap_or(0);
             i32::try_from(entries.len()).unwrap_or(i32::MAX).encode(out);
             for (id, acl) in entries {
                 id.encode(out);
                 i32::try_from(acl.len()).unwrap_or(i32::MAX).encode(out);
                 acl.iter().for_each(|a| a.encode(out));
             }
-            self.stack.push(String::new());
+            if let Some(root) = tree.node("") {
+                self.write_node(root, out);
+                self.open.push((0, None));
+            }
+        }
+        // Reopen the open nodes where the last piece left them; one deleted since is gone
+        // with everything under it.
+        let open = std::mem::take(&mut self.open);
+        let mut walk = Vec::with_capacity(open.len());
+        for (len, after) in &open {
+            let Some(node) = self.path.get(..*len).and_then(|p| tree.node(p)) else {
+                break;
+            };
+            let children = match after {
+                Some(name) => node
+                    .children
+                    .range::<str, _>((Bound::Excluded(&**name), Bound::Unbounded)),
+                None => node.children.range::<str, _>(..),
+            };
+            walk.push((*len, children, after.as_deref()));
         }
         let mut written = 0;
         while written < nodes {
-            let Some(path) = self.stack.pop() else {
-                "/".to_owned().encode(out);
-                self.done = true;
-                return true;
+            let Some((len, children, last)) = walk.last_mut() else {
+                break;
             };
-            let Some(node) = tree.node(&path) else {
+            let Some(name) = children.next() else {
+                walk.pop();
                 continue;
             };
-            // One path alive per level rather than all at once.
-            self.stack
-                .extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
-            path.encode(out);
-            node.data.encode(out);
-            node.acl.encode(out);
-            node.stat.encode(out);
+            *last = Some(name);
+            self.path.truncate(*len);
+            self.path.push('/');
+            self.path.push_str(name);
+            let Some(node) = tree.node(&self.path) else {
+                continue;
+            };
+            if self.fuzzy && node.stat.czxid > self.start_zxid {
+                // Created since the body started, and so is everything under it.
+                continue;
+            }
+            self.write_node(node, out);
             written += 1;
+            walk.push((self.path.len(), node.children.range::<str, _>(..), None));
         }
+        if walk.is_empty() {
+            "/".to_owned().encode(out);
+            self.done = true;
+            return true;
+        }
+        self.open = walk
+            .into_iter()
+            .map(|(len, _, last)| (len, last.map(Box::from)))
+            .collect();
         false
+    }
+
+    fn write_node<B: BufMut>(&self, node: &Node, out: &mut B) {
+        let acl = if self.fuzzy && node.acl > self.last_acl {
+            crate::acl::OPEN_ACL_UNSAFE_ID
+        } else {
+            node.acl
+        };
+        self.path.encode(out);
+        node.data.encode(out);
+        acl.encode(out);
+        node.stat.encode(out);
     }
 }
 

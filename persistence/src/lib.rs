@@ -62,4 +62,5 @@ pub use restore::{Restored, SnapshotPolicy, purge, read_epoch, restore, write_ep
 pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
     Snapshot, ZxidDigest, read_newest, read_snapshot, snapshot_files, write_snapshot,
+    write_snapshot_with,
 };

@@ -46,16 +46,29 @@ pub struct Snapshot<T> {
     pub digest: Option<ZxidDigest>,
 }
 
-/// A writer that keeps the running Adler-32 of what passes through.
-struct Checked<W> {
-    inner: W,
+/// How much of a snapshot is written before it is synced: a big snapshot reaches the disk
+/// in steps rather than in one burst at the end, which would queue ahead of the txn log's
+/// fsyncs (and stall every write meanwhile).
+const SYNC_STEP: usize = 8 << 20;
+
+/// The snapshot file being written: keeps the running Adler-32 of what passes through and
+/// syncs every [`SYNC_STEP`] bytes.
+struct Checked {
+    inner: BufWriter<File>,
     adler: adler2::Adler32,
+    unsynced: usize,
 }
 
-impl<W: Write> Write for Checked<W> {
+impl Write for Checked {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.adler.write_slice(buf.get(..n).unwrap_or_default());
+        self.unsynced += n;
+        if self.unsynced >= SYNC_STEP {
+            self.unsynced = 0;
+            self.inner.flush()?;
+            self.inner.get_ref().sync_data()?;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -63,7 +76,7 @@ impl<W: Write> Write for Checked<W> {
     }
 }
 
-impl<W: Write> Checked<W> {
+impl Checked {
     fn seal(&mut self) -> std::io::Result<()> {
         let checksum = i64::from(self.adler.checksum());
         self.write_all(&checksum.to_be_bytes())?;
@@ -102,32 +115,52 @@ pub fn write_snapshot(
     digest: Option<ZxidDigest>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<PathBuf> {
+    write_snapshot_with(dir, zxid, sessions, |w| write_tree(w).map(|()| digest))
+}
+
+/// [`write_snapshot`] for a body whose digest is known only once it is written, as a
+/// fuzzy snapshot's is (the tree's digest when its last piece was taken): `write_tree`
+/// writes the body and returns the digest to record.
+pub fn write_snapshot_with(
+    dir: &Path,
+    zxid: i64,
+    sessions: &BTreeMap<i64, i32>,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
     let path = dir.join(file_name("snapshot", zxid));
     let tmp = dir.join(format!("{}.tmp", file_name("snapshot", zxid)));
     let io = |e| PersistenceError::io(&tmp, e);
-    let file = File::create(&tmp).map_err(io)?;
-    let mut out = Checked {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        adler: adler2::Adler32::new(),
-    };
-    out.write_all(&file_header(SNAP_MAGIC)).map_err(io)?;
-    let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
-    out.write_all(&count.to_be_bytes()).map_err(io)?;
-    for (id, timeout) in sessions {
-        out.write_all(&id.to_be_bytes()).map_err(io)?;
-        out.write_all(&timeout.to_be_bytes()).map_err(io)?;
+    let written = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = Checked {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            adler: adler2::Adler32::new(),
+            unsynced: 0,
+        };
+        out.write_all(&file_header(SNAP_MAGIC))?;
+        let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
+        out.write_all(&count.to_be_bytes())?;
+        for (id, timeout) in sessions {
+            out.write_all(&id.to_be_bytes())?;
+            out.write_all(&timeout.to_be_bytes())?;
+        }
+        let digest = write_tree(&mut out)?;
+        out.seal()?;
+        if let Some(d) = digest {
+            out.write_all(&d.zxid.to_be_bytes())?;
+            out.write_all(&d.version.to_be_bytes())?;
+            out.write_all(&d.digest.to_be_bytes())?;
+            out.seal()?;
+        }
+        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        // No half-written file is left behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    write_tree(&mut out).map_err(io)?;
-    out.seal().map_err(io)?;
-    if let Some(d) = digest {
-        out.write_all(&d.zxid.to_be_bytes()).map_err(io)?;
-        out.write_all(&d.version.to_be_bytes()).map_err(io)?;
-        out.write_all(&d.digest.to_be_bytes()).map_err(io)?;
-        out.seal().map_err(io)?;
-    }
-    let file = out.inner.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(|e| PersistenceError::io(&path, e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())

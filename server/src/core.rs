@@ -142,11 +142,20 @@ struct Conn {
     held: Option<Vec<(i32, i32, Bytes)>>,
 }
 
-/// A snapshot being serialized.
+/// A snapshot being serialized: a fuzzy one, as ZooKeeper's, taken while writes go on.
 struct Serializing {
-    body: bytes::BytesMut,
     writer: zk_datatree::BodyWriter,
+    /// To the background task writing the file.
+    pieces: std::sync::mpsc::Sender<SnapshotPiece>,
     started: Instant,
+}
+
+/// What the snapshot's file writer gets from the core.
+enum SnapshotPiece {
+    /// The next bytes of the body.
+    Body(Bytes),
+    /// The body is complete; the digest to record after it.
+    End(ZxidDigest),
 }
 
 struct SessionState {
@@ -184,11 +193,10 @@ pub(crate) struct Core {
     policy: SnapshotPolicy,
     txns_since_snapshot: u64,
     snapshot_running: bool,
-    /// The snapshot being serialized, a piece per `SnapshotStep`: while it is, durable
-    /// txns wait to be applied (so the tree it walks does not change), and everything else
-    /// goes on.
+    /// The snapshot being serialized, a piece per `SnapshotStep`, between other messages
+    /// (writes go on being applied: the snapshot is fuzzy, as ZooKeeper's).
     serializing: Option<Serializing>,
-    /// How far the log is durable (applied up to here once no snapshot is serializing).
+    /// How far the log is durable (applied up to here).
     durable_zxid: i64,
     snap_dir: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
@@ -777,14 +785,12 @@ impl Core {
         self.apply_durable();
     }
 
-    /// Applies (and answers) every pending write the log has made durable, unless a
-    /// snapshot is being serialized: then they wait for it.
+    /// Applies (and answers) every pending write the log has made durable.
     fn apply_durable(&mut self) {
-        while self.serializing.is_none()
-            && self
-                .pending
-                .front()
-                .is_some_and(|p| p.header.zxid <= self.durable_zxid)
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.header.zxid <= self.durable_zxid)
         {
             let Some(p) = self.pending.pop_front() else {
                 break;
@@ -840,50 +846,36 @@ impl Core {
         }
     }
 
-    /// Starts a snapshot of the tree as of now. The tree is serialized a piece at a time
-    /// between other messages (reads, new requests and their logging go on; applying
-    /// waits), then written and fsynced in the background.
+    /// Starts a fuzzy snapshot, as ZooKeeper takes them: named after the last applied
+    /// zxid, its body is serialized a piece at a time between other messages while writes
+    /// go on being applied, and written and fsynced by a background task as the pieces come.
+    /// Restoring replays the log after its zxid over it, which gives the tree exactly (see
+    /// `BodyWriter::fuzzy`).
     fn snapshot(&mut self) {
         self.txns_since_snapshot = 0;
         self.snapshot_running = true;
         drop(self.log.roll()); // ordered after every append so far; no need to wait
-        self.serializing = Some(Serializing {
-            body: bytes::BytesMut::with_capacity(self.tree.node_count() * 128),
-            writer: zk_datatree::BodyWriter::new(),
-            started: std::time::Instant::now(),
-        });
-        let _ = self.tx.send(Msg::SnapshotStep);
-    }
-
-    /// Serializes the next piece of the snapshot; once whole, writes it in the background
-    /// and applies what became durable meanwhile.
-    fn snapshot_step(&mut self) {
-        /// Nodes a piece: a few milliseconds of work.
-        const PIECE: usize = 20_000;
-        let Some(job) = &mut self.serializing else {
-            return;
-        };
-        if !job.writer.write_some(&self.tree, &mut job.body, PIECE) {
-            let _ = self.tx.send(Msg::SnapshotStep);
-            return;
-        }
-        let Some(job) = self.serializing.take() else {
-            return;
-        };
-        let zxid = self.tree.last_zxid();
+        let mut writer = zk_datatree::BodyWriter::fuzzy();
+        let mut acl_map = bytes::BytesMut::new();
+        // The ACL map; this fixes the zxid the snapshot starts from.
+        writer.write_some(&self.tree, &mut acl_map, 0);
+        let zxid = writer.start_zxid();
         let sessions = self.tree.sessions().clone();
-        let digest = ZxidDigest {
-            zxid,
-            version: zk_datatree::DIGEST_VERSION,
-            digest: self.tree.digest() as i64,
-        };
-        tracing::debug!(zxid, took = ?job.started.elapsed(), bytes = job.body.len(), "snapshot serialized");
+        let (pieces, body) = std::sync::mpsc::channel();
+        let _ = pieces.send(SnapshotPiece::Body(acl_map.freeze()));
         let dir = self.snap_dir.clone();
         let tx = self.tx.clone();
-        let body = job.body;
         tokio::task::spawn_blocking(move || {
-            let result = zk_persistence::write_snapshot(&dir, zxid, &sessions, Some(digest), |w| {
-                w.write_all(&body)
+            let result = zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
+                for piece in body {
+                    match piece {
+                        SnapshotPiece::Body(bytes) => w.write_all(&bytes)?,
+                        SnapshotPiece::End(digest) => return Ok(Some(digest)),
+                    }
+                }
+                Err(std::io::Error::other(
+                    "the server stopped before the body was complete",
+                ))
             });
             if let Err(e) = &result {
                 tracing::error!(error = %e, "snapshot failed");
@@ -893,7 +885,44 @@ impl Core {
                 ok: result.is_ok(),
             });
         });
-        self.apply_durable();
+        self.serializing = Some(Serializing {
+            writer,
+            pieces,
+            started: Instant::now(),
+        });
+        let _ = self.tx.send(Msg::SnapshotStep);
+    }
+
+    /// Serializes the next piece of the snapshot and hands it to its writer; after the last
+    /// one, the digest of the tree as it is then.
+    fn snapshot_step(&mut self) {
+        /// Nodes a piece: a few milliseconds of work.
+        const PIECE: usize = 20_000;
+        let Some(job) = &mut self.serializing else {
+            return;
+        };
+        let mut piece = bytes::BytesMut::with_capacity(PIECE * 256);
+        let done = job.writer.write_some(&self.tree, &mut piece, PIECE);
+        let _ = job.pieces.send(SnapshotPiece::Body(piece.freeze()));
+        if !done {
+            let _ = self.tx.send(Msg::SnapshotStep);
+            return;
+        }
+        let Some(job) = self.serializing.take() else {
+            return;
+        };
+        let digest = ZxidDigest {
+            zxid: self.tree.last_zxid(),
+            version: zk_datatree::DIGEST_VERSION,
+            digest: self.tree.digest() as i64,
+        };
+        tracing::debug!(
+            from = job.writer.start_zxid(),
+            to = digest.zxid,
+            took = ?job.started.elapsed(),
+            "snapshot serialized"
+        );
+        let _ = job.pieces.send(SnapshotPiece::End(digest));
     }
 
     /// The number of requests in flight changed: connections may read more, or must wait.

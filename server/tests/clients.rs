@@ -522,11 +522,11 @@ async fn snapshots_are_taken_and_restored() {
 }
 
 #[tokio::test]
-async fn a_large_tree_is_snapshotted_in_pieces_while_requests_go_on() {
+async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
     // 60 multis of 1,000 creates with snapCount 60: a snapshot starts once the tree holds
     // tens of thousands of znodes, so it is serialized in several pieces while the later
-    // multis arrive; they wait to be applied, reads keep being served, and a restart from
-    // that snapshot and the log gives back every znode.
+    // multis arrive and are applied (the snapshot is fuzzy, as ZooKeeper's), reads keep
+    // being served, and a restart from that snapshot and the log gives back every znode.
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(Config {
         snap_count: 60,
