@@ -106,10 +106,30 @@ impl std::fmt::Debug for GroupCommit {
 impl GroupCommit {
     /// Starts the writer thread, which owns `log` from now on.
     pub fn start<L: TxnLog + Send + 'static>(log: L, options: GroupOptions) -> Self {
+        Self::start_inner(log, options, None)
+    }
+
+    /// [`start`](Self::start), and `listener` is called on the writer thread with every
+    /// move of the [`durable`](Self::durable) watermark (once per commit): a caller that
+    /// must act on each commit hears of it without a task of its own in between.
+    pub fn start_with_listener<L: TxnLog + Send + 'static>(
+        log: L,
+        options: GroupOptions,
+        listener: impl Fn(&Watermark) + Send + 'static,
+    ) -> Self {
+        Self::start_inner(log, options, Some(Box::new(listener)))
+    }
+
+    fn start_inner<L: TxnLog + Send + 'static>(
+        log: L,
+        options: GroupOptions,
+        listener: Option<Listener>,
+    ) -> Self {
         let (tx, rx) = sync_channel(options.queue_len_max.max(1));
         let stats = Arc::new(GroupStats::default());
         let thread_stats = stats.clone();
-        let (mark, durable) = watch::channel(Ok(log.last_zxid()));
+        let (watch, durable) = watch::channel(Ok(log.last_zxid()));
+        let mark = Marker { watch, listener };
         let writer = std::thread::Builder::new()
             .name("txn-log-writer".into())
             .spawn(move || write_loop(log, rx, options.batch_len_max.max(1), &thread_stats, &mark))
@@ -207,7 +227,7 @@ fn write_loop<L: TxnLog>(
     rx: Receiver<Command>,
     batch_len_max: usize,
     stats: &GroupStats,
-    mark: &watch::Sender<Watermark>,
+    mark: &Marker,
 ) {
     let mut failed: Option<Arc<PersistenceError>> = None;
     while let Ok(first) = rx.recv() {
@@ -267,6 +287,24 @@ fn write_loop<L: TxnLog>(
     let _ = log.commit();
 }
 
+/// Called with each move of the watermark.
+type Listener = Box<dyn Fn(&Watermark) + Send>;
+
+/// Where the writer publishes the watermark.
+struct Marker {
+    watch: watch::Sender<Watermark>,
+    listener: Option<Listener>,
+}
+
+impl Marker {
+    fn set(&self, mark: Watermark) {
+        if let Some(listener) = &self.listener {
+            listener(&mark);
+        }
+        let _ = self.watch.send_replace(mark);
+    }
+}
+
 /// The appends written since the last commit.
 #[derive(Default)]
 struct Batch {
@@ -299,17 +337,15 @@ fn finish<L: TxnLog>(
     batch: &mut Batch,
     failed: &mut Option<Arc<PersistenceError>>,
     stats: &GroupStats,
-    mark: &watch::Sender<Watermark>,
+    mark: &Marker,
 ) {
     let marked = batch.marked.take();
     let appended = std::mem::take(&mut batch.appended);
     if batch.waiting.is_empty() && marked.is_none() {
         if let Some(e) = failed {
-            mark.send_if_modified(|m| {
-                let changed = m.is_ok();
-                *m = Err(e.clone());
-                changed
-            });
+            if mark.watch.borrow().is_ok() {
+                mark.set(Err(e.clone()));
+            }
         }
         return;
     }
@@ -335,10 +371,10 @@ fn finish<L: TxnLog>(
     };
     match (&result, marked) {
         (Ok(()), Some(zxid)) => {
-            let _ = mark.send_replace(Ok(zxid));
+            mark.set(Ok(zxid));
         }
         (Err(e), _) => {
-            let _ = mark.send_replace(Err(e.clone()));
+            mark.set(Err(e.clone()));
         }
         (Ok(()), None) => {}
     }

@@ -213,28 +213,6 @@ fn password(session: i64) -> Bytes {
     Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
 }
 
-/// One task that follows the log's durability watermark and tells the core: one message
-/// per commit, however many writes it made durable.
-fn durability_watcher(
-    core: mpsc::UnboundedSender<Msg>,
-    mut durable: tokio::sync::watch::Receiver<zk_persistence::Watermark>,
-) {
-    tokio::spawn(async move {
-        while durable.changed().await.is_ok() {
-            let msg = match &*durable.borrow_and_update() {
-                Ok(zxid) => Msg::Durable {
-                    zxid: *zxid,
-                    ok: true,
-                },
-                Err(_) => Msg::Durable { zxid: 0, ok: false },
-            };
-            if core.send(msg).is_err() {
-                return;
-            }
-        }
-    });
-}
-
 /// The answer to a handshake that opens or resumes `session`.
 fn connect_response(session: i64, timeout: i32, read_only: Option<bool>) -> ConnectResponse {
     ConnectResponse {
@@ -290,7 +268,6 @@ impl Core {
             snap_size_bytes: 0,
             random_roll: (wall_ms() as u64) % (config.snap_count / 2).max(1),
         };
-        durability_watcher(tx.clone(), log.durable());
         Self {
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
             staged_digest: tree.digest(),

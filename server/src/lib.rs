@@ -120,7 +120,19 @@ impl Server {
             sessions = tree.sessions().len(),
             "data directory restored"
         );
-        let log = GroupCommit::start(log, GroupOptions::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // The log's writer thread tells the core itself each time a commit made more durable.
+        let durable = tx.clone();
+        let log = GroupCommit::start_with_listener(log, GroupOptions::default(), move |mark| {
+            let msg = match mark {
+                Ok(zxid) => Msg::Durable {
+                    zxid: *zxid,
+                    ok: true,
+                },
+                Err(_) => Msg::Durable { zxid: 0, ok: false },
+            };
+            let _ = durable.send(msg);
+        });
         let listener = TcpListener::bind(config.client_addr)
             .await
             .map_err(|source| StartError::Listen {
@@ -144,7 +156,6 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
-        let (tx, mut rx) = mpsc::unbounded_channel();
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
         let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
         let core_task = tokio::spawn(async move {
