@@ -135,11 +135,20 @@ impl DataTree {
 
     /// Rebuilds the quota set from `/zookeeper/quota` after loading a snapshot.
     pub(crate) fn setup_quotas(&mut self) {
-        let limits: Vec<String> = self
-            .paths_preorder()
-            .into_iter()
-            .filter(|p| p.starts_with(QUOTA_PATH) && p.ends_with(&format!("/{LIMITS_NODE}")))
-            .collect();
+        // Only the quota subtree is walked, as ZooKeeper's `setupQuota` does: the rest of
+        // a big tree would cost as much as loading it.
+        let suffix = format!("/{LIMITS_NODE}");
+        let mut limits = Vec::new();
+        let mut stack = vec![QUOTA_PATH.to_owned()];
+        while let Some(path) = stack.pop() {
+            if let Some(node) = self.node(&path) {
+                stack.extend(node.children.iter().map(|c| format!("{path}/{c}")));
+            }
+            if path.ends_with(&suffix) {
+                limits.push(path);
+            }
+        }
+        limits.sort();
         for path in limits {
             let parent = path
                 .strip_suffix(&format!("/{LIMITS_NODE}"))

@@ -230,6 +230,11 @@ impl DataTree {
             let acl: Option<Vec<Acl>> = r.field("ACLCache", "acls")?;
             tree.acls_mut().insert_loaded(id, acl.unwrap_or_default());
         }
+        // Sized once for every node: growing a table of a million nodes step by step
+        // moves each one many times over.
+        if let Some(count) = count_nodes(r.rest()) {
+            tree.reserve_nodes(count);
+        }
         let mut loaded = 0_usize;
         loop {
             let path: String = r.field("DataTree", "path")?;
@@ -261,6 +266,31 @@ impl DataTree {
         tree.acls_mut().purge_unused();
         tree.setup_quotas();
         Ok(tree)
+    }
+}
+
+/// The number of nodes in a snapshot body's node list, found by skipping from length to
+/// length; `None` if it does not parse (reading it properly will say why).
+fn count_nodes(body: &[u8]) -> Option<usize> {
+    /// ACL id and `StatPersisted` (four longs, three ints, two longs).
+    const FIXED: usize = 8 + 60;
+    let mut at = 0_usize;
+    let mut count = 0_usize;
+    let length = |at: usize| -> Option<i32> {
+        let bytes = body.get(at..at.checked_add(4)?)?;
+        Some(i32::from_be_bytes(bytes.try_into().ok()?))
+    };
+    loop {
+        let path_len = usize::try_from(length(at)?).ok()?;
+        let path = body.get(at + 4..(at + 4).checked_add(path_len)?)?;
+        if path == b"/" {
+            return Some(count);
+        }
+        at += 4 + path_len;
+        // Null data is written as length -1.
+        let data_len = usize::try_from(length(at)?.max(0)).ok()?;
+        at = at.checked_add(4 + data_len + FIXED)?;
+        count += 1;
     }
 }
 
@@ -302,6 +332,20 @@ mod tests {
         assert_eq!(loaded.paths_preorder(), tree.paths_preorder());
         assert_eq!(loaded.ephemerals(7).collect::<Vec<_>>(), ["/c"]);
         assert_eq!(loaded.node("/a/b"), tree.node("/a/b"));
+
+        // The node count found by skipping lengths, for sizing the table up front.
+        let mut body = BytesMut::new();
+        tree.serialize(&mut body);
+        let mut r = Reader::new(body.freeze());
+        let acls: i32 = r.field("t", "acls").unwrap();
+        for _ in 0..acls {
+            let _: i64 = r.field("t", "id").unwrap();
+            let _: Option<Vec<Acl>> = r.field("t", "acl").unwrap();
+        }
+        let nodes = r.rest().clone();
+        assert_eq!(count_nodes(&nodes), Some(tree.node_count()));
+        assert_eq!(count_nodes(&nodes[..nodes.len() - 3]), None);
+        assert_eq!(count_nodes(&[0xff; 16]), None);
 
         // Written a few nodes at a time, the body is the same bytes.
         let mut whole = BytesMut::new();

@@ -674,6 +674,11 @@ impl DataTree {
     }
 
     /// Adds a node (no parent link), keeping the digest in step.
+    /// Makes room for `additional` more nodes at once.
+    pub(crate) fn reserve_nodes(&mut self, additional: usize) {
+        self.nodes.reserve(additional);
+    }
+
     pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);

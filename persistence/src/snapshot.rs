@@ -16,9 +16,7 @@ use bytes::Bytes;
 use zk_jute::{DecodeError, Reader, Record};
 
 use crate::error::{PersistenceError, Result};
-use crate::format::{
-    FORMAT_VERSION, HEADER_LEN, SNAP_MAGIC, adler32, file_header, file_name, zxid_of,
-};
+use crate::format::{FORMAT_VERSION, HEADER_LEN, SNAP_MAGIC, file_header, file_name, zxid_of};
 
 /// The digest a snapshot records: the tree digest at a zxid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,14 +215,24 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
         sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
     }
     let body_at = r.offset();
-    let tree = parse_tree(&mut r, &sessions).map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
-    check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+    // The seals cover everything before them: the checksum of nearly all the file is
+    // summed on another thread while this one parses the tree.
+    let (tree, mut sum) = std::thread::scope(|scope| {
+        let summing = scope.spawn(|| RunningSum::over(&bytes, bytes.len().saturating_sub(128)));
+        let tree = parse_tree(&mut r, &sessions);
+        let sum = summing
+            .join()
+            .unwrap_or_else(|_| RunningSum::over(&bytes, 0));
+        (tree, sum)
+    });
+    let tree = tree.map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
+    check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
     let mut digest = None;
     if r.remaining() > 0 {
         let zxid = i64::decode(&mut r).map_err(decode)?;
         let version = i32::decode(&mut r).map_err(decode)?;
         let value = i64::decode(&mut r).map_err(decode)?;
-        check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+        check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
         digest = (zxid > 0).then_some(ZxidDigest {
             zxid,
             version,
@@ -234,7 +242,7 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
     if r.remaining() > 0 {
         // ZooKeeper 3.9: the last processed zxid, sealed once more.
         let _last_processed = i64::decode(&mut r).map_err(decode)?;
-        check_seal(&bytes, &mut r).map_err(|(at, why)| corrupt(at, why))?;
+        check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
     }
     if r.remaining() > 0 {
         return Err(corrupt(
@@ -289,9 +297,39 @@ fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
 }
 
 /// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.
-fn check_seal(all: &Bytes, r: &mut Reader) -> std::result::Result<(), (usize, String)> {
+/// The Adler-32 of a file's first `upto` bytes, extended as later seals need.
+struct RunningSum {
+    adler: adler2::Adler32,
+    upto: usize,
+}
+
+impl RunningSum {
+    fn over(all: &[u8], upto: usize) -> Self {
+        let mut adler = adler2::Adler32::new();
+        adler.write_slice(all.get(..upto).unwrap_or_default());
+        Self { adler, upto }
+    }
+
+    /// The checksum of `all[..at]`.
+    fn at(&mut self, all: &[u8], at: usize) -> u32 {
+        if at < self.upto {
+            *self = Self::over(all, at);
+        } else {
+            self.adler
+                .write_slice(all.get(self.upto..at).unwrap_or_default());
+            self.upto = at;
+        }
+        self.adler.checksum()
+    }
+}
+
+fn check_seal(
+    all: &Bytes,
+    r: &mut Reader,
+    sum: &mut RunningSum,
+) -> std::result::Result<(), (usize, String)> {
     let at = r.offset();
-    let expected = i64::from(adler32(all.get(..at).unwrap_or_default()));
+    let expected = i64::from(sum.at(all, at));
     let found = i64::decode(r).map_err(|e| (e.offset, format!("seal: {e}")))?;
     let slash = String::decode(r).map_err(|e| (e.offset, format!("seal: {e}")))?;
     if found != expected {
