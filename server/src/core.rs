@@ -873,8 +873,8 @@ impl Core {
     /// Serializes the next piece of the snapshot and hands it to its writer; after the last
     /// one, the digest of the tree as it is then.
     fn snapshot_step(&mut self) {
-        /// Nodes a piece: a few milliseconds of work.
-        const PIECE: usize = 20_000;
+        /// Nodes a piece: a few milliseconds of work, which every connection waits for.
+        const PIECE: usize = 5_000;
         let Some(job) = &mut self.serializing else {
             return;
         };
