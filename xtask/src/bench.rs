@@ -624,6 +624,11 @@ enum Op {
 impl Op {
     const ALL: [Op; 5] = [Op::Create, Op::SetData, Op::GetData, Op::Exists, Op::Mix];
 
+    /// The order they run in: creates last, since each server's tree grows by what it
+    /// managed to create (and with it the cost of its snapshots): run first, they would
+    /// have the faster server do every later benchmark on a bigger tree.
+    const RUN_ORDER: [Op; 5] = [Op::SetData, Op::GetData, Op::Exists, Op::Mix, Op::Create];
+
     fn name(self) -> &'static str {
         match self {
             Op::Create => "create",
@@ -909,7 +914,8 @@ struct Live {
 }
 
 /// Request latency and throughput, then watchers, on fresh servers, all running at once;
-/// each measurement runs on one server after the other, alternating which goes first.
+/// each measurement runs on one server after the other, alternating which goes first, each
+/// once the last one's leftovers are done (`settle`).
 async fn ops_phase(env: &Env, kinds: &[Kind], r: &mut Results) -> Result<()> {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("/bench/k/k{i:04}")).collect());
     let parents: Vec<String> = ["/bench", "/bench/k", "/bench/c", "/bench/watched"]
@@ -946,7 +952,10 @@ async fn ops_phase(env: &Env, kinds: &[Kind], r: &mut Results) -> Result<()> {
     let mut shapes = vec![(1, 1)];
     shapes.extend(env.opts.clients.iter().map(|&n| (n, env.opts.outstanding)));
     let mut turn = 0;
-    for &op in &env.opts.ops {
+    for op in Op::RUN_ORDER
+        .into_iter()
+        .filter(|op| env.opts.ops.contains(op))
+    {
         for &(n, outstanding) in &shapes {
             let mut order: Vec<usize> = (0..live.len()).collect();
             if turn % 2 == 1 {
@@ -954,6 +963,8 @@ async fn ops_phase(env: &Env, kinds: &[Kind], r: &mut Results) -> Result<()> {
             }
             turn += 1;
             for i in order {
+                let pids: Vec<u32> = live.iter().map(|l| l.proc.pid()).collect();
+                settle(env, &pids).await;
                 measure(env, &mut live[i], op, n, outstanding, &keys, r).await?;
             }
         }
@@ -984,6 +995,48 @@ async fn ops_phase(env: &Env, kinds: &[Kind], r: &mut Results) -> Result<()> {
         env.say(format!("{kind}: stopped in {:.2}s", took.as_secs_f64()));
     }
     Ok(())
+}
+
+/// CPU time (user + system, in clock ticks) a process has used, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Before a measurement, what the last one left behind is let finish, so it is not counted
+/// against the next server: dirty pages are written out (`sync`: a server's snapshot or
+/// preallocated log still being flushed slows the other's fsyncs) and both servers are
+/// waited for until they use under 7% of a CPU (a snapshot being written, a JVM
+/// collecting), 10 s at most.
+async fn settle(env: &Env, pids: &[u32]) {
+    let _ = tokio::task::spawn_blocking(|| Command::new("sync").status()).await;
+    let started = Instant::now();
+    let ticks_per_sec = 100; // USER_HZ on Linux
+    let window = Duration::from_millis(300);
+    loop {
+        let before: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+        tokio::time::sleep(window).await;
+        let busiest = pids
+            .iter()
+            .zip(&before)
+            .filter_map(|(&p, b)| Some(cpu_ticks(p)? - (*b)?))
+            .max()
+            .unwrap_or(0);
+        // Ticks in the window against 7% of it.
+        if busiest as f64 <= 0.07 * window.as_secs_f64() * ticks_per_sec as f64 {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            env.say(format!(
+                "a server still busy ({busiest} ticks in {window:?}) after 10 s; measuring anyway"
+            ));
+            return;
+        }
+    }
 }
 
 /// One latency (1×1) or throughput measurement of one server.
@@ -1454,7 +1507,7 @@ fn rows(opts: &Options) -> Vec<Row> {
         target,
     };
     let mut rows = Vec::new();
-    for &op in &opts.ops {
+    for op in Op::ALL.into_iter().filter(|op| opts.ops.contains(op)) {
         rows.push(row(
             format!("{} p50 latency, 1×1 (µs)", op.name()),
             format!("lat.{}.p50", op.key()),
@@ -1592,7 +1645,7 @@ fn report(env: &Env, r: &Results, kinds: &[Kind], loads: &[String]) -> String {
          zookeeper.jar:slf4j-simple.jar {ZK_MAIN} zoo.cfg` with the JVM's default flags \
          ({}), as Debian's zkServer.sh runs it; each its own process on 127.0.0.1 with a fresh \
          dataDir for each phase. Request benchmarks and watchers: both servers running, each \
-         measurement on one then the other (alternating which goes first); loading and restart: \
+         measurement on one then the other (alternating which goes first), each after `sync` and once both servers are idle (under 7% of a CPU); loading and restart: \
          one server at a time",
         command_output(Command::new("java").arg("-version"))
     );
@@ -1610,7 +1663,9 @@ fn report(env: &Env, r: &Results, kinds: &[Kind], loads: &[String]) -> String {
         "- load generator: the `zookeeper-client` crate in one process, tokio with {} worker \
          threads, on the same {} CPUs as the server; 100-byte values; {KEYS} keys read and \
          written at random; each measurement {:.1} s after {:.1} s of warmup; latency: 1 session \
-         × 1 outstanding request; throughput: N sessions × {} outstanding requests each",
+         × 1 outstanding request; throughput: N sessions × {} outstanding requests each; \
+         order: setData, getData, exists, mix, then create (creates grow each server's tree by \
+         what it managed, so they run last)",
         o.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.secs,
