@@ -152,7 +152,8 @@ pub struct SnapshotPolicy {
     pub snap_count: u64,
     /// Or after about this many logged bytes (default 4 GiB); 0 disables.
     pub snap_size_bytes: u64,
-    /// This server's random offset in `0..snap_count / 2`, drawn once.
+    /// A random offset in `0..snap_count / 2`, so that the servers of an ensemble do not
+    /// all snapshot at once; ZooKeeper draws it again after every snapshot.
     pub random_roll: u64,
 }
 

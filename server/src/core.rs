@@ -191,6 +191,8 @@ pub(crate) struct Core {
     next_session: i64,
     started: Instant,
     policy: SnapshotPolicy,
+    /// Draws the snapshot policy's random part (xorshift).
+    rng: u64,
     txns_since_snapshot: u64,
     snapshot_running: bool,
     /// The snapshot being serialized, a piece per `SnapshotStep`, between other messages
@@ -283,6 +285,7 @@ impl Core {
             next_session,
             started,
             policy,
+            rng: (wall_ms() as u64) | 1,
             txns_since_snapshot: 0,
             snapshot_running: false,
             serializing: None,
@@ -830,6 +833,11 @@ impl Core {
     /// `BodyWriter::fuzzy`).
     fn snapshot(&mut self) {
         self.txns_since_snapshot = 0;
+        // A new random part for the next one, as ZooKeeper's `resetSnapshotStats`.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.policy.random_roll = self.rng % (self.config.snap_count / 2).max(1);
         self.snapshot_running = true;
         drop(self.log.roll()); // ordered after every append so far; no need to wait
         let mut writer = zk_datatree::BodyWriter::fuzzy();

@@ -602,6 +602,32 @@ async fn create_all(client: &zk::Client, paths: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes `paths` (those already gone are fine), each client a share of them with 256
+/// requests in flight.
+async fn delete_all(clients: &[zk::Client], paths: Vec<String>) -> Result<()> {
+    let share = paths.len().div_ceil(clients.len().max(1)).max(1);
+    let mut tasks = Vec::new();
+    for (client, part) in clients.iter().zip(paths.chunks(share)) {
+        let (client, part) = (client.clone(), part.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for chunk in part.chunks(256) {
+                let pending: Vec<_> = chunk.iter().map(|path| client.delete(path, None)).collect();
+                for (result, path) in futures_join(pending).await.into_iter().zip(chunk) {
+                    match result {
+                        Ok(()) | Err(zk::Error::NoNode) => {}
+                        Err(e) => bail!("deleting {path}: {e}"),
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("a delete task failed")??;
+    }
+    Ok(())
+}
+
 /// Awaits futures in order (their requests were sent when they were made).
 async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut out = Vec::with_capacity(futures.len());
@@ -707,6 +733,8 @@ struct Sample {
     first_error: Option<String>,
     /// Per completed request in the window, in µs, when asked for.
     latencies: Vec<u32>,
+    /// Requests each worker made, in worker order (for creates: the names it used).
+    attempts: Vec<u64>,
 }
 
 impl Sample {
@@ -739,7 +767,7 @@ async fn drive(
     let count = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
-    let mut handles: Vec<JoinHandle<Vec<u32>>> = Vec::new();
+    let mut handles: Vec<JoinHandle<(Vec<u32>, u64)>> = Vec::new();
     for (c, client) in clients.iter().enumerate() {
         for k in 0..outstanding {
             let worker = c * outstanding + k;
@@ -776,7 +804,7 @@ async fn drive(
                         }
                     }
                 }
-                latencies
+                (latencies, seq)
             }));
         }
     }
@@ -790,10 +818,14 @@ async fn drive(
     stop.store(true, Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     let mut latencies = Vec::new();
+    let mut attempts = Vec::new();
     let mut stuck = 0;
     for mut handle in handles {
         match tokio::time::timeout_at(deadline, &mut handle).await {
-            Ok(Ok(mut own)) => latencies.append(&mut own),
+            Ok(Ok((mut own, seq))) => {
+                latencies.append(&mut own);
+                attempts.push(seq);
+            }
             Ok(Err(e)) => bail!("a load generator task failed: {e}"),
             Err(_) => {
                 handle.abort();
@@ -815,6 +847,7 @@ async fn drive(
         errors: errors.load(Ordering::Relaxed),
         first_error,
         latencies,
+        attempts,
     })
 }
 
@@ -1057,7 +1090,7 @@ async fn measure(
     let work = Arc::new(Work {
         op,
         keys: keys.clone(),
-        prefix,
+        prefix: prefix.clone(),
     });
     let latency = n == 1 && outstanding == 1;
     let sample = drive(
@@ -1095,6 +1128,28 @@ async fn measure(
         r.problems.push(problem);
     }
     env.say(line);
+    if op == Op::Create {
+        // Every measurement starts from the same tree: what this one created goes.
+        let paths: Vec<String> = sample
+            .attempts
+            .iter()
+            .enumerate()
+            .flat_map(|(worker, &n)| {
+                let prefix = &prefix;
+                (0..n).map(move |seq| format!("{prefix}/w{worker}-{seq}"))
+            })
+            .collect();
+        let created = paths.len();
+        delete_all(&server.clients[..n], paths)
+            .await
+            .with_context(|| format!("{kind}: deleting what the create benchmark made"))?;
+        server
+            .admin
+            .delete(&prefix, None)
+            .await
+            .with_context(|| format!("{kind}: deleting {prefix}"))?;
+        env.say(format!("{kind}: deleted the {created} znodes it created"));
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
@@ -1664,8 +1719,9 @@ fn report(env: &Env, r: &Results, kinds: &[Kind], loads: &[String]) -> String {
          threads, on the same {} CPUs as the server; 100-byte values; {KEYS} keys read and \
          written at random; each measurement {:.1} s after {:.1} s of warmup; latency: 1 session \
          × 1 outstanding request; throughput: N sessions × {} outstanding requests each; \
-         order: setData, getData, exists, mix, then create (creates grow each server's tree by \
-         what it managed, so they run last)",
+         order: setData, getData, exists, mix, then create; what each create measurement made \
+         is deleted before the next (a server's tree would otherwise grow by what it managed to \
+         create, and the faster one would go on with a bigger tree to snapshot)",
         o.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.secs,
