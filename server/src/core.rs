@@ -995,12 +995,22 @@ impl Core {
 
     /// Serves a read from the tree as it is now.
     fn read(&mut self, conn: ConnId, xid: i32, op: i32, body: &Bytes) -> Bytes {
-        let zxid = self.tree.last_zxid();
+        // Lent out for the read rather than copied.
         let auth = self
             .conns
-            .get(&conn)
-            .map(|c| c.auth.clone())
+            .get_mut(&conn)
+            .map(|c| std::mem::take(&mut c.auth))
             .unwrap_or_default();
+        let reply = self.read_as(conn, xid, op, body, &auth);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.auth = auth;
+        }
+        reply
+    }
+
+    /// Serves a read for a connection with identities `auth`.
+    fn read_as(&mut self, conn: ConnId, xid: i32, op: i32, body: &Bytes, auth: &[Id]) -> Bytes {
+        let zxid = self.tree.last_zxid();
         let watcher = WatcherId(conn);
         let fail = |code: ErrorCode| header_only(xid, zxid, code.code());
         let Ok(op) = OpCode::try_from(op) else {
@@ -1029,7 +1039,7 @@ impl Core {
             }
             OpCode::GetData => {
                 let r = body!(GetDataRequest);
-                self.tree.get_data(&r.path, &auth).map(|(data, stat)| {
+                self.tree.get_data(&r.path, auth).map(|(data, stat)| {
                     if r.watch {
                         let _ = self.watches.add_watch(&r.path, watcher, WatchKind::Data);
                     }
@@ -1039,7 +1049,7 @@ impl Core {
             OpCode::GetChildren | OpCode::GetChildren2 => {
                 let r = body!(GetChildrenRequest);
                 self.tree
-                    .get_children(&r.path, &auth)
+                    .get_children(&r.path, auth)
                     .map(|(children, stat)| {
                         if r.watch {
                             let _ = self.watches.add_watch(&r.path, watcher, WatchKind::Child);
@@ -1068,7 +1078,7 @@ impl Core {
             }
             OpCode::GetAcl => {
                 let r = body!(GetAclRequest);
-                self.tree.get_acl(&r.path, &auth).map(|(acl, stat)| {
+                self.tree.get_acl(&r.path, auth).map(|(acl, stat)| {
                     reply(
                         xid,
                         zxid,
@@ -1083,7 +1093,7 @@ impl Core {
             OpCode::GetAllChildrenNumber => {
                 let r = body!(GetAllChildrenNumberRequest);
                 self.tree
-                    .get_all_children_number(&r.path, &auth)
+                    .get_all_children_number(&r.path, auth)
                     .map(|total_number| {
                         reply(
                             xid,
@@ -1204,7 +1214,7 @@ impl Core {
                     });
                 for event in missed.unwrap_or_default() {
                     let acl = self.tree.acl_at(&event.path);
-                    if zk_datatree::acl::check_acl(&acl, Perms::READ, &auth).is_ok() {
+                    if zk_datatree::acl::check_acl(&acl, Perms::READ, auth).is_ok() {
                         self.send(conn, Outgoing::Frame(notification(&event)));
                     }
                 }
@@ -1212,7 +1222,7 @@ impl Core {
             }
             OpCode::MultiRead => {
                 let r = body!(MultiRequest);
-                let results = r.ops.iter().map(|op| self.multi_read(op, &auth)).collect();
+                let results = r.ops.iter().map(|op| self.multi_read(op, auth)).collect();
                 Ok(reply(xid, zxid, 0, Some(MultiResponse { results })))
             }
             OpCode::Sasl => Err(ErrorCode::AuthFailed),
