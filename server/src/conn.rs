@@ -1,5 +1,6 @@
-//! One client connection: reads frames, hands them to the core, writes what the core sends
-//! back. Four-letter words are answered here, on the first four bytes.
+//! One client connection: reads frames and hands them to the core, which writes the
+//! replies to the socket itself. Four-letter words are answered here, on the first four
+//! bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,11 +15,8 @@ use tokio_util::codec::FramedRead;
 use zk_jute::proto::{ConnectRequest, RequestHeader};
 use zk_jute::{FrameCodec, Reader, Record};
 
-use crate::core::{ConnId, Msg, Outgoing};
+use crate::core::{ConnId, Msg};
 use crate::metrics::Throttle;
-
-/// Replies waiting for a slow client before it is cut off.
-const OUTGOING_FRAMES_MAX: usize = 16_384;
 
 /// Serves one connection until either side closes it.
 pub(crate) async fn serve(
@@ -65,25 +63,34 @@ pub(crate) async fn serve(
         tracing::info!(%addr, "closing a connection whose handshake does not decode");
         return;
     };
-    let (out, outgoing) = mpsc::channel(OUTGOING_FRAMES_MAX);
+    let (stop, mut stopped) = oneshot::channel();
     if core
         .send(Msg::Connect {
             conn,
             addr,
             request,
-            out,
+            writer: write,
+            stop,
         })
         .is_err()
     {
         return;
     }
-    let writer = tokio::spawn(write_loop(write, outgoing));
     // Any bytes already read past the handshake belong to the next frames.
     frames.read_buffer_mut().extend_from_slice(&prefixed);
     loop {
         // globalOutstandingLimit: no more requests are read while the server is full.
-        throttle.wait().await;
-        let Some(frame) = frames.next().await else {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            () = throttle.wait() => {}
+        }
+        let frame = tokio::select! {
+            biased;
+            frame = frames.next() => frame,
+            _ = &mut stopped => break,
+        };
+        let Some(frame) = frame else {
             break;
         };
         let frame = match frame {
@@ -105,43 +112,11 @@ pub(crate) async fn serve(
             op: header.r#type,
             body,
         };
-        if core.send(msg).is_err() || writer.is_finished() {
+        if core.send(msg).is_err() {
             break;
         }
     }
     let _ = core.send(Msg::Closed { conn });
-    writer.abort();
-}
-
-/// Writes what the core sends, gathering every frame already queued into one write so a
-/// busy connection costs one syscall per batch rather than per reply.
-async fn write_loop(mut write: OwnedWriteHalf, mut outgoing: mpsc::Receiver<Outgoing>) {
-    const BATCH_BYTES_MAX: usize = 256 * 1024;
-    let mut batch = BytesMut::new();
-    'outer: while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        let mut close = false;
-        while let Some(out) = next.take() {
-            match out {
-                Outgoing::Frame(bytes) => batch.extend_from_slice(&bytes),
-                Outgoing::Close => {
-                    close = true;
-                    break;
-                }
-            }
-            if batch.len() < BATCH_BYTES_MAX {
-                next = outgoing.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() && write.write_all(&batch).await.is_err() {
-            break 'outer;
-        }
-        batch.clear();
-        if close {
-            break;
-        }
-    }
-    let _ = write.shutdown().await;
 }
 
 async fn four_letter_word(

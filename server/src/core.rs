@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use sha1::{Digest, Sha1};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use zk_datatree::{
     Applied, DataTree, Overlay, Prepared, Session, Transaction, WriteRequest, prepare,
@@ -45,7 +46,7 @@ use crate::wire::{frame, header_only, notification, reply};
 /// A connection's number.
 pub(crate) type ConnId = u64;
 
-/// What the core sends a connection's writer.
+/// What the core sends a connection (`Core::send`).
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// Bytes to write.
@@ -62,8 +63,12 @@ pub(crate) enum Msg {
         conn: ConnId,
         addr: SocketAddr,
         request: ConnectRequest,
-        out: mpsc::Sender<Outgoing>,
+        writer: OwnedWriteHalf,
+        /// Dropped to stop the connection's reader.
+        stop: oneshot::Sender<()>,
     },
+    /// A connection whose socket was full can take more.
+    Writable { conn: ConnId },
     /// A request frame after the handshake.
     Request {
         conn: ConnId,
@@ -131,12 +136,23 @@ enum Queued {
 }
 
 struct Conn {
-    out: mpsc::Sender<Outgoing>,
+    /// The socket's write half; `None` once closed.
+    writer: Option<Arc<OwnedWriteHalf>>,
+    /// Dropping it stops the connection's reader.
+    stop: Option<oneshot::Sender<()>>,
+    /// Replies and events not yet written: gathered while the core works through the
+    /// messages already waiting, then written with one syscall (`Core::flush`).
+    pending: BytesMut,
+    /// Frames in `pending`.
+    pending_frames: usize,
+    /// The socket was full: a task waits until it can take more (`Msg::Writable`).
+    blocked: bool,
+    /// Listed in `Core::dirty`.
+    dirty: bool,
     addr: SocketAddr,
     session: i64,
     auth: Vec<Id>,
     queue: VecDeque<Queued>,
-    closing: bool,
     /// Requests that arrived before the handshake was answered: ZooKeeper reads nothing
     /// more from a connection until its session is established, so they wait.
     held: Option<Vec<(i32, i32, Bytes)>>,
@@ -187,6 +203,8 @@ pub(crate) struct Core {
     last_zxid: i64,
     pending: VecDeque<Pending>,
     conns: HashMap<ConnId, Conn>,
+    /// Connections with replies in `pending`, to write at the next flush.
+    dirty: Vec<ConnId>,
     sessions: HashMap<i64, SessionState>,
     next_session: i64,
     started: Instant,
@@ -213,6 +231,55 @@ pub(crate) struct Core {
 fn password(session: i64) -> Bytes {
     let hash = Sha1::digest([&session.to_be_bytes()[..], b"zk-rs session secret"].concat());
     Bytes::copy_from_slice(hash.get(..16).unwrap_or_default())
+}
+
+/// Frames waiting for a client that does not read before it is cut off.
+const OUTGOING_FRAMES_MAX: usize = 16_384;
+
+/// Bytes waiting for a client that does not read before it is cut off.
+const OUTGOING_BYTES_MAX: usize = 64 << 20;
+
+/// A connection's reply buffer bigger than this after a write is given back.
+const PENDING_KEPT_MAX: usize = 256 * 1024;
+
+/// Writes `buf` to the socket as far as it takes it without waiting; true once all of it
+/// is written.
+fn write_now(writer: &OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
+    while !buf.is_empty() {
+        match writer.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    buf.clear();
+    Ok(true)
+}
+
+/// Closes a connection once what it has pending is written: its reader stops now, and
+/// the socket is shut down after the last byte (by a task, if the socket is full).
+fn close_out(c: &mut Conn) {
+    c.stop = None;
+    let Some(writer) = c.writer.take() else {
+        return;
+    };
+    let mut pending = std::mem::take(&mut c.pending);
+    if !c.blocked && matches!(write_now(&writer, &mut pending), Ok(true) | Err(_)) {
+        // Written (or failed): dropping the last handle to the write half shuts it down.
+        return;
+    }
+    tokio::spawn(async move {
+        while !pending.is_empty() {
+            if writer.writable().await.is_err() {
+                return;
+            }
+            match write_now(&writer, &mut pending) {
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// The answer to a handshake that opens or resumes `session`.
@@ -281,6 +348,7 @@ impl Core {
             last_zxid,
             pending: VecDeque::new(),
             conns: HashMap::new(),
+            dirty: Vec::new(),
             sessions,
             next_session,
             started,
@@ -309,8 +377,18 @@ impl Core {
                 conn,
                 addr,
                 request,
-                out,
-            } => self.connect(conn, addr, request, out),
+                writer,
+                stop,
+            } => self.connect(conn, addr, request, writer, stop),
+            Msg::Writable { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.blocked = false;
+                    if !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(conn);
+                    }
+                }
+            }
             Msg::Request {
                 conn,
                 xid,
@@ -342,17 +420,76 @@ impl Core {
         }
     }
 
+    /// Queues a frame for the connection (written at the next flush), or closes it once
+    /// what is queued is written.
     fn send(&mut self, conn: ConnId, out: Outgoing) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if matches!(out, Outgoing::Frame(_)) {
-            self.stats.sent += 1;
+        if c.writer.is_none() {
+            return;
         }
-        if c.out.try_send(out).is_err() && !c.closing {
-            // A client that does not read its replies is cut off rather than buffered forever.
-            tracing::warn!(conn, addr = %c.addr, "closing a connection whose client does not keep up");
-            c.closing = true;
+        match out {
+            Outgoing::Frame(bytes) => {
+                if c.blocked
+                    && (c.pending_frames >= OUTGOING_FRAMES_MAX
+                        || c.pending.len() >= OUTGOING_BYTES_MAX)
+                {
+                    // A client that does not read its replies is cut off rather than
+                    // buffered forever.
+                    tracing::warn!(conn, addr = %c.addr, "closing a connection whose client does not keep up");
+                    c.pending.clear();
+                    close_out(c);
+                    return;
+                }
+                self.stats.sent += 1;
+                c.pending.extend_from_slice(&bytes);
+                c.pending_frames += 1;
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(conn);
+                }
+            }
+            Outgoing::Close => close_out(c),
+        }
+    }
+
+    /// Writes what each connection has pending, straight from the core: as much as its
+    /// socket takes now; a full socket gets a task that waits until it takes more.
+    pub(crate) fn flush(&mut self) {
+        for conn in std::mem::take(&mut self.dirty) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.dirty = false;
+            if c.blocked || c.pending.is_empty() {
+                continue;
+            }
+            let Some(writer) = &c.writer else {
+                continue;
+            };
+            match write_now(writer, &mut c.pending) {
+                Ok(true) => {
+                    c.pending_frames = 0;
+                    if c.pending.capacity() > PENDING_KEPT_MAX {
+                        c.pending = BytesMut::new();
+                    }
+                }
+                Ok(false) => {
+                    c.blocked = true;
+                    let writer = writer.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = writer.writable().await;
+                        let _ = tx.send(Msg::Writable { conn });
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(conn, addr = %c.addr, error = %e, "writing to a connection failed");
+                    c.pending.clear();
+                    close_out(c);
+                }
+            }
         }
     }
 
@@ -370,7 +507,8 @@ impl Core {
         conn: ConnId,
         addr: SocketAddr,
         request: ConnectRequest,
-        out: mpsc::Sender<Outgoing>,
+        writer: OwnedWriteHalf,
+        stop: oneshot::Sender<()>,
     ) {
         let ip = Id {
             scheme: "ip".into(),
@@ -379,12 +517,16 @@ impl Core {
         self.conns.insert(
             conn,
             Conn {
-                out,
+                writer: Some(Arc::new(writer)),
+                stop: Some(stop),
+                pending: BytesMut::new(),
+                pending_frames: 0,
+                blocked: false,
+                dirty: false,
                 addr,
                 session: 0,
                 auth: vec![ip],
                 queue: VecDeque::new(),
-                closing: false,
                 held: Some(Vec::new()),
             },
         );

@@ -58,6 +58,9 @@ pub enum StartError {
     },
 }
 
+/// Messages the core handles before writing the replies they made.
+const BURST_MAX: usize = 256;
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -159,12 +162,24 @@ impl Server {
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
         let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
         let core_task = tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let stop = matches!(msg, Msg::Shutdown);
-                core.handle(msg);
-                if stop {
-                    break;
+            'serve: while let Some(msg) = rx.recv().await {
+                // Everything already waiting is handled before the replies it made are
+                // written, so a busy connection gets one write for many replies.
+                let mut next = Some(msg);
+                let mut burst = 0;
+                while let Some(msg) = next.take() {
+                    let stop = matches!(msg, Msg::Shutdown);
+                    core.handle(msg);
+                    if stop {
+                        core.flush();
+                        break 'serve;
+                    }
+                    burst += 1;
+                    if burst < BURST_MAX {
+                        next = rx.try_recv().ok();
+                    }
                 }
+                core.flush();
             }
             // Dropping the core stops the log writer after it commits what is queued.
             let _ = tokio::task::spawn_blocking(move || drop(core)).await;

@@ -1,6 +1,7 @@
 //! The third-party `zookeeper-client` crate, unchanged, against our server: operations,
 //! watches, ephemerals, multi, ACLs, durability across a restart, four-letter words, and
-//! hostile input next to well-behaved clients.
+//! hostile input (bad frames, half-open and non-reading connections) next to well-behaved
+//! clients.
 
 use std::time::Duration;
 
@@ -404,6 +405,80 @@ async fn hostile_input_closes_only_its_own_connection() {
     good.create("/still-serving", b"", OPEN).await.unwrap();
     assert!(good.check_stat("/kept").await.unwrap().is_some());
     drop(half);
+    server.shutdown().await;
+}
+
+/// Opens a session by hand: a ConnectRequest (protocol 0, zxid 0, timeout 4000, session 0,
+/// 16-byte password) and its answer.
+async fn raw_session(server: &Server) -> TcpStream {
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut connect = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0xa0];
+    connect.extend([0; 8]);
+    connect.extend([0, 0, 0, 16]);
+    connect.extend([0; 16]);
+    let mut frame = (connect.len() as u32).to_be_bytes().to_vec();
+    frame.extend(connect);
+    s.write_all(&frame).await.unwrap();
+    let mut len = [0_u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut response = vec![0; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut response).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_and_the_rest_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let good = client(&server).await;
+    let value = vec![7_u8; 512 * 1024];
+    good.create("/big", &value, OPEN).await.unwrap();
+
+    // 400 getData requests of a 512 KiB znode (200 MiB of replies), none of them read.
+    let mut slow = raw_session(&server).await;
+    let mut requests = Vec::new();
+    for xid in 1..=400_i32 {
+        requests.extend(17_u32.to_be_bytes());
+        requests.extend(xid.to_be_bytes());
+        requests.extend(4_i32.to_be_bytes()); // getData
+        requests.extend(4_u32.to_be_bytes());
+        requests.extend(b"/big");
+        requests.push(0); // no watch
+    }
+    slow.write_all(&requests).await.unwrap();
+
+    // Everyone else is served meanwhile.
+    for i in 0..20 {
+        with_timeout(
+            "a good client's write",
+            good.create(&format!("/g{i}"), b"", OPEN),
+        )
+        .await
+        .unwrap();
+        let (data, _) = with_timeout("a good client's read", good.get_data("/big"))
+            .await
+            .unwrap();
+        assert_eq!(data.len(), value.len());
+    }
+
+    // The slow one was cut off once 64 MiB of its replies waited: reading everything it
+    // was sent ends at the close, well short of the 200 MiB it asked for.
+    let mut received = 0_usize;
+    let mut buf = vec![0_u8; 1 << 20];
+    with_timeout("the slow client's connection closes", async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        received < 400 * value.len(),
+        "{received} bytes: the slow client got every reply"
+    );
+    assert!(good.check_stat("/g19").await.unwrap().is_some());
     server.shutdown().await;
 }
 
