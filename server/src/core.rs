@@ -163,7 +163,32 @@ struct Serializing {
     writer: zk_datatree::BodyWriter,
     /// To the background task writing the file.
     pieces: std::sync::mpsc::Sender<SnapshotPiece>,
+    /// Paces serialization by the file writer.
+    pace: Arc<Pace>,
     started: Instant,
+}
+
+/// Serialized bytes the file writer has not written yet: serializing waits while there
+/// are more than [`Pace::AHEAD_MAX`], so a snapshot costs a bounded amount of memory
+/// however slow the disk.
+#[derive(Default)]
+struct Pace {
+    queued: std::sync::atomic::AtomicUsize,
+    /// The core stopped serializing until the writer catches up.
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Pace {
+    const AHEAD_MAX: usize = 16 << 20;
+
+    /// Whoever finds the writer caught up with the core waiting resumes it, once.
+    fn resume_if_caught_up(&self, core: &mpsc::UnboundedSender<Msg>) {
+        if self.queued.load(Ordering::Acquire) <= Self::AHEAD_MAX / 2
+            && self.waiting.swap(false, Ordering::AcqRel)
+        {
+            let _ = core.send(Msg::SnapshotStep);
+        }
+    }
 }
 
 /// What the snapshot's file writer gets from the core.
@@ -992,11 +1017,17 @@ impl Core {
         let _ = pieces.send(SnapshotPiece::Body(acl_map.freeze()));
         let dir = self.snap_dir.clone();
         let tx = self.tx.clone();
+        let pace = Arc::new(Pace::default());
+        let writer_pace = pace.clone();
         tokio::task::spawn_blocking(move || {
             let result = zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
                 for piece in body {
                     match piece {
-                        SnapshotPiece::Body(bytes) => w.write_all(&bytes)?,
+                        SnapshotPiece::Body(bytes) => {
+                            w.write_all(&bytes)?;
+                            writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                            writer_pace.resume_if_caught_up(&tx);
+                        }
                         SnapshotPiece::End(digest) => return Ok(Some(digest)),
                     }
                 }
@@ -1015,6 +1046,7 @@ impl Core {
         self.serializing = Some(Serializing {
             writer,
             pieces,
+            pace,
             started: Instant::now(),
         });
         let _ = self.tx.send(Msg::SnapshotStep);
@@ -1030,9 +1062,16 @@ impl Core {
         };
         let mut piece = bytes::BytesMut::with_capacity(PIECE * 256);
         let done = job.writer.write_some(&self.tree, &mut piece, PIECE);
+        job.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
         let _ = job.pieces.send(SnapshotPiece::Body(piece.freeze()));
         if !done {
-            let _ = self.tx.send(Msg::SnapshotStep);
+            if job.pace.queued.load(Ordering::Acquire) > Pace::AHEAD_MAX {
+                // The writer resumes us once it has caught up (or we do, if it already has).
+                job.pace.waiting.store(true, Ordering::Release);
+                job.pace.resume_if_caught_up(&self.tx);
+            } else {
+                let _ = self.tx.send(Msg::SnapshotStep);
+            }
             return;
         }
         let Some(job) = self.serializing.take() else {
