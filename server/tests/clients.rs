@@ -486,19 +486,7 @@ async fn a_client_that_does_not_read_is_cut_off_and_the_rest_are_served() {
 async fn unknown_opcodes_get_unimplemented() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config(dir.path())).await.unwrap();
-    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
-    // ConnectRequest: protocol 0, zxid 0, timeout 4000, session 0, 16-byte password.
-    let mut connect = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0xa0];
-    connect.extend([0; 8]);
-    connect.extend([0, 0, 0, 16]);
-    connect.extend([0; 16]);
-    let mut frame = (connect.len() as u32).to_be_bytes().to_vec();
-    frame.extend(connect);
-    s.write_all(&frame).await.unwrap();
-    let mut len = [0_u8; 4];
-    s.read_exact(&mut len).await.unwrap();
-    let mut response = vec![0; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut response).await.unwrap();
+    let mut s = raw_session(&server).await;
     // Request header xid 1, opcode 999.
     s.write_all(&[0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0x03, 0xe7])
         .await
