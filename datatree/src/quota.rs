@@ -150,9 +150,7 @@ impl DataTree {
         }
         limits.sort();
         for path in limits {
-            let parent = path
-                .strip_suffix(&format!("/{LIMITS_NODE}"))
-                .unwrap_or(&path);
+            let parent = path.strip_suffix(&suffix).unwrap_or(&path);
             let prefix = trim(parent).to_owned();
             self.quotas_mut().insert(prefix.clone());
             self.update_quota_for_path(&prefix);

@@ -673,12 +673,12 @@ impl DataTree {
         Some(node.client_stat())
     }
 
-    /// Adds a node (no parent link), keeping the digest in step.
     /// Makes room for `additional` more nodes at once.
     pub(crate) fn reserve_nodes(&mut self, additional: usize) {
         self.nodes.reserve(additional);
     }
 
+    /// Adds a node (no parent link), keeping the digest in step.
     pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);

@@ -296,7 +296,6 @@ fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
     Ok(out)
 }
 
-/// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.
 /// The Adler-32 of a file's first `upto` bytes, extended as later seals need.
 struct RunningSum {
     adler: adler2::Adler32,
@@ -323,6 +322,7 @@ impl RunningSum {
     }
 }
 
+/// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.
 fn check_seal(
     all: &Bytes,
     r: &mut Reader,

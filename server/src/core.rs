@@ -282,6 +282,14 @@ fn write_now(writer: &OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<boo
     Ok(true)
 }
 
+/// Lists a connection for the next flush, once.
+fn mark_dirty(dirty: &mut Vec<ConnId>, conn: ConnId, c: &mut Conn) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(conn);
+    }
+}
+
 /// Closes a connection once what it has pending is written: its reader stops now, and
 /// the socket is shut down after the last byte (by a task, if the socket is full).
 fn close_out(c: &mut Conn) {
@@ -290,7 +298,9 @@ fn close_out(c: &mut Conn) {
         return;
     };
     let mut pending = std::mem::take(&mut c.pending);
-    if !c.blocked && matches!(write_now(&writer, &mut pending), Ok(true) | Err(_)) {
+    if pending.is_empty()
+        || (!c.blocked && matches!(write_now(&writer, &mut pending), Ok(true) | Err(_)))
+    {
         // Written (or failed): dropping the last handle to the write half shuts it down.
         return;
     }
@@ -408,10 +418,7 @@ impl Core {
             Msg::Writable { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.blocked = false;
-                    if !c.dirty {
-                        c.dirty = true;
-                        self.dirty.push(conn);
-                    }
+                    mark_dirty(&mut self.dirty, conn, c);
                 }
             }
             Msg::Request {
@@ -470,10 +477,7 @@ impl Core {
                 self.stats.sent += 1;
                 c.pending.extend_from_slice(&bytes);
                 c.pending_frames += 1;
-                if !c.dirty {
-                    c.dirty = true;
-                    self.dirty.push(conn);
-                }
+                mark_dirty(&mut self.dirty, conn, c);
             }
             Outgoing::Close => close_out(c),
         }

@@ -650,9 +650,8 @@ enum Op {
 impl Op {
     const ALL: [Op; 5] = [Op::Create, Op::SetData, Op::GetData, Op::Exists, Op::Mix];
 
-    /// The order they run in: creates last, since each server's tree grows by what it
-    /// managed to create (and with it the cost of its snapshots): run first, they would
-    /// have the faster server do every later benchmark on a bigger tree.
+    /// The order they run in: creates last. What each create measurement made is deleted
+    /// after it (`measure`), so no other benchmark runs on a tree grown by creates.
     const RUN_ORDER: [Op; 5] = [Op::SetData, Op::GetData, Op::Exists, Op::Mix, Op::Create];
 
     fn name(self) -> &'static str {
@@ -1056,7 +1055,7 @@ async fn settle(env: &Env, pids: &[u32]) {
         let busiest = pids
             .iter()
             .zip(&before)
-            .filter_map(|(&p, b)| Some(cpu_ticks(p)? - (*b)?))
+            .filter_map(|(&p, b)| Some(cpu_ticks(p)?.saturating_sub((*b)?)))
             .max()
             .unwrap_or(0);
         // Ticks in the window against 7% of it.
@@ -1148,7 +1147,9 @@ async fn measure(
             .delete(&prefix, None)
             .await
             .with_context(|| format!("{kind}: deleting {prefix}"))?;
-        env.say(format!("{kind}: deleted the {created} znodes it created"));
+        env.say(format!(
+            "{kind}: deleted what its {created} create requests made"
+        ));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
