@@ -158,6 +158,9 @@ struct Conn {
     held: Option<Vec<(i32, i32, Bytes)>>,
 }
 
+/// Nodes a snapshot piece: a few milliseconds of work, which every connection waits for.
+const SNAPSHOT_PIECE: usize = 5_000;
+
 /// A snapshot being serialized: a fuzzy one, as ZooKeeper's, taken while writes go on.
 struct Serializing {
     writer: zk_datatree::BodyWriter,
@@ -238,6 +241,8 @@ pub(crate) struct Core {
     rng: u64,
     txns_since_snapshot: u64,
     snapshot_running: bool,
+    /// The thread writing the snapshot file, while one is running.
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
     /// The snapshot being serialized, a piece per `SnapshotStep`, between other messages
     /// (writes go on being applied: the snapshot is fuzzy, as ZooKeeper's).
     serializing: Option<Serializing>,
@@ -391,6 +396,7 @@ impl Core {
             rng: (wall_ms() as u64) | 1,
             txns_since_snapshot: 0,
             snapshot_running: false,
+            snapshot_writer: None,
             serializing: None,
             durable_zxid: 0,
             tx,
@@ -445,6 +451,10 @@ impl Core {
             Msg::SnapshotStep => self.snapshot_step(),
             Msg::SnapshotDone { zxid, ok } => {
                 self.snapshot_running = false;
+                // The writer sent this as its last act; joining it does not wait.
+                if let Some(writer) = self.snapshot_writer.take() {
+                    let _ = writer.join();
+                }
                 if ok {
                     tracing::info!(zxid = format!("{zxid:#x}"), "snapshot written");
                 }
@@ -1018,35 +1028,47 @@ impl Core {
         let zxid = writer.start_zxid();
         let sessions = self.tree.sessions().clone();
         let (pieces, body) = std::sync::mpsc::channel();
+        // Counted as every piece is, or the writer's count would go below zero.
+        let pace = Arc::new(Pace::default());
+        pace.queued.store(acl_map.len(), Ordering::Release);
         let _ = pieces.send(SnapshotPiece::Body(acl_map.freeze()));
         let dir = self.snap_dir.clone();
         let tx = self.tx.clone();
-        let pace = Arc::new(Pace::default());
         let writer_pace = pace.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
-                for piece in body {
-                    match piece {
-                        SnapshotPiece::Body(bytes) => {
-                            w.write_all(&bytes)?;
-                            writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                            writer_pace.resume_if_caught_up(&tx);
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let result = zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
+                    for piece in body {
+                        match piece {
+                            SnapshotPiece::Body(bytes) => {
+                                w.write_all(&bytes)?;
+                                writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                                writer_pace.resume_if_caught_up(&tx);
+                            }
+                            SnapshotPiece::End(digest) => return Ok(Some(digest)),
                         }
-                        SnapshotPiece::End(digest) => return Ok(Some(digest)),
                     }
+                    Err(std::io::Error::other(
+                        "the server stopped before the body was complete",
+                    ))
+                });
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "snapshot failed");
                 }
-                Err(std::io::Error::other(
-                    "the server stopped before the body was complete",
-                ))
+                let _ = tx.send(Msg::SnapshotDone {
+                    zxid,
+                    ok: result.is_ok(),
+                });
             });
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "snapshot failed");
+        match spawned {
+            Ok(handle) => self.snapshot_writer = Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot failed: cannot start its writer");
+                self.snapshot_running = false;
+                return;
             }
-            let _ = tx.send(Msg::SnapshotDone {
-                zxid,
-                ok: result.is_ok(),
-            });
-        });
+        }
         self.serializing = Some(Serializing {
             writer,
             pieces,
@@ -1059,13 +1081,13 @@ impl Core {
     /// Serializes the next piece of the snapshot and hands it to its writer; after the last
     /// one, the digest of the tree as it is then.
     fn snapshot_step(&mut self) {
-        /// Nodes a piece: a few milliseconds of work, which every connection waits for.
-        const PIECE: usize = 5_000;
         let Some(job) = &mut self.serializing else {
             return;
         };
-        let mut piece = bytes::BytesMut::with_capacity(PIECE * 256);
-        let done = job.writer.write_some(&self.tree, &mut piece, PIECE);
+        let mut piece = bytes::BytesMut::with_capacity(SNAPSHOT_PIECE * 256);
+        let done = job
+            .writer
+            .write_some(&self.tree, &mut piece, SNAPSHOT_PIECE);
         job.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
         let _ = job.pieces.send(SnapshotPiece::Body(piece.freeze()));
         if !done {
@@ -1078,9 +1100,13 @@ impl Core {
             }
             return;
         }
-        let Some(job) = self.serializing.take() else {
-            return;
-        };
+        if let Some(job) = self.serializing.take() {
+            self.end_snapshot(job);
+        }
+    }
+
+    /// The body is complete: sends the digest of the tree as it is now.
+    fn end_snapshot(&self, job: Serializing) {
         let digest = ZxidDigest {
             zxid: self.tree.last_zxid(),
             version: zk_datatree::DIGEST_VERSION,
@@ -1093,6 +1119,41 @@ impl Core {
             "snapshot serialized"
         );
         let _ = job.pieces.send(SnapshotPiece::End(digest));
+    }
+
+    /// On shutdown: serializes what is left of the snapshot being taken (still paced by its
+    /// writer) and waits for its file, so a clean stop never throws a snapshot away.
+    pub(crate) fn finish_snapshot(&mut self) {
+        if let Some(mut job) = self.serializing.take() {
+            tracing::info!("finishing the snapshot in progress before stopping");
+            loop {
+                while job.pace.queued.load(Ordering::Acquire) > Pace::AHEAD_MAX
+                    && !self
+                        .snapshot_writer
+                        .as_ref()
+                        .is_none_or(|w| w.is_finished())
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let mut piece = bytes::BytesMut::new();
+                let done = job
+                    .writer
+                    .write_some(&self.tree, &mut piece, SNAPSHOT_PIECE);
+                job.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
+                if job
+                    .pieces
+                    .send(SnapshotPiece::Body(piece.freeze()))
+                    .is_err()
+                    || done
+                {
+                    break;
+                }
+            }
+            self.end_snapshot(job);
+        }
+        if let Some(writer) = self.snapshot_writer.take() {
+            let _ = writer.join();
+        }
     }
 
     /// The number of requests in flight changed: connections may read more, or must wait.

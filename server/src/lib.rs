@@ -181,8 +181,13 @@ impl Server {
                 }
                 core.flush();
             }
-            // Dropping the core stops the log writer after it commits what is queued.
-            let _ = tokio::task::spawn_blocking(move || drop(core)).await;
+            // A snapshot being taken is finished; dropping the core stops the log writer
+            // after it commits what is queued.
+            let _ = tokio::task::spawn_blocking(move || {
+                core.finish_snapshot();
+                drop(core);
+            })
+            .await;
         });
         let ticker = {
             let tx = tx.clone();

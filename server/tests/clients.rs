@@ -597,7 +597,18 @@ async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
     })
     .await
     .unwrap();
-    let c = client(&server).await;
+    // The client shares this test's one thread with the server, which works through 60,000
+    // creates of an unoptimized build before it answers many of them: a longer session
+    // timeout than the other tests' keeps the client from giving up on a slow machine
+    // (it drops a connection silent for 2/5 of the timeout).
+    let c = with_timeout(
+        "connect",
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(30))
+            .connect(&server.local_addr().to_string()),
+    )
+    .await
+    .expect("connects");
     let mut writers: Vec<_> = (0..60)
         .map(|batch| {
             let mut writer = c.new_multi_writer();
@@ -615,7 +626,11 @@ async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
             assert_eq!(c.get_data("/zookeeper").await.unwrap().0, b"");
         }
     };
-    let (results, ()) = with_timeout("multis", async { tokio::join!(commits, reads) }).await;
+    let (results, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(commits, reads)
+    })
+    .await
+    .expect("multis answered");
     for result in results {
         assert_eq!(result.unwrap().len(), 1_000);
     }
