@@ -1012,7 +1012,7 @@ impl Core {
     /// go on being applied, and written and fsynced by a background task as the pieces come.
     /// Restoring replays the log after its zxid over it, which gives the tree exactly (see
     /// `BodyWriter::fuzzy`).
-    fn snapshot(&mut self) {
+    pub(crate) fn snapshot(&mut self) {
         self.txns_since_snapshot = 0;
         // A new random part for the next one, as ZooKeeper's `resetSnapshotStats`.
         self.rng ^= self.rng << 13;

@@ -123,6 +123,24 @@ impl Server {
             sessions = tree.sessions().len(),
             "data directory restored"
         );
+        if restored.snapshot.is_none() {
+            // As ZooKeeper does on start: log entries never come without a snapshot before
+            // them (ZooKeeper refuses such a directory), so a fresh directory gets
+            // `snapshot.0`, and one holding only logs a snapshot of what they gave.
+            let digest = zk_persistence::ZxidDigest {
+                zxid: restored.last_zxid,
+                version: zk_datatree::DIGEST_VERSION,
+                digest: tree.digest() as i64,
+            };
+            let path = zk_persistence::write_snapshot(
+                &snap_dir,
+                restored.last_zxid,
+                tree.sessions(),
+                Some(digest),
+                |w| tree.write_body(w),
+            )?;
+            tracing::info!(file = %path.display(), "wrote the first snapshot");
+        }
         let (tx, mut rx) = mpsc::unbounded_channel();
         // The log's writer thread tells the core itself each time a commit made more durable.
         let durable = tx.clone();
@@ -161,6 +179,11 @@ impl Server {
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
         let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
+        if restored.snapshot.is_some() && restored.replayed > 0 {
+            // ZooKeeper takes a snapshot once it has loaded, so the next start replays
+            // less. Ours is taken in the background while clients are served.
+            core.snapshot();
+        }
         let core_task = tokio::spawn(async move {
             'serve: while let Some(msg) = rx.recv().await {
                 // Everything already waiting is handled before the replies it made are

@@ -576,11 +576,62 @@ async fn snapshots_are_taken_and_restored() {
     drop(c);
     server.shutdown().await;
     let snapshots = zk_persistence::snapshot_files(&dir.path().join("version-2")).unwrap();
-    assert!(snapshots.len() >= 2, "snapshots: {snapshots:?}");
+    // Besides the first start's snapshot.0.
+    assert!(
+        snapshots.iter().filter(|(zxid, _)| *zxid > 0).count() >= 2,
+        "snapshots: {snapshots:?}"
+    );
 
     let server = Server::start(config(dir.path())).await.unwrap();
     let c = client(&server).await;
     assert_eq!(c.count_descendants_number("/").await.unwrap(), 100 + 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_start_snapshots_as_zookeepers_does() {
+    // ZooKeeper takes a snapshot once it has loaded: a fresh directory gets snapshot.0
+    // before any client writes (ZooKeeper refuses a directory with log entries and no
+    // snapshot), and a start that replayed txns snapshots the state they gave.
+    let dir = tempfile::tempdir().unwrap();
+    let version2 = dir.path().join("version-2");
+    let zxids = || {
+        let mut zxids: Vec<i64> = zk_persistence::snapshot_files(&version2)
+            .unwrap()
+            .into_iter()
+            .map(|(zxid, _)| zxid)
+            .collect();
+        zxids.sort();
+        zxids
+    };
+    let server = Server::start(config(dir.path())).await.unwrap();
+    assert_eq!(zxids(), [0]);
+    let c = client(&server).await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = c
+            .create(&format!("/n{i}"), b"", OPEN)
+            .await
+            .unwrap()
+            .0
+            .czxid;
+    }
+    drop(c);
+    server.shutdown().await;
+    assert_eq!(zxids(), [0], "snapCount is far away");
+
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 5 + 3);
+    drop(c);
+    server.shutdown().await;
+    let after_replay = zxids();
+    assert_eq!(after_replay.len(), 2, "snapshots: {after_replay:?}");
+    assert!(after_replay[1] >= last, "snapshots: {after_replay:?}");
+    // The snapshot taken at start is what a third start loads.
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 5 + 3);
     server.shutdown().await;
 }
 

@@ -66,6 +66,15 @@ pub(crate) struct TestServer {
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
+/// Which server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Our `zk-server`, in-process.
+    Ours,
+    /// Apache ZooKeeper 3.8.0, in a JVM.
+    Reference,
+}
+
 enum Running {
     Ours(zk_server::Server),
     Reference(Jvm),
@@ -74,6 +83,16 @@ enum Running {
 impl TestServer {
     /// Starts a server of its own.
     pub(crate) async fn start() -> TestServer {
+        TestServer::start_first(if reference() {
+            Kind::Reference
+        } else {
+            Kind::Ours
+        })
+        .await
+    }
+
+    /// Starts a server of its own, of `kind` (later starts may be of the other kind).
+    pub(crate) async fn start_first(kind: Kind) -> TestServer {
         static TURNS: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
         let turn = if reference() {
             let turns = TURNS.get_or_init(Default::default).clone();
@@ -93,7 +112,7 @@ impl TestServer {
             running: None,
             _turn: turn,
         };
-        server.start_again().await;
+        server.start_as(kind).await;
         server
     }
 
@@ -135,8 +154,19 @@ impl TestServer {
 
     /// Starts the server again on the same port and data directory.
     pub(crate) async fn start_again(&mut self) {
+        self.start_as(if reference() {
+            Kind::Reference
+        } else {
+            Kind::Ours
+        })
+        .await;
+    }
+
+    /// Starts `kind` of server on this one's port and data directory (`data/`), which
+    /// either reads as its own.
+    pub(crate) async fn start_as(&mut self, kind: Kind) {
         assert!(self.running.is_none(), "already running");
-        if reference() {
+        if kind == Kind::Reference {
             let (dir, addr) = (self.dir.path().to_owned(), self.addr);
             let jvm = tokio::task::spawn_blocking(move || Jvm::start(&dir, addr))
                 .await
@@ -145,8 +175,8 @@ impl TestServer {
         } else {
             let config = zk_server::Config {
                 client_addr: self.addr,
-                data_dir: self.dir.path().to_owned(),
-                data_log_dir: self.dir.path().to_owned(),
+                data_dir: self.dir.path().join("data"),
+                data_log_dir: self.dir.path().join("data"),
                 tick_time: Duration::from_millis(TICK_MS),
                 min_session_timeout: Duration::from_millis(2 * TICK_MS),
                 max_session_timeout: Duration::from_secs(60),
