@@ -136,6 +136,8 @@ pub struct DataTree {
     ttls: BTreeSet<String>,
     sessions: BTreeMap<i64, i32>,
     digest: u64,
+    /// Sum of every znode's path and data lengths (see `approximate_data_size`).
+    data_size: u64,
     last_zxid: i64,
     options: TreeOptions,
 }
@@ -190,6 +192,7 @@ impl DataTree {
             ttls: BTreeSet::new(),
             sessions: BTreeMap::new(),
             digest: 0,
+            data_size: 0,
             last_zxid: 0,
             options,
         }
@@ -225,6 +228,13 @@ impl DataTree {
     /// The tree digest (sum of node digests, wrapping).
     pub fn digest(&self) -> u64 {
         self.digest
+    }
+
+    /// ZooKeeper's `approximate_data_size`: the length of every znode's path (in UTF-16
+    /// units, as Java counts a string) plus the length of its data, summed. Kept up to date
+    /// by every change, as ZooKeeper's cached figure.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
     }
 
     /// The zxid of the last txn applied.
@@ -667,9 +677,11 @@ impl DataTree {
     fn update(&mut self, key: &str, change: impl FnOnce(&mut Node)) -> Option<Stat> {
         let node = self.nodes.get_mut(key)?;
         self.digest = self.digest.wrapping_sub(node.digest);
+        let old_size = data_size(key, node);
         change(node);
         node.digest = node_digest(key, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
+        self.data_size = (self.data_size + data_size(key, node)).saturating_sub(old_size);
         Some(node.client_stat())
     }
 
@@ -682,14 +694,17 @@ impl DataTree {
     pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
+        self.data_size += data_size(path, &node);
         if let Some(old) = self.nodes.insert(path.to_owned(), node) {
             self.digest = self.digest.wrapping_sub(old.digest);
+            self.data_size = self.data_size.saturating_sub(data_size(path, &old));
         }
     }
 
     fn remove_node(&mut self, path: &str) -> Option<Node> {
         let node = self.nodes.remove(path)?;
         self.digest = self.digest.wrapping_sub(node.digest);
+        self.data_size = self.data_size.saturating_sub(data_size(path, &node));
         Some(node)
     }
 
@@ -919,6 +934,19 @@ impl DataTree {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// What a znode adds to [`DataTree::approximate_data_size`]: its path's length in UTF-16
+/// units, as Java's `String.length()` (the root's path is "/", keyed as ""), and its data's.
+fn data_size(key: &str, node: &Node) -> u64 {
+    let path = if key.is_empty() {
+        1
+    } else if key.is_ascii() {
+        key.len()
+    } else {
+        key.encode_utf16().count()
+    };
+    (path + node.data.as_ref().map_or(0, |d| d.len())) as u64
 }
 
 #[cfg(test)]

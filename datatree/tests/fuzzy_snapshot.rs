@@ -207,6 +207,26 @@ fn run(seed: u64) {
         "seed {seed}: the restored tree differs from the live one"
     );
     assert_eq!(restored.digest(), live.tree.digest(), "seed {seed}: digest");
+    // The size kept up to date by every change is the size of the tree as loaded whole.
+    let mut whole = bytes::BytesMut::new();
+    live.tree.serialize(&mut whole);
+    let loaded = DataTree::deserialize(
+        &mut Reader::new(whole.freeze()),
+        TreeOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            restored.approximate_data_size(),
+            live.tree.approximate_data_size()
+        ),
+        (
+            loaded.approximate_data_size(),
+            loaded.approximate_data_size()
+        ),
+        "seed {seed}: approximate data size"
+    );
     assert_eq!(
         restored.sessions(),
         live.tree.sessions(),

@@ -411,6 +411,11 @@ impl Core {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Milliseconds since the server started.
+    pub(crate) fn uptime_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// Handles one message.
     pub(crate) fn handle(&mut self, msg: Msg) {
         match msg {
@@ -1173,6 +1178,12 @@ impl Core {
         self.set_outstanding(self.stats.outstanding.saturating_sub(1));
     }
 
+    /// The node count as ZooKeeper reports it (srvr, mntr, metrics): its node map holds
+    /// the root twice, under "" and "/", and its count includes both.
+    pub(crate) fn zk_node_count(&self) -> usize {
+        self.tree.node_count() + 1
+    }
+
     /// The figures of the metrics endpoint, as of now.
     fn metrics(&self) -> crate::metrics::Snapshot {
         let log = self.log.stats();
@@ -1184,7 +1195,8 @@ impl Core {
             connections: self.conns.len(),
             outstanding: self.stats.outstanding,
             uptime_ms: self.now_ms(),
-            znodes: self.tree.node_count(),
+            znodes: self.zk_node_count(),
+            data_size: self.tree.approximate_data_size(),
             watches: self.watches.watch_count(),
             ephemerals: self.tree.all_ephemerals().values().map(|p| p.len()).sum(),
             sessions: self.sessions.len(),

@@ -27,7 +27,7 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
     let (min, max) = (latency.min_ms(), latency.max_ms());
     let avg = java_double(latency.avg_ms());
     let zxid = core.tree().last_zxid();
-    let nodes = core.tree().node_count();
+    let nodes = core.zk_node_count();
     match word {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
@@ -128,7 +128,7 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
         }
         "mntr" => {
             let w = core.watches();
-            let lines: [(&str, String); 13] = [
+            let lines: [(&str, String); 16] = [
                 ("zk_version", VERSION.to_owned()),
                 ("zk_server_state", "standalone".into()),
                 ("zk_avg_latency", avg.clone()),
@@ -153,9 +153,19 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
                         .to_string(),
                 ),
                 ("zk_global_sessions", core.session_count().to_string()),
+                ("zk_local_sessions", "0".into()),
+                ("zk_uptime", core.uptime_ms().to_string()),
+                (
+                    "zk_approximate_data_size",
+                    core.tree().approximate_data_size().to_string(),
+                ),
             ];
             for (key, value) in lines {
                 let _ = writeln!(out, "{key}\t{value}");
+            }
+            if let Some((open, max)) = crate::metrics::file_descriptors() {
+                let _ = writeln!(out, "zk_open_file_descriptor_count\t{open}");
+                let _ = writeln!(out, "zk_max_file_descriptor_count\t{max}");
             }
         }
         "wchs" => {

@@ -127,6 +127,26 @@ pub(crate) fn java_double(value: f64) -> String {
     }
 }
 
+/// The process's open file descriptors and its soft limit on them, as ZooKeeper reports
+/// them (`open_file_descriptor_count`, `max_file_descriptor_count`); `None` where `/proc`
+/// does not tell.
+pub(crate) fn file_descriptors() -> Option<(u64, u64)> {
+    // Less the descriptor that reads the directory.
+    let open = std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .count()
+        .checked_sub(1)?;
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let max = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((open as u64, max))
+}
+
 /// Everything `/metrics` reports, gathered by the core in one step.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
@@ -138,6 +158,8 @@ pub(crate) struct Snapshot {
     pub(crate) outstanding: usize,
     pub(crate) uptime_ms: u64,
     pub(crate) znodes: usize,
+    /// Paths and data, in bytes ([`zk_datatree::DataTree::approximate_data_size`]).
+    pub(crate) data_size: u64,
     pub(crate) watches: usize,
     pub(crate) ephemerals: usize,
     pub(crate) sessions: usize,
@@ -153,7 +175,7 @@ impl Snapshot {
         let mut out = String::new();
         let mut all = self.read_latency.clone();
         all.merge(&self.update_latency);
-        let gauges: [(&str, &str, String); 15] = [
+        let gauges: [(&str, &str, String); 16] = [
             (
                 "avg_latency",
                 "average request latency (ms)",
@@ -195,6 +217,11 @@ impl Snapshot {
                 self.uptime_ms.to_string(),
             ),
             ("znode_count", "znodes in the tree", self.znodes.to_string()),
+            (
+                "approximate_data_size",
+                "bytes of znode paths and data",
+                self.data_size.to_string(),
+            ),
             ("watch_count", "watches set", self.watches.to_string()),
             (
                 "ephemerals_count",
@@ -222,7 +249,21 @@ impl Snapshot {
                 self.log_entries.to_string(),
             ),
         ];
-        for (name, help, value) in gauges {
+        let fds = file_descriptors().map(|(open, max)| {
+            [
+                (
+                    "open_file_descriptor_count",
+                    "file descriptors the process has open",
+                    open.to_string(),
+                ),
+                (
+                    "max_file_descriptor_count",
+                    "file descriptors the process may open (soft limit)",
+                    max.to_string(),
+                ),
+            ]
+        });
+        for (name, help, value) in gauges.into_iter().chain(fds.into_iter().flatten()) {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {value}");
@@ -390,6 +431,9 @@ mod tests {
         snapshot.read_latency.record(400);
         let text = snapshot.render();
         assert!(text.contains("\nznode_count 4\n"));
+        let (open, max) = file_descriptors().expect("/proc tells");
+        assert!(open >= 3 && max >= open, "{open} of {max}");
+        assert!(text.contains("\nmax_file_descriptor_count "));
         assert!(text.contains("readlatency{quantile=\"0.5\"} 0.4\n"));
         assert!(text.contains("readlatency_ms_bucket{le=\"0.5\"} 1\n"));
         assert!(text.contains("readlatency_ms_bucket{le=\"+Inf\"} 1\n"));

@@ -267,11 +267,23 @@ async fn four_letter_words() {
     assert_eq!(four_letter_word(&server, "ruok").await, "imok");
     let srvr = four_letter_word(&server, "srvr").await;
     assert!(
-        srvr.contains("Mode: standalone") && srvr.contains("Node count: 4"),
+        // Apache ZooKeeper 3.8.0 says 5 of a fresh tree (its node map holds the root twice)
+        // and 44 bytes: "/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config".
+        srvr.contains("Mode: standalone") && srvr.contains("Node count: 5"),
         "{srvr}"
     );
     let mntr = four_letter_word(&server, "mntr").await;
-    assert!(mntr.contains("zk_znode_count\t4"), "{mntr}");
+    assert!(mntr.contains("zk_znode_count\t5"), "{mntr}");
+    assert!(mntr.contains("zk_approximate_data_size\t44\n"), "{mntr}");
+    assert!(mntr.contains("zk_max_file_descriptor_count\t"), "{mntr}");
+    let c = client(&server).await;
+    // As Apache ZooKeeper 3.8.0 counts them: the path in UTF-16 units plus the data.
+    c.create("/a", b"hello", OPEN).await.unwrap();
+    c.create("/a/b\u{e9}", b"xyz", OPEN).await.unwrap();
+    c.set_data("/a", b"hi", None).await.unwrap();
+    let mntr = four_letter_word(&server, "mntr").await;
+    assert!(mntr.contains("zk_approximate_data_size\t56\n"), "{mntr}");
+    drop(c);
     server.shutdown().await;
 }
 
@@ -321,7 +333,9 @@ async fn latency_and_metrics_are_reported() {
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    assert_eq!(sample(body, "znode_count"), 14.0);
+    assert_eq!(sample(body, "znode_count"), 15.0);
+    // "/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config", ten "/mN" with "x".
+    assert_eq!(sample(body, "approximate_data_size"), 44.0 + 10.0 * 4.0);
     assert_eq!(sample(body, "global_sessions"), 1.0);
     assert_eq!(sample(body, "num_alive_connections"), 1.0);
     assert_eq!(sample(body, "outstanding_requests"), 0.0);
