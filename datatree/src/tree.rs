@@ -673,6 +673,25 @@ impl DataTree {
         }
     }
 
+    /// Deletes the ephemerals of sessions the session table does not hold, as ZooKeeper
+    /// does once it has loaded (`ZooKeeperServer.loadData`: "clean up dead sessions"), at
+    /// the last applied zxid and with no txn: nothing would ever close such a session.
+    /// Returns the sessions, in order.
+    pub fn kill_dead_sessions(&mut self) -> Vec<i64> {
+        let mut dead: Vec<i64> = self
+            .ephemerals
+            .keys()
+            .filter(|session| !self.sessions.contains_key(session))
+            .copied()
+            .collect();
+        dead.sort_unstable();
+        let mut triggers = Vec::new();
+        for &session in &dead {
+            self.kill_session(session, self.last_zxid, None, &mut triggers);
+        }
+        dead
+    }
+
     /// Changes one node through `change`, keeping the digest in step; returns the new stat.
     fn update(&mut self, key: &str, change: impl FnOnce(&mut Node)) -> Option<Stat> {
         let node = self.nodes.get_mut(key)?;
@@ -1027,6 +1046,47 @@ mod tests {
             tree.node("/ttl").map(|n| n.client_stat().ephemeral_owner),
             Some(0)
         );
+    }
+
+    #[test]
+    fn ephemerals_of_sessions_not_in_the_table_are_deleted_after_loading() {
+        let mut tree = DataTree::default();
+        let eph = |path: &str| {
+            Transaction::Create(CreateTxn {
+                path: path.into(),
+                data: None,
+                acl: Some(open_acl_unsafe()),
+                ephemeral: true,
+                parent_c_version: -1,
+            })
+        };
+        let session = |timeout| {
+            Transaction::CreateSession(zk_jute::txn::CreateSessionTxn { time_out: timeout })
+        };
+        let mut by = |client_id, zxid, txn: Transaction| {
+            let r#type = txn.op_code().code();
+            let (cxid, time) = (0, 0);
+            let header = TxnHeader {
+                client_id,
+                cxid,
+                zxid,
+                time,
+                r#type,
+            };
+            tree.apply(&header, &txn);
+        };
+        by(1, 1, session(5));
+        by(1, 2, eph("/dead"));
+        by(2, 3, session(5));
+        by(2, 4, eph("/alive"));
+        // As a snapshot whose session table lost session 1 would load.
+        tree.set_sessions([(2, 5)].into());
+        assert_eq!(tree.kill_dead_sessions(), [1]);
+        assert!(tree.node("/dead").is_none());
+        assert!(tree.node("/alive").is_some());
+        let root = tree.node("/").unwrap().client_stat();
+        assert_eq!((root.pzxid, root.num_children), (4, 2));
+        assert!(tree.kill_dead_sessions().is_empty());
     }
 
     #[test]

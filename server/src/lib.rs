@@ -117,6 +117,13 @@ impl Server {
         )?;
         let mut tree = restored.tree;
         tree.set_last_zxid(restored.last_zxid);
+        let dead = tree.kill_dead_sessions();
+        if !dead.is_empty() {
+            tracing::info!(
+                sessions = dead.len(),
+                "deleted the ephemerals of sessions the session table does not hold"
+            );
+        }
         tracing::info!(
             zxid = format!("{:#x}", restored.last_zxid),
             nodes = tree.node_count(),
@@ -179,7 +186,7 @@ impl Server {
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
         let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
-        if restored.snapshot.is_some() && restored.replayed > 0 {
+        if restored.snapshot.is_some() && (restored.replayed > 0 || !dead.is_empty()) {
             // ZooKeeper takes a snapshot once it has loaded, so the next start replays
             // less. Ours is taken in the background while clients are served.
             core.snapshot();

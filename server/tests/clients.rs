@@ -650,6 +650,63 @@ async fn each_start_snapshots_as_zookeepers_does() {
 }
 
 #[tokio::test]
+async fn ephemerals_whose_session_is_not_in_the_table_go_at_start() {
+    // A snapshot whose session table lacks the owner of an ephemeral: ZooKeeper deletes
+    // such ephemerals once it has loaded ("clean up dead sessions"), since nothing would
+    // ever close their session.
+    use zk_datatree::{DataTree, Transaction, TreeOptions};
+    use zk_jute::txn::{CreateSessionTxn, CreateTxn, TxnHeader};
+    let mut tree = DataTree::new(TreeOptions::default());
+    let create = |path: &str, ephemeral| {
+        Transaction::Create(CreateTxn {
+            path: path.into(),
+            data: Some(b"x".to_vec().into()),
+            acl: Some(zk_datatree::acl::open_acl_unsafe()),
+            ephemeral,
+            parent_c_version: -1,
+        })
+    };
+    let txns = [
+        Transaction::CreateSession(CreateSessionTxn { time_out: 30_000 }),
+        create("/orphan", true),
+        create("/kept", false),
+    ];
+    for (zxid, txn) in (1..).zip(&txns) {
+        let header = TxnHeader {
+            client_id: 0x99,
+            cxid: 0,
+            zxid,
+            time: 0,
+            r#type: txn.op_code().code(),
+        };
+        tree.apply(&header, txn);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let version2 = dir.path().join("version-2");
+    std::fs::create_dir_all(&version2).unwrap();
+    zk_persistence::write_snapshot(&version2, 3, &Default::default(), None, |w| {
+        tree.write_body(w)
+    })
+    .unwrap();
+
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    assert_eq!(c.check_stat("/orphan").await.unwrap(), None);
+    assert!(c.check_stat("/kept").await.unwrap().is_some());
+    drop(c);
+    server.shutdown().await;
+    // The start snapshotted the tree without it (at the same zxid, as ZooKeeper names it).
+    let newest = zk_persistence::read_newest(&version2, 1, |r, _| {
+        DataTree::deserialize(r, TreeOptions::default(), |_| {})
+    })
+    .unwrap()
+    .expect("a snapshot");
+    assert_eq!(newest.zxid, 3);
+    assert!(newest.tree.node("/orphan").is_none());
+    assert!(newest.tree.node("/kept").is_some());
+}
+
+#[tokio::test]
 async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
     // 60 multis of 1,000 creates with snapCount 60: a snapshot starts once the tree holds
     // tens of thousands of znodes, so it is serialized in several pieces while the later
