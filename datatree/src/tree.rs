@@ -136,7 +136,7 @@ pub struct DataTree {
     ttls: BTreeSet<String>,
     sessions: BTreeMap<i64, i32>,
     digest: u64,
-    /// Sum of every znode's path and data lengths (see `approximate_data_size`).
+    /// ZooKeeper's approximate data size (see `approximate_data_size`).
     data_size: u64,
     last_zxid: i64,
     options: TreeOptions,
@@ -231,8 +231,9 @@ impl DataTree {
     }
 
     /// ZooKeeper's `approximate_data_size`: the length of every znode's path (in UTF-16
-    /// units, as Java counts a string) plus the length of its data, summed. Kept up to date
-    /// by every change, as ZooKeeper's cached figure.
+    /// units, as Java counts a string) plus the length of its data, summed, as of loading
+    /// and kept up to date by every txn since. Like ZooKeeper's cached figure, it does not
+    /// follow the rewrites of quota stats nodes (`/zookeeper/quota/**/zookeeper_stats`).
     pub fn approximate_data_size(&self) -> u64 {
         self.data_size
     }

@@ -207,7 +207,8 @@ fn run(seed: u64) {
         "seed {seed}: the restored tree differs from the live one"
     );
     assert_eq!(restored.digest(), live.tree.digest(), "seed {seed}: digest");
-    // The size kept up to date by every change is the size of the tree as loaded whole.
+    // The size kept up to date by every change is the size of the tree as loaded whole
+    // (these workloads set no quotas, whose stats nodes the kept size does not follow).
     let mut whole = bytes::BytesMut::new();
     live.tree.serialize(&mut whole);
     let loaded = DataTree::deserialize(

@@ -35,6 +35,15 @@ pub enum PersistenceError {
     /// The log writer has stopped (it failed earlier, or was shut down).
     #[error("the txn log writer has stopped")]
     Stopped,
+    /// A folder holds snapshots and none of those tried is valid: starting from the logs
+    /// alone would lose what the snapshots held, so ZooKeeper refuses too.
+    #[error("{dir}: none of the newest {tried} snapshots is valid")]
+    NoValidSnapshot {
+        /// The folder.
+        dir: PathBuf,
+        /// How many snapshots were tried.
+        tried: usize,
+    },
 }
 
 impl PersistenceError {

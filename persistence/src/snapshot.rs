@@ -99,7 +99,13 @@ pub fn snapshot_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
             files.push((zxid, path));
         }
     }
-    files.sort_by(|a, b| b.cmp(a));
+    // Newest first; of two with one zxid, the uncompressed one (what this crate writes, so
+    // a snapshot rewritten at a zxid wins over a compressed one ZooKeeper left there).
+    let compressed = |path: &Path| path.extension().is_some_and(|e| e == "gz" || e == "snappy");
+    files.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| compressed(&a.1).cmp(&compressed(&b.1)))
+    });
     Ok(files)
 }
 
@@ -345,7 +351,9 @@ fn check_seal(
 }
 
 /// Reads the newest snapshot whose seal verifies, trying at most `tries` files (ZooKeeper
-/// tries 100). A bad snapshot is logged and skipped for an older one.
+/// tries 100). A bad snapshot is logged and skipped for an older one; `None` when there is
+/// no snapshot at all, and [`PersistenceError::NoValidSnapshot`] when none tried is valid,
+/// as ZooKeeper's `FileSnap` refuses ("Not able to find valid snapshots").
 pub fn read_newest<T, E: std::fmt::Display>(
     dir: &Path,
     tries: usize,
@@ -354,11 +362,19 @@ pub fn read_newest<T, E: std::fmt::Display>(
     if !dir.exists() {
         return Ok(None);
     }
-    for (_, path) in snapshot_files(dir)?.into_iter().take(tries) {
+    let files = snapshot_files(dir)?;
+    let tried = files.len().min(tries);
+    for (_, path) in files.into_iter().take(tries) {
         match read_snapshot(&path, &mut parse_tree) {
             Ok(snapshot) => return Ok(Some(snapshot)),
             Err(e) => tracing::warn!(error = %e, "skipping an invalid snapshot"),
         }
+    }
+    if tried > 0 {
+        return Err(PersistenceError::NoValidSnapshot {
+            dir: dir.to_owned(),
+            tried,
+        });
     }
     Ok(None)
 }

@@ -146,3 +146,17 @@ fn a_snapshot_with_a_bad_seal_is_refused_and_an_older_one_used() {
         "{err}"
     );
 }
+
+#[test]
+fn snapshots_none_of_which_is_valid_are_refused_rather_than_ignored() {
+    // Starting from the logs alone would silently lose what the snapshots held.
+    let dir = tempfile::tempdir().unwrap();
+    assert!(read_newest(dir.path(), 100, parse_body).unwrap().is_none());
+    let only = snapshot(dir.path(), 5, b"only!!!!");
+    std::fs::write(&only, b"garbage").unwrap();
+    let err = read_newest(dir.path(), 100, parse_body).unwrap_err();
+    assert!(
+        matches!(err, PersistenceError::NoValidSnapshot { tried: 1, .. }),
+        "{err}"
+    );
+}

@@ -456,6 +456,8 @@ impl Core {
             Msg::SnapshotStep => self.snapshot_step(),
             Msg::SnapshotDone { zxid, ok } => {
                 self.snapshot_running = false;
+                // A writer that failed early leaves the body unfinished: nobody takes it.
+                self.serializing = None;
                 // The writer sent this as its last act; joining it does not wait.
                 if let Some(writer) = self.snapshot_writer.take() {
                     let _ = writer.join();
@@ -1043,28 +1045,36 @@ impl Core {
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                let result = zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
-                    for piece in body {
-                        match piece {
-                            SnapshotPiece::Body(bytes) => {
-                                w.write_all(&bytes)?;
-                                writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                                writer_pace.resume_if_caught_up(&tx);
+                // Reports even a panic, or no snapshot would ever be taken again.
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
+                        for piece in body {
+                            match piece {
+                                SnapshotPiece::Body(bytes) => {
+                                    w.write_all(&bytes)?;
+                                    writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+                                    writer_pace.resume_if_caught_up(&tx);
+                                }
+                                SnapshotPiece::End(digest) => return Ok(Some(digest)),
                             }
-                            SnapshotPiece::End(digest) => return Ok(Some(digest)),
                         }
+                        Err(std::io::Error::other(
+                            "the server stopped before the body was complete",
+                        ))
+                    })
+                }));
+                let ok = match written {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "snapshot failed");
+                        false
                     }
-                    Err(std::io::Error::other(
-                        "the server stopped before the body was complete",
-                    ))
-                });
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "snapshot failed");
-                }
-                let _ = tx.send(Msg::SnapshotDone {
-                    zxid,
-                    ok: result.is_ok(),
-                });
+                    Err(_) => {
+                        tracing::error!("snapshot failed: its writer panicked");
+                        false
+                    }
+                };
+                let _ = tx.send(Msg::SnapshotDone { zxid, ok });
             });
         match spawned {
             Ok(handle) => self.snapshot_writer = Some(handle),

@@ -101,6 +101,7 @@ impl Server {
             force_sync: config.force_sync,
             ..LogOptions::default()
         };
+        remove_unfinished_snapshots(&snap_dir);
         let log = FileTxnLog::open(&log_dir, log_options)?;
         let restored = zk_persistence::restore(
             &snap_dir,
@@ -265,6 +266,28 @@ impl Server {
         }
         let _ = self.core.send(Msg::Shutdown);
         let _ = self.core_task.await;
+    }
+}
+
+/// Removes what a snapshot writer stopped short (killed mid-write) left behind: its
+/// `snapshot.*.tmp` file, which nothing reads.
+fn remove_unfinished_snapshots(snap_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(file = %path.display(), "removed an unfinished snapshot"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove an unfinished snapshot")
+                }
+            }
+        }
     }
 }
 

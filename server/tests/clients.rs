@@ -707,6 +707,36 @@ async fn ephemerals_whose_session_is_not_in_the_table_go_at_start() {
 }
 
 #[tokio::test]
+async fn a_directory_whose_snapshots_are_all_invalid_is_refused() {
+    // As ZooKeeper's "Not able to find valid snapshots": the logs alone would silently lose
+    // what the snapshots held (and a first snapshot written from them would make it last).
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    c.create("/kept", b"", OPEN).await.unwrap();
+    drop(c);
+    server.shutdown().await;
+    let version2 = dir.path().join("version-2");
+    // What a writer killed mid-write leaves is removed at start.
+    std::fs::write(version2.join("snapshot.7.tmp"), b"half").unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    server.shutdown().await;
+    assert!(!version2.join("snapshot.7.tmp").exists());
+
+    for (_, path) in zk_persistence::snapshot_files(&version2).unwrap() {
+        std::fs::write(path, b"garbage").unwrap();
+    }
+    let err = Server::start(config(dir.path())).await.unwrap_err();
+    assert!(err.to_string().contains("snapshots is valid"), "{err}");
+    assert!(
+        zk_persistence::snapshot_files(&version2)
+            .unwrap()
+            .iter()
+            .all(|(_, path)| std::fs::read(path).unwrap() == b"garbage")
+    );
+}
+
+#[tokio::test]
 async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
     // 60 multis of 1,000 creates with snapCount 60: a snapshot starts once the tree holds
     // tens of thousands of znodes, so it is serialized in several pieces while the later
