@@ -87,7 +87,7 @@ pub(crate) enum Msg {
         word: String,
         reply: oneshot::Sender<String>,
     },
-    /// Serialize the next piece of the snapshot being taken.
+    /// The snapshot's writer caught up: serializing may go on (see [`Core::wants_step`]).
     SnapshotStep,
     /// A snapshot finished writing.
     SnapshotDone { zxid: i64, ok: bool },
@@ -243,8 +243,8 @@ pub(crate) struct Core {
     snapshot_running: bool,
     /// The thread writing the snapshot file, while one is running.
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
-    /// The snapshot being serialized, a piece per `SnapshotStep`, between other messages
-    /// (writes go on being applied: the snapshot is fuzzy, as ZooKeeper's).
+    /// The snapshot being serialized, a piece after each burst of messages (writes go on
+    /// being applied: the snapshot is fuzzy, as ZooKeeper's).
     serializing: Option<Serializing>,
     /// How far the log is durable (applied up to here).
     durable_zxid: i64,
@@ -453,7 +453,8 @@ impl Core {
             Msg::Metrics { reply } => {
                 let _ = reply.send(self.metrics());
             }
-            Msg::SnapshotStep => self.snapshot_step(),
+            // Only a wake-up: the serving loop takes the pieces, between bursts.
+            Msg::SnapshotStep => {}
             Msg::SnapshotDone { zxid, ok } => {
                 self.snapshot_running = false;
                 // A writer that failed early leaves the body unfinished: nobody takes it.
@@ -1090,12 +1091,20 @@ impl Core {
             pace,
             started: Instant::now(),
         });
-        let _ = self.tx.send(Msg::SnapshotStep);
+    }
+
+    /// Whether a snapshot is being serialized and its writer is not too far behind: the
+    /// serving loop then takes a piece after each burst of messages, and lets the other
+    /// tasks (connections' readers) run before the next.
+    pub(crate) fn wants_step(&self) -> bool {
+        self.serializing
+            .as_ref()
+            .is_some_and(|job| !job.pace.waiting.load(Ordering::Acquire))
     }
 
     /// Serializes the next piece of the snapshot and hands it to its writer; after the last
     /// one, the digest of the tree as it is then.
-    fn snapshot_step(&mut self) {
+    pub(crate) fn snapshot_step(&mut self) {
         let Some(job) = &mut self.serializing else {
             return;
         };
@@ -1110,8 +1119,6 @@ impl Core {
                 // The writer resumes us once it has caught up (or we do, if it already has).
                 job.pace.waiting.store(true, Ordering::Release);
                 job.pace.resume_if_caught_up(&self.tx);
-            } else {
-                let _ = self.tx.send(Msg::SnapshotStep);
             }
             return;
         }
