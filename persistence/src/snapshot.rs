@@ -82,17 +82,47 @@ impl Checked {
     }
 }
 
+/// Removes the temporary files of snapshots whose writing never finished (the process
+/// was killed mid-write; [`write_snapshot`] removes its own on an error): nothing reads
+/// them. Returns the files removed.
+pub fn remove_unfinished_snapshots(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    for (path, name) in named_entries(dir)? {
+        if name.starts_with("snapshot.") && name.ends_with(TMP_SUFFIX) {
+            std::fs::remove_file(&path).map_err(|e| PersistenceError::io(&path, e))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// What a snapshot is called while it is being written.
+const TMP_SUFFIX: &str = ".tmp";
+
+/// The entries of `dir`, with their names (empty for one that is not UTF-8).
+fn named_entries(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PersistenceError::io(dir, e))?;
+    entries
+        .map(|entry| {
+            let path = entry.map_err(|e| PersistenceError::io(dir, e))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            Ok((path, name))
+        })
+        .collect()
+}
+
 /// The snapshot files in `dir`, newest first.
 pub fn snapshot_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| PersistenceError::io(dir, e))?;
-    for entry in entries {
-        let path = entry.map_err(|e| PersistenceError::io(dir, e))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.ends_with(".tmp") {
+    for (path, name) in named_entries(dir)? {
+        if name.ends_with(TMP_SUFFIX) {
             continue;
         }
         if let Some(zxid) = zxid_of(&path, "snapshot") {
@@ -133,7 +163,7 @@ pub fn write_snapshot_with(
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
     let path = dir.join(file_name("snapshot", zxid));
-    let tmp = dir.join(format!("{}.tmp", file_name("snapshot", zxid)));
+    let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid)));
     let io = |e| PersistenceError::io(&tmp, e);
     let written = (|| {
         let file = File::create(&tmp)?;

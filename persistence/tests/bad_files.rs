@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use zk_jute::txn::TxnHeader;
 use zk_persistence::{
     FileTxnLog, LogEntry, LogOptions, PersistenceError, TxnLog, log_files, parse_file, read_newest,
-    read_snapshot, write_snapshot,
+    read_snapshot, remove_unfinished_snapshots, write_snapshot,
 };
 
 fn entry(zxid: i64) -> LogEntry {
@@ -145,6 +145,18 @@ fn a_snapshot_with_a_bad_seal_is_refused_and_an_older_one_used() {
         matches!(err, PersistenceError::Corrupt { offset: 0, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn unfinished_snapshots_are_removed_and_finished_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = snapshot(dir.path(), 5, b"kept!!!!");
+    let unfinished = dir.path().join("snapshot.9.tmp");
+    std::fs::write(&unfinished, b"half").unwrap();
+    let removed = remove_unfinished_snapshots(dir.path()).unwrap();
+    assert_eq!(removed, std::slice::from_ref(&unfinished));
+    assert!(!unfinished.exists() && kept.exists());
+    assert!(remove_unfinished_snapshots(dir.path()).unwrap().is_empty());
 }
 
 #[test]

@@ -88,7 +88,7 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<String>,
     },
     /// The snapshot's writer caught up: serializing may go on (see [`Core::wants_step`]).
-    SnapshotStep,
+    SnapshotResume,
     /// A snapshot finished writing.
     SnapshotDone { zxid: i64, ok: bool },
     /// The figures for the Prometheus endpoint.
@@ -171,6 +171,20 @@ struct Serializing {
     started: Instant,
 }
 
+impl Serializing {
+    /// Serializes the next piece of the body and hands it to the writer; true once the
+    /// body is complete (or the writer is gone, which leaves nothing to serialize for).
+    fn next_piece(&mut self, tree: &DataTree) -> bool {
+        let mut piece = BytesMut::with_capacity(SNAPSHOT_PIECE * 256);
+        let done = self.writer.write_some(tree, &mut piece, SNAPSHOT_PIECE);
+        self.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
+        self.pieces
+            .send(SnapshotPiece::Body(piece.freeze()))
+            .is_err()
+            || done
+    }
+}
+
 /// Serialized bytes the file writer has not written yet: serializing waits while there
 /// are more than [`Pace::AHEAD_MAX`], so a snapshot costs a bounded amount of memory
 /// however slow the disk.
@@ -189,7 +203,7 @@ impl Pace {
         if self.queued.load(Ordering::Acquire) <= Self::AHEAD_MAX / 2
             && self.waiting.swap(false, Ordering::AcqRel)
         {
-            let _ = core.send(Msg::SnapshotStep);
+            let _ = core.send(Msg::SnapshotResume);
         }
     }
 }
@@ -240,8 +254,7 @@ pub(crate) struct Core {
     /// Draws the snapshot policy's random part (xorshift).
     rng: u64,
     txns_since_snapshot: u64,
-    snapshot_running: bool,
-    /// The thread writing the snapshot file, while one is running.
+    /// The thread writing the snapshot file, while a snapshot is running (one at a time).
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
     /// The snapshot being serialized, a piece after each burst of messages (writes go on
     /// being applied: the snapshot is fuzzy, as ZooKeeper's).
@@ -285,6 +298,23 @@ fn write_now(writer: &OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<boo
     }
     buf.clear();
     Ok(true)
+}
+
+/// What a snapshot records of `tree`: its digest at its last zxid.
+pub(crate) fn tree_digest(tree: &DataTree) -> ZxidDigest {
+    ZxidDigest {
+        zxid: tree.last_zxid(),
+        version: zk_datatree::DIGEST_VERSION,
+        digest: tree.digest() as i64,
+    }
+}
+
+/// The snapshot policy's random part, in `0..snap_count / 2`, from a xorshift `rng`.
+fn draw_roll(rng: &mut u64, snap_count: u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng % (snap_count / 2).max(1)
 }
 
 /// Lists a connection for the next flush, once.
@@ -372,10 +402,11 @@ impl Core {
             .collect();
         let next_session =
             ((wall_ms() << 24) as u64 >> 8) as i64 | ((config.server_id as i64) << 56);
+        let mut rng = (wall_ms() as u64) | 1;
         let policy = SnapshotPolicy {
             snap_count: config.snap_count,
             snap_size_bytes: 0,
-            random_roll: (wall_ms() as u64) % (config.snap_count / 2).max(1),
+            random_roll: draw_roll(&mut rng, config.snap_count),
         };
         Self {
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
@@ -393,9 +424,8 @@ impl Core {
             next_session,
             started,
             policy,
-            rng: (wall_ms() as u64) | 1,
+            rng,
             txns_since_snapshot: 0,
-            snapshot_running: false,
             snapshot_writer: None,
             serializing: None,
             durable_zxid: 0,
@@ -407,13 +437,9 @@ impl Core {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the server started (its clock for sessions, and its uptime).
+    pub(crate) fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
-    }
-
-    /// Milliseconds since the server started.
-    pub(crate) fn uptime_ms(&self) -> u64 {
-        self.now_ms()
     }
 
     /// Handles one message.
@@ -454,9 +480,8 @@ impl Core {
                 let _ = reply.send(self.metrics());
             }
             // Only a wake-up: the serving loop takes the pieces, between bursts.
-            Msg::SnapshotStep => {}
+            Msg::SnapshotResume => {}
             Msg::SnapshotDone { zxid, ok } => {
-                self.snapshot_running = false;
                 // A writer that failed early leaves the body unfinished: nobody takes it.
                 self.serializing = None;
                 // The writer sent this as its last act; joining it does not wait.
@@ -1010,7 +1035,7 @@ impl Core {
             self.sessions.remove(&p.header.client_id);
         }
         self.txns_since_snapshot += 1;
-        if self.policy.due(self.txns_since_snapshot, 0) && !self.snapshot_running {
+        if self.policy.due(self.txns_since_snapshot, 0) && self.snapshot_writer.is_none() {
             self.snapshot();
         }
     }
@@ -1023,11 +1048,7 @@ impl Core {
     pub(crate) fn snapshot(&mut self) {
         self.txns_since_snapshot = 0;
         // A new random part for the next one, as ZooKeeper's `resetSnapshotStats`.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.policy.random_roll = self.rng % (self.config.snap_count / 2).max(1);
-        self.snapshot_running = true;
+        self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
         drop(self.log.roll()); // ordered after every append so far; no need to wait
         let mut writer = zk_datatree::BodyWriter::fuzzy();
         let mut acl_map = bytes::BytesMut::new();
@@ -1081,7 +1102,6 @@ impl Core {
             Ok(handle) => self.snapshot_writer = Some(handle),
             Err(e) => {
                 tracing::error!(error = %e, "snapshot failed: cannot start its writer");
-                self.snapshot_running = false;
                 return;
             }
         }
@@ -1108,13 +1128,7 @@ impl Core {
         let Some(job) = &mut self.serializing else {
             return;
         };
-        let mut piece = bytes::BytesMut::with_capacity(SNAPSHOT_PIECE * 256);
-        let done = job
-            .writer
-            .write_some(&self.tree, &mut piece, SNAPSHOT_PIECE);
-        job.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
-        let _ = job.pieces.send(SnapshotPiece::Body(piece.freeze()));
-        if !done {
+        if !job.next_piece(&self.tree) {
             if job.pace.queued.load(Ordering::Acquire) > Pace::AHEAD_MAX {
                 // The writer resumes us once it has caught up (or we do, if it already has).
                 job.pace.waiting.store(true, Ordering::Release);
@@ -1129,11 +1143,7 @@ impl Core {
 
     /// The body is complete: sends the digest of the tree as it is now.
     fn end_snapshot(&self, job: Serializing) {
-        let digest = ZxidDigest {
-            zxid: self.tree.last_zxid(),
-            version: zk_datatree::DIGEST_VERSION,
-            digest: self.tree.digest() as i64,
-        };
+        let digest = tree_digest(&self.tree);
         tracing::debug!(
             from = job.writer.start_zxid(),
             to = digest.zxid,
@@ -1157,17 +1167,7 @@ impl Core {
                 {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-                let mut piece = bytes::BytesMut::new();
-                let done = job
-                    .writer
-                    .write_some(&self.tree, &mut piece, SNAPSHOT_PIECE);
-                job.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
-                if job
-                    .pieces
-                    .send(SnapshotPiece::Body(piece.freeze()))
-                    .is_err()
-                    || done
-                {
+                if job.next_piece(&self.tree) {
                     break;
                 }
             }

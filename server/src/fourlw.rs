@@ -154,7 +154,7 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
                 ),
                 ("zk_global_sessions", core.session_count().to_string()),
                 ("zk_local_sessions", "0".into()),
-                ("zk_uptime", core.uptime_ms().to_string()),
+                ("zk_uptime", core.now_ms().to_string()),
                 (
                     "zk_approximate_data_size",
                     core.tree().approximate_data_size().to_string(),

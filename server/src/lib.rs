@@ -101,7 +101,14 @@ impl Server {
             force_sync: config.force_sync,
             ..LogOptions::default()
         };
-        remove_unfinished_snapshots(&snap_dir);
+        match zk_persistence::remove_unfinished_snapshots(&snap_dir) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(file = %path.display(), "removed an unfinished snapshot");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot remove an unfinished snapshot"),
+        }
         let log = FileTxnLog::open(&log_dir, log_options)?;
         let restored = zk_persistence::restore(
             &snap_dir,
@@ -135,16 +142,11 @@ impl Server {
             // As ZooKeeper does on start: log entries never come without a snapshot before
             // them (ZooKeeper refuses such a directory), so a fresh directory gets
             // `snapshot.0`, and one holding only logs a snapshot of what they gave.
-            let digest = zk_persistence::ZxidDigest {
-                zxid: restored.last_zxid,
-                version: zk_datatree::DIGEST_VERSION,
-                digest: tree.digest() as i64,
-            };
             let path = zk_persistence::write_snapshot(
                 &snap_dir,
                 restored.last_zxid,
                 tree.sessions(),
-                Some(digest),
+                Some(crate::core::tree_digest(&tree)),
                 |w| tree.write_body(w),
             )?;
             tracing::info!(file = %path.display(), "wrote the first snapshot");
@@ -287,28 +289,6 @@ impl Server {
         }
         let _ = self.core.send(Msg::Shutdown);
         let _ = self.core_task.await;
-    }
-}
-
-/// Removes what a snapshot writer stopped short (killed mid-write) left behind: its
-/// `snapshot.*.tmp` file, which nothing reads.
-fn remove_unfinished_snapshots(snap_dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(snap_dir) else {
-        return;
-    };
-    for path in entries.flatten().map(|e| e.path()) {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with("snapshot.") && name.ends_with(".tmp") {
-            match std::fs::remove_file(&path) {
-                Ok(()) => tracing::info!(file = %path.display(), "removed an unfinished snapshot"),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove an unfinished snapshot")
-                }
-            }
-        }
     }
 }
 

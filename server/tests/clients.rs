@@ -574,6 +574,15 @@ async fn a_session_survives_a_server_restart_within_its_timeout() {
     server.shutdown().await;
 }
 
+/// How many znodes a client sees once the server is started again on `dir`.
+async fn znodes_after_restart(dir: &std::path::Path) -> usize {
+    let server = Server::start(config(dir)).await.unwrap();
+    let c = client(&server).await;
+    let count = c.count_descendants_number("/").await.unwrap();
+    server.shutdown().await;
+    count
+}
+
 #[tokio::test]
 async fn snapshots_are_taken_and_restored() {
     let dir = tempfile::tempdir().unwrap();
@@ -596,10 +605,7 @@ async fn snapshots_are_taken_and_restored() {
         "snapshots: {snapshots:?}"
     );
 
-    let server = Server::start(config(dir.path())).await.unwrap();
-    let c = client(&server).await;
-    assert_eq!(c.count_descendants_number("/").await.unwrap(), 100 + 3);
-    server.shutdown().await;
+    assert_eq!(znodes_after_restart(dir.path()).await, 100 + 3);
 }
 
 #[tokio::test]
@@ -650,10 +656,7 @@ async fn a_fresh_directory_gets_a_snapshot_and_a_long_replay_another() {
     let after = zxids();
     assert_eq!(after.len(), 2, "snapshots: {after:?}");
     assert_eq!(after[1], last, "snapshots: {after:?}");
-    let server = Server::start(config(dir.path())).await.unwrap();
-    let c = client(&server).await;
-    assert_eq!(c.count_descendants_number("/").await.unwrap(), 5 + 3);
-    server.shutdown().await;
+    assert_eq!(znodes_after_restart(dir.path()).await, 5 + 3);
 }
 
 #[tokio::test]
@@ -804,10 +807,7 @@ async fn a_large_tree_is_snapshotted_in_pieces_while_writes_go_on() {
         "snapshots: {snapshots:?}"
     );
 
-    let server = Server::start(config(dir.path())).await.unwrap();
-    let c = client(&server).await;
-    assert_eq!(c.count_descendants_number("/").await.unwrap(), 60_000 + 3);
-    server.shutdown().await;
+    assert_eq!(znodes_after_restart(dir.path()).await, 60_000 + 3);
 }
 
 #[tokio::test]
