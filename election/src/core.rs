@@ -340,11 +340,13 @@ impl Election {
         // Answer a looking peer that lags a round (ZooKeeper's rule) or that, in this
         // round, still holds a worse vote than ours: it missed our broadcast, and
         // without an answer it would learn our vote only when our notification timeout
-        // fires, which its own re-sends keep postponing.
+        // fires, which its own re-sends keep postponing. An observer does not answer:
+        // its vote counts for nothing, and the voter would answer the answer (it answers
+        // every looking observer), forever.
         let lagging = n.vote.election_epoch < self.logical_clock;
         let behind =
             n.vote.election_epoch == self.logical_clock && self.supersedes(&self.proposal, &n.vote);
-        if n.state == ServerState::Looking && (lagging || behind) {
+        if self.is_participant() && n.state == ServerState::Looking && (lagging || behind) {
             self.reply(from, self.proposal_vote(), ServerState::Looking, out);
         }
         if self.finalizing.is_some() {
@@ -843,6 +845,21 @@ mod tests {
         let d = decision(&out).expect("observing");
         assert_eq!((d.state, d.vote.leader), (ServerState::Observing, 2));
         assert_eq!(d.quorum, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_looking_observer_does_not_answer_a_lagging_voter() {
+        // The voter answers every looking observer; were the observer to answer the
+        // voter's lagging round in turn, the two would answer each other forever (the
+        // replication simulation saw such a storm while the voter was partitioned).
+        let config = Config::majority([1, 2, 3], [4]);
+        let mut obs = Election::new(config, 4, data(1, 0)).unwrap();
+        obs.handle(0, Input::StartLooking);
+        obs.handle(0, Input::StartLooking);
+        obs.handle(0, Input::StartLooking);
+        assert_eq!(obs.logical_clock(), 3);
+        let out = receive(&mut obs, 1, 1, looking(1, data(1, 5), 1));
+        assert!(sends(&out).is_empty(), "{out:?}");
     }
 
     #[test]

@@ -28,7 +28,9 @@
 //!   elections stalled for many seconds that way under message loss).
 //! - Observers are answered only when they are looking (ZooKeeper answers every message
 //!   from a non-voter; with heartbeats that would have two observers answer each other
-//!   forever).
+//!   forever), and a looking observer does not answer a voter of an older round (the
+//!   voter answers every looking observer, so the two would answer each other forever;
+//!   the replication simulation saw that storm while the voter was cut off).
 //! - Dynamic reconfiguration (the `qv` field of ZooKeeper's notifications, the Oracle of
 //!   two-member ensembles) is not implemented; the configuration is fixed.
 //!
