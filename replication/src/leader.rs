@@ -1,0 +1,994 @@
+//! The leader's side: ZooKeeper's `Leader` and one `LearnerHandler` per learner.
+//!
+//! Discovery: the epoch is one more than the greatest accepted epoch of a quorum of
+//! connecting voters; a quorum's `ACKEPOCH` makes it current. Sync: each learner gets
+//! DIFF, TRUNC or SNAP from its last zxid, then `NEWLEADER`; a quorum's acknowledgement
+//! establishes the leader, which commits its history and sends `UPTODATE`. Broadcast:
+//! proposals are committed in zxid order once a quorum (the leader included, once its
+//! own log is durable) acknowledged them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+use zk_jute::Zxid;
+
+use crate::message::{Entry, Message, Sid};
+use crate::zab::{Input, Output, Role, Zab};
+
+/// A proposal waiting for its quorum.
+#[derive(Debug, Clone)]
+pub(crate) struct Proposal {
+    entry: Entry,
+    acks: BTreeSet<Sid>,
+}
+
+/// Where one learner's stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `LEARNERINFO` received; the epoch is not decided yet.
+    Info,
+    /// `LEADERINFO` sent; waiting for `ACKEPOCH`.
+    LeaderInfoSent,
+    /// `ACKEPOCH` received; waiting for a quorum of them before syncing.
+    EpochAcked { last_zxid: Zxid },
+    /// The sync is on its way (or streaming), `NEWLEADER` after it.
+    Syncing,
+    /// `NEWLEADER` acknowledged; `UPTODATE` once the leader is established.
+    NewLeaderAcked,
+    /// `UPTODATE` sent: the learner serves.
+    Synced,
+}
+
+impl Phase {
+    /// Whether broadcast traffic is sent to (or held for) the learner.
+    fn forwarding(self) -> bool {
+        matches!(self, Phase::Syncing | Phase::NewLeaderAcked | Phase::Synced)
+    }
+}
+
+/// A sync being streamed: what has been sent so far.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    /// Entries read from the log, `(sent, through]` still to come.
+    Log {
+        id: u64,
+        sent: Zxid,
+        through: Zxid,
+        commit_point: Zxid,
+    },
+    /// A snapshot, in pieces.
+    Snapshot { id: u64 },
+}
+
+/// One learner, as the leader sees it (ZooKeeper's `LearnerHandler`).
+#[derive(Debug, Clone)]
+pub(crate) struct Handler {
+    observer: bool,
+    phase: Phase,
+    heard_ms: u64,
+    stream: Option<Stream>,
+    /// Messages for after the stream, in order.
+    held: VecDeque<Message>,
+}
+
+/// The leader's state.
+#[derive(Debug, Clone)]
+pub(crate) struct Leader {
+    /// The election round that chose this leader.
+    election_epoch: i64,
+    pub(crate) epoch: Option<u32>,
+    pub(crate) established: bool,
+    /// The accepted epochs of the voters connected before the epoch was decided.
+    connecting: BTreeMap<Sid, u32>,
+    epoch_acks: BTreeSet<Sid>,
+    epoch_quorum: bool,
+    /// `(currentEpoch, last zxid)` when leading began, for "follower ahead" checks.
+    summary: (u32, Zxid),
+    /// The last zxid of the history this leader brings; committed on establishment.
+    history_end: Zxid,
+    newleader_acks: BTreeSet<Sid>,
+    deadline_ms: u64,
+    next_ping_ms: u64,
+    pub(crate) learners: BTreeMap<Sid, Handler>,
+    pub(crate) outstanding: VecDeque<Proposal>,
+    pub(crate) last_proposed: Zxid,
+    last_committed: Zxid,
+    /// Learners' sync requests: answered once `zxid` is committed.
+    learner_syncs: VecDeque<(Zxid, Sid, u64)>,
+}
+
+impl Leader {
+    pub(crate) fn next_zxid(&self) -> Option<Zxid> {
+        let epoch = self.epoch?;
+        if !self.established {
+            return None;
+        }
+        let counter = if self.last_proposed.epoch() == epoch {
+            self.last_proposed.counter().checked_add(1)?
+        } else {
+            1
+        };
+        // ZooKeeper rolls the epoch over before the counter reaches 0xffffffff.
+        (counter < u32::MAX).then(|| Zxid::new(epoch, counter))
+    }
+
+    pub(crate) fn next_deadline_ms(&self) -> u64 {
+        if self.established {
+            self.next_ping_ms
+        } else {
+            self.next_ping_ms.min(self.deadline_ms)
+        }
+    }
+
+    /// The last zxid a learner synced now may treat as committed.
+    fn commit_point(&self) -> Zxid {
+        if self.established {
+            self.last_committed
+        } else {
+            self.history_end
+        }
+    }
+}
+
+/// Messages that carry `entry` to a learner during a sync.
+fn sync_messages(entry: &Entry, observer: bool, commit_point: Zxid, out: &mut Vec<Message>) {
+    if observer {
+        out.push(Message::Inform(entry.clone()));
+    } else {
+        out.push(Message::Proposal(entry.clone()));
+        if entry.zxid <= commit_point {
+            out.push(Message::Commit { zxid: entry.zxid });
+        }
+    }
+}
+
+/// Sends `message` to the learner, or holds it behind the learner's stream. Returns
+/// false when the learner's backlog is full.
+fn send_to(
+    sid: Sid,
+    handler: &mut Handler,
+    message: Message,
+    held_max: usize,
+    out: &mut Vec<Output>,
+) -> bool {
+    if handler.stream.is_some() {
+        if handler.held.len() >= held_max {
+            return false;
+        }
+        handler.held.push_back(message);
+    } else {
+        out.push(Output::Send { to: sid, message });
+    }
+    true
+}
+
+impl Zab {
+    fn leader(&mut self) -> Option<&mut Leader> {
+        match &mut self.role {
+            Role::Leading(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn lead(&mut self, now_ms: u64, election_epoch: i64, out: &mut Vec<Output>) {
+        self.look(now_ms, out);
+        let last = self.local.last();
+        let mut leader = Leader {
+            election_epoch,
+            epoch: None,
+            established: false,
+            connecting: BTreeMap::new(),
+            epoch_acks: BTreeSet::new(),
+            epoch_quorum: false,
+            summary: (self.local.current_epoch, last),
+            history_end: last,
+            newleader_acks: BTreeSet::new(),
+            deadline_ms: now_ms.saturating_add(self.config.init_ms()),
+            next_ping_ms: now_ms,
+            learners: BTreeMap::new(),
+            outstanding: VecDeque::new(),
+            last_proposed: last,
+            last_committed: self.local.applied,
+            learner_syncs: VecDeque::new(),
+        };
+        leader.connecting.insert(self.me, self.local.accepted_epoch);
+        info!(sid = self.me, last_zxid = %last, "leading: waiting for a quorum of learners");
+        self.role = Role::Leading(Box::new(leader));
+        out.push(Output::State(self.state()));
+        self.maybe_decide_epoch(now_ms, out);
+    }
+
+    pub(crate) fn leader_input(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Receive { from, message } => self.leader_receive(now_ms, from, message, out),
+            Input::Disconnected { peer } => {
+                if let Some(leader) = self.leader()
+                    && leader.learners.remove(&peer).is_some()
+                {
+                    info!(sid = self.me, learner = peer, "learner disconnected");
+                }
+            }
+            Input::Tick => self.leader_tick(now_ms, out),
+            Input::LogRead {
+                learner,
+                stream,
+                entries,
+                last,
+            } => self.on_log_read(learner, stream, entries, last, out),
+            Input::SnapshotPiece {
+                learner,
+                stream,
+                data,
+                last,
+            } => self.on_snapshot_piece(learner, stream, data, last, out),
+            Input::RevalidateReply { to, session, valid } => {
+                if let Some(leader) = self.leader()
+                    && leader.learners.contains_key(&to)
+                {
+                    out.push(Output::Send {
+                        to,
+                        message: Message::Revalidated { session, valid },
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn drop_learner(&mut self, sid: Sid, why: &str, out: &mut Vec<Output>) {
+        let me = self.me;
+        if let Some(leader) = self.leader()
+            && leader.learners.remove(&sid).is_some()
+        {
+            warn!(sid = me, learner = sid, "dropping learner: {why}");
+            out.push(Output::Disconnect { peer: sid });
+        }
+    }
+
+    fn leader_receive(&mut self, now_ms: u64, from: Sid, message: Message, out: &mut Vec<Output>) {
+        if let Message::LearnerInfo {
+            accepted_epoch,
+            observer,
+            election_epoch,
+        } = message
+        {
+            let ours = matches!(&self.role, Role::Leading(l) if l.election_epoch == election_epoch);
+            if !ours {
+                warn!(
+                    sid = self.me,
+                    from, election_epoch, "a learner of another election round: refused"
+                );
+                out.push(Output::Disconnect { peer: from });
+                return;
+            }
+            self.on_learner_info(now_ms, from, accepted_epoch, observer, out);
+            return;
+        }
+        let me = self.me;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(handler) = leader.learners.get_mut(&from) else {
+            debug!(
+                sid = me,
+                from,
+                "{} from a learner without a stream: ignored",
+                message.name()
+            );
+            return;
+        };
+        handler.heard_ms = now_ms;
+        let phase = handler.phase;
+        let observer = handler.observer;
+        let established = leader.established;
+        match (phase, message) {
+            (
+                Phase::LeaderInfoSent,
+                Message::AckEpoch {
+                    current_epoch,
+                    last_zxid,
+                },
+            ) => self.on_ack_epoch(now_ms, from, current_epoch, last_zxid, out),
+            (Phase::Syncing, Message::AckNewLeader { zxid }) if handler.stream.is_none() => {
+                self.on_ack_newleader(now_ms, from, zxid, out)
+            }
+            (Phase::NewLeaderAcked | Phase::Synced, Message::Ack { zxid }) if !observer => {
+                self.on_ack(from, zxid, out)
+            }
+            (_, Message::Ping { touches }) => {
+                if !touches.is_empty() {
+                    out.push(Output::Touched { from, touches });
+                }
+            }
+            (Phase::Synced, Message::Request { data }) if established => {
+                out.push(Output::Request { from, data });
+            }
+            (
+                Phase::Synced,
+                Message::Revalidate {
+                    session,
+                    timeout_ms,
+                },
+            ) => out.push(Output::Revalidate {
+                from,
+                session,
+                timeout_ms,
+            }),
+            (Phase::Synced, Message::Sync { id }) => {
+                if leader.outstanding.is_empty() {
+                    out.push(Output::Send {
+                        to: from,
+                        message: Message::SyncDone { id },
+                    });
+                } else {
+                    let zxid = leader.last_proposed;
+                    leader.learner_syncs.push_back((zxid, from, id));
+                }
+            }
+            (phase, message) => {
+                let why = format!("unexpected {} in phase {phase:?}", message.name());
+                self.drop_learner(from, &why, out);
+            }
+        }
+    }
+
+    fn on_learner_info(
+        &mut self,
+        now_ms: u64,
+        from: Sid,
+        accepted_epoch: u32,
+        observer: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let voter = self.config.is_voter(from);
+        if from == self.me || !self.config.is_member(from) || voter == observer {
+            warn!(
+                sid = self.me,
+                from, observer, "learner not in the configuration as such: refused"
+            );
+            out.push(Output::Disconnect { peer: from });
+            return;
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let mut handler = Handler {
+            observer,
+            phase: Phase::Info,
+            heard_ms: now_ms,
+            stream: None,
+            held: VecDeque::new(),
+        };
+        if let Some(epoch) = leader.epoch {
+            handler.phase = Phase::LeaderInfoSent;
+            out.push(Output::Send {
+                to: from,
+                message: Message::LeaderInfo { epoch },
+            });
+        } else if voter {
+            leader.connecting.insert(from, accepted_epoch);
+        }
+        if leader.learners.insert(from, handler).is_some() {
+            debug!(
+                learner = from,
+                "a new stream replaces the learner's old one"
+            );
+        }
+        self.maybe_decide_epoch(now_ms, out);
+    }
+
+    fn maybe_decide_epoch(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let me = self.me;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if leader.epoch.is_some()
+            || !self
+                .config
+                .verifier
+                .contains_quorum(leader.connecting.keys())
+        {
+            return;
+        }
+        let greatest = leader
+            .connecting
+            .values()
+            .copied()
+            .max()
+            .unwrap_or_default();
+        let Some(epoch) = greatest.checked_add(1) else {
+            warn!(sid = me, "epochs exhausted");
+            self.look(now_ms, out);
+            return;
+        };
+        // The epoch is durable before any learner hears of it: outputs are carried out
+        // in order, and this one is synchronous.
+        self.local.accepted_epoch = epoch;
+        out.push(Output::SetAcceptedEpoch(epoch));
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        leader.epoch = Some(epoch);
+        leader.epoch_acks.insert(me);
+        for (sid, handler) in leader.learners.iter_mut() {
+            if handler.phase == Phase::Info {
+                handler.phase = Phase::LeaderInfoSent;
+                out.push(Output::Send {
+                    to: *sid,
+                    message: Message::LeaderInfo { epoch },
+                });
+            }
+        }
+        info!(sid = me, epoch, "new epoch");
+        out.push(Output::State(self.state()));
+        self.maybe_epoch_quorum(now_ms, out);
+    }
+
+    fn on_ack_epoch(
+        &mut self,
+        now_ms: u64,
+        from: Sid,
+        current_epoch: u32,
+        last_zxid: Zxid,
+        out: &mut Vec<Output>,
+    ) {
+        let voter = self.config.is_voter(from);
+        let me = self.me;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(epoch) = leader.epoch else { return };
+        if voter && current_epoch < epoch && (current_epoch, last_zxid) > leader.summary {
+            warn!(
+                sid = me,
+                learner = from,
+                learner_epoch = current_epoch,
+                learner_zxid = %last_zxid,
+                "follower is ahead of the leader: leaving"
+            );
+            self.look(now_ms, out);
+            return;
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if let Some(handler) = leader.learners.get_mut(&from) {
+            handler.phase = Phase::EpochAcked { last_zxid };
+        }
+        if voter {
+            leader.epoch_acks.insert(from);
+        }
+        if leader.epoch_quorum {
+            self.start_sync(now_ms, from, out);
+        } else {
+            self.maybe_epoch_quorum(now_ms, out);
+        }
+    }
+
+    fn maybe_epoch_quorum(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(epoch) = leader.epoch else { return };
+        if leader.epoch_quorum
+            || !self
+                .config
+                .verifier
+                .contains_quorum(leader.epoch_acks.iter())
+        {
+            return;
+        }
+        leader.epoch_quorum = true;
+        let waiting: Vec<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, h)| matches!(h.phase, Phase::EpochAcked { .. }))
+            .map(|(sid, _)| *sid)
+            .collect();
+        self.local.current_epoch = epoch;
+        out.push(Output::SetCurrentEpoch(epoch));
+        for sid in waiting {
+            self.start_sync(now_ms, sid, out);
+        }
+        self.maybe_self_newleader_ack(now_ms, out);
+    }
+
+    fn maybe_self_newleader_ack(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let durable = self.local.durable;
+        let me = self.me;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if leader.epoch_quorum && durable >= leader.history_end && leader.newleader_acks.insert(me)
+        {
+            self.maybe_established(now_ms, out);
+        }
+    }
+
+    /// Decides how `sid` syncs and starts sending it.
+    fn start_sync(&mut self, now_ms: u64, sid: Sid, out: &mut Vec<Output>) {
+        let me = self.me;
+        let diff_max = self.config.diff_max_txns;
+        let batch = self.config.read_batch;
+        let held_max = self.config.held_max;
+        let local_last = self.local.last();
+        let applied = self.local.applied;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(epoch) = leader.epoch else { return };
+        let commit_point = leader.commit_point();
+        // Tokens are never reused by this member, whatever its roles since: pieces of a
+        // read abandoned long ago must not pass for the current one's.
+        self.next_stream += 1;
+        let id = self.next_stream;
+        let Some(handler) = leader.learners.get_mut(&sid) else {
+            return;
+        };
+        let Phase::EpochAcked { last_zxid: peer } = handler.phase else {
+            return;
+        };
+        let observer = handler.observer;
+        // Observers get only what is committed; the rest reaches them as INFORMs.
+        let end = if observer { commit_point } else { local_last };
+        let history = &self.local.history;
+        let start = history.floor(peer).map(|t| t.min(end));
+        let mut messages = Vec::new();
+        let mut stream = None;
+        let how;
+        match start {
+            Some(t) if history.count_between(t, end) <= diff_max => {
+                how = if t == peer { "DIFF" } else { "TRUNC" };
+                // What the learner keeps is committed as far as the leader's commits go;
+                // the rest is committed by COMMITs to come.
+                let committed = t.min(commit_point);
+                messages.push(if t == peer {
+                    Message::Diff { committed }
+                } else {
+                    Message::Trunc { zxid: t, committed }
+                });
+                match self.local.entries_in_memory(t, end) {
+                    Some(entries) => {
+                        for entry in &entries {
+                            sync_messages(entry, observer, commit_point, &mut messages);
+                        }
+                    }
+                    None => {
+                        let through = end.min(applied);
+                        stream = Some(Stream::Log {
+                            id,
+                            sent: t,
+                            through,
+                            commit_point,
+                        });
+                        out.push(Output::ReadLog {
+                            learner: sid,
+                            stream: id,
+                            after: t,
+                            through,
+                            batch,
+                        });
+                    }
+                }
+            }
+            _ => {
+                how = "SNAP";
+                messages.push(Message::Snap { zxid: applied });
+                out.push(Output::SendSnapshot {
+                    learner: sid,
+                    stream: id,
+                    zxid: applied,
+                });
+                stream = Some(Stream::Snapshot { id });
+            }
+        }
+        info!(sid = me, learner = sid, peer_zxid = %peer, "syncing learner by {how}");
+        // Entries after what the stream covers are all in memory (pending).
+        let mut tail = Vec::new();
+        if let Some(Stream::Snapshot { .. }) = stream {
+            for entry in self.local.pending.iter().filter(|e| e.zxid <= end) {
+                sync_messages(entry, observer, commit_point, &mut tail);
+            }
+        } else if let Some(Stream::Log { through, .. }) = stream {
+            for entry in self
+                .local
+                .pending
+                .iter()
+                .filter(|e| e.zxid > through && e.zxid <= end)
+            {
+                sync_messages(entry, observer, commit_point, &mut tail);
+            }
+        }
+        tail.push(Message::NewLeader {
+            zxid: Zxid::new(epoch, 0),
+        });
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(handler) = leader.learners.get_mut(&sid) else {
+            return;
+        };
+        handler.phase = Phase::Syncing;
+        handler.heard_ms = now_ms;
+        // The header goes first, before any stream content.
+        for message in messages {
+            out.push(Output::Send { to: sid, message });
+        }
+        handler.stream = stream;
+        let mut full = false;
+        for message in tail {
+            full |= !send_to(sid, handler, message, held_max, out);
+        }
+        if full {
+            self.drop_learner(sid, "sync backlog full", out);
+        }
+    }
+
+    fn on_log_read(
+        &mut self,
+        sid: Sid,
+        stream: u64,
+        entries: Vec<Entry>,
+        last: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(handler) = leader.learners.get_mut(&sid) else {
+            return;
+        };
+        let observer = handler.observer;
+        let Some(Stream::Log {
+            id,
+            mut sent,
+            through,
+            commit_point,
+        }) = handler.stream
+        else {
+            return;
+        };
+        if id != stream {
+            return;
+        }
+        let mut messages = Vec::new();
+        let mut bad = None;
+        for entry in &entries {
+            let expected = self.local.history.next_after(sent);
+            if Some(entry.zxid) != expected || entry.zxid > through {
+                bad = Some(format!("log read gave {} after {sent}", entry.zxid));
+                break;
+            }
+            sent = entry.zxid;
+            sync_messages(entry, observer, commit_point, &mut messages);
+        }
+        if bad.is_none() && last && sent != through {
+            bad = Some(format!("log read ended at {sent}, not {through}"));
+        }
+        if let Some(why) = bad {
+            self.drop_learner(sid, &why, out);
+            return;
+        }
+        for message in messages {
+            out.push(Output::Send { to: sid, message });
+        }
+        handler.stream = (!last).then_some(Stream::Log {
+            id,
+            sent,
+            through,
+            commit_point,
+        });
+        if last {
+            flush_held(sid, handler, out);
+        }
+    }
+
+    fn on_snapshot_piece(
+        &mut self,
+        sid: Sid,
+        stream: u64,
+        data: Bytes,
+        last: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let Some(handler) = leader.learners.get_mut(&sid) else {
+            return;
+        };
+        if handler
+            .stream
+            .map(|s| matches!(s, Stream::Snapshot { id } if id == stream))
+            != Some(true)
+        {
+            return;
+        }
+        out.push(Output::Send {
+            to: sid,
+            message: Message::SnapPiece { data, last },
+        });
+        if last {
+            handler.stream = None;
+            flush_held(sid, handler, out);
+        }
+    }
+
+    fn on_ack_newleader(&mut self, now_ms: u64, from: Sid, zxid: Zxid, out: &mut Vec<Output>) {
+        let voter = self.config.is_voter(from);
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if leader.epoch.map(|e| Zxid::new(e, 0)) != Some(zxid) {
+            self.drop_learner(from, "NEWLEADER acknowledged with a wrong zxid", out);
+            return;
+        }
+        let established = leader.established;
+        if let Some(handler) = leader.learners.get_mut(&from) {
+            if established {
+                handler.phase = Phase::Synced;
+                out.push(Output::Send {
+                    to: from,
+                    message: Message::UpToDate,
+                });
+            } else {
+                handler.phase = Phase::NewLeaderAcked;
+            }
+        }
+        if voter && leader.newleader_acks.insert(from) {
+            self.maybe_established(now_ms, out);
+        }
+    }
+
+    fn maybe_established(&mut self, _now_ms: u64, out: &mut Vec<Output>) {
+        let me = self.me;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if leader.established
+            || !leader.epoch_quorum
+            || !self
+                .config
+                .verifier
+                .contains_quorum(leader.newleader_acks.iter())
+        {
+            return;
+        }
+        leader.established = true;
+        leader.last_committed = leader.history_end;
+        leader.last_proposed = leader.history_end;
+        let history_end = leader.history_end;
+        for (sid, handler) in leader.learners.iter_mut() {
+            if handler.phase == Phase::NewLeaderAcked {
+                handler.phase = Phase::Synced;
+                out.push(Output::Send {
+                    to: *sid,
+                    message: Message::UpToDate,
+                });
+            }
+        }
+        info!(sid = me, epoch = ?leader.epoch, last_zxid = %history_end, "established: serving");
+        self.local.deliver_through(history_end, out);
+        out.push(Output::State(self.state()));
+    }
+
+    pub(crate) fn leader_propose(&mut self, now_ms: u64, entry: Entry, out: &mut Vec<Output>) {
+        let held_max = self.config.held_max;
+        if let Err(e) = self.local.append(entry.clone(), out) {
+            warn!(sid = self.me, "cannot log own proposal: {e}");
+            self.look(now_ms, out);
+            return;
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        leader.last_proposed = entry.zxid;
+        let mut full = Vec::new();
+        for (sid, handler) in leader.learners.iter_mut() {
+            if handler.phase.forwarding() && !handler.observer {
+                let message = Message::Proposal(entry.clone());
+                if !send_to(*sid, handler, message, held_max, out) {
+                    full.push(*sid);
+                }
+            }
+        }
+        leader.outstanding.push_back(Proposal {
+            entry,
+            acks: BTreeSet::new(),
+        });
+        for sid in full {
+            self.drop_learner(sid, "backlog full", out);
+        }
+        self.leader_durable(now_ms, out);
+    }
+
+    pub(crate) fn leader_durable(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        self.maybe_self_newleader_ack(now_ms, out);
+        let me = self.me;
+        let durable = self.local.durable;
+        self.ack_through(me, durable);
+        self.try_commit(out);
+    }
+
+    fn on_ack(&mut self, from: Sid, zxid: Zxid, out: &mut Vec<Output>) {
+        self.ack_through(from, zxid);
+        self.try_commit(out);
+    }
+
+    fn ack_through(&mut self, sid: Sid, zxid: Zxid) {
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        for proposal in leader.outstanding.iter_mut() {
+            if proposal.entry.zxid > zxid {
+                break;
+            }
+            proposal.acks.insert(sid);
+        }
+    }
+
+    fn try_commit(&mut self, out: &mut Vec<Output>) {
+        let held_max = self.config.held_max;
+        let verifier = &self.config.verifier;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        let mut full = BTreeSet::new();
+        while let Some(front) = leader.outstanding.front() {
+            if !verifier.contains_quorum(front.acks.iter()) {
+                break;
+            }
+            let Some(proposal) = leader.outstanding.pop_front() else {
+                break;
+            };
+            let zxid = proposal.entry.zxid;
+            debug_assert!(zxid > leader.last_committed, "commits go forward");
+            leader.last_committed = zxid;
+            self.local.deliver_through(zxid, out);
+            for (sid, handler) in leader.learners.iter_mut() {
+                if !handler.phase.forwarding() {
+                    continue;
+                }
+                let message = if handler.observer {
+                    Message::Inform(proposal.entry.clone())
+                } else {
+                    Message::Commit { zxid }
+                };
+                if !send_to(*sid, handler, message, held_max, out) {
+                    full.insert(*sid);
+                }
+            }
+            while let Some(&(at, id)) = self.local_syncs.front() {
+                if at > zxid {
+                    break;
+                }
+                self.local_syncs.pop_front();
+                out.push(Output::Synced { id });
+            }
+            while let Some(&(at, sid, id)) = leader.learner_syncs.front() {
+                if at > zxid {
+                    break;
+                }
+                leader.learner_syncs.pop_front();
+                if let Some(handler) = leader.learners.get_mut(&sid) {
+                    send_to(sid, handler, Message::SyncDone { id }, held_max, out);
+                }
+            }
+        }
+        for sid in full {
+            self.drop_learner(sid, "backlog full", out);
+        }
+    }
+
+    fn leader_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let me = self.me;
+        let tick_ms = self.config.tick_ms;
+        let init_ms = self.config.init_ms();
+        let sync_ms = self.config.sync_ms();
+        let held_max = self.config.held_max;
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if !leader.established && now_ms >= leader.deadline_ms {
+            warn!(sid = me, "no quorum synced within initLimit: leaving");
+            self.look(now_ms, out);
+            return;
+        }
+        let mut silent = Vec::new();
+        for (sid, handler) in leader.learners.iter() {
+            let limit = if handler.phase == Phase::Synced {
+                sync_ms
+            } else {
+                init_ms
+            };
+            if now_ms.saturating_sub(handler.heard_ms) > limit {
+                silent.push(*sid);
+            }
+        }
+        for sid in silent {
+            self.drop_learner(sid, "silent past its limit", out);
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if now_ms >= leader.next_ping_ms {
+            leader.next_ping_ms = now_ms + (tick_ms / 2).max(1);
+            let mut full = Vec::new();
+            for (sid, handler) in leader.learners.iter_mut() {
+                if handler.phase != Phase::Info {
+                    let ping = Message::Ping {
+                        touches: Vec::new(),
+                    };
+                    if !send_to(*sid, handler, ping, held_max, out) {
+                        full.push(*sid);
+                    }
+                }
+            }
+            for sid in full {
+                self.drop_learner(sid, "backlog full", out);
+            }
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if leader.established {
+            let synced = leader
+                .learners
+                .iter()
+                .filter(|(_, h)| h.phase == Phase::Synced)
+                .map(|(sid, _)| sid)
+                .chain([&me]);
+            if !self.config.verifier.contains_quorum(synced) {
+                warn!(sid = me, "not enough followers synced: leaving");
+                self.look(now_ms, out);
+            }
+        }
+    }
+}
+
+fn flush_held(sid: Sid, handler: &mut Handler, out: &mut Vec<Output>) {
+    for message in handler.held.drain(..) {
+        out.push(Output::Send { to: sid, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_ends_before_the_zxid_counter_does() {
+        let mut leader = Leader {
+            election_epoch: 1,
+            epoch: Some(3),
+            established: true,
+            connecting: BTreeMap::new(),
+            epoch_acks: BTreeSet::new(),
+            epoch_quorum: true,
+            summary: (2, Zxid::new(2, 5)),
+            history_end: Zxid::new(2, 5),
+            newleader_acks: BTreeSet::new(),
+            deadline_ms: 0,
+            next_ping_ms: 0,
+            learners: BTreeMap::new(),
+            outstanding: VecDeque::new(),
+            last_proposed: Zxid::new(2, 5),
+            last_committed: Zxid::new(2, 5),
+            learner_syncs: VecDeque::new(),
+        };
+        assert_eq!(leader.next_zxid(), Some(Zxid::new(3, 1)));
+        leader.last_proposed = Zxid::new(3, u32::MAX - 2);
+        assert_eq!(leader.next_zxid(), Some(Zxid::new(3, u32::MAX - 1)));
+        // ZooKeeper never uses counter 0xffffffff: a new epoch must start instead.
+        leader.last_proposed = Zxid::new(3, u32::MAX - 1);
+        assert_eq!(leader.next_zxid(), None);
+        leader.established = false;
+        leader.last_proposed = Zxid::new(2, 5);
+        assert_eq!(
+            leader.next_zxid(),
+            None,
+            "not before the epoch is established"
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! The core's rules one at a time: members driven by hand, outputs checked exactly.
+
+use zk_jute::Zxid;
+use zk_replication::{
+    Config, Entry, History, Input, Message, Output, Persisted, ProposeError, Sid, State, Zab,
+};
+
+fn z(epoch: u32, counter: u32) -> Zxid {
+    Zxid::new(epoch, counter)
+}
+
+fn member(sid: Sid, epochs: (u32, u32), zxids: &[Zxid]) -> Zab {
+    let persisted = Persisted {
+        accepted_epoch: epochs.0,
+        current_epoch: epochs.1,
+        history: History::from_zxids(Zxid(0), zxids.iter().copied()).unwrap(),
+    };
+    Zab::new(Config::majority([1, 2, 3], [4]), sid, persisted).unwrap()
+}
+
+fn sends(out: &[Output]) -> Vec<(Sid, Message)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, message } => Some((*to, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn receive(zab: &mut Zab, from: Sid, message: Message) -> Vec<Output> {
+    zab.handle(0, Input::Receive { from, message })
+}
+
+fn info(observer: bool) -> Message {
+    Message::LearnerInfo {
+        accepted_epoch: 1,
+        observer,
+        election_epoch: 7,
+    }
+}
+
+/// A leader of epoch 2 with follower 2 connected and synced; `history` on both.
+fn established(history: &[Zxid]) -> Zab {
+    let mut leader = member(1, (1, 1), history);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let last = history.last().copied().unwrap_or_default();
+    receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: last,
+        },
+    );
+    receive(&mut leader, 2, Message::AckNewLeader { zxid: z(2, 0) });
+    assert!(leader.is_serving());
+    leader
+}
+
+#[test]
+fn the_new_epoch_is_written_before_anyone_hears_of_it() {
+    let mut leader = member(1, (4, 3), &[z(3, 1)]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    let out = receive(
+        &mut leader,
+        2,
+        Message::LearnerInfo {
+            accepted_epoch: 6,
+            observer: false,
+            election_epoch: 7,
+        },
+    );
+    // max(4, 6) + 1
+    assert_eq!(out[0], Output::SetAcceptedEpoch(7));
+    assert_eq!(sends(&out), [(2, Message::LeaderInfo { epoch: 7 })]);
+}
+
+#[test]
+fn a_learner_of_another_round_or_role_is_refused() {
+    let mut leader = member(1, (1, 1), &[]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    let out = receive(
+        &mut leader,
+        2,
+        Message::LearnerInfo {
+            accepted_epoch: 1,
+            observer: false,
+            election_epoch: 6,
+        },
+    );
+    assert_eq!(out, [Output::Disconnect { peer: 2 }]);
+    // Server 4 is an observer; it cannot join as a follower.
+    let out = receive(&mut leader, 4, info(false));
+    assert_eq!(out, [Output::Disconnect { peer: 4 }]);
+}
+
+#[test]
+fn a_voter_ahead_of_the_leader_makes_it_step_down() {
+    let mut leader = member(1, (1, 1), &[z(1, 1)]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: z(1, 2),
+        },
+    );
+    assert!(out.contains(&Output::State(State::Looking)));
+}
+
+#[test]
+fn the_sync_is_diff_or_trunc_by_the_learners_history() {
+    let history = [z(1, 1), z(1, 2), z(1, 3), z(3, 1), z(3, 2)];
+    let cases = [
+        // A prefix of the leader's log: the rest, read from the log.
+        (z(1, 2), Message::Diff { committed: z(1, 2) }, Some(z(1, 2))),
+        // The same log: nothing to send.
+        (z(3, 2), Message::Diff { committed: z(3, 2) }, None),
+        // Txns of epoch 2 the leader never had: back to 1:3, then epoch 3.
+        (
+            z(2, 5),
+            Message::Trunc {
+                zxid: z(1, 3),
+                committed: z(1, 3),
+            },
+            Some(z(1, 3)),
+        ),
+        // Past the leader's last zxid.
+        (
+            z(3, 9),
+            Message::Trunc {
+                zxid: z(3, 2),
+                committed: z(3, 2),
+            },
+            None,
+        ),
+    ];
+    for (peer, header, read_after) in cases {
+        let mut leader = member(1, (3, 3), &history);
+        leader.handle(0, Input::Lead { election_epoch: 7 });
+        receive(&mut leader, 2, info(false));
+        let out = receive(
+            &mut leader,
+            2,
+            Message::AckEpoch {
+                current_epoch: 2,
+                last_zxid: peer,
+            },
+        );
+        let sent: Vec<Message> = sends(&out).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(sent[0], header, "{peer}");
+        let read = out.iter().find_map(|o| match o {
+            Output::ReadLog {
+                stream,
+                after,
+                through,
+                ..
+            } => Some((*stream, *after, *through)),
+            _ => None,
+        });
+        let Some(after) = read_after else {
+            assert_eq!(read, None, "{peer}");
+            assert_eq!(sent[1..], [Message::NewLeader { zxid: z(4, 0) }]);
+            continue;
+        };
+        let (stream, from, through) = read.expect("a log read");
+        assert_eq!((from, through), (after, z(3, 2)), "{peer}");
+        // NEWLEADER waits for the entries, which go out as PROPOSAL and COMMIT.
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let entries: Vec<Entry> = history
+            .iter()
+            .filter(|x| **x > after)
+            .map(|x| Entry::new(*x, "t"))
+            .collect();
+        let n = entries.len();
+        let out = leader.handle(
+            0,
+            Input::LogRead {
+                learner: 2,
+                stream,
+                entries,
+                last: true,
+            },
+        );
+        let sent: Vec<Message> = sends(&out).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(sent.len(), 2 * n + 1, "{sent:?}");
+        assert!(matches!(sent[0], Message::Proposal(_)));
+        assert!(matches!(sent[1], Message::Commit { .. }));
+        assert_eq!(sent.last(), Some(&Message::NewLeader { zxid: z(4, 0) }));
+    }
+}
+
+#[test]
+fn a_log_read_that_skips_a_txn_drops_the_learner() {
+    let history = [z(1, 1), z(1, 2), z(1, 3)];
+    let mut leader = member(1, (1, 1), &history);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: z(1, 1),
+        },
+    );
+    let stream = out
+        .iter()
+        .find_map(|o| match o {
+            Output::ReadLog { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .unwrap();
+    let out = leader.handle(
+        0,
+        Input::LogRead {
+            learner: 2,
+            stream,
+            entries: vec![Entry::new(z(1, 3), "t")],
+            last: true,
+        },
+    );
+    assert_eq!(out, [Output::Disconnect { peer: 2 }]);
+}
+
+#[test]
+fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
+    let history: Vec<Zxid> = (1..=50).map(|c| z(1, c)).collect();
+    let mut leader = member(1, (1, 1), &history);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 0,
+            last_zxid: Zxid(0),
+        },
+    );
+    // 50 txns are within the default limit: from the log on disk, not memory (a
+    // restarted leader holds none of them in memory).
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ReadLog { learner: 2, after, through, .. } if *after == Zxid(0) && *through == z(1, 50))),
+        "{out:?}"
+    );
+    let mut config = Config::majority([1, 2, 3], [4]);
+    config.diff_max_txns = 10;
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        history: History::from_zxids(Zxid(0), history.iter().copied()).unwrap(),
+    };
+    let mut leader = Zab::new(config, 1, persisted).unwrap();
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 0,
+            last_zxid: Zxid(0),
+        },
+    );
+    let stream = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendSnapshot {
+                learner: 2,
+                stream,
+                zxid,
+            } if *zxid == z(1, 50) => Some(*stream),
+            _ => None,
+        })
+        .expect("a snapshot");
+    // NEWLEADER waits behind the snapshot; so does a ping.
+    assert_eq!(sends(&out), [(2, Message::Snap { zxid: z(1, 50) })]);
+    let out = leader.handle(1_000, Input::Tick);
+    assert!(sends(&out).is_empty(), "{out:?}");
+    // A piece of another stream is ignored; the last piece releases what was held.
+    let stale = leader.handle(
+        1_000,
+        Input::SnapshotPiece {
+            learner: 2,
+            stream: stream + 100,
+            data: "x".into(),
+            last: true,
+        },
+    );
+    assert!(stale.is_empty());
+    let out = leader.handle(
+        1_000,
+        Input::SnapshotPiece {
+            learner: 2,
+            stream,
+            data: "tree".into(),
+            last: true,
+        },
+    );
+    let names: Vec<&str> = sends(&out).iter().map(|(_, m)| m.name()).collect();
+    assert_eq!(names, ["SNAP piece", "NEWLEADER", "PING"]);
+}
+
+#[test]
+fn newleader_is_acknowledged_only_once_the_sync_is_durable() {
+    let mut learner = member(2, (1, 1), &[z(1, 1)]);
+    learner.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    learner.handle(0, Input::Connected { peer: 1 });
+    let out = receive(&mut learner, 1, Message::LeaderInfo { epoch: 2 });
+    assert_eq!(out[0], Output::SetAcceptedEpoch(2));
+    receive(&mut learner, 1, Message::Diff { committed: z(1, 1) });
+    let entry = Entry::new(z(1, 2), "t");
+    let out = receive(&mut learner, 1, Message::Proposal(entry.clone()));
+    assert_eq!(out, [Output::Append(entry)]);
+    receive(&mut learner, 1, Message::Commit { zxid: z(1, 2) });
+    let out = receive(&mut learner, 1, Message::NewLeader { zxid: z(2, 0) });
+    assert!(
+        out.is_empty(),
+        "acknowledged before the log is durable: {out:?}"
+    );
+    let out = learner.handle(0, Input::Durable { zxid: z(1, 2) });
+    assert_eq!(
+        out,
+        [
+            Output::SetCurrentEpoch(2),
+            Output::Send {
+                to: 1,
+                message: Message::AckNewLeader { zxid: z(2, 0) }
+            }
+        ]
+    );
+    // Nothing is applied before UPTODATE; then everything the sync committed.
+    let out = receive(&mut learner, 1, Message::UpToDate);
+    assert_eq!(out[0], Output::Deliver(Entry::new(z(1, 2), "t")));
+    assert!(learner.is_serving());
+}
+
+#[test]
+fn a_learner_refuses_an_older_epoch_and_a_hole_in_the_log() {
+    let mut learner = member(2, (5, 5), &[z(5, 1)]);
+    learner.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    learner.handle(0, Input::Connected { peer: 1 });
+    let out = receive(&mut learner, 1, Message::LeaderInfo { epoch: 4 });
+    assert!(out.contains(&Output::State(State::Looking)));
+
+    let mut learner = member(2, (5, 5), &[z(5, 1)]);
+    learner.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    learner.handle(0, Input::Connected { peer: 1 });
+    receive(&mut learner, 1, Message::LeaderInfo { epoch: 6 });
+    receive(&mut learner, 1, Message::Diff { committed: z(5, 1) });
+    let out = receive(&mut learner, 1, Message::Proposal(Entry::new(z(5, 3), "t")));
+    assert!(out.contains(&Output::State(State::Looking)), "{out:?}");
+}
+
+#[test]
+fn proposals_commit_in_order_on_a_quorum_of_durable_acks() {
+    let mut leader = established(&[]);
+    let first = leader.next_zxid().unwrap();
+    assert_eq!(first, z(2, 1));
+    let out = leader.handle(0, Input::Propose(Entry::new(first, "a")));
+    assert_eq!(out[0], Output::Append(Entry::new(first, "a")));
+    assert_eq!(
+        sends(&out),
+        [(2, Message::Proposal(Entry::new(first, "a")))]
+    );
+    leader.handle(0, Input::Propose(Entry::new(z(2, 2), "b")));
+    // The follower's ACK of the second covers the first; the leader's own log is not
+    // durable yet, so there is no quorum.
+    let out = receive(&mut leader, 2, Message::Ack { zxid: z(2, 2) });
+    assert!(out.is_empty());
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 1) });
+    assert_eq!(out[0], Output::Deliver(Entry::new(first, "a")));
+    assert_eq!(sends(&out), [(2, Message::Commit { zxid: first })]);
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 2) });
+    assert_eq!(sends(&out), [(2, Message::Commit { zxid: z(2, 2) })]);
+    // A wrong zxid is refused.
+    let mut out = Vec::new();
+    assert_eq!(
+        leader.propose(0, Entry::new(z(2, 9), "c"), &mut out),
+        Err(ProposeError::WrongZxid {
+            expected: z(2, 3),
+            got: z(2, 9)
+        })
+    );
+}
+
+#[test]
+fn sync_is_answered_once_everything_proposed_before_it_commits() {
+    let mut leader = established(&[]);
+    assert_eq!(
+        leader.handle(0, Input::Sync { id: 1 }),
+        [Output::Synced { id: 1 }]
+    );
+    leader.handle(0, Input::Propose(Entry::new(z(2, 1), "a")));
+    assert!(leader.handle(0, Input::Sync { id: 2 }).is_empty());
+    let out = receive(&mut leader, 2, Message::Sync { id: 3 });
+    assert!(out.is_empty());
+    receive(&mut leader, 2, Message::Ack { zxid: z(2, 1) });
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 1) });
+    let commit = out
+        .iter()
+        .position(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: Message::Commit { .. },
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let done = out
+        .iter()
+        .position(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: Message::SyncDone { id: 3 },
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert!(
+        commit < done,
+        "the learner's commits come before its sync answer"
+    );
+    assert!(out.contains(&Output::Synced { id: 2 }));
+}
+
+#[test]
+fn a_leader_that_loses_its_quorum_steps_down_after_sync_limit() {
+    let mut leader = established(&[]);
+    let sync_ms = leader.config().sync_ms();
+    let out = leader.handle(sync_ms / 2, Input::Tick);
+    assert!(!out.contains(&Output::State(State::Looking)));
+    let out = leader.handle(sync_ms + 1, Input::Tick);
+    assert!(out.contains(&Output::State(State::Looking)), "{out:?}");
+    assert!(out.contains(&Output::Disconnect { peer: 2 }));
+}
