@@ -60,6 +60,7 @@ mod history;
 mod leader;
 mod learner;
 mod message;
+pub mod transport;
 mod zab;
 
 pub use crate::config::Config;

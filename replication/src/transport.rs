@@ -1,0 +1,550 @@
+//! Zab over gRPC: the streams between a leader and its learners, and nothing else. The
+//! caller's runtime owns the [`Zab`](crate::Zab) core; [`Quorum`] only carries its
+//! messages and reports streams opening and breaking, as [`Event`]s.
+//!
+//! A learner dials the leader's quorum port ([`Quorum::connect`]) and opens one
+//! bidirectional `Learn` stream whose first frame names it; both directions then carry
+//! [`Message`]s in order. A new stream from a sid replaces the old one. Each stream has a
+//! bounded send queue: a peer that does not keep up is cut off (the core re-syncs it)
+//! rather than let memory grow. Frames over [`QuorumConfig::max_frame_bytes`] are refused
+//! by tonic on both sides, and a frame that does not decode to a message breaks its
+//! stream with one log line; the others go on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Endpoint, Server};
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
+use tracing::{debug, info, warn};
+use zk_jute::Zxid;
+
+use crate::message::{Entry, Message, Sid, Touch};
+
+/// The generated protobuf types and tonic client and server of
+/// `proto/replication.proto`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("zk.replication.v1");
+}
+
+use proto::frame::Body;
+use proto::quorum_client::QuorumClient;
+use proto::quorum_server::{Quorum as QuorumService, QuorumServer};
+use proto::{Frame, Hello};
+
+/// What happened on the streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A stream asked for with [`Quorum::connect`] is open.
+    Connected {
+        /// The leader.
+        peer: Sid,
+    },
+    /// A stream closed, broke, or could not be opened.
+    Disconnected {
+        /// The peer.
+        peer: Sid,
+    },
+    /// A message arrived.
+    Received {
+        /// The sender.
+        from: Sid,
+        /// The message.
+        message: Message,
+    },
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A frame without a body.
+    #[error("empty frame")]
+    Empty,
+    /// A hello after the first frame.
+    #[error("hello in the middle of a stream")]
+    LateHello,
+}
+
+/// Why sending failed: the peer has no stream, or its queue was full (the stream is
+/// then closed). Feed the core [`Input::Disconnected`](crate::Input::Disconnected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no stream to server {0}")]
+pub struct LinkDown(pub Sid);
+
+/// How the quorum port runs.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// This member's id.
+    pub sid: Sid,
+    /// Where to listen for learners.
+    pub listen: SocketAddr,
+    /// The largest frame accepted or sent, in bytes.
+    pub max_frame_bytes: usize,
+    /// Messages queued per stream before the peer counts as not keeping up.
+    pub send_queue_len: usize,
+    /// How long a learner's stream may take to open.
+    pub connect_timeout_ms: u64,
+}
+
+impl QuorumConfig {
+    /// Defaults: 4 MiB frames, 65,536 queued messages per stream, 2 s to connect.
+    pub fn new(sid: Sid, listen: SocketAddr) -> Self {
+        QuorumConfig {
+            sid,
+            listen,
+            max_frame_bytes: 4 * 1024 * 1024,
+            send_queue_len: 65_536,
+            connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// One open stream's sending half.
+#[derive(Debug)]
+struct Link {
+    generation: u64,
+    tx: mpsc::Sender<Frame>,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Links {
+    by_sid: BTreeMap<Sid, Link>,
+    next_generation: u64,
+}
+
+fn lock(links: &Mutex<Links>) -> MutexGuard<'_, Links> {
+    links
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Clone)]
+struct Shared {
+    sid: Sid,
+    config: Arc<QuorumConfig>,
+    links: Arc<Mutex<Links>>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Registers a new stream to `peer`, replacing (and closing) any older one.
+    fn register(&self, peer: Sid, tx: mpsc::Sender<Frame>) -> (u64, CancellationToken) {
+        let mut links = lock(&self.links);
+        links.next_generation += 1;
+        let generation = links.next_generation;
+        let cancel = self.cancel.child_token();
+        if let Some(old) = links.by_sid.insert(
+            peer,
+            Link {
+                generation,
+                tx,
+                cancel: cancel.clone(),
+            },
+        ) {
+            old.cancel.cancel();
+        }
+        (generation, cancel)
+    }
+
+    /// Forgets the stream `generation` to `peer` if it is still the current one;
+    /// returns whether it was.
+    fn unregister(&self, peer: Sid, generation: u64) -> bool {
+        let mut links = lock(&self.links);
+        if links.by_sid.get(&peer).map(|l| l.generation) == Some(generation) {
+            if let Some(link) = links.by_sid.remove(&peer) {
+                link.cancel.cancel();
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Reads `incoming` until it ends, breaks or carries a bad frame, then reports the
+    /// stream gone (if a newer one has not replaced it).
+    async fn pump(
+        self,
+        peer: Sid,
+        generation: u64,
+        mut incoming: Streaming<Frame>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let next = tokio::select! {
+                next = incoming.message() => next,
+                () = cancel.cancelled() => break,
+            };
+            match next {
+                Ok(Some(frame)) => match from_frame(frame) {
+                    Ok(message) => {
+                        let event = Event::Received {
+                            from: peer,
+                            message,
+                        };
+                        if self.events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        warn!(sid = self.sid, peer, %error, "bad frame: closing the stream");
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(status) => {
+                    debug!(sid = self.sid, peer, %status, "stream broke");
+                    break;
+                }
+            }
+        }
+        if self.unregister(peer, generation) {
+            let _ = self.events.send(Event::Disconnected { peer }).await;
+        }
+    }
+}
+
+type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, GrpcStatus>> + Send>>;
+
+/// The frames of `rx` until it closes or `cancel` fires.
+fn outgoing(
+    rx: mpsc::Receiver<Frame>,
+    cancel: CancellationToken,
+) -> impl Stream<Item = Frame> + Send {
+    futures_util::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            () = cancel.cancelled() => None,
+        };
+        next.map(|frame| (frame, (rx, cancel)))
+    })
+}
+
+#[tonic::async_trait]
+impl QuorumService for Shared {
+    type LearnStream = FrameStream;
+
+    async fn learn(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<FrameStream>, GrpcStatus> {
+        let mut incoming = request.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(5), incoming.message())
+            .await
+            .map_err(|_| GrpcStatus::deadline_exceeded("no hello"))??;
+        let Some(Frame {
+            body: Some(Body::Hello(Hello { sid: from })),
+        }) = first
+        else {
+            return Err(GrpcStatus::invalid_argument(
+                "the first frame must be a hello",
+            ));
+        };
+        let (tx, rx) = mpsc::channel(self.config.send_queue_len.max(1));
+        let (generation, cancel) = self.register(from, tx);
+        info!(sid = self.sid, learner = from, "learner stream opened");
+        tokio::spawn(
+            self.clone()
+                .pump(from, generation, incoming, cancel.clone()),
+        );
+        let out = futures_util::StreamExt::map(outgoing(rx, cancel), Ok);
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// A member's quorum port: the listener for learners, and the streams it dialed as a
+/// learner. Dropping it stops everything, as [`Quorum::shutdown`] does.
+#[derive(Debug)]
+pub struct Quorum {
+    shared: Shared,
+    local_addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Quorum {
+    /// Binds the listener. Events arrive on the returned receiver.
+    pub async fn start(config: QuorumConfig) -> std::io::Result<(Quorum, mpsc::Receiver<Event>)> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (events, events_rx) = mpsc::channel(4096);
+        let shared = Shared {
+            sid: config.sid,
+            config: Arc::new(config),
+            links: Arc::new(Mutex::new(Links::default())),
+            events,
+            cancel: CancellationToken::new(),
+        };
+        let service = QuorumServer::new(shared.clone())
+            .max_decoding_message_size(shared.config.max_frame_bytes)
+            .max_encoding_message_size(shared.config.max_frame_bytes);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let shutdown = shared.cancel.clone();
+        let sid = shared.sid;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let served = Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                warn!(sid, %error, "quorum listener failed");
+            }
+        });
+        info!(sid, %local_addr, "quorum port open");
+        Ok((
+            Quorum {
+                shared,
+                local_addr,
+                tasks,
+            },
+            events_rx,
+        ))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Opens a stream to the leader `peer` at `addr` (`host:port`); reports
+    /// [`Event::Connected`] or [`Event::Disconnected`].
+    pub fn connect(&mut self, peer: Sid, addr: String) {
+        let shared = self.shared.clone();
+        self.tasks.spawn(async move {
+            let events = shared.events.clone();
+            if let Err(error) = dial(&shared, peer, &addr).await {
+                debug!(sid = shared.sid, peer, %addr, %error, "could not open a stream");
+                let _ = events.send(Event::Disconnected { peer }).await;
+            }
+        });
+    }
+
+    /// Queues `message` for `to`.
+    pub fn send(&self, to: Sid, message: Message) -> Result<(), LinkDown> {
+        let mut links = lock(&self.shared.links);
+        let Some(link) = links.by_sid.get(&to) else {
+            return Err(LinkDown(to));
+        };
+        if link.tx.try_send(to_frame(message)).is_err() {
+            warn!(
+                sid = self.shared.sid,
+                peer = to,
+                "peer not keeping up: stream closed"
+            );
+            if let Some(link) = links.by_sid.remove(&to) {
+                link.cancel.cancel();
+            }
+            return Err(LinkDown(to));
+        }
+        Ok(())
+    }
+
+    /// Closes the stream to `peer`, if any. No event is reported for it.
+    pub fn disconnect(&self, peer: Sid) {
+        if let Some(link) = lock(&self.shared.links).by_sid.remove(&peer) {
+            link.cancel.cancel();
+        }
+    }
+
+    /// Stops the listener and every stream.
+    pub async fn shutdown(mut self) {
+        self.shared.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Quorum {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+async fn dial(
+    shared: &Shared,
+    peer: Sid,
+    addr: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let mut client = QuorumClient::new(channel)
+        .max_decoding_message_size(shared.config.max_frame_bytes)
+        .max_encoding_message_size(shared.config.max_frame_bytes);
+    let (tx, rx) = mpsc::channel(shared.config.send_queue_len.max(1));
+    tx.try_send(Frame {
+        body: Some(Body::Hello(Hello { sid: shared.sid })),
+    })?;
+    let (generation, cancel) = shared.register(peer, tx);
+    let opened = tokio::time::timeout(timeout, client.learn(outgoing(rx, cancel.clone()))).await;
+    let incoming = match opened {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => {
+            shared.unregister(peer, generation);
+            return Err(status.into());
+        }
+        Err(elapsed) => {
+            shared.unregister(peer, generation);
+            return Err(elapsed.into());
+        }
+    };
+    info!(
+        sid = shared.sid,
+        leader = peer,
+        "stream to the leader opened"
+    );
+    if shared.events.send(Event::Connected { peer }).await.is_err() {
+        return Ok(());
+    }
+    shared
+        .clone()
+        .pump(peer, generation, incoming, cancel)
+        .await;
+    Ok(())
+}
+
+fn zxid(z: Zxid) -> proto::Zxid {
+    proto::Zxid { zxid: z.0 }
+}
+
+fn entry(e: Entry) -> proto::Entry {
+    proto::Entry {
+        zxid: e.zxid.0,
+        data: e.data,
+    }
+}
+
+/// The frame carrying `message`.
+pub fn to_frame(message: Message) -> Frame {
+    use proto::*;
+    let body = match message {
+        Message::LearnerInfo {
+            accepted_epoch,
+            observer,
+            election_epoch,
+        } => Body::LearnerInfo(LearnerInfo {
+            accepted_epoch,
+            observer,
+            election_epoch,
+        }),
+        Message::LeaderInfo { epoch } => Body::LeaderInfo(LeaderInfo { epoch }),
+        Message::AckEpoch {
+            current_epoch,
+            last_zxid,
+        } => Body::AckEpoch(AckEpoch {
+            current_epoch,
+            last_zxid: last_zxid.0,
+        }),
+        Message::Diff { committed } => Body::Diff(Diff {
+            committed: committed.0,
+        }),
+        Message::Trunc { zxid, committed } => Body::Trunc(Trunc {
+            zxid: zxid.0,
+            committed: committed.0,
+        }),
+        Message::Snap { zxid } => Body::Snap(Snap { zxid: zxid.0 }),
+        Message::SnapPiece { data, last } => Body::SnapPiece(SnapPiece { data, last }),
+        Message::Proposal(e) => Body::Proposal(entry(e)),
+        Message::Ack { zxid: z } => Body::Ack(zxid(z)),
+        Message::Commit { zxid: z } => Body::Commit(zxid(z)),
+        Message::Inform(e) => Body::Inform(entry(e)),
+        Message::NewLeader { zxid: z } => Body::NewLeader(zxid(z)),
+        Message::AckNewLeader { zxid: z } => Body::AckNewLeader(zxid(z)),
+        Message::UpToDate => Body::UpToDate(UpToDate {}),
+        Message::Ping { touches } => Body::Ping(Ping {
+            touches: touches
+                .into_iter()
+                .map(|t| proto::Touch {
+                    session: t.session,
+                    timeout_ms: t.timeout_ms,
+                })
+                .collect(),
+        }),
+        Message::Request { data } => Body::Request(proto::Bytes { data }),
+        Message::Revalidate {
+            session,
+            timeout_ms,
+        } => Body::Revalidate(Session {
+            session,
+            timeout_ms,
+        }),
+        Message::Revalidated { session, valid } => {
+            Body::Revalidated(Revalidated { session, valid })
+        }
+        Message::Sync { id } => Body::Sync(Token { id }),
+        Message::SyncDone { id } => Body::SyncDone(Token { id }),
+    };
+    Frame { body: Some(body) }
+}
+
+/// The message a frame carries.
+pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
+    let z = |p: proto::Zxid| Zxid(p.zxid);
+    let e = |p: proto::Entry| Entry {
+        zxid: Zxid(p.zxid),
+        data: p.data,
+    };
+    Ok(match frame.body.ok_or(FrameError::Empty)? {
+        Body::Hello(_) => return Err(FrameError::LateHello),
+        Body::LearnerInfo(p) => Message::LearnerInfo {
+            accepted_epoch: p.accepted_epoch,
+            observer: p.observer,
+            election_epoch: p.election_epoch,
+        },
+        Body::LeaderInfo(p) => Message::LeaderInfo { epoch: p.epoch },
+        Body::AckEpoch(p) => Message::AckEpoch {
+            current_epoch: p.current_epoch,
+            last_zxid: Zxid(p.last_zxid),
+        },
+        Body::Diff(p) => Message::Diff {
+            committed: Zxid(p.committed),
+        },
+        Body::Trunc(p) => Message::Trunc {
+            zxid: Zxid(p.zxid),
+            committed: Zxid(p.committed),
+        },
+        Body::Snap(p) => Message::Snap { zxid: Zxid(p.zxid) },
+        Body::SnapPiece(p) => Message::SnapPiece {
+            data: p.data,
+            last: p.last,
+        },
+        Body::Proposal(p) => Message::Proposal(e(p)),
+        Body::Ack(p) => Message::Ack { zxid: z(p) },
+        Body::Commit(p) => Message::Commit { zxid: z(p) },
+        Body::Inform(p) => Message::Inform(e(p)),
+        Body::NewLeader(p) => Message::NewLeader { zxid: z(p) },
+        Body::AckNewLeader(p) => Message::AckNewLeader { zxid: z(p) },
+        Body::UpToDate(_) => Message::UpToDate,
+        Body::Ping(p) => Message::Ping {
+            touches: p
+                .touches
+                .into_iter()
+                .map(|t| Touch {
+                    session: t.session,
+                    timeout_ms: t.timeout_ms,
+                })
+                .collect(),
+        },
+        Body::Request(p) => Message::Request { data: p.data },
+        Body::Revalidate(p) => Message::Revalidate {
+            session: p.session,
+            timeout_ms: p.timeout_ms,
+        },
+        Body::Revalidated(p) => Message::Revalidated {
+            session: p.session,
+            valid: p.valid,
+        },
+        Body::Sync(p) => Message::Sync { id: p.id },
+        Body::SyncDone(p) => Message::SyncDone { id: p.id },
+    })
+}
