@@ -16,7 +16,8 @@ use zk_election::{
     ServerState,
 };
 use zk_jute::Zxid;
-use zk_replication::{Config, Entry, History, Input, Message, Output, Persisted, Sid, State, Zab};
+use zk_replication::storage::{MemStorage, Storage};
+use zk_replication::{Config, Entry, Input, Message, Output, Sid, State, Zab};
 
 /// splitmix64: small, fast, and good enough to drive a simulation.
 #[derive(Debug, Clone)]
@@ -93,21 +94,17 @@ pub fn zab_config(election: &zk_election::Config) -> Config {
     config
 }
 
-/// What survives a crash.
+/// What survives a crash: the log and epochs (`zk-replication`'s in-memory storage,
+/// which loses unsynced appends on a crash) and the snapshot's txns.
 #[derive(Debug, Clone, Default)]
 pub struct Disk {
-    pub accepted_epoch: u32,
-    pub current_epoch: u32,
-    pub snap_zxid: Zxid,
+    pub store: MemStorage,
     pub snap: Vec<Entry>,
-    pub log: Vec<Entry>,
-    /// How much of `log` is synced.
-    pub durable_len: usize,
 }
 
 impl Disk {
     fn last(&self) -> Zxid {
-        self.log.last().map_or(self.snap_zxid, |e| e.zxid)
+        self.store.last()
     }
 }
 
@@ -433,15 +430,17 @@ impl Sim {
             return Ok(());
         }
         let disk = &node.disk;
-        let history = History::from_zxids(disk.snap_zxid, disk.log.iter().map(|e| e.zxid))
+        let persisted = disk
+            .store
+            .persisted()
             .map_err(|e| format!("member {sid}: the log on disk is not a history: {e}"))?;
-        let persisted = Persisted {
-            accepted_epoch: disk.accepted_epoch,
-            current_epoch: disk.current_epoch,
-            history,
-        };
         // As ZooKeeper's start-up: the snapshot and the whole log are applied.
-        node.applied = disk.snap.iter().chain(disk.log.iter()).cloned().collect();
+        node.applied = disk
+            .snap
+            .iter()
+            .chain(disk.store.entries())
+            .cloned()
+            .collect();
         node.verified = 0;
         node.snapshot_rx = None;
         node.fsync_scheduled = false;
@@ -460,7 +459,7 @@ impl Sim {
     pub fn crash(&mut self, sid: Sid) {
         let keep_extra = {
             let node = &self.nodes[&sid];
-            let unsynced = node.disk.log.len() - node.disk.durable_len;
+            let unsynced = node.disk.store.unsynced();
             if self.lying_fsync.contains(&sid) {
                 0
             } else {
@@ -481,9 +480,7 @@ impl Sim {
         node.applied.clear();
         node.verified = 0;
         node.snapshot_rx = None;
-        let keep = node.disk.durable_len + keep_extra;
-        node.disk.log.truncate(keep);
-        node.disk.durable_len = node.disk.log.len();
+        node.disk.store.crash(keep_extra);
         self.stats.crashes += 1;
         let line = format!("crash {sid} (log kept to {})", self.nodes[&sid].disk.last());
         self.note(line);
@@ -629,7 +626,7 @@ impl Sim {
                 }
                 node.fsync_scheduled = false;
                 if !self.lying_fsync.contains(&sid) {
-                    node.disk.durable_len = node.disk.log.len();
+                    node.disk.store.sync().map_err(|e| e.to_string())?;
                 }
                 let zxid = node.disk.last();
                 self.input(sid, Input::Durable { zxid })?;
@@ -964,21 +961,21 @@ impl Sim {
                 }
             }
             Output::SetAcceptedEpoch(epoch) => {
-                let disk = &mut self.node(sid).disk;
-                if epoch < disk.accepted_epoch {
+                let store = &mut self.node(sid).disk.store;
+                if epoch < store.epochs().0 {
                     return Err(format!("{sid}: acceptedEpoch goes back to {epoch}"));
                 }
-                disk.accepted_epoch = epoch;
+                store.set_accepted_epoch(epoch).map_err(|e| e.to_string())?;
             }
             Output::SetCurrentEpoch(epoch) => {
-                let disk = &mut self.node(sid).disk;
-                if epoch < disk.current_epoch || epoch > disk.accepted_epoch {
+                let store = &mut self.node(sid).disk.store;
+                let (accepted, current) = store.epochs();
+                if epoch < current || epoch > accepted {
                     return Err(format!(
-                        "{sid}: currentEpoch {epoch} with current {} and accepted {}",
-                        disk.current_epoch, disk.accepted_epoch
+                        "{sid}: currentEpoch {epoch} with current {current} and accepted {accepted}"
                     ));
                 }
-                disk.current_epoch = epoch;
+                store.set_current_epoch(epoch).map_err(|e| e.to_string())?;
             }
             Output::Append(entry) => {
                 if self.proposed.get(&entry.zxid) != Some(&entry.data) {
@@ -992,7 +989,10 @@ impl Sim {
                 if !next {
                     return Err(format!("{sid} logs {} after {last}", entry.zxid));
                 }
-                node.disk.log.push(entry);
+                node.disk
+                    .store
+                    .append(&entry)
+                    .map_err(|e| format!("{sid}: {e}"))?;
                 if !node.fsync_scheduled {
                     node.fsync_scheduled = true;
                     let d = if self.lying_fsync.contains(&sid) {
@@ -1015,13 +1015,12 @@ impl Sim {
                 through,
                 batch,
             } => {
-                let entries: Vec<Entry> = self.nodes[&sid]
+                let entries = self
+                    .node(sid)
                     .disk
-                    .log
-                    .iter()
-                    .filter(|e| e.zxid > after && e.zxid <= through)
-                    .cloned()
-                    .collect();
+                    .store
+                    .read(after, through, usize::MAX)
+                    .map_err(|e| e.to_string())?;
                 let life = self.nodes[&sid].life;
                 let chunks: Vec<Vec<Entry>> = if entries.is_empty() {
                     vec![Vec::new()]
@@ -1147,8 +1146,7 @@ impl Sim {
         }
         node.applied.retain(|e| e.zxid <= zxid);
         node.verified = node.verified.min(node.applied.len());
-        node.disk.log.retain(|e| e.zxid <= zxid);
-        node.disk.durable_len = node.disk.durable_len.min(node.disk.log.len());
+        node.disk.store.truncate(zxid).map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -1164,9 +1162,7 @@ impl Sim {
             return Err(format!("{sid}: snapshot at {zxid} holds txns up to {at}"));
         }
         node.disk.snap = entries.clone();
-        node.disk.snap_zxid = zxid;
-        node.disk.log.clear();
-        node.disk.durable_len = 0;
+        node.disk.store.reset(zxid).map_err(|e| e.to_string())?;
         node.applied = entries;
         node.verified = 0;
         self.check_prefix(sid)
@@ -1320,8 +1316,8 @@ impl Sim {
                 node.state(),
                 node.applied.len(),
                 node.disk.last(),
-                node.disk.accepted_epoch,
-                node.disk.current_epoch
+                node.disk.store.epochs().0,
+                node.disk.store.epochs().1
             );
         }
         s
