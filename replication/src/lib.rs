@@ -60,6 +60,7 @@ mod history;
 mod leader;
 mod learner;
 mod message;
+pub mod runtime;
 pub mod storage;
 pub mod transport;
 mod zab;

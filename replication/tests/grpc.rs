@@ -1,9 +1,9 @@
-//! Real gRPC on loopback: members run `zk-election`'s gRPC node and this crate's
-//! [`Quorum`] around their cores, with a small runtime (below) standing in for the
-//! server: an in-memory log whose writes are durable at once, and a state machine that
-//! is the list of txns applied. Three members replicate a stream of txns; a killed
-//! leader is replaced and nothing committed is lost; a learner rejoins through DIFF,
-//! SNAP and TRUNC; a stream that sends garbage is closed and the ensemble goes on.
+//! Real gRPC on loopback: members run this crate's runtime (`runtime::Member`: the
+//! core, `zk-election`'s gRPC node, the `Quorum` streams) over in-memory storage, and
+//! apply to a state machine that is the list of txns applied. Three members replicate a
+//! stream of txns; a killed leader is replaced and nothing committed is lost; a learner
+//! rejoins through DIFF, SNAP and TRUNC; a stream that sends garbage is closed and the
+//! ensemble goes on.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -11,55 +11,76 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use zk_election::transport::{Node, NodeConfig};
-use zk_election::{PeerData, ServerState};
 use zk_jute::Zxid;
-use zk_replication::transport::{Event, Quorum, QuorumConfig};
-use zk_replication::{Config, Entry, History, Input, Message, Output, Persisted, Sid, State, Zab};
+use zk_replication::runtime::{Member, MemberConfig, StateMachine};
+use zk_replication::storage::{MemStorage, Storage, StorageError};
+use zk_replication::{Config, Entry, Message, Persisted, Sid, State};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// What survives a member's restart: epochs, the log, the snapshot.
-#[derive(Debug, Default)]
-struct Disk {
-    accepted_epoch: u32,
-    current_epoch: u32,
-    snap_zxid: Zxid,
-    snap: Vec<Entry>,
-    log: Vec<Entry>,
+/// A member's disk, kept by the test across the member's restarts.
+#[derive(Debug, Clone, Default)]
+struct Disk(Arc<Mutex<MemStorage>>);
+
+impl Storage for Disk {
+    fn persisted(&self) -> Result<Persisted, StorageError> {
+        self.0.lock().unwrap().persisted()
+    }
+    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        self.0.lock().unwrap().set_accepted_epoch(epoch)
+    }
+    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        self.0.lock().unwrap().set_current_epoch(epoch)
+    }
+    fn append(&mut self, entry: &Entry) -> Result<(), StorageError> {
+        self.0.lock().unwrap().append(entry)
+    }
+    fn sync(&mut self) -> Result<Zxid, StorageError> {
+        self.0.lock().unwrap().sync()
+    }
+    fn truncate(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        self.0.lock().unwrap().truncate(zxid)
+    }
+    fn reset(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        self.0.lock().unwrap().reset(zxid)
+    }
+    fn read(&mut self, after: Zxid, through: Zxid, max: usize) -> Result<Vec<Entry>, StorageError> {
+        self.0.lock().unwrap().read(after, through, max)
+    }
 }
 
-/// What the test sees of a running member.
-#[derive(Debug, Default)]
-struct View {
-    state: Option<State>,
-    applied: Vec<Entry>,
-    /// Sync headers received (DIFF, TRUNC, SNAP), in order.
-    syncs: Vec<&'static str>,
+/// The state machine: the txns applied, in order (a snapshot is all of them).
+#[derive(Debug, Clone, Default)]
+struct Applied(Arc<Mutex<Vec<Entry>>>);
+
+impl StateMachine for Applied {
+    fn apply(&mut self, entry: &Entry) {
+        self.0.lock().unwrap().push(entry.clone());
+    }
+    fn snapshot(&self) -> Vec<Bytes> {
+        self.0.lock().unwrap().chunks(7).map(encode).collect()
+    }
+    fn restore(&mut self, _zxid: Zxid, pieces: Vec<Bytes>) {
+        *self.0.lock().unwrap() = pieces.iter().flat_map(|p| decode(p)).collect();
+    }
+    fn truncate(&mut self, zxid: Zxid) {
+        self.0.lock().unwrap().retain(|e| e.zxid <= zxid);
+    }
 }
 
-enum Ctl {
-    Propose(Bytes, oneshot::Sender<Option<Zxid>>),
-    Send(Sid, Message),
-    /// Stop where it is, closing the sockets (as the OS does when a process dies).
-    Kill,
-    /// Stop reading anything but commands (as a paused process; its sockets stay open).
-    Pause,
-}
-
-struct Member {
-    disk: Arc<Mutex<Disk>>,
-    view: Arc<Mutex<View>>,
-    ctl: Option<mpsc::Sender<Ctl>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+struct Slot {
+    disk: Disk,
+    /// The snapshot's txns, which survive a restart with the log.
+    snapshot: Arc<Mutex<Vec<Entry>>>,
+    applied: Applied,
+    member: Option<Member>,
 }
 
 struct Ensemble {
     election: zk_election::Config,
     zab: Config,
     quorum_addrs: BTreeMap<Sid, SocketAddr>,
-    members: BTreeMap<Sid, Member>,
+    members: BTreeMap<Sid, Slot>,
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -103,15 +124,13 @@ impl Ensemble {
             .collect();
         let members = (1..=n)
             .map(|sid| {
-                (
-                    sid,
-                    Member {
-                        disk: Arc::default(),
-                        view: Arc::default(),
-                        ctl: None,
-                        task: None,
-                    },
-                )
+                let slot = Slot {
+                    disk: Disk::default(),
+                    snapshot: Arc::default(),
+                    applied: Applied::default(),
+                    member: None,
+                };
+                (sid, slot)
             })
             .collect();
         Ensemble {
@@ -123,49 +142,67 @@ impl Ensemble {
     }
 
     async fn start(&mut self, sid: Sid) {
-        let member = self.members.get_mut(&sid).unwrap();
-        let (ctl, ctl_rx) = mpsc::channel(64);
-        *member.view.lock().unwrap() = View::default();
-        let runtime = Runtime::start(
+        let config = MemberConfig {
             sid,
-            self.election.clone(),
-            self.zab.clone(),
-            self.quorum_addrs.clone(),
-            Arc::clone(&member.disk),
-            Arc::clone(&member.view),
-        )
-        .await;
-        member.ctl = Some(ctl);
-        member.task = Some(tokio::spawn(runtime.run(ctl_rx)));
+            election: self.election.clone(),
+            zab: self.zab.clone(),
+            quorum_addrs: self.quorum_addrs.clone(),
+            tick_ms: 20,
+        };
+        let slot = self.members.get_mut(&sid).unwrap();
+        // As ZooKeeper's start-up: the snapshot, then the whole log, applied.
+        let log = slot.disk.0.lock().unwrap().entries().to_vec();
+        let restored: Vec<Entry> = slot
+            .snapshot
+            .lock()
+            .unwrap()
+            .iter()
+            .chain(&log)
+            .cloned()
+            .collect();
+        slot.applied = Applied(Arc::new(Mutex::new(restored)));
+        let machine = Snapshotting {
+            applied: slot.applied.clone(),
+            snapshot: Arc::clone(&slot.snapshot),
+        };
+        slot.member = Some(
+            Member::start(config, slot.disk.clone(), machine)
+                .await
+                .unwrap(),
+        );
     }
 
-    /// Kills `sid`: its task stops where it is; only its disk remains.
+    /// Kills `sid`: it stops where it is; only its disk remains.
     async fn kill(&mut self, sid: Sid) {
-        let member = self.members.get_mut(&sid).unwrap();
-        if let Some(ctl) = member.ctl.take() {
-            let _ = ctl.send(Ctl::Kill).await;
+        if let Some(member) = self.members.get_mut(&sid).unwrap().member.take() {
+            member.stop().await;
         }
-        if let Some(task) = member.task.take() {
-            let _ = task.await;
-        }
-        member.view.lock().unwrap().state = None;
     }
 
-    fn view<T>(&self, sid: Sid, f: impl FnOnce(&View) -> T) -> T {
-        f(&self.members[&sid].view.lock().unwrap())
+    fn member(&self, sid: Sid) -> &Member {
+        self.members[&sid].member.as_ref().expect("running")
+    }
+
+    fn state(&self, sid: Sid) -> Option<State> {
+        self.members[&sid]
+            .member
+            .as_ref()
+            .and_then(|m| m.status().state)
+    }
+
+    fn syncs(&self, sid: Sid) -> Vec<&'static str> {
+        self.member(sid).status().syncs
     }
 
     fn leader(&self) -> Option<Sid> {
         self.members.keys().copied().find(|sid| {
-            self.view(*sid, |v| {
-                matches!(
-                    v.state,
-                    Some(State::Leading {
-                        established: true,
-                        ..
-                    })
-                )
-            })
+            matches!(
+                self.state(*sid),
+                Some(State::Leading {
+                    established: true,
+                    ..
+                })
+            )
         })
     }
 
@@ -177,14 +214,8 @@ impl Ensemble {
                     .members
                     .keys()
                     .map(|sid| {
-                        self.view(*sid, |v| {
-                            format!(
-                                "{sid}: {:?}, {} applied, syncs {:?}",
-                                v.state,
-                                v.applied.len(),
-                                v.syncs
-                            )
-                        })
+                        let status = self.members[sid].member.as_ref().map(Member::status);
+                        format!("{sid}: {status:?}, {} applied", self.applied(*sid).len())
                     })
                     .collect();
                 panic!("timed out waiting for {what}: {views:#?}");
@@ -199,12 +230,8 @@ impl Ensemble {
     }
 
     async fn propose(&self, sid: Sid, data: &str) -> Option<Zxid> {
-        let (tx, rx) = oneshot::channel();
-        let ctl = self.members[&sid].ctl.as_ref()?;
-        ctl.send(Ctl::Propose(Bytes::from(data.to_string()), tx))
-            .await
-            .ok()?;
-        rx.await.ok().flatten()
+        let member = self.members[&sid].member.as_ref()?;
+        member.propose(Bytes::from(data.to_string())).await
     }
 
     /// Proposes `n` txns on the leader and waits until `members` applied them.
@@ -222,14 +249,14 @@ impl Ensemble {
         self.wait("the writes applied", |e| {
             members
                 .iter()
-                .all(|sid| e.view(*sid, |v| v.applied.iter().any(|x| x.zxid == last)))
+                .all(|sid| e.applied(*sid).iter().any(|x| x.zxid == last))
         })
         .await;
         zxids
     }
 
     fn applied(&self, sid: Sid) -> Vec<Entry> {
-        self.view(sid, |v| v.applied.clone())
+        self.members[&sid].applied.0.lock().unwrap().clone()
     }
 
     async fn stop_all(&mut self) {
@@ -239,254 +266,25 @@ impl Ensemble {
     }
 }
 
-/// The stand-in for the server's runtime: carries a member's outputs out.
-struct Runtime {
-    sid: Sid,
-    zab: Zab,
-    election: Node,
-    quorum: Quorum,
-    events: mpsc::Receiver<Event>,
-    quorum_addrs: BTreeMap<Sid, SocketAddr>,
-    disk: Arc<Mutex<Disk>>,
-    view: Arc<Mutex<View>>,
-    snapshot_rx: Vec<Bytes>,
-    started_ms: tokio::time::Instant,
+/// [`Applied`], whose snapshots are kept as a disk would keep them.
+struct Snapshotting {
+    applied: Applied,
+    snapshot: Arc<Mutex<Vec<Entry>>>,
 }
 
-impl Runtime {
-    async fn start(
-        sid: Sid,
-        election_config: zk_election::Config,
-        zab_config: Config,
-        quorum_addrs: BTreeMap<Sid, SocketAddr>,
-        disk: Arc<Mutex<Disk>>,
-        view: Arc<Mutex<View>>,
-    ) -> Runtime {
-        let (persisted, applied) = {
-            let d = disk.lock().unwrap();
-            let history = History::from_zxids(d.snap_zxid, d.log.iter().map(|e| e.zxid)).unwrap();
-            let applied: Vec<Entry> = d.snap.iter().chain(d.log.iter()).cloned().collect();
-            (
-                Persisted {
-                    accepted_epoch: d.accepted_epoch,
-                    current_epoch: d.current_epoch,
-                    history,
-                },
-                applied,
-            )
-        };
-        view.lock().unwrap().applied = applied;
-        let zab = Zab::new(zab_config, sid, persisted).unwrap();
-        let election = Node::start(NodeConfig::new(sid, election_config, zab.peer_data()))
-            .await
-            .unwrap();
-        let (quorum, events) = Quorum::start(QuorumConfig::new(sid, quorum_addrs[&sid]))
-            .await
-            .unwrap();
-        Runtime {
-            sid,
-            zab,
-            election,
-            quorum,
-            events,
-            quorum_addrs,
-            disk,
-            view,
-            snapshot_rx: Vec::new(),
-            started_ms: tokio::time::Instant::now(),
-        }
+impl StateMachine for Snapshotting {
+    fn apply(&mut self, entry: &Entry) {
+        self.applied.apply(entry);
     }
-
-    fn now_ms(&self) -> u64 {
-        self.started_ms.elapsed().as_millis() as u64
+    fn snapshot(&self) -> Vec<Bytes> {
+        self.applied.snapshot()
     }
-
-    async fn run(mut self, mut ctl: mpsc::Receiver<Ctl>) {
-        let mut status = self.election.watch();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        let mut seen_looking = true;
-        let mut paused = false;
-        loop {
-            if paused {
-                if let Some(Ctl::Kill) | None = ctl.recv().await {
-                    self.quorum.shutdown().await;
-                    self.election.shutdown().await;
-                    return;
-                }
-                continue;
-            }
-            let input = tokio::select! {
-                changed = status.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let s = *status.borrow_and_update();
-                    match s.state {
-                        ServerState::Looking => {
-                            seen_looking = true;
-                            continue;
-                        }
-                        _ if !seen_looking || self.zab.state() != State::Looking => continue,
-                        ServerState::Leading => Input::Lead { election_epoch: s.vote.election_epoch },
-                        _ => Input::Follow {
-                            leader: s.vote.leader,
-                            election_epoch: s.vote.election_epoch,
-                        },
-                    }
-                }
-                event = self.events.recv() => match event {
-                    Some(Event::Connected { peer }) => Input::Connected { peer },
-                    Some(Event::Disconnected { peer }) => Input::Disconnected { peer },
-                    Some(Event::Received { from, message }) => {
-                        if let Message::Diff { .. } | Message::Trunc { .. } | Message::Snap { .. } = message {
-                            self.view.lock().unwrap().syncs.push(message.name());
-                        }
-                        Input::Receive { from, message }
-                    }
-                    None => return,
-                },
-                _ = tick.tick() => Input::Tick,
-                cmd = ctl.recv() => match cmd {
-                    Some(Ctl::Propose(data, reply)) => {
-                        let zxid = self.zab.next_zxid();
-                        if let Some(zxid) = zxid {
-                            self.handle(Input::Propose(Entry { zxid, data })).await;
-                        }
-                        let _ = reply.send(zxid);
-                        continue;
-                    }
-                    Some(Ctl::Send(to, message)) => {
-                        let _ = self.quorum.send(to, message);
-                        continue;
-                    }
-                    Some(Ctl::Pause) => {
-                        paused = true;
-                        continue;
-                    }
-                    Some(Ctl::Kill) | None => {
-                        self.quorum.shutdown().await;
-                        self.election.shutdown().await;
-                        return;
-                    }
-                },
-            };
-            if matches!(input, Input::Lead { .. } | Input::Follow { .. }) {
-                seen_looking = false;
-            }
-            self.handle(input).await;
-        }
+    fn restore(&mut self, zxid: Zxid, pieces: Vec<Bytes>) {
+        self.applied.restore(zxid, pieces);
+        *self.snapshot.lock().unwrap() = self.applied.0.lock().unwrap().clone();
     }
-
-    /// Handles `input` and everything its outputs feed back.
-    async fn handle(&mut self, input: Input) {
-        let mut inputs = vec![input];
-        while let Some(input) = inputs.pop() {
-            let now = self.now_ms();
-            let outputs = self.zab.handle(now, input);
-            let mut more = Vec::new();
-            for output in outputs {
-                self.carry(output, &mut more).await;
-            }
-            more.reverse();
-            inputs.extend(more);
-        }
-        self.view.lock().unwrap().state = Some(self.zab.state());
-    }
-
-    async fn carry(&mut self, output: Output, more: &mut Vec<Input>) {
-        match output {
-            Output::Send { to, message } => {
-                if self.quorum.send(to, message).is_err() {
-                    more.push(Input::Disconnected { peer: to });
-                }
-            }
-            Output::Connect { peer } => self
-                .quorum
-                .connect(peer, self.quorum_addrs[&peer].to_string()),
-            Output::Disconnect { peer } => self.quorum.disconnect(peer),
-            Output::SetAcceptedEpoch(e) => self.disk.lock().unwrap().accepted_epoch = e,
-            Output::SetCurrentEpoch(e) => self.disk.lock().unwrap().current_epoch = e,
-            Output::Append(entry) => {
-                let zxid = entry.zxid;
-                self.disk.lock().unwrap().log.push(entry);
-                more.push(Input::Durable { zxid });
-            }
-            Output::Truncate { zxid } => {
-                self.disk.lock().unwrap().log.retain(|e| e.zxid <= zxid);
-                self.view.lock().unwrap().applied.retain(|e| e.zxid <= zxid);
-            }
-            Output::Deliver(entry) => self.view.lock().unwrap().applied.push(entry),
-            Output::ReadLog {
-                learner,
-                stream,
-                after,
-                through,
-                batch,
-            } => {
-                let entries: Vec<Entry> = self
-                    .disk
-                    .lock()
-                    .unwrap()
-                    .log
-                    .iter()
-                    .filter(|e| e.zxid > after && e.zxid <= through)
-                    .cloned()
-                    .collect();
-                let chunks: Vec<Vec<Entry>> = if entries.is_empty() {
-                    vec![Vec::new()]
-                } else {
-                    entries.chunks(batch).map(<[Entry]>::to_vec).collect()
-                };
-                let n = chunks.len();
-                for (i, entries) in chunks.into_iter().enumerate() {
-                    more.push(Input::LogRead {
-                        learner,
-                        stream,
-                        entries,
-                        last: i + 1 == n,
-                    });
-                }
-            }
-            Output::SendSnapshot {
-                learner, stream, ..
-            } => {
-                let applied = self.view.lock().unwrap().applied.clone();
-                let pieces: Vec<Bytes> = if applied.is_empty() {
-                    vec![Bytes::new()]
-                } else {
-                    applied.chunks(7).map(encode).collect()
-                };
-                let n = pieces.len();
-                for (i, data) in pieces.into_iter().enumerate() {
-                    more.push(Input::SnapshotPiece {
-                        learner,
-                        stream,
-                        data,
-                        last: i + 1 == n,
-                    });
-                }
-            }
-            Output::SnapshotBegin { .. } => self.snapshot_rx.clear(),
-            Output::SnapshotPiece(data) => self.snapshot_rx.push(data),
-            Output::SnapshotEnd { zxid } => {
-                let entries: Vec<Entry> = self
-                    .snapshot_rx
-                    .drain(..)
-                    .flat_map(|p| decode(&p))
-                    .collect();
-                let mut disk = self.disk.lock().unwrap();
-                disk.snap = entries.clone();
-                disk.snap_zxid = zxid;
-                disk.log.clear();
-                self.view.lock().unwrap().applied = entries;
-            }
-            Output::State(State::Looking) => {
-                let data: PeerData = self.zab.peer_data();
-                self.election.set_peer_data(data).await;
-                self.election.start_looking().await;
-            }
-            other => tracing::debug!(sid = self.sid, "not used here: {other:?}"),
-        }
+    fn truncate(&mut self, zxid: Zxid) {
+        self.applied.truncate(zxid);
     }
 }
 
@@ -576,7 +374,7 @@ async fn a_learner_rejoins_through_diff_snap_and_trunc() {
     ensemble
         .wait("a caught up", |e| e.applied(a) == e.applied(leader))
         .await;
-    assert_eq!(ensemble.view(a, |v| v.syncs.clone()), ["DIFF"]);
+    assert_eq!(ensemble.syncs(a), ["DIFF"]);
 
     // SNAP: further behind than a diff may carry.
     ensemble.kill(a).await;
@@ -585,14 +383,13 @@ async fn a_learner_rejoins_through_diff_snap_and_trunc() {
     ensemble
         .wait("a caught up", |e| e.applied(a) == e.applied(leader))
         .await;
-    assert_eq!(ensemble.view(a, |v| v.syncs.clone()), ["SNAP"]);
+    assert_eq!(ensemble.syncs(a), ["SNAP"]);
 
     // TRUNC: the leader logs txns nobody else reads (its followers are paused), and
     // everyone dies; the followers come back and go on without those txns; when the
     // old leader returns it must drop them.
     for f in [a, b] {
-        let ctl = ensemble.members[&f].ctl.clone().unwrap();
-        ctl.send(Ctl::Pause).await.unwrap();
+        ensemble.member(f).pause().await;
     }
     for i in 0..3 {
         ensemble
@@ -617,7 +414,7 @@ async fn a_learner_rejoins_through_diff_snap_and_trunc() {
             e.applied(leader) == e.applied(a)
         })
         .await;
-    assert_eq!(ensemble.view(leader, |v| v.syncs.clone()), ["TRUNC"]);
+    assert_eq!(ensemble.syncs(leader), ["TRUNC"]);
     let applied = ensemble.applied(leader);
     assert!(
         applied.iter().all(|e| !e.data.starts_with(b"lost")),
@@ -638,10 +435,10 @@ async fn a_stream_that_misbehaves_is_closed_and_the_rest_go_on() {
     let follower = (1..=3).find(|s| *s != leader).unwrap();
     // The follower's runtime sends the leader a message out of place: the leader drops
     // that learner (one log line), which syncs again; writes go on.
-    let ctl = ensemble.members[&follower].ctl.clone().unwrap();
-    ctl.send(Ctl::Send(leader, Message::UpToDate))
-        .await
-        .unwrap();
+    ensemble
+        .member(follower)
+        .send_raw(leader, Message::UpToDate)
+        .await;
     ensemble.write(5, "after", &[1, 2, 3]).await;
     assert_eq!(ensemble.applied(follower), ensemble.applied(leader));
 

@@ -4,6 +4,7 @@ mod bench;
 mod compat_clients;
 mod diff;
 mod election_bench;
+mod replication_bench;
 mod servers;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,11 @@ cargo xtask <command>
                      (one JVM per member, loopback; the leader killed with SIGKILL, a new
                      one found with srvr); the stopped member rejoins before each next run.
                      Prints median and p99 per ensemble size
+  bench replication [--secs 5] [--outstanding 1,64]
+                     zk-replication's commits: three members over loopback gRPC and one
+                     member (its runtime, ZooKeeper's txn log, fsync on), and
+                     zk-persistence's GroupCommit alone, each a closed loop of 100-byte
+                     txns: commits per second, p50 and p99 from proposing to committed
   diff [--seed N] [--ops N] [--sessions N] [--verbose] [--keep] [--check-watches]
        [--readable-acls]
                      seeded random differential test: our zk-server (debug build) and Apache
@@ -99,6 +105,7 @@ fn main() -> Result<()> {
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),
             Some("election") => election_bench::run(&rest[1..]),
+            Some("replication") => replication_bench::run(&rest[1..]),
             _ => bench::run(rest),
         },
         Some("help" | "--help" | "-h") | None => {
