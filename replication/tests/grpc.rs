@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sim::{decode, encode};
 use zk_jute::Zxid;
 use zk_replication::runtime::{Member, MemberConfig, StateMachine};
 use zk_replication::storage::{MemStorage, Storage, StorageError};
 use zk_replication::{Config, Entry, Message, Persisted, Sid, State};
+
+mod sim;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -286,30 +289,6 @@ impl StateMachine for Snapshotting {
     fn truncate(&mut self, zxid: Zxid) {
         self.applied.truncate(zxid);
     }
-}
-
-fn encode(entries: &[Entry]) -> Bytes {
-    let mut out = Vec::new();
-    for e in entries {
-        out.extend_from_slice(&e.zxid.0.to_be_bytes());
-        out.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
-        out.extend_from_slice(&e.data);
-    }
-    Bytes::from(out)
-}
-
-fn decode(mut data: &[u8]) -> Vec<Entry> {
-    let mut out = Vec::new();
-    while data.len() >= 12 {
-        let zxid = i64::from_be_bytes(data[..8].try_into().unwrap());
-        let len = u32::from_be_bytes(data[8..12].try_into().unwrap()) as usize;
-        out.push(Entry::new(
-            Zxid(zxid),
-            Bytes::copy_from_slice(&data[12..12 + len]),
-        ));
-        data = &data[12 + len..];
-    }
-    out
 }
 
 fn init_tracing() {

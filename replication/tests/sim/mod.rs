@@ -559,16 +559,7 @@ impl Sim {
 
     /// Runs events until `until_ms`; stops at the first violation.
     pub fn run_until(&mut self, until_ms: u64) -> Result<(), String> {
-        while let Some(next) = self.queue.peek() {
-            if next.at_ms > until_ms {
-                break;
-            }
-            let Some(Queued { at_ms, event, .. }) = self.queue.pop() else {
-                break;
-            };
-            self.now_ms = at_ms;
-            self.step(event)?;
-        }
+        self.run_while(until_ms, |_| false)?;
         self.now_ms = until_ms;
         Ok(())
     }
@@ -1329,7 +1320,8 @@ fn stream_key(_nodes: &BTreeMap<Sid, Node>, a: Sid, b: Sid) -> (Sid, Sid) {
     (a.min(b), a.max(b))
 }
 
-fn encode(entries: &[Entry]) -> Bytes {
+/// A snapshot piece: the txns, each as zxid, length and data.
+pub fn encode(entries: &[Entry]) -> Bytes {
     let mut out = Vec::new();
     for e in entries {
         out.extend_from_slice(&e.zxid.0.to_be_bytes());
@@ -1339,7 +1331,8 @@ fn encode(entries: &[Entry]) -> Bytes {
     Bytes::from(out)
 }
 
-fn decode(mut data: &[u8]) -> Vec<Entry> {
+/// The txns of a snapshot piece.
+pub fn decode(mut data: &[u8]) -> Vec<Entry> {
     let mut out = Vec::new();
     while data.len() >= 12 {
         let zxid = i64::from_be_bytes(data[..8].try_into().expect("8 bytes"));
