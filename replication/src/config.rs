@@ -33,6 +33,11 @@ pub struct Config {
     pub held_max: usize,
     /// Log entries asked for at a time when a learner is synced from the log on disk.
     pub read_batch: usize,
+    /// `learner.maxConcurrentSnapSyncs`: learners synced by snapshot at once; one more
+    /// is turned away (it reconnects and tries again).
+    pub max_concurrent_snap_syncs: usize,
+    /// `learner.maxConcurrentDiffSyncs`: likewise for DIFF and TRUNC syncs.
+    pub max_concurrent_diff_syncs: usize,
 }
 
 impl Config {
@@ -66,6 +71,8 @@ impl Config {
             diff_max_txns: 100_000,
             held_max: 1_000_000,
             read_batch: 1_000,
+            max_concurrent_snap_syncs: 10,
+            max_concurrent_diff_syncs: 100,
         }
     }
 
@@ -101,6 +108,11 @@ impl Config {
         }
         if self.held_max == 0 || self.read_batch == 0 {
             return Err(ConfigError::Bad("held_max and read_batch must be positive"));
+        }
+        if self.max_concurrent_snap_syncs == 0 || self.max_concurrent_diff_syncs == 0 {
+            return Err(ConfigError::Bad(
+                "learner.maxConcurrentSnapSyncs and learner.maxConcurrentDiffSyncs must be positive",
+            ));
         }
         if self.observers.iter().any(|sid| self.is_voter(*sid)) {
             return Err(ConfigError::Bad("a server cannot both vote and observe"));

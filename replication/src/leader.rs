@@ -31,7 +31,10 @@ enum Phase {
     /// `LEADERINFO` sent; waiting for `ACKEPOCH`.
     LeaderInfoSent,
     /// `ACKEPOCH` received; waiting for a quorum of them before syncing.
-    EpochAcked { last_zxid: Zxid },
+    EpochAcked {
+        last_zxid: Zxid,
+        snapshot_zxid: Zxid,
+    },
     /// The sync is on its way (or streaming), `NEWLEADER` after it.
     Syncing,
     /// `NEWLEADER` acknowledged; `UPTODATE` once the leader is established.
@@ -61,11 +64,21 @@ enum Stream {
     Snapshot { id: u64 },
 }
 
+/// How a learner is synced, for ZooKeeper's limits on concurrent syncs (a TRUNC counts
+/// as a diff, as there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncKind {
+    Diff,
+    Snap,
+}
+
 /// One learner, as the leader sees it (ZooKeeper's `LearnerHandler`).
 #[derive(Debug, Clone)]
 pub(crate) struct Handler {
     observer: bool,
     phase: Phase,
+    /// How the learner is being synced, while it is (until it acknowledges NEWLEADER).
+    sync: Option<SyncKind>,
     heard_ms: u64,
     stream: Option<Stream>,
     /// Messages for after the stream, in order.
@@ -288,8 +301,9 @@ impl Zab {
                 Message::AckEpoch {
                     current_epoch,
                     last_zxid,
+                    snapshot_zxid,
                 },
-            ) => self.on_ack_epoch(now_ms, from, current_epoch, last_zxid, out),
+            ) => self.on_ack_epoch(now_ms, from, current_epoch, (last_zxid, snapshot_zxid), out),
             (Phase::Syncing, Message::AckNewLeader { zxid }) if handler.stream.is_none() => {
                 self.on_ack_newleader(now_ms, from, zxid, out)
             }
@@ -356,6 +370,7 @@ impl Zab {
         let mut handler = Handler {
             observer,
             phase: Phase::Info,
+            sync: None,
             heard_ms: now_ms,
             stream: None,
             held: VecDeque::new(),
@@ -430,7 +445,7 @@ impl Zab {
         now_ms: u64,
         from: Sid,
         current_epoch: u32,
-        last_zxid: Zxid,
+        (last_zxid, snapshot_zxid): (Zxid, Zxid),
         out: &mut Vec<Output>,
     ) {
         let voter = self.config.is_voter(from);
@@ -454,7 +469,10 @@ impl Zab {
             return;
         };
         if let Some(handler) = leader.learners.get_mut(&from) {
-            handler.phase = Phase::EpochAcked { last_zxid };
+            handler.phase = Phase::EpochAcked {
+                last_zxid,
+                snapshot_zxid,
+            };
         }
         if voter {
             leader.epoch_acks.insert(from);
@@ -512,6 +530,8 @@ impl Zab {
         let diff_max = self.config.diff_max_txns;
         let batch = self.config.read_batch;
         let held_max = self.config.held_max;
+        let max_snaps = self.config.max_concurrent_snap_syncs;
+        let max_diffs = self.config.max_concurrent_diff_syncs;
         let local_last = self.local.last();
         let applied = self.local.applied;
         let Role::Leading(leader) = &mut self.role else {
@@ -526,19 +546,47 @@ impl Zab {
         let Some(handler) = leader.learners.get_mut(&sid) else {
             return;
         };
-        let Phase::EpochAcked { last_zxid: peer } = handler.phase else {
+        let Phase::EpochAcked {
+            last_zxid: peer,
+            snapshot_zxid: peer_base,
+        } = handler.phase
+        else {
             return;
         };
         let observer = handler.observer;
         // Observers get only what is committed; the rest reaches them as INFORMs.
         let end = if observer { commit_point } else { local_last };
         let history = &self.local.history;
-        let start = history.floor(peer).map(|t| t.min(end));
+        // A diff starts from the greatest point both histories share; the learner cannot
+        // go back past its snapshot, and a diff longer than the limit is a snapshot.
+        let start = history
+            .floor(peer)
+            .map(|t| t.min(end))
+            .filter(|t| *t >= peer_base && history.count_between(*t, end) <= diff_max);
+        let kind = if start.is_some() {
+            SyncKind::Diff
+        } else {
+            SyncKind::Snap
+        };
+        let (limit, limit_name) = match kind {
+            SyncKind::Diff => (max_diffs, "learner.maxConcurrentDiffSyncs"),
+            SyncKind::Snap => (max_snaps, "learner.maxConcurrentSnapSyncs"),
+        };
+        let running = leader
+            .learners
+            .values()
+            .filter(|h| h.sync == Some(kind))
+            .count();
+        if running >= limit {
+            let why = format!("{running} {kind:?} syncs running ({limit_name} is {limit})");
+            self.drop_learner(sid, &why, out);
+            return;
+        }
         let mut messages = Vec::new();
         let mut stream = None;
         let how;
         match start {
-            Some(t) if history.count_between(t, end) <= diff_max => {
+            Some(t) => {
                 how = if t == peer { "DIFF" } else { "TRUNC" };
                 // What the learner keeps is committed as far as the leader's commits go;
                 // the rest is committed by COMMITs to come.
@@ -572,7 +620,7 @@ impl Zab {
                     }
                 }
             }
-            _ => {
+            None => {
                 how = "SNAP";
                 messages.push(Message::Snap { zxid: applied });
                 out.push(Output::SendSnapshot {
@@ -610,6 +658,7 @@ impl Zab {
             return;
         };
         handler.phase = Phase::Syncing;
+        handler.sync = Some(kind);
         handler.heard_ms = now_ms;
         // The header goes first, before any stream content.
         for message in messages {
@@ -726,6 +775,7 @@ impl Zab {
         }
         let established = leader.established;
         if let Some(handler) = leader.learners.get_mut(&from) {
+            handler.sync = None;
             if established {
                 handler.phase = Phase::Synced;
                 out.push(Output::Send {

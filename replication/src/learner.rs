@@ -346,6 +346,7 @@ impl Zab {
         }
         let current_epoch = self.local.current_epoch;
         let last_zxid = self.local.last();
+        let snapshot_zxid = self.local.history.base();
         let Some(learner) = self.learner() else {
             return Ok(());
         };
@@ -357,6 +358,7 @@ impl Zab {
             message: Message::AckEpoch {
                 current_epoch,
                 last_zxid,
+                snapshot_zxid,
             },
         });
         Ok(())

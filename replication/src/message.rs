@@ -62,6 +62,9 @@ pub enum Message {
         current_epoch: u32,
         /// The learner's last logged zxid.
         last_zxid: Zxid,
+        /// The zxid of the snapshot the learner's log starts from: it cannot truncate
+        /// below it, so a leader that would send TRUNC below it sends SNAP instead.
+        snapshot_zxid: Zxid,
     },
     /// Leader → learner: the learner's log is a prefix of the leader's; the missing
     /// entries follow as proposals.

@@ -441,9 +441,11 @@ pub fn to_frame(message: Message) -> Frame {
         Message::AckEpoch {
             current_epoch,
             last_zxid,
+            snapshot_zxid,
         } => Body::AckEpoch(AckEpoch {
             current_epoch,
             last_zxid: last_zxid.0,
+            snapshot_zxid: snapshot_zxid.0,
         }),
         Message::Diff { committed } => Body::Diff(Diff {
             committed: committed.0,
@@ -505,6 +507,7 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
         Body::AckEpoch(p) => Message::AckEpoch {
             current_epoch: p.current_epoch,
             last_zxid: Zxid(p.last_zxid),
+            snapshot_zxid: Zxid(p.snapshot_zxid),
         },
         Body::Diff(p) => Message::Diff {
             committed: Zxid(p.committed),

@@ -51,6 +51,7 @@ fn established(history: &[Zxid]) -> Zab {
         Message::AckEpoch {
             current_epoch: 1,
             last_zxid: last,
+            snapshot_zxid: Zxid(0),
         },
     );
     receive(&mut leader, 2, Message::AckNewLeader { zxid: z(2, 0) });
@@ -106,6 +107,7 @@ fn a_voter_ahead_of_the_leader_makes_it_step_down() {
         Message::AckEpoch {
             current_epoch: 1,
             last_zxid: z(1, 2),
+            snapshot_zxid: Zxid(0),
         },
     );
     assert!(out.contains(&Output::State(State::Looking)));
@@ -148,6 +150,7 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
             Message::AckEpoch {
                 current_epoch: 2,
                 last_zxid: peer,
+                snapshot_zxid: Zxid(0),
             },
         );
         let sent: Vec<Message> = sends(&out).into_iter().map(|(_, m)| m).collect();
@@ -205,6 +208,7 @@ fn a_log_read_that_skips_a_txn_drops_the_learner() {
         Message::AckEpoch {
             current_epoch: 1,
             last_zxid: z(1, 1),
+            snapshot_zxid: Zxid(0),
         },
     );
     let stream = out
@@ -238,6 +242,7 @@ fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
         Message::AckEpoch {
             current_epoch: 0,
             last_zxid: Zxid(0),
+            snapshot_zxid: Zxid(0),
         },
     );
     // 50 txns are within the default limit: from the log on disk, not memory (a
@@ -263,6 +268,7 @@ fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
         Message::AckEpoch {
             current_epoch: 0,
             last_zxid: Zxid(0),
+            snapshot_zxid: Zxid(0),
         },
     );
     let stream = out
@@ -458,4 +464,97 @@ fn a_leader_that_loses_its_quorum_steps_down_after_sync_limit() {
     let out = leader.handle(sync_ms + 1, Input::Tick);
     assert!(out.contains(&Output::State(State::Looking)), "{out:?}");
     assert!(out.contains(&Output::Disconnect { peer: 2 }));
+}
+
+#[test]
+fn snapshot_syncs_beyond_the_limit_are_turned_away() {
+    let history: Vec<Zxid> = (1..=50).map(|c| z(1, c)).collect();
+    let mut config = Config::majority([1, 2, 3, 4, 5], []);
+    config.diff_max_txns = 10;
+    config.max_concurrent_snap_syncs = 1;
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        history: History::from_zxids(Zxid(0), history.iter().copied()).unwrap(),
+    };
+    let mut leader = Zab::new(config, 1, persisted).unwrap();
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    for sid in [2, 3] {
+        receive(&mut leader, sid, info(false));
+    }
+    receive(&mut leader, 4, info(false));
+    let ack = Message::AckEpoch {
+        current_epoch: 0,
+        last_zxid: Zxid(0),
+        snapshot_zxid: Zxid(0),
+    };
+    // The epoch quorum is 3 of 5; the first snapshot sync starts with it.
+    receive(&mut leader, 2, ack.clone());
+    let out = receive(&mut leader, 3, ack.clone());
+    let snaps = out
+        .iter()
+        .filter(|o| matches!(o, Output::SendSnapshot { .. }))
+        .count();
+    let turned_away = out.contains(&Output::Disconnect { peer: 3 }) as usize
+        + out.contains(&Output::Disconnect { peer: 2 }) as usize;
+    assert_eq!((snaps, turned_away), (1, 1), "{out:?}");
+    // A learner that needs only a diff is not held back by the snapshot.
+    let out = receive(
+        &mut leader,
+        4,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: z(1, 45),
+            snapshot_zxid: Zxid(0),
+        },
+    );
+    assert_eq!(
+        sends(&out)[0].1,
+        Message::Diff {
+            committed: z(1, 45)
+        }
+    );
+}
+
+#[test]
+fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
+    // The learner installed a snapshot at 1:4 from a leader that never established (1:4
+    // was not committed); this leader's history has 1:1..1:3, then epoch 2.
+    let mut leader = member(1, (2, 2), &[z(1, 1), z(1, 2), z(1, 3), z(2, 1)]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: z(1, 4),
+            snapshot_zxid: z(1, 4),
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::SendSnapshot { learner: 2, .. })),
+        "TRUNC to 1:3 would be refused: {out:?}"
+    );
+    // With the same log but no snapshot in the way, TRUNC.
+    let mut leader = member(1, (2, 2), &[z(1, 1), z(1, 2), z(1, 3), z(2, 1)]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let out = receive(
+        &mut leader,
+        2,
+        Message::AckEpoch {
+            current_epoch: 1,
+            last_zxid: z(1, 4),
+            snapshot_zxid: z(1, 2),
+        },
+    );
+    assert_eq!(
+        sends(&out)[0].1,
+        Message::Trunc {
+            zxid: z(1, 3),
+            committed: z(1, 3)
+        }
+    );
 }

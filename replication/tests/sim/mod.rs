@@ -91,6 +91,8 @@ pub fn zab_config(election: &zk_election::Config) -> Config {
     config.diff_max_txns = 40;
     config.held_max = 10_000;
     config.read_batch = 7;
+    // One snapshot sync at a time: a second learner is turned away and tries again.
+    config.max_concurrent_snap_syncs = 1;
     config
 }
 
