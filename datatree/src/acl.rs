@@ -248,9 +248,18 @@ pub fn redact_digests(acl: &[Acl]) -> Vec<Acl> {
         .collect()
 }
 
+/// A connection's identities in the order ZooKeeper 3.8 lists them (`fixupACL`, `whoAmI`),
+/// given `auth` in the order they were added (the connection's `ip` first, then each
+/// `addauth`'s, `super` before `digest`, duplicates left out). ZooKeeper keeps them in a
+/// `ConcurrentHashMap` key set, so that order is the map's, not the order of adding.
+pub fn auth_order(auth: &[Id]) -> Vec<&Id> {
+    crate::java::concurrent_set_order(auth)
+}
+
 /// Checks and expands an ACL a client sets (ZooKeeper's `fixupACL`): duplicates removed,
-/// `auth` entries replaced by the session's authenticated (digest) ids, every id valid for
-/// its scheme. An empty or invalid list is `InvalidACL`.
+/// `auth` entries replaced by the session's authenticated (digest) ids in
+/// [`auth_order`], every id valid for its scheme. An empty or invalid list is
+/// `InvalidACL`.
 pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
     let mut unique: Vec<&Acl> = Vec::new();
     for entry in acl.unwrap_or_default() {
@@ -268,7 +277,10 @@ pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode
             "world" if id.id == "anyone" => fixed.push(entry.clone()),
             "auth" => {
                 // Only providers that authenticate (digest) count; ip does not.
-                let ids: Vec<&Id> = auth.iter().filter(|a| a.scheme == "digest").collect();
+                let ids: Vec<&Id> = auth_order(auth)
+                    .into_iter()
+                    .filter(|a| a.scheme == "digest")
+                    .collect();
                 if ids.is_empty() {
                     return Err(ErrorCode::InvalidAcl);
                 }
@@ -375,5 +387,27 @@ mod tests {
             acl(Perms::READ, "ip", "10.0.0.1"),
         ];
         assert_eq!(fixup_acl(Some(&dup), &[]).map(|a| a.len()), Ok(1));
+    }
+
+    #[test]
+    fn auth_expands_in_zookeepers_order_not_the_order_of_adding() {
+        // ZooKeeper 3.8.0 (its authInfo a ConcurrentHashMap key set) lists bob before
+        // alice whichever was added first.
+        let ip = id("ip", "127.0.0.1");
+        let alice = id("digest", &digest_id("alice:pw"));
+        let bob = id("digest", &digest_id("bob:pw"));
+        let creator = [
+            acl(Perms::READ, "world", "anyone"),
+            acl(Perms::ALL, "auth", ""),
+        ];
+        for auth in [
+            [ip.clone(), alice.clone(), bob.clone()],
+            [ip.clone(), bob.clone(), alice.clone()],
+        ] {
+            let fixed = fixup_acl(Some(&creator), &auth).unwrap();
+            let ids: Vec<&Id> = fixed.iter().map(|a| &a.id).collect();
+            assert_eq!(ids, [&creator[0].id, &bob, &alice]);
+            assert_eq!(auth_order(&auth), [&bob, &ip, &alice]);
+        }
     }
 }

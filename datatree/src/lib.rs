@@ -59,6 +59,7 @@
 pub mod acl;
 mod digest;
 mod ephemeral;
+mod java;
 pub mod path;
 mod prep;
 pub mod quota;
@@ -69,6 +70,7 @@ mod txn;
 pub use acl::AclCache;
 pub use digest::{DIGEST_VERSION, node_digest};
 pub use ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, MAX_TTL_MS, ttl_of, ttl_owner};
+pub use java::JavaHashSet;
 pub use prep::{Layered, NodeState, Overlay, Prepared, Session, TreeView, WriteRequest, prepare};
 pub use snapshot::{BodyWriter, SnapshotError};
 pub use tree::{

@@ -6,7 +6,7 @@
 //! of txns prepared but not yet applied layered on top ([`Overlay`]), so a server can keep
 //! many writes in flight (group commit) and each sees the ones before it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use zk_jute::data::{Acl, Id, StatPersisted};
@@ -23,6 +23,7 @@ use zk_jute::{CreateMode, ErrorCode, MultiOp, MultiRequest, Perms};
 use crate::acl::{AclList, check_acl, fixup_acl};
 use crate::digest::node_digest;
 use crate::ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, ttl_owner};
+use crate::java::JavaHashSet;
 use crate::path::{split, validate_path};
 use crate::tree::{CONFIG_PATH, DataTree, QUOTA_PATH, ZOOKEEPER_PATH};
 use crate::txn::Transaction;
@@ -45,8 +46,9 @@ pub struct NodeState {
 pub trait TreeView {
     /// The node at `key`, if it exists.
     fn node(&self, key: &str) -> Option<NodeState>;
-    /// The ephemeral paths `session` owns.
-    fn ephemerals(&self, session: i64) -> BTreeSet<String>;
+    /// The ephemeral paths `session` owns, as ZooKeeper's `getEphemerals` gives them: a
+    /// clone of the session's `HashSet`, whose order `closeSession` deletes them in.
+    fn ephemerals(&self, session: i64) -> JavaHashSet;
     /// Whether TTL nodes are enabled (`extendedTypesEnabled`).
     fn extended_types(&self) -> bool;
 }
@@ -62,10 +64,10 @@ impl TreeView for DataTree {
         })
     }
 
-    fn ephemerals(&self, session: i64) -> BTreeSet<String> {
-        DataTree::ephemerals(self, session)
-            .map(str::to_owned)
-            .collect()
+    fn ephemerals(&self, session: i64) -> JavaHashSet {
+        self.ephemeral_set(session)
+            .map(JavaHashSet::java_clone)
+            .unwrap_or_default()
     }
 
     fn extended_types(&self) -> bool {
@@ -78,9 +80,14 @@ impl TreeView for DataTree {
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
     changes: BTreeMap<String, (i64, Option<NodeState>)>,
-    /// The keys each staged txn touched, oldest first, so forgetting costs what it staged.
-    staged: VecDeque<(i64, Vec<String>)>,
+    /// The keys each staged txn touched, oldest first, so forgetting costs what it staged,
+    /// each with the node's ephemeral owner after the txn (`None`: deleted), for the order
+    /// ZooKeeper's `closeSession` goes through its `outstandingChanges` in.
+    staged: VecDeque<(i64, Vec<StagedKey>)>,
 }
+
+/// A key a staged txn touched, with the node's ephemeral owner after it (`None`: deleted).
+type StagedKey = (String, Option<i64>);
 
 impl Overlay {
     /// Records what the txn with `zxid` will change.
@@ -91,7 +98,10 @@ impl Overlay {
         let keys = prepared
             .changes
             .iter()
-            .map(|(key, _)| key.clone())
+            .map(|(key, state)| {
+                let owner = state.as_ref().map(|s| s.stat.ephemeral_owner);
+                (key.clone(), owner)
+            })
             .collect();
         self.staged.push_back((zxid, keys));
     }
@@ -106,7 +116,7 @@ impl Overlay {
             let Some((staged, keys)) = self.staged.pop_front() else {
                 break;
             };
-            for key in keys {
+            for (key, _) in keys {
                 // A later txn may have staged the same path since; keep its state.
                 if self.changes.get(&key).is_some_and(|(z, _)| *z == staged) {
                     self.changes.remove(&key);
@@ -149,15 +159,17 @@ impl<V: TreeView> TreeView for Layered<'_, V> {
         }
     }
 
-    fn ephemerals(&self, session: i64) -> BTreeSet<String> {
+    fn ephemerals(&self, session: i64) -> JavaHashSet {
+        // PrepRequestProcessor: every outstanding change in turn removes a deleted path or
+        // adds one the session owns.
         let mut paths = self.base.ephemerals(session);
-        for (key, (_, state)) in &self.overlay.changes {
-            match state {
+        for (key, owner) in self.overlay.staged.iter().flat_map(|(_, keys)| keys) {
+            match owner {
                 None => {
                     paths.remove(key);
                 }
-                Some(s) if s.stat.ephemeral_owner == session => {
-                    paths.insert(key.clone());
+                Some(owner) if *owner == session => {
+                    paths.insert(key);
                 }
                 Some(_) => {}
             }
@@ -598,8 +610,9 @@ impl<V: TreeView> Scratch<'_, V> {
     }
 
     fn close_session(&mut self) -> Transaction {
-        let paths = self.base.ephemerals(self.session.id);
-        for path in &paths {
+        let ephemerals = self.base.ephemerals(self.session.id);
+        let paths = ephemerals.java_order();
+        for &path in &paths {
             let Some((parent_key, _)) = split(path) else {
                 continue;
             };
@@ -611,7 +624,7 @@ impl<V: TreeView> Scratch<'_, V> {
             }
             self.put(path, None);
         }
-        let paths2_delete = Some(paths.into_iter().collect());
+        let paths2_delete = Some(paths.into_iter().map(str::to_owned).collect());
         Transaction::CloseSession(Some(CloseSessionTxn { paths2_delete }))
     }
 }
@@ -678,8 +691,8 @@ mod tests {
             "numbered after the pending /q/job-0000000000"
         );
         assert_eq!(
-            pending.over(&tree).ephemerals(1),
-            BTreeSet::from([txn.path.clone()])
+            pending.over(&tree).ephemerals(1).java_order(),
+            [txn.path.as_str()]
         );
         let predicted = [&first, &second, &third]
             .iter()

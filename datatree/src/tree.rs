@@ -10,6 +10,7 @@ use zk_jute::{ErrorCode, EventType};
 use crate::acl::{AclCache, AclList, OPEN_ACL_UNSAFE_ID, read_acl_unsafe};
 use crate::digest::node_digest;
 use crate::ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, ttl_of, ttl_owner};
+use crate::java::JavaHashSet;
 use crate::path::{display_parent, split};
 use crate::txn::Transaction;
 
@@ -99,7 +100,8 @@ pub struct Applied {
     pub err: i32,
     /// The path the txn concerned.
     pub path: Option<String>,
-    /// The node's stat after a create2/createTTL/createContainer, setData or setACL.
+    /// The node's stat after a create of any kind, setData or setACL. (ZooKeeper answers
+    /// a plain `create` with the path alone; a `create2` inside a `multi` gets the stat.)
     pub stat: Option<Stat>,
     /// Per-op results of a multi.
     pub multi: Vec<Applied>,
@@ -130,7 +132,10 @@ pub struct DataTree {
     /// for paths, and still not predictable by clients.
     nodes: HashMap<String, Node, foldhash::fast::RandomState>,
     acls: AclCache,
-    ephemerals: HashMap<i64, BTreeSet<String>>,
+    /// Each session's ephemeral paths, kept as ZooKeeper keeps them (a `HashSet` made at
+    /// the session's first ephemeral and dropped when the session closes, never shrunk),
+    /// since the order `closeSession` deletes them in follows the set's.
+    ephemerals: HashMap<i64, JavaHashSet>,
     containers: BTreeSet<String>,
     quotas: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -263,17 +268,22 @@ impl DataTree {
         self.sessions = sessions;
     }
 
-    /// The ephemeral paths a session owns.
+    /// The ephemeral paths a session owns, sorted.
     pub fn ephemerals(&self, session: i64) -> impl Iterator<Item = &str> {
         self.ephemerals
             .get(&session)
             .into_iter()
-            .flatten()
-            .map(String::as_str)
+            .flat_map(JavaHashSet::iter)
     }
 
-    /// Sessions owning ephemerals, with their paths (`dump` 4lw).
-    pub fn all_ephemerals(&self) -> &HashMap<i64, BTreeSet<String>> {
+    /// A session's set of ephemerals, if it ever had one since it was loaded or created.
+    pub fn ephemeral_set(&self, session: i64) -> Option<&JavaHashSet> {
+        self.ephemerals.get(&session)
+    }
+
+    /// Sessions that have had ephemerals, with the paths they own (`dump` 4lw). As in
+    /// ZooKeeper, a session whose ephemerals were all deleted is listed with none.
+    pub fn all_ephemerals(&self) -> &HashMap<i64, JavaHashSet> {
         &self.ephemerals
     }
 
@@ -346,16 +356,12 @@ impl DataTree {
             Transaction::Create(t) | Transaction::Create2(t) => {
                 out.path = Some(t.path.clone());
                 let owner = if t.ephemeral { header.client_id } else { 0 };
-                let with_stat = matches!(txn, Transaction::Create2(_));
                 let created = self.create_node(t, owner, zxid, time, &mut out);
                 if matches!(txn, Transaction::Create(_)) && created == Err(ErrorCode::NodeExists) {
                     // Replaying over a snapshot taken mid-way: bring the parent up to date.
                     if let Some((parent, _)) = split(&t.path) {
                         let _ = self.set_cversion_pzxid(parent, t.parent_c_version, zxid);
                     }
-                }
-                if !with_stat {
-                    out.stat = None;
                 }
                 created
             }
@@ -484,10 +490,7 @@ impl DataTree {
                 self.ttls.insert(txn.path.clone());
             }
             EphemeralType::Normal => {
-                self.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(txn.path.clone());
+                self.ephemerals.entry(owner).or_default().insert(&txn.path);
             }
             EphemeralType::Void | EphemeralType::Invalid => {}
         }
@@ -555,9 +558,6 @@ impl DataTree {
             EphemeralType::Normal => {
                 if let Some(paths) = self.ephemerals.get_mut(&owner) {
                     paths.remove(path);
-                    if paths.is_empty() {
-                        self.ephemerals.remove(&owner);
-                    }
                 }
             }
             EphemeralType::Void | EphemeralType::Invalid => {}
@@ -662,14 +662,15 @@ impl DataTree {
         triggers: &mut Vec<Trigger>,
     ) {
         self.sessions.remove(&session);
-        let local = self.ephemerals.remove(&session).unwrap_or_default();
+        let mut local = self.ephemerals.remove(&session).unwrap_or_default();
         let named = txn
             .and_then(|t| t.paths2_delete.as_deref())
             .unwrap_or_default();
         for path in named {
             let _ = self.delete_node(path, zxid, triggers);
+            local.remove(path);
         }
-        for path in local.iter().filter(|path| !named.contains(path)) {
+        for path in local.java_order() {
             let _ = self.delete_node(path, zxid, triggers);
         }
     }
@@ -681,9 +682,9 @@ impl DataTree {
     pub fn kill_dead_sessions(&mut self) -> Vec<i64> {
         let mut dead: Vec<i64> = self
             .ephemerals
-            .keys()
-            .filter(|session| !self.sessions.contains_key(session))
-            .copied()
+            .iter()
+            .filter(|(session, paths)| !paths.is_empty() && !self.sessions.contains_key(session))
+            .map(|(session, _)| *session)
             .collect();
         dead.sort_unstable();
         let mut triggers = Vec::new();
@@ -747,10 +748,7 @@ impl DataTree {
                 self.ttls.insert(path.to_owned());
             }
             EphemeralType::Normal => {
-                self.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(path.to_owned());
+                self.ephemerals.entry(owner).or_default().insert(path);
             }
             EphemeralType::Void | EphemeralType::Invalid => {}
         }

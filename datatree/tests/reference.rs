@@ -355,7 +355,9 @@ impl Run {
         let (_, applied) = self.write(c, &write);
         self.result(&applied)?;
         let mut out = format!(" path={}", applied.path.unwrap_or_default());
-        if let Some(stat) = applied.stat {
+        // A plain create is answered with the path alone.
+        let with_stat = applied.op != OpCode::Create.code();
+        if let Some(stat) = applied.stat.filter(|_| with_stat) {
             let _ = write!(out, " stat={}", self.stat_text(&stat));
         }
         Ok(out)

@@ -41,7 +41,7 @@ use zk_watch::{NodeZxids, WatchKind, WatchLists, WatchManager, WatcherId};
 
 use crate::config::Config;
 use crate::metrics::{Histogram, Throttle};
-use crate::wire::{frame, header_only, notification, reply};
+use crate::wire::{NO_ZXID, frame, header_only, notification, reply};
 
 /// A connection's number.
 pub(crate) type ConnId = u64;
@@ -104,6 +104,9 @@ enum Origin {
         conn: ConnId,
         xid: i32,
         op: OpCode,
+        /// The ops of a multi sent as `create2`: their results carry the stat
+        /// (ZOOKEEPER-4026, as ZooKeeper 3.8.2 and 3.9 answer).
+        stat_ops: Vec<usize>,
     },
     Connect {
         conn: ConnId,
@@ -782,6 +785,7 @@ impl Core {
                 conn,
                 xid,
                 op: OpCode::CloseSession,
+                stat_ops: Vec::new(),
             },
             None => Origin::Internal,
         };
@@ -840,7 +844,23 @@ impl Core {
                     .unwrap_or_default();
                 let prepared = self.prepare(session, &auth, &write);
                 let op = code.unwrap_or(OpCode::Error);
-                self.client_write(conn, session, xid, op, prepared, arrived);
+                let stat_ops = match &write {
+                    WriteRequest::Multi(multi) => multi
+                        .ops
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, op)| matches!(op, MultiOp::Create2(_)))
+                        .map(|(i, _)| i)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let origin = Origin::Client {
+                    conn,
+                    xid,
+                    op,
+                    stat_ops,
+                };
+                self.client_write(conn, session, xid, origin, prepared, arrived);
             }
             Some(Err(code)) => {
                 // A body that does not decode, or a write this server does not offer: the
@@ -851,7 +871,13 @@ impl Core {
                     changes: Vec::new(),
                     digest_delta: 0,
                 };
-                self.client_write(conn, session, xid, OpCode::Error, (prepared, time), arrived);
+                let origin = Origin::Client {
+                    conn,
+                    xid,
+                    op: OpCode::Error,
+                    stat_ops: Vec::new(),
+                };
+                self.client_write(conn, session, xid, origin, (prepared, time), arrived);
             }
             None => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -900,11 +926,10 @@ impl Core {
         conn: ConnId,
         session: i64,
         xid: i32,
-        op: OpCode,
+        origin: Origin,
         (prepared, time): (Prepared, i64),
         arrived: Instant,
     ) {
-        let origin = Origin::Client { conn, xid, op };
         let zxid = self.log_write(session, xid, prepared, origin, time);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.queue.push_back(Queued::Write {
@@ -1002,7 +1027,7 @@ impl Core {
             if fired.watchers.is_empty() {
                 continue;
             }
-            let event = notification(&fired.event);
+            let event = notification(&fired.event, zxid);
             for watcher in fired.watchers {
                 // Only watchers that may read the znode hear of it (CVE-2024-23944).
                 let readable = self.conns.get(&watcher.0).is_some_and(|c| {
@@ -1014,8 +1039,13 @@ impl Core {
             }
         }
         match p.origin {
-            Origin::Client { conn, xid, op } => {
-                let bytes = write_reply(op, xid, zxid, &applied);
+            Origin::Client {
+                conn,
+                xid,
+                op,
+                stat_ops,
+            } => {
+                let bytes = write_reply(op, xid, zxid, &applied, &stat_ops);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if let Some(Queued::Write { reply, .. }) = c.queue.iter_mut().find(
                         |q| matches!(q, Queued::Write { zxid: z, reply: None, .. } if *z == zxid),
@@ -1394,8 +1424,8 @@ impl Core {
                 Ok(reply(xid, zxid, 0, Some(SyncResponse { path: r.path })))
             }
             OpCode::WhoAmI => {
-                let client_info = auth
-                    .iter()
+                let client_info = zk_datatree::acl::auth_order(auth)
+                    .into_iter()
                     .map(|id| {
                         let user = match id.scheme.as_str() {
                             "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
@@ -1490,7 +1520,7 @@ impl Core {
                 for event in missed.unwrap_or_default() {
                     let acl = self.tree.acl_at(&event.path);
                     if zk_datatree::acl::check_acl(&acl, Perms::READ, auth).is_ok() {
-                        self.send(conn, Outgoing::Frame(notification(&event)));
+                        self.send(conn, Outgoing::Frame(notification(&event, NO_ZXID)));
                     }
                 }
                 Ok(header_only(xid::SET_WATCHES, zxid, 0))
@@ -1589,11 +1619,16 @@ fn write_request(op: OpCode, body: &Bytes) -> Result<WriteRequest, ErrorCode> {
     })
 }
 
-/// The reply to an applied write.
-fn write_reply(op: OpCode, xid: i32, zxid: i64, applied: &Applied) -> Bytes {
+/// The reply to an applied write; `stat_ops` are the multi's ops sent as `create2`.
+fn write_reply(op: OpCode, xid: i32, zxid: i64, applied: &Applied, stat_ops: &[usize]) -> Bytes {
     let err = applied.err;
     if op == OpCode::Multi {
-        let results = applied.multi.iter().map(multi_result).collect();
+        let results = applied
+            .multi
+            .iter()
+            .enumerate()
+            .map(|(i, sub)| multi_result(sub, stat_ops.binary_search(&i).is_ok()))
+            .collect();
         return reply(xid, zxid, 0, Some(MultiResponse { results }));
     }
     if err != 0 {
@@ -1612,11 +1647,18 @@ fn write_reply(op: OpCode, xid: i32, zxid: i64, applied: &Applied) -> Bytes {
     }
 }
 
-fn multi_result(sub: &Applied) -> MultiResult {
+/// One op's result in a multi's reply. A `create2` op is logged as a plain create (what
+/// ZooKeeper 3.8.0 logs, and every release replays) and answered, as ZooKeeper 3.8.2 and
+/// 3.9 answer it (ZOOKEEPER-4026), with the path and the stat, typed `create2`.
+fn multi_result(sub: &Applied, create2: bool) -> MultiResult {
     let stat = || sub.stat.clone().unwrap_or_default();
     let path = || sub.path.clone().unwrap_or_default();
     match OpCode::try_from(sub.op) {
         Ok(OpCode::Error) | Err(_) => MultiResult::Error(ErrorResponse { err: sub.err }),
+        Ok(OpCode::Create) if create2 => MultiResult::Create2(Create2Response {
+            path: path(),
+            stat: stat(),
+        }),
         Ok(OpCode::Create) => MultiResult::Create(CreateResponse { path: path() }),
         Ok(OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl) => {
             MultiResult::Create2(Create2Response {

@@ -103,7 +103,7 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
             let _ = writeln!(out, "Sessions with Ephemerals ({}):", ephemerals.len());
             for (session, paths) in ephemerals {
                 let _ = writeln!(out, "{session:#x}:");
-                for path in paths {
+                for path in paths.iter() {
                     let _ = writeln!(out, "\t{path}");
                 }
             }

@@ -16,6 +16,9 @@ pub(crate) fn frame(record: impl Record) -> Bytes {
     out.freeze()
 }
 
+/// The zxid of a notification no txn caused (Java's `WatchedEvent.NO_ZXID`).
+pub(crate) const NO_ZXID: i64 = -1;
+
 /// A reply: header, then the body if any.
 pub(crate) fn reply<B: Record>(xid: i32, zxid: i64, err: i32, body: Option<B>) -> Bytes {
     let header = ReplyHeader { xid, zxid, err };
@@ -30,11 +33,14 @@ pub(crate) fn header_only(xid: i32, zxid: i64, err: i32) -> Bytes {
     frame(ReplyHeader { xid, zxid, err })
 }
 
-/// A watch notification (xid -1, zxid -1, as ZooKeeper sends them).
-pub(crate) fn notification(event: &WatchedEvent) -> Bytes {
+/// A watch notification: xid -1 and, as ZooKeeper 3.9 sends it (ZOOKEEPER-4655), the zxid
+/// of the txn that fired it, or -1 ([`NO_ZXID`]) for events no txn caused (the ones
+/// `setWatches` fires for changes missed while disconnected). ZooKeeper 3.8.0 sends -1 for
+/// every event.
+pub(crate) fn notification(event: &WatchedEvent, zxid: i64) -> Bytes {
     let header = ReplyHeader {
         xid: xid::NOTIFICATION,
-        zxid: -1,
+        zxid,
         err: 0,
     };
     let body = WatcherEvent {

@@ -196,6 +196,161 @@ async fn multi_is_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn a_create2_in_a_multi_is_answered_with_its_stat() {
+    // ZOOKEEPER-4026 (fixed in 3.8.2 and 3.9): the zookeeper-client crate sends its multi
+    // creates as create2 and reads a create2 result's stat; ZooKeeper 3.8.0 answered them
+    // as plain creates, with no stat.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    let mut writer = c.new_multi_writer();
+    writer.add_create("/m", b"", OPEN).unwrap();
+    writer.add_create("/m/a", b"12", OPEN).unwrap();
+    writer.add_set_data("/m/a", b"345", None).unwrap();
+    let results = writer.commit().await.unwrap();
+    let zk::MultiWriteResult::Create { path, stat } = &results[1] else {
+        panic!("{results:?}")
+    };
+    assert_eq!(path, "/m/a");
+    assert!(!stat.is_invalid(), "{stat:?}");
+    // The stat as the node was created, before the set of the same multi.
+    assert_eq!((stat.version, stat.data_length), (0, 2));
+    let (_, now) = c.get_data("/m/a").await.unwrap();
+    assert_eq!((stat.czxid, now.version), (now.czxid, 1));
+    let zk::MultiWriteResult::Create { stat: parent, .. } = &results[0] else {
+        panic!("{results:?}")
+    };
+    assert_eq!(parent.czxid, now.czxid, "one zxid for the whole multi");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_events_carry_the_zxid_of_the_txn_that_fired_them() {
+    // ZOOKEEPER-4655 (3.9): the notification's reply header has the txn's zxid, not -1.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let (c, other) = (client(&server).await, client(&server).await);
+    let (data, _) = c.create("/w", b"", OPEN).await.unwrap();
+    let (_, _, watcher) = c.get_and_watch_data("/w").await.unwrap();
+    let set = c.set_data("/w", b"x", None).await.unwrap();
+    let event = with_timeout("data watch", watcher.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+    assert_eq!(event.zxid, set.mzxid);
+    assert!(set.mzxid > data.czxid);
+
+    let mut recursive = c
+        .watch("/w", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut writer = c.new_multi_writer();
+    writer.add_create("/w/a", b"", OPEN).unwrap();
+    writer.add_create("/w/b", b"", OPEN).unwrap();
+    let results = writer.commit().await.unwrap();
+    let zk::MultiWriteResult::Create { stat, .. } = &results[0] else {
+        panic!("{results:?}")
+    };
+    for path in ["/w/a", "/w/b"] {
+        let event = with_timeout("recursive watch", recursive.changed()).await;
+        assert_eq!(
+            (event.event_type, event.path.as_str()),
+            (zk::EventType::NodeCreated, path)
+        );
+        assert_eq!(event.zxid, stat.czxid, "the multi's zxid");
+    }
+
+    // A session's close deletes its ephemerals at the close's zxid.
+    let (eph, _) = other.create("/w/e", b"", EPHEMERAL).await.unwrap();
+    let created = with_timeout("ephemeral created", recursive.changed()).await;
+    assert_eq!(created.zxid, eph.czxid);
+    drop(other);
+    let deleted = with_timeout("ephemeral deleted", recursive.changed()).await;
+    assert_eq!(
+        (deleted.event_type, deleted.path.as_str()),
+        (zk::EventType::NodeDeleted, "/w/e")
+    );
+    let (_, root) = c.get_data("/w").await.unwrap();
+    assert_eq!(deleted.zxid, root.pzxid);
+    assert!(deleted.zxid > eph.czxid);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_auth_acl_lists_identities_in_zookeepers_order() {
+    // ZooKeeper 3.8 keeps a connection's identities in a ConcurrentHashMap key set: an
+    // `auth` ACL expands, and whoAmI lists them, in its order (bob before alice here),
+    // not in the order they were added.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    c.auth("digest", b"alice:pw").await.unwrap();
+    c.auth("digest", b"bob:pw").await.unwrap();
+    let mine = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    c.create("/both", b"", &mine).await.unwrap();
+    let (acl, _) = c.get_acl("/both").await.unwrap();
+    let ids: Vec<String> = acl
+        .iter()
+        .map(|a| format!("{}:{}", a.scheme(), a.id()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "digest:bob:ikIaKsbtGweaHnb/jKn7OHqbunM=",
+            "digest:alice:V55/p2T0OpjQ+low3NVAH4aLvm0="
+        ]
+    );
+    let users: Vec<String> = c
+        .list_auth_users()
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| format!("{}:{}", u.scheme(), u.user()))
+        .collect();
+    assert_eq!(users, ["digest:bob", "ip:127.0.0.1", "digest:alice"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_closed_sessions_ephemerals_go_in_zookeepers_order() {
+    // ZooKeeper's closeSession deletes the ephemerals in the order of a clone of the
+    // session's HashSet: this one grew to 64 bins for 26 paths, and its clone has 8 for
+    // the 5 left, which orders them charlie, echo, bravo, delta, alpha.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let (owner, watcher) = (client(&server).await, client(&server).await);
+    owner.create("/e", b"", OPEN).await.unwrap();
+    let names = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra",
+        "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+    ];
+    for name in names {
+        owner
+            .create(&format!("/e/{name}"), b"", EPHEMERAL)
+            .await
+            .unwrap();
+    }
+    for name in &names[5..] {
+        owner.delete(&format!("/e/{name}"), None).await.unwrap();
+    }
+    let mut events = watcher
+        .watch("/e", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    drop(owner);
+    let mut deleted = Vec::new();
+    for _ in 0..5 {
+        let event = with_timeout("deletions", events.changed()).await;
+        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+        deleted.push(event.path);
+    }
+    assert_eq!(
+        deleted,
+        ["/e/charlie", "/e/echo", "/e/bravo", "/e/delta", "/e/alpha"]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn acls_and_digest_auth() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config(dir.path())).await.unwrap();
