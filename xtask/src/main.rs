@@ -76,6 +76,11 @@ cargo xtask <command>
                      member (its runtime, ZooKeeper's txn log, fsync on), and
                      zk-persistence's GroupCommit alone, each a closed loop of 100-byte
                      txns: commits per second, p50 and p99 from proposing to committed
+  sim [--seeds N] [--seed SHAPE:SEED]
+                     zk-replication's seeded simulation of election and Zab together
+                     (3/5/7 voters, observers, hierarchical groups, faults), N seeds a
+                     shape (10000), release build; or one failing seed replayed with its
+                     trace
   diff [--seed N] [--ops N] [--sessions N] [--verbose] [--keep] [--check-watches]
        [--readable-acls]
                      seeded random differential test: our zk-server (debug build) and Apache
@@ -102,6 +107,7 @@ fn main() -> Result<()> {
         Some("compat-clients") => compat_clients::compat_clients(rest),
         Some("fuzz") => fuzz(rest),
         Some("diff") => diff::run(rest),
+        Some("sim") => sim(rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),
             Some("election") => election_bench::run(&rest[1..]),
@@ -151,6 +157,41 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]))
+}
+
+/// Long runs of zk-replication's simulation (election and Zab together): the seeded
+/// shapes with `--seeds N` each (default 10,000), or one `--seed shape:seed` replayed with
+/// its trace, in a release build.
+fn sim(rest: &[String]) -> Result<()> {
+    let mut seeds = "10000".to_string();
+    let mut one = None;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .with_context(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--seeds" => seeds = value()?,
+            "--seed" => one = Some(value()?),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "zk-replication",
+        "--test",
+        "simulation",
+    ]);
+    cmd.env("ZK_ZAB_SEEDS", &seeds);
+    if let Some(one) = one {
+        cmd.env("ZK_ZAB_SEED", one);
+    }
+    run(cmd.args(["--", "--nocapture"]))
 }
 
 fn micro_bench(rest: &[String]) -> Result<()> {
