@@ -558,3 +558,160 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
         }
     );
 }
+
+/// Follower 2 of `leader` (established by [`established`]), synced and serving.
+fn serving_follower() -> Zab {
+    let mut learner = member(2, (1, 1), &[]);
+    learner.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    learner.handle(0, Input::Connected { peer: 1 });
+    receive(&mut learner, 1, Message::LeaderInfo { epoch: 2 });
+    receive(&mut learner, 1, Message::Diff { committed: Zxid(0) });
+    receive(&mut learner, 1, Message::NewLeader { zxid: z(2, 0) });
+    receive(&mut learner, 1, Message::UpToDate);
+    assert!(learner.is_serving());
+    learner
+}
+
+#[test]
+fn requests_touches_and_revalidations_travel_between_learner_and_leader() {
+    let mut learner = serving_follower();
+    let mut leader = established(&[]);
+    // A client write, forwarded as it is.
+    let out = learner.handle(
+        0,
+        Input::Forward {
+            data: "create /a".into(),
+        },
+    );
+    assert_eq!(
+        sends(&out),
+        [(
+            1,
+            Message::Request {
+                data: "create /a".into()
+            }
+        )]
+    );
+    let out = receive(
+        &mut leader,
+        2,
+        Message::Request {
+            data: "create /a".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        [Output::Request {
+            from: 2,
+            data: "create /a".into()
+        }]
+    );
+    // Sessions touched by the learner's clients ride on its next ping answer.
+    let touch = zk_replication::Touch {
+        session: 0x42,
+        timeout_ms: 30_000,
+    };
+    learner.handle(0, Input::Touch(vec![touch]));
+    let out = receive(&mut learner, 1, Message::Ping { touches: vec![] });
+    assert_eq!(
+        sends(&out),
+        [(
+            1,
+            Message::Ping {
+                touches: vec![touch]
+            }
+        )]
+    );
+    let out = receive(&mut learner, 1, Message::Ping { touches: vec![] });
+    assert_eq!(
+        sends(&out),
+        [(1, Message::Ping { touches: vec![] })],
+        "sent once"
+    );
+    let out = receive(
+        &mut leader,
+        2,
+        Message::Ping {
+            touches: vec![touch],
+        },
+    );
+    assert_eq!(
+        out,
+        [Output::Touched {
+            from: 2,
+            touches: vec![touch]
+        }]
+    );
+    // A reconnecting client's session is revalidated by the leader.
+    let out = learner.handle(
+        0,
+        Input::Revalidate {
+            session: 0x42,
+            timeout_ms: 30_000,
+        },
+    );
+    let asked = Message::Revalidate {
+        session: 0x42,
+        timeout_ms: 30_000,
+    };
+    assert_eq!(sends(&out), [(1, asked.clone())]);
+    let out = receive(&mut leader, 2, asked);
+    assert_eq!(
+        out,
+        [Output::Revalidate {
+            from: 2,
+            session: 0x42,
+            timeout_ms: 30_000
+        }]
+    );
+    let out = leader.handle(
+        0,
+        Input::RevalidateReply {
+            to: 2,
+            session: 0x42,
+            valid: true,
+        },
+    );
+    let answer = Message::Revalidated {
+        session: 0x42,
+        valid: true,
+    };
+    assert_eq!(sends(&out), [(2, answer.clone())]);
+    let out = receive(&mut learner, 1, answer);
+    assert_eq!(
+        out,
+        [Output::Revalidated {
+            session: 0x42,
+            valid: true
+        }]
+    );
+    // sync through the leader.
+    let out = learner.handle(0, Input::Sync { id: 9 });
+    assert_eq!(sends(&out), [(1, Message::Sync { id: 9 })]);
+    let out = receive(&mut learner, 1, Message::SyncDone { id: 9 });
+    assert_eq!(out, [Output::Synced { id: 9 }]);
+}
+
+#[test]
+fn a_learner_not_serving_forwards_nothing() {
+    let mut learner = member(2, (1, 1), &[]);
+    learner.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    assert!(
+        learner
+            .handle(0, Input::Forward { data: "x".into() })
+            .is_empty()
+    );
+    assert!(learner.handle(0, Input::Sync { id: 1 }).is_empty());
+}
