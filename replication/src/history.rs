@@ -83,7 +83,7 @@ impl History {
             && *first <= zxid
             && zxid < *last
         {
-            return Some(Zxid(zxid.0 + 1));
+            return Some(Zxid(zxid.0.saturating_add(1)));
         }
         self.epochs
             .values()
@@ -96,7 +96,7 @@ impl History {
         self.epochs
             .values()
             .map(|(first, last)| {
-                let lo = (*first).max(Zxid(after.0 + 1));
+                let lo = (*first).max(Zxid(after.0.saturating_add(1)));
                 let hi = (*last).min(through);
                 if hi < lo { 0 } else { (hi.0 - lo.0 + 1) as u64 }
             })
@@ -107,7 +107,7 @@ impl History {
     /// a later epoch. Anything else would leave a hole.
     pub fn push(&mut self, zxid: Zxid) -> Result<(), HistoryError> {
         let last = self.last();
-        if zxid.epoch() == last.epoch() && zxid.0 == last.0 + 1 {
+        if zxid.epoch() == last.epoch() && Some(zxid.0) == last.0.checked_add(1) {
             match self.epochs.get_mut(&zxid.epoch()) {
                 Some((_, end)) => *end = zxid,
                 None => {
@@ -152,7 +152,7 @@ impl History {
         if let Some((first, _)) = self.epochs.values_mut().next()
             && *first <= zxid
         {
-            *first = Zxid(zxid.0 + 1);
+            *first = Zxid(zxid.0.saturating_add(1));
         }
         Ok(())
     }

@@ -302,8 +302,20 @@ impl Zab {
                     current_epoch,
                     last_zxid,
                     snapshot_zxid,
+                    already_accepted,
                 },
-            ) => self.on_ack_epoch(now_ms, from, current_epoch, (last_zxid, snapshot_zxid), out),
+            ) => {
+                // An epoch accepted before counts for nothing (ZooKeeper's -1).
+                let voter = self.config.is_voter(from) && !already_accepted;
+                self.on_ack_epoch(
+                    now_ms,
+                    from,
+                    voter,
+                    current_epoch,
+                    (last_zxid, snapshot_zxid),
+                    out,
+                )
+            }
             (Phase::Syncing, Message::AckNewLeader { zxid }) if handler.stream.is_none() => {
                 self.on_ack_newleader(now_ms, from, zxid, out)
             }
@@ -412,7 +424,8 @@ impl Zab {
             .copied()
             .max()
             .unwrap_or_default();
-        let Some(epoch) = greatest.checked_add(1) else {
+        // Zxids are signed: an epoch at or past 2^31 would make them negative.
+        let Some(epoch) = greatest.checked_add(1).filter(|e| *e <= i32::MAX as u32) else {
             warn!(sid = me, "epochs exhausted");
             self.look(now_ms, out);
             return;
@@ -440,21 +453,26 @@ impl Zab {
         self.maybe_epoch_quorum(now_ms, out);
     }
 
+    /// An `ACKEPOCH`; `voter` when it counts towards the epoch's quorum (a voter that
+    /// had not accepted the epoch before).
     fn on_ack_epoch(
         &mut self,
         now_ms: u64,
         from: Sid,
+        voter: bool,
         current_epoch: u32,
         (last_zxid, snapshot_zxid): (Zxid, Zxid),
         out: &mut Vec<Output>,
     ) {
-        let voter = self.config.is_voter(from);
         let me = self.me;
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
         let Some(epoch) = leader.epoch else { return };
-        if voter && current_epoch < epoch && (current_epoch, last_zxid) > leader.summary {
+        // Only while the epoch is being established (ZooKeeper checks in
+        // waitForEpochAck): once it serves, a stale voter's history is truncated instead.
+        let ahead = current_epoch < epoch && (current_epoch, last_zxid) > leader.summary;
+        if voter && !leader.established && ahead {
             warn!(
                 sid = me,
                 learner = from,
@@ -504,8 +522,7 @@ impl Zab {
             .filter(|(_, h)| matches!(h.phase, Phase::EpochAcked { .. }))
             .map(|(sid, _)| *sid)
             .collect();
-        self.local.current_epoch = epoch;
-        out.push(Output::SetCurrentEpoch(epoch));
+        let _ = epoch;
         for sid in waiting {
             self.start_sync(now_ms, sid, out);
         }
@@ -518,8 +535,18 @@ impl Zab {
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
-        if leader.epoch_quorum && durable >= leader.history_end && leader.newleader_acks.insert(me)
+        let Some(epoch) = leader.epoch else { return };
+        // As a learner does before acknowledging NEWLEADER: the leader's own history is
+        // durable before `currentEpoch` says it is this epoch's (a vote with the new
+        // epoch and a log that a crash could still shorten would win elections it should
+        // lose).
+        if leader.epoch_quorum
+            && durable >= leader.history_end
+            && !leader.newleader_acks.contains(&me)
         {
+            leader.newleader_acks.insert(me);
+            self.local.current_epoch = epoch;
+            out.push(Output::SetCurrentEpoch(epoch));
             self.maybe_established(now_ms, out);
         }
     }
@@ -982,6 +1009,16 @@ impl Zab {
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
+        if leader.established && leader.next_zxid().is_none() && leader.outstanding.is_empty() {
+            // ZooKeeper's ZxidRolloverException: the counter is used up; a new election
+            // starts a new epoch.
+            warn!(
+                sid = me,
+                "zxid counter of the epoch exhausted: leaving for a new epoch"
+            );
+            self.look(now_ms, out);
+            return;
+        }
         if leader.established {
             let synced = leader
                 .learners

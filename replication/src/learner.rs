@@ -45,8 +45,9 @@ pub(crate) struct Learner {
     snapshot: Option<Zxid>,
     /// The highest zxid the sync said is committed.
     sync_committed: Zxid,
-    /// A `NEWLEADER` waiting for the log to be durable before it is acknowledged.
-    newleader: Option<Zxid>,
+    /// A `NEWLEADER` waiting for the log to be durable (up to the second zxid, the last
+    /// one received before it) before it is acknowledged.
+    newleader: Option<(Zxid, Zxid)>,
     /// The last zxid acknowledged.
     acked: Zxid,
     since_ms: u64,
@@ -59,10 +60,15 @@ impl Learner {
         self.phase == Phase::Serving
     }
 
-    pub(crate) fn next_deadline_ms(&self) -> u64 {
+    /// When a tick has something to do: a retry, or the leader's silence running out.
+    pub(crate) fn next_deadline_ms(&self, init_ms: u64, sync_ms: u64) -> u64 {
         match self.phase {
-            Phase::Connecting { retry_ms } => retry_ms.unwrap_or(u64::MAX),
-            _ => self.heard_ms,
+            Phase::Connecting { retry_ms } => {
+                let give_up = self.since_ms.saturating_add(init_ms).saturating_add(1);
+                retry_ms.map_or(give_up, |at| at.min(give_up))
+            }
+            Phase::Serving => self.heard_ms.saturating_add(sync_ms).saturating_add(1),
+            _ => self.heard_ms.saturating_add(init_ms).saturating_add(1),
         }
     }
 }
@@ -340,6 +346,7 @@ impl Zab {
                 self.local.accepted_epoch
             ));
         }
+        let already_accepted = epoch == self.local.accepted_epoch;
         if epoch > self.local.accepted_epoch {
             self.local.accepted_epoch = epoch;
             out.push(Output::SetAcceptedEpoch(epoch));
@@ -359,6 +366,7 @@ impl Zab {
                 current_epoch,
                 last_zxid,
                 snapshot_zxid,
+                already_accepted,
             },
         });
         Ok(())
@@ -375,13 +383,14 @@ impl Zab {
     }
 
     fn on_newleader(&mut self, zxid: Zxid, out: &mut Vec<Output>) -> Result<(), String> {
+        let last = self.local.history.last();
         let Some(learner) = self.learner() else {
             return Ok(());
         };
         if zxid != Zxid::new(learner.epoch, 0) {
             return Err(format!("NEWLEADER {zxid} for epoch {}", learner.epoch));
         }
-        learner.newleader = Some(zxid);
+        learner.newleader = Some((zxid, last));
         self.try_ack_newleader(out);
         Ok(())
     }
@@ -389,15 +398,15 @@ impl Zab {
     /// Acknowledges `NEWLEADER` once everything the sync sent is durable: first the log,
     /// then `currentEpoch`, then the acknowledgement.
     fn try_ack_newleader(&mut self, out: &mut Vec<Output>) {
-        let durable = self.local.durable >= self.local.last();
+        let durable = self.local.durable;
         let current_epoch = self.local.current_epoch;
         let Role::Learning(learner) = &mut self.role else {
             return;
         };
-        let Some(zxid) = learner.newleader else {
+        let Some((zxid, through)) = learner.newleader else {
             return;
         };
-        if !durable {
+        if durable < through {
             return;
         }
         learner.newleader = None;

@@ -65,6 +65,10 @@ pub enum Message {
         /// The zxid of the snapshot the learner's log starts from: it cannot truncate
         /// below it, so a leader that would send TRUNC below it sends SNAP instead.
         snapshot_zxid: Zxid,
+        /// The learner had accepted this epoch before (ZooKeeper answers with epoch
+        /// -1): it is synced, but does not count towards the quorum that makes the
+        /// epoch current, which must be of members that accepted it from this leader.
+        already_accepted: bool,
     },
     /// Leader → learner: the learner's log is a prefix of the leader's; the missing
     /// entries follow as proposals.

@@ -158,6 +158,7 @@ impl Member {
             started: Instant::now(),
             status: status_tx,
             appended: false,
+            seen_looking: true,
             tick_ms: config.tick_ms.max(1),
         };
         let task = tokio::spawn(runtime.run(ctl_rx));
@@ -257,6 +258,9 @@ struct Runtime<S, M> {
     status: watch::Sender<MemberStatus>,
     /// Appends since the last sync.
     appended: bool,
+    /// Whether the election was seen looking since the core last took a decision (a
+    /// decision seen before is stale).
+    seen_looking: bool,
     tick_ms: u64,
 }
 
@@ -272,7 +276,6 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
         let mut election = self.election.watch();
         let mut tick = tokio::time::interval(Duration::from_millis(self.tick_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seen_looking = true;
         let mut paused = false;
         loop {
             if paused {
@@ -289,14 +292,14 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                     }
                     let s = *election.borrow_and_update();
                     match s.state {
-                        ServerState::Looking => seen_looking = true,
-                        _ if !seen_looking || self.zab.state() != State::Looking => {}
+                        ServerState::Looking => self.seen_looking = true,
+                        _ if !self.seen_looking || self.zab.state() != State::Looking => {}
                         ServerState::Leading => {
-                            seen_looking = false;
+                            self.seen_looking = false;
                             inputs.push(Input::Lead { election_epoch: s.vote.election_epoch });
                         }
                         _ => {
-                            seen_looking = false;
+                            self.seen_looking = false;
                             inputs.push(Input::Follow {
                                 leader: s.vote.leader,
                                 election_epoch: s.vote.election_epoch,
@@ -513,6 +516,9 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                 self.storage.reset(zxid)?;
             }
             Output::State(State::Looking) => {
+                // The election may decide (join a leader) before this task sees it
+                // looking: any decision from now on is a new one.
+                self.seen_looking = true;
                 self.election.set_peer_data(self.zab.peer_data()).await;
                 self.election.start_looking().await;
             }

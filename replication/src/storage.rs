@@ -282,6 +282,9 @@ impl Storage for FileStorage {
     }
 
     fn truncate(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        // The file log drops what it still buffers when it truncates: entries at or
+        // below `zxid` among them go to disk first.
+        self.log.commit()?;
         self.log.truncate(zxid.0)?;
         Ok(())
     }

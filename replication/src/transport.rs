@@ -442,10 +442,12 @@ pub fn to_frame(message: Message) -> Frame {
             current_epoch,
             last_zxid,
             snapshot_zxid,
+            already_accepted,
         } => Body::AckEpoch(AckEpoch {
             current_epoch,
             last_zxid: last_zxid.0,
             snapshot_zxid: snapshot_zxid.0,
+            already_accepted,
         }),
         Message::Diff { committed } => Body::Diff(Diff {
             committed: committed.0,
@@ -508,6 +510,7 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
             current_epoch: p.current_epoch,
             last_zxid: Zxid(p.last_zxid),
             snapshot_zxid: Zxid(p.snapshot_zxid),
+            already_accepted: p.already_accepted,
         },
         Body::Diff(p) => Message::Diff {
             committed: Zxid(p.committed),

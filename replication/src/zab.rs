@@ -524,7 +524,9 @@ impl Zab {
         match &self.role {
             Role::Looking => None,
             Role::Leading(leader) => Some(leader.next_deadline_ms()),
-            Role::Learning(learner) => Some(learner.next_deadline_ms()),
+            Role::Learning(learner) => {
+                Some(learner.next_deadline_ms(self.config.init_ms(), self.config.sync_ms()))
+            }
         }
     }
 

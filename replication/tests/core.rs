@@ -52,6 +52,7 @@ fn established(history: &[Zxid]) -> Zab {
             current_epoch: 1,
             last_zxid: last,
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     receive(&mut leader, 2, Message::AckNewLeader { zxid: z(2, 0) });
@@ -108,6 +109,7 @@ fn a_voter_ahead_of_the_leader_makes_it_step_down() {
             current_epoch: 1,
             last_zxid: z(1, 2),
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     assert!(out.contains(&Output::State(State::Looking)));
@@ -151,6 +153,7 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
                 current_epoch: 2,
                 last_zxid: peer,
                 snapshot_zxid: Zxid(0),
+                already_accepted: false,
             },
         );
         let sent: Vec<Message> = sends(&out).into_iter().map(|(_, m)| m).collect();
@@ -209,6 +212,7 @@ fn a_log_read_that_skips_a_txn_drops_the_learner() {
             current_epoch: 1,
             last_zxid: z(1, 1),
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     let stream = out
@@ -243,6 +247,7 @@ fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
             current_epoch: 0,
             last_zxid: Zxid(0),
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     // 50 txns are within the default limit: from the log on disk, not memory (a
@@ -269,6 +274,7 @@ fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
             current_epoch: 0,
             last_zxid: Zxid(0),
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     let stream = out
@@ -487,6 +493,7 @@ fn snapshot_syncs_beyond_the_limit_are_turned_away() {
         current_epoch: 0,
         last_zxid: Zxid(0),
         snapshot_zxid: Zxid(0),
+        already_accepted: false,
     };
     // The epoch quorum is 3 of 5; the first snapshot sync starts with it.
     receive(&mut leader, 2, ack.clone());
@@ -506,6 +513,7 @@ fn snapshot_syncs_beyond_the_limit_are_turned_away() {
             current_epoch: 1,
             last_zxid: z(1, 45),
             snapshot_zxid: Zxid(0),
+            already_accepted: false,
         },
     );
     assert_eq!(
@@ -530,6 +538,7 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
             current_epoch: 1,
             last_zxid: z(1, 4),
             snapshot_zxid: z(1, 4),
+            already_accepted: false,
         },
     );
     assert!(
@@ -548,6 +557,7 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
             current_epoch: 1,
             last_zxid: z(1, 4),
             snapshot_zxid: z(1, 2),
+            already_accepted: false,
         },
     );
     assert_eq!(
@@ -714,4 +724,29 @@ fn a_learner_not_serving_forwards_nothing() {
             .is_empty()
     );
     assert!(learner.handle(0, Input::Sync { id: 1 }).is_empty());
+}
+
+#[test]
+fn an_epoch_accepted_before_does_not_count_towards_its_quorum() {
+    let mut leader = member(1, (1, 1), &[]);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(&mut leader, 2, info(false));
+    let ack = |already_accepted| Message::AckEpoch {
+        current_epoch: 1,
+        last_zxid: Zxid(0),
+        snapshot_zxid: Zxid(0),
+        already_accepted,
+    };
+    // Voter 2 had accepted epoch 2 from another leader: not a quorum with the leader.
+    let out = receive(&mut leader, 2, ack(true));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::SetCurrentEpoch(_))) && sends(&out).is_empty(),
+        "{out:?}"
+    );
+    receive(&mut leader, 3, info(false));
+    let out = receive(&mut leader, 3, ack(false));
+    assert!(out.contains(&Output::SetCurrentEpoch(2)), "{out:?}");
+    // Both are synced once the epoch is current.
+    let synced: Vec<Sid> = sends(&out).iter().map(|(to, _)| *to).collect();
+    assert!(synced.contains(&2) && synced.contains(&3), "{out:?}");
 }

@@ -69,6 +69,11 @@ fn conformance<S: Storage>(mut store: S, reopen: impl Fn(S, Zxid) -> S) {
     assert_eq!((p.accepted_epoch, p.current_epoch), (2, 1));
     assert_eq!(p.history.last(), z(1, 6));
 
+    // Appends not yet synced, at or below the truncation point, are kept.
+    store.append(&record(z(1, 7))).unwrap();
+    store.append(&record(z(1, 8))).unwrap();
+    store.truncate(z(1, 7)).unwrap();
+    assert_eq!(store.persisted().unwrap().history.last(), z(1, 7));
     store.truncate(z(1, 3)).unwrap();
     assert_eq!(store.persisted().unwrap().history.last(), z(1, 3));
     store.append(&record(z(2, 1))).unwrap();
