@@ -26,7 +26,8 @@ pub struct Config {
     /// `commitLogCount`: committed txns a member keeps in memory to sync learners from.
     pub commit_log_count: usize,
     /// A learner further behind than this many txns gets a snapshot instead of a diff
-    /// (a count standing in for ZooKeeper's `snapshotSizeFactor`).
+    /// (a count standing in for ZooKeeper's `snapshotSizeFactor`). A diff goes out as two
+    /// messages a txn, so keep it well within the transport's send queue.
     pub diff_max_txns: u64,
     /// Messages held for one learner while its sync is being streamed; a learner whose
     /// backlog grows past this is dropped (it can sync again).
@@ -68,7 +69,7 @@ impl Config {
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: 500,
-            diff_max_txns: 100_000,
+            diff_max_txns: 10_000,
             held_max: 1_000_000,
             read_batch: 1_000,
             max_concurrent_snap_syncs: 10,

@@ -144,6 +144,9 @@ impl Leader {
     }
 }
 
+/// Learners' `sync` requests waiting for a commit, at most (a learner past it is dropped).
+const SYNCS_MAX: usize = 100_000;
+
 /// Messages that carry `entry` to a learner during a sync.
 fn sync_messages(entry: &Entry, observer: bool, commit_point: Zxid, out: &mut Vec<Message>) {
     if observer {
@@ -347,9 +350,11 @@ impl Zab {
                         to: from,
                         message: Message::SyncDone { id },
                     });
-                } else {
+                } else if leader.learner_syncs.len() < SYNCS_MAX {
                     let zxid = leader.last_proposed;
                     leader.learner_syncs.push_back((zxid, from, id));
+                } else {
+                    self.drop_learner(from, "too many sync requests waiting", out);
                 }
             }
             (phase, message) => {
