@@ -5,12 +5,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use tracing::{debug, info, trace};
+use tracing::{debug, info, trace, warn};
 use zk_jute::Zxid;
 
 use crate::config::{Config, Role};
 use crate::error::ConfigError;
 use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};
+
+/// The greatest round accepted from a peer: far beyond any real election count (one a
+/// round), and far enough from `i64::MAX` that the clock never overflows.
+const ROUND_MAX: i64 = i64::MAX / 2;
 
 /// Something that happened to the election.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +280,8 @@ impl Election {
 
     fn start_looking(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         self.state = ServerState::Looking;
-        self.logical_clock += 1;
+        // Rounds from peers are at most ROUND_MAX, so this cannot overflow.
+        self.logical_clock = self.logical_clock.saturating_add(1);
         self.proposal = self.initial_vote();
         self.current = self.proposal;
         self.recvset.clear();
@@ -319,6 +324,17 @@ impl Election {
     }
 
     fn receive(&mut self, now_ms: u64, from: Sid, n: Notification, out: &mut Vec<Output>) {
+        if n.vote.election_epoch > ROUND_MAX || n.vote.election_epoch < 0 {
+            // A round no election reaches (rounds grow by one an election): adopting it
+            // would make the next round overflow the clock.
+            warn!(
+                sid = self.me,
+                from,
+                round = n.vote.election_epoch,
+                "notification with an impossible round dropped"
+            );
+            return;
+        }
         if self.config.role(from).is_none() {
             debug!(
                 sid = self.me,
@@ -845,6 +861,23 @@ mod tests {
         let d = decision(&out).expect("observing");
         assert_eq!((d.state, d.vote.leader), (ServerState::Observing, 2));
         assert_eq!(d.quorum, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_round_that_would_overflow_the_clock_is_refused() {
+        let config = Config::majority([1, 2, 3], []);
+        let mut e = Election::new(config, 1, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        for round in [i64::MAX, ROUND_MAX + 1, -1] {
+            let out = receive(&mut e, 1, 2, looking(2, data(9, 9), round));
+            assert!(out.is_empty(), "{round}: {out:?}");
+            assert_eq!(e.logical_clock(), 1);
+        }
+        // The greatest round accepted still leaves room for many more.
+        receive(&mut e, 1, 2, looking(2, data(9, 9), ROUND_MAX));
+        assert_eq!(e.logical_clock(), ROUND_MAX);
+        e.handle(2, Input::StartLooking);
+        assert_eq!(e.logical_clock(), ROUND_MAX + 1);
     }
 
     #[test]
