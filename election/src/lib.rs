@@ -50,6 +50,11 @@
 //! assert_eq!(one.state(), ServerState::Looking);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
+)]
+
 mod config;
 mod core;
 mod error;

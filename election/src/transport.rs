@@ -579,7 +579,10 @@ impl Node {
         });
         let node = Arc::new(node);
         for (peer, addr) in dial_to {
-            let link = Arc::clone(&links[&peer]);
+            // Every member but this one has a link.
+            let Some(link) = links.get(&peer).map(Arc::clone) else {
+                continue;
+            };
             tasks.spawn(dial(
                 sid,
                 link,

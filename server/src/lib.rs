@@ -18,6 +18,11 @@
 //! # }
 //! ```
 
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
+)]
+
 mod config;
 mod conn;
 mod core;
