@@ -32,6 +32,15 @@ pub enum PersistenceError {
         /// The last zxid in the log.
         last: i64,
     },
+    /// A logged txn that cannot be replayed (its body does not decode): restoring stops
+    /// there, as ZooKeeper's does, instead of skipping it and serving a different state.
+    #[error("txn {zxid:#x} in the log cannot be replayed: {reason}")]
+    Replay {
+        /// The txn's zxid.
+        zxid: i64,
+        /// Why.
+        reason: String,
+    },
     /// The log writer has stopped (it failed earlier, or was shut down).
     #[error("the txn log writer has stopped")]
     Stopped,

@@ -25,7 +25,8 @@ pub struct Restored<T> {
 
 /// Rebuilds state from `snap_dir` and `log`: `parse_tree` loads the newest valid snapshot's
 /// body and session table (`empty` is used when there is none), then `apply` gets every
-/// logged txn after it.
+/// logged txn after it; a txn `apply` refuses stops the restore with
+/// [`PersistenceError::Replay`].
 /// Progress is logged every 100,000 txns.
 pub fn restore<T, E: std::fmt::Display>(
     snap_dir: &Path,
@@ -35,7 +36,7 @@ pub fn restore<T, E: std::fmt::Display>(
         &std::collections::BTreeMap<i64, i32>,
     ) -> std::result::Result<T, E>,
     empty: impl FnOnce() -> T,
-    mut apply: impl FnMut(&mut T, &LogEntry),
+    mut apply: impl FnMut(&mut T, &LogEntry) -> std::result::Result<(), String>,
 ) -> Result<Restored<T>> {
     let (snapshot, mut tree, mut last_zxid) = match read_newest(snap_dir, 100, parse_tree)? {
         Some(s) => {
@@ -69,7 +70,10 @@ pub fn restore<T, E: std::fmt::Display>(
         if entry.zxid() <= last_zxid {
             continue;
         }
-        apply(&mut tree, entry);
+        apply(&mut tree, entry).map_err(|reason| PersistenceError::Replay {
+            zxid: entry.zxid(),
+            reason,
+        })?;
         last_zxid = entry.zxid();
         replayed += 1;
         if replayed % 100_000 == 0 {

@@ -172,3 +172,34 @@ fn snapshots_none_of_which_is_valid_are_refused_rather_than_ignored() {
         "{err}"
     );
 }
+
+/// A logged txn the caller cannot replay (its body does not decode) stops the restore
+/// with an error naming its zxid; nothing after it is applied.
+#[test]
+fn a_txn_that_cannot_be_replayed_stops_the_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), 4);
+    let log = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap();
+    let mut applied = Vec::new();
+    let result = zk_persistence::restore(
+        dir.path(),
+        &log,
+        |_, _| Ok::<Vec<i64>, String>(Vec::new()),
+        Vec::new,
+        |tree: &mut Vec<i64>, e| {
+            if e.zxid() == 3 {
+                return Err("body does not decode".to_string());
+            }
+            tree.push(e.zxid());
+            applied.push(e.zxid());
+            Ok(())
+        },
+    );
+    match result {
+        Err(PersistenceError::Replay { zxid: 3, reason }) => {
+            assert_eq!(reason, "body does not decode")
+        }
+        other => panic!("{:?}", other.map(|r| r.last_zxid)),
+    }
+    assert_eq!(applied, [1, 2]);
+}

@@ -77,16 +77,13 @@ pub struct Server {
 }
 
 /// Applies one logged txn during restore.
-fn replay(tree: &mut DataTree, entry: &LogEntry) {
+/// Replays one logged txn; one that does not decode stops the restore (ZooKeeper refuses
+/// to start too): skipping it would serve a state no other member has.
+fn replay(tree: &mut DataTree, entry: &LogEntry) -> Result<(), String> {
     let mut body = Reader::new(entry.body.clone());
-    match Transaction::read(entry.header.r#type, &mut body) {
-        Ok(txn) => {
-            tree.apply(&entry.header, &txn);
-        }
-        Err(e) => {
-            tracing::error!(zxid = format!("{:#x}", entry.zxid()), error = %e, "unreadable txn skipped")
-        }
-    }
+    let txn = Transaction::read(entry.header.r#type, &mut body).map_err(|e| e.to_string())?;
+    tree.apply(&entry.header, &txn);
+    Ok(())
 }
 
 impl Server {

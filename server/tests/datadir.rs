@@ -38,6 +38,7 @@ fn restore(dir: &std::path::Path) -> DataTree {
             let mut body = Reader::new(entry.body.clone());
             let txn = Transaction::read(entry.header.r#type, &mut body).unwrap();
             tree.apply(&entry.header, &txn);
+            Ok(())
         },
     )
     .unwrap();

@@ -8,10 +8,11 @@ use zk_jute::Reader;
 use zk_persistence::{FileTxnLog, LogEntry, LogOptions, Restored, restore};
 
 /// Applies a logged txn to the tree.
-pub(crate) fn apply(tree: &mut DataTree, entry: &LogEntry) {
+pub(crate) fn apply(tree: &mut DataTree, entry: &LogEntry) -> Result<(), String> {
     let mut body = Reader::new(entry.body.clone());
-    let txn = Transaction::read(entry.header.r#type, &mut body).expect("txn decodes");
+    let txn = Transaction::read(entry.header.r#type, &mut body).map_err(|e| e.to_string())?;
     tree.apply(&entry.header, &txn);
+    Ok(())
 }
 
 /// Restores a tree from a ZooKeeper data folder (`version-2` inside `dir`).
