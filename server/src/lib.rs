@@ -76,7 +76,6 @@ pub struct Server {
     core_task: JoinHandle<()>,
 }
 
-/// Applies one logged txn during restore.
 /// Replays one logged txn; one that does not decode stops the restore (ZooKeeper refuses
 /// to start too): skipping it would serve a state no other member has.
 fn replay(tree: &mut DataTree, entry: &LogEntry) -> Result<(), String> {
