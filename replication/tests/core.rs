@@ -39,6 +39,24 @@ fn info(observer: bool) -> Message {
     }
 }
 
+/// A voter's `ACKEPOCH`.
+fn ack_epoch(current_epoch: u32, last_zxid: Zxid, snapshot_zxid: Zxid) -> Message {
+    Message::AckEpoch {
+        current_epoch,
+        last_zxid,
+        snapshot_zxid,
+        already_accepted: false,
+    }
+}
+
+/// `leader` leads; learner 2 connects and acknowledges the epoch with `ack`. Returns what
+/// the leader does then (the sync, once a quorum of two is there).
+fn sync_learner(leader: &mut Zab, ack: Message) -> Vec<Output> {
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    receive(leader, 2, info(false));
+    receive(leader, 2, ack)
+}
+
 /// A leader of epoch 2 with follower 2 connected and synced; `history` on both.
 fn established(history: &[Zxid]) -> Zab {
     let mut leader = member(1, (1, 1), history);
@@ -100,18 +118,7 @@ fn a_learner_of_another_round_or_role_is_refused() {
 #[test]
 fn a_voter_ahead_of_the_leader_makes_it_step_down() {
     let mut leader = member(1, (1, 1), &[z(1, 1)]);
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 1,
-            last_zxid: z(1, 2),
-            snapshot_zxid: Zxid(0),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(1, z(1, 2), Zxid(0)));
     assert!(out.contains(&Output::State(State::Looking)));
 }
 
@@ -203,18 +210,7 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
 fn a_log_read_that_skips_a_txn_drops_the_learner() {
     let history = [z(1, 1), z(1, 2), z(1, 3)];
     let mut leader = member(1, (1, 1), &history);
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 1,
-            last_zxid: z(1, 1),
-            snapshot_zxid: Zxid(0),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(1, z(1, 1), Zxid(0)));
     let stream = out
         .iter()
         .find_map(|o| match o {
@@ -238,18 +234,7 @@ fn a_log_read_that_skips_a_txn_drops_the_learner() {
 fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
     let history: Vec<Zxid> = (1..=50).map(|c| z(1, c)).collect();
     let mut leader = member(1, (1, 1), &history);
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 0,
-            last_zxid: Zxid(0),
-            snapshot_zxid: Zxid(0),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(0, Zxid(0), Zxid(0)));
     // 50 txns are within the default limit: from the log on disk, not memory (a
     // restarted leader holds none of them in memory).
     assert!(
@@ -265,18 +250,7 @@ fn a_learner_too_far_behind_or_below_the_log_gets_a_snapshot_then_the_rest() {
         history: History::from_zxids(Zxid(0), history.iter().copied()).unwrap(),
     };
     let mut leader = Zab::new(config, 1, persisted).unwrap();
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 0,
-            last_zxid: Zxid(0),
-            snapshot_zxid: Zxid(0),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(0, Zxid(0), Zxid(0)));
     let stream = out
         .iter()
         .find_map(|o| match o {
@@ -529,18 +503,7 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
     // The learner installed a snapshot at 1:4 from a leader that never established (1:4
     // was not committed); this leader's history has 1:1..1:3, then epoch 2.
     let mut leader = member(1, (2, 2), &[z(1, 1), z(1, 2), z(1, 3), z(2, 1)]);
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 1,
-            last_zxid: z(1, 4),
-            snapshot_zxid: z(1, 4),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(1, z(1, 4), z(1, 4)));
     assert!(
         out.iter()
             .any(|o| matches!(o, Output::SendSnapshot { learner: 2, .. })),
@@ -548,18 +511,7 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
     );
     // With the same log but no snapshot in the way, TRUNC.
     let mut leader = member(1, (2, 2), &[z(1, 1), z(1, 2), z(1, 3), z(2, 1)]);
-    leader.handle(0, Input::Lead { election_epoch: 7 });
-    receive(&mut leader, 2, info(false));
-    let out = receive(
-        &mut leader,
-        2,
-        Message::AckEpoch {
-            current_epoch: 1,
-            last_zxid: z(1, 4),
-            snapshot_zxid: z(1, 2),
-            already_accepted: false,
-        },
-    );
+    let out = sync_learner(&mut leader, ack_epoch(1, z(1, 4), z(1, 2)));
     assert_eq!(
         sends(&out)[0].1,
         Message::Trunc {
