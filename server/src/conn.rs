@@ -15,8 +15,9 @@ use tokio_util::codec::FramedRead;
 use zk_jute::proto::{ConnectRequest, RequestHeader};
 use zk_jute::{FrameCodec, Reader, Record};
 
-use crate::core::{ConnId, Msg};
+use crate::engine::ConnId;
 use crate::metrics::Throttle;
+use crate::runtime::Msg;
 
 /// Serves one connection until either side closes it.
 pub(crate) async fn serve(

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use zk_watch::WatchTable;
 
-use crate::core::Core;
-use crate::metrics::java_double;
+use crate::engine::Engine;
+use crate::status::{Status, java_double};
 
 /// Every word this server knows, whitelisted or not.
 pub(crate) const WORDS: &[&str] = &[
@@ -15,19 +15,22 @@ pub(crate) const WORDS: &[&str] = &[
 
 const VERSION: &str = concat!("3.8.0-zk-rs-", env!("CARGO_PKG_VERSION"), ", built on rust");
 
-/// The answer to `word`.
-pub(crate) fn answer(word: &str, core: &mut Core) -> String {
-    if !core.config().allows(word) {
+/// The answer to `word`: the figures from `status`, the details (sessions, watches) from
+/// the engine.
+pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String {
+    if !engine.config().allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
     let mut out = String::new();
-    let stats = core.stats().clone();
-    let mut latency = stats.read_latency.clone();
-    latency.merge(&stats.update_latency);
+    let latency = status.latency();
     let (min, max) = (latency.min_ms(), latency.max_ms());
     let avg = java_double(latency.avg_ms());
-    let zxid = core.tree().last_zxid();
-    let nodes = core.zk_node_count();
+    let (zxid, nodes) = (status.zxid, status.znodes);
+    let sessions: std::collections::HashMap<u64, i64> = status
+        .connections
+        .iter()
+        .map(|c| (c.conn, c.session))
+        .collect();
     match word {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
@@ -35,22 +38,22 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");
             if word == "stat" {
                 out.push_str("Clients:\n");
-                for (_, addr, _) in core.connections() {
-                    let _ = writeln!(out, " /{addr}[1](queued=0,recved=0,sent=0)");
+                for c in &status.connections {
+                    let _ = writeln!(out, " /{}[1](queued=0,recved=0,sent=0)", c.addr);
                 }
                 out.push('\n');
             }
             let _ = writeln!(out, "Latency min/avg/max: {min}/{avg}/{max}");
-            let _ = writeln!(out, "Received: {}", stats.received);
-            let _ = writeln!(out, "Sent: {}", stats.sent);
-            let _ = writeln!(out, "Connections: {}", core.connections().len());
-            let _ = writeln!(out, "Outstanding: {}", stats.outstanding);
+            let _ = writeln!(out, "Received: {}", status.packets_received);
+            let _ = writeln!(out, "Sent: {}", status.packets_sent);
+            let _ = writeln!(out, "Connections: {}", status.connections.len());
+            let _ = writeln!(out, "Outstanding: {}", status.outstanding);
             let _ = writeln!(out, "Zxid: {zxid:#x}");
-            out.push_str("Mode: standalone\n");
+            let _ = writeln!(out, "Mode: {}", status.mode);
             let _ = writeln!(out, "Node count: {nodes}");
         }
         "conf" => {
-            let c = core.config();
+            let c = engine.config();
             let _ = writeln!(out, "clientPort={}", c.client_addr.port());
             let _ = writeln!(out, "clientPortAddress={}", c.client_addr.ip());
             let _ = writeln!(out, "dataDir={}", c.data_dir.join("version-2").display());
@@ -76,16 +79,17 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
             let _ = writeln!(out, "serverId={}", c.server_id);
         }
         "cons" => {
-            for (conn, addr, session) in core.connections() {
+            for c in &status.connections {
                 let _ = writeln!(
                     out,
-                    " /{addr}[1](queued=0,recved=0,sent=0,sid={session:#x},conn={conn})"
+                    " /{}[1](queued=0,recved=0,sent=0,sid={:#x},conn={})",
+                    c.addr, c.session, c.conn
                 );
             }
             out.push('\n');
         }
         "crst" | "srst" => {
-            core.reset_stats();
+            engine.reset_stats();
             out.push_str(if word == "crst" {
                 "Connection stats reset.\n"
             } else {
@@ -94,12 +98,12 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
         }
         "dump" => {
             out.push_str("SessionTracker dump:\n");
-            let _ = writeln!(out, "Session Sets ({}):", core.session_count());
-            for (id, timeout) in core.session_timeouts() {
+            let _ = writeln!(out, "Session Sets ({}):", status.sessions);
+            for (id, timeout) in engine.session_timeouts() {
                 let _ = writeln!(out, "{id:#x}\t{timeout}ms");
             }
             out.push_str("ephemeral nodes dump:\n");
-            let ephemerals = core.tree().all_ephemerals();
+            let ephemerals = engine.tree().all_ephemerals();
             let _ = writeln!(out, "Sessions with Ephemerals ({}):", ephemerals.len());
             for (session, paths) in ephemerals {
                 let _ = writeln!(out, "{session:#x}:");
@@ -127,68 +131,46 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
             );
         }
         "mntr" => {
-            let w = core.watches();
             let lines: [(&str, String); 16] = [
                 ("zk_version", VERSION.to_owned()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", status.mode.into()),
                 ("zk_avg_latency", avg.clone()),
                 ("zk_max_latency", max.to_string()),
                 ("zk_min_latency", min.to_string()),
-                ("zk_packets_received", stats.received.to_string()),
-                ("zk_packets_sent", stats.sent.to_string()),
+                ("zk_packets_received", status.packets_received.to_string()),
+                ("zk_packets_sent", status.packets_sent.to_string()),
                 (
                     "zk_num_alive_connections",
-                    core.connections().len().to_string(),
+                    status.connections.len().to_string(),
                 ),
-                ("zk_outstanding_requests", stats.outstanding.to_string()),
+                ("zk_outstanding_requests", status.outstanding.to_string()),
                 ("zk_znode_count", nodes.to_string()),
-                ("zk_watch_count", w.watch_count().to_string()),
-                (
-                    "zk_ephemerals_count",
-                    core.tree()
-                        .all_ephemerals()
-                        .values()
-                        .map(|p| p.len())
-                        .sum::<usize>()
-                        .to_string(),
-                ),
-                ("zk_global_sessions", core.session_count().to_string()),
+                ("zk_watch_count", status.watches.to_string()),
+                ("zk_ephemerals_count", status.ephemerals.to_string()),
+                ("zk_global_sessions", status.sessions.to_string()),
                 ("zk_local_sessions", "0".into()),
-                ("zk_uptime", core.now_ms().to_string()),
-                (
-                    "zk_approximate_data_size",
-                    core.tree().approximate_data_size().to_string(),
-                ),
+                ("zk_uptime", status.uptime_ms.to_string()),
+                ("zk_approximate_data_size", status.data_size.to_string()),
             ];
             for (key, value) in lines {
                 let _ = writeln!(out, "{key}\t{value}");
             }
-            if let Some((open, max)) = crate::metrics::file_descriptors() {
+            if let Some((open, max)) = crate::status::file_descriptors() {
                 let _ = writeln!(out, "zk_open_file_descriptor_count\t{open}");
                 let _ = writeln!(out, "zk_max_file_descriptor_count\t{max}");
             }
         }
         "wchs" => {
-            let _ = writeln!(out, "{}", core.watches().summary(WatchTable::Data));
+            let _ = writeln!(out, "{}", engine.watches().summary(WatchTable::Data));
         }
         "wchc" => {
-            let sessions: std::collections::HashMap<u64, i64> = core
-                .connections()
-                .into_iter()
-                .map(|(conn, _, session)| (conn, session))
-                .collect();
-            let by = core.watches().by_watcher(WatchTable::Data);
+            let by = engine.watches().by_watcher(WatchTable::Data);
             out.push_str(&zk_watch::format_by_connection(&by, |w| {
                 sessions.get(&w.0).copied().unwrap_or(0)
             }));
         }
         "wchp" => {
-            let sessions: std::collections::HashMap<u64, i64> = core
-                .connections()
-                .into_iter()
-                .map(|(conn, _, session)| (conn, session))
-                .collect();
-            let by = core.watches().by_path(WatchTable::Data);
+            let by = engine.watches().by_path(WatchTable::Data);
             out.push_str(&zk_watch::format_by_path(&by, |w| {
                 sessions.get(&w.0).copied().unwrap_or(0)
             }));
@@ -202,16 +184,12 @@ pub(crate) fn answer(word: &str, core: &mut Core) -> String {
                     .map(|m| m.len())
                     .sum()
             };
-            let _ = writeln!(out, "datadir_size: {}", size(&core.config().data_dir));
-            let _ = writeln!(out, "logdir_size: {}", size(&core.config().data_log_dir));
+            let _ = writeln!(out, "datadir_size: {}", size(&engine.config().data_dir));
+            let _ = writeln!(out, "logdir_size: {}", size(&engine.config().data_log_dir));
         }
         "hash" => {
             let _ = writeln!(out, "Digests in Cache: 1");
-            let _ = writeln!(
-                out,
-                "Zxid: {zxid:#x}, Digest: {}",
-                core.tree().digest() as i64
-            );
+            let _ = writeln!(out, "Zxid: {zxid:#x}, Digest: {}", status.digest);
         }
         _ => {}
     }

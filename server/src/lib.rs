@@ -25,9 +25,12 @@
 
 mod config;
 mod conn;
-mod core;
+mod engine;
 mod fourlw;
 mod metrics;
+mod runtime;
+mod snapshot;
+mod status;
 mod wire;
 
 use std::net::SocketAddr;
@@ -35,16 +38,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use zk_datatree::{DataTree, Transaction, TreeOptions};
-use zk_jute::Reader;
+use zk_jute::txn::TxnDigest;
+use zk_jute::{Reader, Record};
 use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, VERSION_DIR};
 
 pub use config::{Config, ConfigError};
 
-use crate::core::{Core, Msg};
+use crate::engine::{CommitSource, Engine, Input, Now};
 use crate::metrics::Throttle;
+use crate::runtime::{Msg, Runtime};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +68,6 @@ pub enum StartError {
     },
 }
 
-/// Messages the core handles before writing the replies they made.
-const BURST_MAX: usize = 256;
-
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -74,14 +76,29 @@ pub struct Server {
     core: mpsc::UnboundedSender<Msg>,
     tasks: Vec<JoinHandle<()>>,
     core_task: JoinHandle<()>,
+    failed: watch::Receiver<Option<String>>,
 }
 
 /// Replays one logged txn; one that does not decode stops the restore (ZooKeeper refuses
-/// to start too): skipping it would serve a state no other member has.
+/// to start too): skipping it would serve a state no other member has. So does a tree
+/// whose digest after the txn is not the one logged with it: the tree would not be the
+/// one the log describes.
 fn replay(tree: &mut DataTree, entry: &LogEntry) -> Result<(), String> {
     let mut body = Reader::new(entry.body.clone());
     let txn = Transaction::read(entry.header.r#type, &mut body).map_err(|e| e.to_string())?;
     tree.apply(&entry.header, &txn);
+    if body.remaining() > 0 {
+        let digest = TxnDigest::decode(&mut body).map_err(|e| format!("its digest: {e}"))?;
+        if digest.version == zk_datatree::DIGEST_VERSION
+            && digest.tree_digest != tree.digest() as i64
+        {
+            return Err(format!(
+                "the tree's digest after it is {}, the log holds {}",
+                tree.digest() as i64,
+                digest.tree_digest
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -147,13 +164,14 @@ impl Server {
                 &snap_dir,
                 restored.last_zxid,
                 tree.sessions(),
-                Some(crate::core::tree_digest(&tree)),
+                Some(crate::snapshot::tree_digest(&tree)),
                 |w| tree.write_body(w),
             )?;
             tracing::info!(file = %path.display(), "wrote the first snapshot");
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        // The log's writer thread tells the core itself each time a commit made more durable.
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The log's writer thread tells the serving task each time a commit made more
+        // durable.
         let durable = tx.clone();
         let log = GroupCommit::start_with_listener(log, GroupOptions::default(), move |mark| {
             let msg = match mark {
@@ -189,7 +207,21 @@ impl Server {
         };
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
-        let mut core = Core::new(config.clone(), tree, log, tx.clone(), throttle.clone());
+        let started = std::time::Instant::now();
+        let now = Now {
+            mono_us: 0,
+            wall_ms: runtime::wall_ms(),
+        };
+        let engine = Engine::new(config.clone(), tree, now, CommitSource::Local);
+        let (failed_tx, failed) = watch::channel(None);
+        let mut runtime = Runtime::new(
+            engine,
+            started,
+            log,
+            tx.clone(),
+            throttle.clone(),
+            failed_tx,
+        );
         if restored.snapshot.is_some()
             && (!dead.is_empty() || restored.replayed > config.snap_count)
         {
@@ -198,52 +230,9 @@ impl Server {
             // log after the last snapshot has grown past snapCount (restarts in a row, each
             // short of a snapshot), in the background. Snapshotting every start cost 0.5 s
             // to the first getData after a restart at 1M znodes (1.9-2.2 s against 1.4 s).
-            core.snapshot();
+            runtime.input(Input::Snapshot);
         }
-        let core_task = tokio::spawn(async move {
-            'serve: loop {
-                // A snapshot being serialized goes on a piece at a time between bursts:
-                // the core waits for a message only when there is nothing else to do.
-                let msg = if core.wants_step() {
-                    rx.try_recv().ok()
-                } else {
-                    match rx.recv().await {
-                        Some(msg) => Some(msg),
-                        None => break 'serve,
-                    }
-                };
-                // Everything already waiting is handled before the replies it made are
-                // written, so a busy connection gets one write for many replies.
-                let mut next = msg;
-                let mut burst = 0;
-                while let Some(msg) = next.take() {
-                    let stop = matches!(msg, Msg::Shutdown);
-                    core.handle(msg);
-                    if stop {
-                        core.flush();
-                        break 'serve;
-                    }
-                    burst += 1;
-                    if burst < BURST_MAX {
-                        next = rx.try_recv().ok();
-                    }
-                }
-                core.flush();
-                if core.wants_step() {
-                    core.snapshot_step();
-                    // The connections' readers get their turn before the next piece, so a
-                    // snapshot delays a request by a piece at most.
-                    tokio::task::yield_now().await;
-                }
-            }
-            // A snapshot being taken is finished; dropping the core stops the log writer
-            // after it commits what is queued.
-            let _ = tokio::task::spawn_blocking(move || {
-                core.finish_snapshot();
-                drop(core);
-            })
-            .await;
-        });
+        let core_task = tokio::spawn(runtime.serve(rx));
         let ticker = {
             let tx = tx.clone();
             let tick = config.tick_time;
@@ -261,7 +250,10 @@ impl Server {
         let mut tasks = vec![ticker, acceptor];
         if let Some((listener, bound)) = metrics {
             tracing::info!(addr = %bound, "serving Prometheus metrics");
-            tasks.push(tokio::spawn(metrics::serve(listener, tx.clone())));
+            let tx = tx.clone();
+            let ask: metrics::AskStatus =
+                Box::new(move |reply| tx.send(Msg::Status { reply }).is_ok());
+            tasks.push(tokio::spawn(metrics::serve(listener, ask)));
         }
         tracing::info!(%addr, "serving clients");
         Ok(Server {
@@ -270,7 +262,20 @@ impl Server {
             core: tx,
             tasks,
             core_task,
+            failed,
         })
+    }
+
+    /// Waits until the server stops serving on its own, on an error it cannot go on from
+    /// (the txn log failed, a txn did not give the tree the digest logged with it), and
+    /// says why. Never returns while the server serves.
+    pub async fn failed(&self) -> String {
+        let mut failed = self.failed.clone();
+        match failed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The serving task is gone without a reason: it was shut down.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// The address clients connect to.
@@ -337,5 +342,46 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zk_datatree::{Session, WriteRequest};
+    use zk_jute::txn::TxnHeader;
+
+    use super::*;
+
+    /// A logged `createSession` txn whose digest is the tree's after it, plus `skew`.
+    fn entry(tree: &DataTree, skew: i64) -> LogEntry {
+        let session = Session { id: 7, auth: &[] };
+        let request = WriteRequest::CreateSession { timeout_ms: 5_000 };
+        let prepared = zk_datatree::prepare(tree, &session, 1, 0, &request);
+        let header = TxnHeader {
+            client_id: 7,
+            cxid: 0,
+            zxid: 1,
+            time: 0,
+            r#type: prepared.txn.op_code().code(),
+        };
+        let digest = TxnDigest {
+            version: zk_datatree::DIGEST_VERSION,
+            tree_digest: tree.digest().wrapping_add(prepared.digest_delta) as i64 + skew,
+        };
+        LogEntry::new(header, &prepared.txn.encode(), Some(&digest))
+    }
+
+    #[test]
+    fn replay_checks_the_digest_logged_with_each_txn() {
+        let mut tree = DataTree::new(TreeOptions::default());
+        let good = entry(&tree, 0);
+        assert_eq!(replay(&mut tree, &good), Ok(()));
+        let mut tree = DataTree::new(TreeOptions::default());
+        let bad = entry(&tree, 1);
+        let error = replay(&mut tree, &bad).unwrap_err();
+        assert!(
+            error.starts_with("the tree's digest after it is"),
+            "{error}"
+        );
     }
 }

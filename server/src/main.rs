@@ -27,10 +27,21 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(config).await.context("starting the server")?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("SIGINT: shutting down");
+            None
+        }
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM: shutting down");
+            None
+        }
+        reason = server.failed() => Some(reason),
+    };
     server.shutdown().await;
-    Ok(())
+    match failed {
+        // As ZooKeeper exits when it cannot go on, with a status that says so.
+        Some(reason) => Err(anyhow::anyhow!(reason).context("the server stopped")),
+        None => Ok(()),
+    }
 }

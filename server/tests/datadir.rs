@@ -136,3 +136,42 @@ async fn our_data_directory_restores_to_the_tree_we_served() {
         std::fs::write(keep.join("tree.txt"), tree.dump()).unwrap();
     }
 }
+
+/// Apache ZooKeeper 3.8.0's own data directory (recorded in zk-persistence's tests) starts
+/// our server: every txn replayed gives the tree the digest ZooKeeper logged with it (a
+/// mismatch would stop the start), and the tree served is the one ZooKeeper had.
+#[tokio::test]
+async fn apache_zookeepers_directory_replays_with_every_digest_checked() {
+    let recorded = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../persistence/tests/zk-datadir/version-2");
+    let dir = tempfile::tempdir().unwrap();
+    let version2 = dir.path().join("version-2");
+    std::fs::create_dir_all(&version2).unwrap();
+    for file in std::fs::read_dir(&recorded).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), version2.join(file.file_name())).unwrap();
+    }
+    let expected = restore(dir.path());
+    let config = Config {
+        client_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        data_log_dir: dir.path().to_owned(),
+        extended_types: true,
+        ..Config::default()
+    };
+    let server = Server::start(config).await.unwrap();
+    let c = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(30))
+        .connect(&server.local_addr().to_string())
+        .await
+        .unwrap();
+    let (data, stat) = c.get_data("/app").await.unwrap();
+    let node = expected.node("/app").unwrap();
+    assert_eq!(data, node.data.clone().unwrap_or_default().to_vec());
+    assert_eq!(
+        (stat.mzxid, stat.version),
+        (node.stat.mzxid, node.stat.version)
+    );
+    drop(c);
+    server.shutdown().await;
+}

@@ -1,0 +1,1022 @@
+//! The engine: the server's protocol with no sockets, tasks, threads or clocks.
+//!
+//! It is driven as `zk-election`'s `Election` is: [`Engine::handle`] takes the time and
+//! one [`Input`] (a connection's handshake or request frame, a tick, the log's durability
+//! watermark, a commit) and leaves [`Output`]s: bytes for a connection, a close, a txn to
+//! append to the log, a snapshot to start, a fatal error. The runtime carries them out.
+//!
+//! # The write pipeline
+//!
+//! A write is prepared at once by the [`Sequencer`] against the tree plus the writes
+//! still in flight (the overlay), and appended to the log ([`Output::Append`]). Two
+//! watermarks follow it: *durable* (the log has it on disk, [`Input::Durable`]) and
+//! *committed*, which comes from the engine's [`CommitSource`]: a standalone server
+//! commits what its own log made durable; an ensemble's members will commit on their
+//! leader's word ([`Input::Committed`]). Committed txns are applied in zxid order, and a
+//! client's reply is found by the txn's (session, cxid), never by a zxid guessed locally.
+//!
+//! # Reply order
+//!
+//! Each connection's replies leave in request order: a read waits only behind the same
+//! connection's earlier writes, never behind another session's fsync; a `sync` waits until
+//! every write prepared before it is committed.
+
+mod read;
+mod replies;
+mod sequencer;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zk_datatree::{DataTree, Overlay, Prepared, Session, Transaction, WriteRequest, prepare};
+use zk_jute::data::Id;
+use zk_jute::proto::{AuthPacket, ConnectRequest, ConnectResponse, SyncRequest, SyncResponse};
+use zk_jute::txn::{TxnDigest, TxnHeader};
+use zk_jute::{ErrorCode, MultiOp, OpCode, Perms, Zxid};
+use zk_persistence::{LogEntry, SnapshotPolicy};
+use zk_watch::{WatchManager, WatcherId};
+
+use crate::config::Config;
+use crate::status::{ConnStatus, Histogram, Status};
+use crate::wire::{frame, header_only, notification, reply};
+
+pub(crate) use replies::password;
+pub(crate) use sequencer::{Rollover, Sequencer};
+pub(crate) use sessions::Sessions;
+
+/// A connection's number, given by the runtime.
+pub(crate) type ConnId = u64;
+
+/// The time of an input: a monotonic clock (for sessions and latencies) and the wall
+/// clock (for the times txns carry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// Microseconds on a monotonic clock (the server's start is a good zero).
+    pub(crate) mono_us: u64,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) wall_ms: i64,
+}
+
+impl Now {
+    fn ms(self) -> u64 {
+        self.mono_us / 1000
+    }
+}
+
+/// What drives the engine.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A new connection's handshake.
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        request: ConnectRequest,
+    },
+    /// A request frame after the handshake.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        body: Bytes,
+    },
+    /// The connection is gone.
+    Closed { conn: ConnId },
+    /// The log has made `zxid`, and everything appended before it, durable.
+    Durable { zxid: i64 },
+    /// The log failed: nothing after this can be acknowledged.
+    LogFailed { error: String },
+    /// Txns up to `zxid` are committed (with [`CommitSource::Leader`]; a standalone
+    /// server has none, so only the tests send it until the ensemble does).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Committed { zxid: i64 },
+    /// Time passes: expire sessions, reap containers, purge.
+    Tick,
+    /// Take a snapshot now (unless one is being taken).
+    Snapshot,
+    /// The snapshot started by [`Output::Snapshot`] is written (or failed).
+    SnapshotDone { zxid: i64, ok: bool },
+    /// Stop: close every connection.
+    Shutdown,
+}
+
+/// What the engine asks of the runtime, in order.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Bytes for a connection.
+    Frame { conn: ConnId, bytes: Bytes },
+    /// Close the connection once what was sent to it is written.
+    Close { conn: ConnId },
+    /// Append a txn to the log; [`Input::Durable`] reports it on disk.
+    Append(LogEntry),
+    /// Roll the log and snapshot the tree as it is now (a fuzzy snapshot, taken while
+    /// writes go on); [`Input::SnapshotDone`] reports the end.
+    Snapshot,
+    /// Delete old snapshots and logs (`autopurge`).
+    Purge,
+    /// The server cannot go on: stop serving and say why.
+    Fatal(String),
+}
+
+/// Where the commit watermark comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitSource {
+    /// What the local log made durable is committed: a standalone server.
+    Local,
+    /// A quorum decides, and [`Input::Committed`] tells: an ensemble's member.
+    Leader,
+}
+
+/// A txn logged and not yet applied.
+#[derive(Debug)]
+struct Pending {
+    header: TxnHeader,
+    txn: Transaction,
+    /// The tree's digest once it is applied, as logged.
+    digest: u64,
+}
+
+/// A request waiting for its turn to be answered, in a connection's order.
+#[derive(Debug)]
+enum Queued {
+    /// A write, answered once its txn (session, cxid) is applied.
+    Write {
+        cxid: i32,
+        op: OpCode,
+        /// The ops of a multi sent as `create2`: their results carry the stat
+        /// (ZOOKEEPER-4026, as ZooKeeper 3.8.2 and 3.9 answer).
+        stat_ops: Vec<usize>,
+        reply: Option<Bytes>,
+        close_after: bool,
+        arrived_us: u64,
+    },
+    /// A read, served when it reaches the front.
+    Read {
+        xid: i32,
+        op: i32,
+        body: Bytes,
+        arrived_us: u64,
+    },
+    /// A `sync`, answered once every write prepared before it is committed.
+    Sync {
+        xid: i32,
+        /// `None` if the request does not decode.
+        path: Option<String>,
+        until: i64,
+        arrived_us: u64,
+    },
+}
+
+/// A connection, as the protocol sees it.
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    /// Its session; 0 before one is given.
+    session: i64,
+    auth: Vec<Id>,
+    queue: VecDeque<Queued>,
+    /// Requests that arrived before the handshake was answered: ZooKeeper reads nothing
+    /// more from a connection until its session is established, so they wait.
+    held: Option<Vec<(i32, i32, Bytes)>>,
+    /// The answer to its handshake, sent once its `createSession` is applied.
+    connecting: Option<ConnectResponse>,
+}
+
+/// Requests held before a handshake is answered, at most.
+const HELD_MAX: usize = 1_000;
+
+/// Counters for the four-letter words and the metrics endpoint.
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    received: u64,
+    sent: u64,
+    /// Requests received and not yet answered.
+    outstanding: usize,
+    read_latency: Histogram,
+    update_latency: Histogram,
+}
+
+/// The log's watermarks: each only moves forward, and `durable ≤ appended`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Watermarks {
+    appended: i64,
+    durable: i64,
+    committed: i64,
+}
+
+/// The server's protocol state.
+pub(crate) struct Engine {
+    config: Arc<Config>,
+    tree: DataTree,
+    watches: WatchManager,
+    overlay: Overlay,
+    /// The digest the tree will have once every staged txn is applied.
+    staged_digest: u64,
+    sequencer: Sequencer,
+    commit: CommitSource,
+    marks: Watermarks,
+    pending: VecDeque<Pending>,
+    conns: HashMap<ConnId, Conn>,
+    sessions: Sessions,
+    /// Connections whose front request is a `sync` waiting for the commit watermark.
+    syncs: BTreeSet<ConnId>,
+    stats: Stats,
+    now: Now,
+    policy: SnapshotPolicy,
+    /// Draws the snapshot policy's random part (xorshift).
+    rng: u64,
+    txns_since_snapshot: u64,
+    snapshotting: bool,
+    last_purge_ms: u64,
+    last_container_check_ms: u64,
+    /// Stopped by a fatal error: inputs are ignored.
+    failed: bool,
+    out: Vec<Output>,
+}
+
+/// The snapshot policy's random part, in `0..snap_count / 2`, from a xorshift `rng`.
+fn draw_roll(rng: &mut u64, snap_count: u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng % (snap_count / 2).max(1)
+}
+
+impl Engine {
+    /// An engine serving `tree` (restored, with its sessions), started at `now`.
+    pub(crate) fn new(config: Arc<Config>, tree: DataTree, now: Now, commit: CommitSource) -> Self {
+        let tick_ms = config.tick_time.as_millis() as u64;
+        let mut sessions = Sessions::new(tick_ms, config.server_id, now.wall_ms);
+        for (id, timeout) in tree.sessions() {
+            sessions.add(*id, u64::try_from(*timeout).unwrap_or(0), None, now.ms());
+        }
+        let mut rng = (now.wall_ms as u64) | 1;
+        let policy = SnapshotPolicy {
+            snap_count: config.snap_count,
+            snap_size_bytes: 0,
+            random_roll: draw_roll(&mut rng, config.snap_count),
+        };
+        let last = tree.last_zxid();
+        Self {
+            staged_digest: tree.digest(),
+            sequencer: Sequencer::new(Zxid(last)),
+            marks: Watermarks {
+                appended: last,
+                durable: last,
+                committed: last,
+            },
+            config,
+            tree,
+            watches: WatchManager::new(),
+            overlay: Overlay::default(),
+            commit,
+            pending: VecDeque::new(),
+            conns: HashMap::new(),
+            sessions,
+            syncs: BTreeSet::new(),
+            stats: Stats::default(),
+            now,
+            policy,
+            rng,
+            txns_since_snapshot: 0,
+            snapshotting: false,
+            last_purge_ms: now.ms(),
+            last_container_check_ms: now.ms(),
+            failed: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// Handles one input at `now`; appends what it asks of the runtime to `out`.
+    pub(crate) fn handle(&mut self, now: Now, input: Input, out: &mut Vec<Output>) {
+        if self.failed {
+            return;
+        }
+        self.now = Now {
+            mono_us: now.mono_us.max(self.now.mono_us),
+            wall_ms: now.wall_ms,
+        };
+        match input {
+            Input::Connect {
+                conn,
+                addr,
+                request,
+            } => self.connect(conn, addr, request),
+            Input::Request {
+                conn,
+                xid,
+                op,
+                body,
+            } => self.request(conn, xid, op, body),
+            Input::Closed { conn } => self.forget_conn(conn),
+            Input::Durable { zxid } => self.durable(zxid),
+            Input::LogFailed { error } => {
+                self.fatal(format!("the txn log failed: {error}"));
+            }
+            Input::Committed { zxid } => {
+                if self.commit == CommitSource::Leader {
+                    self.committed(zxid);
+                }
+            }
+            Input::Tick => self.tick(),
+            Input::Snapshot => {
+                if !self.snapshotting {
+                    self.snapshot();
+                }
+            }
+            Input::SnapshotDone { zxid, ok } => {
+                self.snapshotting = false;
+                if ok {
+                    tracing::info!(zxid = format!("{zxid:#x}"), "snapshot written");
+                }
+            }
+            Input::Shutdown => {
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for conn in conns {
+                    self.out.push(Output::Close { conn });
+                    self.forget_conn(conn);
+                }
+            }
+        }
+        out.append(&mut self.out);
+    }
+
+    /// Stops the engine: the runtime stops serving and reports `reason`.
+    fn fatal(&mut self, reason: String) {
+        tracing::error!(%reason, "stopping the server");
+        self.failed = true;
+        self.out.push(Output::Fatal(reason));
+    }
+
+    /// Sends a frame to a connection, if it is still open.
+    fn send(&mut self, conn: ConnId, bytes: Bytes) {
+        if self.conns.contains_key(&conn) {
+            self.stats.sent += 1;
+            self.out.push(Output::Frame { conn, bytes });
+        }
+    }
+
+    /// Closes a connection once what was sent to it is written, and forgets it.
+    fn close(&mut self, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.out.push(Output::Close { conn });
+            self.forget_conn(conn);
+        }
+    }
+
+    // ----- connections and sessions -----
+
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr, request: ConnectRequest) {
+        let ip = Id {
+            scheme: "ip".into(),
+            id: addr.ip().to_string(),
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                addr,
+                session: 0,
+                auth: vec![ip],
+                queue: VecDeque::new(),
+                held: Some(Vec::new()),
+                connecting: None,
+            },
+        );
+        if request.last_zxid_seen > self.tree.last_zxid() {
+            // The client has seen more than this server: it must try another one.
+            tracing::info!(
+                %addr,
+                seen = format!("{:#x}", request.last_zxid_seen),
+                ours = format!("{:#x}", self.tree.last_zxid()),
+                "refusing a session request from a client that has seen a later zxid"
+            );
+            self.close(conn);
+            return;
+        }
+        let (min, max) = (
+            self.config.min_session_timeout.as_millis(),
+            self.config.max_session_timeout.as_millis(),
+        );
+        let timeout = (request.timeout.max(0) as u128).clamp(min, max) as i32;
+        let read_only = request.read_only.map(|_| false);
+        if request.session_id != 0 {
+            self.resume(conn, request, timeout, read_only);
+            return;
+        }
+        let session = self.sessions.next_id();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+            c.connecting = Some(replies::connect_response(session, timeout, read_only));
+        }
+        self.sessions
+            .add(session, timeout as u64, Some(conn), self.now.ms());
+        self.write(
+            session,
+            0,
+            &[],
+            Ok(&WriteRequest::CreateSession {
+                timeout_ms: timeout,
+            }),
+        );
+    }
+
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+        timeout: i32,
+        read_only: Option<bool>,
+    ) {
+        let id = request.session_id;
+        let revalidated = if request.passwd.as_deref() == Some(&password(id)[..]) {
+            self.sessions
+                .revalidate(id, timeout as u64, conn, self.now.ms())
+        } else {
+            Err(())
+        };
+        let Ok(previous) = revalidated else {
+            // What ZooKeeper answers for an expired or unknown session: timeout 0.
+            let response = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: Some(Bytes::from_static(&[0; 16])),
+                read_only,
+            };
+            self.send(conn, frame(response));
+            self.close(conn);
+            return;
+        };
+        if let Some(old) = previous.filter(|old| *old != conn) {
+            // The session moved here: the old connection is closed, as ZooKeeper does.
+            self.close(old);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = id;
+        }
+        let response = replies::connect_response(id, timeout, read_only);
+        self.send(conn, frame(response));
+        self.established(conn);
+    }
+
+    /// The handshake is answered: serve what arrived meanwhile, in order.
+    fn established(&mut self, conn: ConnId) {
+        let held = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.held.take())
+            .unwrap_or_default();
+        for (xid, op, body) in held {
+            self.request(conn, xid, op, body);
+        }
+    }
+
+    fn forget_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            // Its unanswered requests will never be answered.
+            self.stats.outstanding = self.stats.outstanding.saturating_sub(c.queue.len());
+            self.watches.remove_watcher(WatcherId(conn));
+            self.sessions.detach(c.session, conn);
+            self.syncs.remove(&conn);
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now.ms();
+        self.autopurge(now);
+        for session in self.sessions.expired(now) {
+            tracing::info!(session = format!("{session:#x}"), "session expired");
+            self.close_session(session, None);
+        }
+        // Containers and TTL nodes: checked once a minute, as ZooKeeper's ContainerManager.
+        if now >= self.last_container_check_ms + 60_000 {
+            self.last_container_check_ms = now;
+            for path in self.tree.expiry_candidates(self.now.wall_ms, 0) {
+                self.write(0, 0, &[], Ok(&WriteRequest::DeleteContainer(path)));
+            }
+        }
+    }
+
+    /// `autopurge.purgeInterval` hours apart, keep `autopurge.snapRetainCount` snapshots and
+    /// the logs they need.
+    fn autopurge(&mut self, now_ms: u64) {
+        let interval_ms = self.config.purge_interval_hours.saturating_mul(3_600_000);
+        if interval_ms == 0 || now_ms < self.last_purge_ms + interval_ms {
+            return;
+        }
+        self.last_purge_ms = now_ms;
+        self.out.push(Output::Purge);
+    }
+
+    /// Closes `session`: expired (`request` is `None`), or asked by its client.
+    fn close_session(&mut self, session: i64, request: Option<(ConnId, i32)>) {
+        let conn = self.sessions.set_closing(session);
+        self.write(
+            session,
+            request.map_or(0, |r| r.1),
+            &[],
+            Ok(&WriteRequest::CloseSession),
+        );
+        if request.is_none() {
+            if let Some(conn) = conn {
+                self.close(conn);
+            }
+        }
+    }
+
+    // ----- requests -----
+
+    fn request(&mut self, conn: ConnId, xid: i32, op: i32, body: Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(held) = &mut c.held {
+            // Bounded like any reply queue: a client may not pile up requests unanswered.
+            if held.len() < HELD_MAX {
+                held.push((xid, op, body));
+            }
+            return;
+        }
+        self.stats.received += 1;
+        let session = c.session;
+        self.sessions.touch(session, self.now.ms());
+        let code = OpCode::try_from(op).ok();
+        if code == Some(OpCode::Auth) {
+            return self.auth(conn, xid, &body);
+        }
+        // Every request below is answered from the connection's queue, which counts it out.
+        self.stats.outstanding += 1;
+        let arrived_us = self.now.mono_us;
+        if code == Some(OpCode::CloseSession) {
+            self.queue_write(conn, xid, OpCode::CloseSession, Vec::new(), true);
+            return self.close_session(session, Some((conn, xid)));
+        }
+        if code == Some(OpCode::Sync) {
+            let path = read::decode::<SyncRequest>(&body).ok().map(|r| r.path);
+            let until = self.sequencer.last().0;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.queue.push_back(Queued::Sync {
+                    xid,
+                    path,
+                    until,
+                    arrived_us,
+                });
+            }
+            return self.drain(conn);
+        }
+        match code
+            .filter(|op| op.is_write() || *op == OpCode::Reconfig)
+            .map(|op| (op, replies::write_request(op, &body)))
+        {
+            Some((op, Ok(write))) => {
+                let stat_ops = match &write {
+                    WriteRequest::Multi(multi) => multi
+                        .ops
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, op)| matches!(op, MultiOp::Create2(_)))
+                        .map(|(i, _)| i)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                self.queue_write(conn, xid, op, stat_ops, false);
+                // Lent out for the write rather than copied.
+                let auth = self
+                    .conns
+                    .get_mut(&conn)
+                    .map(|c| std::mem::take(&mut c.auth))
+                    .unwrap_or_default();
+                self.write(session, xid, &auth, Ok(&write));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.auth = auth;
+                }
+            }
+            Some((_, Err(code))) => {
+                // A body that does not decode, or a write this server does not offer: the
+                // error still takes a zxid, as ZooKeeper logs it.
+                self.queue_write(conn, xid, OpCode::Error, Vec::new(), false);
+                self.write(session, xid, &[], Err(code));
+            }
+            None => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Read {
+                        xid,
+                        op,
+                        body,
+                        arrived_us,
+                    });
+                }
+                self.drain(conn);
+            }
+        }
+    }
+
+    /// Holds a write's place in the connection's reply order.
+    fn queue_write(
+        &mut self,
+        conn: ConnId,
+        cxid: i32,
+        op: OpCode,
+        stat_ops: Vec<usize>,
+        close_after: bool,
+    ) {
+        let arrived_us = self.now.mono_us;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.queue.push_back(Queued::Write {
+                cxid,
+                op,
+                stat_ops,
+                reply: None,
+                close_after,
+                arrived_us,
+            });
+        }
+    }
+
+    fn auth(&mut self, conn: ConnId, xid: i32, body: &Bytes) {
+        let packet: Result<AuthPacket, _> = read::decode(body);
+        let super_digest = self.config.super_digest.clone();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match packet {
+            Ok(p) if p.scheme == "digest" => {
+                let user_password =
+                    String::from_utf8_lossy(p.auth.as_deref().unwrap_or_default()).into_owned();
+                for id in zk_datatree::acl::digest_auth(&user_password, super_digest.as_deref()) {
+                    if !c.auth.contains(&id) {
+                        c.auth.push(id);
+                    }
+                }
+                self.send(conn, header_only(xid, 0, 0));
+            }
+            _ => {
+                self.send(conn, header_only(xid, 0, ErrorCode::AuthFailed.code()));
+                self.close(conn);
+            }
+        }
+    }
+
+    // ----- the write pipeline -----
+
+    /// The next zxid. When the epoch's counter is spent, a standalone server starts the
+    /// next epoch at once (ZooKeeper's leader would step down and an election follows).
+    fn next_zxid(&mut self) -> Option<i64> {
+        match self.sequencer.next() {
+            Ok(zxid) => Some(zxid.0),
+            Err(Rollover { epoch }) => {
+                let Some(next) = epoch.checked_add(1) else {
+                    self.fatal("every zxid epoch is spent".into());
+                    return None;
+                };
+                tracing::warn!(
+                    epoch,
+                    next,
+                    "the zxid counter of the epoch is spent; starting a new epoch"
+                );
+                self.sequencer.start_epoch(next);
+                self.sequencer.next().ok().map(|zxid| zxid.0)
+            }
+        }
+    }
+
+    /// Prepares `request` as the next txn (or logs the error `Err(code)` as one), stages
+    /// it and sends it to the log.
+    fn write(
+        &mut self,
+        session: i64,
+        cxid: i32,
+        auth: &[Id],
+        request: Result<&WriteRequest, ErrorCode>,
+    ) {
+        let Some(zxid) = self.next_zxid() else {
+            return;
+        };
+        let time = self.now.wall_ms;
+        let prepared = match request {
+            Ok(request) => prepare(
+                &self.overlay.over(&self.tree),
+                &Session { id: session, auth },
+                zxid,
+                time,
+                request,
+            ),
+            Err(code) => Prepared {
+                txn: Transaction::error(code),
+                changes: Vec::new(),
+                digest_delta: 0,
+            },
+        };
+        let header = TxnHeader {
+            client_id: session,
+            cxid,
+            zxid,
+            time,
+            r#type: prepared.txn.op_code().code(),
+        };
+        self.log(header, prepared);
+    }
+
+    /// Stages a prepared txn and appends it to the log.
+    fn log(&mut self, header: TxnHeader, prepared: Prepared) {
+        let zxid = header.zxid;
+        // Zxids prepared = zxids logged, in order.
+        if zxid <= self.marks.appended {
+            self.fatal(format!(
+                "txn {zxid:#x} prepared after {:#x}: zxids must grow",
+                self.marks.appended
+            ));
+            return;
+        }
+        self.marks.appended = zxid;
+        self.overlay.stage(zxid, &prepared);
+        self.staged_digest = self.staged_digest.wrapping_add(prepared.digest_delta);
+        let digest = TxnDigest {
+            version: zk_datatree::DIGEST_VERSION,
+            tree_digest: self.staged_digest as i64,
+        };
+        let entry = LogEntry::new(header.clone(), &prepared.txn.encode(), Some(&digest));
+        self.out.push(Output::Append(entry));
+        self.pending.push_back(Pending {
+            header,
+            txn: prepared.txn,
+            digest: self.staged_digest,
+        });
+    }
+
+    /// The log is durable up to `zxid`.
+    fn durable(&mut self, zxid: i64) {
+        if zxid < self.marks.durable || zxid > self.marks.appended {
+            self.fatal(format!(
+                "the log reports {zxid:#x} durable, outside {:#x}..={:#x}",
+                self.marks.durable, self.marks.appended
+            ));
+            return;
+        }
+        self.marks.durable = zxid;
+        if self.commit == CommitSource::Local {
+            self.committed(zxid);
+        }
+    }
+
+    /// Txns up to `zxid` are committed: apply (and answer) each, in order.
+    fn committed(&mut self, zxid: i64) {
+        if zxid < self.marks.committed {
+            // A commit source may repeat itself; it never goes back.
+            return;
+        }
+        self.marks.committed = zxid;
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.header.zxid <= self.marks.committed)
+        {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.apply(p);
+            if self.failed {
+                return;
+            }
+        }
+        for conn in std::mem::take(&mut self.syncs) {
+            self.drain(conn);
+        }
+    }
+
+    fn apply(&mut self, p: Pending) {
+        let zxid = p.header.zxid;
+        let applied = self.tree.apply(&p.header, &p.txn);
+        self.overlay.applied(zxid);
+        if self.tree.digest() != p.digest {
+            self.fatal(format!(
+                "the tree's digest after txn {zxid:#x} is {}, the log holds {}",
+                self.tree.digest() as i64,
+                p.digest as i64
+            ));
+            return;
+        }
+        for trigger in &applied.triggers {
+            let fired = self.watches.trigger(&trigger.path, trigger.event);
+            if fired.watchers.is_empty() {
+                continue;
+            }
+            let event = notification(&fired.event, zxid);
+            for watcher in fired.watchers {
+                // Only watchers that may read the znode hear of it (CVE-2024-23944).
+                let readable = self.conns.get(&watcher.0).is_some_and(|c| {
+                    zk_datatree::acl::check_acl(&trigger.acl, Perms::READ, &c.auth).is_ok()
+                });
+                if readable {
+                    self.send(watcher.0, event.clone());
+                }
+            }
+        }
+        let session = p.header.client_id;
+        match &p.txn {
+            Transaction::CreateSession(create) => {
+                if !self.sessions.is_open(session) {
+                    // A session another member opened.
+                    let timeout = u64::try_from(create.time_out).unwrap_or(0);
+                    self.sessions.add(session, timeout, None, self.now.ms());
+                }
+                let conn = self.sessions.conn(session);
+                let response = conn
+                    .and_then(|conn| self.conns.get_mut(&conn))
+                    .and_then(|c| c.connecting.take());
+                if let (Some(conn), Some(response)) = (conn, response) {
+                    self.send(conn, frame(response));
+                    self.established(conn);
+                }
+            }
+            _ => self.answer_write(session, p.header.cxid, zxid, &applied),
+        }
+        if let Transaction::CloseSession(_) = p.txn {
+            self.sessions.remove(session);
+        }
+        self.txns_since_snapshot += 1;
+        if self.policy.due(self.txns_since_snapshot, 0) && !self.snapshotting {
+            self.snapshot();
+        }
+    }
+
+    /// Fills in the reply of the write (`session`, `cxid`), if its connection is here and
+    /// waits for it, and sends what is ready.
+    fn answer_write(&mut self, session: i64, cxid: i32, zxid: i64, applied: &zk_datatree::Applied) {
+        let Some(conn) = self.sessions.conn(session) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let waiting = c.queue.iter_mut().find_map(|q| match q {
+            Queued::Write {
+                cxid: x,
+                op,
+                stat_ops,
+                reply: reply @ None,
+                ..
+            } if *x == cxid => Some((op, stat_ops, reply)),
+            _ => None,
+        });
+        if let Some((op, stat_ops, reply)) = waiting {
+            *reply = Some(replies::write_reply(*op, cxid, zxid, applied, stat_ops));
+            self.drain(conn);
+        }
+    }
+
+    fn snapshot(&mut self) {
+        self.txns_since_snapshot = 0;
+        // A new random part for the next one, as ZooKeeper's `resetSnapshotStats`.
+        self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
+        self.snapshotting = true;
+        self.out.push(Output::Snapshot);
+    }
+
+    /// A request's reply went out.
+    fn answered(&mut self, arrived_us: u64, read: bool) {
+        let us = self.now.mono_us.saturating_sub(arrived_us);
+        if read {
+            self.stats.read_latency.record(us);
+        } else {
+            self.stats.update_latency.record(us);
+        }
+        self.stats.outstanding = self.stats.outstanding.saturating_sub(1);
+    }
+
+    /// Sends what can be sent from the front of a connection's queue.
+    fn drain(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            match c.queue.front() {
+                Some(Queued::Write { reply: Some(_), .. }) => {
+                    let Some(Queued::Write {
+                        reply: Some(bytes),
+                        close_after,
+                        arrived_us,
+                        ..
+                    }) = c.queue.pop_front()
+                    else {
+                        return;
+                    };
+                    self.send(conn, bytes);
+                    self.answered(arrived_us, false);
+                    if close_after {
+                        self.close(conn);
+                        return;
+                    }
+                }
+                Some(Queued::Read { .. }) => {
+                    let Some(Queued::Read {
+                        xid,
+                        op,
+                        body,
+                        arrived_us,
+                    }) = c.queue.pop_front()
+                    else {
+                        return;
+                    };
+                    let bytes = self.read(conn, xid, op, &body);
+                    self.send(conn, bytes);
+                    self.answered(arrived_us, true);
+                }
+                Some(Queued::Sync { until, .. }) => {
+                    if *until > self.marks.committed {
+                        self.syncs.insert(conn);
+                        return;
+                    }
+                    let Some(Queued::Sync {
+                        xid,
+                        path,
+                        arrived_us,
+                        ..
+                    }) = c.queue.pop_front()
+                    else {
+                        return;
+                    };
+                    let zxid = self.tree.last_zxid();
+                    let bytes = match path {
+                        Some(path) => reply(xid, zxid, 0, Some(SyncResponse { path })),
+                        None => header_only(xid, zxid, ErrorCode::MarshallingError.code()),
+                    };
+                    self.send(conn, bytes);
+                    self.answered(arrived_us, true);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    // ----- what the operator sees -----
+
+    /// The configuration the engine serves with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The tree as applied.
+    pub(crate) fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// The watches set.
+    pub(crate) fn watches(&self) -> &WatchManager {
+        &self.watches
+    }
+
+    /// Each live session's timeout, by id.
+    pub(crate) fn session_timeouts(&self) -> BTreeMap<i64, u64> {
+        self.sessions.timeouts()
+    }
+
+    /// Requests received and not yet answered (`globalOutstandingLimit` throttles on it).
+    pub(crate) fn outstanding(&self) -> usize {
+        self.stats.outstanding
+    }
+
+    /// Starts the counters again (`srst`, `crst`).
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats = Stats {
+            outstanding: self.stats.outstanding,
+            ..Stats::default()
+        };
+    }
+
+    /// Every figure, as of `now` (the log's own figures are the runtime's to add).
+    pub(crate) fn status(&self, now: Now) -> Status {
+        let mut connections: Vec<ConnStatus> = self
+            .conns
+            .iter()
+            .map(|(conn, c)| ConnStatus {
+                conn: *conn,
+                addr: c.addr,
+                session: c.session,
+            })
+            .collect();
+        connections.sort_by_key(|c| c.conn);
+        Status {
+            mode: "standalone",
+            read_latency: self.stats.read_latency.clone(),
+            update_latency: self.stats.update_latency.clone(),
+            packets_received: self.stats.received,
+            packets_sent: self.stats.sent,
+            connections,
+            outstanding: self.stats.outstanding,
+            uptime_ms: now.ms(),
+            zxid: self.tree.last_zxid(),
+            digest: self.tree.digest() as i64,
+            znodes: self.tree.node_count() + 1,
+            data_size: self.tree.approximate_data_size(),
+            watches: self.watches.watch_count(),
+            ephemerals: self.tree.all_ephemerals().values().map(|p| p.len()).sum(),
+            sessions: self.sessions.len(),
+            log: Default::default(),
+        }
+    }
+}

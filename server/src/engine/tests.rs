@@ -1,0 +1,604 @@
+//! Engine tests: no sockets, no tasks, a fake clock. Each drives an [`Engine`] through a
+//! script of inputs and reads what it asks of the runtime.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use zk_datatree::{DataTree, TreeOptions};
+use zk_jute::data::{Acl, Id};
+use zk_jute::proto::{
+    ConnectRequest, ConnectResponse, CreateRequest, CreateResponse, ExistsRequest, GetDataRequest,
+    GetDataResponse, ReplyHeader, SetDataRequest, SyncRequest, WatcherEvent,
+};
+use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record, Zxid, xid};
+use zk_persistence::LogEntry;
+
+use super::{CommitSource, ConnId, Engine, Input, Now, Output, password};
+use crate::config::Config;
+
+/// What the engine sent a connection.
+#[derive(Debug)]
+enum Sent {
+    Connected(ConnectResponse),
+    Reply(ReplyHeader, Bytes),
+    Closed,
+}
+
+/// An engine, its fake clock, and what it asked for.
+struct Script {
+    engine: Engine,
+    now: Now,
+    /// Txns appended, not yet reported durable.
+    appended: VecDeque<LogEntry>,
+    /// Every txn appended, in order.
+    log: Vec<LogEntry>,
+    sent: Vec<(ConnId, Sent)>,
+    snapshots: usize,
+    purges: usize,
+    fatal: Option<String>,
+}
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: Perms::ALL.0,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+fn encode(record: impl Record) -> Bytes {
+    let mut out = BytesMut::new();
+    record.encode(&mut out);
+    out.freeze()
+}
+
+fn create(path: &str, mode: CreateMode) -> Bytes {
+    encode(CreateRequest {
+        path: path.into(),
+        data: Some(Bytes::from_static(b"v")),
+        acl: Some(open_acl()),
+        flags: mode.code(),
+    })
+}
+
+fn addr() -> SocketAddr {
+    "10.0.0.1:5000".parse().unwrap()
+}
+
+impl Script {
+    fn new() -> Self {
+        Self::with(
+            Config::default(),
+            DataTree::new(TreeOptions::default()),
+            CommitSource::Local,
+        )
+    }
+
+    fn with(config: Config, tree: DataTree, commit: CommitSource) -> Self {
+        let now = Now {
+            mono_us: 0,
+            wall_ms: 1_700_000_000_000,
+        };
+        Self {
+            engine: Engine::new(Arc::new(config), tree, now, commit),
+            now,
+            appended: VecDeque::new(),
+            log: Vec::new(),
+            sent: Vec::new(),
+            snapshots: 0,
+            purges: 0,
+            fatal: None,
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let mut out = Vec::new();
+        self.engine.handle(self.now, input, &mut out);
+        for output in out {
+            match output {
+                Output::Frame { conn, bytes } => {
+                    let mut r = Reader::new(bytes.slice(4..));
+                    let sent = if self.is_connecting(conn) {
+                        Sent::Connected(ConnectResponse::decode(&mut r).unwrap())
+                    } else {
+                        let header = ReplyHeader::decode(&mut r).unwrap();
+                        Sent::Reply(header, r.rest().clone())
+                    };
+                    self.sent.push((conn, sent));
+                }
+                Output::Close { conn } => self.sent.push((conn, Sent::Closed)),
+                Output::Append(entry) => {
+                    self.appended.push_back(entry.clone());
+                    self.log.push(entry);
+                }
+                Output::Snapshot => self.snapshots += 1,
+                Output::Purge => self.purges += 1,
+                Output::Fatal(reason) => self.fatal = Some(reason),
+            }
+        }
+    }
+
+    /// Whether `conn` has not been answered its handshake yet.
+    fn is_connecting(&self, conn: ConnId) -> bool {
+        !self
+            .sent
+            .iter()
+            .any(|(c, s)| *c == conn && matches!(s, Sent::Connected(_)))
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_us += ms * 1000;
+        self.now.wall_ms += ms as i64;
+    }
+
+    /// The log reports everything appended durable.
+    fn sync_log(&mut self) {
+        if let Some(last) = self.appended.back() {
+            let zxid = last.zxid();
+            self.appended.clear();
+            self.input(Input::Durable { zxid });
+        }
+    }
+
+    fn connect_as(&mut self, conn: ConnId, session: i64, timeout: i32) {
+        self.input(Input::Connect {
+            conn,
+            addr: addr(),
+            request: ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen: 0,
+                timeout,
+                session_id: session,
+                passwd: Some(if session == 0 {
+                    Bytes::from_static(&[0; 16])
+                } else {
+                    password(session)
+                }),
+                read_only: Some(false),
+            },
+        });
+    }
+
+    /// A new session on `conn`, established (its createSession durable).
+    fn session(&mut self, conn: ConnId, timeout: i32) -> ConnectResponse {
+        self.connect_as(conn, 0, timeout);
+        self.sync_log();
+        self.connected(conn).expect("the handshake is answered")
+    }
+
+    fn connected(&self, conn: ConnId) -> Option<ConnectResponse> {
+        self.sent.iter().find_map(|(c, s)| match s {
+            Sent::Connected(r) if *c == conn => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    fn request(&mut self, conn: ConnId, xid: i32, op: OpCode, body: Bytes) {
+        self.input(Input::Request {
+            conn,
+            xid,
+            op: op.code(),
+            body,
+        });
+    }
+
+    /// What `conn` was sent, in order, as (xid, zxid, err) or a close; forgets it.
+    fn take(&mut self, conn: ConnId) -> Vec<(i32, i64, i32)> {
+        let mut taken = Vec::new();
+        self.sent.retain(|(c, s)| {
+            if *c != conn {
+                return true;
+            }
+            match s {
+                Sent::Reply(h, _) => taken.push((h.xid, h.zxid, h.err)),
+                Sent::Closed => taken.push((0, 0, i32::MIN)),
+                Sent::Connected(_) => return true,
+            }
+            false
+        });
+        taken
+    }
+
+    fn closed(&self, conn: ConnId) -> bool {
+        self.sent
+            .iter()
+            .any(|(c, s)| *c == conn && matches!(s, Sent::Closed))
+    }
+
+    fn body_of(&self, conn: ConnId, xid: i32) -> Bytes {
+        self.sent
+            .iter()
+            .find_map(|(c, s)| match s {
+                Sent::Reply(h, body) if *c == conn && h.xid == xid => Some(body.clone()),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+}
+
+const CLOSED: (i32, i64, i32) = (0, 0, i32::MIN);
+
+#[test]
+fn a_session_is_answered_once_its_txn_is_durable_with_the_timeout_negotiated() {
+    let mut s = Script::new();
+    s.connect_as(1, 0, 100);
+    assert!(
+        s.connected(1).is_none(),
+        "not before createSession is durable"
+    );
+    assert_eq!(s.log.len(), 1);
+    assert_eq!(s.log[0].header.r#type, OpCode::CreateSession.code());
+    s.sync_log();
+    let response = s.connected(1).unwrap();
+    assert_eq!(
+        response.timeout, 4_000,
+        "raised to minSessionTimeout (2 ticks)"
+    );
+    assert_eq!(response.session_id, s.log[0].header.client_id);
+    assert_eq!(response.passwd, Some(password(response.session_id)));
+    let long = s.session(2, 1_000_000);
+    assert_eq!(
+        long.timeout, 40_000,
+        "lowered to maxSessionTimeout (20 ticks)"
+    );
+    assert_eq!(long.session_id, response.session_id + 1);
+    assert_eq!(s.engine.tree().sessions().len(), 2);
+}
+
+#[test]
+fn requests_sent_before_the_handshake_is_answered_wait_and_keep_their_order() {
+    let mut s = Script::new();
+    s.connect_as(1, 0, 10_000);
+    s.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.request(
+        1,
+        2,
+        OpCode::Exists,
+        encode(ExistsRequest {
+            path: "/a".into(),
+            watch: false,
+        }),
+    );
+    assert_eq!(s.log.len(), 1, "only createSession so far");
+    s.sync_log(); // the session: its held requests go now
+    assert_eq!(s.log.len(), 2);
+    assert!(s.take(1).is_empty(), "the read waits behind the write");
+    s.sync_log();
+    let zxid = s.log[1].zxid();
+    assert_eq!(s.take(1), vec![(1, zxid, 0), (2, zxid, 0)]);
+}
+
+#[test]
+fn a_read_waits_only_behind_its_own_connections_writes() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.session(2, 10_000);
+    s.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.request(
+        1,
+        2,
+        OpCode::GetData,
+        encode(GetDataRequest {
+            path: "/a".into(),
+            watch: false,
+        }),
+    );
+    s.request(
+        2,
+        1,
+        OpCode::Exists,
+        encode(ExistsRequest {
+            path: "/a".into(),
+            watch: false,
+        }),
+    );
+    // Connection 2 is answered from the tree as it is: /a is not there yet.
+    assert_eq!(s.take(2), vec![(1, 2, ErrorCode::NoNode.code())]);
+    assert!(s.take(1).is_empty());
+    assert_eq!(s.engine.outstanding(), 2);
+    s.sync_log();
+    let data = GetDataResponse::decode(&mut Reader::new(s.body_of(1, 2))).unwrap();
+    assert_eq!(data.data.as_deref(), Some(&b"v"[..]));
+    assert_eq!(s.take(1), vec![(1, 3, 0), (2, 3, 0)]);
+    assert_eq!(s.engine.outstanding(), 0);
+}
+
+#[test]
+fn a_watch_event_carries_its_zxid_and_goes_before_the_writers_reply() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Create, create("/w", CreateMode::Persistent));
+    s.sync_log();
+    s.request(
+        1,
+        2,
+        OpCode::Exists,
+        encode(ExistsRequest {
+            path: "/w".into(),
+            watch: true,
+        }),
+    );
+    s.request(
+        1,
+        3,
+        OpCode::SetData,
+        encode(SetDataRequest {
+            path: "/w".into(),
+            data: Some(Bytes::from_static(b"x")),
+            version: -1,
+        }),
+    );
+    s.sync_log();
+    let zxid = s.log.last().unwrap().zxid();
+    let event = s.body_of(1, xid::NOTIFICATION);
+    let event = WatcherEvent::decode(&mut Reader::new(event)).unwrap();
+    assert_eq!((event.r#type, event.path.as_str()), (3, "/w")); // NodeDataChanged
+    let sent = s.take(1);
+    assert_eq!(sent[2..], [(xid::NOTIFICATION, zxid, 0), (3, zxid, 0)]);
+}
+
+#[test]
+fn replies_are_matched_by_session_and_cxid() {
+    // Writes of two sessions, made durable together, answer each its own requester.
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.session(2, 10_000);
+    s.request(2, 7, OpCode::Create, create("/b", CreateMode::Persistent));
+    s.request(1, 7, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.sync_log();
+    let a = CreateResponse::decode(&mut Reader::new(s.body_of(1, 7))).unwrap();
+    let b = CreateResponse::decode(&mut Reader::new(s.body_of(2, 7))).unwrap();
+    assert_eq!((a.path.as_str(), b.path.as_str()), ("/a", "/b"));
+}
+
+#[test]
+fn sessions_expire_by_tick_buckets_and_their_ephemerals_go() {
+    let mut s = Script::new();
+    let session = s.session(1, 4_000).session_id;
+    s.request(1, 1, OpCode::Create, create("/e", CreateMode::Ephemeral));
+    s.sync_log();
+    s.input(Input::Closed { conn: 1 });
+    // Created at 0 with 4000 ms: due in the bucket of 6000 (the next tick multiple).
+    s.advance(5_999);
+    s.input(Input::Tick);
+    assert_eq!(s.appended.len(), 0, "not yet");
+    s.advance(1);
+    s.input(Input::Tick);
+    let close = s.log.last().unwrap().header.clone();
+    assert_eq!(close.r#type, OpCode::CloseSession.code());
+    assert_eq!(close.client_id, session);
+    assert!(
+        s.engine.tree().node("/e").is_some(),
+        "until the close is durable"
+    );
+    s.sync_log();
+    assert!(s.engine.tree().node("/e").is_none());
+    assert!(s.engine.tree().sessions().is_empty());
+    s.advance(10_000);
+    s.input(Input::Tick);
+    assert!(s.appended.is_empty(), "expired once");
+}
+
+#[test]
+fn requests_keep_a_session_alive() {
+    let mut s = Script::new();
+    s.session(1, 4_000);
+    for _ in 0..10 {
+        s.advance(3_000);
+        s.request(1, xid::PING, OpCode::Ping, Bytes::new());
+        s.input(Input::Tick);
+    }
+    assert_eq!(s.log.len(), 1, "only createSession: never expired");
+    assert!(!s.closed(1));
+}
+
+#[test]
+fn a_session_resumes_on_another_connection_which_closes_the_old_one() {
+    let mut s = Script::new();
+    let first = s.session(1, 10_000);
+    s.connect_as(2, first.session_id, 10_000);
+    let resumed = s.connected(2).unwrap();
+    assert_eq!(resumed.session_id, first.session_id);
+    assert_eq!(resumed.timeout, 10_000);
+    assert!(s.closed(1), "the old connection is closed");
+    assert_eq!(s.log.len(), 1, "no txn to resume");
+    // A wrong password, or a session that is gone, gets timeout 0 and a close.
+    s.input(Input::Connect {
+        conn: 3,
+        addr: addr(),
+        request: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 10_000,
+            session_id: first.session_id,
+            passwd: Some(Bytes::from_static(&[1; 16])),
+            read_only: None,
+        },
+    });
+    assert_eq!(s.connected(3).unwrap().timeout, 0);
+    assert!(s.closed(3));
+    s.connect_as(4, 0x77, 10_000);
+    assert_eq!(s.connected(4).unwrap().session_id, 0);
+}
+
+#[test]
+fn a_client_that_has_seen_a_later_zxid_is_refused() {
+    let mut s = Script::new();
+    s.input(Input::Connect {
+        conn: 1,
+        addr: addr(),
+        request: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 5,
+            timeout: 10_000,
+            session_id: 0,
+            passwd: None,
+            read_only: None,
+        },
+    });
+    assert!(s.closed(1));
+    assert!(s.log.is_empty());
+}
+
+#[test]
+fn close_session_answers_then_closes() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.request(1, 5, OpCode::CloseSession, Bytes::new());
+    assert!(!s.closed(1));
+    s.sync_log();
+    let zxid = s.log.last().unwrap().zxid();
+    assert_eq!(s.take(1), vec![(5, zxid, 0), CLOSED]);
+    assert!(s.engine.tree().sessions().is_empty());
+}
+
+#[test]
+fn with_a_leader_durable_is_not_committed_and_sync_waits_for_the_commit() {
+    let mut s = Script::with(
+        Config::default(),
+        DataTree::new(TreeOptions::default()),
+        CommitSource::Leader,
+    );
+    s.connect_as(1, 0, 10_000);
+    s.sync_log();
+    assert!(s.connected(1).is_none(), "durable here is not committed");
+    s.input(Input::Committed { zxid: 1 });
+    assert!(s.connected(1).is_some());
+    s.connect_as(2, 0, 10_000);
+    s.sync_log();
+    s.input(Input::Committed { zxid: 2 });
+    assert!(s.connected(2).is_some());
+    s.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.request(2, 1, OpCode::Sync, encode(SyncRequest { path: "/".into() }));
+    s.sync_log();
+    assert!(
+        s.take(2).is_empty(),
+        "the sync waits for the write before it"
+    );
+    s.input(Input::Committed { zxid: 3 });
+    assert_eq!(s.take(1), vec![(1, 3, 0)]);
+    assert_eq!(s.take(2), vec![(1, 3, 0)]);
+    assert_eq!(s.engine.outstanding(), 0);
+}
+
+#[test]
+fn a_spent_epoch_rolls_over_to_the_next() {
+    let mut tree = DataTree::new(TreeOptions::default());
+    tree.set_last_zxid(Zxid::new(1, 0xffff_fffe).0);
+    let mut s = Script::with(Config::default(), tree, CommitSource::Local);
+    s.session(1, 10_000);
+    assert_eq!(s.log[0].zxid(), Zxid::new(2, 1).0);
+    assert_eq!(s.engine.tree().last_zxid(), Zxid::new(2, 1).0);
+}
+
+#[test]
+fn a_failed_log_or_a_watermark_going_back_is_fatal() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.input(Input::Durable { zxid: 0 });
+    assert!(
+        s.fatal.as_deref().unwrap().contains("durable"),
+        "{:?}",
+        s.fatal
+    );
+    // Stopped: nothing more is answered.
+    s.input(Input::Durable { zxid: 2 });
+    assert!(s.take(1).is_empty());
+
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.input(Input::LogFailed {
+        error: "disk full".into(),
+    });
+    assert!(s.fatal.as_deref().unwrap().contains("disk full"));
+    let mut s = Script::new();
+    s.input(Input::Durable { zxid: 9 });
+    assert!(s.fatal.is_some(), "durable beyond what was appended");
+}
+
+#[test]
+fn snapshots_follow_snap_count_one_at_a_time() {
+    let config = Config {
+        snap_count: 4,
+        ..Config::default()
+    };
+    let mut s = Script::with(
+        config,
+        DataTree::new(TreeOptions::default()),
+        CommitSource::Local,
+    );
+    s.session(1, 10_000);
+    for i in 0..20 {
+        let path = format!("/n{i}");
+        s.request(
+            1,
+            i + 1,
+            OpCode::Create,
+            create(&path, CreateMode::Persistent),
+        );
+        s.sync_log();
+    }
+    assert_eq!(s.snapshots, 1, "not another while one is being taken");
+    s.input(Input::SnapshotDone { zxid: 5, ok: true });
+    for i in 20..30 {
+        let path = format!("/n{i}");
+        s.request(
+            1,
+            i + 1,
+            OpCode::Create,
+            create(&path, CreateMode::Persistent),
+        );
+        s.sync_log();
+    }
+    assert_eq!(s.snapshots, 2);
+}
+
+#[test]
+fn a_bad_write_body_is_logged_as_an_error_txn_and_answered_with_it() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Create, Bytes::from_static(&[0, 0]));
+    s.sync_log();
+    assert_eq!(s.log.last().unwrap().header.r#type, OpCode::Error.code());
+    let zxid = s.log.last().unwrap().zxid();
+    assert_eq!(
+        s.take(1),
+        vec![(1, zxid, ErrorCode::MarshallingError.code())]
+    );
+}
+
+#[test]
+fn auth_failure_closes_the_connection() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    let packet = zk_jute::proto::AuthPacket {
+        r#type: 0,
+        scheme: "nonesuch".into(),
+        auth: Some(Bytes::from_static(b"x")),
+    };
+    s.request(1, xid::AUTH, OpCode::Auth, encode(packet));
+    assert_eq!(
+        s.take(1),
+        vec![(xid::AUTH, 0, ErrorCode::AuthFailed.code()), CLOSED]
+    );
+}
+
+#[test]
+fn the_log_carries_the_digest_the_tree_reaches() {
+    let mut s = Script::new();
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    s.request(1, 2, OpCode::Create, create("/a/b", CreateMode::Ephemeral));
+    s.sync_log();
+    let entry = s.log.last().unwrap();
+    let mut body = Reader::new(entry.body.clone());
+    let _ = zk_datatree::Transaction::read(entry.header.r#type, &mut body).unwrap();
+    let digest = zk_jute::txn::TxnDigest::decode(&mut body).unwrap();
+    assert_eq!(digest.tree_digest, s.engine.tree().digest() as i64);
+    assert!(s.fatal.is_none());
+}

@@ -1,0 +1,473 @@
+//! The runtime: the one task that serves. It owns the [`Engine`], turns what reaches it
+//! (connections' frames, the log's durability marks, ticks, the snapshot writer's news)
+//! into the engine's inputs, and carries the engine's outputs out: bytes written to
+//! sockets, txns appended to the log through group commit, snapshots taken, files purged.
+//! Nothing here decides anything about the protocol.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot, watch};
+use zk_jute::proto::ConnectRequest;
+use zk_persistence::GroupCommit;
+
+use crate::engine::{ConnId, Engine, Input, Now, Output};
+use crate::metrics::Throttle;
+use crate::snapshot;
+use crate::status::{LogStatus, Status};
+
+/// What reaches the serving task.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A new connection's handshake.
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        request: ConnectRequest,
+        writer: OwnedWriteHalf,
+        /// Dropped to stop the connection's reader.
+        stop: oneshot::Sender<()>,
+    },
+    /// A connection whose socket was full can take more.
+    Writable { conn: ConnId },
+    /// A request frame after the handshake.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        body: bytes::Bytes,
+    },
+    /// The connection is gone.
+    Closed { conn: ConnId },
+    /// The log has made `zxid` (and everything before it) durable, or failed.
+    Durable { zxid: i64, ok: bool },
+    /// Time passes.
+    Tick,
+    /// A four-letter word.
+    Command {
+        word: String,
+        reply: oneshot::Sender<String>,
+    },
+    /// News from the snapshot's writer.
+    Snapshot(snapshot::Event),
+    /// Every figure, for the Prometheus endpoint.
+    Status { reply: oneshot::Sender<Status> },
+    /// Stop: close every connection; the log is synced when the runtime is dropped.
+    Shutdown,
+}
+
+/// Messages handled before the replies they made are written.
+const BURST_MAX: usize = 256;
+
+/// Frames waiting for a client that does not read before it is cut off.
+const OUTGOING_FRAMES_MAX: usize = 16_384;
+
+/// Bytes waiting for a client that does not read before it is cut off.
+const OUTGOING_BYTES_MAX: usize = 64 << 20;
+
+/// A connection's reply buffer bigger than this after a write is given back.
+const PENDING_KEPT_MAX: usize = 256 * 1024;
+
+/// A connection's socket side.
+struct ConnIo {
+    /// The socket's write half; `None` once closed.
+    writer: Option<Arc<OwnedWriteHalf>>,
+    /// Dropping it stops the connection's reader.
+    stop: Option<oneshot::Sender<()>>,
+    /// Replies and events not yet written: gathered while the task works through the
+    /// messages already waiting, then written with one syscall ([`Runtime::flush`]).
+    pending: BytesMut,
+    /// Frames in `pending`.
+    pending_frames: usize,
+    /// The socket was full: a task waits until it can take more (`Msg::Writable`).
+    blocked: bool,
+    /// Listed in `Runtime::dirty`.
+    dirty: bool,
+    addr: SocketAddr,
+}
+
+/// Writes `buf` to the socket as far as it takes it without waiting; true once all of it
+/// is written.
+fn write_now(writer: &OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
+    while !buf.is_empty() {
+        match writer.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    buf.clear();
+    Ok(true)
+}
+
+/// Closes a connection once what it has pending is written: its reader stops now, and
+/// the socket is shut down after the last byte (by a task, if the socket is full).
+fn close_out(c: &mut ConnIo) {
+    c.stop = None;
+    let Some(writer) = c.writer.take() else {
+        return;
+    };
+    let mut pending = std::mem::take(&mut c.pending);
+    if pending.is_empty()
+        || (!c.blocked && matches!(write_now(&writer, &mut pending), Ok(true) | Err(_)))
+    {
+        // Written (or failed): dropping the last handle to the write half shuts it down.
+        return;
+    }
+    tokio::spawn(async move {
+        while !pending.is_empty() {
+            if writer.writable().await.is_err() {
+                return;
+            }
+            if write_now(&writer, &mut pending).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The wall clock, in milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The serving task's state.
+pub(crate) struct Runtime {
+    engine: Engine,
+    log: GroupCommit,
+    io: HashMap<ConnId, ConnIo>,
+    /// Connections with bytes in `pending`, to write at the next flush.
+    dirty: Vec<ConnId>,
+    out: Vec<Output>,
+    tx: mpsc::UnboundedSender<Msg>,
+    throttle: Arc<Throttle>,
+    started: Instant,
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    snap_retain_count: usize,
+    snapshot: Option<snapshot::Job>,
+    /// Set once the engine reported a fatal error.
+    failed: watch::Sender<Option<String>>,
+}
+
+impl Runtime {
+    /// A runtime for `engine`, whose clock started at `started`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        engine: Engine,
+        started: Instant,
+        log: GroupCommit,
+        tx: mpsc::UnboundedSender<Msg>,
+        throttle: Arc<Throttle>,
+        failed: watch::Sender<Option<String>>,
+    ) -> Self {
+        let config = engine.config();
+        Self {
+            snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
+            log_dir: config.data_log_dir.join(zk_persistence::VERSION_DIR),
+            snap_retain_count: config.snap_retain_count,
+            engine,
+            log,
+            io: HashMap::new(),
+            dirty: Vec::new(),
+            out: Vec::new(),
+            tx,
+            throttle,
+            started,
+            snapshot: None,
+            failed,
+        }
+    }
+
+    /// The engine's clock: microseconds since the start, and the wall clock.
+    fn now(&self) -> Now {
+        Now {
+            mono_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            wall_ms: wall_ms(),
+        }
+    }
+
+    /// Hands `input` to the engine and carries out what it asks.
+    pub(crate) fn input(&mut self, input: Input) {
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.out);
+        self.engine.handle(now, input, &mut out);
+        for output in out.drain(..) {
+            self.carry_out(output);
+        }
+        self.out = out;
+        self.throttle.set(self.engine.outstanding());
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Frame { conn, bytes } => self.queue_bytes(conn, &bytes),
+            Output::Close { conn } => {
+                if let Some(c) = self.io.get_mut(&conn) {
+                    close_out(c);
+                }
+            }
+            Output::Append(entry) => self.log.append_marked(entry),
+            Output::Snapshot => self.start_snapshot(),
+            Output::Purge => {
+                let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
+                let retain = self.snap_retain_count;
+                tokio::task::spawn_blocking(move || {
+                    match zk_persistence::purge(&snap_dir, &log_dir, retain) {
+                        Ok(deleted) => tracing::info!(files = deleted.len(), "autopurge done"),
+                        Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+                    }
+                });
+            }
+            Output::Fatal(reason) => {
+                self.failed.send_replace(Some(reason));
+            }
+        }
+    }
+
+    /// Whether the engine has stopped on a fatal error.
+    fn has_failed(&self) -> bool {
+        self.failed.borrow().is_some()
+    }
+
+    /// Appends a frame to what the connection will be written at the next flush.
+    fn queue_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.io.get_mut(&conn) else {
+            return;
+        };
+        if c.writer.is_none() {
+            return;
+        }
+        if c.blocked
+            && (c.pending_frames >= OUTGOING_FRAMES_MAX || c.pending.len() >= OUTGOING_BYTES_MAX)
+        {
+            // A client that does not read its replies is cut off rather than buffered
+            // forever; its reader stops and reports the connection closed.
+            tracing::warn!(conn, addr = %c.addr, "closing a connection whose client does not keep up");
+            c.pending.clear();
+            close_out(c);
+            return;
+        }
+        c.pending.extend_from_slice(bytes);
+        c.pending_frames += 1;
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Rolls the log and starts a fuzzy snapshot of the tree as it is now.
+    fn start_snapshot(&mut self) {
+        drop(self.log.roll()); // ordered after every append so far; no need to wait
+        let tx = self.tx.clone();
+        let notify: snapshot::Notify = Arc::new(move |event| {
+            let _ = tx.send(Msg::Snapshot(event));
+        });
+        self.snapshot = snapshot::Job::start(self.engine.tree(), &self.snap_dir, notify);
+        if self.snapshot.is_none() {
+            self.input(Input::SnapshotDone { zxid: 0, ok: false });
+        }
+    }
+
+    /// Handles one message; false once the task must stop.
+    pub(crate) fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Connect {
+                conn,
+                addr,
+                request,
+                writer,
+                stop,
+            } => {
+                self.io.insert(
+                    conn,
+                    ConnIo {
+                        writer: Some(Arc::new(writer)),
+                        stop: Some(stop),
+                        pending: BytesMut::new(),
+                        pending_frames: 0,
+                        blocked: false,
+                        dirty: false,
+                        addr,
+                    },
+                );
+                self.input(Input::Connect {
+                    conn,
+                    addr,
+                    request,
+                });
+            }
+            Msg::Writable { conn } => {
+                if let Some(c) = self.io.get_mut(&conn) {
+                    c.blocked = false;
+                    if !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(conn);
+                    }
+                }
+            }
+            Msg::Request {
+                conn,
+                xid,
+                op,
+                body,
+            } => self.input(Input::Request {
+                conn,
+                xid,
+                op,
+                body,
+            }),
+            Msg::Closed { conn } => {
+                self.input(Input::Closed { conn });
+                self.io.remove(&conn);
+            }
+            Msg::Durable { zxid, ok: true } => self.input(Input::Durable { zxid }),
+            Msg::Durable { ok: false, .. } => self.input(Input::LogFailed {
+                error: "a write or fsync failed".into(),
+            }),
+            Msg::Tick => self.input(Input::Tick),
+            Msg::Command { word, reply } => {
+                let status = self.status();
+                let _ = reply.send(crate::fourlw::answer(&word, &mut self.engine, &status));
+            }
+            Msg::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            // Only a wake-up: the serving loop takes the pieces, between bursts.
+            Msg::Snapshot(snapshot::Event::Resume) => {}
+            Msg::Snapshot(snapshot::Event::Done { zxid, ok }) => {
+                // The writer sent this as its last act; joining it does not wait.
+                if let Some(mut job) = self.snapshot.take() {
+                    job.join();
+                }
+                self.input(Input::SnapshotDone { zxid, ok });
+            }
+            Msg::Shutdown => {
+                self.input(Input::Shutdown);
+                return false;
+            }
+        }
+        !self.has_failed()
+    }
+
+    /// Every figure, the log's included.
+    fn status(&self) -> Status {
+        let mut status = self.engine.status(self.now());
+        let log = self.log.stats();
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        status.log = LogStatus {
+            commits: load(&log.commits),
+            entries: load(&log.entries),
+            commit_micros: load(&log.commit_micros),
+            commit_micros_max: load(&log.commit_micros_max),
+        };
+        status
+    }
+
+    /// Writes what each connection has pending: as much as its socket takes now; a full
+    /// socket gets a task that waits until it takes more.
+    pub(crate) fn flush(&mut self) {
+        for conn in std::mem::take(&mut self.dirty) {
+            let Some(c) = self.io.get_mut(&conn) else {
+                continue;
+            };
+            c.dirty = false;
+            if c.blocked || c.pending.is_empty() {
+                continue;
+            }
+            let Some(writer) = &c.writer else {
+                continue;
+            };
+            match write_now(writer, &mut c.pending) {
+                Ok(true) => {
+                    c.pending_frames = 0;
+                    if c.pending.capacity() > PENDING_KEPT_MAX {
+                        c.pending = BytesMut::new();
+                    }
+                }
+                Ok(false) => {
+                    c.blocked = true;
+                    let writer = writer.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = writer.writable().await;
+                        let _ = tx.send(Msg::Writable { conn });
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(conn, addr = %c.addr, error = %e, "writing to a connection failed");
+                    c.pending.clear();
+                    close_out(c);
+                }
+            }
+        }
+    }
+
+    fn wants_step(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(|job| job.wants_step())
+    }
+
+    /// The serving loop: everything already waiting is handled before the replies it made
+    /// are written, so a busy connection gets one write for many replies; a snapshot being
+    /// serialized goes on a piece at a time between bursts.
+    pub(crate) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        'serve: loop {
+            let msg = if self.wants_step() {
+                rx.try_recv().ok()
+            } else {
+                match rx.recv().await {
+                    Some(msg) => Some(msg),
+                    None => break 'serve,
+                }
+            };
+            let mut next = msg;
+            let mut burst = 0;
+            while let Some(msg) = next.take() {
+                if !self.handle(msg) {
+                    break 'serve;
+                }
+                burst += 1;
+                if burst < BURST_MAX {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.flush();
+            if self.wants_step() {
+                if let Some(job) = &mut self.snapshot {
+                    job.step(self.engine.tree());
+                }
+                // The connections' readers get their turn before the next piece, so a
+                // snapshot delays a request by a piece at most.
+                tokio::task::yield_now().await;
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Closes every connection after what it has pending, finishes the snapshot being
+    /// taken, and stops the log writer once it has committed what is queued.
+    async fn stop(mut self) {
+        for c in self.io.values_mut() {
+            close_out(c);
+        }
+        self.flush();
+        if let Some(reason) = self.failed.borrow().clone() {
+            tracing::error!(%reason, "the server stopped serving");
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(job) = self.snapshot.take() {
+                job.finish(self.engine.tree());
+            }
+            drop(self);
+        })
+        .await;
+    }
+}
