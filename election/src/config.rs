@@ -186,28 +186,129 @@ fn member(sid: Sid, role: Role) -> Member {
     }
 }
 
-/// `host:quorumPort:electionPort[:participant|:observer][;clientAddr]`.
-fn parse_server(sid: Sid, value: &str) -> Result<Member, ConfigError> {
-    let bad = || ConfigError::BadServer {
-        sid,
-        value: value.to_string(),
-    };
-    let quorum_part = value.split(';').next().unwrap_or_default();
-    let parts: Vec<&str> = quorum_part.split(':').collect();
-    let (host, election_port, role) = match parts.as_slice() {
-        [host, _quorum, election] => (*host, *election, Role::Participant),
-        [host, _quorum, election, "participant"] => (*host, *election, Role::Participant),
-        [host, _quorum, election, "observer"] => (*host, *election, Role::Observer),
-        _ => return Err(bad()),
-    };
-    let port: u16 = election_port.parse().map_err(|_| bad())?;
-    if host.is_empty() {
-        return Err(bad());
+/// One `server.N` line of `zoo.cfg`, as ZooKeeper reads it (`QuorumServer`):
+/// `host:quorumPort:electionPort[:participant|:observer][;[clientAddr:]clientPort]`, with an
+/// IPv6 host in brackets. The election needs its election address; the server also its
+/// quorum and client addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLine {
+    /// The server id (`N`).
+    pub sid: Sid,
+    /// The host, as written (an IPv6 address without its brackets).
+    pub host: String,
+    /// Where its leader listens for learners (Zab).
+    pub quorum_port: u16,
+    /// Where it listens for election messages.
+    pub election_port: u16,
+    /// Whether it votes (`participant`, the default) or only learns (`observer`).
+    pub role: Role,
+    /// The client address after `;`: host (0.0.0.0 when only a port is given) and port.
+    pub client: Option<(String, u16)>,
+}
+
+impl ServerLine {
+    /// Reads the value of `server.<sid>`.
+    pub fn parse(sid: Sid, value: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadServer {
+            sid,
+            value: value.to_string(),
+        };
+        let value = value.trim();
+        let mut halves = value.split(';');
+        let server = halves.next().unwrap_or_default();
+        let client = halves.next();
+        if halves.next().is_some() {
+            return Err(bad());
+        }
+        if server.contains('|') {
+            // ZooKeeper refuses these too unless multiAddress.enabled is set.
+            return Err(ConfigError::MultiAddress(sid));
+        }
+        let parts = host_and_ports(server).ok_or_else(bad)?;
+        let (host, quorum, election, role) = match parts.as_slice() {
+            [host, quorum, election] => (host, quorum, election, Role::Participant),
+            [host, quorum, election, role] => {
+                let role = match role.trim().to_ascii_lowercase().as_str() {
+                    "participant" => Role::Participant,
+                    "observer" => Role::Observer,
+                    _ => return Err(bad()),
+                };
+                (host, quorum, election, role)
+            }
+            _ => return Err(bad()),
+        };
+        let quorum_port: u16 = quorum.parse().map_err(|_| bad())?;
+        let election_port: u16 = election.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        if quorum_port == election_port {
+            return Err(ConfigError::SamePorts(sid));
+        }
+        let client = match client {
+            None => None,
+            Some(text) => {
+                let parts = host_and_ports(text.trim()).ok_or_else(bad)?;
+                match parts.as_slice() {
+                    [port] => Some(("0.0.0.0".to_string(), port.parse().map_err(|_| bad())?)),
+                    [host, port] if !host.is_empty() => {
+                        Some((host.clone(), port.parse().map_err(|_| bad())?))
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        Ok(ServerLine {
+            sid,
+            host: host.clone(),
+            quorum_port,
+            election_port,
+            role,
+            client,
+        })
     }
+
+    /// `host:port` for `port` on this server's host (an IPv6 host in brackets).
+    pub fn addr(&self, port: u16) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+
+    /// The election address, `host:electionPort`.
+    pub fn election_addr(&self) -> String {
+        self.addr(self.election_port)
+    }
+
+    /// The quorum (Zab) address, `host:quorumPort`.
+    pub fn quorum_addr(&self) -> String {
+        self.addr(self.quorum_port)
+    }
+}
+
+/// `host:port:...` split at its colons, an IPv6 host in brackets kept whole (ZooKeeper's
+/// `ConfigUtils.getHostAndPort`); `None` for an unclosed bracket.
+fn host_and_ports(text: &str) -> Option<Vec<String>> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, rest) = rest.split_once(']')?;
+        let mut parts = vec![host.to_string()];
+        if !rest.is_empty() {
+            let rest = rest.strip_prefix(':')?;
+            parts.extend(rest.split(':').map(str::to_string));
+        }
+        return Some(parts);
+    }
+    Some(text.split(':').map(str::to_string).collect())
+}
+
+fn parse_server(sid: Sid, value: &str) -> Result<Member, ConfigError> {
+    let line = ServerLine::parse(sid, value)?;
     Ok(Member {
         sid,
-        role,
-        election_addr: Some(format!("{host}:{port}")),
+        role: line.role,
+        election_addr: Some(line.election_addr()),
     })
 }
 
@@ -231,6 +332,20 @@ mod tests {
             Some("127.0.0.1:3889")
         );
         assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn server_lines_as_zookeeper_reads_them() {
+        let line = ServerLine::parse(4, "[fe80::1]:2888:3888:Observer;127.0.0.1:2184").unwrap();
+        assert_eq!(line.host, "fe80::1");
+        assert_eq!((line.quorum_port, line.election_port), (2888, 3888));
+        assert_eq!(line.role, Role::Observer);
+        assert_eq!(line.client, Some(("127.0.0.1".to_string(), 2184)));
+        assert_eq!(line.election_addr(), "[fe80::1]:3888");
+        let line = ServerLine::parse(1, " zk1:2888:3888;2181 ").unwrap();
+        assert_eq!(line.quorum_addr(), "zk1:2888");
+        assert_eq!(line.client, Some(("0.0.0.0".to_string(), 2181)));
+        assert_eq!(ServerLine::parse(1, "zk1:2888:3888").unwrap().client, None);
     }
 
     #[test]
@@ -264,6 +379,23 @@ mod tests {
             Config::from_entries([("server.1", "h:1:2:observer")]),
             Err(ConfigError::NoVoters)
         ));
+        assert!(matches!(
+            Config::from_entries([("server.1", "h:2:2")]),
+            Err(ConfigError::SamePorts(1))
+        ));
+        assert!(matches!(
+            Config::from_entries([("server.1", "h:1:2|g:1:2")]),
+            Err(ConfigError::MultiAddress(1))
+        ));
+        for bad in [
+            "h:1:2:voter",
+            "h:1:x",
+            "[::1:1:2",
+            "h:1:2;a:b:c",
+            "h:1:2;h:x",
+        ] {
+            assert!(ServerLine::parse(1, bad).is_err(), "{bad}");
+        }
         let mut cfg = Config::majority([1], []);
         cfg.timing.min_notification_interval_ms = 0;
         assert!(cfg.validate().is_err());

@@ -21,6 +21,13 @@ pub enum ConfigError {
         /// The value.
         value: String,
     },
+    /// A `server.N` line gives one port for both quorum and election.
+    #[error("server.{0}: the quorum and election ports must be different")]
+    SamePorts(Sid),
+    /// A `server.N` line lists several addresses (ZooKeeper's `multiAddress`, off by
+    /// default and not supported here).
+    #[error("server.{0}: several addresses (multiAddress) are not supported")]
+    MultiAddress(Sid),
     /// A participant appears in no `group.N` line of a hierarchical configuration.
     #[error("server {0} is not in a group")]
     NotInGroup(Sid),

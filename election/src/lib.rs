@@ -62,7 +62,7 @@ mod quorum;
 pub mod transport;
 mod vote;
 
-pub use crate::config::{Config, Lease, Member, Role, Timing};
+pub use crate::config::{Config, Lease, Member, Role, ServerLine, Timing};
 pub use crate::core::{DecidedBy, Decision, Election, Input, Output};
 pub use crate::error::{ConfigError, TransportError};
 pub use crate::quorum::{Hierarchical, Majority, QuorumVerifier};

@@ -27,14 +27,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A line is not `key=value`.
-    #[error("line {line}: expected key=value, found {text:?}")]
-    BadLine {
-        /// The 1-based line number.
-        line: usize,
-        /// The line.
-        text: String,
-    },
+    /// The file is not in Java's properties syntax.
+    #[error(transparent)]
+    Syntax(#[from] crate::properties::MalformedEscape),
+    /// A `server.N`, `group.N` or `weight.N` line is wrong.
+    #[error(transparent)]
+    Ensemble(#[from] zk_election::ConfigError),
 }
 
 /// The settings the standalone server uses.
@@ -80,8 +78,29 @@ pub struct Config {
     /// ZooKeeper's `PrometheusMetricsProvider`, at `metricsProvider.httpHost` (default
     /// 0.0.0.0) and `metricsProvider.httpPort` (default 7000), as ZooKeeper does.
     pub metrics_addr: Option<SocketAddr>,
-    /// Every key as read, for the `conf` four-letter word.
+    /// `znode.container.checkIntervalMs`: how often empty containers and expired TTL
+    /// nodes are looked for (default a minute).
+    pub container_check_interval: Duration,
+    /// `znode.container.maxPerMinute`: at most this many of them deleted a minute
+    /// (default 10,000).
+    pub container_max_per_minute: u64,
+    /// `znode.container.maxNeverUsedIntervalMs`: a container that never had a child goes
+    /// after this long (0, the default: never).
+    pub container_max_never_used: Duration,
+    /// `fsync.warningthresholdms`: an fsync of the txn log slower than this is logged
+    /// (default 1 s).
+    pub fsync_warning: Duration,
+    /// `enableEagerACLCheck`: a learner checks ACLs before forwarding a write (default
+    /// off; read now, used by an ensemble's members).
+    pub enable_eager_acl_check: bool,
+    /// The `server.N` lines, by id.
+    pub servers: BTreeMap<u64, zk_election::ServerLine>,
+    /// Every key of the file as read (trimmed), for the `conf` four-letter word.
     pub raw: BTreeMap<String, String>,
+    /// The Java system properties the settings were read from: `-D` flags of
+    /// `SERVER_JVMFLAGS` and `JVMFLAGS`, then every key of the file that ZooKeeper does
+    /// not read itself, under `zookeeper.<key>`, as ZooKeeper copies them.
+    pub system_properties: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -109,25 +128,98 @@ impl Default for Config {
             super_digest: None,
             server_id: 0,
             metrics_addr: None,
+            container_check_interval: Duration::from_secs(60),
+            container_max_per_minute: 10_000,
+            container_max_never_used: Duration::ZERO,
+            fsync_warning: Duration::from_secs(1),
+            enable_eager_acl_check: false,
+            servers: BTreeMap::new(),
             raw: BTreeMap::new(),
+            system_properties: BTreeMap::new(),
         }
     }
 }
 
-/// Keys ZooKeeper knows that this server reads or deliberately ignores; anything else is
-/// logged as unknown.
-const KNOWN_PREFIXES: &[&str] = &[
+/// The keys ZooKeeper's `QuorumPeerConfig` reads itself (by name or prefix); every other
+/// key of the file becomes the system property `zookeeper.<key>`.
+const FILE_KEYS: &[&str] = &[
+    "dataDir",
+    "dataLogDir",
+    "clientPort",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "clientPortAddress",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "observerMasterPort",
+    "clientPortListenBacklog",
+    "tickTime",
+    "maxClientCnxns",
+    "minSessionTimeout",
+    "maxSessionTimeout",
+    "initLimit",
+    "syncLimit",
+    "connectToLearnerMasterLimit",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+    "peerType",
+    "syncEnabled",
+    "dynamicConfigFile",
+    "autopurge.snapRetainCount",
+    "autopurge.purgeInterval",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "sslQuorum",
+    "portUnification",
+    "sslQuorumReloadCertFiles",
+    "client.portUnification",
+    "quorum.cnxn.threads.size",
+];
+const FILE_PREFIXES: &[&str] = &[
     "server.",
-    "group.",
-    "weight.",
-    "admin.",
+    "group",
+    "weight",
     "metricsProvider.",
-    "ssl.",
-    "authProvider.",
-    "zookeeper.",
-    "quorum.",
-    "sasl",
-    "audit",
+    "multiAddress.",
+    "quorum.auth.",
+    "jvm.pause.",
+];
+
+/// System properties a ZooKeeper server reads that this one reads or deliberately
+/// ignores; a key of the file that ends up as none of them is logged as unknown.
+const KNOWN_PROPERTIES: &[&str] = &[
+    "zookeeper.snapCount",
+    "zookeeper.snapSizeLimitInKb",
+    "zookeeper.preAllocSize",
+    "zookeeper.forceSync",
+    "zookeeper.jute.maxbuffer",
+    "zookeeper.4lw.commands.whitelist",
+    "zookeeper.extendedTypesEnabled",
+    "zookeeper.globalOutstandingLimit",
+    "zookeeper.DigestAuthenticationProvider.superDigest",
+    "zookeeper.znode.container.checkIntervalMs",
+    "zookeeper.znode.container.maxPerMinute",
+    "zookeeper.znode.container.maxNeverUsedIntervalMs",
+    "zookeeper.fsync.warningthresholdms",
+    "zookeeper.enableEagerACLCheck",
+    "zookeeper.skipACL",
+    "zookeeper.serverCnxnFactory",
+    "zookeeper.digest.enabled",
+    "zookeeper.commitLogCount",
+    "zookeeper.maxCnxns",
+];
+const KNOWN_PROPERTY_PREFIXES: &[&str] = &[
+    "zookeeper.admin.",
+    "zookeeper.ssl.",
+    "zookeeper.authProvider.",
+    "zookeeper.audit.",
+    "zookeeper.sasl",
+    "zookeeper.enforce.auth.",
+    "zookeeper.sessionRequireClientSASLAuth",
+    "zookeeper.learner.",
+    "zookeeper.leader.",
+    "zookeeper.request_throttle",
+    "zookeeper.connection_throttle",
 ];
 
 fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
@@ -150,14 +242,40 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+fn parse_ip(key: &str, value: &str) -> Result<IpAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadValue {
+        key: key.into(),
+        value: value.into(),
+        reason: "not an IP address".into(),
+    })
+}
+
+/// The `-Dkey=value` settings of JVM flags, as `zkServer.sh` passes `$JVMFLAGS` (split at
+/// blanks, no quoting); a later one wins.
+pub fn jvm_system_properties(flags: &str) -> BTreeMap<String, String> {
+    flags
+        .split_whitespace()
+        .filter_map(|flag| flag.strip_prefix("-D"))
+        .map(|setting| match setting.split_once('=') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => (setting.to_owned(), String::new()),
+        })
+        .collect()
+}
+
 impl Config {
-    /// Reads a `zoo.cfg`, and `myid` from its `dataDir` when present.
+    /// Reads a `zoo.cfg`, with the `-D` settings of the `SERVER_JVMFLAGS` and `JVMFLAGS`
+    /// environment variables (as `zkServer.sh` hands them to the JVM), and `myid` from its
+    /// `dataDir` when present.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        let mut config = Self::parse(&text)?;
+        let flags = ["SERVER_JVMFLAGS", "JVMFLAGS"]
+            .map(|name| std::env::var(name).unwrap_or_default())
+            .join(" ");
+        let mut config = Self::parse_with(&text, jvm_system_properties(&flags))?;
         let myid = config.data_dir.join("myid");
         if let Ok(id) = std::fs::read_to_string(&myid) {
             config.server_id = parse_num("myid", &id)?;
@@ -165,21 +283,40 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses the text of a `zoo.cfg` (Java properties: `key=value`, `#` comments).
+    /// Parses the text of a `zoo.cfg` (Java properties) with no system properties set.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, BTreeMap::new())
+    }
+
+    /// Parses the text of a `zoo.cfg` over the system properties `system` (`-D` flags):
+    /// as ZooKeeper, keys it does not read itself are copied into `zookeeper.<key>`
+    /// system properties, which override the flags, and the settings kept there are read
+    /// from them.
+    pub fn parse_with(
+        text: &str,
+        mut system: BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let mut raw = BTreeMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+        for (key, value) in crate::properties::parse(text)? {
+            raw.insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        for (key, value) in &raw {
+            let read_by_zookeeper = FILE_KEYS.contains(&key.as_str())
+                || FILE_PREFIXES.iter().any(|p| key.starts_with(p));
+            if read_by_zookeeper {
                 continue;
             }
-            let Some((key, value)) = line.split_once(['=', ':']) else {
-                return Err(ConfigError::BadLine {
-                    line: i + 1,
-                    text: line.into(),
-                });
-            };
-            raw.insert(key.trim().to_owned(), value.trim().to_owned());
+            let property = format!("zookeeper.{key}");
+            if !KNOWN_PROPERTIES.contains(&property.as_str())
+                && !KNOWN_PROPERTY_PREFIXES
+                    .iter()
+                    .any(|p| property.starts_with(p))
+                && !matches!(key.as_str(), "jute.maxbuffer" | "fsync.warningthresholdms")
+                && !key.starts_with("znode.container.")
+            {
+                tracing::warn!(key = key.as_str(), "unknown configuration key ignored");
+            }
+            system.insert(property, value.clone());
         }
         let mut c = Config::default();
         if let Some(v) = raw.get("tickTime") {
@@ -200,17 +337,10 @@ impl Config {
         let mut metrics_host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (key, value) in &raw {
             match key.as_str() {
-                "tickTime" => {}
                 "dataDir" => c.data_dir = PathBuf::from(value),
                 "dataLogDir" => c.data_log_dir = PathBuf::from(value),
                 "clientPort" => port = parse_num(key, value)?,
-                "clientPortAddress" => {
-                    host = value.parse().map_err(|_| ConfigError::BadValue {
-                        key: key.clone(),
-                        value: value.clone(),
-                        reason: "not an IP address".into(),
-                    })?
-                }
+                "clientPortAddress" => host = parse_ip(key, value)?,
                 "maxClientCnxns" => c.max_client_cnxns = parse_num(key, value)?,
                 "minSessionTimeout" => {
                     c.min_session_timeout = Duration::from_millis(parse_num(key, value)?)
@@ -218,40 +348,20 @@ impl Config {
                 "maxSessionTimeout" => {
                     c.max_session_timeout = Duration::from_millis(parse_num(key, value)?)
                 }
-                "snapCount" => c.snap_count = parse_num(key, value)?,
-                "preAllocSize" => c.pre_alloc_size = parse_num::<u64>(key, value)? * 1024,
-                "forceSync" => c.force_sync = parse_bool(key, value)?,
                 "autopurge.snapRetainCount" => c.snap_retain_count = parse_num(key, value)?,
                 "autopurge.purgeInterval" => c.purge_interval_hours = parse_num(key, value)?,
-                "jute.maxbuffer" => c.jute_max_buffer = parse_num(key, value)?,
-                "4lw.commands.whitelist" => {
-                    c.four_letter_words = value
-                        .split(',')
-                        .map(|w| w.trim().to_owned())
-                        .filter(|w| !w.is_empty())
-                        .collect()
-                }
-                "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
-                    c.extended_types = parse_bool(key, value)?
-                }
-                "globalOutstandingLimit" => c.global_outstanding_limit = parse_num(key, value)?,
-                "superDigest" | "zookeeper.DigestAuthenticationProvider.superDigest" => {
-                    c.super_digest = Some(value.clone())
-                }
                 "metricsProvider.httpPort" => metrics_port = parse_num(key, value)?,
-                "metricsProvider.httpHost" => {
-                    metrics_host = value.parse().map_err(|_| ConfigError::BadValue {
-                        key: key.clone(),
-                        value: value.clone(),
-                        reason: "not an IP address".into(),
-                    })?
+                "metricsProvider.httpHost" => metrics_host = parse_ip(key, value)?,
+                _ => {
+                    if let Some(sid) = key.strip_prefix("server.") {
+                        let sid = parse_num(key, sid)?;
+                        let line = zk_election::ServerLine::parse(sid, value)?;
+                        c.servers.insert(sid, line);
+                    }
                 }
-                "initLimit" | "syncLimit" | "standaloneEnabled" | "reconfigEnabled" | "skipACL"
-                | "secureClientPort" | "serverCnxnFactory" | "dynamicConfigFile" => {}
-                other if KNOWN_PREFIXES.iter().any(|p| other.starts_with(p)) => {}
-                other => tracing::warn!(key = other, "unknown configuration key ignored"),
             }
         }
+        c.read_system_properties(&system)?;
         if !raw.contains_key("dataLogDir") {
             c.data_log_dir = c.data_dir.clone();
         }
@@ -270,7 +380,81 @@ impl Config {
             c.metrics_addr = Some(SocketAddr::new(metrics_host, metrics_port));
         }
         c.raw = raw;
+        c.system_properties = system;
         Ok(c)
+    }
+
+    /// Reads the settings ZooKeeper keeps in system properties, under their names.
+    fn read_system_properties(
+        &mut self,
+        system: &BTreeMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        let get = |name: &'static str| system.get(name).map(|v| (name, v.trim()));
+        // The first of several names that is set.
+        let first = |names: &[&'static str]| names.iter().find_map(|name| get(name));
+        if let Some((key, v)) = get("zookeeper.snapCount") {
+            self.snap_count = parse_num(key, v)?;
+        }
+        if let Some((key, v)) = get("zookeeper.preAllocSize") {
+            self.pre_alloc_size = parse_num::<u64>(key, v)? * 1024;
+        }
+        if let Some((_, v)) = get("zookeeper.forceSync") {
+            // ZooKeeper: anything but "no" syncs.
+            self.force_sync = v != "no";
+        }
+        if let Some((key, v)) = first(&["jute.maxbuffer", "zookeeper.jute.maxbuffer"]) {
+            self.jute_max_buffer = parse_num(key, v)?;
+        }
+        if let Some((_, v)) = get("zookeeper.4lw.commands.whitelist") {
+            self.four_letter_words = v
+                .split(',')
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .collect();
+        }
+        if let Some((key, v)) = get("zookeeper.extendedTypesEnabled") {
+            self.extended_types = parse_bool(key, v)?;
+        }
+        if let Some((key, v)) = get("zookeeper.globalOutstandingLimit") {
+            self.global_outstanding_limit = parse_num(key, v)?;
+        }
+        if let Some((_, v)) = get("zookeeper.DigestAuthenticationProvider.superDigest") {
+            self.super_digest = Some(v.to_owned());
+        }
+        // ZooKeeper reads these three without the prefix only; a zoo.cfg line (which
+        // lands under the prefix) is honoured too.
+        let container = |name: &'static str, prefixed: &'static str| first(&[name, prefixed]);
+        if let Some((key, v)) = container(
+            "znode.container.checkIntervalMs",
+            "zookeeper.znode.container.checkIntervalMs",
+        ) {
+            self.container_check_interval = Duration::from_millis(parse_num(key, v)?);
+        }
+        if let Some((key, v)) = container(
+            "znode.container.maxPerMinute",
+            "zookeeper.znode.container.maxPerMinute",
+        ) {
+            self.container_max_per_minute = parse_num(key, v)?;
+        }
+        if let Some((key, v)) = container(
+            "znode.container.maxNeverUsedIntervalMs",
+            "zookeeper.znode.container.maxNeverUsedIntervalMs",
+        ) {
+            self.container_max_never_used = Duration::from_millis(parse_num(key, v)?);
+        }
+        if let Some((key, v)) = first(&[
+            "fsync.warningthresholdms",
+            "zookeeper.fsync.warningthresholdms",
+        ]) {
+            self.fsync_warning = Duration::from_millis(parse_num(key, v)?);
+        }
+        if let Some((key, v)) = get("zookeeper.enableEagerACLCheck") {
+            self.enable_eager_acl_check = parse_bool(key, v)?;
+        }
+        if get("zookeeper.skipACL").is_some_and(|(_, v)| v == "yes") {
+            tracing::warn!("skipACL=yes is not supported: ACLs are still checked");
+        }
+        Ok(())
     }
 
     /// Whether a four-letter word is allowed.
@@ -322,10 +506,51 @@ mod tests {
     }
 
     #[test]
+    fn keys_zookeeper_copies_to_system_properties_are_read_there() {
+        let text = "tickTime 1000\ndataDir: /d\n\
+                    DigestAuthenticationProvider.superDigest=super:abc\\\n   def\n\
+                    znode.container.checkIntervalMs=1000\nfsync.warningthresholdms=50\n\
+                    globalOutstandingLimit=7\nsnapCount=10\nforceSync=maybe\n\
+                    server.1=127.0.0.1:2888:3888;2181\nserver.2=h2:2888:3888:observer\n";
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.tick_time, Duration::from_secs(1));
+        assert_eq!(c.data_dir, PathBuf::from("/d"));
+        assert_eq!(c.super_digest.as_deref(), Some("super:abcdef"));
+        assert_eq!(c.container_check_interval, Duration::from_secs(1));
+        assert_eq!(c.fsync_warning, Duration::from_millis(50));
+        assert_eq!((c.global_outstanding_limit, c.snap_count), (7, 10));
+        assert!(c.force_sync, "only \"no\" turns it off, as in ZooKeeper");
+        assert_eq!(
+            c.system_properties
+                .get("zookeeper.snapCount")
+                .map(String::as_str),
+            Some("10")
+        );
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[&1].client, Some(("0.0.0.0".into(), 2181)));
+        assert_eq!(c.servers[&2].role, zk_election::Role::Observer);
+    }
+
+    #[test]
+    fn jvm_flags_set_system_properties_and_the_file_overrides_them() {
+        let flags = "-Xmx1g -Dznode.container.checkIntervalMs=500 \
+                     -Dzookeeper.DigestAuthenticationProvider.superDigest=a:b \
+                     -Dzookeeper.snapCount=5 -Djute.maxbuffer=4096 -Dflag";
+        let system = jvm_system_properties(flags);
+        assert_eq!(system.get("flag").map(String::as_str), Some(""));
+        let c = Config::parse_with("snapCount=9\n", system).unwrap();
+        assert_eq!(c.container_check_interval, Duration::from_millis(500));
+        assert_eq!(c.super_digest.as_deref(), Some("a:b"));
+        assert_eq!(c.jute_max_buffer, 4096);
+        assert_eq!(c.snap_count, 9, "zoo.cfg's copy is set after the flags");
+    }
+
+    #[test]
     fn bad_values_are_fatal_with_the_key_named() {
         let err = Config::parse("clientPort=abc").unwrap_err();
         assert_eq!(err.to_string(), "clientPort=abc: not a number");
-        assert!(Config::parse("forceSync=maybe").is_err());
-        assert!(Config::parse("just a line").is_err());
+        assert!(Config::parse("extendedTypesEnabled=maybe").is_err());
+        assert!(Config::parse("server.1=h:1").is_err());
+        assert!(Config::parse("k=\\u12").is_err());
     }
 }

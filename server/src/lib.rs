@@ -28,6 +28,7 @@ mod conn;
 mod engine;
 mod fourlw;
 mod metrics;
+pub mod properties;
 mod runtime;
 mod snapshot;
 mod status;
@@ -45,7 +46,7 @@ use zk_jute::txn::TxnDigest;
 use zk_jute::{Reader, Record};
 use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, VERSION_DIR};
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, jvm_system_properties};
 
 use crate::engine::{CommitSource, Engine, Input, Now};
 use crate::metrics::Throttle;
@@ -117,7 +118,7 @@ impl Server {
         let log_options = LogOptions {
             pre_alloc_size: config.pre_alloc_size,
             force_sync: config.force_sync,
-            ..LogOptions::default()
+            fsync_warning: config.fsync_warning,
         };
         match zk_persistence::remove_unfinished_snapshots(&snap_dir) {
             Ok(removed) => {
@@ -235,7 +236,11 @@ impl Server {
         let core_task = tokio::spawn(runtime.serve(rx));
         let ticker = {
             let tx = tx.clone();
-            let tick = config.tick_time;
+            // Ticks often enough for the container check too.
+            let tick = match config.container_check_interval {
+                interval if interval.is_zero() => config.tick_time,
+                interval => config.tick_time.min(interval),
+            };
             tokio::spawn(async move {
                 let mut interval = tokio::time::interval(tick);
                 loop {

@@ -492,10 +492,20 @@ impl Engine {
             tracing::info!(session = format!("{session:#x}"), "session expired");
             self.close_session(session, None);
         }
-        // Containers and TTL nodes: checked once a minute, as ZooKeeper's ContainerManager.
-        if now >= self.last_container_check_ms + 60_000 {
+        // Empty containers and expired TTL nodes, as ZooKeeper's ContainerManager: every
+        // `znode.container.checkIntervalMs`, at most `maxPerMinute` a minute.
+        let interval_ms = self.config.container_check_interval.as_millis() as u64;
+        if interval_ms > 0 && now >= self.last_container_check_ms + interval_ms {
             self.last_container_check_ms = now;
-            for path in self.tree.expiry_candidates(self.now.wall_ms, 0) {
+            let never_used_ms = self.config.container_max_never_used.as_millis() as i64;
+            let budget = (self
+                .config
+                .container_max_per_minute
+                .saturating_mul(interval_ms)
+                / 60_000)
+                .max(1);
+            let candidates = self.tree.expiry_candidates(self.now.wall_ms, never_used_ms);
+            for path in candidates.into_iter().take(budget as usize) {
                 self.write(0, 0, &[], Ok(&WriteRequest::DeleteContainer(path)));
             }
         }

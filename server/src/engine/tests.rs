@@ -602,3 +602,58 @@ fn the_log_carries_the_digest_the_tree_reaches() {
     assert_eq!(digest.tree_digest, s.engine.tree().digest() as i64);
     assert!(s.fatal.is_none());
 }
+
+#[test]
+fn empty_containers_go_at_the_check_interval_within_the_rate() {
+    let config = Config {
+        container_check_interval: std::time::Duration::from_secs(1),
+        // One a second at most: one per check.
+        container_max_per_minute: 60,
+        ..Config::default()
+    };
+    let mut s = Script::with(
+        config,
+        DataTree::new(TreeOptions::default()),
+        CommitSource::Local,
+    );
+    s.session(1, 10_000);
+    for (xid, path) in [(1, "/c1"), (2, "/c2")] {
+        s.request(
+            1,
+            xid,
+            OpCode::CreateContainer,
+            create(path, CreateMode::Container),
+        );
+        let child = format!("{path}/x");
+        s.request(
+            1,
+            xid + 10,
+            OpCode::Create,
+            create(&child, CreateMode::Persistent),
+        );
+        let delete = zk_jute::proto::DeleteRequest {
+            path: child,
+            version: -1,
+        };
+        s.request(1, xid + 20, OpCode::Delete, encode(delete));
+    }
+    s.sync_log();
+    let deletes = |s: &Script| {
+        s.log
+            .iter()
+            .filter(|e| e.header.r#type == OpCode::DeleteContainer.code())
+            .count()
+    };
+    s.advance(999);
+    s.input(Input::Tick);
+    assert_eq!(deletes(&s), 0, "not checked yet");
+    s.advance(1);
+    s.input(Input::Tick);
+    assert_eq!(deletes(&s), 1, "one this check: the rate allows no more");
+    s.sync_log();
+    s.advance(1_000);
+    s.input(Input::Tick);
+    s.sync_log();
+    assert_eq!(deletes(&s), 2);
+    assert!(s.engine.tree().node("/c1").is_none() && s.engine.tree().node("/c2").is_none());
+}
