@@ -177,7 +177,7 @@ impl Options {
                                 .into_iter()
                                 .find(|op| op.key() == name)
                                 .with_context(|| {
-                                    format!("--ops: `{name}` is not one of create, setdata, getdata, exists, mix")
+                                    format!("--ops: `{name}` is not one of create, grow, setdata, getdata, exists, mix")
                                 })
                         })
                         .collect::<Result<_>>()?;
@@ -641,6 +641,9 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Op {
     Create,
+    /// Creates with one parent per session, nothing deleted: the tree grows through the
+    /// measurements (and the snapshots with it), as an application's would.
+    Grow,
     SetData,
     GetData,
     Exists,
@@ -648,15 +651,31 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::Create, Op::SetData, Op::GetData, Op::Exists, Op::Mix];
+    const ALL: [Op; 6] = [
+        Op::Create,
+        Op::Grow,
+        Op::SetData,
+        Op::GetData,
+        Op::Exists,
+        Op::Mix,
+    ];
 
     /// The order they run in: creates last. What each create measurement made is deleted
-    /// after it (`measure`), so no other benchmark runs on a tree grown by creates.
-    const RUN_ORDER: [Op; 5] = [Op::SetData, Op::GetData, Op::Exists, Op::Mix, Op::Create];
+    /// after it (`measure`), so no other benchmark runs on a tree grown by creates; the
+    /// growing tree's creates come last of all.
+    const RUN_ORDER: [Op; 6] = [
+        Op::SetData,
+        Op::GetData,
+        Op::Exists,
+        Op::Mix,
+        Op::Create,
+        Op::Grow,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Op::Create => "create",
+            Op::Grow => "create, a parent per session, tree kept",
             Op::SetData => "setData",
             Op::GetData => "getData",
             Op::Exists => "exists",
@@ -667,6 +686,7 @@ impl Op {
     fn key(self) -> &'static str {
         match self {
             Op::Create => "create",
+            Op::Grow => "grow",
             Op::SetData => "setdata",
             Op::GetData => "getdata",
             Op::Exists => "exists",
@@ -677,7 +697,7 @@ impl Op {
     /// The issue's throughput target for it: writes 1.5×, reads (and the read-heavy mix) 2×.
     fn throughput_target(self) -> f64 {
         match self {
-            Op::Create | Op::SetData => 1.5,
+            Op::Create | Op::Grow | Op::SetData => 1.5,
             Op::GetData | Op::Exists | Op::Mix => 2.0,
         }
     }
@@ -689,6 +709,9 @@ struct Work {
     keys: Arc<Vec<String>>,
     /// Parent of the znodes `create` makes.
     prefix: String,
+    /// Requests each session keeps outstanding (workers `c * outstanding ..` are session
+    /// `c`'s).
+    outstanding: usize,
 }
 
 fn next_random(state: &mut u64) -> u64 {
@@ -711,6 +734,11 @@ async fn do_op(
     match work.op {
         Op::Create => {
             let path = format!("{}/w{worker}-{seq}", work.prefix);
+            client.create(&path, &VALUE, OPEN).await.map(drop)
+        }
+        Op::Grow => {
+            let session = worker / work.outstanding.max(1);
+            let path = format!("{}/s{session}/w{worker}-{seq}", work.prefix);
             client.create(&path, &VALUE, OPEN).await.map(drop)
         }
         Op::SetData => client.set_data(key, &VALUE, None).await.map(drop),
@@ -1086,10 +1114,16 @@ async fn measure(
     if op == Op::Create {
         create_all(&server.admin, std::slice::from_ref(&prefix)).await?;
     }
+    if op == Op::Grow {
+        let mut parents = vec![prefix.clone()];
+        parents.extend((0..n).map(|session| format!("{prefix}/s{session}")));
+        create_all(&server.admin, &parents).await?;
+    }
     let work = Arc::new(Work {
         op,
         keys: keys.clone(),
         prefix: prefix.clone(),
+        outstanding,
     });
     let latency = n == 1 && outstanding == 1;
     let sample = drive(
@@ -1720,9 +1754,12 @@ fn report(env: &Env, r: &Results, kinds: &[Kind], loads: &[String]) -> String {
          threads, on the same {} CPUs as the server; 100-byte values; {KEYS} keys read and \
          written at random; each measurement {:.1} s after {:.1} s of warmup; latency: 1 session \
          × 1 outstanding request; throughput: N sessions × {} outstanding requests each; \
-         order: setData, getData, exists, mix, then create; what each create measurement made \
-         is deleted before the next (a server's tree would otherwise grow by what it managed to \
-         create, and the faster one would go on with a bigger tree to snapshot)",
+         order: setData, getData, exists, mix, create, then grow; what each create measurement \
+         made is deleted before the next (a server's tree would otherwise grow by what it \
+         managed to create, and the faster one would go on with a bigger tree to snapshot); \
+         grow is the other shape: each session creates under a parent of its own and nothing \
+         is deleted, so the tree (and each snapshot) grows through its measurements, by what \
+         each server managed to create",
         o.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.secs,
