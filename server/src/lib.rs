@@ -48,7 +48,7 @@ use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions
 
 pub use config::{Config, ConfigError, jvm_system_properties};
 
-use crate::engine::{CommitSource, Engine, Input, Now};
+use crate::engine::{Engine, Input, Now, Role};
 use crate::metrics::Throttle;
 use crate::runtime::{Msg, Runtime};
 
@@ -213,7 +213,7 @@ impl Server {
             mono_us: 0,
             wall_ms: runtime::wall_ms(),
         };
-        let engine = Engine::new(config.clone(), tree, now, CommitSource::Local);
+        let engine = Engine::new(config.clone(), tree, now, Role::Standalone);
         let (failed_tx, failed) = watch::channel(None);
         let mut runtime = Runtime::new(
             engine,

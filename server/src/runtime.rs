@@ -227,6 +227,10 @@ impl Runtime {
                     }
                 });
             }
+            // A standalone engine neither forwards nor asks its leader for a sync.
+            Output::Forward(_) | Output::Sync { .. } => {
+                tracing::error!("a standalone server has no leader to send to");
+            }
             Output::Fatal(reason) => {
                 self.failed.send_replace(Some(reason));
             }

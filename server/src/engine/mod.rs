@@ -10,9 +10,10 @@
 //! A write is prepared at once by the [`Sequencer`] against the tree plus the writes
 //! still in flight (the overlay), and appended to the log ([`Output::Append`]). Two
 //! watermarks follow it: *durable* (the log has it on disk, [`Input::Durable`]) and
-//! *committed*, which comes from the engine's [`CommitSource`]: a standalone server
-//! commits what its own log made durable; an ensemble's members will commit on their
-//! leader's word ([`Input::Committed`]). Committed txns are applied in zxid order, and a
+//! *committed*, which comes from the engine's [`Role`]: a standalone server commits what
+//! its own log made durable; an ensemble's leader commits on a quorum's word
+//! ([`Input::Committed`]), and a learner applies what its leader delivers
+//! ([`Input::Deliver`]), forwarding its clients' writes ([`Output::Forward`]). Committed txns are applied in zxid order, and a
 //! client's reply is found by the txn's (session, cxid), never by a zxid guessed locally.
 //!
 //! # Reply order
@@ -21,6 +22,7 @@
 //! connection's earlier writes, never behind another session's fsync; a `sync` waits until
 //! every write prepared before it is committed.
 
+mod forward;
 mod read;
 mod replies;
 mod sequencer;
@@ -44,6 +46,8 @@ use zk_watch::{WatchManager, WatcherId};
 use crate::config::Config;
 use crate::status::{ConnStatus, Histogram, Status};
 use crate::wire::{frame, header_only, notification, reply};
+
+use forward::Forwarded;
 
 pub(crate) use replies::password;
 pub(crate) use sequencer::{Rollover, Sequencer};
@@ -90,10 +94,20 @@ pub(crate) enum Input {
     Durable { zxid: i64 },
     /// The log failed: nothing after this can be acknowledged.
     LogFailed { error: String },
-    /// Txns up to `zxid` are committed (with [`CommitSource::Leader`]; a standalone
-    /// server has none, so only the tests send it until the ensemble does).
+    /// Txns up to `zxid`, which this engine prepared, are committed ([`Role::Leader`]).
+    /// A standalone server has no such input, so until the ensemble runs only the tests
+    /// send it and the three below.
     #[cfg_attr(not(test), allow(dead_code))]
     Committed { zxid: i64 },
+    /// A committed txn prepared by the leader, to apply ([`Role::Learner`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Deliver(LogEntry),
+    /// A learner forwarded a client write ([`Role::Leader`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Forwarded(Bytes),
+    /// The leader answered the [`Output::Sync`] with this token ([`Role::Learner`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Synced { token: u64 },
     /// Time passes: expire sessions, reap containers, purge.
     Tick,
     /// Take a snapshot now (unless one is being taken).
@@ -118,17 +132,31 @@ pub(crate) enum Output {
     Snapshot,
     /// Delete old snapshots and logs (`autopurge`).
     Purge,
+    /// Send a client write to the leader ([`Role::Learner`]; read by the ensemble's
+    /// runtime, to come, and the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Forward(Bytes),
+    /// Ask the leader for a `sync`; answer with [`Input::Synced`] ([`Role::Learner`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sync { token: u64 },
     /// The server cannot go on: stop serving and say why.
     Fatal(String),
 }
 
-/// Where the commit watermark comes from.
+/// What the engine is in its ensemble; it decides who prepares txns and where the commit
+/// watermark comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CommitSource {
-    /// What the local log made durable is committed: a standalone server.
-    Local,
-    /// A quorum decides, and [`Input::Committed`] tells: an ensemble's member.
+pub(crate) enum Role {
+    /// Alone: it prepares txns, and what its own log made durable is committed.
+    Standalone,
+    /// An ensemble's leader: it prepares txns (its own clients' and its learners'
+    /// [`Input::Forwarded`]), expires sessions, and a quorum commits
+    /// ([`Input::Committed`]).
     Leader,
+    /// A follower or observer: it has no sequencer. Its clients' writes, session opens and
+    /// closes are forwarded ([`Output::Forward`]); committed txns arrive whole
+    /// ([`Input::Deliver`]); `sync` goes through the leader ([`Output::Sync`]).
+    Learner,
 }
 
 /// A txn logged and not yet applied.
@@ -136,8 +164,8 @@ pub(crate) enum CommitSource {
 struct Pending {
     header: TxnHeader,
     txn: Transaction,
-    /// The tree's digest once it is applied, as logged.
-    digest: u64,
+    /// The tree's digest once it is applied, as logged (if it was).
+    digest: Option<u64>,
 }
 
 /// A request waiting for its turn to be answered, in a connection's order.
@@ -161,13 +189,16 @@ enum Queued {
         body: Bytes,
         arrived_us: u64,
     },
-    /// A `sync`, answered once every write prepared before it is committed.
+    /// A `sync`, answered once every write prepared before it is committed (on a
+    /// learner: once the leader says so, which sets `until` to `i64::MIN`).
     Sync {
         xid: i32,
         /// `None` if the request does not decode.
         path: Option<String>,
         until: i64,
         arrived_us: u64,
+        /// A learner's token for its leader; 0 elsewhere.
+        token: u64,
     },
 }
 
@@ -217,7 +248,10 @@ pub(crate) struct Engine {
     /// The digest the tree will have once every staged txn is applied.
     staged_digest: u64,
     sequencer: Sequencer,
-    commit: CommitSource,
+    role: Role,
+    /// A learner's `sync`s waiting for the leader, by token.
+    sync_tokens: HashMap<u64, ConnId>,
+    next_sync_token: u64,
     marks: Watermarks,
     pending: VecDeque<Pending>,
     conns: HashMap<ConnId, Conn>,
@@ -248,7 +282,7 @@ fn draw_roll(rng: &mut u64, snap_count: u64) -> u64 {
 
 impl Engine {
     /// An engine serving `tree` (restored, with its sessions), started at `now`.
-    pub(crate) fn new(config: Arc<Config>, tree: DataTree, now: Now, commit: CommitSource) -> Self {
+    pub(crate) fn new(config: Arc<Config>, tree: DataTree, now: Now, role: Role) -> Self {
         let tick_ms = config.tick_time.as_millis() as u64;
         let mut sessions = Sessions::new(tick_ms, config.server_id, now.wall_ms);
         for (id, timeout) in tree.sessions() {
@@ -273,7 +307,9 @@ impl Engine {
             tree,
             watches: WatchManager::new(),
             overlay: Overlay::default(),
-            commit,
+            role,
+            sync_tokens: HashMap::new(),
+            next_sync_token: 1,
             pending: VecDeque::new(),
             conns: HashMap::new(),
             sessions,
@@ -318,10 +354,21 @@ impl Engine {
                 self.fatal(format!("the txn log failed: {error}"));
             }
             Input::Committed { zxid } => {
-                if self.commit == CommitSource::Leader {
+                if self.role == Role::Leader {
                     self.committed(zxid);
                 }
             }
+            Input::Deliver(entry) => {
+                if self.role == Role::Learner {
+                    self.deliver(entry);
+                }
+            }
+            Input::Forwarded(bytes) => {
+                if self.role == Role::Leader {
+                    self.forwarded(bytes);
+                }
+            }
+            Input::Synced { token } => self.synced(token),
             Input::Tick => self.tick(),
             Input::Snapshot => {
                 if !self.snapshotting {
@@ -414,6 +461,11 @@ impl Engine {
         }
         self.sessions
             .add(session, timeout as u64, Some(conn), self.now.ms());
+        if self.role == Role::Learner {
+            let body = Bytes::copy_from_slice(&timeout.to_be_bytes());
+            self.forward(session, 0, OpCode::CreateSession, Vec::new(), body);
+            return;
+        }
         self.write(
             session,
             0,
@@ -488,6 +540,10 @@ impl Engine {
     fn tick(&mut self) {
         let now = self.now.ms();
         self.autopurge(now);
+        if self.role == Role::Learner {
+            // The leader expires sessions and reaps containers, for the whole ensemble.
+            return;
+        }
         for session in self.sessions.expired(now) {
             tracing::info!(session = format!("{session:#x}"), "session expired");
             self.close_session(session, None);
@@ -525,6 +581,18 @@ impl Engine {
     /// Closes `session`: expired (`request` is `None`), or asked by its client.
     fn close_session(&mut self, session: i64, request: Option<(ConnId, i32)>) {
         let conn = self.sessions.set_closing(session);
+        if self.role == Role::Learner {
+            if let Some((_, cxid)) = request {
+                self.forward(
+                    session,
+                    cxid,
+                    OpCode::CloseSession,
+                    Vec::new(),
+                    Bytes::new(),
+                );
+            }
+            return;
+        }
         self.write(
             session,
             request.map_or(0, |r| r.1),
@@ -567,32 +635,48 @@ impl Engine {
         }
         if code == Some(OpCode::Sync) {
             let path = read::decode::<SyncRequest>(&body).ok().map(|r| r.path);
-            let until = self.sequencer.last().0;
+            let (until, token) = if self.role == Role::Learner {
+                // The leader answers once what it proposed before is committed here.
+                let token = self.next_sync_token;
+                self.next_sync_token += 1;
+                self.sync_tokens.insert(token, conn);
+                self.out.push(Output::Sync { token });
+                (i64::MAX, token)
+            } else {
+                (self.sequencer.last().0, 0)
+            };
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.queue.push_back(Queued::Sync {
                     xid,
                     path,
                     until,
                     arrived_us,
+                    token,
                 });
             }
             return self.drain(conn);
+        }
+        if self.role == Role::Learner {
+            if let Some(op) = code.filter(|op| op.is_write() || *op == OpCode::Reconfig) {
+                // The leader prepares it, and answers errors with an error txn as well.
+                let stat_ops = replies::write_request(op, &body)
+                    .map(|write| create2_ops(&write))
+                    .unwrap_or_default();
+                self.queue_write(conn, xid, op, stat_ops, false);
+                let auth = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.auth.clone())
+                    .unwrap_or_default();
+                return self.forward(session, xid, op, auth, body);
+            }
         }
         match code
             .filter(|op| op.is_write() || *op == OpCode::Reconfig)
             .map(|op| (op, replies::write_request(op, &body)))
         {
             Some((op, Ok(write))) => {
-                let stat_ops = match &write {
-                    WriteRequest::Multi(multi) => multi
-                        .ops
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, op)| matches!(op, MultiOp::Create2(_)))
-                        .map(|(i, _)| i)
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                let stat_ops = create2_ops(&write);
                 self.queue_write(conn, xid, op, stat_ops, false);
                 // Lent out for the write rather than copied.
                 let auth = self
@@ -754,7 +838,7 @@ impl Engine {
         self.pending.push_back(Pending {
             header,
             txn: prepared.txn,
-            digest: self.staged_digest,
+            digest: Some(self.staged_digest),
         });
     }
 
@@ -768,7 +852,7 @@ impl Engine {
             return;
         }
         self.marks.durable = zxid;
-        if self.commit == CommitSource::Local {
+        if self.role == Role::Standalone {
             self.committed(zxid);
         }
     }
@@ -802,11 +886,11 @@ impl Engine {
         let zxid = p.header.zxid;
         let applied = self.tree.apply(&p.header, &p.txn);
         self.overlay.applied(zxid);
-        if self.tree.digest() != p.digest {
+        if let Some(logged) = p.digest.filter(|d| *d != self.tree.digest()) {
             self.fatal(format!(
                 "the tree's digest after txn {zxid:#x} is {}, the log holds {}",
                 self.tree.digest() as i64,
-                p.digest as i64
+                logged as i64
             ));
             return;
         }
@@ -877,6 +961,128 @@ impl Engine {
             *reply = Some(replies::write_reply(*op, cxid, zxid, applied, stat_ops));
             self.drain(conn);
         }
+    }
+
+    /// A learner sends a client write (or a session's open or close) to its leader.
+    fn forward(&mut self, session: i64, cxid: i32, op: OpCode, auth: Vec<Id>, body: Bytes) {
+        let forwarded = Forwarded {
+            session,
+            cxid,
+            op: op.code(),
+            auth,
+            body,
+        };
+        self.out.push(Output::Forward(forwarded.encode()));
+    }
+
+    /// The leader prepares a write a learner forwarded; the learner answers its client
+    /// when the txn is delivered there.
+    fn forwarded(&mut self, bytes: Bytes) {
+        let f = match Forwarded::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "a learner forwarded a request that does not decode");
+                return;
+            }
+        };
+        let now = self.now.ms();
+        match OpCode::try_from(f.op) {
+            Ok(OpCode::CreateSession) => {
+                let timeout = read::decode::<i32>(&f.body).unwrap_or(0);
+                let (min, max) = (
+                    self.config.min_session_timeout.as_millis() as i32,
+                    self.config.max_session_timeout.as_millis() as i32,
+                );
+                let timeout = timeout.clamp(min, max);
+                self.sessions.add(f.session, timeout as u64, None, now);
+                let request = WriteRequest::CreateSession {
+                    timeout_ms: timeout,
+                };
+                self.write(f.session, f.cxid, &[], Ok(&request));
+            }
+            Ok(OpCode::CloseSession) => {
+                self.sessions.set_closing(f.session);
+                self.write(f.session, f.cxid, &[], Ok(&WriteRequest::CloseSession));
+            }
+            Ok(op) if op.is_write() || op == OpCode::Reconfig => {
+                self.sessions.touch(f.session, now);
+                let request = replies::write_request(op, &f.body);
+                self.write(f.session, f.cxid, &f.auth, request.as_ref().map_err(|e| *e));
+            }
+            _ => {
+                tracing::warn!(
+                    op = f.op,
+                    "a learner forwarded a request that is not a write"
+                );
+            }
+        }
+    }
+
+    /// A learner applies a txn its leader committed.
+    fn deliver(&mut self, entry: LogEntry) {
+        let zxid = entry.zxid();
+        if zxid <= self.marks.committed {
+            self.fatal(format!(
+                "txn {zxid:#x} delivered after {:#x}",
+                self.marks.committed
+            ));
+            return;
+        }
+        let mut body = zk_jute::Reader::new(entry.body.clone());
+        let txn = match Transaction::read(entry.header.r#type, &mut body) {
+            Ok(txn) => txn,
+            Err(e) => {
+                self.fatal(format!(
+                    "txn {zxid:#x} from the leader does not decode: {e}"
+                ));
+                return;
+            }
+        };
+        let digest = match body.remaining() {
+            0 => None,
+            _ => match <TxnDigest as zk_jute::Record>::decode(&mut body) {
+                Ok(d) if d.version == zk_datatree::DIGEST_VERSION => Some(d.tree_digest as u64),
+                Ok(_) => None,
+                Err(e) => {
+                    self.fatal(format!("the digest of txn {zxid:#x} does not decode: {e}"));
+                    return;
+                }
+            },
+        };
+        self.marks = Watermarks {
+            appended: zxid,
+            durable: zxid,
+            committed: zxid,
+        };
+        self.sequencer = Sequencer::new(Zxid(zxid));
+        self.apply(Pending {
+            header: entry.header,
+            txn,
+            digest,
+        });
+        for conn in std::mem::take(&mut self.syncs) {
+            self.drain(conn);
+        }
+    }
+
+    /// The leader answered a learner's `sync`: it is answered in its connection's turn.
+    fn synced(&mut self, token: u64) {
+        let Some(conn) = self.sync_tokens.remove(&token) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            for q in &mut c.queue {
+                if let Queued::Sync {
+                    token: t, until, ..
+                } = q
+                {
+                    if *t == token {
+                        *until = i64::MIN;
+                    }
+                }
+            }
+        }
+        self.drain(conn);
     }
 
     fn snapshot(&mut self) {
@@ -1028,5 +1234,19 @@ impl Engine {
             sessions: self.sessions.len(),
             log: Default::default(),
         }
+    }
+}
+
+/// The ops of a multi sent as `create2`, whose results carry their stat.
+fn create2_ops(write: &WriteRequest) -> Vec<usize> {
+    match write {
+        WriteRequest::Multi(multi) => multi
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, MultiOp::Create2(_)))
+            .map(|(i, _)| i)
+            .collect(),
+        _ => Vec::new(),
     }
 }

@@ -15,7 +15,7 @@ use zk_jute::proto::{
 use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record, Zxid, xid};
 use zk_persistence::LogEntry;
 
-use super::{CommitSource, ConnId, Engine, Input, Now, Output, password};
+use super::{ConnId, Engine, Input, Now, Output, Role, password};
 use crate::config::Config;
 
 /// What the engine sent a connection.
@@ -38,6 +38,10 @@ struct Script {
     snapshots: usize,
     purges: usize,
     fatal: Option<String>,
+    /// What a learner forwarded to its leader.
+    forwarded: Vec<Bytes>,
+    /// The `sync` tokens a learner asked its leader for.
+    syncs: Vec<u64>,
 }
 
 fn open_acl() -> Vec<Acl> {
@@ -74,11 +78,11 @@ impl Script {
         Self::with(
             Config::default(),
             DataTree::new(TreeOptions::default()),
-            CommitSource::Local,
+            Role::Standalone,
         )
     }
 
-    fn with(config: Config, tree: DataTree, commit: CommitSource) -> Self {
+    fn with(config: Config, tree: DataTree, commit: Role) -> Self {
         let now = Now {
             mono_us: 0,
             wall_ms: 1_700_000_000_000,
@@ -92,6 +96,8 @@ impl Script {
             snapshots: 0,
             purges: 0,
             fatal: None,
+            forwarded: Vec::new(),
+            syncs: Vec::new(),
         }
     }
 
@@ -118,6 +124,8 @@ impl Script {
                 Output::Snapshot => self.snapshots += 1,
                 Output::Purge => self.purges += 1,
                 Output::Fatal(reason) => self.fatal = Some(reason),
+                Output::Forward(bytes) => self.forwarded.push(bytes),
+                Output::Sync { token } => self.syncs.push(token),
             }
         }
     }
@@ -461,7 +469,7 @@ fn with_a_leader_durable_is_not_committed_and_sync_waits_for_the_commit() {
     let mut s = Script::with(
         Config::default(),
         DataTree::new(TreeOptions::default()),
-        CommitSource::Leader,
+        Role::Leader,
     );
     s.connect_as(1, 0, 10_000);
     s.sync_log();
@@ -489,7 +497,7 @@ fn with_a_leader_durable_is_not_committed_and_sync_waits_for_the_commit() {
 fn a_spent_epoch_rolls_over_to_the_next() {
     let mut tree = DataTree::new(TreeOptions::default());
     tree.set_last_zxid(Zxid::new(1, 0xffff_fffe).0);
-    let mut s = Script::with(Config::default(), tree, CommitSource::Local);
+    let mut s = Script::with(Config::default(), tree, Role::Standalone);
     s.session(1, 10_000);
     assert_eq!(s.log[0].zxid(), Zxid::new(2, 1).0);
     assert_eq!(s.engine.tree().last_zxid(), Zxid::new(2, 1).0);
@@ -530,7 +538,7 @@ fn snapshots_follow_snap_count_one_at_a_time() {
     let mut s = Script::with(
         config,
         DataTree::new(TreeOptions::default()),
-        CommitSource::Local,
+        Role::Standalone,
     );
     s.session(1, 10_000);
     for i in 0..20 {
@@ -614,7 +622,7 @@ fn empty_containers_go_at_the_check_interval_within_the_rate() {
     let mut s = Script::with(
         config,
         DataTree::new(TreeOptions::default()),
-        CommitSource::Local,
+        Role::Standalone,
     );
     s.session(1, 10_000);
     for (xid, path) in [(1, "/c1"), (2, "/c2")] {
@@ -656,4 +664,163 @@ fn empty_containers_go_at_the_check_interval_within_the_rate() {
     s.sync_log();
     assert_eq!(deletes(&s), 2);
     assert!(s.engine.tree().node("/c1").is_none() && s.engine.tree().node("/c2").is_none());
+}
+
+/// A leader's and a learner's engines, with what Zab would do between them done by hand:
+/// a learner's forwarded writes reach the leader, the leader's appends are committed (as a
+/// quorum would) and delivered to the learner in order, and a learner's sync is answered.
+struct Pair {
+    leader: Script,
+    learner: Script,
+    /// Txns the leader appended and the quorum has not committed yet.
+    proposed: Vec<LogEntry>,
+    syncs: Vec<u64>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let tree = || DataTree::new(TreeOptions::default());
+        let learner_config = Config {
+            server_id: 2,
+            ..Config::default()
+        };
+        Self {
+            leader: Script::with(Config::default(), tree(), Role::Leader),
+            learner: Script::with(learner_config, tree(), Role::Learner),
+            proposed: Vec::new(),
+            syncs: Vec::new(),
+        }
+    }
+
+    /// Carries the learner's forwarded writes to the leader.
+    fn forward(&mut self) {
+        for bytes in std::mem::take(&mut self.learner.forwarded) {
+            self.leader.input(Input::Forwarded(bytes));
+        }
+        self.syncs.append(&mut self.learner.syncs);
+        self.proposed.extend(self.leader.appended.drain(..));
+    }
+
+    /// The quorum commits everything proposed: the leader applies its own, the learner is
+    /// delivered each txn.
+    fn commit(&mut self) {
+        self.forward();
+        let Some(last) = self.proposed.last().map(LogEntry::zxid) else {
+            return;
+        };
+        self.leader.input(Input::Committed { zxid: last });
+        for entry in std::mem::take(&mut self.proposed) {
+            self.learner.input(Input::Deliver(entry));
+        }
+    }
+}
+
+#[test]
+fn a_learner_forwards_writes_and_answers_its_client_when_they_are_delivered() {
+    let mut p = Pair::new();
+    // A session opened on the learner is created by the leader.
+    p.learner.connect_as(1, 0, 10_000);
+    assert!(p.learner.log.is_empty(), "a learner prepares nothing");
+    p.forward();
+    assert_eq!(p.proposed.len(), 1);
+    let session = p.proposed[0].header.client_id;
+    assert_eq!(session >> 56, 2, "its id is the learner's, as ZooKeeper's");
+    assert!(p.learner.connected(1).is_none());
+    p.commit();
+    assert_eq!(p.learner.connected(1).unwrap().session_id, session);
+    assert_eq!(p.leader.engine.tree().sessions().len(), 1);
+    assert_eq!(p.learner.engine.tree().sessions().len(), 1);
+
+    // A watch set on the leader by a client of its own fires for the learner's write.
+    p.leader.connect_as(9, 0, 10_000);
+    p.commit();
+    assert!(p.leader.connected(9).is_some());
+    p.leader.request(
+        9,
+        1,
+        OpCode::Exists,
+        encode(ExistsRequest {
+            path: "/a".into(),
+            watch: true,
+        }),
+    );
+    p.learner
+        .request(1, 5, OpCode::Create, create("/a", CreateMode::Ephemeral));
+    p.learner.request(
+        1,
+        6,
+        OpCode::GetData,
+        encode(GetDataRequest {
+            path: "/a".into(),
+            watch: false,
+        }),
+    );
+    p.forward();
+    assert!(p.learner.take(1).is_empty(), "answered once delivered");
+    p.commit();
+    let zxid = p.learner.engine.tree().last_zxid();
+    assert_eq!(p.learner.take(1), vec![(5, zxid, 0), (6, zxid, 0)]);
+    let leader_sent = p.leader.take(9);
+    assert!(
+        leader_sent.contains(&(xid::NOTIFICATION, zxid, 0)),
+        "{leader_sent:?}"
+    );
+    assert_eq!(
+        p.leader.engine.tree().digest(),
+        p.learner.engine.tree().digest()
+    );
+
+    // A write that fails on the leader is answered with its error on the learner.
+    p.learner
+        .request(1, 7, OpCode::Create, create("/a", CreateMode::Persistent));
+    p.commit();
+    let zxid = p.learner.engine.tree().last_zxid();
+    assert_eq!(
+        p.learner.take(1),
+        vec![(7, zxid, ErrorCode::NodeExists.code())]
+    );
+
+    // sync goes through the leader; closing the session too, and its ephemeral goes on
+    // both.
+    p.learner
+        .request(1, 8, OpCode::Sync, encode(SyncRequest { path: "/".into() }));
+    p.forward();
+    assert!(p.learner.take(1).is_empty());
+    let token = p.syncs.pop().unwrap();
+    p.learner.input(Input::Synced { token });
+    assert_eq!(p.learner.take(1), vec![(8, zxid, 0)]);
+    p.learner.request(1, 9, OpCode::CloseSession, Bytes::new());
+    p.commit();
+    let zxid = p.learner.engine.tree().last_zxid();
+    assert_eq!(p.learner.take(1), vec![(9, zxid, 0), CLOSED]);
+    assert!(p.leader.engine.tree().node("/a").is_none());
+    assert!(p.learner.engine.tree().node("/a").is_none());
+    assert_eq!(
+        p.learner.engine.tree().sessions().len(),
+        1,
+        "the leader's own"
+    );
+}
+
+#[test]
+fn a_learner_neither_expires_sessions_nor_accepts_garbage_from_its_peers() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 4_000);
+    p.commit();
+    p.learner.input(Input::Closed { conn: 1 });
+    p.learner.advance(60_000);
+    p.learner.input(Input::Tick);
+    assert!(
+        p.learner.forwarded.is_empty(),
+        "the leader expires sessions"
+    );
+    // A forwarded request that does not decode is refused with a log line.
+    p.leader
+        .input(Input::Forwarded(Bytes::from_static(b"junk")));
+    assert!(p.leader.appended.is_empty() && p.leader.fatal.is_none());
+    // The leader does expire it, and the learner learns it from the delivered close.
+    p.leader.advance(60_000);
+    p.leader.input(Input::Tick);
+    p.commit();
+    assert!(p.learner.engine.tree().sessions().is_empty());
 }
