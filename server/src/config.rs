@@ -95,6 +95,34 @@ pub struct Config {
     pub enable_eager_acl_check: bool,
     /// The `server.N` lines, by id.
     pub servers: BTreeMap<u64, zk_election::ServerLine>,
+    /// The ensemble as the election sees it (members, roles, majority or `group.N`/
+    /// `weight.N` quorums), when there are `server.N` lines.
+    pub election: Option<zk_election::Config>,
+    /// `initLimit`: ticks a learner may take to connect and sync (required in an ensemble).
+    pub init_limit: u32,
+    /// `syncLimit`: ticks a learner may fall behind (required in an ensemble).
+    pub sync_limit: u32,
+    /// `peerType`: whether this server votes (`participant`, the default) or observes.
+    pub peer_type: zk_election::Role,
+    /// `standaloneEnabled` (default true): a single `server.N` line runs standalone.
+    pub standalone_enabled: bool,
+    /// `quorumListenOnAllIPs`: quorum and election ports listen on every address.
+    pub quorum_listen_on_all_ips: bool,
+    /// `syncEnabled` (default true): observers log and snapshot what they learn.
+    pub sync_enabled: bool,
+    /// `leaderServes` (default yes): the leader takes client connections.
+    pub leader_serves: bool,
+    /// `learner.maxConcurrentSnapSyncs` (default 10).
+    pub max_concurrent_snap_syncs: usize,
+    /// `learner.maxConcurrentDiffSyncs` (default 100).
+    pub max_concurrent_diff_syncs: usize,
+    /// `localSessionsEnabled`.
+    pub local_sessions_enabled: bool,
+    /// `localSessionsUpgradingEnabled`.
+    pub local_sessions_upgrading_enabled: bool,
+    /// `readonlymode.enabled` (a system property): a member cut off from its quorum
+    /// serves read-only clients.
+    pub read_only_mode: bool,
     /// Every key of the file as read (trimmed), for the `conf` four-letter word.
     pub raw: BTreeMap<String, String>,
     /// The Java system properties the settings were read from: `-D` flags of
@@ -134,6 +162,19 @@ impl Default for Config {
             fsync_warning: Duration::from_secs(1),
             enable_eager_acl_check: false,
             servers: BTreeMap::new(),
+            election: None,
+            init_limit: 0,
+            sync_limit: 0,
+            peer_type: zk_election::Role::Participant,
+            standalone_enabled: true,
+            quorum_listen_on_all_ips: false,
+            sync_enabled: true,
+            leader_serves: true,
+            max_concurrent_snap_syncs: 10,
+            max_concurrent_diff_syncs: 100,
+            local_sessions_enabled: false,
+            local_sessions_upgrading_enabled: false,
+            read_only_mode: false,
             raw: BTreeMap::new(),
             system_properties: BTreeMap::new(),
         }
@@ -206,6 +247,7 @@ const KNOWN_PROPERTIES: &[&str] = &[
     "zookeeper.serverCnxnFactory",
     "zookeeper.digest.enabled",
     "zookeeper.commitLogCount",
+    "zookeeper.leaderServes",
     "zookeeper.maxCnxns",
 ];
 const KNOWN_PROPERTY_PREFIXES: &[&str] = &[
@@ -277,8 +319,23 @@ impl Config {
             .join(" ");
         let mut config = Self::parse_with(&text, jvm_system_properties(&flags))?;
         let myid = config.data_dir.join("myid");
-        if let Ok(id) = std::fs::read_to_string(&myid) {
-            config.server_id = parse_num("myid", &id)?;
+        match std::fs::read_to_string(&myid) {
+            Ok(id) => config.server_id = parse_num("myid", &id)?,
+            Err(_) if config.is_distributed() => {
+                return Err(ConfigError::BadValue {
+                    key: "myid".into(),
+                    value: myid.display().to_string(),
+                    reason: "missing: an ensemble's member needs its id there".into(),
+                });
+            }
+            Err(_) => {}
+        }
+        if config.is_distributed() && !config.servers.contains_key(&config.server_id) {
+            return Err(ConfigError::BadValue {
+                key: "myid".into(),
+                value: config.server_id.to_string(),
+                reason: "not among the server.N lines".into(),
+            });
         }
         Ok(config)
     }
@@ -350,6 +407,37 @@ impl Config {
                 }
                 "autopurge.snapRetainCount" => c.snap_retain_count = parse_num(key, value)?,
                 "autopurge.purgeInterval" => c.purge_interval_hours = parse_num(key, value)?,
+                "initLimit" => c.init_limit = parse_num(key, value)?,
+                "syncLimit" => c.sync_limit = parse_num(key, value)?,
+                "electionAlg" => {
+                    if parse_num::<i32>(key, value)? != 3 {
+                        return Err(ConfigError::BadValue {
+                            key: key.clone(),
+                            value: value.clone(),
+                            reason: "only 3 (fast leader election) is supported".into(),
+                        });
+                    }
+                }
+                "peerType" => {
+                    c.peer_type = match value.to_ascii_lowercase().as_str() {
+                        "participant" => zk_election::Role::Participant,
+                        "observer" => zk_election::Role::Observer,
+                        _ => {
+                            return Err(ConfigError::BadValue {
+                                key: key.clone(),
+                                value: value.clone(),
+                                reason: "expected participant or observer".into(),
+                            });
+                        }
+                    }
+                }
+                "standaloneEnabled" => c.standalone_enabled = parse_bool(key, value)?,
+                "quorumListenOnAllIPs" => c.quorum_listen_on_all_ips = parse_bool(key, value)?,
+                "syncEnabled" => c.sync_enabled = parse_bool(key, value)?,
+                "localSessionsEnabled" => c.local_sessions_enabled = parse_bool(key, value)?,
+                "localSessionsUpgradingEnabled" => {
+                    c.local_sessions_upgrading_enabled = parse_bool(key, value)?
+                }
                 "metricsProvider.httpPort" => metrics_port = parse_num(key, value)?,
                 "metricsProvider.httpHost" => metrics_host = parse_ip(key, value)?,
                 _ => {
@@ -362,6 +450,25 @@ impl Config {
             }
         }
         c.read_system_properties(&system)?;
+        if !c.servers.is_empty() {
+            let entries = raw.iter().filter(|(k, _)| {
+                k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.")
+            });
+            c.election = Some(zk_election::Config::from_entries(
+                entries.map(|(k, v)| (k.as_str(), v.as_str())),
+            )?);
+        }
+        if c.is_distributed() {
+            for (key, value) in [("initLimit", c.init_limit), ("syncLimit", c.sync_limit)] {
+                if value == 0 {
+                    return Err(ConfigError::BadValue {
+                        key: key.into(),
+                        value: "0".into(),
+                        reason: "must be set in an ensemble".into(),
+                    });
+                }
+            }
+        }
         if !raw.contains_key("dataLogDir") {
             c.data_log_dir = c.data_dir.clone();
         }
@@ -448,6 +555,19 @@ impl Config {
         ]) {
             self.fsync_warning = Duration::from_millis(parse_num(key, v)?);
         }
+        if let Some((_, v)) = get("zookeeper.leaderServes") {
+            // ZooKeeper: anything but "no" serves.
+            self.leader_serves = !v.eq_ignore_ascii_case("no");
+        }
+        if let Some((key, v)) = get("zookeeper.learner.maxConcurrentSnapSyncs") {
+            self.max_concurrent_snap_syncs = parse_num(key, v)?;
+        }
+        if let Some((key, v)) = get("zookeeper.learner.maxConcurrentDiffSyncs") {
+            self.max_concurrent_diff_syncs = parse_num(key, v)?;
+        }
+        if let Some((_, v)) = get("readonlymode.enabled") {
+            self.read_only_mode = v.eq_ignore_ascii_case("true");
+        }
         if let Some((key, v)) = get("zookeeper.enableEagerACLCheck") {
             self.enable_eager_acl_check = parse_bool(key, v)?;
         }
@@ -455,6 +575,15 @@ impl Config {
             tracing::warn!("skipACL=yes is not supported: ACLs are still checked");
         }
         Ok(())
+    }
+
+    /// Whether this server is an ensemble's member, as ZooKeeper decides it
+    /// (`isDistributed`): `server.N` lines with more than one voter, or any at all with
+    /// `standaloneEnabled=false`.
+    pub fn is_distributed(&self) -> bool {
+        self.election.as_ref().is_some_and(|election| {
+            !self.standalone_enabled || election.verifier.voters().len() > 1
+        })
     }
 
     /// Whether a four-letter word is allowed.
@@ -543,6 +672,85 @@ mod tests {
         assert_eq!(c.super_digest.as_deref(), Some("a:b"));
         assert_eq!(c.jute_max_buffer, 4096);
         assert_eq!(c.snap_count, 9, "zoo.cfg's copy is set after the flags");
+    }
+
+    #[test]
+    fn an_ensembles_keys() {
+        let servers = "server.1=h1:2888:3888\nserver.2=h2:2888:3888\n\
+                       server.3=h3:2888:3888:observer\n";
+        let c = Config::parse(&format!(
+            "initLimit=10\nsyncLimit=5\npeerType=observer\nelectionAlg=3\n\
+             quorumListenOnAllIPs=true\nsyncEnabled=false\nleaderServes=no\n\
+             learner.maxConcurrentSnapSyncs=2\nlocalSessionsEnabled=true\n{servers}"
+        ))
+        .unwrap();
+        assert!(c.is_distributed());
+        assert_eq!((c.init_limit, c.sync_limit), (10, 5));
+        assert_eq!(c.peer_type, zk_election::Role::Observer);
+        assert!(c.quorum_listen_on_all_ips && !c.sync_enabled && !c.leader_serves);
+        assert_eq!(
+            (c.max_concurrent_snap_syncs, c.max_concurrent_diff_syncs),
+            (2, 100)
+        );
+        assert!(c.local_sessions_enabled);
+        assert_eq!(c.election.as_ref().unwrap().verifier.voters(), vec![1, 2]);
+        // Groups make the quorum hierarchical, through the election's own parser.
+        let grouped =
+            format!("initLimit=10\nsyncLimit=5\n{servers}group.1=1:2\ngroup.2=3\nweight.3=0\n");
+        let c = Config::parse(&grouped).unwrap();
+        assert!(matches!(
+            c.election.unwrap().verifier,
+            zk_election::QuorumVerifier::Hierarchical(_)
+        ));
+        // One server line with standaloneEnabled (the default) stays standalone.
+        let one = Config::parse("server.1=h1:2888:3888;2181\n").unwrap();
+        assert!(!one.is_distributed());
+        let forced = Config::parse(
+            "server.1=h1:2888:3888\nstandaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n",
+        )
+        .unwrap();
+        assert!(forced.is_distributed());
+    }
+
+    #[test]
+    fn an_ensembles_bad_lines_are_fatal() {
+        let servers = "server.1=h1:2888:3888\nserver.2=h2:2888:3888\n";
+        for (text, key) in [
+            (servers.to_string(), "initLimit"),
+            (format!("initLimit=5\n{servers}"), "syncLimit"),
+            (
+                format!("initLimit=5\nsyncLimit=2\nelectionAlg=1\n{servers}"),
+                "electionAlg",
+            ),
+            (format!("peerType=voter\n{servers}"), "peerType"),
+        ] {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
+        let err = Config::parse("server.1=h1:2888:2888\n").unwrap_err();
+        assert!(err.to_string().contains("must be different"), "{err}");
+        let err =
+            Config::parse(&format!("initLimit=5\nsyncLimit=2\n{servers}group.1=1\n")).unwrap_err();
+        assert!(err.to_string().contains("not in a group"), "{err}");
+    }
+
+    #[test]
+    fn a_members_myid_must_be_among_the_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        let text = format!(
+            "dataDir={}\ninitLimit=5\nsyncLimit=2\n\
+             server.1=h1:2888:3888\nserver.2=h2:2888:3888\n",
+            dir.path().display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let err = Config::from_file(&cfg).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+        std::fs::write(dir.path().join("myid"), "3\n").unwrap();
+        let err = Config::from_file(&cfg).unwrap_err().to_string();
+        assert!(err.contains("not among the server.N lines"), "{err}");
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        assert_eq!(Config::from_file(&cfg).unwrap().server_id, 2);
     }
 
     #[test]

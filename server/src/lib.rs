@@ -55,6 +55,16 @@ use crate::runtime::{Msg, Runtime};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration names an ensemble, which this version cannot run yet: serving
+    /// alone instead would split the ensemble's data.
+    #[error(
+        "zoo.cfg configures an ensemble of {voters} voting servers; this version runs \
+         standalone only (one server.N line, or none)"
+    )]
+    Ensemble {
+        /// The voting members configured.
+        voters: usize,
+    },
     /// The data directory could not be restored.
     #[error("restoring the data directory: {0}")]
     Restore(#[from] zk_persistence::PersistenceError),
@@ -107,6 +117,11 @@ impl Server {
     /// Restores state from the configured directories, binds the client port and starts
     /// serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        if let Some(election) = config.election.as_ref().filter(|_| config.is_distributed()) {
+            return Err(StartError::Ensemble {
+                voters: election.verifier.voters().len(),
+            });
+        }
         let config = Arc::new(config);
         let options = TreeOptions {
             extended_types: config.extended_types,
@@ -374,6 +389,20 @@ mod tests {
             tree_digest: tree.digest().wrapping_add(prepared.digest_delta) as i64 + skew,
         };
         LogEntry::new(header, &prepared.txn.encode(), Some(&digest))
+    }
+
+    #[tokio::test]
+    async fn an_ensemble_is_refused_rather_than_served_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::parse(
+            "initLimit=5\nsyncLimit=2\nclientPort=0\nclientPortAddress=127.0.0.1\n\
+             server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n",
+        )
+        .unwrap();
+        config.data_dir = dir.path().to_owned();
+        config.data_log_dir = dir.path().to_owned();
+        let err = Server::start(config).await.unwrap_err();
+        assert!(matches!(err, StartError::Ensemble { voters: 2 }), "{err}");
     }
 
     #[test]
