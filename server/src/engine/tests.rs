@@ -75,8 +75,13 @@ fn addr() -> SocketAddr {
 
 impl Script {
     fn new() -> Self {
+        Self::standalone(Config::default())
+    }
+
+    /// A standalone engine on an empty tree.
+    fn standalone(config: Config) -> Self {
         Self::with(
-            Config::default(),
+            config,
             DataTree::new(TreeOptions::default()),
             Role::Standalone,
         )
@@ -535,11 +540,7 @@ fn snapshots_follow_snap_count_one_at_a_time() {
         snap_count: 4,
         ..Config::default()
     };
-    let mut s = Script::with(
-        config,
-        DataTree::new(TreeOptions::default()),
-        Role::Standalone,
-    );
+    let mut s = Script::standalone(config);
     s.session(1, 10_000);
     for i in 0..20 {
         let path = format!("/n{i}");
@@ -619,11 +620,7 @@ fn empty_containers_go_at_the_check_interval_within_the_rate() {
         container_max_per_minute: 60,
         ..Config::default()
     };
-    let mut s = Script::with(
-        config,
-        DataTree::new(TreeOptions::default()),
-        Role::Standalone,
-    );
+    let mut s = Script::standalone(config);
     s.session(1, 10_000);
     for (xid, path) in [(1, "/c1"), (2, "/c2")] {
         s.request(
