@@ -11,6 +11,10 @@
 //!   answer (`rc = `) and then for the output to go quiet.
 //! - kazoo (Python): `xtask/python/kazoo_check.py`, which checks its own expectations and
 //!   prints one normalised line per check; the lines must also match Apache ZooKeeper's.
+//! - the `zookeeper-client` crate (Rust): its own integration suite, unmodified, run once
+//!   against each server through a `docker` shim (`zookeeper_client_suite`); every test must
+//!   pass on our server unless listed as an intended difference, and tests that fail on
+//!   Apache ZooKeeper 3.8.0 are reported. Only with `--only zookeeper-client` (or `all`).
 //! - `zk-cli` (our shell): the zkCli.sh sessions again, zkCli.sh and zk-cli each against a
 //!   fresh Apache ZooKeeper, so that only the shells differ. `--record-cli` writes zkCli.sh's
 //!   answers to `cli/tests/zkcli/`, where `cargo test -p zk-cli` checks zk-cli against our
@@ -32,6 +36,8 @@ use anyhow::{Context, Result, bail};
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
 use crate::{Scratch, cargo, root, run};
 
+mod zookeeper_client_suite;
+
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
 const CLI_MT: &str = "/usr/lib/zookeeper/bin/cli_mt";
 const KAZOO_SCRIPT: &str = "xtask/python/kazoo_check.py";
@@ -39,7 +45,8 @@ const KAZOO_SCRIPT: &str = "xtask/python/kazoo_check.py";
 const VENV: &str = "compat-clients-venv";
 
 const USAGE: &str = "usage: cargo xtask compat-clients [--keep-going] [--install] \
-                     [--only zkcli,cli_mt,kazoo,zk-cli] [--verbose] [--keep] [--record-cli]";
+                     [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all] [--verbose] [--keep] \
+                     [--record-cli] [--zk-server PATH]";
 /// Where `--record-cli` writes zkCli.sh's answers for zk-cli's tests.
 const CLI_TRANSCRIPTS: &str = "cli/tests/zkcli";
 
@@ -50,10 +57,21 @@ enum Client {
     CliMt,
     Kazoo,
     ZkRsCli,
+    ZookeeperCrate,
 }
 
 impl Client {
-    const ALL: [Client; 4] = [Client::ZkCli, Client::CliMt, Client::Kazoo, Client::ZkRsCli];
+    /// Every client (`--only all`).
+    const ALL: [Client; 5] = [
+        Client::ZkCli,
+        Client::CliMt,
+        Client::Kazoo,
+        Client::ZkRsCli,
+        Client::ZookeeperCrate,
+    ];
+    /// The clients run without `--only`: all but the zookeeper-client suite, which takes
+    /// about as long as the others together (and minutes more to build the first time).
+    const DEFAULT: [Client; 4] = [Client::ZkCli, Client::CliMt, Client::Kazoo, Client::ZkRsCli];
 
     fn name(self) -> &'static str {
         match self {
@@ -61,6 +79,7 @@ impl Client {
             Client::CliMt => "cli_mt",
             Client::Kazoo => "kazoo",
             Client::ZkRsCli => "zk-cli",
+            Client::ZookeeperCrate => "zookeeper-client",
         }
     }
 
@@ -70,7 +89,10 @@ impl Client {
             "cli_mt" | "c" => Client::CliMt,
             "kazoo" | "python" => Client::Kazoo,
             "zk-cli" | "ours" => Client::ZkRsCli,
-            _ => bail!("unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli)\n{USAGE}"),
+            "zookeeper-client" | "rust" => Client::ZookeeperCrate,
+            _ => bail!(
+                "unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli, zookeeper-client)\n{USAGE}"
+            ),
         })
     }
 }
@@ -82,6 +104,9 @@ struct Options {
     verbose: bool,
     record_cli: bool,
     clients: Vec<Client>,
+    /// `--zk-server PATH`: this binary instead of building the workspace's (set to the
+    /// binary in use once it is known).
+    zk_server: Option<PathBuf>,
 }
 
 fn parse_options(rest: &[String]) -> Result<Options> {
@@ -91,7 +116,8 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         install: false,
         verbose: false,
         record_cli: false,
-        clients: Client::ALL.to_vec(),
+        clients: Client::DEFAULT.to_vec(),
+        zk_server: None,
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -101,9 +127,20 @@ fn parse_options(rest: &[String]) -> Result<Options> {
             "--install" => options.install = true,
             "--verbose" | "-v" => options.verbose = true,
             "--record-cli" => options.record_cli = true,
+            "--zk-server" => {
+                let path = PathBuf::from(args.next().context(USAGE)?);
+                let path = path
+                    .canonicalize()
+                    .with_context(|| format!("--zk-server {}", path.display()))?;
+                options.zk_server = Some(path);
+            }
             "--only" => {
                 let list = args.next().context(USAGE)?;
-                options.clients = list.split(',').map(Client::parse).collect::<Result<_>>()?;
+                options.clients = if list == "all" {
+                    Client::ALL.to_vec()
+                } else {
+                    list.split(',').map(Client::parse).collect::<Result<_>>()?
+                };
             }
             _ => bail!("unexpected argument `{arg}`\n{USAGE}"),
         }
@@ -113,14 +150,25 @@ fn parse_options(rest: &[String]) -> Result<Options> {
 
 /// `cargo xtask compat-clients [--keep-going] [--install] [--only LIST] [--verbose]`.
 pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
-    let options = parse_options(rest)?;
+    let mut options = parse_options(rest)?;
     let python = prerequisites(&options)?;
 
-    run(cargo().args(["build", "-p", "zk-server", "-p", "zk-cli"]))?;
-    let binary = target_dir().join("debug/zk-server");
+    let binary = match options.zk_server.clone() {
+        Some(binary) => {
+            if options.clients.contains(&Client::ZkRsCli) {
+                run(cargo().args(["build", "-p", "zk-cli"]))?;
+            }
+            binary
+        }
+        None => {
+            run(cargo().args(["build", "-p", "zk-server", "-p", "zk-cli"]))?;
+            target_dir().join("debug/zk-server")
+        }
+    };
     if !binary.is_file() {
-        bail!("built zk-server but found no {}", binary.display());
+        bail!("no zk-server binary at {}", binary.display());
     }
+    options.zk_server = Some(binary.clone());
 
     let scratch = Scratch::new("compat-clients")?;
     let reference = ServerProc::start_zookeeper(&scratch.0)?;
@@ -143,6 +191,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             continue;
         }
         eprintln!("== {}", client.name());
+        let clock = Instant::now();
         let result = match client {
             Client::ZkCli => zkcli(&servers, &mut report),
             Client::CliMt => cli_mt(&servers, &mut report),
@@ -152,7 +201,13 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
                 &mut report,
             ),
             Client::ZkRsCli => zk_cli(&servers, &mut report),
+            Client::ZookeeperCrate => zookeeper_client_suite::run(&servers, &mut report),
         };
+        eprintln!(
+            "== {} took {:.0}s",
+            client.name(),
+            clock.elapsed().as_secs_f64()
+        );
         if let Err(e) = result {
             report.record(Unit {
                 client,
@@ -510,7 +565,7 @@ impl Report {
             } else {
                 ""
             };
-            println!("  {:<9} {ok} passed, {bad} failed{note}", client.name());
+            println!("  {:<16} {ok} passed, {bad} failed{note}", client.name());
         }
         println!("compat-clients: {passed} passed, {failed} failed");
         if self.stopped && !options.keep_going && failed > 0 {

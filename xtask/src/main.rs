@@ -3,6 +3,7 @@
 mod bench;
 mod compat_clients;
 mod diff;
+mod docker_shim;
 mod election_bench;
 mod replication_bench;
 mod servers;
@@ -34,15 +35,24 @@ cargo xtask <command>
                      a copy) must accept it with no digest mismatch or warning; prints the
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
-  compat-clients [--keep-going] [--install] [--only zkcli,cli_mt,kazoo,zk-cli]
-                 [--verbose] [--record-cli]
+  compat-clients [--keep-going] [--install]
+                 [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all]
+                 [--verbose] [--record-cli] [--zk-server PATH]
                      run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
-                     xtask/python/kazoo_check.py) against our zk-server (debug build) and
-                     against Apache ZooKeeper 3.8.0, each on a free loopback port with its
-                     own data dir; fails on any answer that differs once times, zxids and
-                     session ids are masked. zk-cli: zkCli.sh's sessions through our shell
-                     and through zkCli.sh, each against a fresh Apache ZooKeeper
+                     xtask/python/kazoo_check.py) against our zk-server (debug build, or
+                     PATH) and against Apache ZooKeeper 3.8.0, each on a free loopback port
+                     with its own data dir; fails on any answer that differs once times,
+                     zxids and session ids are masked. zk-cli: zkCli.sh's sessions through
+                     our shell and through zkCli.sh, each against a fresh Apache ZooKeeper
                      (--record-cli rewrites cli/tests/zkcli/ from zkCli.sh's answers).
+                     zookeeper-client: that crate's own integration suite (tests/
+                     zookeeper.rs of the version the workspace resolves, copied from the
+                     cargo registry to target/zookeeper-client-suite/ and built there),
+                     unmodified, against each server through a `docker` shim (this binary)
+                     that runs the servers as local processes; every test but the TLS, SASL
+                     and ensemble ones, each in its own process; fails on a test that fails
+                     on zk-server unless listed as an intended difference. Not in the
+                     default set (it doubles the run): --only zookeeper-client, or all.
                      Stops at the first failing case unless
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
                      `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
@@ -96,6 +106,10 @@ cargo xtask <command>
 ";
 
 fn main() -> Result<()> {
+    // Started through the `docker` symlink that `compat-clients` puts on the suite's PATH.
+    if docker_shim::invoked_as_docker() {
+        docker_shim::main();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {

@@ -18,6 +18,17 @@ use crate::JAVA_DIR;
 /// Apache ZooKeeper's server jar from Debian's package.
 pub(crate) const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
+/// The classpath Apache ZooKeeper's server runs with: Debian's jar, plus slf4j-simple
+/// (its log on stderr) when installed.
+pub(crate) fn server_classpath() -> Vec<String> {
+    let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
+    let simple = Path::new(JAVA_DIR).join("slf4j-simple.jar");
+    if simple.is_file() {
+        classpath.push(simple.display().to_string());
+    }
+    classpath
+}
+
 /// Sends `signal` to the process group led by `pid` (every child here leads its own group,
 /// so a shell script's JVM goes with it).
 pub(crate) fn signal_group(pid: u32, signal: &str) {
@@ -153,12 +164,7 @@ impl ServerProc {
 
     pub(crate) fn start_zookeeper(dir: &Path) -> Result<Self> {
         let (cfg, addr) = Self::config(dir, "zookeeper")?;
-        let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
-        let simple = Path::new(JAVA_DIR).join("slf4j-simple.jar");
-        if simple.is_file() {
-            classpath.push(simple.display().to_string());
-        }
-        let mut cmd = crate::java(&classpath);
+        let mut cmd = crate::java(&server_classpath());
         cmd.arg("-Xmx256m")
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(&cfg);
