@@ -534,6 +534,7 @@ impl Engine {
             self.watches.remove_watcher(WatcherId(conn));
             self.sessions.detach(c.session, conn);
             self.syncs.remove(&conn);
+            self.sync_tokens.retain(|_, waiting| *waiting != conn);
         }
     }
 
