@@ -90,6 +90,10 @@ pub struct Config {
     /// `fsync.warningthresholdms`: an fsync of the txn log slower than this is logged
     /// (default 1 s).
     pub fsync_warning: Duration,
+    /// `enforce.auth.enabled` with `enforce.auth.schemes`: the schemes one of which a
+    /// connection must have authenticated with before its requests are served (empty:
+    /// no enforcement, the default). Only `digest` and `ip` are available here.
+    pub enforce_auth_schemes: Vec<String>,
     /// `enableEagerACLCheck`: a learner checks ACLs before forwarding a write (default
     /// off; read now, used by an ensemble's members).
     pub enable_eager_acl_check: bool,
@@ -161,6 +165,7 @@ impl Default for Config {
             container_max_never_used: Duration::ZERO,
             fsync_warning: Duration::from_secs(1),
             enable_eager_acl_check: false,
+            enforce_auth_schemes: Vec::new(),
             servers: BTreeMap::new(),
             election: None,
             init_limit: 0,
@@ -568,6 +573,36 @@ impl Config {
         if let Some((_, v)) = get("readonlymode.enabled") {
             self.read_only_mode = v.eq_ignore_ascii_case("true");
         }
+        if get("zookeeper.enforce.auth.enabled")
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"))
+        {
+            let schemes: Vec<String> = get("zookeeper.enforce.auth.schemes")
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            // As ZooKeeper's AuthenticationHelper refuses to start.
+            if schemes.is_empty() {
+                return Err(ConfigError::BadValue {
+                    key: "enforce.auth.schemes".into(),
+                    value: String::new(),
+                    reason: "must be set when enforce.auth.enabled is true".into(),
+                });
+            }
+            if let Some(missing) = schemes
+                .iter()
+                .find(|s| !matches!(s.as_str(), "digest" | "ip"))
+            {
+                return Err(ConfigError::BadValue {
+                    key: "enforce.auth.schemes".into(),
+                    value: schemes.join(","),
+                    reason: format!("authentication scheme {missing} is not available"),
+                });
+            }
+            self.enforce_auth_schemes = schemes;
+        }
         if let Some((key, v)) = get("zookeeper.enableEagerACLCheck") {
             self.enable_eager_acl_check = parse_bool(key, v)?;
         }
@@ -751,6 +786,22 @@ mod tests {
         assert!(err.contains("not among the server.N lines"), "{err}");
         std::fs::write(dir.path().join("myid"), "2\n").unwrap();
         assert_eq!(Config::from_file(&cfg).unwrap().server_id, 2);
+    }
+
+    #[test]
+    fn enforced_authentication_needs_available_schemes() {
+        let c = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest, ip\n");
+        assert_eq!(c.unwrap().enforce_auth_schemes, vec!["digest", "ip"]);
+        let off = Config::parse("enforce.auth.schemes=digest\n").unwrap();
+        assert!(off.enforce_auth_schemes.is_empty());
+        let err = Config::parse("enforce.auth.enabled=true\n").unwrap_err();
+        assert!(err.to_string().contains("must be set"), "{err}");
+        let err = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n");
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("sasl is not available")
+        );
     }
 
     #[test]

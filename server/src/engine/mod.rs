@@ -627,6 +627,25 @@ impl Engine {
         if code == Some(OpCode::Auth) {
             return self.auth(conn, xid, &body);
         }
+        if !self.config.enforce_auth_schemes.is_empty() && code != Some(OpCode::Sasl) {
+            let schemes = &self.config.enforce_auth_schemes;
+            let authenticated = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.auth.iter().any(|id| schemes.contains(&id.scheme)));
+            if !authenticated {
+                // As ZooKeeper's AuthenticationHelper: the error, then the connection closes.
+                tracing::info!(
+                    conn,
+                    ?schemes,
+                    "closing a connection that has not authenticated with an enforced scheme"
+                );
+                let code = ErrorCode::SessionClosedRequireSaslAuth.code();
+                self.send(conn, header_only(xid, 0, code));
+                self.close(conn);
+                return;
+            }
+        }
         // Every request below is answered from the connection's queue, which counts it out.
         self.stats.outstanding += 1;
         let arrived_us = self.now.mono_us;

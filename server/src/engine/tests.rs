@@ -821,3 +821,33 @@ fn a_learner_neither_expires_sessions_nor_accepts_garbage_from_its_peers() {
     p.commit();
     assert!(p.learner.engine.tree().sessions().is_empty());
 }
+
+#[test]
+fn enforced_authentication_closes_a_connection_that_has_not_authenticated() {
+    let config = Config {
+        enforce_auth_schemes: vec!["digest".into()],
+        ..Config::default()
+    };
+    let mut s = Script::standalone(config.clone());
+    s.session(1, 10_000);
+    let exists = || {
+        encode(ExistsRequest {
+            path: "/".into(),
+            watch: false,
+        })
+    };
+    s.request(1, 1, OpCode::Exists, exists());
+    let refused = ErrorCode::SessionClosedRequireSaslAuth.code();
+    assert_eq!(s.take(1), vec![(1, 0, refused), CLOSED]);
+
+    let mut s = Script::standalone(config);
+    s.session(1, 10_000);
+    let packet = zk_jute::proto::AuthPacket {
+        r#type: 0,
+        scheme: "digest".into(),
+        auth: Some(Bytes::from_static(b"alice:secret")),
+    };
+    s.request(1, xid::AUTH, OpCode::Auth, encode(packet));
+    s.request(1, 2, OpCode::Exists, exists());
+    assert_eq!(s.take(1), vec![(xid::AUTH, 0, 0), (2, 1, 0)]);
+}
