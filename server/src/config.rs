@@ -373,8 +373,6 @@ impl Config {
                 && !KNOWN_PROPERTY_PREFIXES
                     .iter()
                     .any(|p| property.starts_with(p))
-                && !matches!(key.as_str(), "jute.maxbuffer" | "fsync.warningthresholdms")
-                && !key.starts_with("znode.container.")
             {
                 tracing::warn!(key = key.as_str(), "unknown configuration key ignored");
             }
@@ -535,23 +533,22 @@ impl Config {
         }
         // ZooKeeper reads these three without the prefix only; a zoo.cfg line (which
         // lands under the prefix) is honoured too.
-        let container = |name: &'static str, prefixed: &'static str| first(&[name, prefixed]);
-        if let Some((key, v)) = container(
+        if let Some((key, v)) = first(&[
             "znode.container.checkIntervalMs",
             "zookeeper.znode.container.checkIntervalMs",
-        ) {
+        ]) {
             self.container_check_interval = Duration::from_millis(parse_num(key, v)?);
         }
-        if let Some((key, v)) = container(
+        if let Some((key, v)) = first(&[
             "znode.container.maxPerMinute",
             "zookeeper.znode.container.maxPerMinute",
-        ) {
+        ]) {
             self.container_max_per_minute = parse_num(key, v)?;
         }
-        if let Some((key, v)) = container(
+        if let Some((key, v)) = first(&[
             "znode.container.maxNeverUsedIntervalMs",
             "zookeeper.znode.container.maxNeverUsedIntervalMs",
-        ) {
+        ]) {
             self.container_max_never_used = Duration::from_millis(parse_num(key, v)?);
         }
         if let Some((key, v)) = first(&[

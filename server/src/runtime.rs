@@ -160,7 +160,6 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// A runtime for `engine`, whose clock started at `started`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         engine: Engine,
         started: Instant,

@@ -384,8 +384,7 @@ impl Engine {
             Input::Shutdown => {
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 for conn in conns {
-                    self.out.push(Output::Close { conn });
-                    self.forget_conn(conn);
+                    self.close(conn);
                 }
             }
         }
@@ -1080,9 +1079,6 @@ impl Engine {
             txn,
             digest,
         });
-        for conn in std::mem::take(&mut self.syncs) {
-            self.drain(conn);
-        }
     }
 
     /// The leader answered a learner's `sync`: it is answered in its connection's turn.
@@ -1162,9 +1158,13 @@ impl Engine {
                     self.send(conn, bytes);
                     self.answered(arrived_us, true);
                 }
-                Some(Queued::Sync { until, .. }) => {
+                Some(Queued::Sync { until, token, .. }) => {
                     if *until > self.marks.committed {
-                        self.syncs.insert(conn);
+                        // A learner's sync waits for its leader's answer (`synced`), any
+                        // other for the commit watermark.
+                        if *token == 0 {
+                            self.syncs.insert(conn);
+                        }
                         return;
                     }
                     let Some(Queued::Sync {

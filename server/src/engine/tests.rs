@@ -542,28 +542,22 @@ fn snapshots_follow_snap_count_one_at_a_time() {
     };
     let mut s = Script::standalone(config);
     s.session(1, 10_000);
-    for i in 0..20 {
-        let path = format!("/n{i}");
-        s.request(
-            1,
-            i + 1,
-            OpCode::Create,
-            create(&path, CreateMode::Persistent),
-        );
-        s.sync_log();
-    }
+    let creates = |s: &mut Script, range: std::ops::Range<i32>| {
+        for i in range {
+            let path = format!("/n{i}");
+            s.request(
+                1,
+                i + 1,
+                OpCode::Create,
+                create(&path, CreateMode::Persistent),
+            );
+            s.sync_log();
+        }
+    };
+    creates(&mut s, 0..20);
     assert_eq!(s.snapshots, 1, "not another while one is being taken");
     s.input(Input::SnapshotDone { zxid: 5, ok: true });
-    for i in 20..30 {
-        let path = format!("/n{i}");
-        s.request(
-            1,
-            i + 1,
-            OpCode::Create,
-            create(&path, CreateMode::Persistent),
-        );
-        s.sync_log();
-    }
+    creates(&mut s, 20..30);
     assert_eq!(s.snapshots, 2);
 }
 
