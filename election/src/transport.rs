@@ -122,6 +122,21 @@ impl std::fmt::Debug for Event {
     }
 }
 
+/// Starts election rounds on a running [`Node`]; see [`Node::looker`].
+#[derive(Debug, Clone)]
+pub struct Looker {
+    events: mpsc::Sender<Event>,
+}
+
+impl Looker {
+    /// Sets the history to vote with, then starts a new round: [`Node::set_peer_data`]
+    /// and [`Node::start_looking`] in one step.
+    pub async fn look(&self, data: PeerData) {
+        let _ = self.events.send(Event::SetData(data)).await;
+        let _ = self.events.send(Event::StartLooking).await;
+    }
+}
+
 /// Per-peer outgoing queue and the generation of its current stream.
 #[derive(Debug)]
 struct PeerLink {
@@ -661,6 +676,14 @@ impl Node {
     /// Updates the persisted history used from the next round on.
     pub async fn set_peer_data(&self, data: PeerData) {
         let _ = self.events.send(Event::SetData(data)).await;
+    }
+
+    /// A handle that starts new rounds from any task, for a caller that keeps the node
+    /// elsewhere (a server's serving task asks for a round from synchronous code).
+    pub fn looker(&self) -> Looker {
+        Looker {
+            events: self.events.clone(),
+        }
     }
 
     /// Stops listening, closes every stream (peers see the connection end) and stops

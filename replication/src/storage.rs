@@ -242,6 +242,16 @@ fn to_log_entry(entry: &Entry) -> Result<LogEntry, StorageError> {
     })
 }
 
+impl FileStorage {
+    /// Starts a new log file at the next append (ZooKeeper rolls its log at each
+    /// snapshot, so that old files can be purged). What is buffered is committed first.
+    pub fn roll(&mut self) -> Result<(), StorageError> {
+        self.log.commit()?;
+        self.log.roll()?;
+        Ok(())
+    }
+}
+
 impl Storage for FileStorage {
     fn persisted(&self) -> Result<Persisted, StorageError> {
         let zxids = self.log.read_from(0)?.into_iter().map(|e| Zxid(e.zxid()));

@@ -26,6 +26,7 @@
 mod config;
 mod conn;
 mod engine;
+mod ensemble;
 mod fourlw;
 mod metrics;
 pub mod properties;
@@ -55,16 +56,9 @@ use crate::runtime::{Msg, Runtime};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration names an ensemble, which this version cannot run yet: serving
-    /// alone instead would split the ensemble's data.
-    #[error(
-        "zoo.cfg configures an ensemble of {voters} voting servers; this version runs \
-         standalone only (one server.N line, or none)"
-    )]
-    Ensemble {
-        /// The voting members configured.
-        voters: usize,
-    },
+    /// The ensemble's election or quorum port could not start.
+    #[error("joining the ensemble: {0}")]
+    Ensemble(#[from] ensemble::EnsembleError),
     /// The data directory could not be restored.
     #[error("restoring the data directory: {0}")]
     Restore(#[from] zk_persistence::PersistenceError),
@@ -117,11 +111,6 @@ impl Server {
     /// Restores state from the configured directories, binds the client port and starts
     /// serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        if let Some(election) = config.election.as_ref().filter(|_| config.is_distributed()) {
-            return Err(StartError::Ensemble {
-                voters: election.verifier.voters().len(),
-            });
-        }
         let config = Arc::new(config);
         let options = TreeOptions {
             extended_types: config.extended_types,
@@ -172,7 +161,9 @@ impl Server {
             sessions = tree.sessions().len(),
             "data directory restored"
         );
+        let mut snapshot_zxid = restored.snapshot.as_ref().map_or(0, |s| s.zxid);
         if restored.snapshot.is_none() {
+            snapshot_zxid = restored.last_zxid;
             // As ZooKeeper does on start: log entries never come without a snapshot before
             // them (ZooKeeper refuses such a directory), so a fresh directory gets
             // `snapshot.0`, and one holding only logs a snapshot of what they gave.
@@ -186,19 +177,27 @@ impl Server {
             tracing::info!(file = %path.display(), "wrote the first snapshot");
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        // The log's writer thread tells the serving task each time a commit made more
-        // durable.
-        let durable = tx.clone();
-        let log = GroupCommit::start_with_listener(log, GroupOptions::default(), move |mark| {
-            let msg = match mark {
-                Ok(zxid) => Msg::Durable {
-                    zxid: *zxid,
-                    ok: true,
-                },
-                Err(_) => Msg::Durable { zxid: 0, ok: false },
-            };
-            let _ = durable.send(msg);
-        });
+        let (log, ensemble) = if config.is_distributed() {
+            // Zab owns the log of an ensemble's member.
+            drop(log);
+            let ensemble = ensemble::Ensemble::start(&config, snapshot_zxid, tx.clone()).await?;
+            (None, Some(Box::new(ensemble)))
+        } else {
+            // The log's writer thread tells the serving task each time a commit made
+            // more durable.
+            let durable = tx.clone();
+            let log = GroupCommit::start_with_listener(log, GroupOptions::default(), move |mark| {
+                let msg = match mark {
+                    Ok(zxid) => Msg::Durable {
+                        zxid: *zxid,
+                        ok: true,
+                    },
+                    Err(_) => Msg::Durable { zxid: 0, ok: false },
+                };
+                let _ = durable.send(msg);
+            });
+            (Some(log), None)
+        };
         let listener = TcpListener::bind(config.client_addr)
             .await
             .map_err(|source| StartError::Listen {
@@ -228,12 +227,17 @@ impl Server {
             mono_us: 0,
             wall_ms: runtime::wall_ms(),
         };
-        let engine = Engine::new(config.clone(), tree, now, Role::Standalone);
+        let mut engine = Engine::new(config.clone(), tree, now, Role::Standalone);
+        if ensemble.is_some() {
+            // A member serves once it leads an established epoch or has synced.
+            engine.set_role(Role::Learner, false, None, &mut Vec::new());
+        }
         let (failed_tx, failed) = watch::channel(None);
         let mut runtime = Runtime::new(
             engine,
             started,
             log,
+            ensemble,
             tx.clone(),
             throttle.clone(),
             failed_tx,
@@ -389,20 +393,6 @@ mod tests {
             tree_digest: tree.digest().wrapping_add(prepared.digest_delta) as i64 + skew,
         };
         LogEntry::new(header, &prepared.txn.encode(), Some(&digest))
-    }
-
-    #[tokio::test]
-    async fn an_ensemble_is_refused_rather_than_served_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::parse(
-            "initLimit=5\nsyncLimit=2\nclientPort=0\nclientPortAddress=127.0.0.1\n\
-             server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n",
-        )
-        .unwrap();
-        config.data_dir = dir.path().to_owned();
-        config.data_log_dir = dir.path().to_owned();
-        let err = Server::start(config).await.unwrap_err();
-        assert!(matches!(err, StartError::Ensemble { voters: 2 }), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! sockets, txns appended to the log through group commit, snapshots taken, files purged.
 //! Nothing here decides anything about the protocol.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use zk_jute::proto::ConnectRequest;
 use zk_persistence::GroupCommit;
 
-use crate::engine::{ConnId, Engine, Input, Now, Output};
+use crate::engine::{ConnId, Engine, Input, Now, Output, Role};
+use crate::ensemble::{Ensemble, entry_of, log_entry_of};
 use crate::metrics::Throttle;
 use crate::snapshot;
 use crate::status::{LogStatus, Status};
@@ -59,6 +60,12 @@ pub(crate) enum Msg {
     Status { reply: oneshot::Sender<Status> },
     /// Stop: close every connection; the log is synced when the runtime is dropped.
     Shutdown,
+    /// An ensemble's quorum stream: opened, closed, or a message from a peer.
+    Peer(zk_replication::transport::Event),
+    /// The election's state changed.
+    Election(zk_election::transport::Status),
+    /// Zab's timers.
+    ZabTick,
 }
 
 /// Messages handled before the replies they made are written.
@@ -142,7 +149,14 @@ pub(crate) fn wall_ms() -> i64 {
 /// The serving task's state.
 pub(crate) struct Runtime {
     engine: Engine,
-    log: GroupCommit,
+    /// A standalone server's log; an ensemble's member logs through Zab.
+    log: Option<GroupCommit>,
+    /// An ensemble's member: Zab, its log and its peers.
+    ensemble: Option<Box<Ensemble>>,
+    /// Zab's inputs not yet handled, in order.
+    zab_inbox: VecDeque<zk_replication::Input>,
+    /// A snapshot started: the replicated log rolls once Zab's outputs are carried out.
+    roll_due: bool,
     io: HashMap<ConnId, ConnIo>,
     /// Connections with bytes in `pending`, to write at the next flush.
     dirty: Vec<ConnId>,
@@ -163,7 +177,8 @@ impl Runtime {
     pub(crate) fn new(
         engine: Engine,
         started: Instant,
-        log: GroupCommit,
+        log: Option<GroupCommit>,
+        ensemble: Option<Box<Ensemble>>,
         tx: mpsc::UnboundedSender<Msg>,
         throttle: Arc<Throttle>,
         failed: watch::Sender<Option<String>>,
@@ -175,6 +190,9 @@ impl Runtime {
             snap_retain_count: config.snap_retain_count,
             engine,
             log,
+            ensemble,
+            zab_inbox: VecDeque::new(),
+            roll_due: false,
             io: HashMap::new(),
             dirty: Vec::new(),
             out: Vec::new(),
@@ -194,8 +212,16 @@ impl Runtime {
         }
     }
 
-    /// Hands `input` to the engine and carries out what it asks.
+    /// Hands `input` to the engine and carries out what it asks, and what Zab makes of
+    /// it.
     pub(crate) fn input(&mut self, input: Input) {
+        self.engine_input(input);
+        self.pump();
+    }
+
+    /// Hands `input` to the engine and carries out what it asks; what it asks of Zab
+    /// waits in the inbox.
+    fn engine_input(&mut self, input: Input) {
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
         self.engine.handle(now, input, &mut out);
@@ -206,6 +232,215 @@ impl Runtime {
         self.throttle.set(self.engine.outstanding());
     }
 
+    /// Hands Zab every input in its inbox, carrying out its outputs, until none is left.
+    fn pump(&mut self) {
+        let Some(mut ensemble) = self.ensemble.take() else {
+            return;
+        };
+        while let Some(input) = self.zab_inbox.pop_front() {
+            let now = ensemble.now_ms();
+            for output in ensemble.zab.handle(now, input) {
+                if let Err(reason) = self.carry_zab(&mut ensemble, output) {
+                    self.zab_inbox.clear();
+                    self.fail(reason);
+                    break;
+                }
+            }
+        }
+        if std::mem::take(&mut self.roll_due) {
+            if let Err(e) = ensemble.storage.roll() {
+                self.fail(format!("rolling the txn log failed: {e}"));
+            }
+        }
+        self.ensemble = Some(ensemble);
+    }
+
+    /// Syncs the replicated log if anything was appended, and tells Zab how far it is
+    /// durable (the group commit of a burst).
+    fn sync_replicated(&mut self) {
+        let Some(ensemble) = self.ensemble.as_mut() else {
+            return;
+        };
+        match ensemble.sync() {
+            Ok(Some(zxid)) => {
+                self.zab_inbox
+                    .push_back(zk_replication::Input::Durable { zxid });
+                self.pump();
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(format!("the txn log failed: {e}")),
+        }
+    }
+
+    /// Stops serving: an error nothing can go on from.
+    fn fail(&mut self, reason: String) {
+        tracing::error!(%reason, "stopping the server");
+        self.failed.send_replace(Some(reason));
+    }
+
+    /// Carries out one of Zab's outputs.
+    fn carry_zab(
+        &mut self,
+        ensemble: &mut Ensemble,
+        output: zk_replication::Output,
+    ) -> Result<(), String> {
+        use zk_replication::{Input as Z, Output as O};
+        let storage = |e: zk_replication::storage::StorageError| format!("the txn log failed: {e}");
+        match output {
+            O::Send { to, message } => {
+                if !ensemble.send(to, message) {
+                    self.zab_inbox.push_back(Z::Disconnected { peer: to });
+                }
+            }
+            O::Connect { peer } => {
+                if !ensemble.connect(peer) {
+                    self.zab_inbox.push_back(Z::Disconnected { peer });
+                }
+            }
+            O::Disconnect { peer } => ensemble.disconnect(peer),
+            O::SetAcceptedEpoch(epoch) => {
+                use zk_replication::storage::Storage;
+                ensemble
+                    .storage
+                    .set_accepted_epoch(epoch)
+                    .map_err(storage)?;
+            }
+            O::SetCurrentEpoch(epoch) => {
+                use zk_replication::storage::Storage;
+                ensemble.storage.set_current_epoch(epoch).map_err(storage)?;
+            }
+            O::Append(entry) => {
+                use zk_replication::storage::Storage;
+                ensemble.storage.append(&entry).map_err(storage)?;
+                ensemble.appended = true;
+            }
+            O::Truncate { zxid } => {
+                tracing::info!(%zxid, "truncating the log to the leader's history");
+                let tree = ensemble.truncate(zxid)?;
+                self.engine.replace_tree(tree);
+            }
+            O::Deliver(entry) => {
+                if self.engine.role() == (Role::Leader, true) {
+                    self.engine_input(Input::Committed { zxid: entry.zxid.0 });
+                } else {
+                    let entry = log_entry_of(&entry)
+                        .map_err(|e| format!("a committed txn does not decode: {e}"))?;
+                    self.engine_input(Input::Deliver(entry));
+                }
+            }
+            O::ReadLog {
+                learner,
+                stream,
+                after,
+                through,
+                batch,
+            } => {
+                use zk_replication::storage::Storage;
+                let mut from = after;
+                loop {
+                    let entries = ensemble
+                        .storage
+                        .read(from, through, batch)
+                        .map_err(storage)?;
+                    let last =
+                        entries.is_empty() || entries.last().is_some_and(|e| e.zxid >= through);
+                    if let Some(e) = entries.last() {
+                        from = e.zxid;
+                    }
+                    self.zab_inbox.push_back(Z::LogRead {
+                        learner,
+                        stream,
+                        entries,
+                        last,
+                    });
+                    if last {
+                        break;
+                    }
+                }
+            }
+            O::SendSnapshot {
+                learner,
+                stream,
+                zxid,
+            } => {
+                let tree = self.engine.tree();
+                if tree.last_zxid() != zxid.0 {
+                    return Err(format!(
+                        "a snapshot for server {learner} at {zxid}: the tree is at {:#x}",
+                        tree.last_zxid()
+                    ));
+                }
+                tracing::info!(learner, %zxid, "sending a snapshot to a learner");
+                let pieces = ensemble
+                    .snapshot_pieces(tree)
+                    .map_err(|e| format!("a snapshot for server {learner}: {e}"))?;
+                let n = pieces.len();
+                for (i, data) in pieces.into_iter().enumerate() {
+                    self.zab_inbox.push_back(Z::SnapshotPiece {
+                        learner,
+                        stream,
+                        data,
+                        last: i + 1 == n,
+                    });
+                }
+            }
+            O::SnapshotBegin { zxid } => {
+                tracing::info!(%zxid, "receiving the leader's snapshot");
+                ensemble.snapshot_begin();
+            }
+            O::SnapshotPiece(data) => ensemble.snapshot_piece(&data),
+            O::SnapshotEnd { zxid } => {
+                let tree = ensemble.snapshot_end(zxid)?;
+                tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
+                self.engine.replace_tree(tree);
+            }
+            O::Request { data, .. } => self.engine_input(Input::Forwarded(data)),
+            O::Touched { touches, .. } => {
+                let sessions = touches.iter().map(|t| t.session).collect();
+                self.engine_input(Input::Touched(sessions));
+            }
+            O::Revalidate { from, session, .. } => {
+                self.zab_inbox.push_back(Z::RevalidateReply {
+                    to: from,
+                    session,
+                    valid: self.engine.session_is_open(session),
+                });
+            }
+            O::Revalidated { .. } => {}
+            O::Synced { id } => self.engine_input(Input::Synced { token: id }),
+            O::State(state) => {
+                let (role, serving, next) = match state {
+                    zk_replication::State::Looking => {
+                        tracing::info!("not serving: looking for a leader");
+                        ensemble.look();
+                        (Role::Learner, false, None)
+                    }
+                    zk_replication::State::Leading {
+                        established: true, ..
+                    } => (Role::Leader, true, ensemble.zab.next_zxid()),
+                    zk_replication::State::Learning { serving: true, .. } => {
+                        (Role::Learner, true, None)
+                    }
+                    _ => (Role::Learner, false, None),
+                };
+                if (role, serving) != self.engine.role() {
+                    tracing::info!(
+                        ?state,
+                        "serving as {}",
+                        mode_of(role, serving, ensemble.observer)
+                    );
+                    let mut out = Vec::new();
+                    self.engine.set_role(role, serving, next, &mut out);
+                    // The connections it closed.
+                    for output in out {
+                        self.carry_out(output);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn carry_out(&mut self, output: Output) {
         match output {
             Output::Frame { conn, bytes } => self.queue_bytes(conn, &bytes),
@@ -214,7 +449,12 @@ impl Runtime {
                     close_out(c);
                 }
             }
-            Output::Append(entry) => self.log.append_marked(entry),
+            Output::Append(entry) => match &self.log {
+                Some(log) => log.append_marked(entry),
+                None => self
+                    .zab_inbox
+                    .push_back(zk_replication::Input::Propose(entry_of(&entry))),
+            },
             Output::Snapshot => self.start_snapshot(),
             Output::Purge => {
                 let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
@@ -226,10 +466,12 @@ impl Runtime {
                     }
                 });
             }
-            // A standalone engine neither forwards nor asks its leader for a sync.
-            Output::Forward(_) | Output::Sync { .. } => {
-                tracing::error!("a standalone server has no leader to send to");
-            }
+            Output::Forward(data) => self
+                .zab_inbox
+                .push_back(zk_replication::Input::Forward { data }),
+            Output::Sync { token } => self
+                .zab_inbox
+                .push_back(zk_replication::Input::Sync { id: token }),
             Output::Fatal(reason) => {
                 self.failed.send_replace(Some(reason));
             }
@@ -269,7 +511,11 @@ impl Runtime {
 
     /// Rolls the log and starts a fuzzy snapshot of the tree as it is now.
     fn start_snapshot(&mut self) {
-        drop(self.log.roll()); // ordered after every append so far; no need to wait
+        match &self.log {
+            // Ordered after every append so far; no need to wait.
+            Some(log) => drop(log.roll()),
+            None => self.roll_due = true,
+        }
         let tx = self.tx.clone();
         let notify: snapshot::Notify = Arc::new(move |event| {
             let _ = tx.send(Msg::Snapshot(event));
@@ -357,6 +603,56 @@ impl Runtime {
                 self.input(Input::Shutdown);
                 return false;
             }
+            Msg::Peer(event) => {
+                use zk_replication::transport::Event;
+                let input = match event {
+                    Event::Connected { peer } => zk_replication::Input::Connected { peer },
+                    Event::Disconnected { peer } => zk_replication::Input::Disconnected { peer },
+                    Event::Received { from, message } => {
+                        if let Some(e) = self.ensemble.as_mut() {
+                            if let zk_replication::Message::Diff { .. }
+                            | zk_replication::Message::Trunc { .. }
+                            | zk_replication::Message::Snap { .. } = message
+                            {
+                                tracing::info!(
+                                    leader = from,
+                                    "syncing with the leader: {}",
+                                    message.name()
+                                );
+                                *e.syncs.entry(message.name()).or_default() += 1;
+                            }
+                        }
+                        zk_replication::Input::Receive { from, message }
+                    }
+                };
+                self.zab_inbox.push_back(input);
+                self.pump();
+            }
+            Msg::Election(status) => {
+                if let Some(input) = self.ensemble.as_mut().and_then(|e| e.decision(status)) {
+                    self.zab_inbox.push_back(input);
+                    self.pump();
+                }
+            }
+            Msg::ZabTick => {
+                if self.ensemble.is_some() {
+                    let touches: Vec<zk_replication::Touch> = self
+                        .engine
+                        .take_touches()
+                        .into_iter()
+                        .map(|(session, timeout_ms)| zk_replication::Touch {
+                            session,
+                            timeout_ms,
+                        })
+                        .collect();
+                    if !touches.is_empty() {
+                        self.zab_inbox
+                            .push_back(zk_replication::Input::Touch(touches));
+                    }
+                    self.zab_inbox.push_back(zk_replication::Input::Tick);
+                    self.pump();
+                }
+            }
         }
         !self.has_failed()
     }
@@ -364,7 +660,14 @@ impl Runtime {
     /// Every figure, the log's included.
     fn status(&self) -> Status {
         let mut status = self.engine.status(self.now());
-        let log = self.log.stats();
+        if let Some(ensemble) = &self.ensemble {
+            let (role, serving) = self.engine.role();
+            status.mode = mode_of(role, serving, ensemble.observer);
+        }
+        let Some(log) = &self.log else {
+            return status;
+        };
+        let log = log.stats();
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         status.log = LogStatus {
             commits: load(&log.commits),
@@ -442,6 +745,7 @@ impl Runtime {
                     next = rx.try_recv().ok();
                 }
             }
+            self.sync_replicated();
             self.flush();
             if self.wants_step() {
                 if let Some(job) = &mut self.snapshot {
@@ -465,6 +769,9 @@ impl Runtime {
         if let Some(reason) = self.failed.borrow().clone() {
             tracing::error!(%reason, "the server stopped serving");
         }
+        if let Some(ensemble) = self.ensemble.take() {
+            ensemble.shutdown().await;
+        }
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(job) = self.snapshot.take() {
                 job.finish(self.engine.tree());
@@ -472,5 +779,16 @@ impl Runtime {
             drop(self);
         })
         .await;
+    }
+}
+
+/// What `srvr` and `mntr` call a member's mode.
+pub(crate) fn mode_of(role: Role, serving: bool, observer: bool) -> &'static str {
+    match (role, serving) {
+        (Role::Standalone, _) => "standalone",
+        (Role::Leader, true) => "leader",
+        (_, false) => "looking",
+        (Role::Learner, true) if observer => "observer",
+        (Role::Learner, true) => "follower",
     }
 }

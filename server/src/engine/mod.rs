@@ -95,18 +95,15 @@ pub(crate) enum Input {
     /// The log failed: nothing after this can be acknowledged.
     LogFailed { error: String },
     /// Txns up to `zxid`, which this engine prepared, are committed ([`Role::Leader`]).
-    /// A standalone server has no such input, so until the ensemble runs only the tests
-    /// send it and the three below.
-    #[cfg_attr(not(test), allow(dead_code))]
     Committed { zxid: i64 },
-    /// A committed txn prepared by the leader, to apply ([`Role::Learner`]).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// A committed txn prepared by the leader, to apply ([`Role::Learner`], or any
+    /// member that is not serving yet: what a sync commits).
     Deliver(LogEntry),
     /// A learner forwarded a client write ([`Role::Leader`]).
-    #[cfg_attr(not(test), allow(dead_code))]
     Forwarded(Bytes),
+    /// A learner's clients kept these sessions alive ([`Role::Leader`]).
+    Touched(Vec<i64>),
     /// The leader answered the [`Output::Sync`] with this token ([`Role::Learner`]).
-    #[cfg_attr(not(test), allow(dead_code))]
     Synced { token: u64 },
     /// Time passes: expire sessions, reap containers, purge.
     Tick,
@@ -132,12 +129,9 @@ pub(crate) enum Output {
     Snapshot,
     /// Delete old snapshots and logs (`autopurge`).
     Purge,
-    /// Send a client write to the leader ([`Role::Learner`]; read by the ensemble's
-    /// runtime, to come, and the tests).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Send a client write to the leader ([`Role::Learner`]).
     Forward(Bytes),
     /// Ask the leader for a `sync`; answer with [`Input::Synced`] ([`Role::Learner`]).
-    #[cfg_attr(not(test), allow(dead_code))]
     Sync { token: u64 },
     /// The server cannot go on: stop serving and say why.
     Fatal(String),
@@ -249,6 +243,12 @@ pub(crate) struct Engine {
     staged_digest: u64,
     sequencer: Sequencer,
     role: Role,
+    /// Whether clients are served: an ensemble's member serves only once it leads an
+    /// established epoch or has synced with its leader. Until then a connection is
+    /// closed at once, and the client tries another server.
+    serving: bool,
+    /// Sessions this learner's clients touched since the leader last heard of them.
+    touched: BTreeSet<i64>,
     /// A learner's `sync`s waiting for the leader, by token.
     sync_tokens: HashMap<u64, ConnId>,
     next_sync_token: u64,
@@ -308,6 +308,8 @@ impl Engine {
             watches: WatchManager::new(),
             overlay: Overlay::default(),
             role,
+            serving: true,
+            touched: BTreeSet::new(),
             sync_tokens: HashMap::new(),
             next_sync_token: 1,
             pending: VecDeque::new(),
@@ -359,8 +361,16 @@ impl Engine {
                 }
             }
             Input::Deliver(entry) => {
-                if self.role == Role::Learner {
+                if self.role == Role::Learner || !self.serving {
                     self.deliver(entry);
+                }
+            }
+            Input::Touched(sessions) => {
+                if self.role == Role::Leader {
+                    let now = self.now.ms();
+                    for session in sessions {
+                        self.sessions.touch(session, now);
+                    }
                 }
             }
             Input::Forwarded(bytes) => {
@@ -417,6 +427,12 @@ impl Engine {
     // ----- connections and sessions -----
 
     fn connect(&mut self, conn: ConnId, addr: SocketAddr, request: ConnectRequest) {
+        if !self.serving {
+            // As ZooKeeper's "not running" server: the connection closes unanswered.
+            tracing::debug!(%addr, "closing a connection: this member is not serving yet");
+            self.out.push(Output::Close { conn });
+            return;
+        }
         let ip = Id {
             scheme: "ip".into(),
             id: addr.ip().to_string(),
@@ -508,6 +524,9 @@ impl Engine {
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = id;
+        }
+        if self.role == Role::Learner {
+            self.touched.insert(id);
         }
         let response = replies::connect_response(id, timeout, read_only);
         self.send(conn, frame(response));
@@ -622,6 +641,9 @@ impl Engine {
         self.stats.received += 1;
         let session = c.session;
         self.sessions.touch(session, self.now.ms());
+        if self.role == Role::Learner {
+            self.touched.insert(session);
+        }
         let code = OpCode::try_from(op).ok();
         if code == Some(OpCode::Auth) {
             return self.auth(conn, xid, &body);
@@ -1189,6 +1211,103 @@ impl Engine {
         }
     }
 
+    // ----- the ensemble -----
+
+    /// Takes a new place in the ensemble. `next` is the zxid a new leader's first txn
+    /// takes (its epoch's first). Every connection closes when the member stops serving
+    /// or changes role (its clients reconnect, to this member or another, and keep their
+    /// sessions); what was prepared and not committed is forgotten here: the replication
+    /// log keeps it, and delivers it if the next leader commits it.
+    pub(crate) fn set_role(
+        &mut self,
+        role: Role,
+        serving: bool,
+        next: Option<Zxid>,
+        out: &mut Vec<Output>,
+    ) {
+        self.reset_role(role, serving, next);
+        out.append(&mut self.out);
+    }
+
+    fn reset_role(&mut self, role: Role, serving: bool, next: Option<Zxid>) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(conn);
+        }
+        self.pending.clear();
+        self.overlay = Overlay::default();
+        self.staged_digest = self.tree.digest();
+        self.syncs.clear();
+        self.sync_tokens.clear();
+        self.touched.clear();
+        let last = self.tree.last_zxid();
+        self.marks = Watermarks {
+            appended: last,
+            durable: last,
+            committed: last,
+        };
+        let start = next.map_or(last, |z| z.0.saturating_sub(1).max(last));
+        self.sequencer = Sequencer::new(Zxid(start));
+        if role == Role::Leader && serving {
+            // A new leader's session tracker starts every session's timeout afresh, as
+            // ZooKeeper's does: the learners' touches keep them alive from now on.
+            let now = self.now.ms();
+            for (id, timeout) in self.tree.sessions().clone() {
+                self.sessions
+                    .add(id, u64::try_from(timeout).unwrap_or(0), None, now);
+            }
+        }
+        tracing::info!(?role, serving, "engine role");
+        self.role = role;
+        self.serving = serving;
+    }
+
+    /// Replaces the tree (a snapshot from the leader, or the log truncated and
+    /// replayed). Only while not serving: no connection is open.
+    pub(crate) fn replace_tree(&mut self, tree: DataTree) {
+        debug_assert!(self.conns.is_empty(), "tree replaced while serving");
+        self.tree = tree;
+        let mut sessions = Sessions::new(
+            self.config.tick_time.as_millis() as u64,
+            self.config.server_id,
+            self.now.wall_ms,
+        );
+        for (id, timeout) in self.tree.sessions() {
+            sessions.add(
+                *id,
+                u64::try_from(*timeout).unwrap_or(0),
+                None,
+                self.now.ms(),
+            );
+        }
+        self.sessions = sessions;
+        self.watches = WatchManager::new();
+        self.reset_role(self.role, false, None);
+    }
+
+    /// The sessions this learner's clients touched since the last call, with their
+    /// timeouts: what its next ping tells the leader.
+    pub(crate) fn take_touches(&mut self) -> Vec<(i64, i32)> {
+        let touched = std::mem::take(&mut self.touched);
+        touched
+            .into_iter()
+            .filter_map(|id| {
+                let timeout = self.sessions.timeout(id)?;
+                Some((id, i32::try_from(timeout).unwrap_or(i32::MAX)))
+            })
+            .collect()
+    }
+
+    /// Whether session `id` is open here (a leader answering a revalidation).
+    pub(crate) fn session_is_open(&self, id: i64) -> bool {
+        self.sessions.is_open(id)
+    }
+
+    /// The role and whether clients are served.
+    pub(crate) fn role(&self) -> (Role, bool) {
+        (self.role, self.serving)
+    }
+
     // ----- what the operator sees -----
 
     /// The configuration the engine serves with.
@@ -1237,7 +1356,7 @@ impl Engine {
             .collect();
         connections.sort_by_key(|c| c.conn);
         Status {
-            mode: "standalone",
+            mode: crate::runtime::mode_of(self.role, self.serving, false),
             read_latency: self.stats.read_latency.clone(),
             update_latency: self.stats.update_latency.clone(),
             packets_received: self.stats.received,

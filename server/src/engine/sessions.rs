@@ -132,6 +132,11 @@ impl Sessions {
         }
     }
 
+    /// Session `id`'s timeout, if it is known.
+    pub(crate) fn timeout(&self, id: i64) -> Option<u64> {
+        self.table.get(&id).map(|s| s.timeout_ms)
+    }
+
     /// Whether session `id` is live and not closing.
     pub(crate) fn is_open(&self, id: i64) -> bool {
         self.table.get(&id).is_some_and(|s| !s.closing)

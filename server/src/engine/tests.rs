@@ -845,3 +845,87 @@ fn enforced_authentication_closes_a_connection_that_has_not_authenticated() {
     s.request(1, 2, OpCode::Exists, exists());
     assert_eq!(s.take(1), vec![(xid::AUTH, 0, 0), (2, 1, 0)]);
 }
+
+#[test]
+fn a_member_that_stops_serving_closes_its_connections_and_refuses_new_ones() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 10_000);
+    p.commit();
+    let session = p.learner.connected(1).unwrap().session_id;
+    // The leader is lost: the learner looks for another and serves nobody meanwhile.
+    let mut out = Vec::new();
+    p.learner
+        .engine
+        .set_role(Role::Learner, false, None, &mut out);
+    assert!(
+        matches!(out.as_slice(), [Output::Close { conn: 1 }]),
+        "{out:?}"
+    );
+    p.learner.connect_as(2, session, 10_000);
+    assert!(p.learner.closed(2) && p.learner.connected(2).is_none());
+    // Synced again, it takes the session back: sessions outlive the members' roles.
+    p.learner
+        .engine
+        .set_role(Role::Learner, true, None, &mut Vec::new());
+    p.learner.connect_as(3, session, 10_000);
+    assert_eq!(p.learner.connected(3).unwrap().session_id, session);
+}
+
+#[test]
+fn a_learners_touches_keep_its_sessions_alive_on_the_leader() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 4_000);
+    p.commit();
+    let session = p.learner.connected(1).unwrap().session_id;
+    // The client pings the learner; the learner's next ping carries the session.
+    for _ in 0..10 {
+        p.learner.advance(1_000);
+        p.leader.advance(1_000);
+        p.learner.request(1, xid::PING, OpCode::Ping, Bytes::new());
+        let touches = p.learner.engine.take_touches();
+        assert_eq!(touches, vec![(session, 4_000)]);
+        p.leader
+            .input(Input::Touched(touches.iter().map(|t| t.0).collect()));
+        p.leader.input(Input::Tick);
+        assert!(p.leader.appended.is_empty(), "the session is kept alive");
+    }
+    assert!(p.learner.engine.take_touches().is_empty());
+    // Without touches the leader expires it.
+    p.leader.advance(10_000);
+    p.leader.input(Input::Tick);
+    p.commit();
+    assert!(p.learner.engine.tree().sessions().is_empty());
+}
+
+#[test]
+fn a_new_leader_numbers_txns_in_its_epoch_and_times_sessions_afresh() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 4_000);
+    p.commit();
+    // The learner becomes the leader of epoch 2; the old leader is gone.
+    let mut out = Vec::new();
+    p.learner
+        .engine
+        .set_role(Role::Leader, true, Some(Zxid::new(2, 1)), &mut out);
+    assert!(matches!(out.as_slice(), [Output::Close { conn: 1 }]));
+    let session = p
+        .learner
+        .engine
+        .tree()
+        .sessions()
+        .keys()
+        .copied()
+        .next()
+        .unwrap();
+    // The session is not expired at once, though it was never touched here.
+    p.learner.advance(3_000);
+    p.learner.input(Input::Tick);
+    assert!(p.learner.appended.is_empty());
+    p.learner.connect_as(2, session, 4_000);
+    p.learner
+        .request(2, 1, OpCode::Create, create("/x", CreateMode::Persistent));
+    let entry = p.learner.appended.pop_front().expect("prepared here now");
+    assert_eq!(entry.zxid(), Zxid::new(2, 1).0);
+    p.learner.input(Input::Committed { zxid: entry.zxid() });
+    assert_eq!(p.learner.take(2), vec![(1, Zxid::new(2, 1).0, 0)]);
+}

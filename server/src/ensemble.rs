@@ -1,0 +1,457 @@
+//! A member of an ensemble: the election (`zk-election`'s gRPC node on the election
+//! port), Zab (`zk-replication`'s core, its streams on the quorum port) and the log it
+//! owns (ZooKeeper's files, with `acceptedEpoch` and `currentEpoch`).
+//!
+//! The serving task drives it ([`crate::runtime::Runtime`]): Zab's inputs queue in the
+//! runtime, and its outputs come back as the engine's inputs (a commit, a txn to apply,
+//! a forwarded write) or as work on the log, the streams and the snapshot directory.
+//! This module holds what is not the engine: the sockets' tasks, the log, the snapshot a
+//! learner receives.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zk_datatree::{DataTree, TreeOptions};
+use zk_election::transport::{Node, NodeConfig};
+use zk_election::{PeerData, ServerState};
+use zk_jute::{Reader, Record, Zxid, txn::TxnHeader};
+use zk_persistence::{FileTxnLog, LogEntry, LogOptions};
+use zk_replication::storage::{FileStorage, Storage, StorageError};
+use zk_replication::transport::{Quorum, QuorumConfig};
+use zk_replication::{Entry, Input, Sid, State, Zab};
+
+use crate::config::Config;
+use crate::runtime::Msg;
+
+/// A snapshot for a learner goes out in pieces of this size (the quorum stream's frames
+/// are 4 MiB at most).
+const SNAP_PIECE: usize = 1 << 20;
+
+/// Why the member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsembleError {
+    /// The configuration does not describe this member.
+    #[error("{0}")]
+    Config(String),
+    /// The log or the epoch files could not be opened.
+    #[error("opening the replicated log: {0}")]
+    Storage(#[from] StorageError),
+    /// The election port could not be served.
+    #[error("election port: {0}")]
+    Election(#[from] zk_election::TransportError),
+    /// The quorum port could not be bound.
+    #[error("quorum port {addr}: {source}")]
+    Quorum {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One member's replication: Zab, its log, its peers.
+pub(crate) struct Ensemble {
+    pub(crate) zab: Zab,
+    pub(crate) storage: FileStorage,
+    election: Option<Node>,
+    /// Asks the election for a new round, with the history to vote with.
+    look: mpsc::UnboundedSender<PeerData>,
+    quorum: Option<Quorum>,
+    quorum_addrs: BTreeMap<Sid, String>,
+    /// The snapshot a learner is receiving.
+    snapshot_rx: BytesMut,
+    /// Appends since the last sync.
+    pub(crate) appended: bool,
+    /// Whether the election was seen looking since Zab last took its decision (a
+    /// decision seen before is stale).
+    seen_looking: bool,
+    /// This member observes rather than votes.
+    pub(crate) observer: bool,
+    started: Instant,
+    tasks: Vec<JoinHandle<()>>,
+    /// Sync headers received as a learner, for the operator's figures.
+    pub(crate) syncs: BTreeMap<&'static str, u64>,
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    log_options: LogOptions,
+    tree_options: TreeOptions,
+}
+
+/// Resolves `host:port` to its first address.
+fn resolve(addr: &str) -> Result<SocketAddr, EnsembleError> {
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| EnsembleError::Config(format!("cannot resolve {addr}")))
+}
+
+impl Ensemble {
+    /// Starts the election and the quorum port of member `config.server_id`, whose log
+    /// (with its newest snapshot at `snapshot_zxid`) the tree has applied. Events go to
+    /// the serving task as [`Msg`]s.
+    pub(crate) async fn start(
+        config: &Config,
+        snapshot_zxid: i64,
+        tx: mpsc::UnboundedSender<Msg>,
+    ) -> Result<Ensemble, EnsembleError> {
+        let sid = config.server_id;
+        let election = config
+            .election
+            .clone()
+            .ok_or_else(|| EnsembleError::Config("no server.N lines".into()))?;
+        let me = config
+            .servers
+            .get(&sid)
+            .ok_or_else(|| EnsembleError::Config(format!("myid {sid} has no server.{sid} line")))?;
+        let mut zab_config = zk_replication::Config::from_election(&election);
+        zab_config.tick_ms = config.tick_time.as_millis().max(2) as u64;
+        zab_config.init_limit = u64::from(config.init_limit.max(1));
+        zab_config.sync_limit = u64::from(config.sync_limit.max(1));
+        zab_config.max_concurrent_snap_syncs = config.max_concurrent_snap_syncs.max(1);
+        zab_config.max_concurrent_diff_syncs = config.max_concurrent_diff_syncs.max(1);
+        let log_options = LogOptions {
+            pre_alloc_size: config.pre_alloc_size,
+            force_sync: config.force_sync,
+            fsync_warning: config.fsync_warning,
+        };
+        let storage = FileStorage::open(&config.data_log_dir, Zxid(snapshot_zxid), log_options)?;
+        let persisted = storage.persisted()?;
+        tracing::info!(
+            sid,
+            accepted_epoch = persisted.accepted_epoch,
+            current_epoch = persisted.current_epoch,
+            last_zxid = %persisted.history.last(),
+            "replicated log opened"
+        );
+        let zab = Zab::new(zab_config, sid, persisted)
+            .map_err(|e| EnsembleError::Config(e.to_string()))?;
+        let mut node = NodeConfig::new(sid, election, zab.peer_data());
+        let mut quorum_listen = resolve(&me.quorum_addr())?;
+        if config.quorum_listen_on_all_ips {
+            let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+            node.listen = Some(any(me.election_port));
+            quorum_listen = any(me.quorum_port);
+        }
+        let node = Node::start(node).await?;
+        let (quorum, mut events) = Quorum::start(QuorumConfig::new(sid, quorum_listen))
+            .await
+            .map_err(|source| EnsembleError::Quorum {
+                addr: quorum_listen,
+                source,
+            })?;
+        tracing::info!(
+            sid,
+            election = %node.local_addr(),
+            quorum = %quorum.local_addr(),
+            "looking for a leader"
+        );
+        let mut tasks = Vec::new();
+        // The quorum streams' events.
+        let peer_tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if peer_tx.send(Msg::Peer(event)).is_err() {
+                    return;
+                }
+            }
+        }));
+        // The election's decisions.
+        let mut status = node.watch();
+        let election_tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let s = *status.borrow_and_update();
+                if election_tx.send(Msg::Election(s)).is_err() {
+                    return;
+                }
+                if status.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+        // New rounds, in the order asked.
+        let (look, mut looks) = mpsc::unbounded_channel::<PeerData>();
+        let looker = node.looker();
+        tasks.push(tokio::spawn(async move {
+            while let Some(data) = looks.recv().await {
+                looker.look(data).await;
+            }
+        }));
+        // Zab's timers: pings every half tick, as ZooKeeper's leader sends them.
+        let tick = (config.tick_time / 4).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(250),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if tx.send(Msg::ZabTick).is_err() {
+                    return;
+                }
+            }
+        }));
+        let quorum_addrs = config
+            .servers
+            .iter()
+            .map(|(sid, line)| (*sid, line.quorum_addr()))
+            .collect();
+        Ok(Ensemble {
+            observer: me.role == zk_election::Role::Observer,
+            zab,
+            storage,
+            election: Some(node),
+            look,
+            quorum: Some(quorum),
+            quorum_addrs,
+            snapshot_rx: BytesMut::new(),
+            appended: false,
+            seen_looking: true,
+            started: Instant::now(),
+            tasks,
+            syncs: BTreeMap::new(),
+            snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
+            log_dir: config.data_log_dir.join(zk_persistence::VERSION_DIR),
+            log_options,
+            tree_options: TreeOptions {
+                extended_types: config.extended_types,
+            },
+        })
+    }
+
+    /// Zab's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// What the election's news means for Zab: a decision it has not taken yet.
+    pub(crate) fn decision(&mut self, status: zk_election::transport::Status) -> Option<Input> {
+        match status.state {
+            ServerState::Looking => {
+                self.seen_looking = true;
+                None
+            }
+            _ if !self.seen_looking || self.zab.state() != State::Looking => None,
+            ServerState::Leading => {
+                self.seen_looking = false;
+                Some(Input::Lead {
+                    election_epoch: status.vote.election_epoch,
+                })
+            }
+            _ => {
+                self.seen_looking = false;
+                Some(Input::Follow {
+                    leader: status.vote.leader,
+                    election_epoch: status.vote.election_epoch,
+                })
+            }
+        }
+    }
+
+    /// Zab left its role: a new election round, voting with the log as it is.
+    pub(crate) fn look(&mut self) {
+        self.seen_looking = true;
+        let _ = self.look.send(self.zab.peer_data());
+    }
+
+    /// Sends `message` to `to`; false when the stream is down.
+    pub(crate) fn send(&self, to: Sid, message: zk_replication::Message) -> bool {
+        self.quorum
+            .as_ref()
+            .is_some_and(|q| q.send(to, message).is_ok())
+    }
+
+    /// Opens a stream to the leader `peer`; false when it has no address.
+    pub(crate) fn connect(&mut self, peer: Sid) -> bool {
+        match (self.quorum.as_mut(), self.quorum_addrs.get(&peer)) {
+            (Some(q), Some(addr)) => {
+                q.connect(peer, addr.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the stream to `peer`.
+    pub(crate) fn disconnect(&self, peer: Sid) {
+        if let Some(q) = &self.quorum {
+            q.disconnect(peer);
+        }
+    }
+
+    /// A leader's snapshot for a learner: `tree`, written as a snapshot file of this
+    /// member (it is one: every txn in it is committed), read back in pieces.
+    pub(crate) fn snapshot_pieces(&self, tree: &DataTree) -> Result<Vec<Bytes>, String> {
+        let path = zk_persistence::write_snapshot(
+            &self.snap_dir,
+            tree.last_zxid(),
+            tree.sessions(),
+            Some(crate::snapshot::tree_digest(tree)),
+            |w| tree.write_body(w),
+        )
+        .map_err(|e| e.to_string())?;
+        let bytes = Bytes::from(std::fs::read(&path).map_err(|e| e.to_string())?);
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + SNAP_PIECE).min(bytes.len());
+            pieces.push(bytes.slice(at..end));
+            at = end;
+        }
+        if pieces.is_empty() {
+            pieces.push(Bytes::new());
+        }
+        Ok(pieces)
+    }
+
+    /// A learner starts receiving a snapshot.
+    pub(crate) fn snapshot_begin(&mut self) {
+        self.snapshot_rx.clear();
+    }
+
+    /// A piece of it.
+    pub(crate) fn snapshot_piece(&mut self, data: &[u8]) {
+        self.snapshot_rx.extend_from_slice(data);
+    }
+
+    /// The snapshot is whole: it becomes this member's newest snapshot file, durably,
+    /// and the log is emptied. Returns the tree it holds.
+    pub(crate) fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
+        let bytes = std::mem::take(&mut self.snapshot_rx);
+        let name = zk_persistence::file_name("snapshot", zxid.0);
+        let path = self.snap_dir.join(&name);
+        let tmp = self.snap_dir.join(format!("{name}.tmp"));
+        write_durably(&self.snap_dir, &tmp, &path, &bytes)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let tree = self.read_snapshot(&path)?;
+        if tree.last_zxid() != zxid.0 {
+            return Err(format!(
+                "the leader's snapshot for {zxid} holds {:#x}",
+                tree.last_zxid()
+            ));
+        }
+        self.storage.reset(zxid).map_err(|e| e.to_string())?;
+        Ok(tree)
+    }
+
+    fn read_snapshot(&self, path: &Path) -> Result<DataTree, String> {
+        let options = self.tree_options;
+        let snapshot = zk_persistence::read_snapshot(path, |r, sessions| {
+            let mut tree = DataTree::deserialize(r, options, |_| {})?;
+            tree.set_sessions(sessions.clone());
+            Ok::<_, zk_datatree::SnapshotError>(tree)
+        })
+        .map_err(|e| e.to_string())?;
+        let mut tree = snapshot.tree;
+        tree.set_last_zxid(snapshot.zxid);
+        Ok(tree)
+    }
+
+    /// Drops the log after `zxid` and rebuilds the tree as of `zxid` from the files, as
+    /// ZooKeeper reloads its database after a TRUNC. Snapshots taken past `zxid` go
+    /// first: they hold what is being dropped.
+    pub(crate) fn truncate(&mut self, zxid: Zxid) -> Result<DataTree, String> {
+        self.storage.truncate(zxid).map_err(|e| e.to_string())?;
+        let snapshots =
+            zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
+        for (at, path) in snapshots {
+            if at > zxid.0 {
+                tracing::info!(file = %path.display(), "removing a snapshot past the truncation");
+                std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+            }
+        }
+        let log = FileTxnLog::open(&self.log_dir, self.log_options).map_err(|e| e.to_string())?;
+        let options = self.tree_options;
+        let restored = zk_persistence::restore(
+            &self.snap_dir,
+            &log,
+            |r, sessions| {
+                let mut tree = DataTree::deserialize(r, options, |_| {})?;
+                tree.set_sessions(sessions.clone());
+                Ok::<_, zk_datatree::SnapshotError>(tree)
+            },
+            || DataTree::new(options),
+            crate::replay,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut tree = restored.tree;
+        tree.set_last_zxid(restored.last_zxid);
+        if restored.last_zxid != zxid.0 {
+            return Err(format!(
+                "after truncating to {zxid} the files hold {:#x}",
+                restored.last_zxid
+            ));
+        }
+        Ok(tree)
+    }
+
+    /// Makes every append durable; returns the last durable zxid, if anything was
+    /// appended.
+    pub(crate) fn sync(&mut self) -> Result<Option<Zxid>, StorageError> {
+        if !self.appended {
+            return Ok(None);
+        }
+        self.appended = false;
+        self.storage.sync().map(Some)
+    }
+
+    /// Closes the streams and the election's sockets.
+    pub(crate) async fn shutdown(mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(e) = self.storage.sync() {
+            tracing::warn!(error = %e, "syncing the log at shutdown failed");
+        }
+        if let Some(q) = self.quorum.take() {
+            q.shutdown().await;
+        }
+        if let Some(node) = self.election.take() {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// Writes `bytes` to `tmp`, syncs it, renames it to `path` and syncs `dir`.
+fn write_durably(dir: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A log record as Zab carries it: the txn header, then the body (and digest).
+pub(crate) fn entry_of(entry: &LogEntry) -> Entry {
+    let mut out = BytesMut::with_capacity(entry.header.encoded_len() + entry.body.len());
+    entry.header.encode(&mut out);
+    out.extend_from_slice(&entry.body);
+    Entry {
+        zxid: Zxid(entry.header.zxid),
+        data: out.freeze(),
+    }
+}
+
+/// The log record in a Zab entry.
+pub(crate) fn log_entry_of(entry: &Entry) -> Result<LogEntry, String> {
+    let mut reader = Reader::new(entry.data.clone());
+    let header = TxnHeader::decode(&mut reader).map_err(|e| e.to_string())?;
+    if header.zxid != entry.zxid.0 {
+        return Err(format!(
+            "entry {} holds a txn of zxid {:#x}",
+            entry.zxid, header.zxid
+        ));
+    }
+    Ok(LogEntry {
+        header,
+        body: reader.rest().clone(),
+    })
+}

@@ -1,0 +1,237 @@
+//! Ensembles of our servers in one process, on loopback, each with its own data
+//! directory and `zoo.cfg` lines: they elect a leader, replicate writes, serve reads on
+//! every member, and carry on when the leader stops. Clients are the third-party
+//! `zookeeper-client` crate.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zk_server::{Config, Server};
+use zookeeper_client as zk;
+
+static OPEN: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+static EPHEMERAL: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An ensemble's `zoo.cfg` lines and each member's ports and directory.
+struct Ensemble {
+    lines: String,
+    client_ports: Vec<u16>,
+    dirs: Vec<tempfile::TempDir>,
+    servers: Vec<Option<Server>>,
+}
+
+impl Ensemble {
+    fn new(n: usize) -> Self {
+        let mut lines = String::from(
+            "tickTime=100\ninitLimit=20\nsyncLimit=10\nminSessionTimeout=2000\n\
+             4lw.commands.whitelist=*\n",
+        );
+        let mut client_ports = Vec::new();
+        for sid in 1..=n {
+            let client = free_port();
+            lines.push_str(&format!(
+                "server.{sid}=127.0.0.1:{}:{};127.0.0.1:{client}\n",
+                free_port(),
+                free_port()
+            ));
+            client_ports.push(client);
+        }
+        Ensemble {
+            lines,
+            client_ports,
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            servers: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    fn config(&self, i: usize) -> Config {
+        let mut config = Config::parse(&format!(
+            "{}clientPort={}\nclientPortAddress=127.0.0.1\n",
+            self.lines, self.client_ports[i]
+        ))
+        .unwrap();
+        config.server_id = i as u64 + 1;
+        config.data_dir = self.dirs[i].path().to_owned();
+        config.data_log_dir = self.dirs[i].path().to_owned();
+        config
+    }
+
+    async fn start(&mut self, i: usize) {
+        let server = Server::start(self.config(i)).await.unwrap();
+        self.servers[i] = Some(server);
+    }
+
+    async fn stop(&mut self, i: usize) {
+        if let Some(server) = self.servers[i].take() {
+            server.shutdown().await;
+        }
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.client_ports[i])
+    }
+
+    /// Each running member's mode, from `srvr`.
+    async fn modes(&self) -> Vec<Option<String>> {
+        let mut modes = Vec::new();
+        for i in 0..self.servers.len() {
+            if self.servers[i].is_none() {
+                modes.push(None);
+                continue;
+            }
+            let srvr = four_letter_word(&self.addr(i), "srvr").await;
+            modes.push(
+                srvr.lines()
+                    .find_map(|l| l.strip_prefix("Mode: "))
+                    .map(str::to_owned),
+            );
+        }
+        modes
+    }
+
+    /// Waits until every running member serves, one of them as leader; returns it.
+    async fn leader(&self) -> usize {
+        for _ in 0..300 {
+            let modes = self.modes().await;
+            let running: Vec<&String> = modes.iter().flatten().collect();
+            let leaders = running.iter().filter(|m| **m == "leader").count();
+            let followers = running.iter().filter(|m| **m == "follower").count();
+            if leaders == 1 && leaders + followers == running.len() {
+                return modes
+                    .iter()
+                    .position(|m| m.as_deref() == Some("leader"))
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no leader with every member serving: {:?}",
+            self.modes().await
+        );
+    }
+}
+
+async fn four_letter_word(addr: &str, word: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let _ = stream.write_all(word.as_bytes()).await;
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out).await;
+    out
+}
+
+async fn client(connect: &str) -> zk::Client {
+    with_timeout(
+        "connect",
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .connect(connect),
+    )
+    .await
+    .expect("connects")
+}
+
+async fn with_timeout<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_and_survive_the_leaders_end() {
+    let mut ensemble = Ensemble::new(3);
+    for i in 0..3 {
+        ensemble.start(i).await;
+    }
+    let leader = ensemble.leader().await;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+
+    // Writes through a follower are forwarded, committed and answered there.
+    let writer = client(&ensemble.addr(follower)).await;
+    let (stat, _) = writer.create("/app", b"v0", OPEN).await.unwrap();
+    writer.create("/app/eph", b"", EPHEMERAL).await.unwrap();
+    for i in 0..20 {
+        writer
+            .create(&format!("/app/n{i}"), format!("{i}").as_bytes(), OPEN)
+            .await
+            .unwrap();
+    }
+    let stat = writer
+        .set_data("/app", b"v1", Some(stat.version))
+        .await
+        .unwrap();
+    assert_eq!(stat.version, 1);
+
+    // Every member has them: after a sync, a read on another member sees the write.
+    for i in [leader, other] {
+        let reader = client(&ensemble.addr(i)).await;
+        reader.sync("/app").await.unwrap();
+        assert_eq!(reader.get_data("/app").await.unwrap().0, b"v1");
+        assert_eq!(reader.list_children("/app").await.unwrap().len(), 21);
+    }
+
+    // A watch set on one member fires for a write made through another.
+    let watcher = client(&ensemble.addr(other)).await;
+    let (_, _, watch) = watcher.get_and_watch_data("/app").await.unwrap();
+    writer.set_data("/app", b"v2", None).await.unwrap();
+    let event = with_timeout("watch", watch.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+
+    // The leader stops. The other two elect a new one, and the writer's session, with
+    // its ephemeral, lives on.
+    let session = writer.session_id();
+    let survivors = client(&format!(
+        "{},{}",
+        ensemble.addr(follower),
+        ensemble.addr(other)
+    ))
+    .await;
+    ensemble.stop(leader).await;
+    let new_leader = ensemble.leader().await;
+    assert_ne!(new_leader, leader);
+    let mut acknowledged = None;
+    for attempt in 0..100 {
+        match survivors.set_data("/app", b"v3", None).await {
+            Ok(stat) => {
+                acknowledged = Some(stat);
+                break;
+            }
+            Err(e) => {
+                assert!(attempt < 99, "no write after the leader's end: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(acknowledged.is_some());
+    let reader = client(&ensemble.addr(other)).await;
+    reader.sync("/").await.unwrap();
+    assert_eq!(reader.get_data("/app").await.unwrap().0, b"v3");
+    assert!(reader.check_stat("/app/eph").await.unwrap().is_some());
+    assert_eq!(writer.session_id(), session);
+
+    // The old leader comes back and syncs: it serves what was written without it.
+    ensemble.start(leader).await;
+    ensemble.leader().await;
+    let back = client(&ensemble.addr(leader)).await;
+    back.sync("/").await.unwrap();
+    assert_eq!(back.get_data("/app").await.unwrap().0, b"v3");
+    assert_eq!(back.list_children("/app").await.unwrap().len(), 21);
+
+    for i in 0..3 {
+        ensemble.stop(i).await;
+    }
+}
