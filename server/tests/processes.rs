@@ -1,0 +1,470 @@
+//! Ensembles of `zk-server` processes on loopback, each started from its own `zoo.cfg`
+//! and `myid`, killed with SIGKILL as a crash would: clients (the third-party
+//! `zookeeper-client` crate and `zk-client`) keep their sessions across a leader's
+//! death, no acknowledged write is lost, a restarted ensemble holds everything
+//! acknowledged, and members rejoin through DIFF, TRUNC and SNAP.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+static OPEN: &zk::CreateOptions<'static> =
+    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One member: its directory, client port and process.
+struct Member {
+    dir: PathBuf,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+/// An ensemble of processes.
+struct Ensemble {
+    _root: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+impl Ensemble {
+    /// `n` members; `extra` goes into every `zoo.cfg`; `observers` are the ids (1-based)
+    /// that observe.
+    fn new(n: usize, extra: &str, observers: &[usize]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let mut servers = String::new();
+        let mut ports = Vec::new();
+        for sid in 1..=n {
+            let client = free_port();
+            let role = if observers.contains(&sid) {
+                ":observer"
+            } else {
+                ""
+            };
+            servers.push_str(&format!(
+                "server.{sid}=127.0.0.1:{}:{}{role}\n",
+                free_port(),
+                free_port()
+            ));
+            ports.push(client);
+        }
+        let members = (1..=n)
+            .map(|sid| {
+                let dir = root.path().join(format!("m{sid}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("myid"), format!("{sid}\n")).unwrap();
+                let observer = if observers.contains(&sid) {
+                    "peerType=observer\n"
+                } else {
+                    ""
+                };
+                std::fs::write(
+                    dir.join("zoo.cfg"),
+                    format!(
+                        "tickTime=100\ninitLimit=30\nsyncLimit=10\n\
+                         minSessionTimeout=2000\nmaxSessionTimeout=20000\n\
+                         4lw.commands.whitelist=*\ndataDir={}\nclientPort={}\n\
+                         clientPortAddress=127.0.0.1\n{observer}{extra}\n{servers}",
+                        dir.display(),
+                        ports[sid - 1]
+                    ),
+                )
+                .unwrap();
+                Member {
+                    dir,
+                    client_port: ports[sid - 1],
+                    child: None,
+                }
+            })
+            .collect();
+        Ensemble {
+            _root: root,
+            members,
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        assert!(m.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_zk-server"))
+            .arg(m.dir.join("zoo.cfg"))
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGSTOP: the process stops where it is; its sockets stay open, unread.
+    fn pause(&self, i: usize) {
+        let pid = self.members[i].child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGKILL: the process dies where it is, as in a crash.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    fn hosts(&self, members: impl IntoIterator<Item = usize>) -> String {
+        members
+            .into_iter()
+            .map(|i| self.addr(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.members[i].dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Each running member's mode, from `srvr`.
+    fn modes(&self) -> Vec<Option<String>> {
+        (0..self.members.len())
+            .map(|i| {
+                self.members[i].child.as_ref()?;
+                let srvr = four_letter_word(&self.addr(i), "srvr");
+                let mode = srvr.lines().find_map(|l| l.strip_prefix("Mode: "));
+                // A process not answering yet is running, and not serving.
+                Some(mode.unwrap_or("unreachable").to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits until every running member serves, one as leader; returns the leader.
+    async fn leader(&self) -> usize {
+        for _ in 0..600 {
+            let modes = self.modes();
+            let running = modes.iter().flatten().count();
+            let serving = modes
+                .iter()
+                .flatten()
+                .filter(|m| ["leader", "follower", "observer"].contains(&m.as_str()))
+                .count();
+            let leaders: Vec<usize> = (0..modes.len())
+                .filter(|i| modes[*i].as_deref() == Some("leader"))
+                .collect();
+            if leaders.len() == 1 && serving == running {
+                return leaders[0];
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut logs = String::new();
+        for i in 0..self.members.len() {
+            let log = self.log(i);
+            let lines: Vec<&str> = log.lines().collect();
+            logs.push_str(&format!("--- member {}\n", i + 1));
+            for line in &lines[lines.len().saturating_sub(25)..] {
+                logs.push_str(line);
+                logs.push('\n');
+            }
+        }
+        panic!(
+            "no leader with every member serving: {:?}\n{logs}",
+            self.modes()
+        );
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn four_letter_word(addr: &str, word: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(word.as_bytes());
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+async fn third_party(hosts: &str) -> zk::Client {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(hosts),
+    )
+    .await
+    .expect("connects in time")
+    .expect("connects")
+}
+
+async fn ours(hosts: &str) -> zk_client::Client {
+    let options = zk_client::ClientOptions {
+        session_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        zk_client::Client::connect(hosts, options),
+    )
+    .await
+    .expect("connects in time")
+    .expect("connects")
+}
+
+/// Writes acknowledged so far, by path.
+type Acked = Arc<Mutex<BTreeSet<String>>>;
+
+/// Creates `/k/<tag>-<n>` in a loop until `stop`, recording each acknowledged create.
+/// A create that fails may or may not have been applied; only acknowledged ones count.
+fn writer<F, Fut>(
+    tag: &'static str,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+    create: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let path = format!("/k/{tag}-{n:06}");
+            n += 1;
+            match tokio::time::timeout(Duration::from_secs(5), create(path.clone())).await {
+                Ok(true) => {
+                    acked.lock().unwrap().insert(path);
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+}
+
+/// Waits until `acked` holds `more` writes beyond `from`.
+async fn until_acked(acked: &Acked, from: usize, more: usize, what: &str) {
+    for _ in 0..600 {
+        if acked.lock().unwrap().len() >= from + more {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{what}: only {} writes acknowledged",
+        acked.lock().unwrap().len()
+    );
+}
+
+/// Every path in `acked` is in `/k` on the member at `addr`, after a sync.
+async fn check_acked(addr: &str, acked: &BTreeSet<String>) {
+    let reader = third_party(addr).await;
+    reader.sync("/k").await.unwrap();
+    let children: BTreeSet<String> = reader
+        .list_children("/k")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("/k/{c}"))
+        .collect();
+    let lost: Vec<&String> = acked.difference(&children).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost on {addr}: {lost:?}"
+    );
+}
+
+/// Clients of both crates write through the ensemble while its leader is SIGKILLed, twice
+/// for five members; their sessions survive, and every acknowledged write is there, also
+/// after the whole ensemble restarts.
+async fn leader_killed_while_clients_write(n: usize, kills: usize) {
+    let mut ensemble = Ensemble::new(n, "", &[]);
+    ensemble.start_all();
+    let mut leader = ensemble.leader().await;
+    let hosts = ensemble.hosts(0..n);
+    let setup = third_party(&hosts).await;
+    setup.create("/k", b"", OPEN).await.unwrap();
+
+    let third = third_party(&hosts).await;
+    let our = ours(&hosts).await;
+    let sessions = (third.session_id(), our.session_id());
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w1 = {
+        let c = third.clone();
+        writer("zkc", acked.clone(), stop.clone(), move |path| {
+            let c = c.clone();
+            async move { c.create(&path, b"x", OPEN).await.is_ok() }
+        })
+    };
+    let w2 = {
+        let c = our.clone();
+        writer("ours", acked.clone(), stop.clone(), move |path| {
+            let c = c.clone();
+            async move {
+                c.create(&path, b"x", &zk_client::CreateOptions::persistent())
+                    .await
+                    .is_ok()
+            }
+        })
+    };
+    until_acked(&acked, 0, 50, "before the kill").await;
+    let mut killed = Vec::new();
+    for _ in 0..kills {
+        ensemble.kill(leader);
+        killed.push(leader);
+        let before = acked.lock().unwrap().len();
+        leader = ensemble.leader().await;
+        assert!(!killed.contains(&leader));
+        until_acked(&acked, before, 50, "after the leader's kill").await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::join!(w1, w2);
+    assert_eq!((third.session_id(), our.session_id()), sessions);
+    let acked = acked.lock().unwrap().clone();
+    let zkc = acked.iter().filter(|p| p.starts_with("/k/zkc")).count();
+    let own = acked.len() - zkc;
+    assert!(zkc > 0 && own > 0, "both clients wrote: {zkc} and {own}");
+    let survivor = (0..n).find(|i| !killed.contains(i)).unwrap();
+    check_acked(&ensemble.addr(survivor), &acked).await;
+
+    // Every member stops (SIGKILL) and starts again: everything acknowledged is there,
+    // on every member, the killed leaders included.
+    drop((third, our, setup));
+    for i in 0..n {
+        ensemble.kill(i);
+    }
+    ensemble.start_all();
+    ensemble.leader().await;
+    for i in 0..n {
+        check_acked(&ensemble.addr(i), &acked).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_lose_their_leader_while_clients_write() {
+    leader_killed_while_clients_write(3, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_lose_two_leaders_in_turn_while_clients_write() {
+    leader_killed_while_clients_write(5, 2).await;
+}
+
+/// A follower that missed writes rejoins by DIFF; one whose log holds a txn the quorum
+/// never committed rejoins by TRUNC; one whose disk was wiped, behind a leader whose log
+/// starts after a snapshot, rejoins by SNAP. Each then serves every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_rejoin_through_diff_trunc_and_snap() {
+    let mut e = Ensemble::new(3, "snapCount=20", &[]);
+    e.start_all();
+    let leader = e.leader().await;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let c = third_party(&e.hosts(0..3)).await;
+    c.create("/r", b"", OPEN).await.unwrap();
+
+    // DIFF: a follower misses a few writes.
+    e.kill(a);
+    for i in 0..5 {
+        c.create(&format!("/r/diff-{i}"), b"", OPEN).await.unwrap();
+    }
+    e.start(a);
+    e.leader().await;
+    let log = e.log(leader);
+    assert!(log.contains("syncing learner by DIFF"), "{log}");
+    let on_a = third_party(&e.addr(a)).await;
+    on_a.sync("/r").await.unwrap();
+    assert_eq!(on_a.list_children("/r").await.unwrap().len(), 5);
+    drop(on_a);
+
+    // TRUNC: the leader logs a write its followers never log (they are stopped, then
+    // killed with it unread in their sockets), and dies.
+    drop(c);
+    let lone = third_party(&e.addr(leader)).await;
+    e.pause(a);
+    e.pause(b);
+    let orphan = tokio::time::timeout(
+        Duration::from_millis(300),
+        lone.create("/r/orphan", b"", OPEN),
+    )
+    .await;
+    assert!(!matches!(orphan, Ok(Ok(_))), "no quorum acknowledged it");
+    e.kill(a);
+    e.kill(b);
+    e.kill(leader);
+    drop(lone);
+    e.start(a);
+    e.start(b);
+    let new_leader = e.leader().await;
+    let c = third_party(&e.hosts([a, b])).await;
+    c.create("/r/after", b"", OPEN).await.unwrap();
+    e.start(leader);
+    e.leader().await;
+    let log = e.log(new_leader);
+    assert!(log.contains("syncing learner by TRUNC"), "{log}");
+    let old = third_party(&e.addr(leader)).await;
+    old.sync("/r").await.unwrap();
+    let children = old.list_children("/r").await.unwrap();
+    assert!(children.contains(&"after".to_string()), "{children:?}");
+    assert!(!children.contains(&"orphan".to_string()), "{children:?}");
+    drop(old);
+
+    // SNAP: more writes than snapCount, so every member snapshots; the ensemble
+    // restarts (each log now starts at a snapshot), and a member comes back with an
+    // empty disk.
+    for i in 0..60 {
+        c.create(&format!("/r/snap-{i}"), b"", OPEN).await.unwrap();
+    }
+    drop(c);
+    for i in 0..3 {
+        e.kill(i);
+    }
+    e.start_all();
+    let leader = e.leader().await;
+    let wiped = (leader + 1) % 3;
+    e.kill(wiped);
+    let dir = e.members[wiped].dir.join("version-2");
+    std::fs::remove_dir_all(&dir).unwrap();
+    e.start(wiped);
+    e.leader().await;
+    let log = e.log(leader);
+    assert!(log.contains("syncing learner by SNAP"), "{log}");
+    let back = third_party(&e.addr(wiped)).await;
+    back.sync("/r").await.unwrap();
+    assert_eq!(back.list_children("/r").await.unwrap().len(), 5 + 1 + 60);
+}
