@@ -248,7 +248,17 @@ impl DataTree {
         self.last_zxid
     }
 
-    /// Sets the last applied zxid (when a snapshot is loaded).
+    /// Writes `/zookeeper/config` as ZooKeeper does when a member starts or loads a
+    /// database: the ensemble's membership, version -1, `mzxid` the configuration's
+    /// version, `mtime` this member's clock. It is not a txn: the digest leaves the
+    /// `/zookeeper/` subtree out, and each member writes its own.
+    pub fn set_config_data(&mut self, data: Bytes, config_version: i64, time: i64) {
+        let mut out = Applied::default();
+        // The node exists in every tree `new` makes; a tree without it has nothing to set.
+        let _ = self.set_data(CONFIG_PATH, Some(data), -1, config_version, time, &mut out);
+    }
+
+    /// Sets the last zxid applied (a restore sets it to the last txn replayed).
     pub fn set_last_zxid(&mut self, zxid: i64) {
         self.last_zxid = zxid;
     }

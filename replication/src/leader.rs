@@ -85,6 +85,44 @@ pub(crate) struct Handler {
     held: VecDeque<Message>,
 }
 
+/// A leader's view of one connected learner, for the operator's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnerView {
+    /// The learner's id.
+    pub sid: Sid,
+    /// Whether it observes.
+    pub observer: bool,
+    /// Whether it is synced and serving (`UPTODATE` sent).
+    pub synced: bool,
+}
+
+impl crate::zab::Zab {
+    /// The learners connected to this leader (none unless leading).
+    pub fn learners(&self) -> Vec<LearnerView> {
+        match &self.role {
+            Role::Leading(leader) => leader
+                .learners
+                .iter()
+                .map(|(sid, h)| LearnerView {
+                    sid: *sid,
+                    observer: h.observer,
+                    synced: h.phase == Phase::Synced,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `sync` requests waiting for their commit: learners' and this member's own.
+    pub fn pending_syncs(&self) -> usize {
+        let learners = match &self.role {
+            Role::Leading(leader) => leader.learner_syncs.len(),
+            _ => 0,
+        };
+        learners + self.local_syncs.len()
+    }
+}
+
 /// The leader's state.
 #[derive(Debug, Clone)]
 pub(crate) struct Leader {

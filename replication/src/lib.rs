@@ -68,5 +68,6 @@ mod zab;
 pub use crate::config::Config;
 pub use crate::error::{ConfigError, HistoryError, ProposeError};
 pub use crate::history::History;
+pub use crate::leader::LearnerView;
 pub use crate::message::{Entry, Message, Sid, Touch};
 pub use crate::zab::{Input, Output, Persisted, State, Zab};

@@ -618,6 +618,38 @@ impl Config {
         })
     }
 
+    /// The ensemble's membership as ZooKeeper writes it to `/zookeeper/config` and
+    /// shows it in `conf`: a `server.N=host:quorumPort:electionPort:role[;host:port]`
+    /// line a member, then `version=<hex>` (0 for a configuration no reconfig wrote),
+    /// lines joined by `\n` with none after the last. `None` standalone.
+    pub fn membership(&self) -> Option<String> {
+        if !self.is_distributed() {
+            return None;
+        }
+        let mut lines: Vec<String> = self
+            .servers
+            .values()
+            .map(|s| {
+                let role = match s.role {
+                    zk_election::Role::Observer => "observer",
+                    _ => "participant",
+                };
+                let mut line = format!(
+                    "server.{}={}:{}:{role}",
+                    s.sid,
+                    s.quorum_addr(),
+                    s.election_port
+                );
+                if let Some((host, port)) = &s.client {
+                    line.push_str(&format!(";{host}:{port}"));
+                }
+                line
+            })
+            .collect();
+        lines.push("version=0".into());
+        Some(lines.join("\n"))
+    }
+
     /// Whether a four-letter word is allowed.
     pub fn allows(&self, word: &str) -> bool {
         self.four_letter_words.iter().any(|w| w == "*" || w == word)

@@ -75,7 +75,7 @@ pub(crate) struct Ensemble {
     pub(crate) observer: bool,
     started: Instant,
     tasks: Vec<JoinHandle<()>>,
-    /// Sync headers received as a learner, for the operator's figures.
+    /// Syncs served as leader by kind (`DIFF`, `TRUNC`, `SNAP`), for the operator.
     pub(crate) syncs: BTreeMap<&'static str, u64>,
     snap_dir: PathBuf,
     log_dir: PathBuf,

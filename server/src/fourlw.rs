@@ -22,6 +22,10 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
     let mut out = String::new();
+    if status.mode == "looking" && !matches!(word, "ruok" | "envi" | "isro") {
+        // As ZooKeeper answers while it looks for a leader or syncs with one.
+        return "This ZooKeeper instance is not currently serving requests\n".into();
+    }
     let latency = status.latency();
     let (min, max) = (latency.min_ms(), latency.max_ms());
     let avg = java_double(latency.avg_ms());
@@ -33,6 +37,7 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
         .collect();
     match word {
         "ruok" => out.push_str("imok"),
+        "isro" if status.mode == "looking" => out.push_str("null"),
         "isro" => out.push_str("rw"),
         "srvr" | "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");
@@ -51,6 +56,10 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
             let _ = writeln!(out, "Zxid: {zxid:#x}");
             let _ = writeln!(out, "Mode: {}", status.mode);
             let _ = writeln!(out, "Node count: {nodes}");
+            if let Some(e) = status.ensemble.as_ref().filter(|_| status.mode == "leader") {
+                let (last, min, max) = e.proposal_sizes;
+                let _ = writeln!(out, "Proposal sizes last/min/max: {last}/{min}/{max}");
+            }
         }
         "conf" => {
             let c = engine.config();
@@ -77,6 +86,17 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
                 c.max_session_timeout.as_millis()
             );
             let _ = writeln!(out, "serverId={}", c.server_id);
+            if let (Some(membership), Some(me)) = (c.membership(), c.servers.get(&c.server_id)) {
+                let _ = writeln!(out, "initLimit={}", c.init_limit);
+                let _ = writeln!(out, "syncLimit={}", c.sync_limit);
+                let _ = writeln!(out, "electionAlg=3");
+                let _ = writeln!(out, "electionPort={}", me.election_port);
+                let _ = writeln!(out, "quorumPort={}", me.quorum_port);
+                let observer = me.role == zk_election::Role::Observer;
+                let _ = writeln!(out, "peerType={}", u8::from(observer));
+                // As ZooKeeper prints it: a space after the colon, no newline at the end.
+                let _ = write!(out, "membership: \n{membership}");
+            }
         }
         "cons" => {
             for c in &status.connections {
@@ -154,6 +174,37 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
             ];
             for (key, value) in lines {
                 let _ = writeln!(out, "{key}\t{value}");
+                if let (Some(e), "zk_server_state") = (&status.ensemble, key) {
+                    let _ = writeln!(out, "zk_peer_state\t{}", e.peer_state);
+                }
+            }
+            if let Some(e) = &status.ensemble {
+                let _ = writeln!(out, "zk_quorum_size\t{}", e.quorum_size);
+                let _ = writeln!(out, "zk_proposal_count\t{}", e.proposals);
+                if status.mode == "leader" {
+                    let (last, min, max) = e.proposal_sizes;
+                    let leader = [
+                        ("zk_learners", e.learners as i64),
+                        ("zk_synced_followers", e.synced_followers as i64),
+                        ("zk_synced_non_voting_followers", 0),
+                        ("zk_synced_observers", e.synced_observers as i64),
+                        ("zk_pending_syncs", e.pending_syncs as i64),
+                        (
+                            "zk_leader_uptime",
+                            e.leader_uptime_ms.map_or(0, |ms| ms as i64),
+                        ),
+                        ("zk_last_proposal_size", last),
+                        ("zk_min_proposal_size", min),
+                        ("zk_max_proposal_size", max),
+                    ];
+                    for (key, value) in leader {
+                        let _ = writeln!(out, "{key}\t{value}");
+                    }
+                }
+                for (kind, count) in &e.syncs {
+                    let _ = writeln!(out, "zk_{}_count\t{count}", kind.to_ascii_lowercase());
+                }
+                let _ = writeln!(out, "zk_looking_count\t{}", e.elections);
             }
             if let Some((open, max)) = crate::status::file_descriptors() {
                 let _ = writeln!(out, "zk_open_file_descriptor_count\t{open}");

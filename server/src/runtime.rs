@@ -20,7 +20,7 @@ use crate::engine::{ConnId, Engine, Input, Now, Output, Role};
 use crate::ensemble::{Ensemble, entry_of, log_entry_of};
 use crate::metrics::Throttle;
 use crate::snapshot;
-use crate::status::{LogStatus, Status};
+use crate::status::{EnsembleStatus, LogStatus, Status};
 
 /// What reaches the serving task.
 #[derive(Debug)]
@@ -146,6 +146,18 @@ pub(crate) fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What an ensemble's member counts for its operator.
+#[derive(Debug, Default)]
+struct Figures {
+    /// Proposals made as leader, and their last, smallest and largest size in bytes.
+    proposals: u64,
+    proposal_sizes: Option<(usize, usize, usize)>,
+    /// Elections decided.
+    elections: u64,
+    /// When this member last became an established leader.
+    leading_since: Option<Instant>,
+}
+
 /// The serving task's state.
 pub(crate) struct Runtime {
     engine: Engine,
@@ -157,6 +169,8 @@ pub(crate) struct Runtime {
     zab_inbox: VecDeque<zk_replication::Input>,
     /// A snapshot started: the replicated log rolls once Zab's outputs are carried out.
     roll_due: bool,
+    /// An ensemble member's own figures.
+    figures: Figures,
     io: HashMap<ConnId, ConnIo>,
     /// Connections with bytes in `pending`, to write at the next flush.
     dirty: Vec<ConnId>,
@@ -193,6 +207,7 @@ impl Runtime {
             ensemble,
             zab_inbox: VecDeque::new(),
             roll_due: false,
+            figures: Figures::default(),
             io: HashMap::new(),
             dirty: Vec::new(),
             out: Vec::new(),
@@ -288,6 +303,12 @@ impl Runtime {
         let storage = |e: zk_replication::storage::StorageError| format!("the txn log failed: {e}");
         match output {
             O::Send { to, message } => {
+                if let zk_replication::Message::Diff { .. }
+                | zk_replication::Message::Trunc { .. }
+                | zk_replication::Message::Snap { .. } = message
+                {
+                    *ensemble.syncs.entry(message.name()).or_default() += 1;
+                }
                 if !ensemble.send(to, message) {
                     self.zab_inbox.push_back(Z::Disconnected { peer: to });
                 }
@@ -423,6 +444,10 @@ impl Runtime {
                     }
                     _ => (Role::Learner, false, None),
                 };
+                self.figures.leading_since = match (role, serving) {
+                    (Role::Leader, true) => self.figures.leading_since.or(Some(Instant::now())),
+                    _ => None,
+                };
                 if (role, serving) != self.engine.role() {
                     tracing::info!(
                         ?state,
@@ -451,9 +476,18 @@ impl Runtime {
             }
             Output::Append(entry) => match &self.log {
                 Some(log) => log.append_marked(entry),
-                None => self
-                    .zab_inbox
-                    .push_back(zk_replication::Input::Propose(entry_of(&entry))),
+                None => {
+                    let entry = entry_of(&entry);
+                    let size = entry.data.len();
+                    let f = &mut self.figures;
+                    f.proposals += 1;
+                    f.proposal_sizes = Some(match f.proposal_sizes {
+                        None => (size, size, size),
+                        Some((_, min, max)) => (size, min.min(size), max.max(size)),
+                    });
+                    self.zab_inbox
+                        .push_back(zk_replication::Input::Propose(entry));
+                }
             },
             Output::Snapshot => self.start_snapshot(),
             Output::Purge => {
@@ -609,18 +643,15 @@ impl Runtime {
                     Event::Connected { peer } => zk_replication::Input::Connected { peer },
                     Event::Disconnected { peer } => zk_replication::Input::Disconnected { peer },
                     Event::Received { from, message } => {
-                        if let Some(e) = self.ensemble.as_mut() {
-                            if let zk_replication::Message::Diff { .. }
-                            | zk_replication::Message::Trunc { .. }
-                            | zk_replication::Message::Snap { .. } = message
-                            {
-                                tracing::info!(
-                                    leader = from,
-                                    "syncing with the leader: {}",
-                                    message.name()
-                                );
-                                *e.syncs.entry(message.name()).or_default() += 1;
-                            }
+                        if let zk_replication::Message::Diff { .. }
+                        | zk_replication::Message::Trunc { .. }
+                        | zk_replication::Message::Snap { .. } = message
+                        {
+                            tracing::info!(
+                                leader = from,
+                                "syncing with the leader: {}",
+                                message.name()
+                            );
                         }
                         zk_replication::Input::Receive { from, message }
                     }
@@ -630,6 +661,7 @@ impl Runtime {
             }
             Msg::Election(status) => {
                 if let Some(input) = self.ensemble.as_mut().and_then(|e| e.decision(status)) {
+                    self.figures.elections += 1;
                     self.zab_inbox.push_back(input);
                     self.pump();
                 }
@@ -663,6 +695,7 @@ impl Runtime {
         if let Some(ensemble) = &self.ensemble {
             let (role, serving) = self.engine.role();
             status.mode = mode_of(role, serving, ensemble.observer);
+            status.ensemble = Some(self.ensemble_status(ensemble));
         }
         let Some(log) = &self.log else {
             return status;
@@ -676,6 +709,54 @@ impl Runtime {
             commit_micros_max: load(&log.commit_micros_max),
         };
         status
+    }
+
+    /// An ensemble member's figures, from Zab and the runtime's counts.
+    fn ensemble_status(&self, ensemble: &Ensemble) -> EnsembleStatus {
+        use zk_replication::State;
+        let zab = &ensemble.zab;
+        let learners = zab.learners();
+        let synced = |observer: bool| {
+            learners
+                .iter()
+                .filter(|l| l.synced && l.observer == observer)
+                .count()
+        };
+        let peer_state = match zab.state() {
+            State::Looking => "looking",
+            State::Leading { epoch: None, .. } => "leading - discovery",
+            State::Leading {
+                established: false, ..
+            } => "leading - synchronization",
+            State::Leading { .. } => "leading - broadcast",
+            State::Learning {
+                observer, serving, ..
+            } => match (observer, serving) {
+                (false, false) => "following - synchronization",
+                (false, true) => "following - broadcast",
+                (true, false) => "observing - synchronization",
+                (true, true) => "observing - broadcast",
+            },
+        };
+        let f = &self.figures;
+        let sizes = f
+            .proposal_sizes
+            .map_or((-1, -1, -1), |(l, mn, mx)| (l as i64, mn as i64, mx as i64));
+        EnsembleStatus {
+            peer_state,
+            quorum_size: zab.config().verifier.voters().len(),
+            learners: learners.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: zab.pending_syncs(),
+            leader_uptime_ms: f
+                .leading_since
+                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            proposal_sizes: sizes,
+            proposals: f.proposals,
+            syncs: ensemble.syncs.iter().map(|(k, v)| (*k, *v)).collect(),
+            elections: f.elections,
+        }
     }
 
     /// Writes what each connection has pending: as much as its socket takes now; a full

@@ -194,6 +194,35 @@ pub(crate) struct Status {
     pub(crate) ephemerals: usize,
     pub(crate) sessions: usize,
     pub(crate) log: LogStatus,
+    /// An ensemble member's figures.
+    pub(crate) ensemble: Option<EnsembleStatus>,
+}
+
+/// What an ensemble's member reports beyond a standalone server's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EnsembleStatus {
+    /// ZooKeeper's `zk_peer_state`: the state and the Zab phase.
+    pub(crate) peer_state: &'static str,
+    /// Voting members.
+    pub(crate) quorum_size: usize,
+    /// Leader: learners connected.
+    pub(crate) learners: usize,
+    /// Leader: synced voting followers.
+    pub(crate) synced_followers: usize,
+    /// Leader: synced observers.
+    pub(crate) synced_observers: usize,
+    /// `sync` requests waiting for their commit.
+    pub(crate) pending_syncs: usize,
+    /// Leader: since it was established, in ms.
+    pub(crate) leader_uptime_ms: Option<u64>,
+    /// Leader: the last, smallest and largest proposal, in bytes (-1 before any).
+    pub(crate) proposal_sizes: (i64, i64, i64),
+    /// Proposals made (leader) or received (follower).
+    pub(crate) proposals: u64,
+    /// Leader: learners synced by kind (DIFF, TRUNC, SNAP) since the start.
+    pub(crate) syncs: Vec<(&'static str, u64)>,
+    /// Elections this member took part in since the start.
+    pub(crate) elections: u64,
 }
 
 impl Status {

@@ -235,3 +235,98 @@ async fn three_members_replicate_and_survive_the_leaders_end() {
         ensemble.stop(i).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_the_ensemble_as_zookeeper_shows_it() {
+    let mut ensemble = Ensemble::new(3);
+    for i in 0..3 {
+        ensemble.start(i).await;
+    }
+    let leader = ensemble.leader().await;
+    let follower = (leader + 1) % 3;
+
+    // /zookeeper/config holds the membership, as ZooKeeper 3.8 writes it: one line a
+    // member, the role spelled out, then the version; no txn wrote it.
+    let expected: Vec<String> = ensemble
+        .lines
+        .lines()
+        .filter(|l| l.starts_with("server."))
+        .map(|l| l.replacen(";", ":participant;", 1))
+        .chain(["version=0".to_string()])
+        .collect();
+    let c = client(&ensemble.addr(follower)).await;
+    let (data, stat) = c.get_data("/zookeeper/config").await.unwrap();
+    assert_eq!(String::from_utf8(data).unwrap(), expected.join("\n"));
+    assert_eq!(
+        (stat.czxid, stat.mzxid, stat.version, stat.aversion),
+        (0, 0, -1, -1)
+    );
+    assert_eq!(
+        c.create("/zookeeper/config/x", b"", OPEN)
+            .await
+            .unwrap_err(),
+        zk::Error::NoAuth
+    );
+
+    let conf = four_letter_word(&ensemble.addr(follower), "conf").await;
+    assert!(
+        conf.contains(&format!(
+            "serverId={}\ninitLimit=20\nsyncLimit=10\nelectionAlg=3\n",
+            follower + 1
+        )),
+        "{conf}"
+    );
+    assert!(
+        conf.ends_with(&format!(
+            "peerType=0\nmembership: \n{}",
+            expected.join("\n")
+        )),
+        "{conf}"
+    );
+    let mntr = four_letter_word(&ensemble.addr(leader), "mntr").await;
+    for line in [
+        "zk_server_state\tleader\nzk_peer_state\tleading - broadcast\n",
+        "zk_quorum_size\t3\n",
+        "zk_learners\t2\n",
+        "zk_synced_followers\t2\n",
+        "zk_synced_observers\t0\n",
+        "zk_diff_count\t2\n",
+    ] {
+        assert!(mntr.contains(line), "{line:?} in {mntr}");
+    }
+    let srvr = four_letter_word(&ensemble.addr(leader), "srvr").await;
+    assert!(srvr.contains("Mode: leader\n"), "{srvr}");
+    assert!(srvr.contains("Proposal sizes last/min/max: "), "{srvr}");
+    let srvr = four_letter_word(&ensemble.addr(follower), "srvr").await;
+    assert!(srvr.contains("Mode: follower\n"), "{srvr}");
+    assert_eq!(
+        four_letter_word(&ensemble.addr(follower), "isro").await,
+        "rw"
+    );
+
+    // Alone, a member serves nobody, and says so.
+    drop(c);
+    let survivor = follower;
+    for i in 0..3 {
+        if i != survivor {
+            ensemble.stop(i).await;
+        }
+    }
+    let addr = ensemble.addr(survivor);
+    let mut srvr = String::new();
+    for _ in 0..100 {
+        srvr = four_letter_word(&addr, "srvr").await;
+        if !srvr.contains("Mode: follower") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let not_serving = "This ZooKeeper instance is not currently serving requests\n";
+    assert_eq!(srvr, not_serving);
+    for word in ["stat", "mntr", "conf", "cons"] {
+        assert_eq!(four_letter_word(&addr, word).await, not_serving, "{word}");
+    }
+    assert_eq!(four_letter_word(&addr, "ruok").await, "imok");
+    assert_eq!(four_letter_word(&addr, "isro").await, "null");
+    ensemble.stop(survivor).await;
+}

@@ -294,6 +294,10 @@ impl Engine {
             snap_size_bytes: 0,
             random_roll: draw_roll(&mut rng, config.snap_count),
         };
+        let mut tree = tree;
+        if let Some(membership) = config.membership() {
+            tree.set_config_data(Bytes::from(membership), 0, now.wall_ms);
+        }
         let last = tree.last_zxid();
         Self {
             staged_digest: tree.digest(),
@@ -1267,6 +1271,10 @@ impl Engine {
     pub(crate) fn replace_tree(&mut self, tree: DataTree) {
         debug_assert!(self.conns.is_empty(), "tree replaced while serving");
         self.tree = tree;
+        if let Some(membership) = self.config.membership() {
+            self.tree
+                .set_config_data(Bytes::from(membership), 0, self.now.wall_ms);
+        }
         let mut sessions = Sessions::new(
             self.config.tick_time.as_millis() as u64,
             self.config.server_id,
@@ -1372,6 +1380,7 @@ impl Engine {
             ephemerals: self.tree.all_ephemerals().values().map(|p| p.len()).sum(),
             sessions: self.sessions.len(),
             log: Default::default(),
+            ensemble: None,
         }
     }
 }
