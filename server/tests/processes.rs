@@ -395,7 +395,8 @@ async fn members_rejoin_through_diff_trunc_and_snap() {
     e.start_all();
     let leader = e.leader().await;
     let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
-    let c = third_party(&e.hosts(0..3)).await;
+    // On the leader: the follower about to be killed may not hold the session.
+    let c = third_party(&e.addr(leader)).await;
     c.create("/r", b"", OPEN).await.unwrap();
 
     // DIFF: a follower misses a few writes.
@@ -467,4 +468,125 @@ async fn members_rejoin_through_diff_trunc_and_snap() {
     let back = third_party(&e.addr(wiped)).await;
     back.sync("/r").await.unwrap();
     assert_eq!(back.list_children("/r").await.unwrap().len(), 5 + 1 + 60);
+}
+
+/// A raw session on `addr` that creates the ephemeral `path`, then vanishes without
+/// closing (its socket is dropped): only expiry ends it. Returns its id.
+async fn abandoned_session(addr: &str, path: &str) -> i64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use zk_jute::proto::{ConnectRequest, ConnectResponse, CreateRequest, RequestHeader};
+    use zk_jute::{CreateMode, OpCode, Record};
+    fn frame(parts: &[&dyn Fn(&mut bytes::BytesMut)]) -> Vec<u8> {
+        let mut body = bytes::BytesMut::new();
+        for part in parts {
+            part(&mut body);
+        }
+        let mut out = (body.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out
+    }
+    async fn read_frame(s: &mut tokio::net::TcpStream) -> bytes::Bytes {
+        let len = s.read_i32().await.unwrap();
+        let mut buf = vec![0; len as usize];
+        s.read_exact(&mut buf).await.unwrap();
+        buf.into()
+    }
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connect = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 2_000,
+        session_id: 0,
+        passwd: Some(bytes::Bytes::from_static(&[0; 16])),
+        read_only: Some(false),
+    };
+    s.write_all(&frame(&[&|b| connect.encode(b)]))
+        .await
+        .unwrap();
+    let response =
+        ConnectResponse::decode(&mut zk_jute::Reader::new(read_frame(&mut s).await)).unwrap();
+    let header = RequestHeader {
+        xid: 1,
+        r#type: OpCode::Create.code(),
+    };
+    let create = CreateRequest {
+        path: path.into(),
+        data: Some(bytes::Bytes::new()),
+        acl: Some(vec![zk_jute::data::Acl {
+            perms: 31,
+            id: zk_jute::data::Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]),
+        flags: CreateMode::Ephemeral.code(),
+    };
+    s.write_all(&frame(&[&|b| header.encode(b), &|b| create.encode(b)]))
+        .await
+        .unwrap();
+    let reply = read_frame(&mut s).await;
+    let err = i32::from_be_bytes(reply[12..16].try_into().unwrap());
+    assert_eq!(err, 0, "the ephemeral is created");
+    response.session_id
+}
+
+/// Three voters and an observer: the observer serves reads and forwards writes; a
+/// session opened on a follower and abandoned expires once, on the leader's word, and
+/// its ephemeral vanishes from every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_serves_and_a_session_expires_once_everywhere() {
+    let mut e = Ensemble::new(4, "", &[4]);
+    e.start_all();
+    let leader = e.leader().await;
+    assert_eq!(e.modes()[3].as_deref(), Some("observer"));
+    let observer = third_party(&e.addr(3)).await;
+    observer
+        .create("/o", b"through the observer", OPEN)
+        .await
+        .unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let reader = third_party(&e.addr(follower)).await;
+    reader.sync("/o").await.unwrap();
+    assert_eq!(
+        reader.get_data("/o").await.unwrap().0,
+        b"through the observer"
+    );
+    reader
+        .set_data("/o", b"through a follower", None)
+        .await
+        .unwrap();
+    observer.sync("/o").await.unwrap();
+    assert_eq!(
+        observer.get_data("/o").await.unwrap().0,
+        b"through a follower"
+    );
+    let mntr = four_letter_word(&e.addr(leader), "mntr");
+    assert!(mntr.contains("zk_synced_observers\t1\n"), "{mntr}");
+    assert!(mntr.contains("zk_synced_followers\t2\n"), "{mntr}");
+
+    // An abandoned session on a follower: its touches stop, the leader expires it.
+    let session = abandoned_session(&e.addr(follower), "/o/eph").await;
+    assert!(observer.check_stat("/o/eph").await.unwrap().is_some());
+    let mut gone = false;
+    for _ in 0..200 {
+        observer.sync("/o").await.unwrap();
+        if observer.check_stat("/o/eph").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the abandoned session's ephemeral goes");
+    for i in 0..4 {
+        let c = third_party(&e.addr(i)).await;
+        c.sync("/o").await.unwrap();
+        assert!(
+            c.check_stat("/o/eph").await.unwrap().is_none(),
+            "member {i}"
+        );
+    }
+    let expired = format!("session expired session=\"{session:#x}\"");
+    let counts: Vec<usize> = (0..4).map(|i| e.log(i).matches(&expired).count()).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 1, "{counts:?}");
+    assert_eq!(counts[leader], 1, "{counts:?}");
 }

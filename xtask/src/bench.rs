@@ -256,7 +256,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 /// Cargo's target directory for this workspace (honours `CARGO_TARGET_DIR`).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let out = super::cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(super::root())

@@ -5,6 +5,7 @@ mod compat_clients;
 mod diff;
 mod docker_shim;
 mod election_bench;
+mod ensemble;
 mod replication_bench;
 mod servers;
 
@@ -57,6 +58,12 @@ cargo xtask <command>
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
                      `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
                      under the cargo target dir
+  ensemble [N] [--zookeeper] [--dir DIR] [--zk-server PATH]
+                     N members (3) on loopback, each a process with its own zoo.cfg, myid
+                     and data directory under DIR (target/ensemble, cleared first): our
+                     zk-server (release build, or PATH) or, with --zookeeper, Apache
+                     ZooKeeper 3.8.0. Prints the connect string once a leader serves;
+                     Ctrl-C stops every member
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
   bench [OPTIONS]    server benchmark: our zk-server (release build) against Apache ZooKeeper
@@ -121,6 +128,7 @@ fn main() -> Result<()> {
         Some("compat-clients") => compat_clients::compat_clients(rest),
         Some("fuzz") => fuzz(rest),
         Some("diff") => diff::run(rest),
+        Some("ensemble") => ensemble::run(rest),
         Some("sim") => sim(rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),

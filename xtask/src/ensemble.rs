@@ -1,0 +1,264 @@
+//! `cargo xtask ensemble [N]`: N members on loopback, each a process with its own
+//! `zoo.cfg`, `myid` and data directory, ours (release build) or Apache ZooKeeper 3.8.0's.
+//! Prints the connect string once a leader serves, and stops them all on Ctrl-C.
+//!
+//! The same [`LocalEnsemble`] starts ensembles for the tools that compare ours with
+//! Apache ZooKeeper's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::servers::{ServerProc, free_port, server_classpath};
+
+const USAGE: &str = "cargo xtask ensemble [N] [--zookeeper] [--dir DIR] [--zk-server PATH]";
+
+/// Which server the members run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Ours,
+    ZooKeeper,
+}
+
+/// Members on loopback, stopped on drop.
+pub(crate) struct LocalEnsemble {
+    pub(crate) kind: Kind,
+    pub(crate) members: Vec<Option<ServerProc>>,
+    pub(crate) addrs: Vec<SocketAddr>,
+    configs: Vec<PathBuf>,
+    dir: PathBuf,
+    binary: Option<PathBuf>,
+}
+
+impl LocalEnsemble {
+    /// Writes the configuration of `n` members under `dir` and starts them; returns once
+    /// every member answers `ruok`. `extra` goes into every `zoo.cfg`.
+    pub(crate) fn start(
+        kind: Kind,
+        n: usize,
+        dir: &Path,
+        binary: Option<&Path>,
+        extra: &str,
+    ) -> Result<Self> {
+        let mut servers = String::new();
+        let mut addrs = Vec::new();
+        for sid in 1..=n {
+            servers.push_str(&format!(
+                "server.{sid}=127.0.0.1:{}:{}\n",
+                free_port()?,
+                free_port()?
+            ));
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
+        let mut configs = Vec::new();
+        for sid in 1..=n {
+            let home = dir.join(format!("server{sid}"));
+            let data = home.join("data");
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            std::fs::write(data.join("myid"), format!("{sid}\n"))?;
+            let cfg = home.join("zoo.cfg");
+            let text = format!(
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                 clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n\
+                 admin.enableServer=false\n{extra}\n{servers}",
+                data.display(),
+                addrs[sid - 1].port()
+            );
+            std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
+            configs.push(cfg);
+        }
+        let mut ensemble = LocalEnsemble {
+            kind,
+            members: (0..n).map(|_| None).collect(),
+            addrs,
+            configs,
+            dir: dir.to_owned(),
+            binary: binary.map(Path::to_owned),
+        };
+        for i in 0..n {
+            ensemble.start_member(i)?;
+        }
+        Ok(ensemble)
+    }
+
+    /// Starts member `i` (0-based) again.
+    pub(crate) fn start_member(&mut self, i: usize) -> Result<()> {
+        let cfg = &self.configs[i];
+        let log = self.dir.join(format!("server{}/server.log", i + 1));
+        let cmd = match self.kind {
+            Kind::Ours => {
+                let binary = self.binary.as_ref().context("no zk-server binary")?;
+                let mut cmd = Command::new(binary);
+                cmd.arg(cfg).env("NO_COLOR", "1");
+                cmd
+            }
+            Kind::ZooKeeper => {
+                let mut cmd = crate::java(&server_classpath());
+                cmd.arg("-Xmx512m")
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(cfg);
+                cmd
+            }
+        };
+        let name = match self.kind {
+            Kind::Ours => "zk-server",
+            Kind::ZooKeeper => "Apache ZooKeeper",
+        };
+        self.members[i] = Some(ServerProc::spawn(name, cmd, self.addrs[i], log)?);
+        Ok(())
+    }
+
+    /// Each running member's `srvr` mode (`None` for one stopped or not answering).
+    pub(crate) fn modes(&self) -> Vec<Option<String>> {
+        (0..self.members.len())
+            .map(|i| {
+                self.members[i].as_ref()?;
+                let srvr = four_letter_blocking(self.addrs[i], "srvr");
+                srvr.lines()
+                    .find_map(|l| l.strip_prefix("Mode: "))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// Waits until every running member serves with one leader; returns the leader.
+    pub(crate) fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let modes = self.modes();
+            let running = self.members.iter().flatten().count();
+            let serving = modes
+                .iter()
+                .flatten()
+                .filter(|m| ["leader", "follower", "observer"].contains(&m.as_str()))
+                .count();
+            let leaders: Vec<usize> = (0..modes.len())
+                .filter(|i| modes[*i].as_deref() == Some("leader"))
+                .collect();
+            if leaders.len() == 1 && serving == running {
+                return Ok(leaders[0]);
+            }
+            if Instant::now() >= deadline {
+                bail!("no leader with every member serving after {timeout:?}: {modes:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `host:port,...` of every member.
+    pub(crate) fn connect_string(&self) -> String {
+        self.addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A four-letter word's answer, or an empty string.
+pub(crate) fn four_letter_blocking(addr: SocketAddr, word: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+    else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.write_all(word.as_bytes());
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+/// `cargo xtask ensemble`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut n = 3usize;
+    let mut kind = Kind::Ours;
+    let mut dir = None;
+    let mut binary = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--zookeeper" => kind = Kind::ZooKeeper,
+            "--dir" => dir = Some(PathBuf::from(args.next().context(USAGE)?)),
+            "--zk-server" => binary = Some(PathBuf::from(args.next().context(USAGE)?)),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            number if number.parse::<usize>().is_ok() => n = number.parse()?,
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    if n == 0 {
+        bail!("an ensemble needs at least one member\n{USAGE}");
+    }
+    let target = crate::bench::target_dir()?;
+    let dir = dir.unwrap_or_else(|| target.join("ensemble"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let binary = match (kind, binary) {
+        (Kind::Ours, None) => {
+            crate::run(crate::cargo().args(["build", "--release", "-p", "zk-server"]))?;
+            Some(target.join("release/zk-server"))
+        }
+        (_, binary) => binary,
+    };
+    eprintln!("starting {n} members under {}", dir.display());
+    let ensemble = LocalEnsemble::start(kind, n, &dir, binary.as_deref(), "")?;
+    let leader = ensemble.wait_for_leader(Duration::from_secs(60))?;
+    for (i, addr) in ensemble.addrs.iter().enumerate() {
+        let role = if i == leader { "leader" } else { "follower" };
+        eprintln!(
+            "server.{} {addr} {role}, log {}",
+            i + 1,
+            dir.join(format!("server{}/server.log", i + 1)).display()
+        );
+    }
+    println!("{}", ensemble.connect_string());
+    eprintln!("serving; Ctrl-C stops every member");
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc_flag(move || stop.store(true, Ordering::SeqCst))?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        for (i, member) in ensemble.members.iter().enumerate() {
+            if let Some(status) = member.as_ref().and_then(ServerProc::exited) {
+                bail!("server.{} exited with {status}", i + 1);
+            }
+        }
+    }
+    eprintln!("stopping");
+    drop(ensemble);
+    Ok(())
+}
+
+/// Runs `on_signal` on SIGINT or SIGTERM, from a thread of a small tokio runtime.
+fn ctrlc_flag(on_signal: impl FnOnce() + Send + 'static) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        on_signal();
+    });
+    Ok(())
+}
