@@ -89,6 +89,10 @@ pub struct Status {
     pub vote: Vote,
     /// Its round.
     pub round: i64,
+    /// How many rounds were asked for with [`Node::start_looking`] (or a [`Looker`])
+    /// and started: a caller that asked for its `n`th round knows that a status with
+    /// fewer is older than its request, whatever it says.
+    pub looks: u64,
 }
 
 enum Event {
@@ -442,6 +446,7 @@ async fn run_core(
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
     let mut outputs = election.handle(now_ms(), Input::StartLooking);
+    let mut looks = 0u64;
     loop {
         let mut unreachable_leader = None;
         for output in outputs.drain(..) {
@@ -477,6 +482,7 @@ async fn run_core(
             state: election.state(),
             vote: election.vote(),
             round: election.logical_clock(),
+            looks,
         });
         let deadline = election
             .next_deadline_ms()
@@ -498,7 +504,10 @@ async fn run_core(
                     link.up.store(false, Ordering::SeqCst);
                     Input::PeerDisconnected(sid)
                 }
-                Some(Event::StartLooking) => Input::StartLooking,
+                Some(Event::StartLooking) => {
+                    looks += 1;
+                    Input::StartLooking
+                }
                 Some(Event::SetData(data)) => {
                     election.set_peer_data(data);
                     continue;
@@ -568,6 +577,7 @@ impl Node {
             state: election.state(),
             vote: election.vote(),
             round: election.logical_clock(),
+            looks: 0,
         });
         let mut tasks = JoinSet::new();
         let service = Service {

@@ -158,7 +158,7 @@ impl Member {
             started: Instant::now(),
             status: status_tx,
             appended: false,
-            seen_looking: true,
+            looks: 0,
             tick_ms: config.tick_ms.max(1),
         };
         let task = tokio::spawn(runtime.run(ctl_rx));
@@ -258,9 +258,10 @@ struct Runtime<S, M> {
     status: watch::Sender<MemberStatus>,
     /// Appends since the last sync.
     appended: bool,
-    /// Whether the election was seen looking since the core last took a decision (a
-    /// decision seen before is stale).
-    seen_looking: bool,
+    /// Rounds asked of the election since the start: a status that has started fewer
+    /// is older than the last request, and its decision stale (it names the leader
+    /// just lost).
+    looks: u64,
     tick_ms: u64,
 }
 
@@ -292,14 +293,12 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                     }
                     let s = *election.borrow_and_update();
                     match s.state {
-                        ServerState::Looking => self.seen_looking = true,
-                        _ if !self.seen_looking || self.zab.state() != State::Looking => {}
+                        _ if s.looks < self.looks || self.zab.state() != State::Looking => {}
+                        ServerState::Looking => {}
                         ServerState::Leading => {
-                            self.seen_looking = false;
                             inputs.push(Input::Lead { election_epoch: s.vote.election_epoch });
                         }
                         _ => {
-                            self.seen_looking = false;
                             inputs.push(Input::Follow {
                                 leader: s.vote.leader,
                                 election_epoch: s.vote.election_epoch,
@@ -516,9 +515,8 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                 self.storage.reset(zxid)?;
             }
             Output::State(State::Looking) => {
-                // The election may decide (join a leader) before this task sees it
-                // looking: any decision from now on is a new one.
-                self.seen_looking = true;
+                // Statuses sent before this request is handled are stale.
+                self.looks += 1;
                 self.election.set_peer_data(self.zab.peer_data()).await;
                 self.election.start_looking().await;
             }

@@ -68,9 +68,9 @@ pub(crate) struct Ensemble {
     snapshot_rx: BytesMut,
     /// Appends since the last sync.
     pub(crate) appended: bool,
-    /// Whether the election was seen looking since Zab last took its decision (a
-    /// decision seen before is stale).
-    seen_looking: bool,
+    /// Rounds asked of the election: a status that has started fewer is older than the
+    /// last request, and its decision stale.
+    looks: u64,
     /// This member observes rather than votes.
     pub(crate) observer: bool,
     started: Instant,
@@ -213,7 +213,7 @@ impl Ensemble {
             quorum_addrs,
             snapshot_rx: BytesMut::new(),
             appended: false,
-            seen_looking: true,
+            looks: 0,
             started: Instant::now(),
             tasks,
             syncs: BTreeMap::new(),
@@ -231,33 +231,28 @@ impl Ensemble {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// What the election's news means for Zab: a decision it has not taken yet.
+    /// What the election's news means for Zab: a decision it has not taken yet. Zab
+    /// takes one only while looking, and only from a round started after its last
+    /// request (a status sent before the request was handled names the old leader).
     pub(crate) fn decision(&mut self, status: zk_election::transport::Status) -> Option<Input> {
+        if status.looks < self.looks || self.zab.state() != State::Looking {
+            return None;
+        }
         match status.state {
-            ServerState::Looking => {
-                self.seen_looking = true;
-                None
-            }
-            _ if !self.seen_looking || self.zab.state() != State::Looking => None,
-            ServerState::Leading => {
-                self.seen_looking = false;
-                Some(Input::Lead {
-                    election_epoch: status.vote.election_epoch,
-                })
-            }
-            _ => {
-                self.seen_looking = false;
-                Some(Input::Follow {
-                    leader: status.vote.leader,
-                    election_epoch: status.vote.election_epoch,
-                })
-            }
+            ServerState::Looking => None,
+            ServerState::Leading => Some(Input::Lead {
+                election_epoch: status.vote.election_epoch,
+            }),
+            _ => Some(Input::Follow {
+                leader: status.vote.leader,
+                election_epoch: status.vote.election_epoch,
+            }),
         }
     }
 
     /// Zab left its role: a new election round, voting with the log as it is.
     pub(crate) fn look(&mut self) {
-        self.seen_looking = true;
+        self.looks += 1;
         let _ = self.look.send(self.zab.peer_data());
     }
 

@@ -38,6 +38,7 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
     match word {
         "ruok" => out.push_str("imok"),
         "isro" if status.mode == "looking" => out.push_str("null"),
+        "isro" if status.mode == "read-only" => out.push_str("ro"),
         "isro" => out.push_str("rw"),
         "srvr" | "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");

@@ -156,6 +156,8 @@ struct Figures {
     elections: u64,
     /// When this member last became an established leader.
     leading_since: Option<Instant>,
+    /// When this member last started looking for a leader.
+    looking_since: Option<Instant>,
 }
 
 /// The serving task's state.
@@ -268,6 +270,26 @@ impl Runtime {
             }
         }
         self.ensemble = Some(ensemble);
+    }
+
+    /// ZooKeeper's read-only server: with `readonlymode.enabled`, a member that has
+    /// looked for a leader for `max(2 s, tickTime)` serves read-only clients.
+    fn maybe_read_only(&mut self) {
+        let config = self.engine.config();
+        let grace = config.tick_time.max(std::time::Duration::from_secs(2));
+        let due = config.read_only_mode
+            && !self.engine.is_read_only()
+            && self
+                .figures
+                .looking_since
+                .is_some_and(|t| t.elapsed() >= grace);
+        if due {
+            let mut out = Vec::new();
+            self.engine.set_read_only(true, &mut out);
+            for output in out {
+                self.carry_out(output);
+            }
+        }
     }
 
     /// Syncs the replicated log if anything was appended, and tells Zab how far it is
@@ -444,6 +466,12 @@ impl Runtime {
                     }
                     _ => (Role::Learner, false, None),
                 };
+                self.figures.looking_since = match state {
+                    zk_replication::State::Looking => {
+                        self.figures.looking_since.or(Some(Instant::now()))
+                    }
+                    _ => None,
+                };
                 self.figures.leading_since = match (role, serving) {
                     (Role::Leader, true) => self.figures.leading_since.or(Some(Instant::now())),
                     _ => None,
@@ -452,7 +480,7 @@ impl Runtime {
                     tracing::info!(
                         ?state,
                         "serving as {}",
-                        mode_of(role, serving, ensemble.observer)
+                        mode_of(role, serving, ensemble.observer, false)
                     );
                     let mut out = Vec::new();
                     self.engine.set_role(role, serving, next, &mut out);
@@ -683,6 +711,7 @@ impl Runtime {
                     }
                     self.zab_inbox.push_back(zk_replication::Input::Tick);
                     self.pump();
+                    self.maybe_read_only();
                 }
             }
         }
@@ -694,7 +723,7 @@ impl Runtime {
         let mut status = self.engine.status(self.now());
         if let Some(ensemble) = &self.ensemble {
             let (role, serving) = self.engine.role();
-            status.mode = mode_of(role, serving, ensemble.observer);
+            status.mode = mode_of(role, serving, ensemble.observer, self.engine.is_read_only());
             status.ensemble = Some(self.ensemble_status(ensemble));
         }
         let Some(log) = &self.log else {
@@ -864,10 +893,11 @@ impl Runtime {
 }
 
 /// What `srvr` and `mntr` call a member's mode.
-pub(crate) fn mode_of(role: Role, serving: bool, observer: bool) -> &'static str {
+pub(crate) fn mode_of(role: Role, serving: bool, observer: bool, read_only: bool) -> &'static str {
     match (role, serving) {
         (Role::Standalone, _) => "standalone",
         (Role::Leader, true) => "leader",
+        (_, false) if read_only => "read-only",
         (_, false) => "looking",
         (Role::Learner, true) if observer => "observer",
         (Role::Learner, true) => "follower",

@@ -15,13 +15,19 @@ static OPEN: &zk::CreateOptions<'static> =
 static EPHEMERAL: &zk::CreateOptions<'static> =
     &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, below the ephemeral range (32768 and up on Linux): a port picked
+/// there may become some connection's source port before the server binds it. Each
+/// test binary draws from its own block, never the same port twice.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 48) * 256;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 256) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// An ensemble's `zoo.cfg` lines and each member's ports and directory.
@@ -35,7 +41,7 @@ struct Ensemble {
 impl Ensemble {
     fn new(n: usize) -> Self {
         let mut lines = String::from(
-            "tickTime=100\ninitLimit=20\nsyncLimit=10\nminSessionTimeout=2000\n\
+            "tickTime=100\ninitLimit=20\nsyncLimit=10\nminSessionTimeout=2000\nmaxSessionTimeout=30000\n\
              4lw.commands.whitelist=*\n",
         );
         let mut client_ports = Vec::new();
@@ -137,7 +143,7 @@ async fn client(connect: &str) -> zk::Client {
     with_timeout(
         "connect",
         zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(6))
+            .with_session_timeout(Duration::from_secs(15))
             .connect(connect),
     )
     .await

@@ -17,13 +17,19 @@ use zookeeper_client as zk;
 static OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, below the ephemeral range (32768 and up on Linux): a port picked
+/// there may become some connection's source port before the server binds it. Each
+/// test binary draws from its own block, never the same port twice.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 48) * 256;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 256) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One member: its directory, client port and process.
@@ -37,6 +43,8 @@ struct Member {
 struct Ensemble {
     _root: tempfile::TempDir,
     members: Vec<Member>,
+    /// `SERVER_JVMFLAGS` for every member (`-D` system properties, as ZooKeeper's).
+    jvmflags: String,
 }
 
 impl Ensemble {
@@ -92,6 +100,7 @@ impl Ensemble {
         Ensemble {
             _root: root,
             members,
+            jvmflags: String::new(),
         }
     }
 
@@ -106,6 +115,7 @@ impl Ensemble {
         let child = Command::new(env!("CARGO_BIN_EXE_zk-server"))
             .arg(m.dir.join("zoo.cfg"))
             .env("RUST_LOG", "info")
+            .env("SERVER_JVMFLAGS", &self.jvmflags)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -185,20 +195,22 @@ impl Ensemble {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut logs = String::new();
+        panic!("no leader with every member serving: {}", self.dump());
+    }
+
+    /// Each member's mode and the end of its log, for a failure's message.
+    fn dump(&self) -> String {
+        let mut out = format!("{:?}\n", self.modes());
         for i in 0..self.members.len() {
             let log = self.log(i);
             let lines: Vec<&str> = log.lines().collect();
-            logs.push_str(&format!("--- member {}\n", i + 1));
-            for line in &lines[lines.len().saturating_sub(25)..] {
-                logs.push_str(line);
-                logs.push('\n');
+            out.push_str(&format!("--- member {}\n", i + 1));
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                out.push_str(line);
+                out.push('\n');
             }
         }
-        panic!(
-            "no leader with every member serving: {:?}\n{logs}",
-            self.modes()
-        );
+        out
     }
 }
 
@@ -278,16 +290,17 @@ where
 }
 
 /// Waits until `acked` holds `more` writes beyond `from`.
-async fn until_acked(acked: &Acked, from: usize, more: usize, what: &str) {
+async fn until_acked(e: &Ensemble, acked: &Acked, from: usize, more: usize, what: &str) {
     for _ in 0..600 {
         if acked.lock().unwrap().len() >= from + more {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let n = acked.lock().unwrap().len();
     panic!(
-        "{what}: only {} writes acknowledged",
-        acked.lock().unwrap().len()
+        "{what}: {n} writes acknowledged, {from} before\n{}",
+        e.dump()
     );
 }
 
@@ -343,7 +356,7 @@ async fn leader_killed_while_clients_write(n: usize, kills: usize) {
             }
         })
     };
-    until_acked(&acked, 0, 50, "before the kill").await;
+    until_acked(&ensemble, &acked, 0, 50, "before the kill").await;
     let mut killed = Vec::new();
     for _ in 0..kills {
         ensemble.kill(leader);
@@ -351,7 +364,7 @@ async fn leader_killed_while_clients_write(n: usize, kills: usize) {
         let before = acked.lock().unwrap().len();
         leader = ensemble.leader().await;
         assert!(!killed.contains(&leader));
-        until_acked(&acked, before, 50, "after the leader's kill").await;
+        until_acked(&ensemble, &acked, before, 50, "after the leader's kill").await;
     }
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::join!(w1, w2);
@@ -495,7 +508,7 @@ async fn abandoned_session(addr: &str, path: &str) -> i64 {
     let connect = ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
-        timeout: 2_000,
+        timeout: 4_000,
         session_id: 0,
         passwd: Some(bytes::Bytes::from_static(&[0; 16])),
         read_only: Some(false),
@@ -566,6 +579,7 @@ async fn an_observer_serves_and_a_session_expires_once_everywhere() {
 
     // An abandoned session on a follower: its touches stop, the leader expires it.
     let session = abandoned_session(&e.addr(follower), "/o/eph").await;
+    observer.sync("/o").await.unwrap();
     assert!(observer.check_stat("/o/eph").await.unwrap().is_some());
     let mut gone = false;
     for _ in 0..200 {
@@ -589,4 +603,93 @@ async fn an_observer_serves_and_a_session_expires_once_everywhere() {
     let counts: Vec<usize> = (0..4).map(|i| e.log(i).matches(&expired).count()).collect();
     assert_eq!(counts.iter().sum::<usize>(), 1, "{counts:?}");
     assert_eq!(counts[leader], 1, "{counts:?}");
+}
+
+/// With `readonlymode.enabled`, a member cut off from its quorum serves clients that ask
+/// for a read-only session: reads answer, writes get `NotReadOnly`, `isro` says `ro`;
+/// a client that did not ask is turned away. Once the quorum is back it serves
+/// read-write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cut_off_serves_read_only_clients() {
+    let mut e = Ensemble::new(3, "", &[]);
+    e.jvmflags = "-Dreadonlymode.enabled=true".into();
+    e.start_all();
+    let leader = e.leader().await;
+    let survivor = (leader + 1) % 3;
+    let c = third_party(&e.addr(leader)).await;
+    c.create("/ro", b"kept", OPEN).await.unwrap();
+    let on_survivor = third_party(&e.addr(survivor)).await;
+    on_survivor.sync("/ro").await.unwrap();
+    assert_eq!(four_letter_word(&e.addr(survivor), "isro"), "rw");
+    drop((c, on_survivor));
+    for i in 0..3 {
+        if i != survivor {
+            e.kill(i);
+        }
+    }
+    let mut isro = String::new();
+    for _ in 0..200 {
+        isro = four_letter_word(&e.addr(survivor), "isro");
+        if isro == "ro" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(isro, "ro", "{}", e.dump());
+    let srvr = four_letter_word(&e.addr(survivor), "srvr");
+    assert!(srvr.contains("Mode: read-only\n"), "{srvr}");
+
+    let ro = tokio::time::timeout(
+        Duration::from_secs(30),
+        zk::Client::connector()
+            .with_readonly(true)
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&e.addr(survivor)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(ro.get_data("/ro").await.unwrap().0, b"kept");
+    assert_eq!(
+        ro.create("/ro/new", b"", OPEN).await.unwrap_err(),
+        zk::Error::NotReadOnly
+    );
+    let options = zk_client::ClientOptions {
+        read_only: true,
+        session_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let ours = zk_client::Client::connect(&e.addr(survivor), options)
+        .await
+        .unwrap();
+    assert_eq!(&ours.get_data("/ro").await.unwrap().0[..], b"kept");
+    assert_eq!(
+        ours.set_data("/ro", b"x", None).await.unwrap_err(),
+        zk_client::Error::NotReadOnly
+    );
+    let refused = zk_client::ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            zk_client::Client::connect(&e.addr(survivor), refused)
+        )
+        .await
+        .map_or(true, |r| r.is_err()),
+        "a read-write client is turned away"
+    );
+    drop((ro, ours));
+
+    // The quorum is back: read-write again.
+    for i in 0..3 {
+        if i != survivor {
+            e.start(i);
+        }
+    }
+    e.leader().await;
+    assert_eq!(four_letter_word(&e.addr(survivor), "isro"), "rw");
+    let rw = third_party(&e.addr(survivor)).await;
+    rw.create("/ro/new", b"", OPEN).await.unwrap();
 }

@@ -33,7 +33,7 @@ use zookeeper_client as zk;
 use crate::servers::four_letter;
 
 /// Set when a debug build hands over to the release build, so it does not loop.
-const REEXEC_ENV: &str = "XTASK_BENCH_RELEASE";
+pub(crate) const REEXEC_ENV: &str = "XTASK_BENCH_RELEASE";
 /// Apache ZooKeeper's standalone entry point.
 const ZK_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 /// Its jar names the rest of the classpath in its manifest (Debian's package).
@@ -42,7 +42,7 @@ const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 const ZK_LOG_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 
 /// Every value written: 100 bytes.
-const VALUE: [u8; 100] = [b'v'; 100];
+pub(crate) const VALUE: [u8; 100] = [b'v'; 100];
 /// Znodes read and written by setData, getData, exists and the mix.
 const KEYS: usize = 1000;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,7 +56,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-static OPEN: &zk::CreateOptions<'static> =
+pub(crate) static OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 
 /// Which server.
@@ -566,7 +566,7 @@ async fn connect(port: u16, eager: bool) -> Result<zk::Client> {
 }
 
 /// `n` sessions, opened 100 at a time.
-async fn connect_many(port: u16, n: usize) -> Result<Vec<zk::Client>> {
+pub(crate) async fn connect_many(port: u16, n: usize) -> Result<Vec<zk::Client>> {
     let mut clients = Vec::with_capacity(n);
     while clients.len() < n {
         let batch = (n - clients.len()).min(100);
@@ -581,7 +581,7 @@ async fn connect_many(port: u16, n: usize) -> Result<Vec<zk::Client>> {
 }
 
 /// Creates every path (pipelined, 256 at a time); an existing node is fine.
-async fn create_all(client: &zk::Client, paths: &[String]) -> Result<()> {
+pub(crate) async fn create_all(client: &zk::Client, paths: &[String]) -> Result<()> {
     for chunk in paths.chunks(256) {
         let pending: Vec<_> = chunk
             .iter()
@@ -639,7 +639,7 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
 
 /// One kind of request.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Op {
+pub(crate) enum Op {
     Create,
     /// Creates with one parent per session, nothing deleted: the tree grows through the
     /// measurements (and the snapshots with it), as an application's would.
@@ -704,14 +704,14 @@ impl Op {
 }
 
 /// What a measurement's workers do.
-struct Work {
-    op: Op,
-    keys: Arc<Vec<String>>,
+pub(crate) struct Work {
+    pub(crate) op: Op,
+    pub(crate) keys: Arc<Vec<String>>,
     /// Parent of the znodes `create` makes.
-    prefix: String,
+    pub(crate) prefix: String,
     /// Requests each session keeps outstanding (workers `c * outstanding ..` are session
     /// `c`'s).
-    outstanding: usize,
+    pub(crate) outstanding: usize,
 }
 
 fn next_random(state: &mut u64) -> u64 {
@@ -753,23 +753,23 @@ async fn do_op(
 }
 
 /// What one measurement saw.
-struct Sample {
-    ops: u64,
-    secs: f64,
-    errors: u64,
-    first_error: Option<String>,
+pub(crate) struct Sample {
+    pub(crate) ops: u64,
+    pub(crate) secs: f64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
     /// Per completed request in the window, in µs, when asked for.
-    latencies: Vec<u32>,
+    pub(crate) latencies: Vec<u32>,
     /// Requests each worker made, in worker order (for creates: the names it used).
-    attempts: Vec<u64>,
+    pub(crate) attempts: Vec<u64>,
 }
 
 impl Sample {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.ops as f64 / self.secs
     }
 
-    fn percentile(&self, p: usize) -> f64 {
+    pub(crate) fn percentile(&self, p: usize) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         match sorted.len() {
@@ -781,7 +781,7 @@ impl Sample {
 
 /// Runs `outstanding` workers per client, each one request at a time, for the warmup and
 /// then the measured window; counts what completes inside the window.
-async fn drive(
+pub(crate) async fn drive(
     clients: &[zk::Client],
     outstanding: usize,
     work: Arc<Work>,

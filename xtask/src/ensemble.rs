@@ -100,7 +100,7 @@ impl LocalEnsemble {
             }
             Kind::ZooKeeper => {
                 let mut cmd = crate::java(&server_classpath());
-                cmd.arg("-Xmx512m")
+                cmd.arg("-Xmx2g")
                     .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                     .arg(cfg);
                 cmd
@@ -112,6 +112,15 @@ impl LocalEnsemble {
         };
         self.members[i] = Some(ServerProc::spawn(name, cmd, self.addrs[i], log)?);
         Ok(())
+    }
+
+    /// Stops member `i` with SIGKILL, as a crash would.
+    pub(crate) fn kill_member(&mut self, i: usize) {
+        if let Some(member) = self.members[i].take() {
+            let mut child = member.child.borrow_mut();
+            crate::servers::signal_group(child.id(), "-KILL");
+            let _ = crate::servers::wait_for_exit(&mut child, Duration::from_secs(10));
+        }
     }
 
     /// Each running member's `srvr` mode (`None` for one stopped or not answering).

@@ -6,6 +6,7 @@ mod diff;
 mod docker_shim;
 mod election_bench;
 mod ensemble;
+mod ensemble_bench;
 mod replication_bench;
 mod servers;
 
@@ -88,6 +89,15 @@ cargo xtask <command>
                      (one JVM per member, loopback; the leader killed with SIGKILL, a new
                      one found with srvr); the stopped member rejoins before each next run.
                      Prints median and p99 per ensemble size
+  bench ensemble [--secs 5] [--warmup 1] [--znodes 1000000] [--only ours|zookeeper]
+                 [--report FILE] [--keep]
+                     three-member ensembles of our zk-server and of Apache ZooKeeper 3.8.0
+                     (processes on loopback, forceSync on), one after the other: create and
+                     setData 16x16 through the leader and a follower, getData 16x16 through
+                     a follower, create p50/p99 at 1x1 through a follower, failover (leader
+                     SIGKILLed until a write completes on a survivor), rejoin of a wiped
+                     follower by SNAP with Z znodes; a table of ratios against the targets
+                     (target/bench-ensemble-report.md)
   bench replication [--secs 5] [--outstanding 1,64]
                      zk-replication's commits: three members over loopback gRPC and one
                      member (its runtime, ZooKeeper's txn log, fsync on), and
@@ -134,6 +144,7 @@ fn main() -> Result<()> {
             Some("micro") => micro_bench(&rest[1..]),
             Some("election") => election_bench::run(&rest[1..]),
             Some("replication") => replication_bench::run(&rest[1..]),
+            Some("ensemble") => ensemble_bench::run(&rest[1..]),
             _ => bench::run(rest),
         },
         Some("help" | "--help" | "-h") | None => {

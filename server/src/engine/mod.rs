@@ -247,6 +247,11 @@ pub(crate) struct Engine {
     /// established epoch or has synced with its leader. Until then a connection is
     /// closed at once, and the client tries another server.
     serving: bool,
+    /// Read-only mode (`readonlymode.enabled`): a member cut off from its quorum serves
+    /// clients that asked for a read-only session, reads only.
+    read_only: bool,
+    /// Sessions opened here while read-only: they live here alone, and end with it.
+    read_only_sessions: BTreeSet<i64>,
     /// Sessions this learner's clients touched since the leader last heard of them.
     touched: BTreeSet<i64>,
     /// A learner's `sync`s waiting for the leader, by token.
@@ -313,6 +318,8 @@ impl Engine {
             overlay: Overlay::default(),
             role,
             serving: true,
+            read_only: false,
+            read_only_sessions: BTreeSet::new(),
             touched: BTreeSet::new(),
             sync_tokens: HashMap::new(),
             next_sync_token: 1,
@@ -431,9 +438,12 @@ impl Engine {
     // ----- connections and sessions -----
 
     fn connect(&mut self, conn: ConnId, addr: SocketAddr, request: ConnectRequest) {
-        if !self.serving {
-            // As ZooKeeper's "not running" server: the connection closes unanswered.
-            tracing::debug!(%addr, "closing a connection: this member is not serving yet");
+        let read_only_session = !self.serving && self.read_only;
+        let admitted = self.serving || (read_only_session && request.read_only == Some(true));
+        if !admitted {
+            // As ZooKeeper's "not running" server (or its read-only server, to a client
+            // that did not ask for a read-only session): the connection closes unanswered.
+            tracing::debug!(%addr, "closing a connection: this member is not serving");
             self.out.push(Output::Close { conn });
             return;
         }
@@ -468,12 +478,26 @@ impl Engine {
             self.config.max_session_timeout.as_millis(),
         );
         let timeout = (request.timeout.max(0) as u128).clamp(min, max) as i32;
-        let read_only = request.read_only.map(|_| false);
+        let read_only = request.read_only.map(|_| read_only_session);
         if request.session_id != 0 {
             self.resume(conn, request, timeout, read_only);
             return;
         }
         let session = self.sessions.next_id();
+        if read_only_session {
+            // No txn: the session lives on this member alone, as on ZooKeeper's
+            // read-only server, and the tree is not written.
+            self.sessions
+                .add(session, timeout as u64, Some(conn), self.now.ms());
+            self.read_only_sessions.insert(session);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session = session;
+            }
+            let response = replies::connect_response(session, timeout, read_only);
+            self.send(conn, frame(response));
+            self.established(conn);
+            return;
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
             c.connecting = Some(replies::connect_response(session, timeout, read_only));
@@ -674,6 +698,9 @@ impl Engine {
         // Every request below is answered from the connection's queue, which counts it out.
         self.stats.outstanding += 1;
         let arrived_us = self.now.mono_us;
+        if !self.serving && self.read_only {
+            return self.read_only_request(conn, xid, op, body);
+        }
         if code == Some(OpCode::CloseSession) {
             self.queue_write(conn, xid, OpCode::CloseSession, Vec::new(), true);
             return self.close_session(session, Some((conn, xid)));
@@ -752,6 +779,51 @@ impl Engine {
                 self.drain(conn);
             }
         }
+    }
+
+    /// A request on a read-only member: reads are served; writes and `sync` are
+    /// answered `NotReadOnly`, as ZooKeeper's ReadOnlyRequestProcessor does; a
+    /// `closeSession` ends the session here.
+    fn read_only_request(&mut self, conn: ConnId, xid: i32, op: i32, body: Bytes) {
+        let code = OpCode::try_from(op).ok();
+        let arrived_us = self.now.mono_us;
+        let zxid = self.tree.last_zxid();
+        let queued = match code {
+            Some(OpCode::CloseSession) => {
+                let session = self.conns.get(&conn).map_or(0, |c| c.session);
+                if self.read_only_sessions.remove(&session) {
+                    self.sessions.remove(session);
+                }
+                Queued::Write {
+                    cxid: xid,
+                    op: OpCode::CloseSession,
+                    stat_ops: Vec::new(),
+                    reply: Some(header_only(xid, zxid, 0)),
+                    close_after: true,
+                    arrived_us,
+                }
+            }
+            Some(op) if op.is_write() || op == OpCode::Reconfig || op == OpCode::Sync => {
+                Queued::Write {
+                    cxid: xid,
+                    op,
+                    stat_ops: Vec::new(),
+                    reply: Some(header_only(xid, zxid, ErrorCode::NotReadOnly.code())),
+                    close_after: false,
+                    arrived_us,
+                }
+            }
+            _ => Queued::Read {
+                xid,
+                op,
+                body,
+                arrived_us,
+            },
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.queue.push_back(queued);
+        }
+        self.drain(conn);
     }
 
     /// Holds a write's place in the connection's reply order.
@@ -1233,7 +1305,27 @@ impl Engine {
         out.append(&mut self.out);
     }
 
+    /// Starts or stops serving read-only clients while not serving (ZooKeeper's
+    /// read-only server, started once a member has looked for a leader for a while).
+    /// Stopping closes every connection.
+    pub(crate) fn set_read_only(&mut self, on: bool, out: &mut Vec<Output>) {
+        if on == self.read_only || (on && self.serving) {
+            return;
+        }
+        if on {
+            tracing::info!("serving read-only clients");
+            self.read_only = true;
+        } else {
+            self.reset_role(self.role, self.serving, None);
+        }
+        out.append(&mut self.out);
+    }
+
     fn reset_role(&mut self, role: Role, serving: bool, next: Option<Zxid>) {
+        self.read_only = false;
+        for session in std::mem::take(&mut self.read_only_sessions) {
+            self.sessions.remove(session);
+        }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             self.close(conn);
@@ -1311,6 +1403,11 @@ impl Engine {
         self.sessions.is_open(id)
     }
 
+    /// Whether read-only clients are served (while the member is not serving).
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only && !self.serving
+    }
+
     /// The role and whether clients are served.
     pub(crate) fn role(&self) -> (Role, bool) {
         (self.role, self.serving)
@@ -1364,7 +1461,7 @@ impl Engine {
             .collect();
         connections.sort_by_key(|c| c.conn);
         Status {
-            mode: crate::runtime::mode_of(self.role, self.serving, false),
+            mode: crate::runtime::mode_of(self.role, self.serving, false, self.read_only),
             read_latency: self.stats.read_latency.clone(),
             update_latency: self.stats.update_latency.clone(),
             packets_received: self.stats.received,

@@ -929,3 +929,78 @@ fn a_new_leader_numbers_txns_in_its_epoch_and_times_sessions_afresh() {
     p.learner.input(Input::Committed { zxid: entry.zxid() });
     assert_eq!(p.learner.take(2), vec![(1, Zxid::new(2, 1).0, 0)]);
 }
+
+#[test]
+fn a_read_only_member_serves_reads_to_read_only_sessions_alone() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 10_000);
+    p.learner
+        .request(1, 1, OpCode::Create, create("/x", CreateMode::Persistent));
+    p.commit();
+    p.commit();
+    assert_eq!(
+        p.learner.take(1),
+        vec![(1, p.learner.engine.tree().last_zxid(), 0)]
+    );
+    // The quorum is lost; after the grace period the member serves read-only clients.
+    let mut out = Vec::new();
+    p.learner
+        .engine
+        .set_role(Role::Learner, false, None, &mut out);
+    p.learner.engine.set_read_only(true, &mut out);
+    p.learner.connect_as(2, 0, 10_000);
+    assert!(
+        p.learner.closed(2),
+        "a client that did not ask is turned away"
+    );
+    let mut request = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 10_000,
+        session_id: 0,
+        passwd: Some(Bytes::from_static(&[0; 16])),
+        read_only: Some(true),
+    };
+    p.learner.input(Input::Connect {
+        conn: 3,
+        addr: addr(),
+        request: request.clone(),
+    });
+    let answer = p.learner.connected(3).expect("answered at once, no txn");
+    assert_eq!(answer.read_only, Some(true));
+    assert!(p.learner.forwarded.is_empty());
+    let get = encode(GetDataRequest {
+        path: "/x".into(),
+        watch: false,
+    });
+    p.learner.request(3, 1, OpCode::GetData, get);
+    p.learner
+        .request(3, 2, OpCode::Create, create("/y", CreateMode::Persistent));
+    p.learner
+        .request(3, 3, OpCode::Sync, encode(SyncRequest { path: "/".into() }));
+    let replies = p.learner.take(3);
+    let not_read_only = ErrorCode::NotReadOnly.code();
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, 0), (2, not_read_only), (3, not_read_only)]
+    );
+    // A global session resumes read-only too.
+    let global = p.learner.connected(1).unwrap().session_id;
+    request.session_id = global;
+    request.passwd = Some(password(global));
+    p.learner.input(Input::Connect {
+        conn: 4,
+        addr: addr(),
+        request,
+    });
+    assert_eq!(p.learner.connected(4).unwrap().session_id, global);
+    // Synced again: read-only connections close, and the local session is gone.
+    let local = answer.session_id;
+    let mut out = Vec::new();
+    p.learner
+        .engine
+        .set_role(Role::Learner, true, None, &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(!p.learner.engine.session_is_open(local));
+    assert!(p.learner.engine.session_is_open(global));
+}

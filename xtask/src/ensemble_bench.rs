@@ -1,0 +1,404 @@
+//! `cargo xtask bench ensemble`: three-member ensembles of our server and of Apache
+//! ZooKeeper 3.8.0 on this machine (each member a process on loopback, `forceSync` on),
+//! one load generator (the `zookeeper-client` crate), 100-byte values:
+//!
+//! - create and setData with 16 sessions × 16 outstanding, through the leader and through
+//!   a follower; getData 16×16 through a follower; create p99 at 1×1 through a follower;
+//! - failover: SIGKILL the leader, time until a client on a surviving member completes a
+//!   create;
+//! - rejoin: with Z znodes loaded, a follower restarts with an empty disk; time until it
+//!   serves again (a SNAP from the leader) and answers a read of the last znode.
+//!
+//! The two ensembles run one after the other, so each has the machine to itself. A debug
+//! build re-runs itself from a release build, as `cargo xtask bench` does.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{OPEN, Op, REEXEC_ENV, VALUE, Work, connect_many, create_all, drive};
+use crate::ensemble::{Kind, LocalEnsemble, four_letter_blocking};
+
+const USAGE: &str = "cargo xtask bench ensemble [--secs S] [--warmup S] [--znodes Z] \
+                     [--only ours|zookeeper] [--report FILE] [--keep]";
+
+/// The issue's targets, ours against Apache ZooKeeper's: `(key, what, higher is better,
+/// target ratio)`.
+const ROWS: [(&str, &str, bool, f64); 9] = [
+    ("create_leader", "create 16×16 via leader, ops/s", true, 3.0),
+    (
+        "create_follower",
+        "create 16×16 via follower, ops/s",
+        true,
+        3.0,
+    ),
+    (
+        "setdata_leader",
+        "setData 16×16 via leader, ops/s",
+        true,
+        3.0,
+    ),
+    (
+        "setdata_follower",
+        "setData 16×16 via follower, ops/s",
+        true,
+        3.0,
+    ),
+    (
+        "getdata_follower",
+        "getData 16×16 via follower, ops/s",
+        true,
+        2.0,
+    ),
+    ("create_p99", "create p99 1×1 via follower, ms", false, 0.5),
+    ("create_p50", "create p50 1×1 via follower, ms", false, 0.0),
+    (
+        "failover_ms",
+        "failover: leader SIGKILLed → a write, ms",
+        false,
+        0.5,
+    ),
+    ("rejoin_ms", "rejoin by SNAP with Z znodes, ms", false, 0.5),
+];
+
+struct Options {
+    secs: u64,
+    warmup: u64,
+    znodes: u64,
+    kinds: Vec<Kind>,
+    report: Option<PathBuf>,
+    keep: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Options {
+            secs: 5,
+            warmup: 1,
+            znodes: 1_000_000,
+            kinds: vec![Kind::Ours, Kind::ZooKeeper],
+            report: None,
+            keep: false,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+            };
+            match arg.as_str() {
+                "--secs" => o.secs = value()?.parse().context("--secs")?,
+                "--warmup" => o.warmup = value()?.parse().context("--warmup")?,
+                "--znodes" => o.znodes = value()?.parse().context("--znodes")?,
+                "--report" => o.report = Some(PathBuf::from(value()?)),
+                "--keep" => o.keep = true,
+                "--only" => {
+                    o.kinds = match value()?.as_str() {
+                        "ours" => vec![Kind::Ours],
+                        "zookeeper" => vec![Kind::ZooKeeper],
+                        other => bail!("--only {other}: ours or zookeeper\n{USAGE}"),
+                    }
+                }
+                other => bail!("unknown option {other}\n{USAGE}"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ours => "ours",
+        Kind::ZooKeeper => "Apache ZooKeeper 3.8.0",
+    }
+}
+
+/// `cargo xtask bench ensemble`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    let target = crate::bench::target_dir()?;
+    if std::env::var_os(REEXEC_ENV).is_none() {
+        crate::run(crate::cargo().args(["build", "--release", "-p", "zk-server", "-p", "xtask"]))?;
+        if cfg!(debug_assertions) {
+            let release = target.join("release/xtask");
+            eprintln!("re-running from the release build: {}", release.display());
+            let status = Command::new(&release)
+                .args(["bench", "ensemble"])
+                .args(args)
+                .env(REEXEC_ENV, "1")
+                .status()
+                .with_context(|| format!("running {}", release.display()))?;
+            if !status.success() {
+                bail!("the benchmark failed ({status})");
+            }
+            return Ok(());
+        }
+    }
+    let binary = target.join("release/zk-server");
+    let scratch = target.join("bench-ensemble");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut results: BTreeMap<(&'static str, &'static str), f64> = BTreeMap::new();
+    for kind in &opts.kinds {
+        let dir = scratch.join(match kind {
+            Kind::Ours => "ours",
+            Kind::ZooKeeper => "zookeeper",
+        });
+        eprintln!("== {}: three members under {}", name(*kind), dir.display());
+        let measured = runtime.block_on(bench_one(*kind, &dir, &binary, &opts))?;
+        for (key, value) in measured {
+            results.insert((name(*kind), key), value);
+        }
+    }
+    let report = report(&opts, &results);
+    println!("{report}");
+    let path = opts
+        .report
+        .clone()
+        .unwrap_or_else(|| target.join("bench-ensemble-report.md"));
+    std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("report written to {}", path.display());
+    if !opts.keep {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(())
+}
+
+/// Every measurement on one ensemble.
+async fn bench_one(
+    kind: Kind,
+    dir: &Path,
+    binary: &Path,
+    opts: &Options,
+) -> Result<Vec<(&'static str, f64)>> {
+    let mut ensemble = LocalEnsemble::start(kind, 3, dir, Some(binary), "forceSync=yes")?;
+    let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
+    let follower = (leader + 1) % 3;
+    let port = |i: usize| ensemble.addrs[i].port();
+    let (leader_port, follower_port) = (port(leader), port(follower));
+    eprintln!(
+        "leader server.{}, measuring through server.{}",
+        leader + 1,
+        follower + 1
+    );
+    let setup = connect_many(leader_port, 1).await?;
+    let keys: Vec<String> = (0..1000).map(|i| format!("/bench/k{i}")).collect();
+    create_all(
+        &setup[0],
+        &[
+            "/bench".into(),
+            "/bench/cl".into(),
+            "/bench/cf".into(),
+            "/bench/f".into(),
+        ],
+    )
+    .await?;
+    create_all(&setup[0], &keys).await?;
+    let keys = Arc::new(keys);
+    let (warmup, window) = (
+        Duration::from_secs(opts.warmup),
+        Duration::from_secs(opts.secs),
+    );
+    let leader_clients = connect_many(leader_port, 16).await?;
+    let follower_clients = connect_many(follower_port, 16).await?;
+    let mut out = Vec::new();
+    let runs: [(&str, Op, bool, &str); 5] = [
+        ("create_leader", Op::Create, true, "/bench/cl"),
+        ("create_follower", Op::Create, false, "/bench/cf"),
+        ("setdata_leader", Op::SetData, true, ""),
+        ("setdata_follower", Op::SetData, false, ""),
+        ("getdata_follower", Op::GetData, false, ""),
+    ];
+    for (key, op, via_leader, prefix) in runs {
+        let clients = if via_leader {
+            &leader_clients
+        } else {
+            &follower_clients
+        };
+        let work = Arc::new(Work {
+            op,
+            keys: keys.clone(),
+            prefix: prefix.into(),
+            outstanding: 16,
+        });
+        let sample = drive(clients, 16, work, warmup, window, false).await?;
+        if sample.errors > 0 {
+            bail!(
+                "{key}: {} errors, first: {}",
+                sample.errors,
+                sample.first_error.unwrap_or_default()
+            );
+        }
+        eprintln!("{key}: {:.0} ops/s", sample.rate());
+        out.push((key, sample.rate()));
+    }
+    let one = vec![follower_clients[0].clone()];
+    let work = Arc::new(Work {
+        op: Op::Create,
+        keys: keys.clone(),
+        prefix: "/bench/cf".into(),
+        outstanding: 1,
+    });
+    let sample = drive(&one, 1, work, warmup, window, true).await?;
+    let (p50, p99) = (
+        sample.percentile(50) / 1000.0,
+        sample.percentile(99) / 1000.0,
+    );
+    eprintln!("create 1×1 via follower: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    out.push(("create_p50", p50));
+    out.push(("create_p99", p99));
+    drop((leader_clients, follower_clients, setup, one));
+
+    // Failover: a client on a member that survives writes as soon as it can.
+    let survivor = connect_many(follower_port, 1).await?.remove(0);
+    survivor.create("/bench/f/before", &VALUE, OPEN).await?;
+    ensemble.kill_member(leader);
+    let killed = Instant::now();
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            survivor.create(&format!("/bench/f/after-{n}"), &VALUE, OPEN),
+        )
+        .await
+        {
+            Ok(Ok(_)) => break,
+            _ if killed.elapsed() > Duration::from_secs(120) => {
+                bail!("no write within 120 s of the leader's death")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    let failover = killed.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("failover: {failover:.0} ms");
+    out.push(("failover_ms", failover));
+    drop(survivor);
+    ensemble.start_member(leader)?;
+    let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
+
+    // Rejoin by SNAP: load the znodes, wipe a follower, time its return.
+    if opts.znodes > 0 {
+        let loaders = connect_many(ensemble.addrs[leader].port(), 16).await?;
+        create_all(&loaders[0], &["/bench/z".into()]).await?;
+        let started = Instant::now();
+        let per = opts.znodes.div_ceil(16);
+        let mut tasks = Vec::new();
+        for (c, client) in loaders.iter().enumerate() {
+            let client = client.clone();
+            let from = c as u64 * per;
+            let to = ((c as u64 + 1) * per).min(opts.znodes);
+            tasks.push(tokio::spawn(async move {
+                let paths: Vec<String> = (from..to).map(|i| format!("/bench/z/n{i:07}")).collect();
+                for chunk in paths.chunks(10_000) {
+                    create_all(&client, chunk).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        eprintln!(
+            "loaded {} znodes in {:.1} s",
+            opts.znodes,
+            started.elapsed().as_secs_f64()
+        );
+        drop(loaders);
+        let wiped = (leader + 1) % 3;
+        ensemble.kill_member(wiped);
+        let data = dir.join(format!("server{}/data/version-2", wiped + 1));
+        std::fs::remove_dir_all(&data).with_context(|| format!("wiping {}", data.display()))?;
+        let started = Instant::now();
+        ensemble.start_member(wiped)?;
+        let last = format!("/bench/z/n{:07}", opts.znodes - 1);
+        loop {
+            let srvr = four_letter_blocking(ensemble.addrs[wiped], "srvr");
+            if srvr.contains("Mode: follower") {
+                let reader = connect_many(ensemble.addrs[wiped].port(), 1).await?;
+                if reader[0].check_stat(&last).await?.is_some() {
+                    break;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!(
+                    "server.{} did not serve within 600 s of its restart",
+                    wiped + 1
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rejoin = started.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("rejoin by SNAP with {} znodes: {rejoin:.0} ms", opts.znodes);
+        out.push(("rejoin_ms", rejoin));
+    }
+    drop(ensemble);
+    Ok(out)
+}
+
+fn report(opts: &Options, results: &BTreeMap<(&'static str, &'static str), f64>) -> String {
+    let ours = name(Kind::Ours);
+    let theirs = name(Kind::ZooKeeper);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Ensemble benchmark\n\nThree members each, on loopback, forceSync=yes, 100-byte \
+         values, {} s windows after {} s of warmup, {} znodes for the rejoin; one load \
+         generator (the zookeeper-client crate). Machine: {} cores, load average {}.\n",
+        opts.secs,
+        opts.warmup,
+        opts.znodes,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let _ = writeln!(
+        out,
+        "| measurement | ours | Apache ZooKeeper | ratio | target |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (key, what, higher, target) in ROWS {
+        let a = results.get(&(ours, key));
+        let b = results.get(&(theirs, key));
+        let show = |v: Option<&f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let (ratio, verdict) = match (a, b) {
+            (Some(a), Some(b)) if *b > 0.0 => {
+                let ratio = a / b;
+                let met = if target == 0.0 {
+                    ""
+                } else if (higher && ratio >= target) || (!higher && ratio <= target) {
+                    " met"
+                } else {
+                    " not met"
+                };
+                (format!("{ratio:.2}×"), met)
+            }
+            _ => ("-".into(), ""),
+        };
+        let target = if target == 0.0 {
+            "-".to_string()
+        } else if higher {
+            format!("≥ {target}×{verdict}")
+        } else {
+            format!("≤ {target}×{verdict}")
+        };
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {ratio} | {target} |",
+            show(a),
+            show(b)
+        );
+    }
+    out
+}
