@@ -8,7 +8,7 @@ use zk_jute::Reader;
 use crate::error::{PersistenceError, Result};
 use crate::format::LogEntry;
 use crate::log::{TxnLog, log_files};
-use crate::snapshot::{Snapshot, read_newest, snapshot_files};
+use crate::snapshot::{Snapshot, ZxidDigest, read_newest, snapshot_files};
 
 /// What a restore loaded.
 #[derive(Debug)]
@@ -27,6 +27,13 @@ pub struct Restored<T> {
 /// body and session table (`empty` is used when there is none), then `apply` gets every
 /// logged txn after it; a txn `apply` refuses stops the restore with
 /// [`PersistenceError::Replay`].
+///
+/// A snapshot taken while writes went on (a fuzzy one, as ZooKeeper's) may hold some
+/// txns after the zxid in its name, up to the zxid of the digest it recorded. While the
+/// replay is within that window, `apply` also gets the snapshot's digest: the tree is
+/// not yet the state of any one zxid, so a digest logged with a txn cannot be compared
+/// (ZooKeeper's `DataTree.compareDigest` skips it too), but the tree at the digest's
+/// zxid must have the recorded one.
 /// Progress is logged every 100,000 txns.
 pub fn restore<T, E: std::fmt::Display>(
     snap_dir: &Path,
@@ -36,7 +43,7 @@ pub fn restore<T, E: std::fmt::Display>(
         &std::collections::BTreeMap<i64, i32>,
     ) -> std::result::Result<T, E>,
     empty: impl FnOnce() -> T,
-    mut apply: impl FnMut(&mut T, &LogEntry) -> std::result::Result<(), String>,
+    mut apply: impl FnMut(&mut T, &LogEntry, Option<&ZxidDigest>) -> std::result::Result<(), String>,
 ) -> Result<Restored<T>> {
     let (snapshot, mut tree, mut last_zxid) = match read_newest(snap_dir, 100, parse_tree)? {
         Some(s) => {
@@ -63,6 +70,7 @@ pub fn restore<T, E: std::fmt::Display>(
         }
         None => (None, empty(), 0),
     };
+    let fuzzy = snapshot.as_ref().and_then(|s| s.digest);
     let entries = log.read_from(last_zxid + 1)?;
     let total = entries.len();
     let mut replayed = 0_u64;
@@ -70,7 +78,8 @@ pub fn restore<T, E: std::fmt::Display>(
         if entry.zxid() <= last_zxid {
             continue;
         }
-        apply(&mut tree, entry).map_err(|reason| PersistenceError::Replay {
+        let window = fuzzy.as_ref().filter(|d| entry.zxid() <= d.zxid);
+        apply(&mut tree, entry, window).map_err(|reason| PersistenceError::Replay {
             zxid: entry.zxid(),
             reason,
         })?;

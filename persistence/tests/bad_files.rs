@@ -186,7 +186,7 @@ fn a_txn_that_cannot_be_replayed_stops_the_restore() {
         &log,
         |_, _| Ok::<Vec<i64>, String>(Vec::new()),
         Vec::new,
-        |tree: &mut Vec<i64>, e| {
+        |tree: &mut Vec<i64>, e, _| {
             if e.zxid() == 3 {
                 return Err("body does not decode".to_string());
             }

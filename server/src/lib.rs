@@ -45,7 +45,9 @@ use tokio::task::JoinHandle;
 use zk_datatree::{DataTree, Transaction, TreeOptions};
 use zk_jute::txn::TxnDigest;
 use zk_jute::{Reader, Record};
-use zk_persistence::{FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, VERSION_DIR};
+use zk_persistence::{
+    FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, VERSION_DIR, ZxidDigest,
+};
 
 pub use config::{Config, ConfigError, jvm_system_properties};
 
@@ -87,11 +89,26 @@ pub struct Server {
 /// Replays one logged txn; one that does not decode stops the restore (ZooKeeper refuses
 /// to start too): skipping it would serve a state no other member has. So does a tree
 /// whose digest after the txn is not the one logged with it: the tree would not be the
-/// one the log describes.
-fn replay(tree: &mut DataTree, entry: &LogEntry) -> Result<(), String> {
+/// one the log describes. Within a fuzzy snapshot's window (`fuzzy`, its recorded digest)
+/// the logged digests cannot be compared; the tree at the window's end must have the
+/// snapshot's digest.
+fn replay(tree: &mut DataTree, entry: &LogEntry, fuzzy: Option<&ZxidDigest>) -> Result<(), String> {
     let mut body = Reader::new(entry.body.clone());
     let txn = Transaction::read(entry.header.r#type, &mut body).map_err(|e| e.to_string())?;
     tree.apply(&entry.header, &txn);
+    if let Some(snapshot) = fuzzy {
+        if entry.header.zxid == snapshot.zxid
+            && snapshot.version == zk_datatree::DIGEST_VERSION
+            && snapshot.digest != tree.digest() as i64
+        {
+            return Err(format!(
+                "the tree's digest at the snapshot's digest zxid is {}, the snapshot holds {}",
+                tree.digest() as i64,
+                snapshot.digest
+            ));
+        }
+        return Ok(());
+    }
     if body.remaining() > 0 {
         let digest = TxnDigest::decode(&mut body).map_err(|e| format!("its digest: {e}"))?;
         if digest.version == zk_datatree::DIGEST_VERSION
@@ -399,10 +416,10 @@ mod tests {
     fn replay_checks_the_digest_logged_with_each_txn() {
         let mut tree = DataTree::new(TreeOptions::default());
         let good = entry(&tree, 0);
-        assert_eq!(replay(&mut tree, &good), Ok(()));
+        assert_eq!(replay(&mut tree, &good, None), Ok(()));
         let mut tree = DataTree::new(TreeOptions::default());
         let bad = entry(&tree, 1);
-        let error = replay(&mut tree, &bad).unwrap_err();
+        let error = replay(&mut tree, &bad, None).unwrap_err();
         assert!(
             error.starts_with("the tree's digest after it is"),
             "{error}"

@@ -518,6 +518,15 @@ impl Runtime {
                 }
             },
             Output::Snapshot => self.start_snapshot(),
+            Output::Purge if self.ensemble.is_some() => {
+                // Zab syncs learners from the log files it opened at start; deleting them
+                // under it would turn a DIFF into a failed read. Until its history can be
+                // cut at a snapshot, a member keeps its files.
+                tracing::warn!(
+                    "autopurge is not run by an ensemble's member yet: its files are kept \
+                     (ZooKeeper's zkCleanup.sh can purge it while it is stopped)"
+                );
+            }
             Output::Purge => {
                 let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
                 let retain = self.snap_retain_count;

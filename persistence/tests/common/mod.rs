@@ -28,7 +28,7 @@ pub(crate) fn restore_tree(dir: &std::path::Path) -> Restored<DataTree> {
             Ok::<_, zk_datatree::SnapshotError>(tree)
         },
         DataTree::default,
-        apply,
+        |tree, entry, _| apply(tree, entry),
     )
     .expect("restores")
 }
