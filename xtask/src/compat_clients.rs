@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::ensemble::{Kind, LocalEnsemble};
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
 use crate::{Scratch, cargo, root, run};
 
@@ -46,7 +47,7 @@ const VENV: &str = "compat-clients-venv";
 
 const USAGE: &str = "usage: cargo xtask compat-clients [--keep-going] [--install] \
                      [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all] [--verbose] [--keep] \
-                     [--record-cli] [--zk-server PATH]";
+                     [--record-cli] [--zk-server PATH] [--ensemble]";
 /// Where `--record-cli` writes zkCli.sh's answers for zk-cli's tests.
 const CLI_TRANSCRIPTS: &str = "cli/tests/zkcli";
 
@@ -107,6 +108,8 @@ struct Options {
     /// `--zk-server PATH`: this binary instead of building the workspace's (set to the
     /// binary in use once it is known).
     zk_server: Option<PathBuf>,
+    /// `--ensemble`: three-member ensembles of each server, the clients on a follower.
+    ensemble: bool,
 }
 
 fn parse_options(rest: &[String]) -> Result<Options> {
@@ -118,6 +121,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         record_cli: false,
         clients: Client::DEFAULT.to_vec(),
         zk_server: None,
+        ensemble: false,
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -127,6 +131,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
             "--install" => options.install = true,
             "--verbose" | "-v" => options.verbose = true,
             "--record-cli" => options.record_cli = true,
+            "--ensemble" => options.ensemble = true,
             "--zk-server" => {
                 let path = PathBuf::from(args.next().context(USAGE)?);
                 let path = path
@@ -146,6 +151,14 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         }
     }
     Ok(options)
+}
+
+/// A three-member ensemble with a leader; returns it and a follower's index.
+fn start_ensemble(kind: Kind, dir: &Path, binary: &Path) -> Result<(LocalEnsemble, usize)> {
+    std::fs::create_dir_all(dir)?;
+    let ensemble = LocalEnsemble::start(kind, 3, dir, Some(binary), "extendedTypesEnabled=true")?;
+    let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
+    Ok((ensemble, (leader + 1) % 3))
 }
 
 /// `cargo xtask compat-clients [--keep-going] [--install] [--only LIST] [--verbose]`.
@@ -171,15 +184,32 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
     options.zk_server = Some(binary.clone());
 
     let scratch = Scratch::new("compat-clients")?;
-    let reference = ServerProc::start_zookeeper(&scratch.0)?;
-    let ours = ServerProc::start_ours(&binary, &scratch.0)?;
+    let mut standalone = None;
+    let mut ensembles = None;
+    let (reference, ours): (&ServerProc, &ServerProc) = if options.ensemble {
+        if options.clients.contains(&Client::ZookeeperCrate) {
+            // Its suite starts its servers itself, through the docker shim.
+            bail!("--ensemble runs zkcli, cli_mt, kazoo and zk-cli; not zookeeper-client");
+        }
+        let (zk, ours) = ensembles.insert((
+            start_ensemble(Kind::ZooKeeper, &scratch.0.join("zk-ensemble"), &binary)?,
+            start_ensemble(Kind::Ours, &scratch.0.join("our-ensemble"), &binary)?,
+        ));
+        (zk.0.follower(zk.1), ours.0.follower(ours.1))
+    } else {
+        let (zk, ours) = standalone.insert((
+            ServerProc::start_zookeeper(&scratch.0)?,
+            ServerProc::start_ours(&binary, &scratch.0)?,
+        ));
+        (&*zk, &*ours)
+    };
     eprintln!(
         "Apache ZooKeeper 3.8.0 on {}, zk-server on {}",
         reference.addr, ours.addr
     );
     let servers = Servers {
-        reference: &reference,
-        ours: &ours,
+        reference,
+        ours,
         dir: scratch.0.clone(),
         options: &options,
     };
@@ -220,7 +250,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             });
             report.stopped |= !options.keep_going;
         }
-        for server in [&reference, &ours] {
+        for server in [reference, ours] {
             if let Some(status) = server.exited() {
                 report.record(Unit {
                     client,
@@ -235,8 +265,8 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             }
         }
     }
-    drop(ours);
-    drop(reference);
+    drop(standalone.take());
+    drop(ensembles.take());
     if options.keep {
         let kept = scratch.0.with_extension("kept");
         let _ = std::fs::remove_dir_all(&kept);
@@ -622,13 +652,28 @@ struct Servers<'a> {
 }
 
 impl Servers<'_> {
-    /// Replaces each server's address with `<server>`.
+    /// Replaces each server's address with `<server>`, and in an ensemble's membership
+    /// (`server.N=host:quorumPort:electionPort:role`) the peer ports, which differ
+    /// between the two ensembles, with `<peer>`.
     fn unaddress(&self, text: &str) -> String {
         let mut text = text.to_string();
         for server in [self.reference, self.ours] {
             text = text.replace(&server.addr.to_string(), "<server>");
         }
-        text
+        if !self.options.ensemble {
+            return text;
+        }
+        let lines: Vec<String> = text
+            .split('\n')
+            .map(|line| match line.split_once('=') {
+                Some((key, value)) if key.trim_start().starts_with("server.") => {
+                    let role = value.rsplit_once(':').map_or("", |(_, role)| role);
+                    format!("{key}=<peer>:{role}")
+                }
+                _ => line.to_string(),
+            })
+            .collect();
+        lines.join("\n")
     }
 }
 

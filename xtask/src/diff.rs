@@ -61,11 +61,12 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client as zk;
 
+use crate::ensemble::{Kind, LocalEnsemble};
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, four_letter};
 use crate::{Scratch, cargo, root, run as run_cmd};
 
 const USAGE: &str = "usage: cargo xtask diff [--seed N] [--ops N] [--sessions N] [--verbose] \
-                     [--keep] [--check-watches] [--readable-acls]";
+                     [--keep] [--check-watches] [--readable-acls] [--ensemble]";
 /// The name of our side.
 const OURS: &str = "zk-server";
 const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,6 +87,8 @@ struct Options {
     keep: bool,
     check_watches: bool,
     readable_acls: bool,
+    /// Three-member ensembles of each server, the sessions on a follower.
+    ensemble: bool,
 }
 
 fn parse_options(rest: &[String]) -> Result<Options> {
@@ -98,6 +101,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         verbose: false,
         keep: false,
         check_watches: false,
+        ensemble: false,
         readable_acls: false,
     };
     let mut args = rest.iter();
@@ -117,6 +121,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
             "--keep" => options.keep = true,
             "--check-watches" => options.check_watches = true,
             "--readable-acls" => options.readable_acls = true,
+            "--ensemble" => options.ensemble = true,
             _ => bail!("unexpected argument `{arg}`\n{USAGE}"),
         }
     }
@@ -143,8 +148,29 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         bail!("built zk-server but found no {}", binary.display());
     }
     let scratch = Scratch::new("diff")?;
-    let reference = ServerProc::start_zookeeper(&scratch.0)?;
-    let ours = ServerProc::start_ours(&binary, &scratch.0)?;
+    let mut standalone = None;
+    let mut ensembles = None;
+    let (reference, ours): (&ServerProc, &ServerProc) = if options.ensemble {
+        let start = |kind, dir: &str| -> Result<(LocalEnsemble, usize)> {
+            let dir = scratch.0.join(dir);
+            std::fs::create_dir_all(&dir)?;
+            let e =
+                LocalEnsemble::start(kind, 3, &dir, Some(&binary), "extendedTypesEnabled=true")?;
+            let leader = e.wait_for_leader(Duration::from_secs(120))?;
+            Ok((e, (leader + 1) % 3))
+        };
+        let (zk, ours) = ensembles.insert((
+            start(Kind::ZooKeeper, "zk-ensemble")?,
+            start(Kind::Ours, "our-ensemble")?,
+        ));
+        (zk.0.follower(zk.1), ours.0.follower(ours.1))
+    } else {
+        let (zk, ours) = standalone.insert((
+            ServerProc::start_zookeeper(&scratch.0)?,
+            ServerProc::start_ours(&binary, &scratch.0)?,
+        ));
+        (&*zk, &*ours)
+    };
     eprintln!(
         "Apache ZooKeeper 3.8.0 on {}, zk-server on {}",
         reference.addr, ours.addr
@@ -157,7 +183,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     let outcome = runtime.block_on(differential(&options, reference.addr, ours.addr));
     runtime.shutdown_timeout(Duration::from_secs(5));
     let mut outcome = outcome;
-    for server in [&reference, &ours] {
+    for server in [reference, ours] {
         if let Some(status) = server.exited() {
             let note = format!(
                 "{} exited with {status}\n{}",
@@ -167,8 +193,8 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             outcome = outcome.context(note);
         }
     }
-    drop(ours);
-    drop(reference);
+    drop(standalone.take());
+    drop(ensembles.take());
     if options.keep || outcome.is_err() {
         let kept = scratch.0.with_extension("kept");
         let _ = std::fs::remove_dir_all(&kept);

@@ -160,6 +160,13 @@ impl LocalEnsemble {
         }
     }
 
+    /// Member `i`, which must be running.
+    pub(crate) fn follower(&self, i: usize) -> &ServerProc {
+        self.members[i]
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("member {i} was started"))
+    }
+
     /// `host:port,...` of every member.
     pub(crate) fn connect_string(&self) -> String {
         self.addrs

@@ -39,7 +39,7 @@ cargo xtask <command>
                      --expect-tree, fails on any difference. Needs the same package and JDK
   compat-clients [--keep-going] [--install]
                  [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all]
-                 [--verbose] [--record-cli] [--zk-server PATH]
+                 [--verbose] [--record-cli] [--zk-server PATH] [--ensemble]
                      run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
                      xtask/python/kazoo_check.py) against our zk-server (debug build, or
                      PATH) and against Apache ZooKeeper 3.8.0, each on a free loopback port
@@ -58,7 +58,9 @@ cargo xtask <command>
                      Stops at the first failing case unless
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
                      `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
-                     under the cargo target dir
+                     under the cargo target dir. --ensemble: each server as a three-member
+                     ensemble (processes on loopback), the clients on a follower (zkcli,
+                     cli_mt, kazoo, zk-cli)
   ensemble [N] [--zookeeper] [--dir DIR] [--zk-server PATH]
                      N members (3) on loopback, each a process with its own zoo.cfg, myid
                      and data directory under DIR (target/ensemble, cleared first): our
@@ -109,7 +111,7 @@ cargo xtask <command>
                      shape (10000), release build; or one failing seed replayed with its
                      trace
   diff [--seed N] [--ops N] [--sessions N] [--verbose] [--keep] [--check-watches]
-       [--readable-acls]
+       [--readable-acls] [--ensemble]
                      seeded random differential test: our zk-server (debug build) and Apache
                      ZooKeeper 3.8.0 on loopback, N sessions each (4) through the
                      zookeeper-client crate, the same random ops (2000) on both one at a
@@ -119,7 +121,8 @@ cargo xtask <command>
                      difference with the op, both answers and the seed to replay it.
                      --readable-acls skips ACLs that deny some sessions READ (Debian's
                      ZooKeeper drops watch events for them, CVE-2024-23944);
-                     --check-watches also compares wchc after every op
+                     --check-watches also compares wchc after every op; --ensemble runs
+                     each server as a three-member ensemble, the sessions on a follower
 ";
 
 fn main() -> Result<()> {
