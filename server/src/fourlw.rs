@@ -169,7 +169,7 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
                 ("zk_watch_count", status.watches.to_string()),
                 ("zk_ephemerals_count", status.ephemerals.to_string()),
                 ("zk_global_sessions", status.sessions.to_string()),
-                ("zk_local_sessions", "0".into()),
+                ("zk_local_sessions", status.local_sessions.to_string()),
                 ("zk_uptime", status.uptime_ms.to_string()),
                 ("zk_approximate_data_size", status.data_size.to_string()),
             ];
@@ -206,6 +206,15 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
                     let _ = writeln!(out, "zk_{}_count\t{count}", kind.to_ascii_lowercase());
                 }
                 let _ = writeln!(out, "zk_looking_count\t{}", e.elections);
+                for (name, h) in [
+                    ("quorum_ack_latency", &e.quorum_ack_latency),
+                    ("unavailable_time", &e.unavailable_time),
+                ] {
+                    let _ = writeln!(out, "zk_avg_{name}\t{}", java_double(h.avg_ms()));
+                    let _ = writeln!(out, "zk_min_{name}\t{}", h.min_ms());
+                    let _ = writeln!(out, "zk_max_{name}\t{}", h.max_ms());
+                    let _ = writeln!(out, "zk_cnt_{name}\t{}", h.count());
+                }
             }
             if let Some((open, max)) = crate::status::file_descriptors() {
                 let _ = writeln!(out, "zk_open_file_descriptor_count\t{open}");

@@ -75,8 +75,8 @@ pub(crate) fn render(status: &Status) -> String {
         ("global_sessions", "live sessions", s.sessions.to_string()),
         (
             "local_sessions",
-            "local sessions (none in this server)",
-            "0".into(),
+            "sessions living on this member alone (local or read-only)",
+            s.local_sessions.to_string(),
         ),
         (
             "log_commits",
@@ -107,6 +107,57 @@ pub(crate) fn render(status: &Status) -> String {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
         let _ = writeln!(out, "{name} {value}");
+    }
+    if let Some(e) = &s.ensemble {
+        let counters: [(&str, &str, u64); 8] = [
+            ("quorum_size", "voting members", e.quorum_size as u64),
+            ("learners", "learners connected (leader)", e.learners as u64),
+            (
+                "synced_followers",
+                "synced voting followers (leader)",
+                e.synced_followers as u64,
+            ),
+            (
+                "synced_observers",
+                "synced observers (leader)",
+                e.synced_observers as u64,
+            ),
+            (
+                "pending_syncs",
+                "sync requests waiting for their commit",
+                e.pending_syncs as u64,
+            ),
+            ("proposal_count", "txns proposed as leader", e.proposals),
+            ("looking_count", "elections decided", e.elections),
+            (
+                "leader_uptime",
+                "milliseconds since this member became the established leader",
+                e.leader_uptime_ms.unwrap_or(0),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP learner_syncs learners synced, by kind (leader)"
+        );
+        let _ = writeln!(out, "# TYPE learner_syncs counter");
+        for (kind, count) in &e.syncs {
+            let _ = writeln!(out, "learner_syncs{{kind=\"{kind}\"}} {count}");
+        }
+        e.quorum_ack_latency.render(
+            &mut out,
+            "quorum_ack_latency",
+            "from proposing a txn to its commit by a quorum (ms)",
+        );
+        e.unavailable_time.render(
+            &mut out,
+            "unavailable_time",
+            "from leaving service to serving again (ms)",
+        );
     }
     s.read_latency
         .render(&mut out, "readlatency", "latency of read requests (ms)");
@@ -247,11 +298,19 @@ mod tests {
     fn the_exposition_is_well_formed() {
         let mut status = Status {
             znodes: 4,
+            ensemble: Some(crate::status::EnsembleStatus {
+                quorum_size: 3,
+                syncs: vec![("DIFF", 2)],
+                ..Default::default()
+            }),
             ..Status::default()
         };
         status.read_latency.record(400);
         let text = render(&status);
         assert!(text.contains("\nznode_count 4\n"));
+        assert!(text.contains("\nquorum_size 3\n"));
+        assert!(text.contains("\nlearner_syncs{kind=\"DIFF\"} 2\n"));
+        assert!(text.contains("\nquorum_ack_latency_count 0\n"));
         if cfg!(target_os = "linux") {
             let (open, max) = file_descriptors().expect("/proc tells");
             assert!(open >= 3 && max >= open, "{open} of {max}");

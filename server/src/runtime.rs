@@ -158,6 +158,12 @@ struct Figures {
     leading_since: Option<Instant>,
     /// When this member last started looking for a leader.
     looking_since: Option<Instant>,
+    /// When this member last stopped serving.
+    unavailable_since: Option<Instant>,
+    /// Proposals not yet committed, with when they were made, in zxid order.
+    proposed: VecDeque<(i64, Instant)>,
+    quorum_ack_latency: crate::status::Histogram,
+    unavailable_time: crate::status::Histogram,
 }
 
 /// The serving task's state.
@@ -364,6 +370,12 @@ impl Runtime {
             }
             O::Deliver(entry) => {
                 if self.engine.role() == (Role::Leader, true) {
+                    let f = &mut self.figures;
+                    while let Some((_, at)) = f.proposed.front().filter(|p| p.0 <= entry.zxid.0) {
+                        let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        f.quorum_ack_latency.record(us);
+                        f.proposed.pop_front();
+                    }
                     self.engine_input(Input::Committed { zxid: entry.zxid.0 });
                 } else {
                     let entry = log_entry_of(&entry)
@@ -472,6 +484,17 @@ impl Runtime {
                     }
                     _ => None,
                 };
+                if serving {
+                    if let Some(since) = self.figures.unavailable_since.take() {
+                        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        self.figures.unavailable_time.record(us);
+                    }
+                } else {
+                    self.figures.proposed.clear();
+                    self.figures
+                        .unavailable_since
+                        .get_or_insert_with(Instant::now);
+                }
                 self.figures.leading_since = match (role, serving) {
                     (Role::Leader, true) => self.figures.leading_since.or(Some(Instant::now())),
                     _ => None,
@@ -513,6 +536,7 @@ impl Runtime {
                         None => (size, size, size),
                         Some((_, min, max)) => (size, min.min(size), max.max(size)),
                     });
+                    f.proposed.push_back((entry.zxid.0, Instant::now()));
                     self.zab_inbox
                         .push_back(zk_replication::Input::Propose(entry));
                 }
@@ -794,6 +818,8 @@ impl Runtime {
             proposals: f.proposals,
             syncs: ensemble.syncs.iter().map(|(k, v)| (*k, *v)).collect(),
             elections: f.elections,
+            quorum_ack_latency: f.quorum_ack_latency.clone(),
+            unavailable_time: f.unavailable_time.clone(),
         }
     }
 

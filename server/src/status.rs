@@ -49,6 +49,11 @@ impl Histogram {
         self.max_us = self.max_us.max(other.max_us);
     }
 
+    /// Samples counted.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
     /// The smallest sample in whole milliseconds (0 with none), as ZooKeeper reports.
     pub(crate) fn min_ms(&self) -> u64 {
         self.min_us.unwrap_or(0) / 1000
@@ -193,6 +198,8 @@ pub(crate) struct Status {
     pub(crate) watches: usize,
     pub(crate) ephemerals: usize,
     pub(crate) sessions: usize,
+    /// Sessions that live on this member alone (local or read-only sessions).
+    pub(crate) local_sessions: usize,
     pub(crate) log: LogStatus,
     /// An ensemble member's figures.
     pub(crate) ensemble: Option<EnsembleStatus>,
@@ -223,6 +230,12 @@ pub(crate) struct EnsembleStatus {
     pub(crate) syncs: Vec<(&'static str, u64)>,
     /// Elections this member took part in since the start.
     pub(crate) elections: u64,
+    /// Leader: from proposing a txn to its commit by a quorum (ZooKeeper's
+    /// `quorum_ack_latency`).
+    pub(crate) quorum_ack_latency: Histogram,
+    /// From leaving service (looking for a leader) to serving again (ZooKeeper's
+    /// `unavailable_time`).
+    pub(crate) unavailable_time: Histogram,
 }
 
 impl Status {

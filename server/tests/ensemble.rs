@@ -41,7 +41,7 @@ struct Ensemble {
 impl Ensemble {
     fn new(n: usize) -> Self {
         let mut lines = String::from(
-            "tickTime=100\ninitLimit=20\nsyncLimit=10\nminSessionTimeout=2000\nmaxSessionTimeout=30000\n\
+            "tickTime=100\ninitLimit=50\nsyncLimit=30\nminSessionTimeout=2000\nmaxSessionTimeout=30000\n\
              4lw.commands.whitelist=*\n",
         );
         let mut client_ports = Vec::new();
@@ -277,7 +277,7 @@ async fn operators_see_the_ensemble_as_zookeeper_shows_it() {
     let conf = four_letter_word(&ensemble.addr(follower), "conf").await;
     assert!(
         conf.contains(&format!(
-            "serverId={}\ninitLimit=20\nsyncLimit=10\nelectionAlg=3\n",
+            "serverId={}\ninitLimit=50\nsyncLimit=30\nelectionAlg=3\n",
             follower + 1
         )),
         "{conf}"
@@ -289,7 +289,15 @@ async fn operators_see_the_ensemble_as_zookeeper_shows_it() {
         )),
         "{conf}"
     );
-    let mntr = four_letter_word(&ensemble.addr(leader), "mntr").await;
+    let mut mntr = String::new();
+    for _ in 0..100 {
+        // Both followers are serving; the leader counts them once their sync is acked.
+        mntr = four_letter_word(&ensemble.addr(leader), "mntr").await;
+        if mntr.contains("zk_synced_followers\t2\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for line in [
         "zk_server_state\tleader\nzk_peer_state\tleading - broadcast\n",
         "zk_quorum_size\t3\n",
@@ -297,9 +305,15 @@ async fn operators_see_the_ensemble_as_zookeeper_shows_it() {
         "zk_synced_followers\t2\n",
         "zk_synced_observers\t0\n",
         "zk_diff_count\t2\n",
+        "zk_cnt_unavailable_time\t1\n",
     ] {
         assert!(mntr.contains(line), "{line:?} in {mntr}");
     }
+    let acks = mntr
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_cnt_quorum_ack_latency\t"))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(acks.is_some_and(|n| n >= 1), "{mntr}");
     let srvr = four_letter_word(&ensemble.addr(leader), "srvr").await;
     assert!(srvr.contains("Mode: leader\n"), "{srvr}");
     assert!(srvr.contains("Proposal sizes last/min/max: "), "{srvr}");

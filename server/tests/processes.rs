@@ -81,7 +81,7 @@ impl Ensemble {
                 std::fs::write(
                     dir.join("zoo.cfg"),
                     format!(
-                        "tickTime=100\ninitLimit=30\nsyncLimit=10\n\
+                        "tickTime=100\ninitLimit=50\nsyncLimit=30\n\
                          minSessionTimeout=2000\nmaxSessionTimeout=20000\n\
                          4lw.commands.whitelist=*\ndataDir={}\nclientPort={}\n\
                          clientPortAddress=127.0.0.1\n{observer}{extra}\n{servers}",
@@ -692,4 +692,52 @@ async fn a_member_cut_off_serves_read_only_clients() {
     assert_eq!(four_letter_word(&e.addr(survivor), "isro"), "rw");
     let rw = third_party(&e.addr(survivor)).await;
     rw.create("/ro/new", b"", OPEN).await.unwrap();
+}
+
+/// `localSessionsEnabled` with `localSessionsUpgradingEnabled`: a session opened on a
+/// follower lives there alone (no txn) until it creates an ephemeral, which makes it a
+/// global session first; its ephemeral then vanishes everywhere when it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_sessions_stay_on_their_member_until_an_ephemeral_upgrades_them() {
+    let mut e = Ensemble::new(
+        3,
+        "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true",
+        &[],
+    );
+    e.start_all();
+    let leader = e.leader().await;
+    let follower = (leader + 1) % 3;
+    let zxid_of = |e: &Ensemble, i: usize| {
+        four_letter_word(&e.addr(i), "srvr")
+            .lines()
+            .find_map(|l| l.strip_prefix("Zxid: "))
+            .map(str::to_owned)
+    };
+    let before = zxid_of(&e, leader);
+    let local = third_party(&e.addr(follower)).await;
+    let mntr = four_letter_word(&e.addr(follower), "mntr");
+    assert!(mntr.contains("zk_local_sessions\t1\n"), "{mntr}");
+    assert_eq!(zxid_of(&e, leader), before, "no txn opened the session");
+
+    local.create("/l", b"", OPEN).await.unwrap();
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    local.create("/l/e", b"", &eph).await.unwrap();
+    let on_leader = third_party(&e.addr(leader)).await;
+    on_leader.sync("/l").await.unwrap();
+    let (_, stat) = on_leader.get_data("/l/e").await.unwrap();
+    assert_eq!(stat.ephemeral_owner, local.session_id().0);
+    let mntr = four_letter_word(&e.addr(follower), "mntr");
+    assert!(mntr.contains("zk_local_sessions\t0\n"), "upgraded: {mntr}");
+
+    drop(local);
+    let mut gone = false;
+    for _ in 0..100 {
+        on_leader.sync("/l").await.unwrap();
+        if on_leader.check_stat("/l/e").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the upgraded session's close removes its ephemeral");
 }

@@ -252,6 +252,10 @@ pub(crate) struct Engine {
     read_only: bool,
     /// Sessions opened here while read-only: they live here alone, and end with it.
     read_only_sessions: BTreeSet<i64>,
+    /// Local sessions (`localSessionsEnabled`): opened, expired and closed on this member
+    /// alone, with no txn; upgraded to global by a `createSession` txn when they create
+    /// an ephemeral (`localSessionsUpgradingEnabled`).
+    local_sessions: BTreeSet<i64>,
     /// Sessions this learner's clients touched since the leader last heard of them.
     touched: BTreeSet<i64>,
     /// A learner's `sync`s waiting for the leader, by token.
@@ -320,6 +324,7 @@ impl Engine {
             serving: true,
             read_only: false,
             read_only_sessions: BTreeSet::new(),
+            local_sessions: BTreeSet::new(),
             touched: BTreeSet::new(),
             sync_tokens: HashMap::new(),
             next_sync_token: 1,
@@ -484,12 +489,17 @@ impl Engine {
             return;
         }
         let session = self.sessions.next_id();
-        if read_only_session {
+        let local = self.config.local_sessions_enabled && self.role != Role::Standalone;
+        if read_only_session || local {
             // No txn: the session lives on this member alone, as on ZooKeeper's
-            // read-only server, and the tree is not written.
+            // read-only server or as its local sessions, and the tree is not written.
             self.sessions
                 .add(session, timeout as u64, Some(conn), self.now.ms());
-            self.read_only_sessions.insert(session);
+            if read_only_session {
+                self.read_only_sessions.insert(session);
+            } else {
+                self.local_sessions.insert(session);
+            }
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session = session;
             }
@@ -588,10 +598,30 @@ impl Engine {
         let now = self.now.ms();
         self.autopurge(now);
         if self.role == Role::Learner {
-            // The leader expires sessions and reaps containers, for the whole ensemble.
+            // The leader expires global sessions and reaps containers, for the whole
+            // ensemble; a learner its own local sessions.
+            for session in self.sessions.expired(now) {
+                if self.local_sessions.remove(&session) {
+                    tracing::info!(session = format!("{session:#x}"), "local session expired");
+                    let conn = self.sessions.conn(session);
+                    self.sessions.remove(session);
+                    if let Some(conn) = conn {
+                        self.close(conn);
+                    }
+                }
+            }
             return;
         }
         for session in self.sessions.expired(now) {
+            if self.local_sessions.remove(&session) {
+                tracing::info!(session = format!("{session:#x}"), "local session expired");
+                let conn = self.sessions.conn(session);
+                self.sessions.remove(session);
+                if let Some(conn) = conn {
+                    self.close(conn);
+                }
+                continue;
+            }
             tracing::info!(session = format!("{session:#x}"), "session expired");
             self.close_session(session, None);
         }
@@ -669,7 +699,7 @@ impl Engine {
         self.stats.received += 1;
         let session = c.session;
         self.sessions.touch(session, self.now.ms());
-        if self.role == Role::Learner {
+        if self.role == Role::Learner && !self.local_sessions.contains(&session) {
             self.touched.insert(session);
         }
         let code = OpCode::try_from(op).ok();
@@ -701,9 +731,33 @@ impl Engine {
         if !self.serving && self.read_only {
             return self.read_only_request(conn, xid, op, body);
         }
+        if code == Some(OpCode::CloseSession) && self.local_sessions.remove(&session) {
+            // A local session ends here, with no txn.
+            self.sessions.remove(session);
+            let zxid = self.tree.last_zxid();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.queue.push_back(Queued::Write {
+                    cxid: xid,
+                    op: OpCode::CloseSession,
+                    stat_ops: Vec::new(),
+                    reply: Some(header_only(xid, zxid, 0)),
+                    close_after: true,
+                    arrived_us,
+                });
+            }
+            return self.drain(conn);
+        }
         if code == Some(OpCode::CloseSession) {
             self.queue_write(conn, xid, OpCode::CloseSession, Vec::new(), true);
             return self.close_session(session, Some((conn, xid)));
+        }
+        if self.local_sessions.contains(&session)
+            && code
+                .and_then(|op| replies::write_request(op, &body).ok())
+                .is_some_and(|w| creates_ephemeral(&w))
+            && !self.upgrade_session(conn, xid, session)
+        {
+            return;
         }
         if code == Some(OpCode::Sync) {
             let path = read::decode::<SyncRequest>(&body).ok().map(|r| r.path);
@@ -824,6 +878,49 @@ impl Engine {
             c.queue.push_back(queued);
         }
         self.drain(conn);
+    }
+
+    /// A local session is about to create an ephemeral: with
+    /// `localSessionsUpgradingEnabled` it becomes global (a `createSession` txn ahead of
+    /// the create, as ZooKeeper upgrades it); otherwise the request is answered
+    /// `EphemeralOnLocalSession`. Returns whether the request goes on.
+    fn upgrade_session(&mut self, conn: ConnId, xid: i32, session: i64) -> bool {
+        if !self.config.local_sessions_upgrading_enabled {
+            let zxid = self.tree.last_zxid();
+            let arrived_us = self.now.mono_us;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.queue.push_back(Queued::Write {
+                    cxid: xid,
+                    op: OpCode::Error,
+                    stat_ops: Vec::new(),
+                    reply: Some(header_only(
+                        xid,
+                        zxid,
+                        ErrorCode::EphemeralOnLocalSession.code(),
+                    )),
+                    close_after: false,
+                    arrived_us,
+                });
+            }
+            self.drain(conn);
+            return false;
+        }
+        self.local_sessions.remove(&session);
+        let timeout = self.sessions.timeout(session).unwrap_or(0) as i32;
+        tracing::debug!(
+            session = format!("{session:#x}"),
+            "upgrading a local session"
+        );
+        if self.role == Role::Learner {
+            let body = Bytes::copy_from_slice(&timeout.to_be_bytes());
+            self.forward(session, 0, OpCode::CreateSession, Vec::new(), body);
+        } else {
+            let request = WriteRequest::CreateSession {
+                timeout_ms: timeout,
+            };
+            self.write(session, 0, &[], Ok(&request));
+        }
+        true
     }
 
     /// Holds a write's place in the connection's reply order.
@@ -1323,7 +1420,10 @@ impl Engine {
 
     fn reset_role(&mut self, role: Role, serving: bool, next: Option<Zxid>) {
         self.read_only = false;
-        for session in std::mem::take(&mut self.read_only_sessions) {
+        let member_only = std::mem::take(&mut self.read_only_sessions)
+            .into_iter()
+            .chain(std::mem::take(&mut self.local_sessions));
+        for session in member_only {
             self.sessions.remove(session);
         }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -1475,10 +1575,28 @@ impl Engine {
             data_size: self.tree.approximate_data_size(),
             watches: self.watches.watch_count(),
             ephemerals: self.tree.all_ephemerals().values().map(|p| p.len()).sum(),
-            sessions: self.sessions.len(),
+            sessions: self.sessions.len()
+                - self.local_sessions.len()
+                - self.read_only_sessions.len(),
+            local_sessions: self.local_sessions.len() + self.read_only_sessions.len(),
             log: Default::default(),
             ensemble: None,
         }
+    }
+}
+
+/// Whether a write creates an ephemeral znode (alone or in a multi).
+fn creates_ephemeral(write: &WriteRequest) -> bool {
+    let ephemeral = |flags: i32| {
+        zk_jute::CreateMode::try_from(flags).is_ok_and(zk_jute::CreateMode::is_ephemeral)
+    };
+    match write {
+        WriteRequest::Create { request, .. } => ephemeral(request.flags),
+        WriteRequest::Multi(multi) => multi.ops.iter().any(|op| match op {
+            MultiOp::Create(r) | MultiOp::Create2(r) => ephemeral(r.flags),
+            _ => false,
+        }),
+        _ => false,
     }
 }
 

@@ -1004,3 +1004,71 @@ fn a_read_only_member_serves_reads_to_read_only_sessions_alone() {
     assert!(!p.learner.engine.session_is_open(local));
     assert!(p.learner.engine.session_is_open(global));
 }
+
+#[test]
+fn local_sessions_live_on_their_member_until_an_ephemeral_upgrades_them() {
+    let mut p = Pair::new();
+    let config = Config {
+        server_id: 2,
+        local_sessions_enabled: true,
+        ..Config::default()
+    };
+    let tree = DataTree::new(TreeOptions::default());
+    p.learner = Script::with(config.clone(), tree, Role::Learner);
+    // A local session: answered at once, no txn, nothing forwarded.
+    p.learner.connect_as(1, 0, 4_000);
+    let session = p.learner.connected(1).expect("answered at once").session_id;
+    assert!(p.learner.forwarded.is_empty());
+    // Its persistent writes go through the leader like any other.
+    p.learner
+        .request(1, 1, OpCode::Create, create("/p", CreateMode::Persistent));
+    p.commit();
+    assert_eq!(p.learner.take(1).len(), 1);
+    // Without upgrading, an ephemeral is refused.
+    p.learner
+        .request(1, 2, OpCode::Create, create("/e", CreateMode::Ephemeral));
+    assert_eq!(
+        p.learner.take(1),
+        vec![(
+            2,
+            p.learner.engine.tree().last_zxid(),
+            ErrorCode::EphemeralOnLocalSession.code()
+        )]
+    );
+    assert!(p.learner.forwarded.is_empty());
+    // It expires on its member, with no txn; its touches never reach the leader.
+    assert!(p.learner.engine.take_touches().is_empty());
+    p.learner.advance(10_000);
+    p.learner.input(Input::Tick);
+    assert!(p.learner.closed(1));
+    assert!(!p.learner.engine.session_is_open(session));
+    assert!(p.learner.forwarded.is_empty());
+
+    // With upgrading, the ephemeral's create follows a createSession txn.
+    let upgrading = Config {
+        local_sessions_upgrading_enabled: true,
+        ..config
+    };
+    let mut p = Pair::new();
+    let tree = DataTree::new(TreeOptions::default());
+    p.learner = Script::with(upgrading, tree, Role::Learner);
+    p.learner.connect_as(2, 0, 4_000);
+    let session = p.learner.connected(2).unwrap().session_id;
+    p.learner
+        .request(2, 1, OpCode::Create, create("/e", CreateMode::Ephemeral));
+    p.forward();
+    assert_eq!(p.proposed.len(), 2);
+    assert_eq!(p.proposed[0].header.r#type, OpCode::CreateSession.code());
+    assert_eq!(p.proposed[0].header.client_id, session);
+    p.commit();
+    assert_eq!(p.learner.take(2).len(), 1);
+    assert!(p.leader.engine.tree().sessions().contains_key(&session));
+    assert_eq!(
+        p.learner
+            .engine
+            .tree()
+            .ephemerals(session)
+            .collect::<Vec<_>>(),
+        vec!["/e"]
+    );
+}
