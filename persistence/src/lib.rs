@@ -61,6 +61,7 @@ pub use restore::{Restored, SnapshotPolicy, purge, read_epoch, restore, write_ep
 #[cfg(feature = "sled")]
 pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
-    Snapshot, ZxidDigest, read_newest, read_snapshot, remove_unfinished_snapshots, snapshot_files,
-    write_snapshot, write_snapshot_with,
+    Snapshot, ZxidDigest, read_newest, read_snapshot, read_snapshot_bytes,
+    remove_unfinished_snapshots, snapshot_bytes, snapshot_files, write_snapshot,
+    write_snapshot_with,
 };

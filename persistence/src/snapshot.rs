@@ -202,6 +202,56 @@ pub fn write_snapshot_with(
     Ok(path)
 }
 
+/// The bytes of a `snapshot.<zxid>` file built in memory, as [`write_snapshot`] writes
+/// the file (a leader sends them to a learner rather than writing and reading a file).
+pub fn snapshot_bytes(
+    sessions: &BTreeMap<i64, i32>,
+    digest: Option<ZxidDigest>,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<Vec<u8>> {
+    struct Summed {
+        out: Vec<u8>,
+        adler: adler2::Adler32,
+    }
+    impl Write for Summed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            self.adler.write_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Summed {
+        fn seal(&mut self) -> std::io::Result<()> {
+            let checksum = i64::from(self.adler.checksum());
+            self.write_all(&checksum.to_be_bytes())?;
+            self.write_all(&[0, 0, 0, 1, b'/'])
+        }
+    }
+    let mut out = Summed {
+        out: Vec::new(),
+        adler: adler2::Adler32::new(),
+    };
+    out.write_all(&file_header(SNAP_MAGIC))?;
+    let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
+    out.write_all(&count.to_be_bytes())?;
+    for (id, timeout) in sessions {
+        out.write_all(&id.to_be_bytes())?;
+        out.write_all(&timeout.to_be_bytes())?;
+    }
+    write_tree(&mut out)?;
+    out.seal()?;
+    if let Some(d) = digest {
+        out.write_all(&d.zxid.to_be_bytes())?;
+        out.write_all(&d.version.to_be_bytes())?;
+        out.write_all(&d.digest.to_be_bytes())?;
+        out.seal()?;
+    }
+    Ok(out.out)
+}
+
 /// Reads the snapshot at `path`, handing the tree body (and the session table read before
 /// it) to `parse_tree` and checking every seal. Any failure names the file and offset.
 pub fn read_snapshot<T, E: std::fmt::Display>(
@@ -220,6 +270,27 @@ pub fn read_snapshot<T, E: std::fmt::Display>(
         }
         _ => raw,
     });
+    parse_snapshot(path, zxid, bytes, parse_tree)
+}
+
+/// Reads a snapshot held in memory (as a leader sends it to a learner): the bytes of an
+/// uncompressed `snapshot.<zxid>` file, checked as [`read_snapshot`] checks a file.
+/// `path` only names it in errors, and in the [`Snapshot`] returned.
+pub fn read_snapshot_bytes<T, E: std::fmt::Display>(
+    path: &Path,
+    zxid: i64,
+    bytes: Bytes,
+    parse_tree: impl FnOnce(&mut Reader, &BTreeMap<i64, i32>) -> std::result::Result<T, E>,
+) -> Result<Snapshot<T>> {
+    parse_snapshot(path, zxid, bytes, parse_tree)
+}
+
+fn parse_snapshot<T, E: std::fmt::Display>(
+    path: &Path,
+    zxid: i64,
+    bytes: Bytes,
+    parse_tree: impl FnOnce(&mut Reader, &BTreeMap<i64, i32>) -> std::result::Result<T, E>,
+) -> Result<Snapshot<T>> {
     let corrupt =
         |offset: usize, reason: String| PersistenceError::corrupt(path, offset as u64, reason);
     if bytes.len() < HEADER_LEN {

@@ -281,18 +281,13 @@ impl Ensemble {
         }
     }
 
-    /// A leader's snapshot for a learner: `tree`, written as a snapshot file of this
-    /// member (it is one: every txn in it is committed), read back in pieces.
+    /// A leader's snapshot for a learner: `tree` as the bytes of a snapshot file, built
+    /// in memory, in pieces.
     pub(crate) fn snapshot_pieces(&self, tree: &DataTree) -> Result<Vec<Bytes>, String> {
-        let path = zk_persistence::write_snapshot(
-            &self.snap_dir,
-            tree.last_zxid(),
-            tree.sessions(),
-            Some(crate::snapshot::tree_digest(tree)),
-            |w| tree.write_body(w),
-        )
-        .map_err(|e| e.to_string())?;
-        let bytes = Bytes::from(std::fs::read(&path).map_err(|e| e.to_string())?);
+        let digest = Some(crate::snapshot::tree_digest(tree));
+        let bytes = zk_persistence::snapshot_bytes(tree.sessions(), digest, |w| tree.write_body(w))
+            .map_err(|e| e.to_string())?;
+        let bytes = Bytes::from(bytes);
         let mut pieces = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
@@ -317,35 +312,32 @@ impl Ensemble {
     }
 
     /// The snapshot is whole: it becomes this member's newest snapshot file, durably,
-    /// and the log is emptied. Returns the tree it holds.
+    /// and the log is emptied. Returns the tree it holds. The file is written and synced
+    /// on another thread while this one parses the bytes; both must succeed.
     pub(crate) fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
-        let bytes = std::mem::take(&mut self.snapshot_rx);
+        let bytes = std::mem::take(&mut self.snapshot_rx).freeze();
         let name = zk_persistence::file_name("snapshot", zxid.0);
         let path = self.snap_dir.join(&name);
         let tmp = self.snap_dir.join(format!("{name}.tmp"));
-        write_durably(&self.snap_dir, &tmp, &path, &bytes)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        let tree = self.read_snapshot(&path)?;
-        if tree.last_zxid() != zxid.0 {
-            return Err(format!(
-                "the leader's snapshot for {zxid} holds {:#x}",
-                tree.last_zxid()
-            ));
-        }
-        self.storage.reset(zxid).map_err(|e| e.to_string())?;
-        Ok(tree)
-    }
-
-    fn read_snapshot(&self, path: &Path) -> Result<DataTree, String> {
         let options = self.tree_options;
-        let snapshot = zk_persistence::read_snapshot(path, |r, sessions| {
-            let mut tree = DataTree::deserialize(r, options, |_| {})?;
-            tree.set_sessions(sessions.clone());
-            Ok::<_, zk_datatree::SnapshotError>(tree)
-        })
-        .map_err(|e| e.to_string())?;
+        let (written, parsed) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| write_durably(&self.snap_dir, &tmp, &path, &bytes));
+            let parsed =
+                zk_persistence::read_snapshot_bytes(&path, zxid.0, bytes.clone(), |r, sessions| {
+                    let mut tree = DataTree::deserialize(r, options, |_| {})?;
+                    tree.set_sessions(sessions.clone());
+                    Ok::<_, zk_datatree::SnapshotError>(tree)
+                });
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer panicked")));
+            (written, parsed)
+        });
+        written.map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let snapshot = parsed.map_err(|e| e.to_string())?;
         let mut tree = snapshot.tree;
         tree.set_last_zxid(snapshot.zxid);
+        self.storage.reset(zxid).map_err(|e| e.to_string())?;
         Ok(tree)
     }
 
