@@ -471,24 +471,14 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                 through,
                 batch,
             } => {
-                let mut from = after;
-                loop {
-                    let entries = self.storage.read(from, through, batch)?;
-                    let last =
-                        entries.last().map_or(through, |e| e.zxid) >= through || entries.is_empty();
-                    if let Some(e) = entries.last() {
-                        from = e.zxid;
-                    }
-                    more.push(Input::LogRead {
-                        learner,
-                        stream,
-                        entries,
-                        last,
-                    });
-                    if last {
-                        break;
-                    }
-                }
+                let reads = crate::storage::read_log(
+                    &mut self.storage,
+                    learner,
+                    stream,
+                    (after, through),
+                    batch,
+                )?;
+                more.extend(reads);
             }
             Output::SendSnapshot {
                 learner, stream, ..

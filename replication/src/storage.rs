@@ -71,6 +71,36 @@ pub trait Storage {
     fn read(&mut self, after: Zxid, through: Zxid, max: usize) -> Result<Vec<Entry>, StorageError>;
 }
 
+/// What answers an [`Output::ReadLog`](crate::Output::ReadLog): the entries in
+/// `(after, through]` read from `storage` in batches of `batch`, as
+/// [`Input::LogRead`](crate::Input::LogRead)s in order, the last marked `last`.
+pub fn read_log<S: Storage + ?Sized>(
+    storage: &mut S,
+    learner: crate::Sid,
+    stream: u64,
+    (after, through): (Zxid, Zxid),
+    batch: usize,
+) -> Result<Vec<crate::Input>, StorageError> {
+    let mut reads = Vec::new();
+    let mut from = after;
+    loop {
+        let entries = storage.read(from, through, batch)?;
+        let last = entries.last().is_none_or(|e| e.zxid >= through);
+        if let Some(e) = entries.last() {
+            from = e.zxid;
+        }
+        reads.push(crate::Input::LogRead {
+            learner,
+            stream,
+            entries,
+            last,
+        });
+        if last {
+            return Ok(reads);
+        }
+    }
+}
+
 /// [`Storage`] in memory. What was appended and not synced is lost by
 /// [`crash`](MemStorage::crash).
 #[derive(Debug, Clone, Default)]

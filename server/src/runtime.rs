@@ -390,28 +390,15 @@ impl Runtime {
                 through,
                 batch,
             } => {
-                use zk_replication::storage::Storage;
-                let mut from = after;
-                loop {
-                    let entries = ensemble
-                        .storage
-                        .read(from, through, batch)
-                        .map_err(storage)?;
-                    let last =
-                        entries.is_empty() || entries.last().is_some_and(|e| e.zxid >= through);
-                    if let Some(e) = entries.last() {
-                        from = e.zxid;
-                    }
-                    self.zab_inbox.push_back(Z::LogRead {
-                        learner,
-                        stream,
-                        entries,
-                        last,
-                    });
-                    if last {
-                        break;
-                    }
-                }
+                let reads = zk_replication::storage::read_log(
+                    &mut ensemble.storage,
+                    learner,
+                    stream,
+                    (after, through),
+                    batch,
+                )
+                .map_err(storage)?;
+                self.zab_inbox.extend(reads);
             }
             O::SendSnapshot {
                 learner,

@@ -10,25 +10,13 @@ use tokio::net::TcpStream;
 use zk_server::{Config, Server};
 use zookeeper_client as zk;
 
+mod common;
+use common::free_port;
+
 static OPEN: &zk::CreateOptions<'static> =
     &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 static EPHEMERAL: &zk::CreateOptions<'static> =
     &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-
-/// A free loopback port, below the ephemeral range (32768 and up on Linux): a port picked
-/// there may become some connection's source port before the server binds it. Each
-/// test binary draws from its own block, never the same port twice.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = 20_000 + (std::process::id() % 48) * 256;
-    loop {
-        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 256) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// An ensemble's `zoo.cfg` lines and each member's ports and directory.
 struct Ensemble {

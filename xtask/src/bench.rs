@@ -33,7 +33,7 @@ use zookeeper_client as zk;
 use crate::servers::four_letter;
 
 /// Set when a debug build hands over to the release build, so it does not loop.
-pub(crate) const REEXEC_ENV: &str = "XTASK_BENCH_RELEASE";
+const REEXEC_ENV: &str = "XTASK_BENCH_RELEASE";
 /// Apache ZooKeeper's standalone entry point.
 const ZK_MAIN: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
 /// Its jar names the rest of the classpath in its manifest (Debian's package).
@@ -200,26 +200,37 @@ impl Options {
     }
 }
 
+/// Builds the release `zk-server` and `xtask`; a debug build of this program then runs
+/// `xtask <command> <args>` from the release build and returns `false` (the work is
+/// done), a release build returns `true` (go on here).
+pub(crate) fn in_release_build(command: &[&str], args: &[String]) -> Result<bool> {
+    if std::env::var_os(REEXEC_ENV).is_some() {
+        return Ok(true);
+    }
+    super::run(super::cargo().args(["build", "--release", "-p", "zk-server", "-p", "xtask"]))?;
+    if !cfg!(debug_assertions) {
+        return Ok(true);
+    }
+    let release = target_dir()?.join("release/xtask");
+    eprintln!("re-running from the release build: {}", release.display());
+    let status = Command::new(&release)
+        .args(command)
+        .args(args)
+        .env(REEXEC_ENV, "1")
+        .status()
+        .with_context(|| format!("running {}", release.display()))?;
+    if !status.success() {
+        bail!("the benchmark failed ({status})");
+    }
+    Ok(false)
+}
+
 /// `cargo xtask bench [options]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
     let target = target_dir()?;
-    if std::env::var_os(REEXEC_ENV).is_none() {
-        super::run(super::cargo().args(["build", "--release", "-p", "zk-server", "-p", "xtask"]))?;
-        if cfg!(debug_assertions) {
-            let release = target.join("release/xtask");
-            eprintln!("re-running from the release build: {}", release.display());
-            let status = Command::new(&release)
-                .arg("bench")
-                .args(args)
-                .env(REEXEC_ENV, "1")
-                .status()
-                .with_context(|| format!("running {}", release.display()))?;
-            if !status.success() {
-                bail!("the benchmark failed ({status})");
-            }
-            return Ok(());
-        }
+    if !in_release_build(&["bench"], args)? {
+        return Ok(());
     }
     let ours_bin = target.join("release/zk-server");
     if !ours_bin.is_file() {

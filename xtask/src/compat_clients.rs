@@ -153,14 +153,6 @@ fn parse_options(rest: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-/// A three-member ensemble with a leader; returns it and a follower's index.
-fn start_ensemble(kind: Kind, dir: &Path, binary: &Path) -> Result<(LocalEnsemble, usize)> {
-    std::fs::create_dir_all(dir)?;
-    let ensemble = LocalEnsemble::start(kind, 3, dir, Some(binary), "extendedTypesEnabled=true")?;
-    let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
-    Ok((ensemble, (leader + 1) % 3))
-}
-
 /// `cargo xtask compat-clients [--keep-going] [--install] [--only LIST] [--verbose]`.
 pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
     let mut options = parse_options(rest)?;
@@ -192,8 +184,16 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             bail!("--ensemble runs zkcli, cli_mt, kazoo and zk-cli; not zookeeper-client");
         }
         let (zk, ours) = ensembles.insert((
-            start_ensemble(Kind::ZooKeeper, &scratch.0.join("zk-ensemble"), &binary)?,
-            start_ensemble(Kind::Ours, &scratch.0.join("our-ensemble"), &binary)?,
+            LocalEnsemble::three_with_follower(
+                Kind::ZooKeeper,
+                &scratch.0.join("zk-ensemble"),
+                &binary,
+            )?,
+            LocalEnsemble::three_with_follower(
+                Kind::Ours,
+                &scratch.0.join("our-ensemble"),
+                &binary,
+            )?,
         ));
         (zk.0.follower(zk.1), ours.0.follower(ours.1))
     } else {

@@ -87,6 +87,21 @@ impl LocalEnsemble {
         Ok(ensemble)
     }
 
+    /// Three members under `dir` with `extendedTypesEnabled`, once a leader serves;
+    /// returns them and a follower's index (for the tools that compare clients' answers
+    /// on a follower).
+    pub(crate) fn three_with_follower(
+        kind: Kind,
+        dir: &Path,
+        binary: &Path,
+    ) -> Result<(LocalEnsemble, usize)> {
+        std::fs::create_dir_all(dir)?;
+        let ensemble =
+            LocalEnsemble::start(kind, 3, dir, Some(binary), "extendedTypesEnabled=true")?;
+        let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
+        Ok((ensemble, (leader + 1) % 3))
+    }
+
     /// Starts member `i` (0-based) again.
     pub(crate) fn start_member(&mut self, i: usize) -> Result<()> {
         let cfg = &self.configs[i];

@@ -15,13 +15,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{OPEN, Op, REEXEC_ENV, VALUE, Work, connect_many, create_all, drive};
+use crate::bench::{OPEN, Op, VALUE, Work, connect_many, create_all, drive};
 use crate::ensemble::{Kind, LocalEnsemble, four_letter_blocking};
 
 const USAGE: &str = "cargo xtask bench ensemble [--secs S] [--warmup S] [--znodes Z] \
@@ -122,22 +121,8 @@ fn name(kind: Kind) -> &'static str {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
     let target = crate::bench::target_dir()?;
-    if std::env::var_os(REEXEC_ENV).is_none() {
-        crate::run(crate::cargo().args(["build", "--release", "-p", "zk-server", "-p", "xtask"]))?;
-        if cfg!(debug_assertions) {
-            let release = target.join("release/xtask");
-            eprintln!("re-running from the release build: {}", release.display());
-            let status = Command::new(&release)
-                .args(["bench", "ensemble"])
-                .args(args)
-                .env(REEXEC_ENV, "1")
-                .status()
-                .with_context(|| format!("running {}", release.display()))?;
-            if !status.success() {
-                bail!("the benchmark failed ({status})");
-            }
-            return Ok(());
-        }
+    if !crate::bench::in_release_build(&["bench", "ensemble"], args)? {
+        return Ok(());
     }
     let binary = target.join("release/zk-server");
     let scratch = target.join("bench-ensemble");

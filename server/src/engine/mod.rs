@@ -601,25 +601,12 @@ impl Engine {
             // The leader expires global sessions and reaps containers, for the whole
             // ensemble; a learner its own local sessions.
             for session in self.sessions.expired(now) {
-                if self.local_sessions.remove(&session) {
-                    tracing::info!(session = format!("{session:#x}"), "local session expired");
-                    let conn = self.sessions.conn(session);
-                    self.sessions.remove(session);
-                    if let Some(conn) = conn {
-                        self.close(conn);
-                    }
-                }
+                self.expire_local(session);
             }
             return;
         }
         for session in self.sessions.expired(now) {
-            if self.local_sessions.remove(&session) {
-                tracing::info!(session = format!("{session:#x}"), "local session expired");
-                let conn = self.sessions.conn(session);
-                self.sessions.remove(session);
-                if let Some(conn) = conn {
-                    self.close(conn);
-                }
+            if self.expire_local(session) {
                 continue;
             }
             tracing::info!(session = format!("{session:#x}"), "session expired");
@@ -642,6 +629,20 @@ impl Engine {
                 self.write(0, 0, &[], Ok(&WriteRequest::DeleteContainer(path)));
             }
         }
+    }
+
+    /// Ends `session` if it is local to this member (no txn); returns whether it was.
+    fn expire_local(&mut self, session: i64) -> bool {
+        if !self.local_sessions.remove(&session) {
+            return false;
+        }
+        tracing::info!(session = format!("{session:#x}"), "local session expired");
+        let conn = self.sessions.conn(session);
+        self.sessions.remove(session);
+        if let Some(conn) = conn {
+            self.close(conn);
+        }
+        true
     }
 
     /// `autopurge.purgeInterval` hours apart, keep `autopurge.snapRetainCount` snapshots and
