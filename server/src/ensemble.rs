@@ -321,7 +321,7 @@ impl Ensemble {
         let tmp = self.snap_dir.join(format!("{name}.tmp"));
         let options = self.tree_options;
         let (written, parsed) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| write_durably(&self.snap_dir, &tmp, &path, &bytes));
+            let writer = scope.spawn(|| write_synced(&tmp, &bytes));
             let parsed =
                 zk_persistence::read_snapshot_bytes(&path, zxid.0, bytes.clone(), |r, sessions| {
                     let mut tree = DataTree::deserialize(r, options, |_| {})?;
@@ -333,27 +333,51 @@ impl Ensemble {
                 .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer panicked")));
             (written, parsed)
         });
-        written.map_err(|e| format!("writing {}: {e}", path.display()))?;
-        let snapshot = parsed.map_err(|e| e.to_string())?;
+        written.map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        let snapshot = match parsed {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.to_string());
+            }
+        };
+        // Named as a snapshot only once it parsed: a bad one never becomes the newest.
+        std::fs::rename(&tmp, &path)
+            .and_then(|()| std::fs::File::open(&self.snap_dir)?.sync_all())
+            .map_err(|e| format!("installing {}: {e}", path.display()))?;
         let mut tree = snapshot.tree;
         tree.set_last_zxid(snapshot.zxid);
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
         Ok(tree)
     }
 
-    /// Drops the log after `zxid` and rebuilds the tree as of `zxid` from the files, as
-    /// ZooKeeper reloads its database after a TRUNC. Snapshots taken past `zxid` go
-    /// first: they hold what is being dropped.
-    pub(crate) fn truncate(&mut self, zxid: Zxid) -> Result<DataTree, String> {
-        self.storage.truncate(zxid).map_err(|e| e.to_string())?;
+    /// Drops the log after `zxid` (ZooKeeper's TRUNC). Snapshots taken past `zxid` go
+    /// first (durably: they hold what is being dropped). With `rebuild`, the tree is
+    /// then rebuilt from the files as of that zxid, as ZooKeeper reloads its database.
+    pub(crate) fn truncate(
+        &mut self,
+        zxid: Zxid,
+        rebuild: Option<Zxid>,
+    ) -> Result<Option<DataTree>, String> {
         let snapshots =
             zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
+        let mut removed = false;
         for (at, path) in snapshots {
             if at > zxid.0 {
                 tracing::info!(file = %path.display(), "removing a snapshot past the truncation");
                 std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+                removed = true;
             }
         }
+        if removed {
+            std::fs::File::open(&self.snap_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        self.storage.truncate(zxid).map_err(|e| e.to_string())?;
+        let Some(target) = rebuild else {
+            return Ok(None);
+        };
         let log = FileTxnLog::open(&self.log_dir, self.log_options).map_err(|e| e.to_string())?;
         let options = self.tree_options;
         let restored = zk_persistence::restore(
@@ -365,18 +389,24 @@ impl Ensemble {
                 Ok::<_, zk_datatree::SnapshotError>(tree)
             },
             || DataTree::new(options),
-            crate::replay,
+            |tree, entry, fuzzy| {
+                // Past the target: logged, not applied (Zab delivers it if committed).
+                if entry.zxid() > target.0 {
+                    return Ok(());
+                }
+                crate::replay(tree, entry, fuzzy)
+            },
         )
         .map_err(|e| e.to_string())?;
         let mut tree = restored.tree;
-        tree.set_last_zxid(restored.last_zxid);
-        if restored.last_zxid != zxid.0 {
+        let last = restored.last_zxid.min(target.0);
+        tree.set_last_zxid(last);
+        if last != target.0 {
             return Err(format!(
-                "after truncating to {zxid} the files hold {:#x}",
-                restored.last_zxid
+                "after truncating to {zxid} the files hold {last:#x}, not {target}"
             ));
         }
-        Ok(tree)
+        Ok(Some(tree))
     }
 
     /// Makes every append durable; returns the last durable zxid, if anything was
@@ -406,14 +436,12 @@ impl Ensemble {
     }
 }
 
-/// Writes `bytes` to `tmp`, syncs it, renames it to `path` and syncs `dir`.
-fn write_durably(dir: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(tmp)?;
+    let mut file = std::fs::File::create(path)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    file.sync_all()
 }
 
 /// A log record as Zab carries it: the txn header, then the body (and digest).

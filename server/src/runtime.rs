@@ -177,6 +177,8 @@ pub(crate) struct Runtime {
     zab_inbox: VecDeque<zk_replication::Input>,
     /// A snapshot started: the replicated log rolls once Zab's outputs are carried out.
     roll_due: bool,
+    /// An ensemble's member (whether or not `ensemble` is taken out while pumping).
+    member: bool,
     /// An ensemble member's own figures.
     figures: Figures,
     io: HashMap<ConnId, ConnIo>,
@@ -212,6 +214,7 @@ impl Runtime {
             snap_retain_count: config.snap_retain_count,
             engine,
             log,
+            member: ensemble.is_some(),
             ensemble,
             zab_inbox: VecDeque::new(),
             roll_due: false,
@@ -315,6 +318,20 @@ impl Runtime {
         }
     }
 
+    /// Makes `tree` the engine's (a leader's snapshot, or the log truncated and
+    /// replayed). A snapshot of the old tree being taken is dropped: its file would mix
+    /// the two trees (its writer removes what it wrote).
+    fn install_tree(&mut self, tree: zk_datatree::DataTree) {
+        if self.snapshot.take().is_some() {
+            tracing::info!("dropped the snapshot being taken of the tree replaced");
+        }
+        let mut out = Vec::new();
+        self.engine.replace_tree(tree, &mut out);
+        for output in out {
+            self.carry_out(output);
+        }
+    }
+
     /// Stops serving: an error nothing can go on from.
     fn fail(&mut self, reason: String) {
         tracing::error!(%reason, "stopping the server");
@@ -365,8 +382,14 @@ impl Runtime {
             }
             O::Truncate { zxid } => {
                 tracing::info!(%zxid, "truncating the log to the leader's history");
-                let tree = ensemble.truncate(zxid)?;
-                self.engine.replace_tree(tree);
+                // The tree goes back only if it holds more than Zab now counts applied
+                // (at start the whole log was applied, committed or not); otherwise it
+                // holds committed txns only, and keeps them.
+                let applied = ensemble.zab.applied();
+                let rebuild = self.engine.tree().last_zxid() > applied.0;
+                if let Some(tree) = ensemble.truncate(zxid, rebuild.then_some(applied))? {
+                    self.install_tree(tree);
+                }
             }
             O::Deliver(entry) => {
                 if self.engine.role() == (Role::Leader, true) {
@@ -434,7 +457,7 @@ impl Runtime {
             O::SnapshotEnd { zxid } => {
                 let tree = ensemble.snapshot_end(zxid)?;
                 tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
-                self.engine.replace_tree(tree);
+                self.install_tree(tree);
             }
             O::Request { data, .. } => self.engine_input(Input::Forwarded(data)),
             O::Touched { touches, .. } => {
@@ -486,7 +509,10 @@ impl Runtime {
                     (Role::Leader, true) => self.figures.leading_since.or(Some(Instant::now())),
                     _ => None,
                 };
-                if (role, serving) != self.engine.role() {
+                // Read-only mode ends with looking, whatever comes next.
+                let read_only_ends =
+                    self.engine.is_read_only() && !matches!(state, zk_replication::State::Looking);
+                if (role, serving) != self.engine.role() || read_only_ends {
                     tracing::info!(
                         ?state,
                         "serving as {}",
@@ -529,7 +555,7 @@ impl Runtime {
                 }
             },
             Output::Snapshot => self.start_snapshot(),
-            Output::Purge if self.ensemble.is_some() => {
+            Output::Purge if self.member => {
                 // Zab syncs learners from the log files it opened at start; deleting them
                 // under it would turn a DIFF into a failed read. Until its history can be
                 // cut at a snapshot, a member keeps its files.

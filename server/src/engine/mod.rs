@@ -633,7 +633,7 @@ impl Engine {
 
     /// Ends `session` if it is local to this member (no txn); returns whether it was.
     fn expire_local(&mut self, session: i64) -> bool {
-        if !self.local_sessions.remove(&session) {
+        if !self.local_sessions.remove(&session) && !self.read_only_sessions.remove(&session) {
             return false;
         }
         tracing::info!(session = format!("{session:#x}"), "local session expired");
@@ -1145,7 +1145,13 @@ impl Engine {
             _ => self.answer_write(session, p.header.cxid, zxid, &applied),
         }
         if let Transaction::CloseSession(_) = p.txn {
+            // Expired by the leader (or closed elsewhere): a connection still holding it
+            // here is closed, as the leader closes its own.
+            let conn = self.sessions.conn(session);
             self.sessions.remove(session);
+            if let Some(conn) = conn {
+                self.close(conn);
+            }
         }
         self.txns_since_snapshot += 1;
         if self.policy.due(self.txns_since_snapshot, 0) && !self.snapshotting {
@@ -1220,7 +1226,16 @@ impl Engine {
                 self.write(f.session, f.cxid, &[], Ok(&WriteRequest::CloseSession));
             }
             Ok(op) if op.is_write() || op == OpCode::Reconfig => {
-                self.sessions.touch(f.session, now);
+                let known = self.sessions.touch(f.session, now);
+                // ZooKeeper's checkSession: a session that is closing, or unknown while
+                // sessions are all global, gets SessionExpired (logged as an error txn).
+                // A learner's local session is unknown here by design.
+                let expired = self.sessions.is_closing(f.session)
+                    || (!known && !self.config.local_sessions_enabled);
+                if expired {
+                    self.write(f.session, f.cxid, &[], Err(ErrorCode::SessionExpired));
+                    return;
+                }
                 let request = replies::write_request(op, &f.body);
                 self.write(f.session, f.cxid, &f.auth, request.as_ref().map_err(|e| *e));
             }
@@ -1421,12 +1436,13 @@ impl Engine {
 
     fn reset_role(&mut self, role: Role, serving: bool, next: Option<Zxid>) {
         self.read_only = false;
-        let member_only = std::mem::take(&mut self.read_only_sessions)
-            .into_iter()
-            .chain(std::mem::take(&mut self.local_sessions));
-        for session in member_only {
-            self.sessions.remove(session);
-        }
+        self.read_only_sessions.clear();
+        self.local_sessions.clear();
+        // The committed record is the tree's session table: a session whose
+        // createSession never committed (the leader changed) is gone, and so are the
+        // sessions that lived on this member alone.
+        let committed = self.tree.sessions();
+        self.sessions.retain(|id| committed.contains_key(&id));
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             self.close(conn);
@@ -1461,8 +1477,9 @@ impl Engine {
 
     /// Replaces the tree (a snapshot from the leader, or the log truncated and
     /// replayed). Only while not serving: no connection is open.
-    pub(crate) fn replace_tree(&mut self, tree: DataTree) {
-        debug_assert!(self.conns.is_empty(), "tree replaced while serving");
+    pub(crate) fn replace_tree(&mut self, tree: DataTree, out: &mut Vec<Output>) {
+        // Whoever is connected (read-only clients) saw the old tree: they go first.
+        self.reset_role(self.role, false, None);
         self.tree = tree;
         if let Some(membership) = self.config.membership() {
             self.tree
@@ -1484,6 +1501,7 @@ impl Engine {
         self.sessions = sessions;
         self.watches = WatchManager::new();
         self.reset_role(self.role, false, None);
+        out.append(&mut self.out);
     }
 
     /// The sessions this learner's clients touched since the last call, with their

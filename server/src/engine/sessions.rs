@@ -132,6 +132,19 @@ impl Sessions {
         }
     }
 
+    /// Keeps only the sessions `keep` says yes to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(i64) -> bool) {
+        let gone: Vec<i64> = self.table.keys().copied().filter(|id| !keep(*id)).collect();
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
+    /// Whether session `id` is closing (its `closeSession` is on its way).
+    pub(crate) fn is_closing(&self, id: i64) -> bool {
+        self.table.get(&id).is_some_and(|s| s.closing)
+    }
+
     /// Session `id`'s timeout, if it is known.
     pub(crate) fn timeout(&self, id: i64) -> Option<u64> {
         self.table.get(&id).map(|s| s.timeout_ms)

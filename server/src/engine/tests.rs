@@ -1072,3 +1072,29 @@ fn local_sessions_live_on_their_member_until_an_ephemeral_upgrades_them() {
         vec!["/e"]
     );
 }
+
+#[test]
+fn a_session_the_leader_expires_loses_its_learner_connection_and_its_writes() {
+    let mut p = Pair::new();
+    p.learner.connect_as(1, 0, 4_000);
+    p.commit();
+    let session = p.learner.connected(1).unwrap().session_id;
+    // The client stays connected to the learner but stops talking (a long pause): the
+    // leader hears no touch and expires it; the learner closes its connection.
+    p.leader.advance(10_000);
+    p.leader.input(Input::Tick);
+    p.commit();
+    assert!(p.learner.closed(1), "the expired session's connection closes");
+    // A write the learner forwarded for it meanwhile is refused by the leader.
+    let forwarded = super::forward::Forwarded {
+        session,
+        cxid: 9,
+        op: OpCode::Create.code(),
+        auth: Vec::new(),
+        body: create("/late", CreateMode::Ephemeral),
+    };
+    p.leader.input(Input::Forwarded(forwarded.encode()));
+    let logged = p.leader.appended.back().expect("an error txn");
+    assert_eq!(logged.header.r#type, OpCode::Error.code());
+    assert!(p.leader.engine.tree().node("/late").is_none());
+}
