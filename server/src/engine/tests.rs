@@ -1084,7 +1084,10 @@ fn a_session_the_leader_expires_loses_its_learner_connection_and_its_writes() {
     p.leader.advance(10_000);
     p.leader.input(Input::Tick);
     p.commit();
-    assert!(p.learner.closed(1), "the expired session's connection closes");
+    assert!(
+        p.learner.closed(1),
+        "the expired session's connection closes"
+    );
     // A write the learner forwarded for it meanwhile is refused by the leader.
     let forwarded = super::forward::Forwarded {
         session,
