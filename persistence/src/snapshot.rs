@@ -74,12 +74,70 @@ impl Write for Checked {
     }
 }
 
-impl Checked {
-    fn seal(&mut self) -> std::io::Result<()> {
-        let checksum = i64::from(self.adler.checksum());
-        self.write_all(&checksum.to_be_bytes())?;
-        self.write_all(&[0, 0, 0, 1, b'/'])
+/// A writer that sums what passes through it (Adler-32), for the file's seals.
+trait Summing: Write {
+    fn checksum(&self) -> u32;
+}
+
+impl Summing for Checked {
+    fn checksum(&self) -> u32 {
+        self.adler.checksum()
     }
+}
+
+/// A snapshot file's bytes gathered in memory, summed as they come.
+struct InMemory {
+    out: Vec<u8>,
+    adler: adler2::Adler32,
+}
+
+impl Write for InMemory {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        self.adler.write_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Summing for InMemory {
+    fn checksum(&self) -> u32 {
+        self.adler.checksum()
+    }
+}
+
+/// Writes the checksum of everything so far, then ZooKeeper's `/` seal.
+fn seal(out: &mut impl Summing) -> std::io::Result<()> {
+    let checksum = i64::from(out.checksum());
+    out.write_all(&checksum.to_be_bytes())?;
+    out.write_all(&[0, 0, 0, 1, b'/'])
+}
+
+/// A snapshot file's contents: header, `sessions`, the body `write_tree` writes, seal,
+/// and the digest it returns with its own seal.
+fn write_contents(
+    out: &mut impl Summing,
+    sessions: &BTreeMap<i64, i32>,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
+) -> std::io::Result<()> {
+    out.write_all(&file_header(SNAP_MAGIC))?;
+    let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
+    out.write_all(&count.to_be_bytes())?;
+    for (id, timeout) in sessions {
+        out.write_all(&id.to_be_bytes())?;
+        out.write_all(&timeout.to_be_bytes())?;
+    }
+    let digest = write_tree(out)?;
+    seal(out)?;
+    if let Some(d) = digest {
+        out.write_all(&d.zxid.to_be_bytes())?;
+        out.write_all(&d.version.to_be_bytes())?;
+        out.write_all(&d.digest.to_be_bytes())?;
+        seal(out)?;
+    }
+    Ok(())
 }
 
 /// Removes the temporary files of snapshots whose writing never finished (the process
@@ -172,21 +230,7 @@ pub fn write_snapshot_with(
             adler: adler2::Adler32::new(),
             unsynced: 0,
         };
-        out.write_all(&file_header(SNAP_MAGIC))?;
-        let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
-        out.write_all(&count.to_be_bytes())?;
-        for (id, timeout) in sessions {
-            out.write_all(&id.to_be_bytes())?;
-            out.write_all(&timeout.to_be_bytes())?;
-        }
-        let digest = write_tree(&mut out)?;
-        out.seal()?;
-        if let Some(d) = digest {
-            out.write_all(&d.zxid.to_be_bytes())?;
-            out.write_all(&d.version.to_be_bytes())?;
-            out.write_all(&d.digest.to_be_bytes())?;
-            out.seal()?;
-        }
+        write_contents(&mut out, sessions, write_tree)?;
         let file = out.inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     })();
@@ -209,46 +253,11 @@ pub fn snapshot_bytes(
     digest: Option<ZxidDigest>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<Vec<u8>> {
-    struct Summed {
-        out: Vec<u8>,
-        adler: adler2::Adler32,
-    }
-    impl Write for Summed {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.out.extend_from_slice(buf);
-            self.adler.write_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Summed {
-        fn seal(&mut self) -> std::io::Result<()> {
-            let checksum = i64::from(self.adler.checksum());
-            self.write_all(&checksum.to_be_bytes())?;
-            self.write_all(&[0, 0, 0, 1, b'/'])
-        }
-    }
-    let mut out = Summed {
+    let mut out = InMemory {
         out: Vec::new(),
         adler: adler2::Adler32::new(),
     };
-    out.write_all(&file_header(SNAP_MAGIC))?;
-    let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
-    out.write_all(&count.to_be_bytes())?;
-    for (id, timeout) in sessions {
-        out.write_all(&id.to_be_bytes())?;
-        out.write_all(&timeout.to_be_bytes())?;
-    }
-    write_tree(&mut out)?;
-    out.seal()?;
-    if let Some(d) = digest {
-        out.write_all(&d.zxid.to_be_bytes())?;
-        out.write_all(&d.version.to_be_bytes())?;
-        out.write_all(&d.digest.to_be_bytes())?;
-        out.seal()?;
-    }
+    write_contents(&mut out, sessions, |w| write_tree(w).map(|()| digest))?;
     Ok(out.out)
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::ensemble::{Kind, LocalEnsemble};
+use crate::ensemble::Compared;
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
 use crate::{Scratch, cargo, root, run};
 
@@ -176,33 +176,12 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
     options.zk_server = Some(binary.clone());
 
     let scratch = Scratch::new("compat-clients")?;
-    let mut standalone = None;
-    let mut ensembles = None;
-    let (reference, ours): (&ServerProc, &ServerProc) = if options.ensemble {
-        if options.clients.contains(&Client::ZookeeperCrate) {
-            // Its suite starts its servers itself, through the docker shim.
-            bail!("--ensemble runs zkcli, cli_mt, kazoo and zk-cli; not zookeeper-client");
-        }
-        let (zk, ours) = ensembles.insert((
-            LocalEnsemble::three_with_follower(
-                Kind::ZooKeeper,
-                &scratch.0.join("zk-ensemble"),
-                &binary,
-            )?,
-            LocalEnsemble::three_with_follower(
-                Kind::Ours,
-                &scratch.0.join("our-ensemble"),
-                &binary,
-            )?,
-        ));
-        (zk.0.follower(zk.1), ours.0.follower(ours.1))
-    } else {
-        let (zk, ours) = standalone.insert((
-            ServerProc::start_zookeeper(&scratch.0)?,
-            ServerProc::start_ours(&binary, &scratch.0)?,
-        ));
-        (&*zk, &*ours)
-    };
+    if options.ensemble && options.clients.contains(&Client::ZookeeperCrate) {
+        // Its suite starts its servers itself, through the docker shim.
+        bail!("--ensemble runs zkcli, cli_mt, kazoo and zk-cli; not zookeeper-client");
+    }
+    let compared = Compared::start(options.ensemble, &scratch.0, &binary)?;
+    let (reference, ours) = compared.servers();
     eprintln!(
         "Apache ZooKeeper 3.8.0 on {}, zk-server on {}",
         reference.addr, ours.addr
@@ -265,8 +244,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             }
         }
     }
-    drop(standalone.take());
-    drop(ensembles.take());
+    drop(compared);
     if options.keep {
         let kept = scratch.0.with_extension("kept");
         let _ = std::fs::remove_dir_all(&kept);

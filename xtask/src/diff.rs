@@ -7,7 +7,7 @@
 //! `zookeeper-client` crate, and one seeded random sequence of operations runs on both, one
 //! operation at a time (the two servers in parallel). Every answer is compared once it is
 //! normalised: errors by kind, stats without ctime/mtime, zxids relative to the server's
-//! zxid before the first session, ephemeral owners as "which of our sessions" rather than
+//! zxid once the first sessions are open, ephemeral owners as "which of our sessions" rather than
 //! raw ids, children and ephemerals sorted (ZooKeeper lists a `HashSet`'s order). After each
 //! operation every session makes one request (a barrier: a server sends a session's
 //! notifications before the answers to its later requests, and the client hands them to
@@ -61,8 +61,8 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client as zk;
 
-use crate::ensemble::{Kind, LocalEnsemble};
-use crate::servers::{ServerProc, ZOOKEEPER_JAR, four_letter};
+use crate::ensemble::Compared;
+use crate::servers::{ZOOKEEPER_JAR, four_letter};
 use crate::{Scratch, cargo, root, run as run_cmd};
 
 const USAGE: &str = "usage: cargo xtask diff [--seed N] [--ops N] [--sessions N] [--verbose] \
@@ -148,29 +148,8 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         bail!("built zk-server but found no {}", binary.display());
     }
     let scratch = Scratch::new("diff")?;
-    let mut standalone = None;
-    let mut ensembles = None;
-    let (reference, ours): (&ServerProc, &ServerProc) = if options.ensemble {
-        let start = |kind, dir: &str| -> Result<(LocalEnsemble, usize)> {
-            let dir = scratch.0.join(dir);
-            std::fs::create_dir_all(&dir)?;
-            let e =
-                LocalEnsemble::start(kind, 3, &dir, Some(&binary), "extendedTypesEnabled=true")?;
-            let leader = e.wait_for_leader(Duration::from_secs(120))?;
-            Ok((e, (leader + 1) % 3))
-        };
-        let (zk, ours) = ensembles.insert((
-            start(Kind::ZooKeeper, "zk-ensemble")?,
-            start(Kind::Ours, "our-ensemble")?,
-        ));
-        (zk.0.follower(zk.1), ours.0.follower(ours.1))
-    } else {
-        let (zk, ours) = standalone.insert((
-            ServerProc::start_zookeeper(&scratch.0)?,
-            ServerProc::start_ours(&binary, &scratch.0)?,
-        ));
-        (&*zk, &*ours)
-    };
+    let compared = Compared::start(options.ensemble, &scratch.0, &binary)?;
+    let (reference, ours) = compared.servers();
     eprintln!(
         "Apache ZooKeeper 3.8.0 on {}, zk-server on {}",
         reference.addr, ours.addr
@@ -193,8 +172,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             outcome = outcome.context(note);
         }
     }
-    drop(standalone.take());
-    drop(ensembles.take());
+    drop(compared);
     if options.keep || outcome.is_err() {
         let kept = scratch.0.with_extension("kept");
         let _ = std::fs::remove_dir_all(&kept);
@@ -882,6 +860,11 @@ impl Side {
                 made: 0,
             });
         }
+        // Zxids count from here: the sessions' txns are applied on both sides alike, and
+        // an ensemble's member may report its epoch's base before its first txn
+        // (ZooKeeper's does once synced, ours does not), so the zxid read before them
+        // is no common origin.
+        side.base_zxid = last_zxid(addr).await.context(name)?;
         Ok(side)
     }
 
@@ -1374,7 +1357,7 @@ async fn differential(options: &Options, reference: SocketAddr, ours: SocketAddr
     let (mut zk_side, mut our_side) = (zk_side?, our_side?);
     if zk_side.base_zxid != our_side.base_zxid {
         eprintln!(
-            "note: zxid before the first session: ZooKeeper {:#x}, ours {:#x}",
+            "note: zxid once the sessions are open: ZooKeeper {:#x}, ours {:#x}",
             zk_side.base_zxid, our_side.base_zxid
         );
     }

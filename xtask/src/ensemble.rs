@@ -87,21 +87,6 @@ impl LocalEnsemble {
         Ok(ensemble)
     }
 
-    /// Three members under `dir` with `extendedTypesEnabled`, once a leader serves;
-    /// returns them and a follower's index (for the tools that compare clients' answers
-    /// on a follower).
-    pub(crate) fn three_with_follower(
-        kind: Kind,
-        dir: &Path,
-        binary: &Path,
-    ) -> Result<(LocalEnsemble, usize)> {
-        std::fs::create_dir_all(dir)?;
-        let ensemble =
-            LocalEnsemble::start(kind, 3, dir, Some(binary), "extendedTypesEnabled=true")?;
-        let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
-        Ok((ensemble, (leader + 1) % 3))
-    }
-
     /// Starts member `i` (0-based) again.
     pub(crate) fn start_member(&mut self, i: usize) -> Result<()> {
         let cfg = &self.configs[i];
@@ -189,6 +174,47 @@ impl LocalEnsemble {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// The two servers the comparison tools (`compat-clients`, `diff`) run, stopped on
+/// drop: standalone, or three-member ensembles whose followers the clients talk to.
+pub(crate) enum Compared {
+    /// Apache ZooKeeper's, then ours.
+    Standalone(ServerProc, ServerProc),
+    /// Each ensemble with the index of the follower used.
+    Ensembles((LocalEnsemble, usize), (LocalEnsemble, usize)),
+}
+
+impl Compared {
+    /// Starts both under `dir`: as ensembles when `ensemble`.
+    pub(crate) fn start(ensemble: bool, dir: &Path, binary: &Path) -> Result<Compared> {
+        if !ensemble {
+            return Ok(Compared::Standalone(
+                ServerProc::start_zookeeper(dir)?,
+                ServerProc::start_ours(binary, dir)?,
+            ));
+        }
+        let three = |kind, name: &str| -> Result<(LocalEnsemble, usize)> {
+            let dir = dir.join(name);
+            std::fs::create_dir_all(&dir)?;
+            let ensemble =
+                LocalEnsemble::start(kind, 3, &dir, Some(binary), "extendedTypesEnabled=true")?;
+            let leader = ensemble.wait_for_leader(Duration::from_secs(120))?;
+            Ok((ensemble, (leader + 1) % 3))
+        };
+        Ok(Compared::Ensembles(
+            three(Kind::ZooKeeper, "zk-ensemble")?,
+            three(Kind::Ours, "our-ensemble")?,
+        ))
+    }
+
+    /// The servers the clients talk to: Apache ZooKeeper's, then ours.
+    pub(crate) fn servers(&self) -> (&ServerProc, &ServerProc) {
+        match self {
+            Compared::Standalone(zk, ours) => (zk, ours),
+            Compared::Ensembles(zk, ours) => (zk.0.follower(zk.1), ours.0.follower(ours.1)),
+        }
     }
 }
 

@@ -735,18 +735,7 @@ impl Engine {
         if code == Some(OpCode::CloseSession) && self.local_sessions.remove(&session) {
             // A local session ends here, with no txn.
             self.sessions.remove(session);
-            let zxid = self.tree.last_zxid();
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.queue.push_back(Queued::Write {
-                    cxid: xid,
-                    op: OpCode::CloseSession,
-                    stat_ops: Vec::new(),
-                    reply: Some(header_only(xid, zxid, 0)),
-                    close_after: true,
-                    arrived_us,
-                });
-            }
-            return self.drain(conn);
+            return self.answer_here(conn, xid, OpCode::CloseSession, 0);
         }
         if code == Some(OpCode::CloseSession) {
             self.queue_write(conn, xid, OpCode::CloseSession, Vec::new(), true);
@@ -840,43 +829,46 @@ impl Engine {
     /// answered `NotReadOnly`, as ZooKeeper's ReadOnlyRequestProcessor does; a
     /// `closeSession` ends the session here.
     fn read_only_request(&mut self, conn: ConnId, xid: i32, op: i32, body: Bytes) {
-        let code = OpCode::try_from(op).ok();
-        let arrived_us = self.now.mono_us;
-        let zxid = self.tree.last_zxid();
-        let queued = match code {
+        match OpCode::try_from(op).ok() {
             Some(OpCode::CloseSession) => {
                 let session = self.conns.get(&conn).map_or(0, |c| c.session);
                 if self.read_only_sessions.remove(&session) {
                     self.sessions.remove(session);
                 }
-                Queued::Write {
-                    cxid: xid,
-                    op: OpCode::CloseSession,
-                    stat_ops: Vec::new(),
-                    reply: Some(header_only(xid, zxid, 0)),
-                    close_after: true,
-                    arrived_us,
-                }
+                self.answer_here(conn, xid, OpCode::CloseSession, 0);
             }
-            Some(op) if op.is_write() || op == OpCode::Reconfig || op == OpCode::Sync => {
-                Queued::Write {
-                    cxid: xid,
-                    op,
-                    stat_ops: Vec::new(),
-                    reply: Some(header_only(xid, zxid, ErrorCode::NotReadOnly.code())),
-                    close_after: false,
-                    arrived_us,
-                }
+            Some(code) if code.is_write() || code == OpCode::Reconfig || code == OpCode::Sync => {
+                self.answer_here(conn, xid, code, ErrorCode::NotReadOnly.code());
             }
-            _ => Queued::Read {
-                xid,
-                op,
-                body,
-                arrived_us,
-            },
-        };
+            _ => {
+                let arrived_us = self.now.mono_us;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_back(Queued::Read {
+                        xid,
+                        op,
+                        body,
+                        arrived_us,
+                    });
+                }
+                self.drain(conn);
+            }
+        }
+    }
+
+    /// Answers a request this member decides alone (no txn) with `err`, in its
+    /// connection's order; a `closeSession` closes the connection after the answer.
+    fn answer_here(&mut self, conn: ConnId, xid: i32, op: OpCode, err: i32) {
+        let reply = header_only(xid, self.tree.last_zxid(), err);
+        let arrived_us = self.now.mono_us;
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.queue.push_back(queued);
+            c.queue.push_back(Queued::Write {
+                cxid: xid,
+                op,
+                stat_ops: Vec::new(),
+                reply: Some(reply),
+                close_after: op == OpCode::CloseSession,
+                arrived_us,
+            });
         }
         self.drain(conn);
     }
@@ -887,23 +879,8 @@ impl Engine {
     /// `EphemeralOnLocalSession`. Returns whether the request goes on.
     fn upgrade_session(&mut self, conn: ConnId, xid: i32, session: i64) -> bool {
         if !self.config.local_sessions_upgrading_enabled {
-            let zxid = self.tree.last_zxid();
-            let arrived_us = self.now.mono_us;
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.queue.push_back(Queued::Write {
-                    cxid: xid,
-                    op: OpCode::Error,
-                    stat_ops: Vec::new(),
-                    reply: Some(header_only(
-                        xid,
-                        zxid,
-                        ErrorCode::EphemeralOnLocalSession.code(),
-                    )),
-                    close_after: false,
-                    arrived_us,
-                });
-            }
-            self.drain(conn);
+            let err = ErrorCode::EphemeralOnLocalSession.code();
+            self.answer_here(conn, xid, OpCode::Error, err);
             return false;
         }
         self.local_sessions.remove(&session);
