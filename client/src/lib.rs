@@ -98,3 +98,8 @@ pub use types::{
 };
 pub use zk_jute::data::{Acl, ClientInfo, Id, Stat};
 pub use zk_jute::{AddWatchMode, CreateMode, EventType, KeeperState, Perms, WatcherType};
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

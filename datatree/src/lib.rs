@@ -77,3 +77,8 @@ pub use tree::{
     Applied, CONFIG_PATH, DataTree, Node, QUOTA_PATH, TreeOptions, Trigger, ZOOKEEPER_PATH,
 };
 pub use txn::{Transaction, TxnError, decode_exact};
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -67,3 +67,8 @@ pub use crate::core::{DecidedBy, Decision, Election, Input, Output};
 pub use crate::error::{ConfigError, TransportError};
 pub use crate::quorum::{Hierarchical, Majority, QuorumVerifier};
 pub use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -68,6 +68,11 @@ pub use frame::{DEFAULT_MAX_FRAME_LEN, FrameCodec, FrameError};
 pub use multi::{MultiOp, MultiRequest, MultiResponse, MultiResult};
 pub use records::{data, persistence, proto, quorum, txn};
 
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Calls `$m!` with the Rust path and the Java class name of every record type this crate
 /// encodes, as `$m!(path::Type => "JavaName", ...)`. Handy for tests and fuzzers that must
 /// cover every record.

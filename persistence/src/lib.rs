@@ -65,3 +65,8 @@ pub use snapshot::{
     remove_unfinished_snapshots, snapshot_bytes, snapshot_files, write_snapshot,
     write_snapshot_with,
 };
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

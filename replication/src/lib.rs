@@ -71,3 +71,8 @@ pub use crate::history::History;
 pub use crate::leader::LearnerView;
 pub use crate::message::{Entry, Message, Sid, Touch};
 pub use crate::zab::{Input, Output, Persisted, State, Zab};
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

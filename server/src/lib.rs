@@ -51,6 +51,11 @@ use zk_persistence::{
 
 pub use config::{Config, ConfigError, jvm_system_properties};
 
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 use crate::engine::{Engine, Input, Now, Role};
 use crate::metrics::Throttle;
 use crate::runtime::{Msg, Runtime};

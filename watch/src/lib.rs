@@ -78,3 +78,8 @@ pub use lists::{SET_WATCHES_MAX_LENGTH, SetWatchesRequest, WatchLists};
 pub use server::{
     Fired, HeldWatch, NodeZxids, WatchManager, WatchesSummary, format_by_connection, format_by_path,
 };
+
+// The README's examples, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
