@@ -7,15 +7,7 @@ use zk_client::Error;
 use zk_jute::Perms;
 use zk_jute::data::{Acl, Stat};
 
-/// A time in milliseconds since the epoch as Java's `Date.toString` prints it in the local
-/// time zone: `Thu Jan 01 00:00:00 UTC 1970`.
-pub(crate) fn java_date(ms: i64) -> String {
-    let Ok(timestamp) = jiff::Timestamp::from_millisecond(ms) else {
-        return ms.to_string();
-    };
-    let zoned = timestamp.to_zoned(jiff::tz::TimeZone::system());
-    zoned.strftime("%a %b %d %H:%M:%S %Z %Y").to_string()
-}
+pub(crate) use crate::javatime::java_date;
 
 /// The eleven lines of zkCli's `StatPrinter`.
 pub(crate) fn stat(stat: &Stat) -> String {

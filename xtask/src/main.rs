@@ -9,6 +9,8 @@ mod ensemble;
 mod ensemble_bench;
 mod replication_bench;
 mod servers;
+mod tools;
+mod tools_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +20,8 @@ use anyhow::{Context, Result, bail};
 const HELP: &str = "\
 cargo xtask <command>
 
-  ci                 fmt --check, clippy -D warnings, and every test (what .ci/run runs)
+  ci                 fmt --check, clippy -D warnings, docs with warnings denied, cargo
+                     package of every library crate, and every test (what .ci/run runs)
   fixtures           regenerate jute golden bytes with Apache ZooKeeper's own jute classes
                      (needs Debian's `zookeeper` package and a JDK)
   record-tree        run every datatree/tests/reference/*/script.txt against a real
@@ -29,6 +32,12 @@ cargo xtask <command>
                      tree.txt, version-2/ (every log.* and snapshot.*) and formatter.txt
                      (ZooKeeper's TxnLogToolkit and SnapshotFormatter -d on each file), then
                      check that ZooKeeper loads version-2/ back to tree.txt
+  record-tools       write cli/tests/tools/ours/version-2 with our zk-server (a scripted
+                     workload, snapCount=10), then record what Apache ZooKeeper 3.8.0's
+                     TxnLogToolkit (dump, chop), SnapshotFormatter (plain, -d, -json),
+                     SnapshotComparer and PurgeTxnLog print for it and for
+                     persistence/tests/zk-datadir, as zk-tools' golden files under
+                     cli/tests/tools/*/expected (needs the same package and JDK)
   compat DATADIR [--tree-out FILE] [--expect-tree FILE]
                      check that Apache ZooKeeper 3.8.0 reads DATADIR/version-2: its
                      TxnLogToolkit on every log.* and SnapshotFormatter on every snapshot.*
@@ -91,6 +100,12 @@ cargo xtask <command>
                      (one JVM per member, loopback; the leader killed with SIGKILL, a new
                      one found with srvr); the stopped member rejoins before each next run.
                      Prints median and p99 per ensemble size
+  bench tools [--znodes 1000000] [--keep]
+                     zk-tools (release) against ZooKeeper 3.8.0's TxnLogToolkit,
+                     SnapshotFormatter (-d, -json) and SnapshotComparer on a generated
+                     data directory of N znodes (one logged create each, snapshots at
+                     half and at the end): wall time and peak RSS of each; the digest
+                     check's time; writes target/bench-tools.md
   bench ensemble [--secs 5] [--warmup 1] [--znodes 1000000] [--only ours|zookeeper]
                  [--report FILE] [--keep]
                      three-member ensembles of our zk-server and of Apache ZooKeeper 3.8.0
@@ -137,6 +152,7 @@ fn main() -> Result<()> {
         Some("fixtures") => fixtures(),
         Some("record-tree") => record_tree(),
         Some("record-datadir") => record_datadir(),
+        Some("record-tools") => tools::record(),
         Some("compat") => compat(rest),
         Some("compat-clients") => compat_clients::compat_clients(rest),
         Some("fuzz") => fuzz(rest),
@@ -148,6 +164,7 @@ fn main() -> Result<()> {
             Some("election") => election_bench::run(&rest[1..]),
             Some("replication") => replication_bench::run(&rest[1..]),
             Some("ensemble") => ensemble_bench::run(&rest[1..]),
+            Some("tools") => tools_bench::run(&rest[1..]),
             _ => bench::run(rest),
         },
         Some("help" | "--help" | "-h") | None => {
@@ -192,8 +209,26 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--exclude", "xtask", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    run(cargo()
+        .args(["package", "--allow-dirty"])
+        .args(LIBRARY_CRATES.iter().flat_map(|c| ["-p", c])))?;
     run(cargo().args(["test", "--workspace"]))
 }
+
+/// The crates published as libraries, which `ci` packages.
+const LIBRARY_CRATES: &[&str] = &[
+    "zk-jute",
+    "zk-watch",
+    "zk-datatree",
+    "zk-persistence",
+    "zk-election",
+    "zk-replication",
+    "zk-client",
+    "zk-server",
+];
 
 /// Long runs of zk-replication's simulation (election and Zab together): the seeded
 /// shapes with `--seeds N` each (default 10,000), or one `--seed shape:seed` replayed with
