@@ -17,7 +17,7 @@
 //! | 3 | no server could be reached within the timeout |
 
 mod exec;
-mod javatime;
+mod javatext;
 mod parse;
 mod print;
 mod shell;

@@ -7,7 +7,8 @@ use zk_client::Error;
 use zk_jute::Perms;
 use zk_jute::data::{Acl, Stat};
 
-pub(crate) use crate::javatime::java_date;
+pub(crate) use crate::javatext::java_date;
+use crate::javatext::jute_string;
 
 /// The eleven lines of zkCli's `StatPrinter`.
 pub(crate) fn stat(stat: &Stat) -> String {
@@ -86,24 +87,6 @@ pub(crate) fn parse_acl(text: &str) -> Vec<Acl> {
             }
         })
         .collect()
-}
-
-/// A string as jute's `toString` writes it: a leading `'` and a few characters escaped.
-fn jute_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("%00"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            ',' => out.push_str("%2C"),
-            '}' => out.push_str("%7D"),
-            '%' => out.push_str("%25"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// One ACL entry as `getAcl` prints it: the id's jute `toString` (which ends in a newline)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use zk_persistence::VERSION_DIR;
 
-use crate::javatime::medium;
+use crate::javatext::medium;
 
 const COUNT_ERR_MSG: &str = "count should be greater than or equal to 3";
 

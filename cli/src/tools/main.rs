@@ -13,8 +13,8 @@
 //! Every tool streams its input: a file is read once, and a snapshot's nodes are printed
 //! from the file's bytes without building a tree. Progress goes to stderr on large inputs.
 
-#[path = "../javatime.rs"]
-mod javatime;
+#[path = "../javatext.rs"]
+mod javatext;
 
 mod cleanup;
 mod compare;

@@ -14,7 +14,7 @@ use zk_jute::data::StatPersisted;
 use zk_jute::{Reader, Record};
 
 use crate::java::{iteration_order, long_hash, string_hash};
-use crate::javatime::java_date;
+use crate::javatext::java_date;
 use crate::progress::Progress;
 
 const USAGE: &str = "USAGE: SnapshotFormatter [-d|-json] snapshot_file

@@ -23,7 +23,7 @@ use zk_jute::txn::{
 use zk_jute::{Reader, Record};
 use zk_persistence::{LOG_MAGIC, adler32};
 
-use crate::javatime::short_long;
+use crate::javatext::{jute_string as quoted, short_long};
 use crate::progress::Progress;
 
 const HELP: &str = "\
@@ -595,25 +595,6 @@ fn acl_list(acl: Option<&Vec<Acl>>) -> String {
             format!("[{}]", items.join(", "))
         }
     }
-}
-
-/// A string as jute's `ToStringOutputArchive` writes it: `'` then the text with `\0`,
-/// newlines, `,`, `}` and `%` escaped.
-fn quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("%00"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            ',' => out.push_str("%2C"),
-            '}' => out.push_str("%7D"),
-            '%' => out.push_str("%25"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// jute's `toString` of an ACL vector: `v{s{perms,s{'scheme,'id}},...}`.

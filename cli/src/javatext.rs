@@ -1,4 +1,5 @@
-//! Times as the Java tools print them (English locale, the machine's time zone).
+//! Text as ZooKeeper's Java tools print it: times (English locale, the machine's time
+//! zone) and strings as jute's `toString` writes them.
 
 /// Formats milliseconds since the epoch in the local time zone with a `strftime` pattern;
 /// a time outside what the calendar holds prints as its number.
@@ -25,4 +26,23 @@ pub(crate) fn short_long(ms: i64) -> String {
 #[allow(dead_code)] // The shell prints only `Date.toString`.
 pub(crate) fn medium(ms: i64) -> String {
     local(ms, "%b %-d, %Y, %-I:%M:%S %p")
+}
+
+/// A string as jute's `toString` (`ToStringOutputArchive`) writes it: a leading `'`, and
+/// `\0`, newlines, `,`, `}` and `%` escaped.
+pub(crate) fn jute_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\0' => out.push_str("%00"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            ',' => out.push_str("%2C"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
 }
