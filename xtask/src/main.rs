@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's automation. Run `cargo xtask help` for the list.
 
 mod bench;
+mod chaos;
 mod compat_clients;
 mod diff;
 mod docker_shim;
@@ -76,6 +77,19 @@ cargo xtask <command>
                      zk-server (release build, or PATH) or, with --zookeeper, Apache
                      ZooKeeper 3.8.0. Prints the connect string once a leader serves;
                      Ctrl-C stops every member
+  chaos [--duration 60] [--seed N] [--members 3] [--clients 5] [--registers 8]
+        [--release] [--zk-server PATH] [--keep] [--broken]
+                     a real ensemble of zk-server processes under a seeded fault schedule
+                     (SIGKILL of the leader, a follower, every member; SIGSTOP of the
+                     leader until another is elected) while zk-client sessions write,
+                     compare-and-set, read and create sequential nodes, every operation
+                     recorded; after healing, every member must converge and is read
+                     directly; the history is checked (linearizable registers, per-session
+                     order, sequential names). Prints faults, operations by outcome,
+                     failover times; on a violation the seed, the schedule and the
+                     smallest failing slice (history in target/chaos/seed-N/).
+                     --broken: a build whose leader commits without a quorum; succeeds
+                     only if the checkers catch it
   fuzz [SECONDS]     run the jute frame+record fuzzer (cargo-fuzz, libFuzzer) for SECONDS
                      (default 60), seeded with the golden fixtures; needs cargo-fuzz
   bench [OPTIONS]    server benchmark: our zk-server (release build) against Apache ZooKeeper
@@ -159,6 +173,7 @@ fn main() -> Result<()> {
         Some("diff") => diff::run(rest),
         Some("ensemble") => ensemble::run(rest),
         Some("sim") => sim(rest),
+        Some("chaos") => chaos::run(rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),
             Some("election") => election_bench::run(&rest[1..]),
