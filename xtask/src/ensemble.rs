@@ -45,18 +45,37 @@ impl LocalEnsemble {
         binary: Option<&Path>,
         extra: &str,
     ) -> Result<Self> {
-        let mut servers = String::new();
+        Self::start_viewed(kind, n, dir, binary, extra, |_, _, ports| Ok(ports))
+    }
+
+    /// [`start`](Self::start) where member `i` reaches member `j` at the quorum and
+    /// election ports `view(i, j, real ports)` returns (a proxy's, to cut links), its own
+    /// line keeping its real ports.
+    pub(crate) fn start_viewed(
+        kind: Kind,
+        n: usize,
+        dir: &Path,
+        binary: Option<&Path>,
+        extra: &str,
+        mut view: impl FnMut(usize, usize, (u16, u16)) -> Result<(u16, u16)>,
+    ) -> Result<Self> {
+        let mut peer_ports = Vec::new();
         let mut addrs = Vec::new();
-        for sid in 1..=n {
-            servers.push_str(&format!(
-                "server.{sid}=127.0.0.1:{}:{}\n",
-                free_port()?,
-                free_port()?
-            ));
+        for _ in 1..=n {
+            peer_ports.push((free_port()?, free_port()?));
             addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
         }
         let mut configs = Vec::new();
         for sid in 1..=n {
+            let mut servers = String::new();
+            for (j, &real) in peer_ports.iter().enumerate() {
+                let (quorum, election) = if j == sid - 1 {
+                    real
+                } else {
+                    view(sid - 1, j, real)?
+                };
+                servers.push_str(&format!("server.{}=127.0.0.1:{quorum}:{election}\n", j + 1));
+            }
             let home = dir.join(format!("server{sid}"));
             let data = home.join("data");
             std::fs::create_dir_all(&data)

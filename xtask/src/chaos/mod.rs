@@ -4,7 +4,9 @@
 //!
 //! Faults follow a schedule drawn from the seed: SIGKILL of the leader, of a follower,
 //! of every member at once, and SIGSTOP of the leader (a paused, stale leader) until the
-//! others have elected another, then SIGCONT. One fault at a time, healed before the
+//! others have elected another, then SIGCONT; with `--faults ...,partition`, the leader
+//! or a follower cut off from the others (both ways, or only its own connections) through
+//! forwarders on every peer link (`links`). One fault at a time, healed before the
 //! next, so never more than a minority is down for long. After the run every member is
 //! healed, must converge on one zxid, and is read directly: the registers, checked as
 //! linearizable with everything the clients saw, and the sequential nodes.
@@ -14,6 +16,7 @@
 
 mod check;
 mod history;
+mod links;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +33,8 @@ use check::Violation;
 use history::{Kind, Op, Outcome};
 
 const USAGE: &str = "usage: cargo xtask chaos [--duration SECS] [--seed N] [--members N] \
-    [--clients N] [--registers N] [--release] [--zk-server PATH] [--keep] [--broken]";
+    [--clients N] [--registers N] [--faults kill,pause,partition] [--release] \
+    [--zk-server PATH] [--keep] [--broken]";
 
 /// The run's settings.
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ struct Settings {
     release: bool,
     binary: Option<PathBuf>,
     keep: bool,
+    /// Which kinds of fault to inject: `kill`, `pause`, `partition`.
+    faults: Vec<String>,
     /// Run a deliberately broken server (a leader that commits without a quorum) and
     /// succeed only if the checkers catch it.
     broken: bool,
@@ -61,6 +67,9 @@ fn parse(rest: &[String]) -> Result<Settings> {
         binary: None,
         keep: false,
         broken: false,
+        // Partitions are opt-in: through the link proxies the ensemble does not yet
+        // re-form reliably (see the README).
+        faults: vec!["kill".into(), "pause".into()],
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -78,6 +87,16 @@ fn parse(rest: &[String]) -> Result<Settings> {
             "--release" => s.release = true,
             "--keep" => s.keep = true,
             "--broken" => s.broken = true,
+            "--faults" => {
+                s.faults = value()?.split(',').map(str::to_owned).collect();
+                if let Some(bad) = s
+                    .faults
+                    .iter()
+                    .find(|f| !["kill", "pause", "partition"].contains(&f.as_str()))
+                {
+                    bail!("unknown fault kind `{bad}`\n{USAGE}");
+                }
+            }
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
     }
@@ -93,7 +112,24 @@ enum Fault {
     KillLeader,
     KillFollower,
     PauseLeader,
+    /// The leader cut off from every other member, both ways.
+    PartitionLeader,
+    /// A follower cut off from every other member, both ways.
+    PartitionFollower,
+    /// The leader unable to open connections to the others; they still reach it.
+    OneWayLeader,
     KillAll,
+}
+
+impl Fault {
+    /// The kind `--faults` names it by.
+    fn kind(self) -> &'static str {
+        match self {
+            Fault::KillLeader | Fault::KillFollower | Fault::KillAll => "kill",
+            Fault::PauseLeader => "pause",
+            Fault::PartitionLeader | Fault::PartitionFollower | Fault::OneWayLeader => "partition",
+        }
+    }
 }
 
 /// What one member holds after healing: each register's (version, value), and the
@@ -141,22 +177,34 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         settings.registers,
         dir.display()
     );
-    // Ticks of 100 ms: a stalled leader is noticed within 3 s.
-    let ensemble = LocalEnsemble::start(
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Ticks of 100 ms: a stalled leader is noticed within 3 s. With partitions among
+    // the faults, members reach each other through cuttable links.
+    let mut links = links::Links::default();
+    let partitions = settings.faults.iter().any(|f| f == "partition");
+    let ensemble = LocalEnsemble::start_viewed(
         EnsembleKind::Ours,
         settings.members,
         &dir,
         Some(&binary),
         "tickTime=100\ninitLimit=50\nsyncLimit=30\nminSessionTimeout=2000\nmaxSessionTimeout=30000",
+        |from, to, (quorum, election)| {
+            if !partitions {
+                return Ok((quorum, election));
+            }
+            Ok((
+                links.proxy(runtime.handle(), from, to, quorum)?,
+                links.proxy(runtime.handle(), from, to, election)?,
+            ))
+        },
     )?;
     ensemble.wait_for_leader(Duration::from_secs(60))?;
     let connect = ensemble.connect_string();
     let addrs = ensemble.addrs.clone();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let keys: Vec<String> = (0..settings.registers)
         .map(|k| format!("/chaos/r{k}"))
         .collect();
@@ -183,7 +231,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
 
     let faults = std::thread::spawn({
         let settings = settings.clone();
-        move || inject(ensemble, &settings, started)
+        move || inject(ensemble, &links, &settings, started)
     });
     let (mut ensemble, schedule) = faults
         .join()
@@ -241,6 +289,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     history::write(&file, &history)?;
     let checking = Instant::now();
     violations.extend(check::linearizable(&history));
+    violations.extend(check::version_order(&history));
     violations.extend(check::session_order(&history));
     let present: Vec<String> = finals
         .first()
@@ -485,6 +534,7 @@ fn record(
 /// ensemble (with every member running or restarted) and what was done.
 fn inject(
     mut ensemble: LocalEnsemble,
+    links: &links::Links,
     settings: &Settings,
     started: Instant,
 ) -> Result<(LocalEnsemble, Schedule)> {
@@ -497,16 +547,24 @@ fn inject(
     while Instant::now() + Duration::from_secs(3) < deadline {
         std::thread::sleep(pause(&mut rng, 1500, 4000));
         let leader = ensemble.wait_for_leader(Duration::from_secs(60))?;
-        let fault = match rng.below(100) {
-            0..35 => Fault::KillLeader,
-            35..65 => Fault::KillFollower,
-            65..92 => Fault::PauseLeader,
-            _ => Fault::KillAll,
+        let fault = loop {
+            let fault = match rng.below(100) {
+                0..22 => Fault::KillLeader,
+                22..40 => Fault::KillFollower,
+                40..60 => Fault::PauseLeader,
+                60..75 => Fault::PartitionLeader,
+                75..85 => Fault::PartitionFollower,
+                85..94 => Fault::OneWayLeader,
+                _ => Fault::KillAll,
+            };
+            if settings.faults.iter().any(|k| k == fault.kind()) {
+                break fault;
+            }
         };
         let at = started.elapsed().as_secs_f64();
         let n = ensemble.members.len();
         let victim = match fault {
-            Fault::KillFollower => (leader + 1 + rng.below(n - 1)) % n,
+            Fault::KillFollower | Fault::PartitionFollower => (leader + 1 + rng.below(n - 1)) % n,
             _ => leader,
         };
         eprintln!("chaos: {at:7.2}s {fault:?} (member {})", victim + 1);
@@ -533,6 +591,14 @@ fn inject(
                 crate::servers::signal_group(pid, "-CONT");
                 ensemble.wait_for_leader(Duration::from_secs(60))?;
                 let _ = t;
+                None
+            }
+            Fault::PartitionLeader | Fault::PartitionFollower | Fault::OneWayLeader => {
+                links.isolate(victim, n, fault != Fault::OneWayLeader);
+                // Long enough for the others to notice (syncLimit) and elect.
+                std::thread::sleep(pause(&mut rng, 4000, 8000));
+                links.heal();
+                ensemble.wait_for_leader(Duration::from_secs(60))?;
                 None
             }
             Fault::KillAll => {
