@@ -92,3 +92,64 @@ async fn accept(listener: TcpListener, target: SocketAddr, cut: watch::Receiver<
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo_once(port: u16) -> std::io::Result<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"ping").await?;
+        let mut buf = [0_u8; 4];
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.read_exact(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::other("timed out"))??;
+        Ok(buf.to_vec())
+    }
+
+    #[test]
+    fn a_link_forwards_is_cut_and_heals() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = s.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    });
+                }
+            });
+            port
+        });
+        let mut links = Links::default();
+        let port = links.proxy(runtime.handle(), 0, 1, target).unwrap();
+        runtime.block_on(async {
+            assert_eq!(echo_once(port).await.unwrap(), b"ping");
+            links.isolate(0, 2, true);
+            assert!(echo_once(port).await.is_err(), "a cut link refuses");
+            links.heal();
+            assert_eq!(
+                echo_once(port).await.unwrap(),
+                b"ping",
+                "a healed link forwards"
+            );
+            links.isolate(1, 2, false);
+            assert_eq!(
+                echo_once(port).await.unwrap(),
+                b"ping",
+                "only 1's own links are cut"
+            );
+            links.isolate(1, 2, true);
+            assert!(echo_once(port).await.is_err());
+            links.heal();
+            assert_eq!(echo_once(port).await.unwrap(), b"ping");
+        });
+    }
+}

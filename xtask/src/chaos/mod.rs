@@ -185,6 +185,13 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     // the faults, members reach each other through cuttable links.
     let mut links = links::Links::default();
     let partitions = settings.faults.iter().any(|f| f == "partition");
+    // The forwarders run apart from the clients, so that nothing a client does can slow
+    // the members' traffic.
+    let link_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("links")
+        .enable_all()
+        .build()?;
     let ensemble = LocalEnsemble::start_viewed(
         EnsembleKind::Ours,
         settings.members,
@@ -196,8 +203,8 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
                 return Ok((quorum, election));
             }
             Ok((
-                links.proxy(runtime.handle(), from, to, quorum)?,
-                links.proxy(runtime.handle(), from, to, election)?,
+                links.proxy(link_runtime.handle(), from, to, quorum)?,
+                links.proxy(link_runtime.handle(), from, to, election)?,
             ))
         },
     )?;
