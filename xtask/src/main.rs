@@ -78,12 +78,12 @@ cargo xtask <command>
                      ZooKeeper 3.8.0. Prints the connect string once a leader serves;
                      Ctrl-C stops every member
   chaos [--duration 60] [--seed N] [--members 3] [--clients 5] [--registers 8]
-        [--faults kill,pause[,partition]] [--release] [--zk-server PATH] [--keep]
+        [--faults kill,pause,partition] [--release] [--zk-server PATH] [--keep]
         [--broken]
                      a real ensemble of zk-server processes under a seeded fault schedule
                      (SIGKILL of the leader, a follower, every member; SIGSTOP of the
-                     leader until another is elected; with `partition`, links between
-                     members cut through per-link forwarders) while zk-client sessions write,
+                     leader until another is elected; links between members cut through
+                     per-link forwarders, both ways or one) while zk-client sessions write,
                      compare-and-set, read and create sequential nodes, every operation
                      recorded; after healing, every member must converge and is read
                      directly; the history is checked (linearizable registers, per-session

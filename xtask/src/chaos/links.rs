@@ -85,9 +85,10 @@ async fn accept(listener: TcpListener, target: SocketAddr, cut: watch::Receiver<
             };
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
+            // A link whose controls are gone is never cut again.
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = cut.wait_for(|c| *c) => {}
+                Ok(_) = cut.wait_for(|c| *c) => {}
             }
         });
     }
@@ -149,6 +150,11 @@ mod tests {
             links.isolate(1, 2, true);
             assert!(echo_once(port).await.is_err());
             links.heal();
+            assert_eq!(echo_once(port).await.unwrap(), b"ping");
+        });
+        // Without its controls, a link goes on forwarding.
+        drop(links);
+        runtime.block_on(async {
             assert_eq!(echo_once(port).await.unwrap(), b"ping");
         });
     }

@@ -4,9 +4,9 @@
 //!
 //! Faults follow a schedule drawn from the seed: SIGKILL of the leader, of a follower,
 //! of every member at once, and SIGSTOP of the leader (a paused, stale leader) until the
-//! others have elected another, then SIGCONT; with `--faults ...,partition`, the leader
-//! or a follower cut off from the others (both ways, or only its own connections) through
-//! forwarders on every peer link (`links`). One fault at a time, healed before the
+//! others have elected another, then SIGCONT; the leader or a follower cut off from the
+//! others (both ways, or only its own connections) through forwarders on every peer link
+//! (`links`). `--faults` picks the kinds. One fault at a time, healed before the
 //! next, so never more than a minority is down for long. After the run every member is
 //! healed, must converge on one zxid, and is read directly: the registers, checked as
 //! linearizable with everything the clients saw, and the sequential nodes.
@@ -67,9 +67,7 @@ fn parse(rest: &[String]) -> Result<Settings> {
         binary: None,
         keep: false,
         broken: false,
-        // Partitions are opt-in: through the link proxies the ensemble does not yet
-        // re-form reliably (see the README).
-        faults: vec!["kill".into(), "pause".into()],
+        faults: vec!["kill".into(), "pause".into(), "partition".into()],
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -208,6 +206,9 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             ))
         },
     )?;
+    // Shared with the fault thread, and kept here until the end: the links must outlive
+    // the schedule (healing and the final reads still go through them).
+    let links = Arc::new(links);
     ensemble.wait_for_leader(Duration::from_secs(60))?;
     let connect = ensemble.connect_string();
     let addrs = ensemble.addrs.clone();
@@ -238,6 +239,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
 
     let faults = std::thread::spawn({
         let settings = settings.clone();
+        let links = Arc::clone(&links);
         move || inject(ensemble, &links, &settings, started)
     });
     let (mut ensemble, schedule) = faults
