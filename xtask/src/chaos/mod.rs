@@ -581,9 +581,8 @@ fn inject(
             Fault::KillLeader | Fault::KillFollower => {
                 let t = Instant::now();
                 ensemble.kill_member(victim);
-                let back = ensemble.wait_for_leader(Duration::from_secs(60))?;
+                ensemble.wait_for_leader(Duration::from_secs(60))?;
                 let failover = (fault == Fault::KillLeader).then(|| t.elapsed());
-                let _ = back;
                 std::thread::sleep(pause(&mut rng, 1000, 4000));
                 ensemble.start_member(victim)?;
                 failover
@@ -593,13 +592,11 @@ fn inject(
                     .as_ref()
                     .map(|m| m.child.borrow().id())
                     .context("the leader is running")?;
-                let t = Instant::now();
                 crate::servers::signal_group(pid, "-STOP");
                 // Long enough for the others to notice (syncLimit) and elect.
                 std::thread::sleep(pause(&mut rng, 4000, 7000));
                 crate::servers::signal_group(pid, "-CONT");
                 ensemble.wait_for_leader(Duration::from_secs(60))?;
-                let _ = t;
                 None
             }
             Fault::PartitionLeader | Fault::PartitionFollower | Fault::OneWayLeader => {
