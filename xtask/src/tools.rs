@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use zookeeper_client as zk;
 
 use crate::servers::ServerProc;
-use crate::{QUIET_LOGGING_JAR, java, root, with_optional_jar, zookeeper_classpath};
+use crate::{DataFile, QUIET_LOGGING_JAR, java, root, with_optional_jar, zookeeper_classpath};
 
 /// The folder of the golden files.
 const TOOLS_DIR: &str = "cli/tests/tools";
@@ -64,26 +64,18 @@ fn tool(classpath: &[String], class: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The `log.*` and `snapshot.*` files of a folder, each sorted by zxid.
-pub(crate) fn files_by_zxid(dir: &Path, prefix: &str) -> Result<Vec<(u64, String)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let mut parts = name.split('.');
-        if parts.next() != Some(prefix) {
-            continue;
-        }
-        if let Some(Ok(zxid)) = parts.next().map(|hex| u64::from_str_radix(hex, 16)) {
-            files.push((zxid, name));
+fn record_set(version_dir: &Path, expected: &Path, classpath: &[String]) -> Result<()> {
+    let (mut logs, mut snapshots) = (Vec::new(), Vec::new());
+    for (kind, path) in crate::data_files(version_dir)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match kind {
+            DataFile::Log => logs.push(name),
+            DataFile::Snapshot => snapshots.push(name),
         }
     }
-    files.sort();
-    Ok(files)
-}
-
-fn record_set(version_dir: &Path, expected: &Path, classpath: &[String]) -> Result<()> {
-    let logs = files_by_zxid(version_dir, "log")?;
-    let snapshots = files_by_zxid(version_dir, "snapshot")?;
     if logs.is_empty() || snapshots.len() < 2 {
         bail!("{} needs logs and two snapshots", version_dir.display());
     }
@@ -94,13 +86,13 @@ fn record_set(version_dir: &Path, expected: &Path, classpath: &[String]) -> Resu
     const LOG_TOOL: &str = "org.apache.zookeeper.server.persistence.TxnLogToolkit";
     const SNAP_TOOL: &str = "org.apache.zookeeper.server.SnapshotFormatter";
     const COMPARER: &str = "org.apache.zookeeper.server.SnapshotComparer";
-    for (_, name) in &logs {
+    for name in &logs {
         write(
             format!("txnlog-{name}.txt"),
             tool(classpath, LOG_TOOL, &[&path(name)])?,
         )?;
     }
-    for (_, name) in &snapshots {
+    for name in &snapshots {
         for (tag, flag) in [("", None), ("-d", Some("-d")), ("-json", Some("-json"))] {
             let file = path(name);
             let args: Vec<&str> = flag.into_iter().chain([file.as_str()]).collect();
@@ -110,9 +102,9 @@ fn record_set(version_dir: &Path, expected: &Path, classpath: &[String]) -> Resu
             )?;
         }
     }
-    let first = &snapshots[0].1;
-    let last = &snapshots[snapshots.len() - 1].1;
-    let before = &snapshots[snapshots.len() - 2].1;
+    let first = &snapshots[0];
+    let last = &snapshots[snapshots.len() - 1];
+    let before = &snapshots[snapshots.len() - 2];
     for (left, right) in [(first, last), (before, last)] {
         for (tag, debug) in [("", false), ("-d", true)] {
             let (l, r) = (path(left), path(right));
@@ -180,9 +172,9 @@ fn record_set(version_dir: &Path, expected: &Path, classpath: &[String]) -> Resu
 }
 
 /// The log file with the most entries, and the zxid in the middle of it.
-fn middle_of_longest(version_dir: &Path, logs: &[(u64, String)]) -> Result<(String, i64)> {
+fn middle_of_longest(version_dir: &Path, logs: &[String]) -> Result<(String, i64)> {
     let mut best: Option<(usize, String, i64)> = None;
-    for (_, name) in logs {
+    for name in logs {
         let parsed = zk_persistence::parse_file(&version_dir.join(name))?;
         let n = parsed.entries.len();
         if n >= 2 && best.as_ref().is_none_or(|(m, _, _)| n > *m) {

@@ -49,48 +49,41 @@ impl TreeInfo {
             started.elapsed().as_secs_f64()
         );
         let started = Instant::now();
-        let mut nodes: Vec<TreeNode> = snapshot
+        // Parents come before their children in the file: depths top down, subtree
+        // totals bottom up.
+        let n = snapshot.nodes.len();
+        let mut depth = vec![0_usize; n];
+        for (index, node) in snapshot.nodes.iter().enumerate() {
+            let d = depth[index] + 1;
+            for &child in node.file_children() {
+                depth[child as usize] = d;
+            }
+        }
+        let mut size: Vec<i64> = snapshot
             .nodes
             .iter()
-            .map(|n| TreeNode {
-                label: String::from_utf8_lossy(&n.path).into_owned(),
-                descendant_size: n.data.as_ref().map_or(0, |d| d.len() as i64),
-                descendant_count: 0,
-                children: Vec::new(),
+            .map(|node| node.data.as_ref().map_or(0, |d| d.len() as i64))
+            .collect();
+        let mut count = vec![0_i64; n];
+        for (index, node) in snapshot.nodes.iter().enumerate().rev() {
+            let children = node.file_children();
+            count[index] = children.len() as i64;
+            for &child in children {
+                size[index] += size[child as usize];
+                count[index] += count[child as usize];
+            }
+        }
+        let nodes: Vec<TreeNode> = snapshot
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| TreeNode {
+                label: String::from_utf8_lossy(&node.path).into_owned(),
+                descendant_size: size[index],
+                descendant_count: count[index],
+                children: node.file_children().iter().map(|&c| c as usize).collect(),
             })
             .collect();
-        let mut depth = vec![0_usize; nodes.len()];
-        // Parents come before their children in the file.
-        for (index, node) in snapshot.nodes.iter().enumerate() {
-            for child in snapshot.children(node) {
-                let child = child as usize;
-                if let Some(d) = depth.get(index).copied() {
-                    if let Some(slot) = depth.get_mut(child) {
-                        *slot = d + 1;
-                    }
-                }
-                if let Some(n) = nodes.get_mut(index) {
-                    n.children.push(child);
-                }
-            }
-        }
-        for index in (0..nodes.len()).rev() {
-            let children = nodes
-                .get(index)
-                .map(|n| n.children.clone())
-                .unwrap_or_default();
-            let (mut size, mut count) = (0, children.len() as i64);
-            for child in children {
-                if let Some(c) = nodes.get(child) {
-                    size += c.descendant_size;
-                    count += c.descendant_count;
-                }
-            }
-            if let Some(n) = nodes.get_mut(index) {
-                n.descendant_size += size;
-                n.descendant_count = count;
-            }
-        }
         let mut at_depth: Vec<Vec<usize>> = Vec::new();
         let mut by_name = HashMap::with_capacity(nodes.len());
         for (index, node) in nodes.iter().enumerate() {

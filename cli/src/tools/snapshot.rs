@@ -85,6 +85,11 @@ impl Node {
         }
     }
 
+    /// Its children, by index, in the order the file holds them.
+    pub(crate) fn file_children(&self) -> &[u32] {
+        &self.children
+    }
+
     /// The last segment of the path.
     fn leaf(&self) -> std::borrow::Cow<'_, str> {
         let at = self
