@@ -2,35 +2,30 @@
 //! port), Zab (`zk-replication`'s core, its streams on the quorum port) and the log it
 //! owns (ZooKeeper's files, with `acceptedEpoch` and `currentEpoch`).
 //!
-//! The serving task drives it ([`crate::runtime::Runtime`]): Zab's inputs queue in the
-//! runtime, and its outputs come back as the engine's inputs (a commit, a txn to apply,
-//! a forwarded write) or as work on the log, the streams and the snapshot directory.
-//! This module holds what is not the engine: the sockets' tasks, the log, the snapshot a
-//! learner receives.
+//! The serving task drives it ([`crate::runtime::Runtime`]) through a
+//! [`Member`](crate::member::Member), which holds Zab and what it makes of the engine;
+//! this module is that member's host: the sockets' tasks, the log, the snapshot a learner
+//! receives.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zk_datatree::{DataTree, TreeOptions};
+use zk_election::PeerData;
 use zk_election::transport::{Node, NodeConfig};
-use zk_election::{PeerData, ServerState};
 use zk_jute::{Reader, Record, Zxid, txn::TxnHeader};
 use zk_persistence::{FileTxnLog, LogEntry, LogOptions};
 use zk_replication::storage::{FileStorage, Storage, StorageError};
 use zk_replication::transport::{Quorum, QuorumConfig};
-use zk_replication::{Entry, Input, Sid, State, Zab};
+use zk_replication::{Entry, Sid, Zab};
 
 use crate::config::Config;
+use crate::member::{Host, Member};
 use crate::runtime::Msg;
-
-/// A snapshot for a learner goes out in pieces of this size (the quorum stream's frames
-/// are 4 MiB at most).
-const SNAP_PIECE: usize = 1 << 20;
 
 /// Why the member could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +50,8 @@ pub enum EnsembleError {
     },
 }
 
-/// One member's replication: Zab, its log, its peers.
+/// One member's replication I/O: its log, its peers, its election.
 pub(crate) struct Ensemble {
-    pub(crate) zab: Zab,
     pub(crate) storage: FileStorage,
     election: Option<Node>,
     /// Asks the election for a new round, with the history to vote with.
@@ -66,17 +60,9 @@ pub(crate) struct Ensemble {
     quorum_addrs: BTreeMap<Sid, String>,
     /// The snapshot a learner is receiving.
     snapshot_rx: BytesMut,
-    /// Appends since the last sync.
-    pub(crate) appended: bool,
-    /// Rounds asked of the election: a status that has started fewer is older than the
-    /// last request, and its decision stale.
-    looks: u64,
-    /// This member observes rather than votes.
-    pub(crate) observer: bool,
-    started: Instant,
+    /// The engine's tree was replaced: a snapshot of the old one being taken is void.
+    pub(crate) tree_replaced: bool,
     tasks: Vec<JoinHandle<()>>,
-    /// Syncs served as leader by kind (`DIFF`, `TRUNC`, `SNAP`), for the operator.
-    pub(crate) syncs: BTreeMap<&'static str, u64>,
     snap_dir: PathBuf,
     log_dir: PathBuf,
     log_options: LogOptions,
@@ -94,12 +80,12 @@ fn resolve(addr: &str) -> Result<SocketAddr, EnsembleError> {
 impl Ensemble {
     /// Starts the election and the quorum port of member `config.server_id`, whose log
     /// (with its newest snapshot at `snapshot_zxid`) the tree has applied. Events go to
-    /// the serving task as [`Msg`]s.
+    /// the serving task as [`Msg`]s. Returns the I/O and the member it hosts.
     pub(crate) async fn start(
         config: &Config,
         snapshot_zxid: i64,
         tx: mpsc::UnboundedSender<Msg>,
-    ) -> Result<Ensemble, EnsembleError> {
+    ) -> Result<(Ensemble, Member), EnsembleError> {
         let sid = config.server_id;
         let election = config
             .election
@@ -203,68 +189,39 @@ impl Ensemble {
             .iter()
             .map(|(sid, line)| (*sid, line.quorum_addr()))
             .collect();
-        Ok(Ensemble {
-            observer: me.role == zk_election::Role::Observer,
-            zab,
+        let member = Member::new(zab, me.role == zk_election::Role::Observer);
+        let ensemble = Ensemble {
             storage,
             election: Some(node),
             look,
             quorum: Some(quorum),
             quorum_addrs,
             snapshot_rx: BytesMut::new(),
-            appended: false,
-            looks: 0,
-            started: Instant::now(),
+            tree_replaced: false,
             tasks,
-            syncs: BTreeMap::new(),
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
             log_dir: config.data_log_dir.join(zk_persistence::VERSION_DIR),
             log_options,
             tree_options: TreeOptions {
                 extended_types: config.extended_types,
             },
-        })
+        };
+        Ok((ensemble, member))
+    }
+}
+
+impl Host for Ensemble {
+    fn storage(&mut self) -> &mut dyn Storage {
+        &mut self.storage
     }
 
-    /// Zab's clock.
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// What the election's news means for Zab: a decision it has not taken yet. Zab
-    /// takes one only while looking, and only from a round started after its last
-    /// request (a status sent before the request was handled names the old leader).
-    pub(crate) fn decision(&mut self, status: zk_election::transport::Status) -> Option<Input> {
-        if status.looks < self.looks || self.zab.state() != State::Looking {
-            return None;
-        }
-        match status.state {
-            ServerState::Looking => None,
-            ServerState::Leading => Some(Input::Lead {
-                election_epoch: status.vote.election_epoch,
-            }),
-            _ => Some(Input::Follow {
-                leader: status.vote.leader,
-                election_epoch: status.vote.election_epoch,
-            }),
-        }
-    }
-
-    /// Zab left its role: a new election round, voting with the log as it is.
-    pub(crate) fn look(&mut self) {
-        self.looks += 1;
-        let _ = self.look.send(self.zab.peer_data());
-    }
-
-    /// Sends `message` to `to`; false when the stream is down.
-    pub(crate) fn send(&self, to: Sid, message: zk_replication::Message) -> bool {
+    fn send(&mut self, to: Sid, message: zk_replication::Message) -> bool {
         self.quorum
             .as_ref()
             .is_some_and(|q| q.send(to, message).is_ok())
     }
 
-    /// Opens a stream to the leader `peer`; false when it has no address.
-    pub(crate) fn connect(&mut self, peer: Sid) -> bool {
+    fn connect(&mut self, peer: Sid) -> bool {
         match (self.quorum.as_mut(), self.quorum_addrs.get(&peer)) {
             (Some(q), Some(addr)) => {
                 q.connect(peer, addr.clone());
@@ -274,47 +231,27 @@ impl Ensemble {
         }
     }
 
-    /// Closes the stream to `peer`.
-    pub(crate) fn disconnect(&self, peer: Sid) {
+    fn disconnect(&mut self, peer: Sid) {
         if let Some(q) = &self.quorum {
             q.disconnect(peer);
         }
     }
 
-    /// A leader's snapshot for a learner: `tree` as the bytes of a snapshot file, built
-    /// in memory, in pieces.
-    pub(crate) fn snapshot_pieces(&self, tree: &DataTree) -> Result<Vec<Bytes>, String> {
-        let digest = Some(crate::snapshot::tree_digest(tree));
-        let bytes = zk_persistence::snapshot_bytes(tree.sessions(), digest, |w| tree.write_body(w))
-            .map_err(|e| e.to_string())?;
-        let bytes = Bytes::from(bytes);
-        let mut pieces = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let end = (at + SNAP_PIECE).min(bytes.len());
-            pieces.push(bytes.slice(at..end));
-            at = end;
-        }
-        if pieces.is_empty() {
-            pieces.push(Bytes::new());
-        }
-        Ok(pieces)
+    fn look(&mut self, data: PeerData) {
+        let _ = self.look.send(data);
     }
 
-    /// A learner starts receiving a snapshot.
-    pub(crate) fn snapshot_begin(&mut self) {
+    fn snapshot_begin(&mut self, _zxid: Zxid) {
         self.snapshot_rx.clear();
     }
 
-    /// A piece of it.
-    pub(crate) fn snapshot_piece(&mut self, data: &[u8]) {
+    fn snapshot_piece(&mut self, data: &[u8]) {
         self.snapshot_rx.extend_from_slice(data);
     }
 
-    /// The snapshot is whole: it becomes this member's newest snapshot file, durably,
-    /// and the log is emptied. Returns the tree it holds. The file is written and synced
-    /// on another thread while this one parses the bytes; both must succeed.
-    pub(crate) fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
+    /// The file is written and synced on another thread while this one parses the
+    /// bytes; both must succeed.
+    fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
         let bytes = std::mem::take(&mut self.snapshot_rx).freeze();
         let name = zk_persistence::file_name("snapshot", zxid.0);
         let path = self.snap_dir.join(&name);
@@ -351,14 +288,10 @@ impl Ensemble {
         Ok(tree)
     }
 
-    /// Drops the log after `zxid` (ZooKeeper's TRUNC). Snapshots taken past `zxid` go
-    /// first (durably: they hold what is being dropped). With `rebuild`, the tree is
-    /// then rebuilt from the files as of that zxid, as ZooKeeper reloads its database.
-    pub(crate) fn truncate(
-        &mut self,
-        zxid: Zxid,
-        rebuild: Option<Zxid>,
-    ) -> Result<Option<DataTree>, String> {
+    /// ZooKeeper's TRUNC. Snapshots taken past `zxid` go first (durably: they hold what
+    /// is being dropped). With `rebuild`, the tree is rebuilt from the files as of that
+    /// zxid, as ZooKeeper reloads its database.
+    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String> {
         let snapshots =
             zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
         let mut removed = false;
@@ -409,16 +342,13 @@ impl Ensemble {
         Ok(Some(tree))
     }
 
-    /// Makes every append durable; returns the last durable zxid, if anything was
-    /// appended.
-    pub(crate) fn sync(&mut self) -> Result<Option<Zxid>, StorageError> {
-        if !self.appended {
-            return Ok(None);
-        }
-        self.appended = false;
-        self.storage.sync().map(Some)
+    /// The runtime drops the snapshot being taken once the member returns.
+    fn replacing_tree(&mut self) {
+        self.tree_replaced = true;
     }
+}
 
+impl Ensemble {
     /// Closes the streams and the election's sockets.
     pub(crate) async fn shutdown(mut self) {
         for task in &self.tasks {

@@ -28,6 +28,7 @@ mod conn;
 mod engine;
 mod ensemble;
 mod fourlw;
+mod member;
 mod metrics;
 pub mod properties;
 mod runtime;
@@ -202,8 +203,9 @@ impl Server {
         let (log, ensemble) = if config.is_distributed() {
             // Zab owns the log of an ensemble's member.
             drop(log);
-            let ensemble = ensemble::Ensemble::start(&config, snapshot_zxid, tx.clone()).await?;
-            (None, Some(Box::new(ensemble)))
+            let (ensemble, member) =
+                ensemble::Ensemble::start(&config, snapshot_zxid, tx.clone()).await?;
+            (None, Some((Box::new(ensemble), member)))
         } else {
             // The log's writer thread tells the serving task each time a commit made
             // more durable.

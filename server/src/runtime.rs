@@ -4,7 +4,7 @@
 //! sockets, txns appended to the log through group commit, snapshots taken, files purged.
 //! Nothing here decides anything about the protocol.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use zk_jute::proto::ConnectRequest;
 use zk_persistence::GroupCommit;
 
-use crate::engine::{ConnId, Engine, Input, Now, Output, Role};
-use crate::ensemble::{Ensemble, entry_of, log_entry_of};
+use crate::engine::{ConnId, Engine, Input, Now, Output};
+use crate::ensemble::Ensemble;
+use crate::member::{Host, Member, mode_of};
 use crate::metrics::Throttle;
 use crate::snapshot;
-use crate::status::{EnsembleStatus, LogStatus, Status};
+use crate::status::{LogStatus, Status};
 
 /// What reaches the serving task.
 #[derive(Debug)]
@@ -146,41 +147,15 @@ pub(crate) fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What an ensemble's member counts for its operator.
-#[derive(Debug, Default)]
-struct Figures {
-    /// Proposals made as leader, and their last, smallest and largest size in bytes.
-    proposals: u64,
-    proposal_sizes: Option<(usize, usize, usize)>,
-    /// Elections decided.
-    elections: u64,
-    /// When this member last became an established leader.
-    leading_since: Option<Instant>,
-    /// When this member last started looking for a leader.
-    looking_since: Option<Instant>,
-    /// When this member last stopped serving.
-    unavailable_since: Option<Instant>,
-    /// Proposals not yet committed, with when they were made, in zxid order.
-    proposed: VecDeque<(i64, Instant)>,
-    quorum_ack_latency: crate::status::Histogram,
-    unavailable_time: crate::status::Histogram,
-}
-
 /// The serving task's state.
 pub(crate) struct Runtime {
     engine: Engine,
     /// A standalone server's log; an ensemble's member logs through Zab.
     log: Option<GroupCommit>,
-    /// An ensemble's member: Zab, its log and its peers.
+    /// An ensemble's member: Zab and its glue to the engine.
+    member: Option<Member>,
+    /// The member's host: its log, its peers, its election.
     ensemble: Option<Box<Ensemble>>,
-    /// Zab's inputs not yet handled, in order.
-    zab_inbox: VecDeque<zk_replication::Input>,
-    /// A snapshot started: the replicated log rolls once Zab's outputs are carried out.
-    roll_due: bool,
-    /// An ensemble's member (whether or not `ensemble` is taken out while pumping).
-    member: bool,
-    /// An ensemble member's own figures.
-    figures: Figures,
     io: HashMap<ConnId, ConnIo>,
     /// Connections with bytes in `pending`, to write at the next flush.
     dirty: Vec<ConnId>,
@@ -202,23 +177,21 @@ impl Runtime {
         engine: Engine,
         started: Instant,
         log: Option<GroupCommit>,
-        ensemble: Option<Box<Ensemble>>,
+        ensemble: Option<(Box<Ensemble>, Member)>,
         tx: mpsc::UnboundedSender<Msg>,
         throttle: Arc<Throttle>,
         failed: watch::Sender<Option<String>>,
     ) -> Self {
         let config = engine.config();
+        let (ensemble, member) = ensemble.unzip();
         Self {
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
             log_dir: config.data_log_dir.join(zk_persistence::VERSION_DIR),
             snap_retain_count: config.snap_retain_count,
             engine,
             log,
-            member: ensemble.is_some(),
+            member,
             ensemble,
-            zab_inbox: VecDeque::new(),
-            roll_due: false,
-            figures: Figures::default(),
             io: HashMap::new(),
             dirty: Vec::new(),
             out: Vec::new(),
@@ -238,16 +211,13 @@ impl Runtime {
         }
     }
 
-    /// Hands `input` to the engine and carries out what it asks, and what Zab makes of
-    /// it.
+    /// Hands `input` to the engine and carries out what it asks (and, on an ensemble's
+    /// member, what Zab makes of it).
     pub(crate) fn input(&mut self, input: Input) {
-        self.engine_input(input);
-        self.pump();
-    }
-
-    /// Hands `input` to the engine and carries out what it asks; what it asks of Zab
-    /// waits in the inbox.
-    fn engine_input(&mut self, input: Input) {
+        if self.member.is_some() {
+            self.with_member(|member, engine, host, now| member.input(engine, host, now, input));
+            return;
+        }
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
         self.engine.handle(now, input, &mut out);
@@ -258,276 +228,35 @@ impl Runtime {
         self.throttle.set(self.engine.outstanding());
     }
 
-    /// Hands Zab every input in its inbox, carrying out its outputs, until none is left.
-    fn pump(&mut self) {
-        let Some(mut ensemble) = self.ensemble.take() else {
+    /// Runs `step` on the member (if this server is one), then carries out the engine's
+    /// outputs it left; an error stops the server.
+    fn with_member(
+        &mut self,
+        step: impl FnOnce(&mut Member, &mut Engine, &mut dyn Host, Now) -> Result<(), String>,
+    ) {
+        let now = self.now();
+        let (Some(member), Some(ensemble)) = (self.member.as_mut(), self.ensemble.as_mut()) else {
             return;
         };
-        while let Some(input) = self.zab_inbox.pop_front() {
-            let now = ensemble.now_ms();
-            for output in ensemble.zab.handle(now, input) {
-                if let Err(reason) = self.carry_zab(&mut ensemble, output) {
-                    self.zab_inbox.clear();
-                    self.fail(reason);
-                    break;
-                }
-            }
-        }
-        if std::mem::take(&mut self.roll_due) {
-            if let Err(e) = ensemble.storage.roll() {
-                self.fail(format!("rolling the txn log failed: {e}"));
-            }
-        }
-        self.ensemble = Some(ensemble);
-    }
-
-    /// ZooKeeper's read-only server: with `readonlymode.enabled`, a member that has
-    /// looked for a leader for `max(2 s, tickTime)` serves read-only clients.
-    fn maybe_read_only(&mut self) {
-        let config = self.engine.config();
-        let grace = config.tick_time.max(std::time::Duration::from_secs(2));
-        let due = config.read_only_mode
-            && !self.engine.is_read_only()
-            && self
-                .figures
-                .looking_since
-                .is_some_and(|t| t.elapsed() >= grace);
-        if due {
-            let mut out = Vec::new();
-            self.engine.set_read_only(true, &mut out);
-            for output in out {
-                self.carry_out(output);
-            }
-        }
-    }
-
-    /// Syncs the replicated log if anything was appended, and tells Zab how far it is
-    /// durable (the group commit of a burst).
-    fn sync_replicated(&mut self) {
-        let Some(ensemble) = self.ensemble.as_mut() else {
-            return;
-        };
-        match ensemble.sync() {
-            Ok(Some(zxid)) => {
-                self.zab_inbox
-                    .push_back(zk_replication::Input::Durable { zxid });
-                self.pump();
-            }
-            Ok(None) => {}
-            Err(e) => self.fail(format!("the txn log failed: {e}")),
-        }
-    }
-
-    /// Makes `tree` the engine's (a leader's snapshot, or the log truncated and
-    /// replayed). A snapshot of the old tree being taken is dropped: its file would mix
-    /// the two trees (its writer removes what it wrote).
-    fn install_tree(&mut self, tree: zk_datatree::DataTree) {
-        if self.snapshot.take().is_some() {
+        let result = step(member, &mut self.engine, &mut **ensemble, now);
+        let outputs = member.take_output();
+        if std::mem::take(&mut ensemble.tree_replaced) && self.snapshot.take().is_some() {
+            // Its file would mix the two trees (its writer removes what it wrote).
             tracing::info!("dropped the snapshot being taken of the tree replaced");
         }
-        let mut out = Vec::new();
-        self.engine.replace_tree(tree, &mut out);
-        for output in out {
+        for output in outputs {
             self.carry_out(output);
         }
+        if let Err(reason) = result {
+            self.fail(reason);
+        }
+        self.throttle.set(self.engine.outstanding());
     }
 
     /// Stops serving: an error nothing can go on from.
     fn fail(&mut self, reason: String) {
         tracing::error!(%reason, "stopping the server");
         self.failed.send_replace(Some(reason));
-    }
-
-    /// Carries out one of Zab's outputs.
-    fn carry_zab(
-        &mut self,
-        ensemble: &mut Ensemble,
-        output: zk_replication::Output,
-    ) -> Result<(), String> {
-        use zk_replication::{Input as Z, Output as O};
-        let storage = |e: zk_replication::storage::StorageError| format!("the txn log failed: {e}");
-        match output {
-            O::Send { to, message } => {
-                if let zk_replication::Message::Diff { .. }
-                | zk_replication::Message::Trunc { .. }
-                | zk_replication::Message::Snap { .. } = message
-                {
-                    *ensemble.syncs.entry(message.name()).or_default() += 1;
-                }
-                if !ensemble.send(to, message) {
-                    self.zab_inbox.push_back(Z::Disconnected { peer: to });
-                }
-            }
-            O::Connect { peer } => {
-                if !ensemble.connect(peer) {
-                    self.zab_inbox.push_back(Z::Disconnected { peer });
-                }
-            }
-            O::Disconnect { peer } => ensemble.disconnect(peer),
-            O::SetAcceptedEpoch(epoch) => {
-                use zk_replication::storage::Storage;
-                ensemble
-                    .storage
-                    .set_accepted_epoch(epoch)
-                    .map_err(storage)?;
-            }
-            O::SetCurrentEpoch(epoch) => {
-                use zk_replication::storage::Storage;
-                ensemble.storage.set_current_epoch(epoch).map_err(storage)?;
-            }
-            O::Append(entry) => {
-                use zk_replication::storage::Storage;
-                ensemble.storage.append(&entry).map_err(storage)?;
-                ensemble.appended = true;
-            }
-            O::Truncate { zxid } => {
-                tracing::info!(%zxid, "truncating the log to the leader's history");
-                // The tree goes back only if it holds more than Zab now counts applied
-                // (at start the whole log was applied, committed or not); otherwise it
-                // holds committed txns only, and keeps them.
-                let applied = ensemble.zab.applied();
-                let rebuild = self.engine.tree().last_zxid() > applied.0;
-                if let Some(tree) = ensemble.truncate(zxid, rebuild.then_some(applied))? {
-                    self.install_tree(tree);
-                }
-            }
-            O::Deliver(entry) => {
-                if self.engine.role() == (Role::Leader, true) {
-                    let f = &mut self.figures;
-                    while let Some((_, at)) = f.proposed.front().filter(|p| p.0 <= entry.zxid.0) {
-                        let us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        f.quorum_ack_latency.record(us);
-                        f.proposed.pop_front();
-                    }
-                    self.engine_input(Input::Committed { zxid: entry.zxid.0 });
-                } else {
-                    let entry = log_entry_of(&entry)
-                        .map_err(|e| format!("a committed txn does not decode: {e}"))?;
-                    self.engine_input(Input::Deliver(entry));
-                }
-            }
-            O::ReadLog {
-                learner,
-                stream,
-                after,
-                through,
-                batch,
-            } => {
-                let reads = zk_replication::storage::read_log(
-                    &mut ensemble.storage,
-                    learner,
-                    stream,
-                    (after, through),
-                    batch,
-                )
-                .map_err(storage)?;
-                self.zab_inbox.extend(reads);
-            }
-            O::SendSnapshot {
-                learner,
-                stream,
-                zxid,
-            } => {
-                let tree = self.engine.tree();
-                if tree.last_zxid() != zxid.0 {
-                    return Err(format!(
-                        "a snapshot for server {learner} at {zxid}: the tree is at {:#x}",
-                        tree.last_zxid()
-                    ));
-                }
-                tracing::info!(learner, %zxid, "sending a snapshot to a learner");
-                let pieces = ensemble
-                    .snapshot_pieces(tree)
-                    .map_err(|e| format!("a snapshot for server {learner}: {e}"))?;
-                let n = pieces.len();
-                for (i, data) in pieces.into_iter().enumerate() {
-                    self.zab_inbox.push_back(Z::SnapshotPiece {
-                        learner,
-                        stream,
-                        data,
-                        last: i + 1 == n,
-                    });
-                }
-            }
-            O::SnapshotBegin { zxid } => {
-                tracing::info!(%zxid, "receiving the leader's snapshot");
-                ensemble.snapshot_begin();
-            }
-            O::SnapshotPiece(data) => ensemble.snapshot_piece(&data),
-            O::SnapshotEnd { zxid } => {
-                let tree = ensemble.snapshot_end(zxid)?;
-                tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
-                self.install_tree(tree);
-            }
-            O::Request { data, .. } => self.engine_input(Input::Forwarded(data)),
-            O::Touched { touches, .. } => {
-                let sessions = touches.iter().map(|t| t.session).collect();
-                self.engine_input(Input::Touched(sessions));
-            }
-            O::Revalidate { from, session, .. } => {
-                self.zab_inbox.push_back(Z::RevalidateReply {
-                    to: from,
-                    session,
-                    valid: self.engine.session_is_open(session),
-                });
-            }
-            O::Revalidated { .. } => {}
-            O::Synced { id } => self.engine_input(Input::Synced { token: id }),
-            O::State(state) => {
-                let (role, serving, next) = match state {
-                    zk_replication::State::Looking => {
-                        tracing::info!("not serving: looking for a leader");
-                        ensemble.look();
-                        (Role::Learner, false, None)
-                    }
-                    zk_replication::State::Leading {
-                        established: true, ..
-                    } => (Role::Leader, true, ensemble.zab.next_zxid()),
-                    zk_replication::State::Learning { serving: true, .. } => {
-                        (Role::Learner, true, None)
-                    }
-                    _ => (Role::Learner, false, None),
-                };
-                self.figures.looking_since = match state {
-                    zk_replication::State::Looking => {
-                        self.figures.looking_since.or(Some(Instant::now()))
-                    }
-                    _ => None,
-                };
-                if serving {
-                    if let Some(since) = self.figures.unavailable_since.take() {
-                        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        self.figures.unavailable_time.record(us);
-                    }
-                } else {
-                    self.figures.proposed.clear();
-                    self.figures
-                        .unavailable_since
-                        .get_or_insert_with(Instant::now);
-                }
-                self.figures.leading_since = match (role, serving) {
-                    (Role::Leader, true) => self.figures.leading_since.or(Some(Instant::now())),
-                    _ => None,
-                };
-                // Read-only mode ends with looking, whatever comes next.
-                let read_only_ends =
-                    self.engine.is_read_only() && !matches!(state, zk_replication::State::Looking);
-                if (role, serving) != self.engine.role() || read_only_ends {
-                    tracing::info!(
-                        ?state,
-                        "serving as {}",
-                        mode_of(role, serving, ensemble.observer, false)
-                    );
-                    let mut out = Vec::new();
-                    self.engine.set_role(role, serving, next, &mut out);
-                    // The connections it closed.
-                    for output in out {
-                        self.carry_out(output);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn carry_out(&mut self, output: Output) {
@@ -540,30 +269,10 @@ impl Runtime {
             }
             Output::Append(entry) => match &self.log {
                 Some(log) => log.append_marked(entry),
-                None => {
-                    let entry = entry_of(&entry);
-                    let size = entry.data.len();
-                    let f = &mut self.figures;
-                    f.proposals += 1;
-                    f.proposal_sizes = Some(match f.proposal_sizes {
-                        None => (size, size, size),
-                        Some((_, min, max)) => (size, min.min(size), max.max(size)),
-                    });
-                    f.proposed.push_back((entry.zxid.0, Instant::now()));
-                    self.zab_inbox
-                        .push_back(zk_replication::Input::Propose(entry));
-                }
+                // A member's appends are proposed to Zab by the member itself.
+                None => tracing::error!(zxid = entry.header.zxid, "an append with no log"),
             },
             Output::Snapshot => self.start_snapshot(),
-            Output::Purge if self.member => {
-                // Zab syncs learners from the log files it opened at start; deleting them
-                // under it would turn a DIFF into a failed read. Until its history can be
-                // cut at a snapshot, a member keeps its files.
-                tracing::warn!(
-                    "autopurge is not run by an ensemble's member yet: its files are kept \
-                     (ZooKeeper's zkCleanup.sh can purge it while it is stopped)"
-                );
-            }
             Output::Purge => {
                 let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
                 let retain = self.snap_retain_count;
@@ -574,12 +283,10 @@ impl Runtime {
                     }
                 });
             }
-            Output::Forward(data) => self
-                .zab_inbox
-                .push_back(zk_replication::Input::Forward { data }),
-            Output::Sync { token } => self
-                .zab_inbox
-                .push_back(zk_replication::Input::Sync { id: token }),
+            // Only a learner's engine asks these, and its member takes them to Zab.
+            Output::Forward(_) | Output::Sync { .. } => {
+                tracing::error!("a learner's output on a standalone server");
+            }
             Output::Fatal(reason) => {
                 self.failed.send_replace(Some(reason));
             }
@@ -619,10 +326,15 @@ impl Runtime {
 
     /// Rolls the log and starts a fuzzy snapshot of the tree as it is now.
     fn start_snapshot(&mut self) {
-        match &self.log {
+        match (&self.log, self.ensemble.as_mut()) {
             // Ordered after every append so far; no need to wait.
-            Some(log) => drop(log.roll()),
-            None => self.roll_due = true,
+            (Some(log), _) => drop(log.roll()),
+            (None, Some(ensemble)) => {
+                if let Err(e) = ensemble.storage.roll() {
+                    self.fail(format!("rolling the txn log failed: {e}"));
+                }
+            }
+            (None, None) => {}
         }
         let tx = self.tx.clone();
         let notify: snapshot::Notify = Arc::new(move |event| {
@@ -730,35 +442,17 @@ impl Runtime {
                         zk_replication::Input::Receive { from, message }
                     }
                 };
-                self.zab_inbox.push_back(input);
-                self.pump();
+                self.with_member(|member, engine, host, now| {
+                    member.zab_input(engine, host, now, input)
+                });
             }
             Msg::Election(status) => {
-                if let Some(input) = self.ensemble.as_mut().and_then(|e| e.decision(status)) {
-                    self.figures.elections += 1;
-                    self.zab_inbox.push_back(input);
-                    self.pump();
-                }
+                self.with_member(|member, engine, host, now| {
+                    member.election(engine, host, now, status)
+                });
             }
             Msg::ZabTick => {
-                if self.ensemble.is_some() {
-                    let touches: Vec<zk_replication::Touch> = self
-                        .engine
-                        .take_touches()
-                        .into_iter()
-                        .map(|(session, timeout_ms)| zk_replication::Touch {
-                            session,
-                            timeout_ms,
-                        })
-                        .collect();
-                    if !touches.is_empty() {
-                        self.zab_inbox
-                            .push_back(zk_replication::Input::Touch(touches));
-                    }
-                    self.zab_inbox.push_back(zk_replication::Input::Tick);
-                    self.pump();
-                    self.maybe_read_only();
-                }
+                self.with_member(|member, engine, host, now| member.tick(engine, host, now));
             }
         }
         !self.has_failed()
@@ -767,10 +461,10 @@ impl Runtime {
     /// Every figure, the log's included.
     fn status(&self) -> Status {
         let mut status = self.engine.status(self.now());
-        if let Some(ensemble) = &self.ensemble {
+        if let Some(member) = &self.member {
             let (role, serving) = self.engine.role();
-            status.mode = mode_of(role, serving, ensemble.observer, self.engine.is_read_only());
-            status.ensemble = Some(self.ensemble_status(ensemble));
+            status.mode = mode_of(role, serving, member.observer(), self.engine.is_read_only());
+            status.ensemble = Some(member.status(self.now()));
         }
         let Some(log) = &self.log else {
             return status;
@@ -784,56 +478,6 @@ impl Runtime {
             commit_micros_max: load(&log.commit_micros_max),
         };
         status
-    }
-
-    /// An ensemble member's figures, from Zab and the runtime's counts.
-    fn ensemble_status(&self, ensemble: &Ensemble) -> EnsembleStatus {
-        use zk_replication::State;
-        let zab = &ensemble.zab;
-        let learners = zab.learners();
-        let synced = |observer: bool| {
-            learners
-                .iter()
-                .filter(|l| l.synced && l.observer == observer)
-                .count()
-        };
-        let peer_state = match zab.state() {
-            State::Looking => "looking",
-            State::Leading { epoch: None, .. } => "leading - discovery",
-            State::Leading {
-                established: false, ..
-            } => "leading - synchronization",
-            State::Leading { .. } => "leading - broadcast",
-            State::Learning {
-                observer, serving, ..
-            } => match (observer, serving) {
-                (false, false) => "following - synchronization",
-                (false, true) => "following - broadcast",
-                (true, false) => "observing - synchronization",
-                (true, true) => "observing - broadcast",
-            },
-        };
-        let f = &self.figures;
-        let sizes = f
-            .proposal_sizes
-            .map_or((-1, -1, -1), |(l, mn, mx)| (l as i64, mn as i64, mx as i64));
-        EnsembleStatus {
-            peer_state,
-            quorum_size: zab.config().verifier.voters().len(),
-            learners: learners.len(),
-            synced_followers: synced(false),
-            synced_observers: synced(true),
-            pending_syncs: zab.pending_syncs(),
-            leader_uptime_ms: f
-                .leading_since
-                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
-            proposal_sizes: sizes,
-            proposals: f.proposals,
-            syncs: ensemble.syncs.iter().map(|(k, v)| (*k, *v)).collect(),
-            elections: f.elections,
-            quorum_ack_latency: f.quorum_ack_latency.clone(),
-            unavailable_time: f.unavailable_time.clone(),
-        }
     }
 
     /// Writes what each connection has pending: as much as its socket takes now; a full
@@ -903,7 +547,8 @@ impl Runtime {
                     next = rx.try_recv().ok();
                 }
             }
-            self.sync_replicated();
+            // The group commit of a burst: the log synced once, Zab told how far.
+            self.with_member(|member, engine, host, now| member.sync(engine, host, now));
             self.flush();
             if self.wants_step() {
                 if let Some(job) = &mut self.snapshot {
@@ -937,17 +582,5 @@ impl Runtime {
             drop(self);
         })
         .await;
-    }
-}
-
-/// What `srvr` and `mntr` call a member's mode.
-pub(crate) fn mode_of(role: Role, serving: bool, observer: bool, read_only: bool) -> &'static str {
-    match (role, serving) {
-        (Role::Standalone, _) => "standalone",
-        (Role::Leader, true) => "leader",
-        (_, false) if read_only => "read-only",
-        (_, false) => "looking",
-        (Role::Learner, true) if observer => "observer",
-        (Role::Learner, true) => "follower",
     }
 }

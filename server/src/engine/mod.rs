@@ -1557,7 +1557,7 @@ impl Engine {
             .collect();
         connections.sort_by_key(|c| c.conn);
         Status {
-            mode: crate::runtime::mode_of(self.role, self.serving, false, self.read_only),
+            mode: crate::member::mode_of(self.role, self.serving, false, self.read_only),
             read_latency: self.stats.read_latency.clone(),
             update_latency: self.stats.update_latency.clone(),
             packets_received: self.stats.received,

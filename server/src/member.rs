@@ -1,0 +1,549 @@
+//! An ensemble's member as a protocol: the [`Engine`] and Zab (`zk-replication`'s core),
+//! and what each makes of the other's outputs. A txn the engine prepares is proposed; a
+//! commit Zab delivers is applied; a learner's client writes are forwarded, its leader's
+//! snapshot installed, its log truncated to the leader's history; the role the engine
+//! serves in follows Zab's state, and a member that stops following asks the election for
+//! a new round.
+//!
+//! There are no sockets, files, tasks or clocks here: the log, the peers' streams, the
+//! election and the snapshot files are a [`Host`]'s, and the time comes with every call.
+//! The server's runtime is one host (ZooKeeper's files, gRPC streams); a simulation is
+//! another (memory, a simulated network), and both run this same code.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use zk_datatree::DataTree;
+use zk_election::transport::Status as ElectionStatus;
+use zk_election::{PeerData, ServerState};
+use zk_jute::Zxid;
+use zk_replication::storage::{Storage, StorageError};
+use zk_replication::{Input as Z, Message, Output as O, Sid, State, Zab};
+
+use crate::engine::{Engine, Input, Now, Output, Role};
+use crate::ensemble::{entry_of, log_entry_of};
+use crate::status::{EnsembleStatus, Histogram};
+
+/// A snapshot for a learner goes out in pieces of this size (the quorum stream's frames
+/// are 4 MiB at most).
+const SNAP_PIECE: usize = 1 << 20;
+
+/// What a member needs from the world: its replicated log and the files beside it, its
+/// peers' streams and its election.
+pub(crate) trait Host {
+    /// The replicated log and its epochs.
+    fn storage(&mut self) -> &mut dyn Storage;
+    /// Sends `message` to `to`; false when the stream is down.
+    fn send(&mut self, to: Sid, message: Message) -> bool;
+    /// Opens a stream to the leader `peer`; false when it has no address.
+    fn connect(&mut self, peer: Sid) -> bool;
+    /// Closes the stream to `peer`.
+    fn disconnect(&mut self, peer: Sid);
+    /// Starts a new election round, voting with `data`.
+    fn look(&mut self, data: PeerData);
+    /// Drops the log after `zxid`, and the snapshots past it. With `rebuild`, returns
+    /// the tree rebuilt from what is left, as of that zxid.
+    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String>;
+    /// The leader's snapshot at `zxid` starts arriving.
+    fn snapshot_begin(&mut self, zxid: Zxid);
+    /// A piece of it.
+    fn snapshot_piece(&mut self, data: &[u8]);
+    /// It is whole: it becomes the newest snapshot, durably, the log is emptied, and
+    /// the tree it holds is returned.
+    fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String>;
+    /// The engine's tree is about to be replaced: a snapshot of it being taken is void.
+    fn replacing_tree(&mut self);
+}
+
+/// What a member counts for its operator.
+#[derive(Debug, Default)]
+struct Figures {
+    /// Proposals made as leader, and their last, smallest and largest size in bytes.
+    proposals: u64,
+    proposal_sizes: Option<(usize, usize, usize)>,
+    /// Elections decided.
+    elections: u64,
+    /// When (monotonic µs) this member last became an established leader.
+    leading_since: Option<u64>,
+    /// When it last started looking for a leader.
+    looking_since: Option<u64>,
+    /// When it last stopped serving.
+    unavailable_since: Option<u64>,
+    /// Proposals not yet committed, with when they were made, in zxid order.
+    proposed: VecDeque<(i64, u64)>,
+    quorum_ack_latency: Histogram,
+    unavailable_time: Histogram,
+}
+
+/// One member: Zab, the inputs it has not handled yet, and the glue to the engine.
+pub(crate) struct Member {
+    zab: Zab,
+    /// Zab's inputs not yet handled, in order.
+    inbox: VecDeque<Z>,
+    /// Rounds asked of the election: a status that has started fewer is older than the
+    /// last request, and its decision stale.
+    looks: u64,
+    /// This member observes rather than votes.
+    observer: bool,
+    /// Appends since the last sync.
+    appended: bool,
+    /// Syncs served as leader by kind (`DIFF`, `TRUNC`, `SNAP`), for the operator.
+    syncs: BTreeMap<&'static str, u64>,
+    figures: Figures,
+    /// The engine's outputs for the host's connections and files: frames, closes,
+    /// snapshots, purges, fatal errors.
+    out: Vec<Output>,
+    scratch: Vec<Output>,
+}
+
+impl Member {
+    /// A member running `zab`; `observer` if it does not vote.
+    pub(crate) fn new(zab: Zab, observer: bool) -> Self {
+        Member {
+            zab,
+            inbox: VecDeque::new(),
+            looks: 0,
+            observer,
+            appended: false,
+            syncs: BTreeMap::new(),
+            figures: Figures::default(),
+            out: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether this member observes.
+    pub(crate) fn observer(&self) -> bool {
+        self.observer
+    }
+
+    /// The engine's outputs that are the host's to carry out, in order.
+    pub(crate) fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Hands `input` to the engine, then Zab what the engine asked of it.
+    pub(crate) fn input(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+        input: Input,
+    ) -> Result<(), String> {
+        self.engine_input(engine, now, input);
+        self.pump(engine, host, now)
+    }
+
+    /// Hands Zab `input`, and everything that follows from it.
+    pub(crate) fn zab_input(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+        input: Z,
+    ) -> Result<(), String> {
+        self.inbox.push_back(input);
+        self.pump(engine, host, now)
+    }
+
+    /// The election's news: a decision Zab has not taken yet starts leading or
+    /// following. Zab takes one only while looking, and only from a round started after
+    /// its last request (a status sent before the request was handled names the old
+    /// leader).
+    pub(crate) fn election(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+        status: ElectionStatus,
+    ) -> Result<(), String> {
+        if status.looks < self.looks || self.zab.state() != State::Looking {
+            return Ok(());
+        }
+        let input = match status.state {
+            ServerState::Looking => return Ok(()),
+            ServerState::Leading => Z::Lead {
+                election_epoch: status.vote.election_epoch,
+            },
+            _ => Z::Follow {
+                leader: status.vote.leader,
+                election_epoch: status.vote.election_epoch,
+            },
+        };
+        self.figures.elections += 1;
+        self.zab_input(engine, host, now, input)
+    }
+
+    /// Zab's timer: the sessions this member's clients touched go to the leader with
+    /// the tick. Then, with `readonlymode.enabled`, a member that has looked for a
+    /// leader for `max(2 s, tickTime)` serves read-only clients.
+    pub(crate) fn tick(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+    ) -> Result<(), String> {
+        let touches: Vec<zk_replication::Touch> = engine
+            .take_touches()
+            .into_iter()
+            .map(|(session, timeout_ms)| zk_replication::Touch {
+                session,
+                timeout_ms,
+            })
+            .collect();
+        if !touches.is_empty() {
+            self.inbox.push_back(Z::Touch(touches));
+        }
+        self.inbox.push_back(Z::Tick);
+        self.pump(engine, host, now)?;
+        let config = engine.config();
+        let grace = config.tick_time.max(std::time::Duration::from_secs(2));
+        let grace_us = u64::try_from(grace.as_micros()).unwrap_or(u64::MAX);
+        let due = config.read_only_mode
+            && !engine.is_read_only()
+            && self
+                .figures
+                .looking_since
+                .is_some_and(|t| now.mono_us.saturating_sub(t) >= grace_us);
+        if due {
+            engine.set_read_only(true, &mut self.out);
+        }
+        Ok(())
+    }
+
+    /// Syncs the log if anything was appended, and tells Zab how far it is durable (the
+    /// group commit of a burst).
+    pub(crate) fn sync(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+    ) -> Result<(), String> {
+        if !std::mem::take(&mut self.appended) {
+            return Ok(());
+        }
+        let zxid = host
+            .storage()
+            .sync()
+            .map_err(|e| format!("the txn log failed: {e}"))?;
+        self.zab_input(engine, host, now, Z::Durable { zxid })
+    }
+
+    /// Hands `input` to the engine; what it asks of Zab waits in the inbox.
+    fn engine_input(&mut self, engine: &mut Engine, now: Now, input: Input) {
+        let mut out = std::mem::take(&mut self.scratch);
+        engine.handle(now, input, &mut out);
+        for output in out.drain(..) {
+            self.engine_output(now, output);
+        }
+        self.scratch = out;
+    }
+
+    /// Routes one of the engine's outputs: to Zab, or to the host.
+    fn engine_output(&mut self, now: Now, output: Output) {
+        match output {
+            Output::Append(entry) => {
+                let entry = entry_of(&entry);
+                let size = entry.data.len();
+                let f = &mut self.figures;
+                f.proposals += 1;
+                f.proposal_sizes = Some(match f.proposal_sizes {
+                    None => (size, size, size),
+                    Some((_, min, max)) => (size, min.min(size), max.max(size)),
+                });
+                f.proposed.push_back((entry.zxid.0, now.mono_us));
+                self.inbox.push_back(Z::Propose(entry));
+            }
+            Output::Forward(data) => self.inbox.push_back(Z::Forward { data }),
+            Output::Sync { token } => self.inbox.push_back(Z::Sync { id: token }),
+            Output::Purge => {
+                // Zab syncs learners from the log files it opened at start; deleting them
+                // under it would turn a DIFF into a failed read. Until its history can be
+                // cut at a snapshot, a member keeps its files.
+                tracing::warn!(
+                    "autopurge is not run by an ensemble's member yet: its files are kept \
+                     (ZooKeeper's zkCleanup.sh can purge it while it is stopped)"
+                );
+            }
+            other => self.out.push(other),
+        }
+    }
+
+    /// Hands Zab every input in its inbox, carrying out its outputs, until none is left.
+    /// An error stops the member: nothing it holds can be trusted to go on.
+    fn pump(&mut self, engine: &mut Engine, host: &mut dyn Host, now: Now) -> Result<(), String> {
+        while let Some(input) = self.inbox.pop_front() {
+            for output in self.zab.handle(now.mono_us / 1000, input) {
+                if let Err(reason) = self.carry_zab(engine, host, now, output) {
+                    self.inbox.clear();
+                    return Err(reason);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out one of Zab's outputs.
+    fn carry_zab(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+        output: O,
+    ) -> Result<(), String> {
+        let storage = |e: StorageError| format!("the txn log failed: {e}");
+        match output {
+            O::Send { to, message } => {
+                if let Message::Diff { .. } | Message::Trunc { .. } | Message::Snap { .. } = message
+                {
+                    *self.syncs.entry(message.name()).or_default() += 1;
+                }
+                if !host.send(to, message) {
+                    self.inbox.push_back(Z::Disconnected { peer: to });
+                }
+            }
+            O::Connect { peer } => {
+                if !host.connect(peer) {
+                    self.inbox.push_back(Z::Disconnected { peer });
+                }
+            }
+            O::Disconnect { peer } => host.disconnect(peer),
+            O::SetAcceptedEpoch(epoch) => {
+                host.storage().set_accepted_epoch(epoch).map_err(storage)?;
+            }
+            O::SetCurrentEpoch(epoch) => {
+                host.storage().set_current_epoch(epoch).map_err(storage)?;
+            }
+            O::Append(entry) => {
+                host.storage().append(&entry).map_err(storage)?;
+                self.appended = true;
+            }
+            O::Truncate { zxid } => {
+                tracing::info!(%zxid, "truncating the log to the leader's history");
+                // The tree goes back only if it holds more than Zab now counts applied
+                // (at start the whole log was applied, committed or not); otherwise it
+                // holds committed txns only, and keeps them.
+                let applied = self.zab.applied();
+                let rebuild = engine.tree().last_zxid() > applied.0;
+                if let Some(tree) = host.truncate(zxid, rebuild.then_some(applied))? {
+                    self.install_tree(engine, host, tree);
+                }
+            }
+            O::Deliver(entry) => {
+                if engine.role() == (Role::Leader, true) {
+                    let f = &mut self.figures;
+                    while let Some((_, at)) = f.proposed.front().filter(|p| p.0 <= entry.zxid.0) {
+                        f.quorum_ack_latency.record(now.mono_us.saturating_sub(*at));
+                        f.proposed.pop_front();
+                    }
+                    self.engine_input(engine, now, Input::Committed { zxid: entry.zxid.0 });
+                } else {
+                    let entry = log_entry_of(&entry)
+                        .map_err(|e| format!("a committed txn does not decode: {e}"))?;
+                    self.engine_input(engine, now, Input::Deliver(entry));
+                }
+            }
+            O::ReadLog {
+                learner,
+                stream,
+                after,
+                through,
+                batch,
+            } => {
+                let reads = zk_replication::storage::read_log(
+                    host.storage(),
+                    learner,
+                    stream,
+                    (after, through),
+                    batch,
+                )
+                .map_err(storage)?;
+                self.inbox.extend(reads);
+            }
+            O::SendSnapshot {
+                learner,
+                stream,
+                zxid,
+            } => {
+                let tree = engine.tree();
+                if tree.last_zxid() != zxid.0 {
+                    return Err(format!(
+                        "a snapshot for server {learner} at {zxid}: the tree is at {:#x}",
+                        tree.last_zxid()
+                    ));
+                }
+                tracing::info!(learner, %zxid, "sending a snapshot to a learner");
+                let pieces = snapshot_pieces(tree)
+                    .map_err(|e| format!("a snapshot for server {learner}: {e}"))?;
+                let n = pieces.len();
+                for (i, data) in pieces.into_iter().enumerate() {
+                    self.inbox.push_back(Z::SnapshotPiece {
+                        learner,
+                        stream,
+                        data,
+                        last: i + 1 == n,
+                    });
+                }
+            }
+            O::SnapshotBegin { zxid } => {
+                tracing::info!(%zxid, "receiving the leader's snapshot");
+                host.snapshot_begin(zxid);
+            }
+            O::SnapshotPiece(data) => host.snapshot_piece(&data),
+            O::SnapshotEnd { zxid } => {
+                let tree = host.snapshot_end(zxid)?;
+                tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
+                self.install_tree(engine, host, tree);
+            }
+            O::Request { data, .. } => self.engine_input(engine, now, Input::Forwarded(data)),
+            O::Touched { touches, .. } => {
+                let sessions = touches.iter().map(|t| t.session).collect();
+                self.engine_input(engine, now, Input::Touched(sessions));
+            }
+            O::Revalidate { from, session, .. } => {
+                self.inbox.push_back(Z::RevalidateReply {
+                    to: from,
+                    session,
+                    valid: engine.session_is_open(session),
+                });
+            }
+            O::Revalidated { .. } => {}
+            O::Synced { id } => self.engine_input(engine, now, Input::Synced { token: id }),
+            O::State(state) => self.state(engine, host, now, state),
+        }
+        Ok(())
+    }
+
+    /// Zab's state changed: the engine's role follows it.
+    fn state(&mut self, engine: &mut Engine, host: &mut dyn Host, now: Now, state: State) {
+        let (role, serving, next) = match state {
+            State::Looking => {
+                tracing::info!("not serving: looking for a leader");
+                self.looks += 1;
+                host.look(self.zab.peer_data());
+                (Role::Learner, false, None)
+            }
+            State::Leading {
+                established: true, ..
+            } => (Role::Leader, true, self.zab.next_zxid()),
+            State::Learning { serving: true, .. } => (Role::Learner, true, None),
+            _ => (Role::Learner, false, None),
+        };
+        let f = &mut self.figures;
+        f.looking_since = match state {
+            State::Looking => f.looking_since.or(Some(now.mono_us)),
+            _ => None,
+        };
+        if serving {
+            if let Some(since) = f.unavailable_since.take() {
+                f.unavailable_time.record(now.mono_us.saturating_sub(since));
+            }
+        } else {
+            f.proposed.clear();
+            f.unavailable_since.get_or_insert(now.mono_us);
+        }
+        f.leading_since = match (role, serving) {
+            (Role::Leader, true) => f.leading_since.or(Some(now.mono_us)),
+            _ => None,
+        };
+        // Read-only mode ends with looking, whatever comes next.
+        let read_only_ends = engine.is_read_only() && !matches!(state, State::Looking);
+        if (role, serving) != engine.role() || read_only_ends {
+            tracing::info!(
+                ?state,
+                "serving as {}",
+                mode_of(role, serving, self.observer, false)
+            );
+            // The connections it closed go to the host.
+            engine.set_role(role, serving, next, &mut self.out);
+        }
+    }
+
+    /// Makes `tree` the engine's (a leader's snapshot, or the log truncated and
+    /// replayed).
+    fn install_tree(&mut self, engine: &mut Engine, host: &mut dyn Host, tree: DataTree) {
+        host.replacing_tree();
+        engine.replace_tree(tree, &mut self.out);
+    }
+
+    /// The member's figures as of `now`, for `srvr`, `mntr` and the metrics.
+    pub(crate) fn status(&self, now: Now) -> EnsembleStatus {
+        let zab = &self.zab;
+        let learners = zab.learners();
+        let synced = |observer: bool| {
+            learners
+                .iter()
+                .filter(|l| l.synced && l.observer == observer)
+                .count()
+        };
+        let peer_state = match zab.state() {
+            State::Looking => "looking",
+            State::Leading { epoch: None, .. } => "leading - discovery",
+            State::Leading {
+                established: false, ..
+            } => "leading - synchronization",
+            State::Leading { .. } => "leading - broadcast",
+            State::Learning {
+                observer, serving, ..
+            } => match (observer, serving) {
+                (false, false) => "following - synchronization",
+                (false, true) => "following - broadcast",
+                (true, false) => "observing - synchronization",
+                (true, true) => "observing - broadcast",
+            },
+        };
+        let f = &self.figures;
+        let sizes = f
+            .proposal_sizes
+            .map_or((-1, -1, -1), |(l, mn, mx)| (l as i64, mn as i64, mx as i64));
+        EnsembleStatus {
+            peer_state,
+            quorum_size: zab.config().verifier.voters().len(),
+            learners: learners.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: zab.pending_syncs(),
+            leader_uptime_ms: f
+                .leading_since
+                .map(|t| now.mono_us.saturating_sub(t) / 1000),
+            proposal_sizes: sizes,
+            proposals: f.proposals,
+            syncs: self.syncs.iter().map(|(k, v)| (*k, *v)).collect(),
+            elections: f.elections,
+            quorum_ack_latency: f.quorum_ack_latency.clone(),
+            unavailable_time: f.unavailable_time.clone(),
+        }
+    }
+}
+
+/// A leader's snapshot for a learner: `tree` as the bytes of a snapshot file, built in
+/// memory, in pieces.
+pub(crate) fn snapshot_pieces(tree: &DataTree) -> Result<Vec<Bytes>, String> {
+    let digest = Some(crate::snapshot::tree_digest(tree));
+    let bytes = zk_persistence::snapshot_bytes(tree.sessions(), digest, |w| tree.write_body(w))
+        .map_err(|e| e.to_string())?;
+    let bytes = Bytes::from(bytes);
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = (at + SNAP_PIECE).min(bytes.len());
+        pieces.push(bytes.slice(at..end));
+        at = end;
+    }
+    if pieces.is_empty() {
+        pieces.push(Bytes::new());
+    }
+    Ok(pieces)
+}
+
+/// What `srvr` and `mntr` call a member's mode.
+pub(crate) fn mode_of(role: Role, serving: bool, observer: bool, read_only: bool) -> &'static str {
+    match (role, serving) {
+        (Role::Standalone, _) => "standalone",
+        (Role::Leader, true) => "leader",
+        (_, false) if read_only => "read-only",
+        (_, false) => "looking",
+        (Role::Learner, true) if observer => "observer",
+        (Role::Learner, true) => "follower",
+    }
+}
