@@ -32,6 +32,8 @@ mod member;
 mod metrics;
 pub mod properties;
 mod runtime;
+#[cfg(any(test, feature = "simulation"))]
+pub mod simulation;
 mod snapshot;
 mod status;
 mod wire;

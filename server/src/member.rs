@@ -112,6 +112,18 @@ impl Member {
         }
     }
 
+    /// Zab.
+    #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
+    pub(crate) fn zab(&self) -> &Zab {
+        &self.zab
+    }
+
+    /// Whether the log holds appends not yet synced.
+    #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
+    pub(crate) fn unsynced(&self) -> bool {
+        self.appended
+    }
+
     /// Whether this member observes.
     pub(crate) fn observer(&self) -> bool {
         self.observer

@@ -9,6 +9,7 @@ mod election_bench;
 mod ensemble;
 mod ensemble_bench;
 mod replication_bench;
+mod server_sim;
 mod servers;
 mod tools;
 mod tools_bench;
@@ -141,6 +142,14 @@ cargo xtask <command>
                      (3/5/7 voters, observers, hierarchical groups, faults), N seeds a
                      shape (10000), release build; or one failing seed replayed with its
                      trace
+  server-sim [--seeds N] [--start S] [--seed S] [--duration-ms MS] [--members N]
+             [--clients N] [--no-faults] [--lying-disk]
+                     the whole server in zk-server's seeded simulation: its engines with
+                     zk-election and zk-replication over a simulated network, disk and
+                     clock, simulated clients recording every operation, crashes (one, the
+                     leader, all), partitions (both ways, one-way) and slow fsync; each
+                     seed's history checked as chaos checks it (100 seeds of 20 simulated
+                     seconds); --lying-disk fakes fsync and must be caught
   diff [--seed N] [--ops N] [--sessions N] [--verbose] [--keep] [--check-watches]
        [--readable-acls] [--ensemble]
                      seeded random differential test: our zk-server (debug build) and Apache
@@ -175,6 +184,7 @@ fn main() -> Result<()> {
         Some("diff") => diff::run(rest),
         Some("ensemble") => ensemble::run(rest),
         Some("sim") => sim(rest),
+        Some("server-sim") => server_sim::run(rest),
         Some("chaos") => chaos::run(rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("micro") => micro_bench(&rest[1..]),

@@ -14,8 +14,8 @@
 //! The schedule replays with the same seed; the operations' timing (and so the history)
 //! does not, as the processes are real.
 
-mod check;
-mod history;
+pub(crate) mod check;
+pub(crate) mod history;
 mod links;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,403 @@
+//! The simulated clients: each a session that reads, writes, compares-and-sets the
+//! registers and creates sequential nodes, one operation at a time, speaking the client
+//! protocol's frames to whichever member it is connected to, and recording every
+//! operation with its outcome.
+
+use bytes::{Bytes, BytesMut};
+use zk_jute::data::{Acl, Id};
+use zk_jute::proto::{
+    ConnectRequest, ConnectResponse, CreateRequest, CreateResponse, GetDataRequest,
+    GetDataResponse, ReplyHeader, SetDataRequest, SetDataResponse,
+};
+use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record};
+
+use super::history::{Kind, Op, Outcome};
+use super::world::Rng;
+use crate::engine::ConnId;
+
+/// The parent of the sequential nodes.
+pub(crate) const SEQ_PARENT: &str = "/chaos/seq";
+
+/// The session timeout the clients ask for (ms).
+pub(crate) const SESSION_TIMEOUT_MS: i32 = 4_000;
+
+/// How long a client waits for a reply before it counts the operation unknown and
+/// tries another member.
+pub(crate) const OP_TIMEOUT_MS: u64 = 2_000;
+
+/// The registers' paths.
+pub(crate) fn keys() -> Vec<String> {
+    (0..3).map(|i| format!("/chaos/r{i}")).collect()
+}
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: Perms::ALL.0,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+fn encode(record: impl Record) -> Bytes {
+    let mut out = BytesMut::new();
+    record.encode(&mut out);
+    out.freeze()
+}
+
+/// A client's connection to a member.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    pub(crate) sid: u64,
+    /// The handshake was answered.
+    pub(crate) ready: bool,
+    /// When it was opened (ms).
+    pub(crate) since_ms: u64,
+}
+
+/// An operation waiting for its reply.
+#[derive(Debug, Clone)]
+struct Pending {
+    xid: i32,
+    kind: Kind,
+    /// Not recorded: part of the setup.
+    setup: bool,
+    /// The session it was sent in.
+    session: i64,
+    invoke_ms: u64,
+    /// The register's index, for reads and writes.
+    key: Option<usize>,
+}
+
+/// What a client sends its member.
+#[derive(Debug, Clone)]
+pub(crate) enum Frame {
+    /// The handshake.
+    Connect(ConnectRequest),
+    /// A request.
+    Request { xid: i32, op: i32, body: Bytes },
+}
+
+/// What a reply did to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaction {
+    /// Nothing to do.
+    None,
+    /// Ready for the next operation.
+    Next,
+    /// The session is gone: drop the connection and start a new one.
+    Expired,
+}
+
+/// One simulated client.
+#[derive(Debug)]
+pub(crate) struct Client {
+    session: i64,
+    passwd: Option<Bytes>,
+    pub(crate) conn: Option<Conn>,
+    pending: Option<Pending>,
+    xid: i32,
+    last_zxid: i64,
+    /// The highest version seen of each register.
+    seen: Vec<i32>,
+    /// A register to read before the next conditional write (after a `BadVersion`).
+    refresh: Option<usize>,
+    /// Setup requests still to send (client 0 only).
+    setup: Vec<(String, bool)>,
+}
+
+impl Client {
+    pub(crate) fn new(setup: bool) -> Self {
+        let mut steps = Vec::new();
+        if setup {
+            steps.push(("/chaos".to_string(), false));
+            steps.push((SEQ_PARENT.to_string(), false));
+            for key in keys() {
+                steps.push((key, true));
+            }
+        }
+        steps.reverse();
+        Client {
+            session: 0,
+            passwd: None,
+            conn: None,
+            pending: None,
+            xid: 0,
+            last_zxid: 0,
+            seen: vec![0; keys().len()],
+            refresh: None,
+            setup: steps,
+        }
+    }
+
+    /// Whether the setup is done (it has nothing of it left to send or wait for).
+    pub(crate) fn set_up(&self) -> bool {
+        self.setup.is_empty() && !self.pending.as_ref().is_some_and(|p| p.setup)
+    }
+
+    /// Whether an operation waits for its reply.
+    pub(crate) fn busy(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The handshake for a new connection: the session, if it has one, resumed.
+    pub(crate) fn handshake(&self) -> Frame {
+        Frame::Connect(ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: self.last_zxid,
+            timeout: SESSION_TIMEOUT_MS,
+            session_id: self.session,
+            passwd: Some(
+                self.passwd
+                    .clone()
+                    .unwrap_or_else(|| Bytes::from(vec![0u8; 16])),
+            ),
+            read_only: Some(false),
+        })
+    }
+
+    /// The next operation, now pending: a setup step first, then one at random.
+    pub(crate) fn next(&mut self, rng: &mut Rng, values: &mut u64, now_ms: u64) -> Frame {
+        self.xid += 1;
+        let xid = self.xid;
+        let keys = keys();
+        if let Some((path, register)) = self.setup.pop() {
+            let data = register.then(|| Bytes::from_static(b"0"));
+            self.pending = Some(Pending {
+                xid,
+                kind: Kind::CreateSequential {
+                    parent: path.clone(),
+                },
+                setup: true,
+                session: self.session,
+                invoke_ms: now_ms,
+                key: None,
+            });
+            let body = encode(CreateRequest {
+                path,
+                data: Some(data.unwrap_or_default()),
+                acl: Some(open_acl()),
+                flags: CreateMode::Persistent.code(),
+            });
+            return Frame::Request {
+                xid,
+                op: OpCode::Create as i32,
+                body,
+            };
+        }
+        let (k, roll) = match self.refresh.take() {
+            Some(k) => (k, 0),
+            None => (rng.below(keys.len() as u64) as usize, rng.below(100)),
+        };
+        let key = keys.get(k).cloned().unwrap_or_default();
+        let (kind, op, body) = if roll < 25 {
+            let body = encode(GetDataRequest {
+                path: key.clone(),
+                watch: false,
+            });
+            (Kind::Read { key }, OpCode::GetData, body)
+        } else if roll < 85 {
+            *values += 1;
+            let value = *values;
+            let (kind, version) = if roll < 50 {
+                (
+                    Kind::Write {
+                        key: key.clone(),
+                        value,
+                    },
+                    -1,
+                )
+            } else {
+                let expected = self.seen.get(k).copied().unwrap_or(0);
+                let kind = Kind::Cas {
+                    key: key.clone(),
+                    expected,
+                    value,
+                };
+                (kind, expected)
+            };
+            let body = encode(SetDataRequest {
+                path: key,
+                data: Some(Bytes::from(value.to_string())),
+                version,
+            });
+            (kind, OpCode::SetData, body)
+        } else {
+            let body = encode(CreateRequest {
+                path: format!("{SEQ_PARENT}/n-"),
+                data: Some(Bytes::new()),
+                acl: Some(open_acl()),
+                flags: CreateMode::PersistentSequential.code(),
+            });
+            let kind = Kind::CreateSequential {
+                parent: SEQ_PARENT.into(),
+            };
+            (kind, OpCode::Create, body)
+        };
+        let key = match kind {
+            Kind::CreateSequential { .. } => None,
+            _ => Some(k),
+        };
+        self.pending = Some(Pending {
+            xid,
+            kind,
+            setup: false,
+            session: self.session,
+            invoke_ms: now_ms,
+            key,
+        });
+        Frame::Request {
+            xid,
+            op: op as i32,
+            body,
+        }
+    }
+
+    /// A frame from the member.
+    pub(crate) fn on_frame(
+        &mut self,
+        bytes: &Bytes,
+        now_ms: u64,
+        history: &mut Vec<Op>,
+    ) -> Reaction {
+        let Some(conn) = self.conn.as_mut() else {
+            return Reaction::None;
+        };
+        let mut r = Reader::new(bytes.slice(4.min(bytes.len())..));
+        if !conn.ready {
+            let Ok(response) = ConnectResponse::decode(&mut r) else {
+                return Reaction::Expired;
+            };
+            if response.timeout <= 0 {
+                // The session expired: the next connection starts a new one.
+                self.session = 0;
+                self.passwd = None;
+                return Reaction::Expired;
+            }
+            conn.ready = true;
+            self.session = response.session_id;
+            self.passwd = response.passwd;
+            return Reaction::Next;
+        }
+        let Ok(header) = ReplyHeader::decode(&mut r) else {
+            return Reaction::None;
+        };
+        let Some(pending) = self.pending.take_if(|p| p.xid == header.xid) else {
+            // A notification or a ping's reply.
+            return Reaction::None;
+        };
+        if header.zxid > 0 {
+            self.last_zxid = self.last_zxid.max(header.zxid);
+        }
+        let expired = header.err == ErrorCode::SessionExpired as i32;
+        let unknown = expired
+            || header.err == ErrorCode::ConnectionLoss as i32
+            || header.err == ErrorCode::OperationTimeout as i32
+            || header.err == ErrorCode::SessionMoved as i32;
+        if pending.setup {
+            if unknown {
+                // Try the step again on the next connection (NodeExists is fine then).
+                if let Kind::CreateSequential { parent } = pending.kind {
+                    let register = parent.starts_with("/chaos/r");
+                    self.setup.push((parent, register));
+                }
+            }
+            return if expired {
+                self.session = 0;
+                self.passwd = None;
+                Reaction::Expired
+            } else {
+                Reaction::Next
+            };
+        }
+        let outcome = if unknown {
+            Outcome::Unknown
+        } else if header.err != 0 {
+            if header.err == ErrorCode::BadVersion as i32 {
+                self.refresh = pending.key;
+            }
+            Outcome::Fail { code: header.err }
+        } else {
+            match &pending.kind {
+                Kind::Read { .. } => match GetDataResponse::decode(&mut r) {
+                    Ok(response) => Outcome::Ok {
+                        version: response.stat.version,
+                        value: parse_value(response.data.as_deref()),
+                    },
+                    Err(_) => Outcome::Unknown,
+                },
+                Kind::Write { value, .. } | Kind::Cas { value, .. } => {
+                    match SetDataResponse::decode(&mut r) {
+                        Ok(response) => Outcome::Ok {
+                            version: response.stat.version,
+                            value: *value,
+                        },
+                        Err(_) => Outcome::Unknown,
+                    }
+                }
+                Kind::CreateSequential { .. } => match CreateResponse::decode(&mut r) {
+                    Ok(response) => Outcome::Created {
+                        path: response.path,
+                    },
+                    Err(_) => Outcome::Unknown,
+                },
+                Kind::FinalRead { .. } => Outcome::Unknown,
+            }
+        };
+        if let (Outcome::Ok { version, .. }, Some(k)) = (&outcome, pending.key) {
+            if let Some(seen) = self.seen.get_mut(k) {
+                *seen = (*seen).max(*version);
+            }
+        }
+        self.record(pending, now_ms, outcome, history);
+        if expired {
+            self.session = 0;
+            self.passwd = None;
+            return Reaction::Expired;
+        }
+        Reaction::Next
+    }
+
+    /// The connection is gone: what was pending is unknown.
+    pub(crate) fn lost(&mut self, now_ms: u64, history: &mut Vec<Op>) {
+        self.conn = None;
+        if let Some(pending) = self.pending.take() {
+            if pending.setup {
+                if let Kind::CreateSequential { parent } = pending.kind {
+                    let register = parent.starts_with("/chaos/r");
+                    self.setup.push((parent, register));
+                }
+                return;
+            }
+            self.record(pending, now_ms, Outcome::Unknown, history);
+        }
+    }
+
+    /// Whether the pending operation, or the handshake, has waited too long.
+    pub(crate) fn overdue(&self, now_ms: u64) -> bool {
+        match (&self.conn, &self.pending) {
+            (_, Some(p)) => now_ms >= p.invoke_ms + OP_TIMEOUT_MS,
+            (Some(c), None) => !c.ready && now_ms >= c.since_ms + OP_TIMEOUT_MS,
+            (None, None) => false,
+        }
+    }
+
+    fn record(&self, pending: Pending, now_ms: u64, outcome: Outcome, history: &mut Vec<Op>) {
+        history.push(Op {
+            session: pending.session,
+            invoke: pending.invoke_ms * 1_000_000,
+            complete: now_ms * 1_000_000,
+            kind: pending.kind,
+            outcome,
+        });
+    }
+}
+
+/// A register's value: the decimal number it holds.
+pub(crate) fn parse_value(data: Option<&[u8]>) -> u64 {
+    data.and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(u64::MAX)
+}

@@ -1,0 +1,77 @@
+//! What the simulated clients record: the same shape as `cargo xtask chaos` records for
+//! real clients, so the same checkers read both.
+
+/// An operation a client invoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `getData` of a register (a plain read: ZooKeeper lets it be stale).
+    Read {
+        /// The register's path.
+        key: String,
+    },
+    /// `setData` of a register with a value unique to this write, any version.
+    Write {
+        /// The register's path.
+        key: String,
+        /// The value written.
+        value: u64,
+    },
+    /// `setData` with the version the client last saw.
+    Cas {
+        /// The register's path.
+        key: String,
+        /// The version named.
+        expected: i32,
+        /// The value written.
+        value: u64,
+    },
+    /// `create` of a persistent sequential node under `parent`.
+    CreateSequential {
+        /// The parent's path.
+        parent: String,
+    },
+    /// After the run healed: the register as a member holds it.
+    FinalRead {
+        /// The register's path.
+        key: String,
+    },
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It took effect (or read): the register's version and value after it.
+    Ok {
+        /// The data version.
+        version: i32,
+        /// The value.
+        value: u64,
+    },
+    /// A sequential create took effect with this name.
+    Created {
+        /// The node's path.
+        path: String,
+    },
+    /// It definitely did not take effect: the server's error code.
+    Fail {
+        /// ZooKeeper's error code.
+        code: i32,
+    },
+    /// Unknown: the connection was lost, the session expired, or no reply came in time.
+    Unknown,
+}
+
+/// One recorded operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// The session that ran it.
+    pub session: i64,
+    /// When it was invoked, in simulated nanoseconds.
+    pub invoke: u64,
+    /// When its outcome was known (for `Unknown`, when the client gave up).
+    pub complete: u64,
+    /// What it was.
+    pub kind: Kind,
+    /// How it ended.
+    pub outcome: Outcome,
+}
