@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use zk_server::simulation::{self, Options, Report, history as sim};
+use zk_server::simulation::{self, Final, Options, Report, history as sim};
 
 use crate::chaos::check::{self, Violation};
 use crate::chaos::history::{Kind, Op, Outcome};
@@ -36,6 +36,8 @@ fn convert(op: &sim::Op) -> Op {
             parent: parent.clone(),
         },
         sim::Kind::FinalRead { key } => Kind::FinalRead { key: key.clone() },
+        sim::Kind::SyncRead { key } => Kind::SyncRead { key: key.clone() },
+        sim::Kind::CreateEphemeral { path } => Kind::CreateEphemeral { path: path.clone() },
     };
     let outcome = match &op.outcome {
         sim::Outcome::Ok { version, value } => Outcome::Ok {
@@ -77,14 +79,20 @@ fn check_report(report: &Report) -> (Vec<Op>, Vec<Violation>) {
     }
     if let Some(first) = report.finals.first() {
         for f in &report.finals[1..] {
-            if (f.zxid, f.digest, &f.registers, &f.sequential)
-                != (
-                    first.zxid,
-                    first.digest,
-                    &first.registers,
-                    &first.sequential,
-                )
-            {
+            // Everything but the member's number.
+            fn held(m: &Final) -> impl PartialEq + '_ {
+                let Final {
+                    sid: _,
+                    zxid,
+                    digest,
+                    registers,
+                    sequential,
+                    sessions,
+                    ephemerals,
+                } = m;
+                (zxid, digest, registers, sequential, sessions, ephemerals)
+            }
+            if held(f) != held(first) {
                 violations.push(Violation {
                     checker: "convergence",
                     message: format!(
@@ -100,6 +108,10 @@ fn check_report(report: &Report) -> (Vec<Op>, Vec<Violation>) {
     violations.extend(check::linearizable(&history));
     violations.extend(check::version_order(&history));
     violations.extend(check::session_order(&history));
+    violations.extend(check::sync_reads(&history));
+    if let Some(f) = report.finals.first() {
+        violations.extend(check::ephemerals(&history, &f.sessions, &f.ephemerals));
+    }
     let present: Vec<String> = report
         .finals
         .first()
@@ -147,6 +159,8 @@ impl Totals {
                 Kind::Cas { .. } => "cas",
                 Kind::CreateSequential { .. } => "create-seq",
                 Kind::FinalRead { .. } => "final-read",
+                Kind::SyncRead { .. } => "sync-read",
+                Kind::CreateEphemeral { .. } => "create-eph",
             };
             let outcome = match op.outcome {
                 Outcome::Ok { .. } | Outcome::Created { .. } => "ok",

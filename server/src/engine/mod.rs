@@ -408,7 +408,9 @@ impl Engine {
                 }
             }
             Input::Shutdown => {
-                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                // In connection order, so that a replayed run closes them alike.
+                let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                conns.sort_unstable();
                 for conn in conns {
                     self.close(conn);
                 }
@@ -1420,7 +1422,9 @@ impl Engine {
         // sessions that lived on this member alone.
         let committed = self.tree.sessions();
         self.sessions.retain(|id| committed.contains_key(&id));
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        // In connection order, so that a replayed run closes them alike.
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
         for conn in conns {
             self.close(conn);
         }

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use zk_jute::data::{Acl, Id};
 use zk_jute::proto::{
     ConnectRequest, ConnectResponse, CreateRequest, CreateResponse, GetDataRequest,
-    GetDataResponse, ReplyHeader, SetDataRequest, SetDataResponse,
+    GetDataResponse, ReplyHeader, SetDataRequest, SetDataResponse, SyncRequest,
 };
 use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record};
 
@@ -17,6 +17,9 @@ use crate::engine::ConnId;
 
 /// The parent of the sequential nodes.
 pub(crate) const SEQ_PARENT: &str = "/chaos/seq";
+
+/// The parent of the sessions' ephemeral nodes.
+pub(crate) const EPH_PARENT: &str = "/chaos/eph";
 
 /// The session timeout the clients ask for (ms).
 pub(crate) const SESSION_TIMEOUT_MS: i32 = 4_000;
@@ -69,6 +72,8 @@ struct Pending {
     invoke_ms: u64,
     /// The register's index, for reads and writes.
     key: Option<usize>,
+    /// A `sync` + read whose `sync` is answered: the read is what is pending now.
+    synced: bool,
 }
 
 /// What a client sends its member.
@@ -81,12 +86,14 @@ pub(crate) enum Frame {
 }
 
 /// What a reply did to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Reaction {
     /// Nothing to do.
     None,
     /// Ready for the next operation.
     Next,
+    /// Send this next, on the same connection.
+    Send(Frame),
     /// The session is gone: drop the connection and start a new one.
     Expired,
 }
@@ -106,6 +113,8 @@ pub(crate) struct Client {
     refresh: Option<usize>,
     /// Setup requests still to send (client 0 only).
     setup: Vec<(String, bool)>,
+    /// A new session: its ephemeral node is the next operation.
+    ephemeral_due: bool,
 }
 
 impl Client {
@@ -114,6 +123,7 @@ impl Client {
         if setup {
             steps.push(("/chaos".to_string(), false));
             steps.push((SEQ_PARENT.to_string(), false));
+            steps.push((EPH_PARENT.to_string(), false));
             for key in keys() {
                 steps.push((key, true));
             }
@@ -129,6 +139,7 @@ impl Client {
             seen: vec![0; keys().len()],
             refresh: None,
             setup: steps,
+            ephemeral_due: false,
         }
     }
 
@@ -174,6 +185,7 @@ impl Client {
                 session: self.session,
                 invoke_ms: now_ms,
                 key: None,
+                synced: false,
             });
             let body = encode(CreateRequest {
                 path,
@@ -187,17 +199,43 @@ impl Client {
                 body,
             };
         }
+        if std::mem::take(&mut self.ephemeral_due) {
+            let path = format!("{EPH_PARENT}/s-{:016x}", self.session);
+            self.pending = Some(Pending {
+                xid,
+                kind: Kind::CreateEphemeral { path: path.clone() },
+                setup: false,
+                session: self.session,
+                invoke_ms: now_ms,
+                key: None,
+                synced: false,
+            });
+            let body = encode(CreateRequest {
+                path,
+                data: Some(Bytes::new()),
+                acl: Some(open_acl()),
+                flags: CreateMode::Ephemeral.code(),
+            });
+            return Frame::Request {
+                xid,
+                op: OpCode::Create as i32,
+                body,
+            };
+        }
         let (k, roll) = match self.refresh.take() {
             Some(k) => (k, 0),
             None => (rng.below(keys.len() as u64) as usize, rng.below(100)),
         };
         let key = keys.get(k).cloned().unwrap_or_default();
-        let (kind, op, body) = if roll < 25 {
+        let (kind, op, body) = if roll < 20 {
             let body = encode(GetDataRequest {
                 path: key.clone(),
                 watch: false,
             });
             (Kind::Read { key }, OpCode::GetData, body)
+        } else if roll < 25 {
+            let body = encode(SyncRequest { path: key.clone() });
+            (Kind::SyncRead { key }, OpCode::Sync, body)
         } else if roll < 85 {
             *values += 1;
             let value = *values;
@@ -247,6 +285,7 @@ impl Client {
             session: self.session,
             invoke_ms: now_ms,
             key,
+            synced: false,
         });
         Frame::Request {
             xid,
@@ -277,6 +316,9 @@ impl Client {
                 return Reaction::Expired;
             }
             conn.ready = true;
+            if response.session_id != self.session {
+                self.ephemeral_due = true;
+            }
             self.session = response.session_id;
             self.passwd = response.passwd;
             return Reaction::Next;
@@ -284,10 +326,26 @@ impl Client {
         let Ok(header) = ReplyHeader::decode(&mut r) else {
             return Reaction::None;
         };
-        let Some(pending) = self.pending.take_if(|p| p.xid == header.xid) else {
+        let Some(mut pending) = self.pending.take_if(|p| p.xid == header.xid) else {
             // A notification or a ping's reply.
             return Reaction::None;
         };
+        if let (Kind::SyncRead { key }, false, 0) = (&pending.kind, pending.synced, header.err) {
+            // The sync is answered: now the read, on the same connection.
+            self.xid += 1;
+            let body = encode(GetDataRequest {
+                path: key.clone(),
+                watch: false,
+            });
+            pending.xid = self.xid;
+            pending.synced = true;
+            self.pending = Some(pending);
+            return Reaction::Send(Frame::Request {
+                xid: self.xid,
+                op: OpCode::GetData as i32,
+                body,
+            });
+        }
         if header.zxid > 0 {
             self.last_zxid = self.last_zxid.max(header.zxid);
         }
@@ -321,13 +379,15 @@ impl Client {
             Outcome::Fail { code: header.err }
         } else {
             match &pending.kind {
-                Kind::Read { .. } => match GetDataResponse::decode(&mut r) {
-                    Ok(response) => Outcome::Ok {
-                        version: response.stat.version,
-                        value: parse_value(response.data.as_deref()),
-                    },
-                    Err(_) => Outcome::Unknown,
-                },
+                Kind::Read { .. } | Kind::SyncRead { .. } => {
+                    match GetDataResponse::decode(&mut r) {
+                        Ok(response) => Outcome::Ok {
+                            version: response.stat.version,
+                            value: parse_value(response.data.as_deref()),
+                        },
+                        Err(_) => Outcome::Unknown,
+                    }
+                }
                 Kind::Write { value, .. } | Kind::Cas { value, .. } => {
                     match SetDataResponse::decode(&mut r) {
                         Ok(response) => Outcome::Ok {
@@ -337,12 +397,14 @@ impl Client {
                         Err(_) => Outcome::Unknown,
                     }
                 }
-                Kind::CreateSequential { .. } => match CreateResponse::decode(&mut r) {
-                    Ok(response) => Outcome::Created {
-                        path: response.path,
-                    },
-                    Err(_) => Outcome::Unknown,
-                },
+                Kind::CreateSequential { .. } | Kind::CreateEphemeral { .. } => {
+                    match CreateResponse::decode(&mut r) {
+                        Ok(response) => Outcome::Created {
+                            path: response.path,
+                        },
+                        Err(_) => Outcome::Unknown,
+                    }
+                }
                 Kind::FinalRead { .. } => Outcome::Unknown,
             }
         };
@@ -358,6 +420,14 @@ impl Client {
             return Reaction::Expired;
         }
         Reaction::Next
+    }
+
+    /// The client walks away from its session without closing it: the session expires
+    /// on its own (and its ephemeral with it), and the next connection starts another.
+    pub(crate) fn abandon(&mut self) {
+        self.conn = None;
+        self.session = 0;
+        self.passwd = None;
     }
 
     /// The connection is gone: what was pending is unknown.

@@ -35,6 +35,16 @@ pub enum Kind {
         /// The register's path.
         key: String,
     },
+    /// `sync`, then `getData` of a register on the same connection.
+    SyncRead {
+        /// The register's path.
+        key: String,
+    },
+    /// `create` of an ephemeral node, owned by the session.
+    CreateEphemeral {
+        /// The node's path.
+        path: String,
+    },
 }
 
 /// How an operation ended.

@@ -67,6 +67,10 @@ pub struct Final {
     pub registers: Vec<(String, i32, u64)>,
     /// The sequential nodes' names.
     pub sequential: Vec<String>,
+    /// The sessions open (the tree's session table).
+    pub sessions: Vec<i64>,
+    /// The clients' ephemeral nodes: path and owner.
+    pub ephemerals: Vec<(String, i64)>,
 }
 
 /// Counts for the report.

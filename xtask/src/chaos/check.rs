@@ -12,6 +12,11 @@
 //!   its own writes) never go back.
 //! - [`sequential`]: no sequential name handed out twice; every acknowledged create is
 //!   there at the end; no more nodes than creates that may have happened.
+//! - [`sync_reads`]: a read after `sync` sees every write acknowledged before the `sync`
+//!   was sent (ZooKeeper's promise: the member is caught up with the leader as of it).
+//! - [`ephemerals`]: at the end, an ephemeral node exists exactly while its session is
+//!   open: every acknowledged one of an open session is there, none of a closed session
+//!   is, and none exists that no create may have made.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -525,7 +530,7 @@ pub(crate) fn session_order(history: &[Op]) -> Vec<Violation> {
         let op = &history[i];
         let version = match (&op.kind, &op.outcome) {
             (
-                Kind::Read { .. } | Kind::Write { .. } | Kind::Cas { .. },
+                Kind::Read { .. } | Kind::SyncRead { .. } | Kind::Write { .. } | Kind::Cas { .. },
                 Outcome::Ok { version, .. },
             ) => *version,
             _ => continue,
@@ -595,6 +600,114 @@ pub(crate) fn sequential(history: &[Op], present: &[String]) -> Vec<Violation> {
             ),
             ops: Vec::new(),
         });
+    }
+    violations
+}
+
+/// Each `sync` + read sees at least the version of every write acknowledged before the
+/// `sync` was invoked.
+pub(crate) fn sync_reads(history: &[Op]) -> Vec<Violation> {
+    // Per register: acknowledged writes by completion time, with the highest version
+    // acknowledged up to each.
+    let mut acked: BTreeMap<&str, Vec<(u64, i32, usize)>> = BTreeMap::new();
+    for (i, op) in history.iter().enumerate() {
+        if let (Kind::Write { key, .. } | Kind::Cas { key, .. }, Outcome::Ok { version, .. }) =
+            (&op.kind, &op.outcome)
+        {
+            acked
+                .entry(key.as_str())
+                .or_default()
+                .push((op.complete, *version, i));
+        }
+    }
+    for writes in acked.values_mut() {
+        writes.sort_unstable();
+        let mut best: Option<(i32, usize)> = None;
+        for w in writes.iter_mut() {
+            if best.is_none_or(|(v, _)| w.1 > v) {
+                best = Some((w.1, w.2));
+            }
+            (w.1, w.2) = best.unwrap_or((w.1, w.2));
+        }
+    }
+    let mut violations = Vec::new();
+    for (i, op) in history.iter().enumerate() {
+        let (Kind::SyncRead { key }, Outcome::Ok { version, .. }) = (&op.kind, &op.outcome) else {
+            continue;
+        };
+        let Some(writes) = acked.get(key.as_str()) else {
+            continue;
+        };
+        // The writes acknowledged strictly before the sync was sent.
+        let before = writes.partition_point(|w| w.0 < op.invoke);
+        let Some(&(_, newest, by)) = before.checked_sub(1).and_then(|n| writes.get(n)) else {
+            continue;
+        };
+        if *version < newest {
+            violations.push(Violation {
+                checker: "sync read",
+                message: format!(
+                    "{key}: a read after sync saw version {version}, but version {newest} \
+                     was acknowledged before the sync was sent"
+                ),
+                ops: vec![by, i],
+            });
+        }
+    }
+    violations
+}
+
+/// Ephemeral nodes at the end (`present`: path and owner, read after the run healed)
+/// against the sessions open then (`sessions`) and the creates in the history.
+pub(crate) fn ephemerals(
+    history: &[Op],
+    sessions: &[i64],
+    present: &[(String, i64)],
+) -> Vec<Violation> {
+    let open: HashSet<i64> = sessions.iter().copied().collect();
+    let there: HashMap<&str, i64> = present.iter().map(|(p, o)| (p.as_str(), *o)).collect();
+    let mut created: HashMap<&str, usize> = HashMap::new();
+    let mut violations = Vec::new();
+    for (i, op) in history.iter().enumerate() {
+        let Kind::CreateEphemeral { path } = &op.kind else {
+            continue;
+        };
+        match &op.outcome {
+            Outcome::Created { .. } => {
+                created.insert(path, i);
+                if open.contains(&op.session) && there.get(path.as_str()) != Some(&op.session) {
+                    violations.push(Violation {
+                        checker: "ephemerals",
+                        message: format!(
+                            "{path} was acknowledged to session {:#x}, which is still open, \
+                             but is gone",
+                            op.session
+                        ),
+                        ops: vec![i],
+                    });
+                }
+            }
+            Outcome::Unknown => {
+                created.entry(path).or_insert(i);
+            }
+            _ => {}
+        }
+    }
+    for (path, owner) in present {
+        if !open.contains(owner) {
+            violations.push(Violation {
+                checker: "ephemerals",
+                message: format!("{path} outlived its session {owner:#x}"),
+                ops: created.get(path.as_str()).copied().into_iter().collect(),
+            });
+        }
+        if !created.contains_key(path.as_str()) {
+            violations.push(Violation {
+                checker: "ephemerals",
+                message: format!("{path} exists, but no create may have made it"),
+                ops: Vec::new(),
+            });
+        }
     }
     violations
 }
@@ -732,6 +845,60 @@ mod tests {
         let found = session_order(&history);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].ops, [0, 1]);
+    }
+
+    #[test]
+    fn a_stale_read_after_sync_is_caught() {
+        let sync_read = || Kind::SyncRead { key: "r".into() };
+        let history = vec![
+            op(1, 0, 5, write(1), ok(1, 1)),
+            op(1, 6, 8, write(2), ok(2, 2)),
+            op(2, 10, 15, sync_read(), ok(1, 1)),
+        ];
+        let found = sync_reads(&history);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].ops, [1, 2]);
+        // A write still in flight when the sync was sent need not be seen.
+        let history = vec![
+            op(1, 0, 5, write(1), ok(1, 1)),
+            op(1, 6, 12, write(2), ok(2, 2)),
+            op(2, 10, 15, sync_read(), ok(1, 1)),
+        ];
+        assert_eq!(sync_reads(&history), []);
+    }
+
+    #[test]
+    fn ephemerals_lost_outliving_or_phantom_are_caught() {
+        let create = |session, path: &str, outcome| {
+            op(
+                session,
+                0,
+                1,
+                Kind::CreateEphemeral { path: path.into() },
+                outcome,
+            )
+        };
+        let created = |p: &str| Outcome::Created { path: p.into() };
+        let history = vec![
+            create(1, "/e/a", created("/e/a")),
+            create(2, "/e/b", created("/e/b")),
+            create(3, "/e/c", Outcome::Unknown),
+        ];
+        // Session 1 open, its node there; session 2 closed, its node gone; the unknown
+        // create of session 3 (closed) left nothing: all fine.
+        assert_eq!(ephemerals(&history, &[1], &[("/e/a".into(), 1)]), []);
+        // Session 1 is open and its node is gone.
+        assert!(
+            ephemerals(&history, &[1], &[])
+                .iter()
+                .any(|v| v.message.contains("still open"))
+        );
+        // Session 2 is closed and its node is still there.
+        let found = ephemerals(&history, &[1], &[("/e/a".into(), 1), ("/e/b".into(), 2)]);
+        assert!(found.iter().any(|v| v.message.contains("outlived")));
+        // A node nobody created.
+        let found = ephemerals(&history, &[1, 9], &[("/e/a".into(), 1), ("/e/z".into(), 9)]);
+        assert!(found.iter().any(|v| v.message.contains("no create")));
     }
 
     #[test]

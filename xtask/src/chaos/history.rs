@@ -21,6 +21,10 @@ pub(crate) enum Kind {
     CreateSequential { parent: String },
     /// After the run healed: `sync` then `getData` on one member.
     FinalRead { key: String },
+    /// `sync` then `getData` on one connection, during the run.
+    SyncRead { key: String },
+    /// `create` of an ephemeral node (its session's, for as long as it lives).
+    CreateEphemeral { path: String },
 }
 
 impl Kind {
@@ -30,8 +34,10 @@ impl Kind {
             Kind::Read { key }
             | Kind::Write { key, .. }
             | Kind::Cas { key, .. }
-            | Kind::FinalRead { key } => key,
+            | Kind::FinalRead { key }
+            | Kind::SyncRead { key } => key,
             Kind::CreateSequential { parent } => parent,
+            Kind::CreateEphemeral { path } => path,
         }
     }
 }
@@ -77,6 +83,8 @@ impl Op {
             } => format!("cas {key} v{expected} {value}"),
             Kind::CreateSequential { parent } => format!("create-seq {parent}"),
             Kind::FinalRead { key } => format!("final-read {key}"),
+            Kind::SyncRead { key } => format!("sync-read {key}"),
+            Kind::CreateEphemeral { path } => format!("create-eph {path}"),
         };
         let outcome = match &self.outcome {
             Outcome::Ok { version, value } => format!("ok v{version} {value}"),

@@ -300,6 +300,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     violations.extend(check::linearizable(&history));
     violations.extend(check::version_order(&history));
     violations.extend(check::session_order(&history));
+    violations.extend(check::sync_reads(&history));
     let present: Vec<String> = finals
         .first()
         .map(|(_, children)| children.iter().map(|c| format!("/chaos/seq/{c}")).collect())
@@ -404,10 +405,22 @@ async fn worker(
         let roll = rng.below(100);
         let session = client.session_id();
         let invoke = now(started);
-        let (kind, result) = if roll < 25 {
+        let (kind, result) = if roll < 20 {
             let r = tokio::time::timeout(OP_TIMEOUT, client.get_data(&key)).await;
             (
                 Kind::Read { key },
+                r.map(|r| r.map(|(d, s)| (Some(d), s.version, None))),
+            )
+        } else if roll < 25 {
+            // sync, then the read on the same session: it must see every write
+            // acknowledged before the sync was sent.
+            let r = tokio::time::timeout(OP_TIMEOUT, async {
+                client.sync(&key).await?;
+                client.get_data(&key).await
+            })
+            .await;
+            (
+                Kind::SyncRead { key },
                 r.map(|r| r.map(|(d, s)| (Some(d), s.version, None))),
             )
         } else if roll < 50 {
@@ -708,6 +721,8 @@ fn report(
             Kind::Cas { .. } => "cas",
             Kind::CreateSequential { .. } => "create-seq",
             Kind::FinalRead { .. } => "final-read",
+            Kind::SyncRead { .. } => "sync-read",
+            Kind::CreateEphemeral { .. } => "create-eph",
         };
         let outcome = match op.outcome {
             Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
