@@ -38,6 +38,8 @@ fn convert(op: &sim::Op) -> Op {
         sim::Kind::FinalRead { key } => Kind::FinalRead { key: key.clone() },
         sim::Kind::SyncRead { key } => Kind::SyncRead { key: key.clone() },
         sim::Kind::CreateEphemeral { path } => Kind::CreateEphemeral { path: path.clone() },
+        sim::Kind::WatchedRead { key } => Kind::WatchedRead { key: key.clone() },
+        sim::Kind::WatchEvent { key } => Kind::WatchEvent { key: key.clone() },
     };
     let outcome = match &op.outcome {
         sim::Outcome::Ok { version, value } => Outcome::Ok {
@@ -47,6 +49,7 @@ fn convert(op: &sim::Op) -> Op {
         sim::Outcome::Created { path } => Outcome::Created { path: path.clone() },
         sim::Outcome::Fail { code } => Outcome::Fail { code: *code },
         sim::Outcome::Unknown => Outcome::Unknown,
+        sim::Outcome::Event { kind } => Outcome::Event { kind: *kind },
     };
     Op {
         session: op.session,
@@ -109,6 +112,7 @@ fn check_report(report: &Report) -> (Vec<Op>, Vec<Violation>) {
     violations.extend(check::version_order(&history));
     violations.extend(check::session_order(&history));
     violations.extend(check::sync_reads(&history));
+    violations.extend(check::watches(&history));
     if let Some(f) = report.finals.first() {
         violations.extend(check::ephemerals(&history, &f.sessions, &f.ephemerals));
     }
@@ -161,11 +165,14 @@ impl Totals {
                 Kind::FinalRead { .. } => "final-read",
                 Kind::SyncRead { .. } => "sync-read",
                 Kind::CreateEphemeral { .. } => "create-eph",
+                Kind::WatchedRead { .. } => "read+watch",
+                Kind::WatchEvent { .. } => "event",
             };
             let outcome = match op.outcome {
                 Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
                 Outcome::Fail { .. } => "fail",
                 Outcome::Unknown => "unknown",
+                Outcome::Event { .. } => "received",
             };
             *self.outcomes.entry((kind, outcome)).or_default() += 1;
         }

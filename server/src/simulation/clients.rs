@@ -7,9 +7,10 @@ use bytes::{Bytes, BytesMut};
 use zk_jute::data::{Acl, Id};
 use zk_jute::proto::{
     ConnectRequest, ConnectResponse, CreateRequest, CreateResponse, GetDataRequest,
-    GetDataResponse, ReplyHeader, SetDataRequest, SetDataResponse, SyncRequest,
+    GetDataResponse, ReplyHeader, SetDataRequest, SetDataResponse, SetWatches, SyncRequest,
+    WatcherEvent,
 };
-use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record};
+use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record, xid};
 
 use super::history::{Kind, Op, Outcome};
 use super::world::Rng;
@@ -115,6 +116,8 @@ pub(crate) struct Client {
     setup: Vec<(String, bool)>,
     /// A new session: its ephemeral node is the next operation.
     ephemeral_due: bool,
+    /// The registers with a data watch set and its event not yet received.
+    armed: std::collections::BTreeSet<usize>,
 }
 
 impl Client {
@@ -140,6 +143,7 @@ impl Client {
             refresh: None,
             setup: steps,
             ephemeral_due: false,
+            armed: std::collections::BTreeSet::new(),
         }
     }
 
@@ -228,11 +232,17 @@ impl Client {
         };
         let key = keys.get(k).cloned().unwrap_or_default();
         let (kind, op, body) = if roll < 20 {
+            let watch = roll < 10;
             let body = encode(GetDataRequest {
                 path: key.clone(),
-                watch: false,
+                watch,
             });
-            (Kind::Read { key }, OpCode::GetData, body)
+            let kind = if watch {
+                Kind::WatchedRead { key }
+            } else {
+                Kind::Read { key }
+            };
+            (kind, OpCode::GetData, body)
         } else if roll < 25 {
             let body = encode(SyncRequest { path: key.clone() });
             (Kind::SyncRead { key }, OpCode::Sync, body)
@@ -313,19 +323,55 @@ impl Client {
                 // The session expired: the next connection starts a new one.
                 self.session = 0;
                 self.passwd = None;
+                self.armed.clear();
                 return Reaction::Expired;
             }
             conn.ready = true;
-            if response.session_id != self.session {
+            let resumed = response.session_id == self.session;
+            if !resumed {
                 self.ephemeral_due = true;
+                self.armed.clear();
             }
             self.session = response.session_id;
             self.passwd = response.passwd;
+            if resumed && !self.armed.is_empty() {
+                // The watches go with the session to its new connection, as a client's
+                // do: the member fires at once for a change after the last zxid seen.
+                let keys = keys();
+                let paths = self.armed.iter().filter_map(|k| keys.get(*k).cloned());
+                let body = encode(SetWatches {
+                    relative_zxid: self.last_zxid,
+                    data_watches: Some(paths.collect()),
+                    exist_watches: Some(Vec::new()),
+                    child_watches: Some(Vec::new()),
+                });
+                return Reaction::Send(Frame::Request {
+                    xid: xid::SET_WATCHES,
+                    op: OpCode::SetWatches as i32,
+                    body,
+                });
+            }
             return Reaction::Next;
         }
         let Ok(header) = ReplyHeader::decode(&mut r) else {
             return Reaction::None;
         };
+        if header.xid == xid::NOTIFICATION {
+            let Ok(event) = WatcherEvent::decode(&mut r) else {
+                return Reaction::None;
+            };
+            if let Some(k) = keys().iter().position(|key| *key == event.path) {
+                self.armed.remove(&k);
+                history.push(Op {
+                    session: self.session,
+                    invoke: now_ms * 1_000_000,
+                    complete: now_ms * 1_000_000,
+                    kind: Kind::WatchEvent { key: event.path },
+                    outcome: Outcome::Event { kind: event.r#type },
+                });
+            }
+            return Reaction::None;
+        }
         let Some(mut pending) = self.pending.take_if(|p| p.xid == header.xid) else {
             // A notification or a ping's reply.
             return Reaction::None;
@@ -379,7 +425,7 @@ impl Client {
             Outcome::Fail { code: header.err }
         } else {
             match &pending.kind {
-                Kind::Read { .. } | Kind::SyncRead { .. } => {
+                Kind::Read { .. } | Kind::SyncRead { .. } | Kind::WatchedRead { .. } => {
                     match GetDataResponse::decode(&mut r) {
                         Ok(response) => Outcome::Ok {
                             version: response.stat.version,
@@ -405,9 +451,14 @@ impl Client {
                         Err(_) => Outcome::Unknown,
                     }
                 }
-                Kind::FinalRead { .. } => Outcome::Unknown,
+                Kind::FinalRead { .. } | Kind::WatchEvent { .. } => Outcome::Unknown,
             }
         };
+        if let (Kind::WatchedRead { .. }, Outcome::Ok { .. }, Some(k)) =
+            (&pending.kind, &outcome, pending.key)
+        {
+            self.armed.insert(k);
+        }
         if let (Outcome::Ok { version, .. }, Some(k)) = (&outcome, pending.key) {
             if let Some(seen) = self.seen.get_mut(k) {
                 *seen = (*seen).max(*version);
@@ -426,6 +477,7 @@ impl Client {
     /// on its own (and its ephemeral with it), and the next connection starts another.
     pub(crate) fn abandon(&mut self) {
         self.conn = None;
+        self.armed.clear();
         self.session = 0;
         self.passwd = None;
     }

@@ -45,6 +45,16 @@ pub enum Kind {
         /// The node's path.
         path: String,
     },
+    /// `getData` of a register that leaves a data watch on it.
+    WatchedRead {
+        /// The register's path.
+        key: String,
+    },
+    /// A watch event the session received (invoked and completed on arrival).
+    WatchEvent {
+        /// The path it names.
+        key: String,
+    },
 }
 
 /// How an operation ended.
@@ -69,6 +79,11 @@ pub enum Outcome {
     },
     /// Unknown: the connection was lost, the session expired, or no reply came in time.
     Unknown,
+    /// A watch event arrived: its type (ZooKeeper's `EventType` code).
+    Event {
+        /// The event type.
+        kind: i32,
+    },
 }
 
 /// One recorded operation.

@@ -1213,6 +1213,9 @@ impl World {
                 let Some((_, sid)) = self.conns.get(&conn).copied() else {
                     return;
                 };
+                // The next operation follows, unless one is pending (a sync's read).
+                let d = self.net.rng.range(1, 20);
+                self.net.schedule(d, Event::ClientGo { client });
                 let life = self.nodes.get(&sid).map_or(0, |n| n.life);
                 let d = self.net.delay();
                 self.net.schedule_ordered(

@@ -14,6 +14,9 @@
 //!   there at the end; no more nodes than creates that may have happened.
 //! - [`sync_reads`]: a read after `sync` sees every write acknowledged before the `sync`
 //!   was sent (ZooKeeper's promise: the member is caught up with the leader as of it).
+//! - [`watches`]: within a session, a data watch's event comes before any answer showing
+//!   the register changed, one event per watch set, and only for a change that was
+//!   committed (the register ends past the version the watch was set at).
 //! - [`ephemerals`]: at the end, an ephemeral node exists exactly while its session is
 //!   open: every acknowledged one of an open session is there, none of a closed session
 //!   is, and none exists that no create may have made.
@@ -148,7 +151,9 @@ pub(crate) fn linearizable(history: &[Op]) -> Vec<Violation> {
                 outcome: match outcome {
                     Outcome::Ok { version, .. } => CasOutcome::Ok(*version),
                     Outcome::Fail { .. } => CasOutcome::BadVersion,
-                    Outcome::Unknown | Outcome::Created { .. } => CasOutcome::Unknown,
+                    Outcome::Unknown | Outcome::Created { .. } | Outcome::Event { .. } => {
+                        CasOutcome::Unknown
+                    }
                 },
             },
             (Kind::FinalRead { .. }, Outcome::Ok { version, value }) => Step::Read {
@@ -657,6 +662,84 @@ pub(crate) fn sync_reads(history: &[Op]) -> Vec<Violation> {
     violations
 }
 
+/// Data watches, per session in the order its answers and events arrived (the history's
+/// order within a session): a watch set by a read at version `v` is armed; its event
+/// must arrive before any answer showing a version above `v`; an event needs an armed
+/// watch (one-shot: it disarms it); and the register must end above `v`, else the event
+/// announced a change that never committed.
+pub(crate) fn watches(history: &[Op]) -> Vec<Violation> {
+    let mut finals: HashMap<&str, i32> = HashMap::new();
+    for op in history {
+        if let (Kind::FinalRead { key }, Outcome::Ok { version, .. }) = (&op.kind, &op.outcome) {
+            finals.insert(key, *version);
+        }
+    }
+    // (session, key) -> the version the watch was set at, and by which op.
+    let mut armed: HashMap<(i64, &str), (i32, usize)> = HashMap::new();
+    let mut violations = Vec::new();
+    let violation = |message: String, ops: Vec<usize>| Violation {
+        checker: "watches",
+        message,
+        ops,
+    };
+    for (i, op) in history.iter().enumerate() {
+        let key = (op.session, op.kind.key());
+        match (&op.kind, &op.outcome) {
+            (Kind::WatchEvent { key: path }, Outcome::Event { .. }) => {
+                let Some((at, set_by)) = armed.remove(&key) else {
+                    violations.push(violation(
+                        format!(
+                            "session {:#x} got an event for {path} with no watch set there \
+                             (a duplicate of a one-shot event, or one never asked for)",
+                            op.session
+                        ),
+                        vec![i],
+                    ));
+                    continue;
+                };
+                if finals.get(path.as_str()).is_some_and(|end| *end <= at) {
+                    violations.push(violation(
+                        format!(
+                            "session {:#x} got an event for {path}, watched at version {at}, \
+                             but it never changed after that",
+                            op.session
+                        ),
+                        vec![set_by, i],
+                    ));
+                }
+            }
+            (
+                Kind::Read { .. }
+                | Kind::SyncRead { .. }
+                | Kind::WatchedRead { .. }
+                | Kind::Write { .. }
+                | Kind::Cas { .. },
+                Outcome::Ok { version, .. },
+            ) => {
+                if let Some(&(at, set_by)) = armed.get(&key) {
+                    if *version > at {
+                        violations.push(violation(
+                            format!(
+                                "session {:#x} saw {} at version {version} before the event of \
+                                 its watch set at version {at}",
+                                op.session,
+                                op.kind.key()
+                            ),
+                            vec![set_by, i],
+                        ));
+                        armed.remove(&key);
+                    }
+                }
+                if let Kind::WatchedRead { .. } = op.kind {
+                    armed.entry(key).or_insert((*version, i));
+                }
+            }
+            _ => {}
+        }
+    }
+    violations
+}
+
 /// Ephemeral nodes at the end (`present`: path and owner, read after the run healed)
 /// against the sessions open then (`sessions`) and the creates in the history.
 pub(crate) fn ephemerals(
@@ -865,6 +948,46 @@ mod tests {
             op(2, 10, 15, sync_read(), ok(1, 1)),
         ];
         assert_eq!(sync_reads(&history), []);
+    }
+
+    #[test]
+    fn watch_events_late_twice_or_phantom_are_caught() {
+        let watched = || Kind::WatchedRead { key: "r".into() };
+        let event = || Kind::WatchEvent { key: "r".into() };
+        let fired = Outcome::Event { kind: 3 };
+        // Fine: watch at 1, the event, then version 2 seen, and the register ends at 2.
+        let good = vec![
+            op(1, 0, 1, watched(), ok(1, 1)),
+            op(2, 2, 3, write(2), ok(2, 2)),
+            op(1, 4, 4, event(), fired.clone()),
+            op(1, 5, 6, Kind::Read { key: "r".into() }, ok(2, 2)),
+            op(0, 9, 9, final_read(), ok(2, 2)),
+        ];
+        assert_eq!(watches(&good), []);
+        // The new data before the event.
+        let mut late = good.clone();
+        late.swap(2, 3);
+        let found = watches(&late);
+        assert!(found.iter().any(|v| v.message.contains("before the event")));
+        // A one-shot event twice.
+        let mut twice = good.clone();
+        twice.insert(3, op(1, 4, 4, event(), fired.clone()));
+        assert!(
+            watches(&twice)
+                .iter()
+                .any(|v| v.message.contains("no watch set"))
+        );
+        // An event for a change that never committed: the register ends where it was.
+        let phantom = vec![
+            op(1, 0, 1, watched(), ok(1, 1)),
+            op(1, 4, 4, event(), fired),
+            op(0, 9, 9, final_read(), ok(1, 1)),
+        ];
+        assert!(
+            watches(&phantom)
+                .iter()
+                .any(|v| v.message.contains("never changed"))
+        );
     }
 
     #[test]

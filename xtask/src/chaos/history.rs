@@ -25,6 +25,10 @@ pub(crate) enum Kind {
     SyncRead { key: String },
     /// `create` of an ephemeral node (its session's, for as long as it lives).
     CreateEphemeral { path: String },
+    /// `getData` of a register that leaves a data watch on it.
+    WatchedRead { key: String },
+    /// A watch event the session received (invoked and completed on arrival).
+    WatchEvent { key: String },
 }
 
 impl Kind {
@@ -35,7 +39,9 @@ impl Kind {
             | Kind::Write { key, .. }
             | Kind::Cas { key, .. }
             | Kind::FinalRead { key }
-            | Kind::SyncRead { key } => key,
+            | Kind::SyncRead { key }
+            | Kind::WatchedRead { key }
+            | Kind::WatchEvent { key } => key,
             Kind::CreateSequential { parent } => parent,
             Kind::CreateEphemeral { path } => path,
         }
@@ -53,6 +59,8 @@ pub(crate) enum Outcome {
     Fail { code: i32 },
     /// Unknown: the connection was lost or the reply did not come in time.
     Unknown,
+    /// A watch event arrived: its type (ZooKeeper's `EventType` code).
+    Event { kind: i32 },
 }
 
 /// One recorded operation.
@@ -85,12 +93,15 @@ impl Op {
             Kind::FinalRead { key } => format!("final-read {key}"),
             Kind::SyncRead { key } => format!("sync-read {key}"),
             Kind::CreateEphemeral { path } => format!("create-eph {path}"),
+            Kind::WatchedRead { key } => format!("read+watch {key}"),
+            Kind::WatchEvent { key } => format!("event {key}"),
         };
         let outcome = match &self.outcome {
             Outcome::Ok { version, value } => format!("ok v{version} {value}"),
             Outcome::Created { path } => format!("ok {path}"),
             Outcome::Fail { code } => format!("fail {code}"),
             Outcome::Unknown => "unknown".into(),
+            Outcome::Event { kind } => format!("event type {kind}"),
         };
         format!(
             "{:>12.6} {:>12.6} {:#018x} {what} -> {outcome}",

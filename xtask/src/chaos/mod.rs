@@ -723,11 +723,14 @@ fn report(
             Kind::FinalRead { .. } => "final-read",
             Kind::SyncRead { .. } => "sync-read",
             Kind::CreateEphemeral { .. } => "create-eph",
+            Kind::WatchedRead { .. } => "read+watch",
+            Kind::WatchEvent { .. } => "event",
         };
         let outcome = match op.outcome {
             Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
             Outcome::Fail { .. } => "fail",
             Outcome::Unknown => "unknown",
+            Outcome::Event { .. } => "received",
         };
         *by_outcome.entry((kind.to_owned(), outcome)).or_default() += 1;
     }
