@@ -43,6 +43,8 @@
 
 pub mod conformance;
 mod error;
+#[cfg(feature = "failpoints")]
+mod failpoint;
 mod format;
 mod group;
 mod log;

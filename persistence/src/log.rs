@@ -219,6 +219,14 @@ impl TxnLog for FileTxnLog {
         let size = self.padded_size(end, segment.allocated);
         let path = segment.path.clone();
         let io = |e| PersistenceError::io(&path, e);
+        #[cfg(feature = "failpoints")]
+        let fault = crate::failpoint::current();
+        #[cfg(feature = "failpoints")]
+        if fault == crate::failpoint::Fault::FullDisk {
+            // ENOSPC; the segment is left as it was, the batch is lost with the error.
+            self.current = Some(segment);
+            return Err(io(std::io::Error::from_raw_os_error(28)));
+        }
         if size != segment.allocated {
             segment.file.set_len(size).map_err(io)?;
             segment.allocated = size;
@@ -231,6 +239,15 @@ impl TxnLog for FileTxnLog {
         segment.position = end;
         if self.options.force_sync {
             let started = Instant::now();
+            #[cfg(feature = "failpoints")]
+            match fault {
+                crate::failpoint::Fault::SlowFsync(extra) => std::thread::sleep(extra),
+                crate::failpoint::Fault::FailFsync => {
+                    self.current = Some(segment);
+                    return Err(io(std::io::Error::other("injected fsync failure")));
+                }
+                _ => {}
+            }
             segment.file.sync_data().map_err(io)?;
             self.fsync_count += 1;
             let took = started.elapsed();

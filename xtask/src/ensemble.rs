@@ -114,7 +114,9 @@ impl LocalEnsemble {
             Kind::Ours => {
                 let binary = self.binary.as_ref().context("no zk-server binary")?;
                 let mut cmd = Command::new(binary);
-                cmd.arg(cfg).env("NO_COLOR", "1");
+                cmd.arg(cfg)
+                    .env("NO_COLOR", "1")
+                    .env("ZK_FAILPOINTS_FILE", self.failpoint_file(i));
                 cmd
             }
             Kind::ZooKeeper => {
@@ -131,6 +133,12 @@ impl LocalEnsemble {
         };
         self.members[i] = Some(ServerProc::spawn(name, cmd, self.addrs[i], log)?);
         Ok(())
+    }
+
+    /// The file member `i` reads injected disk faults from, when built with zk-server's
+    /// `failpoints` feature (see zk-persistence's `failpoint`).
+    pub(crate) fn failpoint_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("server{}/failpoints", i + 1))
     }
 
     /// Stops member `i` with SIGKILL, as a crash would.

@@ -79,7 +79,7 @@ cargo xtask <command>
                      ZooKeeper 3.8.0. Prints the connect string once a leader serves;
                      Ctrl-C stops every member
   chaos [--duration 60] [--seed N] [--members 3] [--clients 5] [--registers 8]
-        [--faults kill,pause,partition] [--release] [--zk-server PATH] [--keep]
+        [--faults kill,pause,partition,disk] [--release] [--zk-server PATH] [--keep]
         [--broken]
                      a real ensemble of zk-server processes under a seeded fault schedule
                      (SIGKILL of the leader, a follower, every member; SIGSTOP of the

@@ -3,7 +3,6 @@
 //! start-up checked with `ruok`, and stopping by process group.
 
 use std::cell::RefCell;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -129,7 +128,11 @@ impl ServerProc {
         addr: SocketAddr,
         log: PathBuf,
     ) -> Result<Self> {
-        let file = File::create(&log)?;
+        // Appended to: a member restarted keeps what its earlier lives logged.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -33,7 +33,7 @@ use check::Violation;
 use history::{Kind, Op, Outcome};
 
 const USAGE: &str = "usage: cargo xtask chaos [--duration SECS] [--seed N] [--members N] \
-    [--clients N] [--registers N] [--faults kill,pause,partition] [--release] \
+    [--clients N] [--registers N] [--faults kill,pause,partition,disk] [--release] \
     [--zk-server PATH] [--keep] [--broken]";
 
 /// The run's settings.
@@ -47,7 +47,7 @@ struct Settings {
     release: bool,
     binary: Option<PathBuf>,
     keep: bool,
-    /// Which kinds of fault to inject: `kill`, `pause`, `partition`.
+    /// Which kinds of fault to inject: `kill`, `pause`, `partition`, `disk`.
     faults: Vec<String>,
     /// Run a deliberately broken server (a leader that commits without a quorum) and
     /// succeed only if the checkers catch it.
@@ -67,7 +67,12 @@ fn parse(rest: &[String]) -> Result<Settings> {
         binary: None,
         keep: false,
         broken: false,
-        faults: vec!["kill".into(), "pause".into(), "partition".into()],
+        faults: vec![
+            "kill".into(),
+            "pause".into(),
+            "partition".into(),
+            "disk".into(),
+        ],
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -90,7 +95,7 @@ fn parse(rest: &[String]) -> Result<Settings> {
                 if let Some(bad) = s
                     .faults
                     .iter()
-                    .find(|f| !["kill", "pause", "partition"].contains(&f.as_str()))
+                    .find(|f| !["kill", "pause", "partition", "disk"].contains(&f.as_str()))
                 {
                     bail!("unknown fault kind `{bad}`\n{USAGE}");
                 }
@@ -117,6 +122,12 @@ enum Fault {
     /// The leader unable to open connections to the others; they still reach it.
     OneWayLeader,
     KillAll,
+    /// The leader's fsyncs slowed down by 200 ms each.
+    SlowDisk,
+    /// A member's fsync fails: it stops (as ZooKeeper does), and is restarted.
+    FailFsync,
+    /// A member's disk is full: its log writes fail, it stops, and is restarted.
+    FullDisk,
 }
 
 impl Fault {
@@ -126,6 +137,7 @@ impl Fault {
             Fault::KillLeader | Fault::KillFollower | Fault::KillAll => "kill",
             Fault::PauseLeader => "pause",
             Fault::PartitionLeader | Fault::PartitionFollower | Fault::OneWayLeader => "partition",
+            Fault::SlowDisk | Fault::FailFsync | Fault::FullDisk => "disk",
         }
     }
 }
@@ -147,7 +159,9 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         Some(path) => path.clone(),
         None => {
             let mut cmd = crate::cargo();
-            cmd.args(["build", "-p", "zk-server"]);
+            // With zk-persistence's disk failpoints, inert unless a member's
+            // ZK_FAILPOINTS_FILE holds a fault.
+            cmd.args(["build", "-p", "zk-server", "--features", "failpoints"]);
             let mut target = crate::root().join("target");
             if settings.broken {
                 // Its own target directory, so that the usual build is left alone.
@@ -570,14 +584,17 @@ fn inject(
         std::thread::sleep(pause(&mut rng, 1500, 4000));
         let leader = ensemble.wait_for_leader(Duration::from_secs(60))?;
         let fault = loop {
-            let fault = match rng.below(100) {
+            let fault = match rng.below(115) {
                 0..22 => Fault::KillLeader,
                 22..40 => Fault::KillFollower,
                 40..60 => Fault::PauseLeader,
                 60..75 => Fault::PartitionLeader,
                 75..85 => Fault::PartitionFollower,
                 85..94 => Fault::OneWayLeader,
-                _ => Fault::KillAll,
+                94..100 => Fault::KillAll,
+                100..105 => Fault::SlowDisk,
+                105..110 => Fault::FailFsync,
+                _ => Fault::FullDisk,
             };
             if settings.faults.iter().any(|k| k == fault.kind()) {
                 break fault;
@@ -587,6 +604,7 @@ fn inject(
         let n = ensemble.members.len();
         let victim = match fault {
             Fault::KillFollower | Fault::PartitionFollower => (leader + 1 + rng.below(n - 1)) % n,
+            Fault::FailFsync | Fault::FullDisk => rng.below(n),
             _ => leader,
         };
         eprintln!("chaos: {at:7.2}s {fault:?} (member {})", victim + 1);
@@ -619,6 +637,44 @@ fn inject(
                 links.heal();
                 ensemble.wait_for_leader(Duration::from_secs(60))?;
                 None
+            }
+            Fault::SlowDisk => {
+                let file = ensemble.failpoint_file(victim);
+                std::fs::write(&file, "slow-fsync 200")?;
+                std::thread::sleep(pause(&mut rng, 3000, 6000));
+                std::fs::write(&file, "")?;
+                None
+            }
+            Fault::FailFsync | Fault::FullDisk => {
+                let file = ensemble.failpoint_file(victim);
+                let what = if fault == Fault::FailFsync {
+                    "fail-fsync"
+                } else {
+                    "full-disk"
+                };
+                let t = Instant::now();
+                std::fs::write(&file, what)?;
+                // Its next commit fails and it stops; clients keep it writing.
+                let exited = match &ensemble.members[victim] {
+                    Some(m) => crate::servers::wait_for_exit(
+                        &mut m.child.borrow_mut(),
+                        Duration::from_secs(15),
+                    ),
+                    None => None,
+                };
+                if exited.is_none() {
+                    eprintln!(
+                        "chaos: member {} did not stop on its disk fault",
+                        victim + 1
+                    );
+                }
+                ensemble.kill_member(victim);
+                ensemble.wait_for_leader(Duration::from_secs(60))?;
+                let failover = (victim == leader).then(|| t.elapsed());
+                std::fs::write(&file, "")?;
+                std::thread::sleep(pause(&mut rng, 500, 2000));
+                ensemble.start_member(victim)?;
+                failover
             }
             Fault::KillAll => {
                 for i in 0..n {
