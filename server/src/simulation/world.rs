@@ -478,7 +478,13 @@ fn now_of(ms: u64) -> Now {
 /// Runs one simulated ensemble under `options` and returns the history and what the
 /// members hold once healed.
 pub fn run(options: &Options) -> Result<Report, SimError> {
-    let mut world = World::new(options.clone());
+    let mut world = World::new(options.clone()).map_err(|reason| SimError {
+        seed: options.seed,
+        reason,
+        at_ms: 0,
+        trace: String::new(),
+        schedule: Vec::new(),
+    })?;
     let result = world.go();
     let trace = world
         .net
@@ -505,7 +511,7 @@ pub fn run(options: &Options) -> Result<Report, SimError> {
 }
 
 impl World {
-    fn new(options: Options) -> Self {
+    fn new(options: Options) -> Result<Self, String> {
         let mut config_text = format!(
             "tickTime={TICK_TIME_MS}\ninitLimit=10\nsyncLimit=5\nsnapCount=60\n\
              maxSessionTimeout=8000\ndataDir=sim\nclientPort=2181\n"
@@ -515,11 +521,11 @@ impl World {
                 "server.{sid}=127.0.0.{sid}:2888:3888;127.0.0.{sid}:2181\n"
             ));
         }
-        let probe = Config::parse(&config_text).expect("the simulation's configuration parses");
+        let probe = Config::parse(&config_text).map_err(|e| e.to_string())?;
         let election_config = probe
             .election
             .clone()
-            .expect("the simulation's configuration has servers");
+            .ok_or("a simulated ensemble needs at least one member")?;
         let nodes = (1..=options.members)
             .map(|sid| {
                 let node = Node {
@@ -541,7 +547,7 @@ impl World {
         let clients = (0..options.clients.max(1))
             .map(|id| Client::new(id == 0))
             .collect();
-        World {
+        Ok(World {
             net: Net {
                 now_ms: 0,
                 rng: Rng(options.seed ^ 0x5eed_0f5e_4e51_0000),
@@ -571,7 +577,7 @@ impl World {
             stats: Stats::default(),
             schedule: Vec::new(),
             failure: None,
-        }
+        })
     }
 
     fn go(&mut self) -> Result<Vec<Final>, String> {

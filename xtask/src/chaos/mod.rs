@@ -142,9 +142,13 @@ impl Fault {
     }
 }
 
-/// What one member holds after healing: each register's (version, value), and the
-/// sequential nodes' names.
-type MemberView = (BTreeMap<String, (i32, u64)>, Vec<String>);
+/// What one member holds after healing: each register's (version, value), the
+/// sequential nodes' names, and the ephemeral nodes with their owners.
+type MemberView = (
+    BTreeMap<String, (i32, u64)>,
+    Vec<String>,
+    Vec<(String, i64)>,
+);
 
 /// What happened to the ensemble, for the report.
 #[derive(Debug, Default)]
@@ -260,8 +264,11 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the fault thread panicked"))??;
     stop.store(true, Ordering::SeqCst);
+    // The clients stay connected (their sessions, and so their ephemerals, open) until
+    // every member has been read.
+    let mut clients = Vec::new();
     for worker in workers {
-        runtime.block_on(worker)??;
+        clients.push(runtime.block_on(worker)??);
     }
 
     // Heal, converge, read every member directly.
@@ -275,7 +282,8 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     let mut violations = Vec::new();
     let mut finals: Vec<MemberView> = Vec::new();
     for addr in &addrs {
-        let (reads, children) = runtime.block_on(final_reads(&addr.to_string(), &keys, started))?;
+        let (reads, children, ephemerals) =
+            runtime.block_on(final_reads(&addr.to_string(), &keys, started))?;
         let mut state = BTreeMap::new();
         for op in &reads {
             if let Outcome::Ok { version, value } = op.outcome {
@@ -286,7 +294,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
             .extend(reads);
-        finals.push((state, children));
+        finals.push((state, children, ephemerals));
     }
     for (i, f) in finals.iter().enumerate().skip(1) {
         if f != &finals[0] {
@@ -301,6 +309,24 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
                 ops: Vec::new(),
             });
         }
+    }
+    // Which clients' sessions are still open, asked after the final reads (a session
+    // that answers now was open then); one that cannot tell is left out of the check.
+    let mut open = Vec::new();
+    let mut unsure = Vec::new();
+    for client in clients {
+        let session = client.session_id();
+        // The timers are made inside the runtime.
+        let answer = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), client.exists("/chaos")).await
+        });
+        match answer {
+            Ok(Ok(_)) => open.push(session),
+            Ok(Err(ZkError::SessionExpired)) => {}
+            _ => unsure.push(session),
+        }
+        let _ = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), client.close()).await });
     }
     drop(ensemble);
 
@@ -317,9 +343,31 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
     violations.extend(check::sync_reads(&history));
     let present: Vec<String> = finals
         .first()
-        .map(|(_, children)| children.iter().map(|c| format!("/chaos/seq/{c}")).collect())
+        .map(|(_, children, _)| children.iter().map(|c| format!("/chaos/seq/{c}")).collect())
         .unwrap_or_default();
     violations.extend(check::sequential(&history, &present));
+    if !unsure.is_empty() {
+        eprintln!(
+            "chaos: {} session(s) could not say whether they were open; their ephemerals \
+             are left out of the check",
+            unsure.len()
+        );
+    }
+    let sure: Vec<Op> = history
+        .iter()
+        .filter(|op| !unsure.contains(&op.session))
+        .cloned()
+        .collect();
+    let ephemerals: Vec<(String, i64)> = finals
+        .first()
+        .map(|(_, _, e)| {
+            e.iter()
+                .filter(|(_, o)| !unsure.contains(o))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    violations.extend(check::ephemerals(&sure, &open, &ephemerals));
     let checked_in = checking.elapsed();
 
     report(&settings, &schedule, &history, zxid, checked_in, &file);
@@ -384,6 +432,7 @@ async fn setup(connect: &str, keys: &[String]) -> Result<()> {
     let open = CreateOptions::persistent();
     client.create("/chaos", b"", &open).await?;
     client.create("/chaos/seq", b"", &open).await?;
+    client.create("/chaos/eph", b"", &open).await?;
     for key in keys {
         client.create(key, b"0", &open).await?;
     }
@@ -405,11 +454,12 @@ async fn worker(
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<Vec<Op>>>,
     values: Arc<AtomicU64>,
-) -> Result<()> {
+) -> Result<Client> {
     let mut rng = Rng::new(seed);
     let mut client = Client::connect(&connect, options())
         .await
         .with_context(|| format!("client {id} connecting"))?;
+    ephemeral(&client, id, started, &history).await?;
     let mut seen: Vec<i32> = vec![0; keys.len()];
     let seq = CreateOptions::new(CreateMode::PersistentSequential);
     let now = |started: Instant| started.elapsed().as_nanos() as u64;
@@ -486,6 +536,7 @@ async fn worker(
             )?;
             if expired {
                 client = reconnect(&connect, id).await?;
+                ephemeral(&client, id, started, &history).await?;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
@@ -518,11 +569,42 @@ async fn worker(
         record(&history, session, invoke, complete, kind, outcome)?;
         if expired {
             client = reconnect(&connect, id).await?;
+            ephemeral(&client, id, started, &history).await?;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
-    Ok(())
+    Ok(client)
+}
+
+/// A new session's first act: an ephemeral node of its own, recorded.
+async fn ephemeral(
+    client: &Client,
+    id: usize,
+    started: Instant,
+    history: &Mutex<Vec<Op>>,
+) -> Result<()> {
+    let session = client.session_id();
+    let path = format!("/chaos/eph/w{id}-{session:016x}");
+    let invoke = started.elapsed().as_nanos() as u64;
+    let r = tokio::time::timeout(
+        OP_TIMEOUT,
+        client.create(&path, b"", &CreateOptions::new(CreateMode::Ephemeral)),
+    )
+    .await;
+    let outcome = match r {
+        Ok(Ok((path, _))) => Outcome::Created { path },
+        Ok(Err(e)) => classify(&e),
+        Err(_) => Outcome::Unknown,
+    };
+    let complete = started.elapsed().as_nanos() as u64;
+    record(
+        history,
+        session,
+        invoke,
+        complete,
+        Kind::CreateEphemeral { path },
+        outcome,
+    )
 }
 
 async fn reconnect(connect: &str, id: usize) -> Result<Client> {
@@ -724,7 +806,7 @@ async fn final_reads(
     addr: &str,
     keys: &[String],
     started: Instant,
-) -> Result<(Vec<Op>, Vec<String>)> {
+) -> Result<(Vec<Op>, Vec<String>, Vec<(String, i64)>)> {
     let client = Client::connect(addr, options()).await?;
     client.sync("/chaos").await?;
     let mut ops = Vec::new();
@@ -748,8 +830,17 @@ async fn final_reads(
     }
     let mut children = client.get_children("/chaos/seq").await?;
     children.sort();
+    let mut ephemerals = Vec::new();
+    let mut names = client.get_children("/chaos/eph").await?;
+    names.sort();
+    for name in names {
+        let path = format!("/chaos/eph/{name}");
+        if let Some(stat) = client.exists(&path).await? {
+            ephemerals.push((path, stat.ephemeral_owner));
+        }
+    }
     client.close().await?;
-    Ok((ops, children))
+    Ok((ops, children, ephemerals))
 }
 
 fn report(
