@@ -157,24 +157,10 @@ impl Totals {
         }
         self.failovers_ms.extend(&report.stats.failovers_ms);
         for op in history {
-            let kind = match op.kind {
-                Kind::Read { .. } => "read",
-                Kind::Write { .. } => "write",
-                Kind::Cas { .. } => "cas",
-                Kind::CreateSequential { .. } => "create-seq",
-                Kind::FinalRead { .. } => "final-read",
-                Kind::SyncRead { .. } => "sync-read",
-                Kind::CreateEphemeral { .. } => "create-eph",
-                Kind::WatchedRead { .. } => "read+watch",
-                Kind::WatchEvent { .. } => "event",
-            };
-            let outcome = match op.outcome {
-                Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
-                Outcome::Fail { .. } => "fail",
-                Outcome::Unknown => "unknown",
-                Outcome::Event { .. } => "received",
-            };
-            *self.outcomes.entry((kind, outcome)).or_default() += 1;
+            *self
+                .outcomes
+                .entry((op.kind.label(), op.outcome.label()))
+                .or_default() += 1;
         }
     }
 

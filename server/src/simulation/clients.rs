@@ -180,51 +180,17 @@ impl Client {
         let keys = keys();
         if let Some((path, register)) = self.setup.pop() {
             let data = register.then(|| Bytes::from_static(b"0"));
-            self.pending = Some(Pending {
-                xid,
-                kind: Kind::CreateSequential {
-                    parent: path.clone(),
-                },
-                setup: true,
-                session: self.session,
-                invoke_ms: now_ms,
-                key: None,
-                synced: false,
-            });
-            let body = encode(CreateRequest {
-                path,
-                data: Some(data.unwrap_or_default()),
-                acl: Some(open_acl()),
-                flags: CreateMode::Persistent.code(),
-            });
-            return Frame::Request {
-                xid,
-                op: OpCode::Create as i32,
-                body,
+            let kind = Kind::CreateSequential {
+                parent: path.clone(),
             };
+            self.begin(xid, kind, true, None, now_ms);
+            return create(xid, path, data.unwrap_or_default(), CreateMode::Persistent);
         }
         if std::mem::take(&mut self.ephemeral_due) {
             let path = format!("{EPH_PARENT}/s-{:016x}", self.session);
-            self.pending = Some(Pending {
-                xid,
-                kind: Kind::CreateEphemeral { path: path.clone() },
-                setup: false,
-                session: self.session,
-                invoke_ms: now_ms,
-                key: None,
-                synced: false,
-            });
-            let body = encode(CreateRequest {
-                path,
-                data: Some(Bytes::new()),
-                acl: Some(open_acl()),
-                flags: CreateMode::Ephemeral.code(),
-            });
-            return Frame::Request {
-                xid,
-                op: OpCode::Create as i32,
-                body,
-            };
+            let kind = Kind::CreateEphemeral { path: path.clone() };
+            self.begin(xid, kind, false, None, now_ms);
+            return create(xid, path, Bytes::new(), CreateMode::Ephemeral);
         }
         let (k, roll) = match self.refresh.take() {
             Some(k) => (k, 0),
@@ -288,20 +254,25 @@ impl Client {
             Kind::CreateSequential { .. } => None,
             _ => Some(k),
         };
-        self.pending = Some(Pending {
-            xid,
-            kind,
-            setup: false,
-            session: self.session,
-            invoke_ms: now_ms,
-            key,
-            synced: false,
-        });
+        self.begin(xid, kind, false, key, now_ms);
         Frame::Request {
             xid,
             op: op as i32,
             body,
         }
+    }
+
+    /// Makes `kind` the pending operation, sent now as request `xid`.
+    fn begin(&mut self, xid: i32, kind: Kind, setup: bool, key: Option<usize>, now_ms: u64) {
+        self.pending = Some(Pending {
+            xid,
+            kind,
+            setup,
+            session: self.session,
+            invoke_ms: now_ms,
+            key,
+            synced: false,
+        });
     }
 
     /// A frame from the member.
@@ -514,6 +485,21 @@ impl Client {
             kind: pending.kind,
             outcome,
         });
+    }
+}
+
+/// A `create` request.
+fn create(xid: i32, path: String, data: Bytes, mode: CreateMode) -> Frame {
+    let body = encode(CreateRequest {
+        path,
+        data: Some(data),
+        acl: Some(open_acl()),
+        flags: mode.code(),
+    });
+    Frame::Request {
+        xid,
+        op: OpCode::Create as i32,
+        body,
     }
 }
 

@@ -316,6 +316,37 @@ impl Net {
         }
     }
 
+    /// A frame for client `client` on connection `conn` (`None`: the connection
+    /// closes), after what was sent on it before.
+    fn send_to_client(&mut self, client: usize, conn: ConnId, bytes: Option<Bytes>) {
+        let d = self.delay();
+        self.schedule_ordered(
+            (conn, 0, 2),
+            d,
+            Event::ToClient {
+                client,
+                conn,
+                bytes,
+            },
+        );
+    }
+
+    /// A frame for member `sid` (in its life `life`) on connection `conn` (`None`: the
+    /// client closed it), after what was sent on it before.
+    fn send_to_server(&mut self, sid: Sid, life: u64, conn: ConnId, frame: Option<Frame>) {
+        let d = self.delay();
+        self.schedule_ordered(
+            (conn, 1, 2),
+            d,
+            Event::ToServer {
+                sid,
+                life,
+                conn,
+                frame,
+            },
+        );
+    }
+
     fn note(&mut self, line: String) {
         self.trace.push_back(format!("{:>8} {line}", self.now_ms));
         if self.trace.len() > 300 {
@@ -792,16 +823,7 @@ impl World {
             .collect();
         for (conn, client) in conns {
             self.conns.remove(&conn);
-            let d = self.net.delay();
-            self.net.schedule_ordered(
-                (conn, 0, 2),
-                d,
-                Event::ToClient {
-                    client,
-                    conn,
-                    bytes: None,
-                },
-            );
+            self.net.send_to_client(client, conn, None);
         }
         if self.current_leader == Some(sid) {
             self.current_leader = None;
@@ -891,30 +913,12 @@ impl World {
             match output {
                 Output::Frame { conn, bytes } => {
                     if let Some((client, _)) = self.conns.get(&conn).copied() {
-                        let d = self.net.delay();
-                        self.net.schedule_ordered(
-                            (conn, 0, 2),
-                            d,
-                            Event::ToClient {
-                                client,
-                                conn,
-                                bytes: Some(bytes),
-                            },
-                        );
+                        self.net.send_to_client(client, conn, Some(bytes));
                     }
                 }
                 Output::Close { conn } => {
                     if let Some((client, _)) = self.conns.remove(&conn) {
-                        let d = self.net.delay();
-                        self.net.schedule_ordered(
-                            (conn, 0, 2),
-                            d,
-                            Event::ToClient {
-                                client,
-                                conn,
-                                bytes: None,
-                            },
-                        );
+                        self.net.send_to_client(client, conn, None);
                     }
                 }
                 Output::Snapshot => {
@@ -1160,16 +1164,7 @@ impl World {
         if !up {
             if frame.is_some() {
                 if let Some((client, _)) = self.conns.remove(&conn) {
-                    let d = self.net.delay();
-                    self.net.schedule_ordered(
-                        (conn, 0, 2),
-                        d,
-                        Event::ToClient {
-                            client,
-                            conn,
-                            bytes: None,
-                        },
-                    );
+                    self.net.send_to_client(client, conn, None);
                 }
             }
             return Ok(());
@@ -1223,17 +1218,7 @@ impl World {
                 let d = self.net.rng.range(1, 20);
                 self.net.schedule(d, Event::ClientGo { client });
                 let life = self.nodes.get(&sid).map_or(0, |n| n.life);
-                let d = self.net.delay();
-                self.net.schedule_ordered(
-                    (conn, 1, 2),
-                    d,
-                    Event::ToServer {
-                        sid,
-                        life,
-                        conn,
-                        frame: Some(frame),
-                    },
-                );
+                self.net.send_to_server(sid, life, conn, Some(frame));
             }
             Reaction::Expired => {
                 self.drop_conn(client);
@@ -1255,17 +1240,7 @@ impl World {
         c.lost(now, &mut self.history);
         if let Some((_, sid)) = self.conns.remove(&conn.id) {
             let life = self.nodes.get(&sid).map_or(0, |n| n.life);
-            let d = self.net.delay();
-            self.net.schedule_ordered(
-                (conn.id, 1, 2),
-                d,
-                Event::ToServer {
-                    sid,
-                    life,
-                    conn: conn.id,
-                    frame: None,
-                },
-            );
+            self.net.send_to_server(sid, life, conn.id, None);
         }
     }
 
@@ -1293,17 +1268,7 @@ impl World {
                 since_ms: now,
             });
             let frame = c.handshake();
-            let d = self.net.delay();
-            self.net.schedule_ordered(
-                (id, 1, 2),
-                d,
-                Event::ToServer {
-                    sid,
-                    life,
-                    conn: id,
-                    frame: Some(frame),
-                },
-            );
+            self.net.send_to_server(sid, life, id, Some(frame));
             return;
         };
         if !conn.ready {
@@ -1332,17 +1297,8 @@ impl World {
         };
         let frame = c.next(&mut self.net.rng, &mut self.next_value, now);
         let life = self.nodes.get(&conn.sid).map_or(0, |n| n.life);
-        let d = self.net.delay();
-        self.net.schedule_ordered(
-            (conn.id, 1, 2),
-            d,
-            Event::ToServer {
-                sid: conn.sid,
-                life,
-                conn: conn.id,
-                frame: Some(frame),
-            },
-        );
+        self.net
+            .send_to_server(conn.sid, life, conn.id, Some(frame));
     }
 
     fn record_fault(&mut self, kind: &'static str, line: String) {

@@ -32,6 +32,21 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Its name in the reports.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Kind::Read { .. } => "read",
+            Kind::Write { .. } => "write",
+            Kind::Cas { .. } => "cas",
+            Kind::CreateSequential { .. } => "create-seq",
+            Kind::FinalRead { .. } => "final-read",
+            Kind::SyncRead { .. } => "sync-read",
+            Kind::CreateEphemeral { .. } => "create-eph",
+            Kind::WatchedRead { .. } => "read+watch",
+            Kind::WatchEvent { .. } => "event",
+        }
+    }
+
     /// The register or parent the operation is about.
     pub(crate) fn key(&self) -> &str {
         match self {
@@ -61,6 +76,18 @@ pub(crate) enum Outcome {
     Unknown,
     /// A watch event arrived: its type (ZooKeeper's `EventType` code).
     Event { kind: i32 },
+}
+
+impl Outcome {
+    /// Its name in the reports: ok, fail, unknown, or received (an event).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
+            Outcome::Fail { .. } => "fail",
+            Outcome::Unknown => "unknown",
+            Outcome::Event { .. } => "received",
+        }
+    }
 }
 
 /// One recorded operation.

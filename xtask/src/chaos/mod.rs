@@ -862,24 +862,9 @@ fn report(
     failovers.sort();
     let mut by_outcome: BTreeMap<(String, &str), usize> = BTreeMap::new();
     for op in history {
-        let kind = match op.kind {
-            Kind::Read { .. } => "read",
-            Kind::Write { .. } => "write",
-            Kind::Cas { .. } => "cas",
-            Kind::CreateSequential { .. } => "create-seq",
-            Kind::FinalRead { .. } => "final-read",
-            Kind::SyncRead { .. } => "sync-read",
-            Kind::CreateEphemeral { .. } => "create-eph",
-            Kind::WatchedRead { .. } => "read+watch",
-            Kind::WatchEvent { .. } => "event",
-        };
-        let outcome = match op.outcome {
-            Outcome::Ok { .. } | Outcome::Created { .. } => "ok",
-            Outcome::Fail { .. } => "fail",
-            Outcome::Unknown => "unknown",
-            Outcome::Event { .. } => "received",
-        };
-        *by_outcome.entry((kind.to_owned(), outcome)).or_default() += 1;
+        *by_outcome
+            .entry((op.kind.label().to_owned(), op.outcome.label()))
+            .or_default() += 1;
     }
     println!("chaos: seed {}, {:?}", settings.seed, settings.duration);
     println!("faults: {by_fault:?}");
