@@ -268,9 +268,14 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
                 print_violations(seed, &report, &history, &violations);
                 bail!("server-sim: seed {seed} broke the checks (replay: --seed {seed})");
             }
+            let mut checkers: Vec<&str> = violations.iter().map(|v| v.checker).collect();
+            checkers.dedup();
+            checkers.sort_unstable();
+            checkers.dedup();
             eprintln!(
-                "seed {seed}: caught, {} violation(s), the first: [{}] {}",
+                "seed {seed}: caught, {} violation(s) ({}), the first: [{}] {}",
                 violations.len(),
+                checkers.join(", "),
                 first.checker,
                 first.message
             );
