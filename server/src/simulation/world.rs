@@ -102,7 +102,7 @@ impl Storage for SimStorage {
 #[derive(Debug, Clone, Default)]
 struct Disk {
     store: SimStorage,
-    /// Snapshot files, oldest first: the zxid and the file's bytes.
+    /// Snapshot files, in the order written: the zxid and the file's bytes.
     snapshots: Vec<(i64, Bytes)>,
 }
 
@@ -125,8 +125,8 @@ impl Disk {
         let snapshot = self
             .snapshots
             .iter()
-            .rev()
-            .find(|(z, _)| upto.is_none_or(|u| *z <= u));
+            .filter(|(z, _)| upto.is_none_or(|u| *z <= u))
+            .max_by_key(|(z, _)| *z);
         let (base, mut tree) = match snapshot {
             Some((zxid, bytes)) => (*zxid, parse_snapshot(*zxid, bytes.clone(), options)?),
             None => (0, DataTree::new(options)),
@@ -153,16 +153,20 @@ impl Disk {
         Ok(tree)
     }
 
-    /// What Zab starts from: the log's shape after the newest snapshot.
+    /// What Zab starts from: the log's shape after the newest snapshot, as the server's
+    /// `FileStorage` gives it. The log may lack txns the snapshot holds: a follower
+    /// applies what a quorum without it committed, so a snapshot of its tree can be
+    /// ahead of its own synced log, and a crash then loses that tail; what it logs next
+    /// follows the snapshot, not the log. Only the entries past the snapshot count.
     fn persisted(&self) -> Result<Persisted, String> {
-        let stored = self.store.persisted().map_err(|e| e.to_string())?;
-        let snapshot = self.snapshots.last().map_or(0, |(z, _)| *z);
-        let base = Zxid(stored.history.base().0.max(snapshot));
-        let history = History::from_zxids(base, self.store.inner.entries().iter().map(|e| e.zxid))
-            .map_err(|e| e.to_string())?;
+        let (accepted_epoch, current_epoch) = self.store.inner.epochs();
+        let base = Zxid(self.snapshots.iter().map(|(z, _)| *z).max().unwrap_or(0));
+        let entries = self.store.inner.entries();
+        let history = History::from_zxids(base, entries.iter().map(|e| e.zxid))
+            .map_err(|e| format!("the log after the snapshot at {base}: {e}"))?;
         Ok(Persisted {
-            accepted_epoch: stored.accepted_epoch,
-            current_epoch: stored.current_epoch,
+            accepted_epoch,
+            current_epoch,
             history,
         })
     }
