@@ -225,11 +225,13 @@ impl Member {
 
     /// Syncs the log if anything was appended, and tells Zab how far it is durable (the
     /// group commit of a burst).
+    /// The time is read with `clock` once the fsync is done, so that what it made
+    /// durable is timed with it.
     pub(crate) fn sync(
         &mut self,
         engine: &mut Engine,
         host: &mut dyn Host,
-        now: Now,
+        clock: impl FnOnce() -> Now,
     ) -> Result<(), String> {
         if !std::mem::take(&mut self.appended) {
             return Ok(());
@@ -238,7 +240,7 @@ impl Member {
             .storage()
             .sync()
             .map_err(|e| format!("the txn log failed: {e}"))?;
-        self.zab_input(engine, host, now, Z::Durable { zxid })
+        self.zab_input(engine, host, clock(), Z::Durable { zxid })
     }
 
     /// Hands `input` to the engine; what it asks of Zab waits in the inbox.

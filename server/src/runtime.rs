@@ -140,6 +140,14 @@ fn close_out(c: &mut ConnIo) {
     });
 }
 
+/// The engine's clock for a runtime started at `started`.
+fn now_since(started: Instant) -> Now {
+    Now {
+        mono_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        wall_ms: wall_ms(),
+    }
+}
+
 /// The wall clock, in milliseconds since the Unix epoch.
 pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
@@ -205,10 +213,7 @@ impl Runtime {
 
     /// The engine's clock: microseconds since the start, and the wall clock.
     fn now(&self) -> Now {
-        Now {
-            mono_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            wall_ms: wall_ms(),
-        }
+        now_since(self.started)
     }
 
     /// Hands `input` to the engine and carries out what it asks (and, on an ensemble's
@@ -548,7 +553,10 @@ impl Runtime {
                 }
             }
             // The group commit of a burst: the log synced once, Zab told how far.
-            self.with_member(|member, engine, host, now| member.sync(engine, host, now));
+            let started = self.started;
+            self.with_member(|member, engine, host, _| {
+                member.sync(engine, host, || now_since(started))
+            });
             self.flush();
             if self.wants_step() {
                 if let Some(job) = &mut self.snapshot {

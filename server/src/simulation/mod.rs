@@ -1,5 +1,5 @@
 //! The whole server in simulation: several members, each the server's own
-//! [`Engine`](crate::engine) and [`Member`] (Zab and its glue) with `zk-election`'s core,
+//! `Engine` and `Member` (Zab and its glue) with `zk-election`'s core,
 //! over a simulated network (election notifications as datagrams, Zab messages and client
 //! connections as ordered streams), disk (a log whose unsynced tail a crash loses,
 //! snapshots written at once) and clock, driven by simulated clients that speak the
@@ -8,10 +8,11 @@
 //!
 //! [`run`] returns the clients' [`history`] (every operation with its invoke and
 //! completion times and its outcome) and what every member holds at the end, for the
-//! checkers `cargo xtask sim` runs over it, the same ones that check real processes
-//! under `cargo xtask chaos`. Invariants a member can check itself (two leaders in one
-//! epoch, a member that stops on an error, members that differ after healing) fail the
-//! run directly.
+//! checkers `cargo xtask server-sim` runs over it: those that check real processes
+//! under `cargo xtask chaos`, plus the watch check, which only the simulated clients
+//! record enough for. What no history could excuse (two leaders in one epoch, a member
+//! that stops on an error, an ensemble that does not heal) fails the run directly;
+//! members whose trees differ after healing are the convergence check's to report.
 //!
 //! Compiled with the `simulation` feature: it is a test harness, not an API to build on.
 
@@ -33,7 +34,7 @@ pub struct Options {
     /// Simulated milliseconds of load under faults, before the ensemble heals.
     pub duration_ms: u64,
     /// Inject faults: crashes (one member, the leader, all at once), partitions (both
-    /// ways and one-way), each healed after a while.
+    /// ways and one-way), slow fsync, each healed after a while.
     pub faults: bool,
     /// A broken disk, to show the checkers catch one: its fsync reports the log durable
     /// without making it so, and a crash loses the tail.
@@ -93,7 +94,8 @@ pub struct Stats {
 /// A run's result.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Every client operation, in invocation order.
+    /// Every client operation, in the order its outcome became known (a watch event on
+    /// arrival): within a session, the order its answers and events arrived in.
     pub history: Vec<history::Op>,
     /// Each member after healing.
     pub finals: Vec<Final>,

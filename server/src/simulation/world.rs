@@ -1020,7 +1020,7 @@ impl World {
                 }
                 node.fsync_due = false;
                 self.step(sid, |member, engine, host, now| {
-                    member.sync(engine, host, now)
+                    member.sync(engine, host, || now)
                 })?;
             }
             Event::Zab {

@@ -535,7 +535,11 @@ pub(crate) fn session_order(history: &[Op]) -> Vec<Violation> {
         let op = &history[i];
         let version = match (&op.kind, &op.outcome) {
             (
-                Kind::Read { .. } | Kind::SyncRead { .. } | Kind::Write { .. } | Kind::Cas { .. },
+                Kind::Read { .. }
+                | Kind::SyncRead { .. }
+                | Kind::WatchedRead { .. }
+                | Kind::Write { .. }
+                | Kind::Cas { .. },
                 Outcome::Ok { version, .. },
             ) => *version,
             _ => continue,
