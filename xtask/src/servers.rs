@@ -69,10 +69,24 @@ pub(crate) fn stop_group(child: &mut Child, grace: Duration) {
     let _ = wait_for_exit(child, Duration::from_secs(5));
 }
 
-/// A free port on the loopback interface (bound, read and released).
+/// A free port on the loopback interface, below the ephemeral range (32768 and up on
+/// Linux). A port the kernel hands out for `bind(0)` and that is then released may be
+/// handed out again (to a link proxy binding port 0, or as some connection's source port)
+/// before the server binds it; CI's chaos run once lost a member that way. Ports here
+/// come from a block chosen by process id, never the same one twice in a process, each
+/// checked free by binding it.
 pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BLOCK: u32 = 512;
+    let base = 10_000 + (std::process::id() % 40) * BLOCK;
+    for _ in 0..BLOCK {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in 127.0.0.1:{base}..{}", base + BLOCK)
 }
 
 /// Asks `ruok` and returns whether the answer is `imok`.
@@ -190,11 +204,24 @@ impl ServerProc {
         self.child.borrow_mut().try_wait().ok().flatten()
     }
 
+    /// The end of the server's log: from its last `Error:` line (a binary's anyhow error,
+    /// whose backtrace would otherwise push the message out of view) when there is one,
+    /// else the last 20 lines; at most 20 lines either way.
     pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!("last lines of {}:\n{tail}", self.log.display())
+        let start = lines
+            .iter()
+            .rposition(|line| line.starts_with("Error:"))
+            .unwrap_or(lines.len().saturating_sub(20));
+        let tail = lines
+            .iter()
+            .skip(start)
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("lines of {} from the end:\n{tail}", self.log.display())
     }
 }
 
