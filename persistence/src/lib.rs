@@ -59,7 +59,10 @@ pub use format::{
 };
 pub use group::{Completion, Durable, GroupCommit, GroupOptions, GroupStats, Watermark};
 pub use log::{FileTxnLog, LogOptions, ParsedLog, TxnLog, log_files, parse_file, parse_log};
-pub use restore::{Restored, SnapshotPolicy, purge, read_epoch, restore, write_epoch};
+pub use restore::{
+    Restored, SnapshotPolicy, oldest_kept_snapshot, purge, purge_before, read_epoch, restore,
+    write_epoch,
+};
 #[cfg(feature = "sled")]
 pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{

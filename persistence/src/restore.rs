@@ -133,22 +133,34 @@ pub fn write_epoch(dir: &Path, name: &str, epoch: i64) -> Result<()> {
 /// `autopurge.snapRetainCount` is clamped) and the log files needed to replay from the
 /// oldest kept one; deletes the rest. Returns the deleted files.
 pub fn purge(snap_dir: &Path, log_dir: &Path, retain: usize) -> Result<Vec<PathBuf>> {
+    match oldest_kept_snapshot(snap_dir, retain)? {
+        Some(oldest_kept) => purge_before(snap_dir, log_dir, oldest_kept),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The zxid of the oldest snapshot [`purge`] keeps with `retain`: the `retain`-th newest
+/// (`retain` at least 3), or the oldest there is; `None` when there is none.
+pub fn oldest_kept_snapshot(snap_dir: &Path, retain: usize) -> Result<Option<i64>> {
     let snapshots = snapshot_files(snap_dir)?;
-    let Some((oldest_kept, _)) = snapshots
+    Ok(snapshots
         .get(retain.max(3) - 1)
         .or(snapshots.last())
-        .cloned()
-    else {
-        return Ok(Vec::new());
-    };
-    let mut doomed: Vec<PathBuf> = snapshots
-        .iter()
-        .filter(|(z, _)| *z < oldest_kept)
-        .map(|(_, p)| p.clone())
+        .map(|(zxid, _)| *zxid))
+}
+
+/// Deletes the snapshots before `zxid` and the log files wholly before it (every one
+/// but the newest that starts at or before `zxid`, which may hold the txns after it).
+/// Returns the deleted files. An ensemble's member cuts its replicated history at
+/// `zxid` first (it must not offer a learner a diff from files about to go).
+pub fn purge_before(snap_dir: &Path, log_dir: &Path, zxid: i64) -> Result<Vec<PathBuf>> {
+    let mut doomed: Vec<PathBuf> = snapshot_files(snap_dir)?
+        .into_iter()
+        .filter(|(z, _)| *z < zxid)
+        .map(|(_, p)| p)
         .collect();
     let logs = log_files(log_dir)?;
-    // The newest log starting at or before the oldest kept snapshot is still needed.
-    if let Some(needed) = logs.iter().rposition(|(first, _)| *first <= oldest_kept) {
+    if let Some(needed) = logs.iter().rposition(|(first, _)| *first <= zxid) {
         doomed.extend(logs.iter().take(needed).map(|(_, p)| p.clone()));
     }
     for path in &doomed {

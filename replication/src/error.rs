@@ -61,3 +61,18 @@ pub enum ProposeError {
     #[error("zxid counter of epoch {0} exhausted")]
     ZxidExhausted(u32),
 }
+
+/// Why the log cannot be compacted at a snapshot now ([`Zab::compact`](crate::Zab::compact)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompactError {
+    /// The snapshot is not a point of the history (its zxid was never logged here, or
+    /// is past the last txn applied): the log cannot be cut there.
+    #[error("the snapshot at {0} is not a point of the applied history")]
+    NotInHistory(Zxid),
+    /// The log is being read at or below the snapshot, to sync a learner.
+    #[error("learner {0} is being synced from the log")]
+    Syncing(Sid),
+    /// This member is syncing with its leader, which chose how on the history as it was.
+    #[error("syncing with the leader")]
+    Learning,
+}

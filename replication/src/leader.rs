@@ -96,6 +96,16 @@ pub struct LearnerView {
     pub synced: bool,
 }
 
+impl Leader {
+    /// A learner whose sync reads the log at or below `zxid`, if any.
+    pub(crate) fn reading_log_below(&self, zxid: Zxid) -> Option<Sid> {
+        self.learners.iter().find_map(|(sid, h)| match h.stream {
+            Some(Stream::Log { sent, .. }) if sent < zxid => Some(*sid),
+            _ => None,
+        })
+    }
+}
+
 impl crate::zab::Zab {
     /// The learners connected to this leader (none unless leading).
     pub fn learners(&self) -> Vec<LearnerView> {

@@ -66,7 +66,7 @@ pub mod transport;
 mod zab;
 
 pub use crate::config::Config;
-pub use crate::error::{ConfigError, HistoryError, ProposeError};
+pub use crate::error::{CompactError, ConfigError, HistoryError, ProposeError};
 pub use crate::history::History;
 pub use crate::leader::LearnerView;
 pub use crate::message::{Entry, Message, Sid, Touch};

@@ -144,6 +144,17 @@ impl MemStorage {
     pub fn unsynced(&self) -> usize {
         self.log.len() - self.synced
     }
+
+    /// Autopurge: forgets the entries at or below `zxid`, which a snapshot the caller
+    /// keeps holds (see [`Zab::compact`](crate::Zab::compact)); `zxid` becomes the base.
+    /// Returns how many entries went.
+    pub fn purge(&mut self, zxid: Zxid) -> usize {
+        let gone = self.log.iter().take_while(|e| e.zxid <= zxid).count();
+        self.log.drain(..gone);
+        self.synced = self.synced.saturating_sub(gone);
+        self.base = self.base.max(zxid);
+        gone
+    }
 }
 
 impl Storage for MemStorage {

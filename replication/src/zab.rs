@@ -11,7 +11,7 @@ use zk_election::PeerData;
 use zk_jute::Zxid;
 
 use crate::config::Config;
-use crate::error::{ConfigError, HistoryError, ProposeError};
+use crate::error::{CompactError, ConfigError, HistoryError, ProposeError};
 use crate::history::History;
 use crate::leader::Leader;
 use crate::learner::Learner;
@@ -508,6 +508,44 @@ impl Zab {
     /// The log's shape.
     pub fn history(&self) -> &History {
         &self.local.history
+    }
+
+    /// Autopurge: the host keeps a snapshot of the applied tree at `snapshot` and means
+    /// to delete the log files wholly before it, as ZooKeeper's `PurgeTxnLog` does. The
+    /// history forgets its entries at or below `snapshot` (a learner that far behind is
+    /// then synced by SNAP, and this member can no longer be truncated below it), and
+    /// the log may then be purged up to `snapshot`, which is returned.
+    ///
+    /// Refused, to be asked again later, while the log is being read below `snapshot`
+    /// to sync a learner, or while this member syncs with its leader (which chose DIFF,
+    /// TRUNC or SNAP on the history as it was). A snapshot at or below the history's
+    /// base changes nothing and may be purged up to.
+    pub fn compact(&mut self, snapshot: Zxid) -> Result<Zxid, CompactError> {
+        let history = &self.local.history;
+        if snapshot <= history.base() {
+            return Ok(snapshot);
+        }
+        if snapshot > self.local.applied || !history.contains(snapshot) {
+            return Err(CompactError::NotInHistory(snapshot));
+        }
+        match &self.role {
+            Role::Looking => {}
+            Role::Leading(leader) => {
+                if let Some(sid) = leader.reading_log_below(snapshot) {
+                    return Err(CompactError::Syncing(sid));
+                }
+            }
+            Role::Learning(learner) => {
+                if !learner.is_serving() {
+                    return Err(CompactError::Learning);
+                }
+            }
+        }
+        self.local
+            .history
+            .rebase(snapshot)
+            .map_err(|_| CompactError::NotInHistory(snapshot))?;
+        Ok(snapshot)
     }
 
     /// The zxid the next proposal must carry, if this member is an established leader

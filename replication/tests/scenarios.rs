@@ -283,3 +283,71 @@ fn zookeeper_2355_a_crash_mid_diff_does_not_skip_the_txn() {
         );
     }
 }
+
+/// Autopurge: a leader cuts its history at a snapshot (`Zab::compact`) and its log up to
+/// it goes. A follower that was down since before the cut is synced by SNAP, one that
+/// reports the cut's zxid by DIFF; after more txns the leader restarts from its cut log,
+/// and every member ends with the whole sequence. The cut is refused at a zxid the
+/// history does not hold.
+#[test]
+fn a_history_cut_at_a_snapshot_syncs_an_older_follower_by_snap() {
+    for seed in 0..10 {
+        let mut sim = ensemble(seed);
+        let leader = sim.leader().unwrap();
+        let (behind, current) = match followers(&sim, leader)[..] {
+            [a, b] => (a, b),
+            _ => unreachable!("three members"),
+        };
+        sim.crash(behind);
+        let mut last = None;
+        for _ in 0..5 {
+            last = sim.propose(leader).unwrap();
+            sim.run_until(sim.now_ms + 5).unwrap();
+        }
+        let last = last.expect("still leading");
+        wait(&mut sim, 2_000, |s| {
+            s.nodes[&leader]
+                .zab
+                .as_ref()
+                .is_some_and(|z| z.applied() == last)
+                && s.nodes[&current]
+                    .zab
+                    .as_ref()
+                    .is_some_and(|z| z.applied() == last)
+        });
+        let beyond = zk_jute::Zxid(last.0 + 1);
+        assert_eq!(
+            sim.nodes
+                .get_mut(&leader)
+                .unwrap()
+                .zab
+                .as_mut()
+                .unwrap()
+                .compact(beyond),
+            Err(zk_replication::CompactError::NotInHistory(beyond))
+        );
+        assert_eq!(sim.compact(leader), Ok(last), "seed {seed}");
+        assert_eq!(
+            sim.nodes[&leader].zab.as_ref().unwrap().history().base(),
+            last
+        );
+
+        let mark = sim.delivered.len();
+        sim.crash(current);
+        sim.start(current).unwrap();
+        sim.start(behind).unwrap();
+        wait(&mut sim, 8_000, Sim::converged);
+        assert_eq!(syncs_of(&sim, current, mark)[0], "DIFF", "seed {seed}");
+        assert_eq!(syncs_of(&sim, behind, mark)[0], "SNAP", "seed {seed}");
+
+        for _ in 0..3 {
+            sim.propose(leader).unwrap();
+            sim.run_until(sim.now_ms + 5).unwrap();
+        }
+        wait(&mut sim, 2_000, Sim::converged);
+        sim.crash(leader);
+        wait(&mut sim, 8_000, |s| s.leader().is_some());
+        sim.start(leader).unwrap();
+        wait(&mut sim, 8_000, Sim::converged);
+    }
+}

@@ -67,6 +67,8 @@ pub(crate) struct Ensemble {
     log_dir: PathBuf,
     log_options: LogOptions,
     tree_options: TreeOptions,
+    /// `autopurge.snapRetainCount`.
+    snap_retain_count: usize,
 }
 
 /// Resolves `host:port` to its first address.
@@ -205,6 +207,7 @@ impl Ensemble {
             tree_options: TreeOptions {
                 extended_types: config.extended_types,
             },
+            snap_retain_count: config.snap_retain_count,
         };
         Ok((ensemble, member))
     }
@@ -345,6 +348,19 @@ impl Host for Ensemble {
     /// The runtime drops the snapshot being taken once the member returns.
     fn replacing_tree(&mut self) {
         self.tree_replaced = true;
+    }
+
+    fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String> {
+        zk_persistence::oldest_kept_snapshot(&self.snap_dir, self.snap_retain_count)
+            .map(|zxid| zxid.map(Zxid))
+            .map_err(|e| e.to_string())
+    }
+
+    /// A few deletions: done in place, between two of the serving loop's steps.
+    fn purge(&mut self, zxid: Zxid) -> Result<usize, String> {
+        zk_persistence::purge_before(&self.snap_dir, &self.log_dir, zxid.0)
+            .map(|files| files.len())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -18,7 +18,7 @@ use zk_election::transport::Status as ElectionStatus;
 use zk_election::{PeerData, ServerState};
 use zk_jute::Zxid;
 use zk_replication::storage::{Storage, StorageError};
-use zk_replication::{Input as Z, Message, Output as O, Sid, State, Zab};
+use zk_replication::{CompactError, Input as Z, Message, Output as O, Sid, State, Zab};
 
 use crate::engine::{Engine, Input, Now, Output, Role};
 use crate::ensemble::{entry_of, log_entry_of};
@@ -53,6 +53,12 @@ pub(crate) trait Host {
     fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String>;
     /// The engine's tree is about to be replaced: a snapshot of it being taken is void.
     fn replacing_tree(&mut self);
+    /// Autopurge: the zxid of the oldest snapshot to keep (the
+    /// `autopurge.snapRetainCount` newest), if there is a snapshot.
+    fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String>;
+    /// Deletes the snapshots before `zxid` and the log files wholly before it; returns
+    /// how many files went.
+    fn purge(&mut self, zxid: Zxid) -> Result<usize, String>;
 }
 
 /// What a member counts for its operator.
@@ -87,6 +93,8 @@ pub(crate) struct Member {
     observer: bool,
     /// Appends since the last sync.
     appended: bool,
+    /// Autopurge is due, and waits for Zab to let the log be cut.
+    purge_wanted: bool,
     /// Syncs served as leader by kind (`DIFF`, `TRUNC`, `SNAP`), for the operator.
     syncs: BTreeMap<&'static str, u64>,
     figures: Figures,
@@ -105,6 +113,7 @@ impl Member {
             looks: 0,
             observer,
             appended: false,
+            purge_wanted: false,
             syncs: BTreeMap::new(),
             figures: Figures::default(),
             out: Vec::new(),
@@ -208,6 +217,9 @@ impl Member {
         }
         self.inbox.push_back(Z::Tick);
         self.pump(engine, host, now)?;
+        if self.purge_wanted {
+            self.purge(host);
+        }
         let config = engine.config();
         let grace = config.tick_time.max(std::time::Duration::from_secs(2));
         let grace_us = u64::try_from(grace.as_micros()).unwrap_or(u64::MAX);
@@ -243,6 +255,47 @@ impl Member {
         self.zab_input(engine, host, clock(), Z::Durable { zxid })
     }
 
+    /// Asks for an autopurge at the next tick, as the engine's `autopurge.purgeInterval`
+    /// timer does.
+    #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
+    pub(crate) fn want_purge(&mut self) {
+        self.purge_wanted = true;
+    }
+
+    /// Autopurge on a member: Zab's history is cut at the oldest snapshot kept, then the
+    /// files before it go. While Zab refuses (a learner is being synced from the log, or
+    /// this member syncs with its leader) it waits for a later tick.
+    fn purge(&mut self, host: &mut dyn Host) {
+        let snapshot = match host.oldest_kept_snapshot() {
+            Ok(Some(zxid)) => zxid,
+            Ok(None) => {
+                self.purge_wanted = false;
+                return;
+            }
+            Err(e) => {
+                self.purge_wanted = false;
+                tracing::warn!(error = %e, "autopurge failed");
+                return;
+            }
+        };
+        match self.zab.compact(snapshot) {
+            Ok(through) => {
+                self.purge_wanted = false;
+                match host.purge(through) {
+                    Ok(files) => tracing::info!(files, through = %through, "autopurge done"),
+                    Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+                }
+            }
+            Err(e @ (CompactError::Syncing(_) | CompactError::Learning)) => {
+                tracing::debug!(reason = %e, "autopurge waits");
+            }
+            Err(e @ CompactError::NotInHistory(_)) => {
+                self.purge_wanted = false;
+                tracing::warn!(reason = %e, "autopurge skipped until the next interval");
+            }
+        }
+    }
+
     /// Hands `input` to the engine; what it asks of Zab waits in the inbox.
     fn engine_input(&mut self, engine: &mut Engine, now: Now, input: Input) {
         let mut out = std::mem::take(&mut self.scratch);
@@ -270,15 +323,8 @@ impl Member {
             }
             Output::Forward(data) => self.inbox.push_back(Z::Forward { data }),
             Output::Sync { token } => self.inbox.push_back(Z::Sync { id: token }),
-            Output::Purge => {
-                // Zab syncs learners from the log files it opened at start; deleting them
-                // under it would turn a DIFF into a failed read. Until its history can be
-                // cut at a snapshot, a member keeps its files.
-                tracing::warn!(
-                    "autopurge is not run by an ensemble's member yet: its files are kept \
-                     (ZooKeeper's zkCleanup.sh can purge it while it is stopped)"
-                );
-            }
+            // Done at the next tick, where the host is at hand.
+            Output::Purge => self.purge_wanted = true,
             other => self.out.push(other),
         }
     }

@@ -142,6 +142,7 @@ struct Totals {
     failovers_ms: Vec<u64>,
     leaders: u64,
     syncs: BTreeMap<&'static str, u64>,
+    purges: u64,
 }
 
 impl Totals {
@@ -150,6 +151,7 @@ impl Totals {
         self.simulated_ms += report.stats.simulated_ms;
         self.events += report.stats.events;
         self.leaders += report.stats.leaders;
+        self.purges += report.stats.purges;
         for (k, n) in &report.stats.faults {
             *self.faults.entry(k).or_default() += n;
         }
@@ -193,7 +195,10 @@ impl Totals {
             self.failovers_ms.last().copied().unwrap_or(0),
             self.failovers_ms.len()
         );
-        println!("syncs served: {:?}", self.syncs);
+        println!(
+            "syncs served: {:?}; autopurges: {}",
+            self.syncs, self.purges
+        );
     }
 }
 

@@ -765,6 +765,26 @@ impl Sim {
         Ok(Some(zxid))
     }
 
+    /// Autopurge on `sid`, as a server's host does it: Zab cuts its history at the last
+    /// txn it applied (a snapshot there), then the log up to it moves into the snapshot.
+    pub fn compact(&mut self, sid: Sid) -> Result<Zxid, zk_replication::CompactError> {
+        let node = self.nodes.get_mut(&sid).expect("a member");
+        let zab = node.zab.as_mut().expect("a live member");
+        let cut = zab.compact(zab.applied())?;
+        let moved: Vec<Entry> = node
+            .disk
+            .store
+            .entries()
+            .iter()
+            .take_while(|e| e.zxid <= cut)
+            .cloned()
+            .collect();
+        node.disk.snap.extend(moved);
+        node.disk.store.purge(cut);
+        self.note(format!("compact {sid} at {cut}"));
+        Ok(cut)
+    }
+
     /// Whether `zxid` is committed.
     pub fn committed(&self, zxid: Zxid) -> bool {
         self.chain.iter().any(|e| e.zxid == zxid)

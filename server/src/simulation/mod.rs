@@ -89,6 +89,9 @@ pub struct Stats {
     pub events: u64,
     /// Syncs a leader served, by kind.
     pub syncs: std::collections::BTreeMap<&'static str, u64>,
+    /// Autopurges done (a member purges after each of its snapshots, its history cut at
+    /// the oldest snapshot it keeps).
+    pub purges: u64,
 }
 
 /// A run's result.

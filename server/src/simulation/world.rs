@@ -31,6 +31,9 @@ const TICK_MS: u64 = 25;
 /// The members' `tickTime`.
 const TICK_TIME_MS: u64 = 100;
 
+/// Snapshots a member keeps when it purges (`autopurge.snapRetainCount`'s least).
+const SNAP_RETAIN_COUNT: usize = 3;
+
 /// How long the ensemble may take to heal after the faults end.
 const HEAL_LIMIT_MS: u64 = 60_000;
 
@@ -370,6 +373,8 @@ struct Io<'a> {
     election_out: &'a mut Vec<EOutput>,
     net: &'a mut Net,
     options: TreeOptions,
+    /// Purges done, ensemble-wide.
+    purges: &'a mut u64,
 }
 
 impl Host for Io<'_> {
@@ -467,6 +472,26 @@ impl Host for Io<'_> {
     }
 
     fn replacing_tree(&mut self) {}
+
+    fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String> {
+        let mut zxids: Vec<i64> = self.disk.snapshots.iter().map(|(z, _)| *z).collect();
+        zxids.sort_unstable_by(|a, b| b.cmp(a));
+        zxids.dedup();
+        Ok(zxids
+            .get(SNAP_RETAIN_COUNT - 1)
+            .or(zxids.last())
+            .map(|z| Zxid(*z)))
+    }
+
+    /// Stricter than the files: every logged txn at or below `zxid` goes, not only
+    /// whole files before it.
+    fn purge(&mut self, zxid: Zxid) -> Result<usize, String> {
+        let before = self.disk.snapshots.len();
+        self.disk.snapshots.retain(|(z, _)| *z >= zxid.0);
+        let entries = self.disk.store.inner.purge(zxid);
+        *self.purges += 1;
+        Ok(before - self.disk.snapshots.len() + entries)
+    }
 }
 
 /// Follow-up work after a member's step.
@@ -906,6 +931,7 @@ impl World {
             election_out: &mut *election_out,
             net: &mut self.net,
             options: TreeOptions::default(),
+            purges: &mut self.stats.purges,
         };
         let result = f(member, engine, &mut io, now);
         let outputs = member.take_output();
@@ -935,6 +961,9 @@ impl World {
                     .map_err(|e| format!("member {sid} snapshotting: {e}"))?;
                     disk.snapshots.push((zxid, Bytes::from(bytes)));
                     work.push_back(Follow::Input(Input::SnapshotDone { zxid, ok: true }));
+                    // Autopurge after every snapshot (ZooKeeper's runs hours apart):
+                    // histories cut often, learners behind the cut synced by SNAP.
+                    member.want_purge();
                 }
                 Output::Fatal(reason) => return Err(format!("member {sid} failed: {reason}")),
                 // A member's engine sends these to Zab, through its member.
