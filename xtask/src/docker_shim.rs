@@ -32,8 +32,10 @@
 //! `log`, the command line, pid and exit files). A detached supervisor (this binary again,
 //! `docker __supervise DIR`, leading its own process group) runs the server and records its
 //! exit status, since `docker run -d` returns at once. `rm` keeps the log as
-//! `removed/ID.log`. Ensembles (several `server.N` lines, `standaloneEnabled=false`) and TLS
-//! ports are refused.
+//! `removed/ID.log`. An ensemble (several `server.N` lines, or `standaloneEnabled=false`)
+//! runs only on the host's network (`--network=host`), where its lines name ports on this
+//! host and are kept as they are; its members run as `zkServer.sh` runs them (Apache
+//! ZooKeeper's `QuorumPeerMain`). TLS ports are refused.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -505,13 +507,25 @@ fn server_line_client_port(value: &str) -> Option<u16> {
 /// The config the server runs with: the container's zoo.cfg with its data folders mapped
 /// to host paths, the client port moved to `host_port` on 127.0.0.1 (unless the container
 /// is on the host's network), the lone `server.1` line of a standalone server dropped and
-/// the admin server off. Returns the text and the container's client port.
-fn local_config(text: &str, paths: &Paths<'_>, host_port: Option<u16>) -> Result<(String, u16)> {
+/// the admin server off. Returns the text, the container's client port, and whether it
+/// is an ensemble's member.
+///
+/// An ensemble runs only on the host's network (`host_member` is then the member's
+/// `myid`): its `server.N` lines name ports on this host, and are kept as they are; the
+/// member's client port is its own line's.
+fn local_config(
+    text: &str,
+    paths: &Paths<'_>,
+    host_port: Option<u16>,
+    host_member: Option<u32>,
+) -> Result<(String, u16, bool)> {
     let mut out = String::new();
     let mut client_port = None;
     let mut server_port = None;
+    let mut own_port = None;
     let mut servers = 0;
     let mut standalone = true;
+    let mut server_lines = String::new();
     for line in text.lines() {
         let trimmed = line.trim();
         let Some((key, value)) = trimmed.split_once('=') else {
@@ -541,6 +555,10 @@ fn local_config(text: &str, paths: &Paths<'_>, host_port: Option<u16>) -> Result
             _ if key.starts_with("server.") => {
                 servers += 1;
                 server_port = server_line_client_port(value);
+                if host_member.is_some_and(|m| key == format!("server.{m}")) {
+                    own_port = server_port;
+                }
+                let _ = writeln!(server_lines, "{key}={value}");
             }
             _ if value.starts_with('/') => {
                 let mapped = paths.mounted(value).unwrap_or_else(|| value.into());
@@ -552,15 +570,25 @@ fn local_config(text: &str, paths: &Paths<'_>, host_port: Option<u16>) -> Result
         }
     }
     if servers > 1 || !standalone {
-        bail!(
-            "the docker shim runs standalone servers only; this zoo.cfg has {servers} \
-             server lines and standaloneEnabled={standalone}"
-        );
+        let Some(member) = host_member else {
+            bail!(
+                "the docker shim runs an ensemble ({servers} server lines, \
+                 standaloneEnabled={standalone}) only on the host's network"
+            );
+        };
+        let internal = client_port.or(own_port).with_context(|| {
+            format!("member {member} has no client port (clientPort, or its server line)")
+        })?;
+        out.push_str(&server_lines);
+        if let Some(port) = client_port {
+            let _ = writeln!(out, "clientPort={port}");
+        }
+        return Ok((out, internal, true));
     }
     let internal = client_port.or(server_port).unwrap_or(2181);
     let _ = writeln!(out, "clientPort={}", host_port.unwrap_or(internal));
     let _ = writeln!(out, "clientPortAddress=127.0.0.1");
-    Ok((out, internal))
+    Ok((out, internal, false))
 }
 
 fn run(state: &Path, args: &[String]) -> Result<i32> {
@@ -606,9 +634,6 @@ fn run(state: &Path, args: &[String]) -> Result<i32> {
         Some(&(host, _)) => Some(host),
         None => Some(free_port()?),
     };
-    let (config, internal_port) = local_config(&text, &paths, host_port)?;
-    let cfg = dir.join("zoo.cfg");
-    std::fs::write(&cfg, config)?;
     // docker-entrypoint.sh writes myid into the data folder unless it is there.
     let data_dir = text
         .lines()
@@ -619,6 +644,14 @@ fn run(state: &Path, args: &[String]) -> Result<i32> {
         let myid = env.get("ZOO_MY_ID").map_or("1", String::as_str);
         std::fs::write(data_dir.join("myid"), format!("{myid}\n"))?;
     }
+    let myid: u32 = std::fs::read_to_string(data_dir.join("myid"))?
+        .trim()
+        .parse()
+        .context("the data folder's myid")?;
+    let (config, internal_port, ensemble) =
+        local_config(&text, &paths, host_port, host_network.then_some(myid))?;
+    let cfg = dir.join("zoo.cfg");
+    std::fs::write(&cfg, config)?;
 
     let flags: Vec<String> = ["SERVER_JVMFLAGS", "JVMFLAGS"]
         .iter()
@@ -647,7 +680,13 @@ fn run(state: &Path, args: &[String]) -> Result<i32> {
                 .flat_map(|f| f.split_whitespace())
                 .map(String::from),
         );
-        argv.push("org.apache.zookeeper.server.ZooKeeperServerMain".into());
+        // zkServer.sh runs QuorumPeerMain, which hands a standalone config to
+        // ZooKeeperServerMain; the standalone runs have always used the latter directly.
+        argv.push(if ensemble {
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain".into()
+        } else {
+            "org.apache.zookeeper.server.ZooKeeperServerMain".into()
+        });
         argv.push(cfg.display().to_string());
         for (key, value) in java.get_envs() {
             if let Some(value) = value {
@@ -1085,16 +1124,23 @@ mod tests {
             rootfs: dir.join("rootfs"),
         };
         let text = entrypoint_config(&BTreeMap::new());
-        let (config, internal) = local_config(&text, &paths, Some(40000)).unwrap();
+        let (config, internal, ensemble) = local_config(&text, &paths, Some(40000), None).unwrap();
         assert_eq!(internal, 2181);
+        assert!(!ensemble);
         assert!(config.contains(&format!("dataDir={}", dir.join("rootfs/data").display())));
         assert!(config.contains("admin.enableServer=false\n"));
         assert!(config.ends_with("clientPort=40000\nclientPortAddress=127.0.0.1\n"));
         assert!(!config.contains("server.1"));
         let ensemble = "server.1=a:1:2;4001\nserver.2=b:1:2;4002\n";
-        assert!(local_config(ensemble, &paths, Some(1)).is_err());
+        assert!(local_config(ensemble, &paths, Some(1), None).is_err());
         let quorum_of_one = "standaloneEnabled=false\nserver.1=a:1:2;4001\n";
-        assert!(local_config(quorum_of_one, &paths, Some(1)).is_err());
+        assert!(local_config(quorum_of_one, &paths, Some(1), None).is_err());
+        // On the host's network, an ensemble keeps its lines; member 2 serves on 4002.
+        let (config, internal, ensemble) = local_config(ensemble, &paths, None, Some(2)).unwrap();
+        assert_eq!(internal, 4002);
+        assert!(ensemble);
+        assert!(config.contains("server.1=a:1:2;4001\nserver.2=b:1:2;4002\n"));
+        assert!(!config.contains("clientPortAddress"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

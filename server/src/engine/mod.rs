@@ -1405,7 +1405,8 @@ impl Engine {
             return;
         }
         if on {
-            tracing::info!("serving read-only clients");
+            // ZooKeeper's words, which operators and test suites look for in the log.
+            tracing::info!("Read-only server started: serving read-only clients");
             self.read_only = true;
         } else {
             self.reset_role(self.role, self.serving, None);

@@ -15,9 +15,10 @@
 //!   profile asks for it, for macOS linking of its SASL code; it only slows the build here).
 //! - Each test runs as its own process (`--exact`), several at a time, with a time limit;
 //!   each has its own shim state folder, so what a test leaves running is stopped after it.
-//!   Ensemble-only cases and the one that needs SASL on the server are left out by name
-//!   ([`EXCLUDED`]); the TLS and SASL client cases are not built without the crate's
-//!   features ([`NOT_BUILT`]). Whatever tag a test asks for (3.9.0, or 3.3 and 3.4 for
+//!   The reconfiguration case and the one that needs SASL on the server are left out by
+//!   name ([`EXCLUDED`]); the TLS and SASL client cases are not built without the crate's
+//!   features ([`NOT_BUILT`]). A case that runs an ensemble on the host's network, on
+//!   fixed ports, runs alone ([`HOST_NETWORK`]). Whatever tag a test asks for (3.9.0, or 3.3 and 3.4 for
 //!   `test_zookeeper_old_server`), the shim runs the server under test.
 //! - A test failing on our server fails the run unless [`INTENDED_DIFFERENCES`] lists it.
 //!   Failures on Apache ZooKeeper are reported (the suite targets ZooKeeper 3.9) but do not
@@ -74,22 +75,22 @@ log = \"0.4\"
 serde_json = \"1\"
 ";
 
-/// Tests left out, with why: they need a multi-server ensemble (our server is standalone)
-/// or SASL.
+/// Tests left out, with why: they need SASL or dynamic reconfiguration on the server.
 const EXCLUDED: &[(&str, &str)] = &[
     (
         "test_auth_failed",
         "SASL: the server is configured to require SASL authentication (enforce.auth.schemes=sasl)",
     ),
     (
-        "test_readonly_plaintext",
-        "ensemble only: three servers on the host network, read-only mode once two stop",
-    ),
-    (
         "test_update_ensemble",
-        "ensemble only: reconfig of a three-member ensemble (standaloneEnabled=false)",
+        "reconfig: a three-member ensemble reconfigured (reconfigEnabled=true); zk-server has \
+         no dynamic reconfiguration yet",
     ),
 ];
+
+/// Tests whose ensemble runs on the host's network with fixed ports (2001-2003,
+/// 3001-3003, 4001-4003): one at a time, whichever server.
+const HOST_NETWORK: &[&str] = &["test_readonly_plaintext"];
 
 /// Tests the suite compiles only with crate features this run leaves off.
 const NOT_BUILT: &[(&str, &str)] = &[
@@ -451,6 +452,7 @@ fn run_all(
     jobs.sort_by_key(|&(s, t)| std::cmp::Reverse(last_ms(SERVERS[s].0, &tests[t])));
 
     let next = AtomicUsize::new(0);
+    let host_network = Mutex::new(());
     let outcomes: Mutex<Vec<Vec<Option<Outcome>>>> =
         Mutex::new(vec![vec![None; tests.len()]; SERVERS.len()]);
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -460,7 +462,12 @@ fn run_all(
                 while let Some(&(s, t)) = jobs.get(next.fetch_add(1, Ordering::SeqCst)) {
                     let (server, label) = SERVERS[s];
                     let name = &tests[t];
-                    match run_one(suite, name, server, binary, &runs.join(server)) {
+                    let alone = HOST_NETWORK
+                        .contains(&name.as_str())
+                        .then(|| host_network.lock().unwrap_or_else(|e| e.into_inner()));
+                    let result = run_one(suite, name, server, binary, &runs.join(server));
+                    drop(alone);
+                    match result {
                         Ok(outcome) => {
                             // The panic's own line when the assertion names it.
                             let lines = || outcome.message.lines();
