@@ -58,7 +58,9 @@ pub use format::{
     FORMAT_VERSION, LOG_MAGIC, LogEntry, SNAP_MAGIC, VERSION_DIR, adler32, file_name, zxid_of,
 };
 pub use group::{Completion, Durable, GroupCommit, GroupOptions, GroupStats, Watermark};
-pub use log::{FileTxnLog, LogOptions, ParsedLog, TxnLog, log_files, parse_file, parse_log};
+pub use log::{
+    FileTxnLog, LogOptions, ParsedLog, PendingSync, TxnLog, log_files, parse_file, parse_log,
+};
 pub use restore::{
     Restored, SnapshotPolicy, oldest_kept_snapshot, purge, purge_before, read_epoch, restore,
     write_epoch,

@@ -100,6 +100,38 @@ pub fn log_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
     Ok(files)
 }
 
+/// Entries [`FileTxnLog::write`] wrote, waiting for the fsync that makes them durable.
+#[derive(Debug)]
+pub struct PendingSync {
+    /// The segment's file, through a handle of its own.
+    file: File,
+    path: PathBuf,
+    warning: Duration,
+}
+
+impl PendingSync {
+    /// Fsyncs the segment: every entry written to it before is durable once this returns
+    /// `Ok`. A sync slower than `fsync.warningthresholdms` logs a warning.
+    pub fn sync(self) -> Result<()> {
+        let io = |e| PersistenceError::io(&self.path, e);
+        let started = Instant::now();
+        #[cfg(feature = "failpoints")]
+        match crate::failpoint::current() {
+            crate::failpoint::Fault::SlowFsync(extra) => std::thread::sleep(extra),
+            crate::failpoint::Fault::FailFsync => {
+                return Err(io(std::io::Error::other("injected fsync failure")));
+            }
+            _ => {}
+        }
+        self.file.sync_data().map_err(io)?;
+        let took = started.elapsed();
+        if took > self.warning {
+            tracing::warn!(file = %self.path.display(), ?took, "fsync of the txn log was slow");
+        }
+        Ok(())
+    }
+}
+
 fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -142,7 +174,7 @@ impl FileTxnLog {
         &self.dir
     }
 
-    /// How many fsyncs commits have made.
+    /// How many fsyncs commits have made (and [`write`](Self::write) has handed out).
     pub fn fsync_count(&self) -> u64 {
         self.fsync_count
     }
@@ -169,6 +201,54 @@ impl FileTxnLog {
             position: HEADER_LEN as u64,
             allocated: HEADER_LEN as u64,
         })
+    }
+
+    /// The first half of a commit: writes every appended entry to its file (one write) and
+    /// returns the fsync that makes them durable, which may run on another thread while
+    /// this log takes more appends and writes. `None` when nothing was appended, or with
+    /// `forceSync` off. The entries written are durable only once that sync returns.
+    /// [`commit`](TxnLog::commit) is this and the sync in one.
+    pub fn write(&mut self) -> Result<Option<PendingSync>> {
+        let Some(first) = self.pending_first.take() else {
+            return Ok(None);
+        };
+        let mut segment = match self.current.take() {
+            Some(segment) => segment,
+            None => self.new_segment(first)?,
+        };
+        let batch = std::mem::take(&mut self.pending);
+        let end = segment.position + batch.len() as u64;
+        let size = self.padded_size(end, segment.allocated);
+        let path = segment.path.clone();
+        let io = |e| PersistenceError::io(&path, e);
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::current() == crate::failpoint::Fault::FullDisk {
+            // ENOSPC; the segment is left as it was, the batch is lost with the error.
+            self.current = Some(segment);
+            return Err(io(std::io::Error::from_raw_os_error(28)));
+        }
+        if size != segment.allocated {
+            segment.file.set_len(size).map_err(io)?;
+            segment.allocated = size;
+        }
+        segment
+            .file
+            .seek(SeekFrom::Start(segment.position))
+            .map_err(io)?;
+        segment.file.write_all(&batch).map_err(io)?;
+        segment.position = end;
+        let pending = if self.options.force_sync {
+            self.fsync_count += 1;
+            Some(PendingSync {
+                file: segment.file.try_clone().map_err(io)?,
+                path: path.clone(),
+                warning: self.options.fsync_warning,
+            })
+        } else {
+            None
+        };
+        self.current = Some(segment);
+        Ok(pending)
     }
 
     /// ZooKeeper's `FilePadding`: within 4 KiB of the allocated end, grow by a step.
@@ -207,55 +287,9 @@ impl TxnLog for FileTxnLog {
     }
 
     fn commit(&mut self) -> Result<()> {
-        let Some(first) = self.pending_first.take() else {
-            return Ok(());
-        };
-        let mut segment = match self.current.take() {
-            Some(segment) => segment,
-            None => self.new_segment(first)?,
-        };
-        let batch = std::mem::take(&mut self.pending);
-        let end = segment.position + batch.len() as u64;
-        let size = self.padded_size(end, segment.allocated);
-        let path = segment.path.clone();
-        let io = |e| PersistenceError::io(&path, e);
-        #[cfg(feature = "failpoints")]
-        let fault = crate::failpoint::current();
-        #[cfg(feature = "failpoints")]
-        if fault == crate::failpoint::Fault::FullDisk {
-            // ENOSPC; the segment is left as it was, the batch is lost with the error.
-            self.current = Some(segment);
-            return Err(io(std::io::Error::from_raw_os_error(28)));
+        if let Some(pending) = self.write()? {
+            pending.sync()?;
         }
-        if size != segment.allocated {
-            segment.file.set_len(size).map_err(io)?;
-            segment.allocated = size;
-        }
-        segment
-            .file
-            .seek(SeekFrom::Start(segment.position))
-            .map_err(io)?;
-        segment.file.write_all(&batch).map_err(io)?;
-        segment.position = end;
-        if self.options.force_sync {
-            let started = Instant::now();
-            #[cfg(feature = "failpoints")]
-            match fault {
-                crate::failpoint::Fault::SlowFsync(extra) => std::thread::sleep(extra),
-                crate::failpoint::Fault::FailFsync => {
-                    self.current = Some(segment);
-                    return Err(io(std::io::Error::other("injected fsync failure")));
-                }
-                _ => {}
-            }
-            segment.file.sync_data().map_err(io)?;
-            self.fsync_count += 1;
-            let took = started.elapsed();
-            if took > self.options.fsync_warning {
-                tracing::warn!(file = %path.display(), ?took, "fsync of the txn log was slow");
-            }
-        }
-        self.current = Some(segment);
         Ok(())
     }
 

@@ -11,8 +11,9 @@ use zk_datatree::{DataTree, Session, TreeOptions, WriteRequest, prepare};
 use zk_jute::proto::CreateRequest;
 use zk_jute::txn::{TxnDigest, TxnHeader};
 use zk_persistence::{
-    FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog, ZxidDigest, purge,
-    read_epoch, read_snapshot, write_epoch, write_snapshot,
+    FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog, ZxidDigest,
+    oldest_kept_snapshot, purge, purge_before, read_epoch, read_snapshot, write_epoch,
+    write_snapshot,
 };
 
 /// Prepares and applies a create, returning the log entry a server would write for it.
@@ -196,4 +197,88 @@ fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
     }
     // The oldest kept snapshot (9) still replays: log.7 holds zxid 10's predecessor range.
     assert!(d.join("log.7").exists() && d.join("snapshot.9").exists());
+}
+
+#[test]
+fn purge_before_a_zxid_keeps_the_log_file_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut tree = DataTree::default();
+    let mut log = FileTxnLog::open(d, LogOptions::default()).unwrap();
+    for zxid in 1..=9 {
+        log.append(&create(&mut tree, zxid, &format!("/p{zxid}")))
+            .unwrap();
+        if zxid % 3 == 0 {
+            log.roll().unwrap();
+            write_snapshot(d, zxid, &BTreeMap::new(), None, |w| tree.write_body(w)).unwrap();
+        }
+    }
+    // Snapshots at 3, 6, 9; logs start at 1, 4, 7.
+    assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(3));
+    assert_eq!(
+        oldest_kept_snapshot(d, 1).unwrap(),
+        Some(3),
+        "at least 3 are kept"
+    );
+    // A member cut its history at 5 (not a snapshot): log.4 holds 5 and stays.
+    let deleted = purge_before(d, d, 5).unwrap();
+    let mut names: Vec<String> = deleted
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["log.1", "snapshot.3"]);
+    assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(6));
+    let left: Vec<i64> = log
+        .read_from(0)
+        .unwrap()
+        .iter()
+        .map(LogEntry::zxid)
+        .collect();
+    assert_eq!(left, (4..=9).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_write_is_readable_at_once_and_durable_once_its_sync_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = DataTree::default();
+    let mut log = FileTxnLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert!(
+        log.write().unwrap().is_none(),
+        "nothing appended, nothing to sync"
+    );
+    log.append(&create(&mut tree, 1, "/a")).unwrap();
+    let pending = log.write().unwrap().expect("forceSync is on");
+    // Appends and writes go on while the fsync is elsewhere.
+    log.append(&create(&mut tree, 2, "/b")).unwrap();
+    let second = log.write().unwrap().expect("a second write");
+    std::thread::spawn(move || pending.sync())
+        .join()
+        .unwrap()
+        .unwrap();
+    second.sync().unwrap();
+    assert_eq!(log.fsync_count(), 2);
+    let read: Vec<i64> = log
+        .read_from(0)
+        .unwrap()
+        .iter()
+        .map(LogEntry::zxid)
+        .collect();
+    assert_eq!(read, [1, 2]);
+
+    let off = LogOptions {
+        force_sync: false,
+        ..LogOptions::default()
+    };
+    let other = tempfile::tempdir().unwrap();
+    let mut log = FileTxnLog::open(other.path(), off).unwrap();
+    log.append(&create(&mut tree, 3, "/c")).unwrap();
+    assert!(log.write().unwrap().is_none(), "forceSync off: no fsync");
+    let read: Vec<i64> = log
+        .read_from(0)
+        .unwrap()
+        .iter()
+        .map(LogEntry::zxid)
+        .collect();
+    assert_eq!(read, [3]);
 }

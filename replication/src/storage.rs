@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use zk_jute::{Reader, Record, Zxid, txn::TxnHeader};
-use zk_persistence::{FileTxnLog, LogEntry, LogOptions, TxnLog};
+use zk_persistence::{FileTxnLog, LogEntry, LogOptions, PendingSync, TxnLog};
 
 use crate::history::History;
 use crate::message::Entry;
@@ -143,6 +143,13 @@ impl MemStorage {
     /// How many appends are not synced.
     pub fn unsynced(&self) -> usize {
         self.log.len() - self.synced
+    }
+
+    /// Marks the entries at or below `zxid` synced, as an fsync started once they were
+    /// appended does when it ends (a [`sync`](Storage::sync) split in two).
+    pub fn sync_through(&mut self, zxid: Zxid) {
+        let n = self.log.iter().take_while(|e| e.zxid <= zxid).count();
+        self.synced = self.synced.max(n);
     }
 
     /// Autopurge: forgets the entries at or below `zxid`, which a snapshot the caller
@@ -284,6 +291,16 @@ fn to_log_entry(entry: &Entry) -> Result<LogEntry, StorageError> {
 }
 
 impl FileStorage {
+    /// The first half of [`Storage::sync`], for a caller that fsyncs on another thread
+    /// while it goes on appending: writes what was appended, and returns the last zxid
+    /// written with the fsync that makes it durable (`None` when none is needed:
+    /// `forceSync` is off, or nothing was appended since the last write). One such fsync
+    /// at a time: until it returns, a later write's zxids are not known durable.
+    pub fn write(&mut self) -> Result<(Zxid, Option<PendingSync>), StorageError> {
+        let pending = self.log.write()?;
+        Ok((Zxid(self.log.last_zxid()).max(self.base), pending))
+    }
+
     /// Starts a new log file at the next append (ZooKeeper rolls its log at each
     /// snapshot, so that old files can be purged). What is buffered is committed first.
     pub fn roll(&mut self) -> Result<(), StorageError> {

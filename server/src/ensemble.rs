@@ -24,7 +24,7 @@ use zk_replication::transport::{Quorum, QuorumConfig};
 use zk_replication::{Entry, Sid, Zab};
 
 use crate::config::Config;
-use crate::member::{Host, Member};
+use crate::member::{Host, Member, SyncStart};
 use crate::runtime::Msg;
 
 /// Why the member could not start.
@@ -69,6 +69,11 @@ pub(crate) struct Ensemble {
     tree_options: TreeOptions,
     /// `autopurge.snapRetainCount`.
     snap_retain_count: usize,
+    /// Bumped whenever the log is truncated or replaced: an fsync started before reports
+    /// nothing durable ([`Msg::LogSynced`]).
+    pub(crate) sync_generation: u64,
+    /// The serving task's inbox, for the fsyncs' ends.
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 /// Resolves `host:port` to its first address.
@@ -176,12 +181,13 @@ impl Ensemble {
             std::time::Duration::from_millis(1),
             std::time::Duration::from_millis(250),
         );
+        let ticks_tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                if tx.send(Msg::ZabTick).is_err() {
+                if ticks_tx.send(Msg::ZabTick).is_err() {
                     return;
                 }
             }
@@ -208,6 +214,8 @@ impl Ensemble {
                 extended_types: config.extended_types,
             },
             snap_retain_count: config.snap_retain_count,
+            sync_generation: 0,
+            tx,
         };
         Ok((ensemble, member))
     }
@@ -216,6 +224,22 @@ impl Ensemble {
 impl Host for Ensemble {
     fn storage(&mut self) -> &mut dyn Storage {
         &mut self.storage
+    }
+
+    /// Writes what was appended, and fsyncs it on a blocking thread while the serving
+    /// task goes on (ZooKeeper's SyncRequestProcessor is a thread of its own too).
+    fn start_sync(&mut self) -> Result<SyncStart, String> {
+        let (zxid, pending) = self.storage.write().map_err(|e| e.to_string())?;
+        let Some(pending) = pending else {
+            return Ok(SyncStart::Done(zxid));
+        };
+        let generation = self.sync_generation;
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = pending.sync().map(|()| zxid).map_err(|e| e.to_string());
+            let _ = tx.send(Msg::LogSynced { generation, result });
+        });
+        Ok(SyncStart::Started)
     }
 
     fn send(&mut self, to: Sid, message: zk_replication::Message) -> bool {
@@ -287,6 +311,7 @@ impl Host for Ensemble {
             .map_err(|e| format!("installing {}: {e}", path.display()))?;
         let mut tree = snapshot.tree;
         tree.set_last_zxid(snapshot.zxid);
+        self.sync_generation += 1;
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
         Ok(tree)
     }
@@ -310,6 +335,7 @@ impl Host for Ensemble {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| e.to_string())?;
         }
+        self.sync_generation += 1;
         self.storage.truncate(zxid).map_err(|e| e.to_string())?;
         let Some(target) = rebuild else {
             return Ok(None);

@@ -28,11 +28,23 @@ use crate::status::{EnsembleStatus, Histogram};
 /// are 4 MiB at most).
 const SNAP_PIECE: usize = 1 << 20;
 
+/// What [`Host::start_sync`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncStart {
+    /// The log is durable through this zxid already.
+    Done(Zxid),
+    /// An fsync runs; its end comes back through [`Member::synced`].
+    Started,
+}
+
 /// What a member needs from the world: its replicated log and the files beside it, its
 /// peers' streams and its election.
 pub(crate) trait Host {
     /// The replicated log and its epochs.
     fn storage(&mut self) -> &mut dyn Storage;
+    /// Starts making everything appended to the log durable (one at a time: the member
+    /// waits for [`Member::synced`] before it asks again).
+    fn start_sync(&mut self) -> Result<SyncStart, String>;
     /// Sends `message` to `to`; false when the stream is down.
     fn send(&mut self, to: Sid, message: Message) -> bool;
     /// Opens a stream to the leader `peer`; false when it has no address.
@@ -93,6 +105,8 @@ pub(crate) struct Member {
     observer: bool,
     /// Appends since the last sync.
     appended: bool,
+    /// An fsync the host started has not ended.
+    syncing: bool,
     /// Autopurge is due, and waits for Zab to let the log be cut.
     purge_wanted: bool,
     /// Syncs served as leader by kind (`DIFF`, `TRUNC`, `SNAP`), for the operator.
@@ -113,6 +127,7 @@ impl Member {
             looks: 0,
             observer,
             appended: false,
+            syncing: false,
             purge_wanted: false,
             syncs: BTreeMap::new(),
             figures: Figures::default(),
@@ -127,10 +142,11 @@ impl Member {
         &self.zab
     }
 
-    /// Whether the log holds appends not yet synced.
+    /// Whether the log holds appends a [`sync`](Self::sync) would start syncing now
+    /// (none while the host's fsync runs: they wait for its end).
     #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
     pub(crate) fn unsynced(&self) -> bool {
-        self.appended
+        self.appended && !self.syncing
     }
 
     /// Whether this member observes.
@@ -236,23 +252,49 @@ impl Member {
     }
 
     /// Syncs the log if anything was appended, and tells Zab how far it is durable (the
-    /// group commit of a burst).
-    /// The time is read with `clock` once the fsync is done, so that what it made
-    /// durable is timed with it.
+    /// group commit of a burst); with the host's fsync running elsewhere, Zab hears it in
+    /// [`synced`](Self::synced), and what is appended meanwhile waits for the next one.
+    /// The time is read with `clock` once a sync done in place is done, so that what it
+    /// made durable is timed with it.
     pub(crate) fn sync(
         &mut self,
         engine: &mut Engine,
         host: &mut dyn Host,
         clock: impl FnOnce() -> Now,
     ) -> Result<(), String> {
-        if !std::mem::take(&mut self.appended) {
+        if self.syncing || !std::mem::take(&mut self.appended) {
             return Ok(());
         }
-        let zxid = host
-            .storage()
-            .sync()
-            .map_err(|e| format!("the txn log failed: {e}"))?;
-        self.zab_input(engine, host, clock(), Z::Durable { zxid })
+        match host
+            .start_sync()
+            .map_err(|e| format!("the txn log failed: {e}"))?
+        {
+            SyncStart::Done(zxid) => self.zab_input(engine, host, clock(), Z::Durable { zxid }),
+            SyncStart::Started => {
+                self.syncing = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The fsync the host started has ended: the log is durable through `Some(zxid)`;
+    /// `None` when the sync no longer counts (the log was truncated or replaced while it
+    /// ran), and what it covered is synced again.
+    pub(crate) fn synced(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+        durable: Result<Option<Zxid>, String>,
+    ) -> Result<(), String> {
+        self.syncing = false;
+        match durable.map_err(|e| format!("the txn log failed: {e}"))? {
+            Some(zxid) => self.zab_input(engine, host, now, Z::Durable { zxid }),
+            None => {
+                self.appended = true;
+                Ok(())
+            }
+        }
     }
 
     /// Asks for an autopurge at the next tick, as the engine's `autopurge.purgeInterval`

@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
+use zk_jute::Zxid;
 use zk_jute::proto::ConnectRequest;
 use zk_persistence::GroupCommit;
 
@@ -48,6 +49,13 @@ pub(crate) enum Msg {
     Closed { conn: ConnId },
     /// The log has made `zxid` (and everything before it) durable, or failed.
     Durable { zxid: i64, ok: bool },
+    /// A member's fsync has ended: the replicated log is durable through the zxid, or the
+    /// fsync failed. It counts only if the log was not truncated or replaced since it
+    /// started (the host's sync generation is still `generation`).
+    LogSynced {
+        generation: u64,
+        result: Result<Zxid, String>,
+    },
     /// Time passes.
     Tick,
     /// A four-letter word.
@@ -458,6 +466,16 @@ impl Runtime {
             }
             Msg::ZabTick => {
                 self.with_member(|member, engine, host, now| member.tick(engine, host, now));
+            }
+            Msg::LogSynced { generation, result } => {
+                let current = self
+                    .ensemble
+                    .as_ref()
+                    .is_some_and(|e| e.sync_generation == generation);
+                let durable = result.map(|zxid| current.then_some(zxid));
+                self.with_member(|member, engine, host, now| {
+                    member.synced(engine, host, now, durable)
+                });
             }
         }
         !self.has_failed()

@@ -20,7 +20,7 @@ use super::{Final, Options, Report, SimError, Stats};
 use crate::config::Config;
 use crate::engine::{ConnId, Engine, Input, Now, Output, Role};
 use crate::ensemble::log_entry_of;
-use crate::member::{Host, Member};
+use crate::member::{Host, Member, SyncStart};
 
 /// The wall clock at the simulation's start (ms since the Unix epoch).
 const WALL_BASE_MS: i64 = 1_750_000_000_000;
@@ -101,12 +101,21 @@ impl Storage for SimStorage {
     }
 }
 
-/// What survives a crash: the log (less its unsynced tail) and the snapshots.
+/// What survives a crash: the log (less its unsynced tail) and the snapshots; and how
+/// the disk syncs.
 #[derive(Debug, Clone, Default)]
 struct Disk {
     store: SimStorage,
     /// Snapshot files, in the order written: the zxid and the file's bytes.
     snapshots: Vec<(i64, Bytes)>,
+    /// Whether this life's fsyncs run beside the member, as the server's runtime runs
+    /// them, or in place when the world schedules them.
+    async_fsync: bool,
+    /// How long its fsyncs take: (least, most) ms.
+    fsync_ms: (u64, u64),
+    /// Bumped when the log is truncated or replaced: an fsync started before counts for
+    /// nothing.
+    sync_generation: u64,
 }
 
 fn parse_snapshot(zxid: i64, bytes: Bytes, options: TreeOptions) -> Result<DataTree, String> {
@@ -191,8 +200,6 @@ struct Node {
     disk: Disk,
     live: Option<Live>,
     fsync_due: bool,
-    /// How long its fsyncs take: (least, most) ms.
-    fsync_ms: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -201,6 +208,13 @@ enum Event {
     Fsync {
         sid: Sid,
         life: u64,
+    },
+    /// An fsync started beside the member has ended.
+    Synced {
+        sid: Sid,
+        life: u64,
+        generation: u64,
+        zxid: Zxid,
     },
     Zab {
         from: Sid,
@@ -382,6 +396,35 @@ impl Host for Io<'_> {
         &mut self.disk.store
     }
 
+    /// The world schedules a member's fsync as an event of its own, a few ms after its
+    /// appends; the sync itself is done in place.
+    fn start_sync(&mut self) -> Result<SyncStart, String> {
+        if !self.disk.async_fsync {
+            return self
+                .disk
+                .store
+                .sync()
+                .map(SyncStart::Done)
+                .map_err(|e| e.to_string());
+        }
+        // As the server's runtime: the fsync runs elsewhere while the member goes on.
+        let zxid = self.disk.store.inner.last();
+        let d = self
+            .net
+            .rng
+            .range(self.disk.fsync_ms.0, self.disk.fsync_ms.1);
+        self.net.schedule(
+            d,
+            Event::Synced {
+                sid: self.sid,
+                life: self.life,
+                generation: self.disk.sync_generation,
+                zxid,
+            },
+        );
+        Ok(SyncStart::Started)
+    }
+
     fn send(&mut self, to: Sid, message: Message) -> bool {
         let Some(stream) = self.net.streams.get(&key(self.sid, to)).copied() else {
             return false;
@@ -447,6 +490,7 @@ impl Host for Io<'_> {
     }
 
     fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String> {
+        self.disk.sync_generation += 1;
         self.disk.snapshots.retain(|(z, _)| *z <= zxid.0);
         self.disk.store.truncate(zxid).map_err(|e| e.to_string())?;
         match rebuild {
@@ -467,6 +511,7 @@ impl Host for Io<'_> {
         let bytes = std::mem::take(self.snapshot_rx).freeze();
         let tree = parse_snapshot(zxid.0, bytes.clone(), self.options)?;
         self.disk.snapshots.push((zxid.0, bytes));
+        self.disk.sync_generation += 1;
         self.disk.store.reset(zxid).map_err(|e| e.to_string())?;
         Ok(tree)
     }
@@ -596,10 +641,12 @@ impl World {
                             lying: options.lying_disk,
                         },
                         snapshots: Vec::new(),
+                        async_fsync: false,
+                        fsync_ms: (1, 10),
+                        sync_generation: 0,
                     },
                     live: None,
                     fsync_due: false,
-                    fsync_ms: (1, 10),
                 };
                 (sid, node)
             })
@@ -778,6 +825,9 @@ impl World {
         config.server_id = sid;
         let options = TreeOptions::default();
         let node = self.nodes.get_mut(&sid).ok_or("no such member")?;
+        // Half the lives sync beside the member, as the server's runtime does with
+        // forceSync on; the others in place (a host's `SyncStart::Done`).
+        node.disk.async_fsync = self.net.rng.chance(500);
         let mut tree = node
             .disk
             .restore(None, options)
@@ -1006,7 +1056,16 @@ impl World {
         };
         if live.member.unsynced() && !node.fsync_due {
             node.fsync_due = true;
-            let d = self.net.rng.range(node.fsync_ms.0, node.fsync_ms.1);
+            // In place, the fsync's time passes before the member hears of it; beside the
+            // member, the sync starts at once (the end of the runtime's burst) and takes
+            // its time.
+            let d = if node.disk.async_fsync {
+                0
+            } else {
+                self.net
+                    .rng
+                    .range(node.disk.fsync_ms.0, node.disk.fsync_ms.1)
+            };
             let life = node.life;
             self.net.schedule(d, Event::Fsync { sid, life });
         }
@@ -1050,6 +1109,26 @@ impl World {
                 node.fsync_due = false;
                 self.step(sid, |member, engine, host, now| {
                     member.sync(engine, host, || now)
+                })?;
+            }
+            Event::Synced {
+                sid,
+                life,
+                generation,
+                zxid,
+            } => {
+                let Some(node) = self.nodes.get_mut(&sid) else {
+                    return Ok(());
+                };
+                if node.life != life {
+                    return Ok(());
+                }
+                let current = node.disk.sync_generation == generation;
+                if current && !node.disk.store.lying {
+                    node.disk.store.inner.sync_through(zxid);
+                }
+                self.step(sid, |member, engine, host, now| {
+                    member.synced(engine, host, now, Ok(current.then_some(zxid)))
                 })?;
             }
             Event::Zab {
@@ -1402,7 +1481,7 @@ impl World {
             _ => {
                 let sid = leader.unwrap_or_else(|| pick(&mut self.net.rng));
                 if let Some(node) = self.nodes.get_mut(&sid) {
-                    node.fsync_ms = (50, 400);
+                    node.disk.fsync_ms = (50, 400);
                 }
                 self.record_fault("slow-disk", format!("slow fsync on member {sid}"));
             }
@@ -1421,7 +1500,7 @@ impl World {
         self.faulted = false;
         self.net.cut.clear();
         for node in self.nodes.values_mut() {
-            node.fsync_ms = (1, 10);
+            node.disk.fsync_ms = (1, 10);
         }
         for sid in std::mem::take(&mut self.down) {
             self.boot(sid)?;
