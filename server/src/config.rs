@@ -1,7 +1,7 @@
 //! `zoo.cfg`: ZooKeeper's configuration file, with ZooKeeper's defaults.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,7 +44,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `dataLogDir`: the txn log; defaults to `dataDir`.
     pub data_log_dir: PathBuf,
-    /// `clientPort` and `clientPortAddress`.
+    /// Where clients connect: `clientPort` on `clientPortAddress` (every interface when
+    /// only the port is set), or this member's client address on its own `server.N`
+    /// line; 127.0.0.1:2181 with no zoo.cfg.
     pub client_addr: SocketAddr,
     /// `maxClientCnxns`: connections per client IP (0: unlimited; default 60).
     pub max_client_cnxns: usize,
@@ -342,7 +344,53 @@ impl Config {
                 reason: "not among the server.N lines".into(),
             });
         }
+        config.own_client_address()?;
         Ok(config)
+    }
+
+    /// ZooKeeper's `setupClientPort`: the client address on this server's own `server.N`
+    /// line (after `;`) is where it serves clients. A `clientPort` (with
+    /// `clientPortAddress`) that says otherwise is refused: another address, or another
+    /// port when the static one is the wildcard.
+    pub fn own_client_address(&mut self) -> Result<(), ConfigError> {
+        let Some((host, port)) = self
+            .servers
+            .get(&self.server_id)
+            .and_then(|line| line.client.clone())
+        else {
+            return Ok(());
+        };
+        let bad = |reason: String| ConfigError::BadValue {
+            key: format!("server.{}", self.server_id),
+            value: format!("{host}:{port}"),
+            reason,
+        };
+        let resolved: Vec<SocketAddr> = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("the client address does not resolve: {e}")))?
+            .collect();
+        let addr = resolved
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(resolved.first())
+            .copied()
+            .ok_or_else(|| bad("the client address does not resolve".into()))?;
+        if self.raw.contains_key("clientPort") {
+            let stat = self.client_addr;
+            let differs = if stat.ip().is_unspecified() {
+                stat.port() != addr.port()
+            } else {
+                stat != addr
+            };
+            if differs {
+                return Err(bad(format!(
+                    "the client address for this server in the static config is {stat}, \
+                     different from the one on its server line, {addr}"
+                )));
+            }
+        }
+        self.client_addr = addr;
+        Ok(())
     }
 
     /// Parses the text of a `zoo.cfg` (Java properties) with no system properties set.
@@ -392,7 +440,9 @@ impl Config {
         c.min_session_timeout = c.tick_time * 2;
         c.max_session_timeout = c.tick_time * 20;
         let mut port = c.client_addr.port();
-        let mut host = c.client_addr.ip();
+        // As ZooKeeper: without `clientPortAddress`, every interface (the built-in
+        // default, with no zoo.cfg at all, keeps to loopback).
+        let mut host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let mut metrics_port: u16 = 7000;
         let mut metrics_host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (key, value) in &raw {
@@ -815,6 +865,37 @@ mod tests {
         assert!(err.contains("not among the server.N lines"), "{err}");
         std::fs::write(dir.path().join("myid"), "2\n").unwrap();
         assert_eq!(Config::from_file(&cfg).unwrap().server_id, 2);
+    }
+
+    #[test]
+    fn a_member_serves_clients_where_its_server_line_says() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        let write = |extra: &str| {
+            let text = format!(
+                "dataDir={}\ninitLimit=5\nsyncLimit=2\n{extra}\n\
+                 server.1=127.0.0.1:2001:3001;127.0.0.1:4001\n\
+                 server.2=127.0.0.1:2002:3002:participant;localhost:4002\n",
+                dir.path().display()
+            );
+            std::fs::write(&cfg, text).unwrap();
+        };
+        write("");
+        let at = |c: Config| c.client_addr.to_string();
+        assert_eq!(at(Config::from_file(&cfg).unwrap()), "127.0.0.1:4002");
+        // A static port that agrees (on every interface) is fine; one that does not is
+        // refused, as ZooKeeper refuses it.
+        write("clientPort=4002");
+        assert_eq!(at(Config::from_file(&cfg).unwrap()), "127.0.0.1:4002");
+        write("clientPort=2181");
+        let err = Config::from_file(&cfg).unwrap_err().to_string();
+        assert!(err.contains("different from the one on its server line"), "{err}");
+        write("clientPort=4002\nclientPortAddress=10.0.0.1");
+        assert!(Config::from_file(&cfg).is_err());
+        // Without a client address on the line, clientPort on every interface.
+        let plain = Config::parse("clientPort=2182\n").unwrap();
+        assert_eq!(plain.client_addr.to_string(), "0.0.0.0:2182");
     }
 
     #[test]
