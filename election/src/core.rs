@@ -369,6 +369,18 @@ impl Election {
             let better = self.config.verifier.is_voter(n.vote.leader)
                 && self.supersedes(&n.vote, &self.proposal);
             if !better {
+                // A following or leading member's vote is joined at once, as outside a
+                // finalize wait, when a quorum of them agrees and the leader confirms:
+                // a member restarting into an established ensemble may first hear the
+                // looking votes its peers resend on reconnection, reach a quorum on
+                // them, and would otherwise wait out finalizeWait with the answer in.
+                let settled = matches!(n.state, ServerState::Following | ServerState::Leading);
+                if settled && self.config.verifier.is_voter(n.vote.leader) {
+                    self.receive_settled_vote(now_ms, from, n, out);
+                    if self.state != ServerState::Looking {
+                        return;
+                    }
+                }
                 trace!(
                     sid = self.me,
                     from, "no better vote while finalizing; discarded"
@@ -710,6 +722,28 @@ mod tests {
             (ServerState::Following, 3, DecidedBy::Round)
         );
         assert_eq!(d.quorum, vec![1, 3]);
+    }
+
+    #[test]
+    fn an_established_leader_is_joined_during_finalize_wait() {
+        // Member 1 restarts with an empty disk into an ensemble that 3 leads in round 2.
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(0, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        // On reconnection its peers resend the looking votes they last sent it: a
+        // quorum for 3 in round 2, and the finalize wait starts.
+        let old = looking(3, data(1, 9), 2);
+        receive(&mut e, 5, 3, old);
+        receive(&mut e, 6, 2, old);
+        assert_eq!(e.next_deadline_ms(), Some(206));
+        // Then their answers to its own vote: 2 follows 3, which leads. Joined at once.
+        let settled = |state| Notification { state, ..old };
+        assert!(decision(&receive(&mut e, 8, 2, settled(ServerState::Following))).is_none());
+        let out = receive(&mut e, 9, 3, settled(ServerState::Leading));
+        let d = decision(&out).expect("decided before finalizeWait ends");
+        assert_eq!(
+            (d.state, d.vote.leader, d.via),
+            (ServerState::Following, 3, DecidedBy::Round)
+        );
     }
 
     #[test]

@@ -890,7 +890,10 @@ mod tests {
         assert_eq!(at(Config::from_file(&cfg).unwrap()), "127.0.0.1:4002");
         write("clientPort=2181");
         let err = Config::from_file(&cfg).unwrap_err().to_string();
-        assert!(err.contains("different from the one on its server line"), "{err}");
+        assert!(
+            err.contains("different from the one on its server line"),
+            "{err}"
+        );
         write("clientPort=4002\nclientPortAddress=10.0.0.1");
         assert!(Config::from_file(&cfg).is_err());
         // Without a client address on the line, clientPort on every interface.
