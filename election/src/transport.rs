@@ -5,7 +5,8 @@
 //! sid dials the lower and opens one long-lived bidirectional `Exchange` stream; the
 //! lower refuses streams from lower sids, and a new stream from a sid replaces the old
 //! one, so a pair has at most one connection. Dialers reconnect with exponential
-//! backoff. Each peer has a small send queue that drops its oldest message when full,
+//! backoff; a member that starts knocks at each higher sid (a stream it refuses), which
+//! then dials it at once. Each peer has a small send queue that drops its oldest message when full,
 //! so a peer that is down or slow never holds up the election with the others; on
 //! (re)connection the last message sent is sent again, as ZooKeeper does. Frames larger
 //! than [`NodeConfig::max_message_bytes`] are refused by tonic on both sides.
@@ -148,6 +149,8 @@ struct PeerLink {
     queue: Mutex<VecDeque<Notification>>,
     last_sent: Mutex<Option<Notification>>,
     ready: Notify,
+    /// The peer, a lower sid, knocked: its dialer tries again now.
+    wake: Notify,
     generation: AtomicU64,
     /// Whether a stream is up.
     up: AtomicBool,
@@ -170,6 +173,7 @@ impl PeerLink {
             queue: Mutex::new(VecDeque::new()),
             last_sent: Mutex::new(None),
             ready: Notify::new(),
+            wake: Notify::new(),
             generation: AtomicU64::new(0),
             up: AtomicBool::new(false),
             lost: AtomicBool::new(false),
@@ -352,6 +356,12 @@ impl ElectionService for Service {
             return Err(GrpcStatus::permission_denied("not a member"));
         }
         if from <= self.sid {
+            // A lower sid knocking (see `knock`): dial it now rather than when the
+            // reconnection backoff runs out.
+            if let Some(link) = self.links.get(&from) {
+                debug!(sid = self.sid, peer = from, "knocked: dialing it now");
+                link.wake.notify_one();
+            }
             return Err(GrpcStatus::failed_precondition(
                 "the member with the higher sid dials the lower one",
             ));
@@ -428,10 +438,47 @@ async fn dial(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {
+                backoff_ms = (backoff_ms * 2).min(node.reconnect_max_ms);
+            }
+            () = link.wake.notified() => backoff_ms = node.reconnect_min_ms,
             () = cancel.cancelled() => return,
         }
-        backoff_ms = (backoff_ms * 2).min(node.reconnect_max_ms);
+    }
+}
+
+/// Asks a higher-sid peer to dial this member now, as ZooKeeper's connection from a
+/// lower sid makes the higher one connect back at once: a stream opened from the lower
+/// side is refused, and wakes the peer's dialer, which would otherwise wait out its
+/// reconnection backoff (up to `reconnect_max_ms`) after this member's restart.
+async fn knock(
+    sid: Sid,
+    peer: Sid,
+    addr: String,
+    node: Arc<NodeConfig>,
+    cancel: CancellationToken,
+) {
+    let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+        return;
+    };
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    let attempt = async {
+        let channel = endpoint.connect().await.ok()?;
+        let mut client = ElectionClient::new(channel)
+            .max_decoding_message_size(node.max_message_bytes)
+            .max_encoding_message_size(node.max_message_bytes);
+        let hello = Frame {
+            body: Some(Body::Hello(Hello { sid })),
+        };
+        // Refused, as it must be: the knock is the attempt itself.
+        let _ = client.exchange(futures_util::stream::iter([hello])).await;
+        Some(())
+    };
+    tokio::select! {
+        knocked = attempt => debug!(sid, peer, answered = knocked.is_some(), "knocked"),
+        () = cancel.cancelled() => {}
     }
 }
 
@@ -543,12 +590,17 @@ impl Node {
         };
         let election = Election::new(node.config.clone(), sid, node.data)?;
         let mut dial_to = Vec::new();
-        for member in node.config.members.values().filter(|m| m.sid < sid) {
+        let mut knock_at = Vec::new();
+        for member in node.config.members.values().filter(|m| m.sid != sid) {
             let addr = member
                 .election_addr
                 .clone()
                 .ok_or(TransportError::NoAddress(member.sid))?;
-            dial_to.push((member.sid, addr));
+            if member.sid < sid {
+                dial_to.push((member.sid, addr));
+            } else {
+                knock_at.push((member.sid, addr));
+            }
         }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -616,6 +668,9 @@ impl Node {
                 events_tx.clone(),
                 cancel.clone(),
             ));
+        }
+        for (peer, addr) in knock_at {
+            tasks.spawn(knock(sid, peer, addr, Arc::clone(&node), cancel.clone()));
         }
         tasks.spawn(run_core(
             election,

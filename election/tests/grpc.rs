@@ -130,6 +130,48 @@ async fn five_members_elect_reelect_and_rejoin() {
     elect_kill_rejoin(5).await;
 }
 
+/// Member 1, the lowest sid, is dialed by the others. It restarts while their dialers
+/// back off for a minute (longer than the test waits): it knocks at each, and they dial
+/// it at once, so it follows the leader again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_lowest_sid_is_dialed_at_once_after_its_knock() {
+    let config = ensemble(3);
+    let zxids: BTreeMap<Sid, u32> = [(3, 4)].into_iter().collect();
+    let slow = |sid: Sid| {
+        let mut node = NodeConfig::new(sid, config.clone(), data(sid, &zxids));
+        node.reconnect_min_ms = 60_000;
+        node.reconnect_max_ms = 60_000;
+        node
+    };
+    let mut nodes = BTreeMap::new();
+    for sid in 1..=3 {
+        nodes.insert(sid, Node::start(slow(sid)).await.unwrap());
+    }
+    assert_eq!(settled(&nodes).await, 3);
+    nodes.remove(&1).unwrap().shutdown().await;
+    // The others see the stream break, and back off for a minute before dialing again.
+    for sid in [2, 3] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while nodes[&sid].peer_connected(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sid} still connected to 1"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    nodes.insert(1, Node::start(slow(1)).await.unwrap());
+    let joined = nodes[&1]
+        .wait_for(WAIT, |s| s.state == ServerState::Following)
+        .await
+        .expect("the restarted member follows");
+    assert_eq!(joined.vote.leader, 3);
+    assert_eq!(settled(&nodes).await, 3);
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_that_are_down_do_not_block_the_others() {
     let config = ensemble(5);
