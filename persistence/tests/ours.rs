@@ -169,28 +169,40 @@ fn epochs_are_decimal_text() {
     assert!(read_epoch(dir.path(), "acceptedEpoch").is_err());
 }
 
-#[test]
-fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
+/// A data directory of `rounds` rounds of three creates, each round followed by a log
+/// roll and a snapshot: snapshots at 3, 6, 9, ..., log files from 1, 4, 7, ....
+fn rounds_of_three(rounds: i64) -> (tempfile::TempDir, FileTxnLog) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut tree = DataTree::default();
     let mut log = FileTxnLog::open(d, LogOptions::default()).unwrap();
-    let mut zxid = 0;
-    for _round in 0..5 {
-        for _ in 0..3 {
-            zxid += 1;
-            log.append(&create(&mut tree, zxid, &format!("/p{zxid}")))
-                .unwrap();
+    for zxid in 1..=rounds * 3 {
+        log.append(&create(&mut tree, zxid, &format!("/p{zxid}")))
+            .unwrap();
+        if zxid % 3 == 0 {
+            log.roll().unwrap();
+            write_snapshot(d, zxid, &BTreeMap::new(), None, |w| tree.write_body(w)).unwrap();
         }
-        log.roll().unwrap();
-        write_snapshot(d, zxid, &BTreeMap::new(), None, |w| tree.write_body(w)).unwrap();
     }
-    // Snapshots at 3, 6, 9, 12, 15; logs start at 1, 4, 7, 10, 13.
-    let deleted = purge(d, d, 3).unwrap();
-    let names: Vec<String> = deleted
+    (dir, log)
+}
+
+/// The deleted files' names, sorted.
+fn names(deleted: &[std::path::PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = deleted
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
+    let (dir, _log) = rounds_of_three(5);
+    let d = dir.path();
+    // Snapshots at 3, 6, 9, 12, 15; logs start at 1, 4, 7, 10, 13.
+    let names = names(&purge(d, d, 3).unwrap());
     assert_eq!(names.len(), 4, "{names:?}");
     for gone in ["snapshot.3", "snapshot.6", "log.1", "log.4"] {
         assert!(names.contains(&gone.to_owned()), "{gone} in {names:?}");
@@ -201,18 +213,8 @@ fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
 
 #[test]
 fn purge_before_a_zxid_keeps_the_log_file_that_holds_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, log) = rounds_of_three(3);
     let d = dir.path();
-    let mut tree = DataTree::default();
-    let mut log = FileTxnLog::open(d, LogOptions::default()).unwrap();
-    for zxid in 1..=9 {
-        log.append(&create(&mut tree, zxid, &format!("/p{zxid}")))
-            .unwrap();
-        if zxid % 3 == 0 {
-            log.roll().unwrap();
-            write_snapshot(d, zxid, &BTreeMap::new(), None, |w| tree.write_body(w)).unwrap();
-        }
-    }
     // Snapshots at 3, 6, 9; logs start at 1, 4, 7.
     assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(3));
     assert_eq!(
@@ -221,13 +223,10 @@ fn purge_before_a_zxid_keeps_the_log_file_that_holds_it() {
         "at least 3 are kept"
     );
     // A member cut its history at 5 (not a snapshot): log.4 holds 5 and stays.
-    let deleted = purge_before(d, d, 5).unwrap();
-    let mut names: Vec<String> = deleted
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["log.1", "snapshot.3"]);
+    assert_eq!(
+        names(&purge_before(d, d, 5).unwrap()),
+        ["log.1", "snapshot.3"]
+    );
     assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(6));
     let left: Vec<i64> = log
         .read_from(0)
