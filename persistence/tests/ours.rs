@@ -187,6 +187,15 @@ fn rounds_of_three(rounds: i64) -> (tempfile::TempDir, FileTxnLog) {
     (dir, log)
 }
 
+/// The zxids the log holds, in order.
+fn zxids(log: &FileTxnLog) -> Vec<i64> {
+    log.read_from(0)
+        .unwrap()
+        .iter()
+        .map(LogEntry::zxid)
+        .collect()
+}
+
 /// The deleted files' names, sorted.
 fn names(deleted: &[std::path::PathBuf]) -> Vec<String> {
     let mut names: Vec<String> = deleted
@@ -228,12 +237,7 @@ fn purge_before_a_zxid_keeps_the_log_file_that_holds_it() {
         ["log.1", "snapshot.3"]
     );
     assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(6));
-    let left: Vec<i64> = log
-        .read_from(0)
-        .unwrap()
-        .iter()
-        .map(LogEntry::zxid)
-        .collect();
+    let left = zxids(&log);
     assert_eq!(left, (4..=9).collect::<Vec<_>>());
 }
 
@@ -257,12 +261,7 @@ fn a_write_is_readable_at_once_and_durable_once_its_sync_returns() {
         .unwrap();
     second.sync().unwrap();
     assert_eq!(log.fsync_count(), 2);
-    let read: Vec<i64> = log
-        .read_from(0)
-        .unwrap()
-        .iter()
-        .map(LogEntry::zxid)
-        .collect();
+    let read = zxids(&log);
     assert_eq!(read, [1, 2]);
 
     let off = LogOptions {
@@ -273,11 +272,6 @@ fn a_write_is_readable_at_once_and_durable_once_its_sync_returns() {
     let mut log = FileTxnLog::open(other.path(), off).unwrap();
     log.append(&create(&mut tree, 3, "/c")).unwrap();
     assert!(log.write().unwrap().is_none(), "forceSync off: no fsync");
-    let read: Vec<i64> = log
-        .read_from(0)
-        .unwrap()
-        .iter()
-        .map(LogEntry::zxid)
-        .collect();
+    let read = zxids(&log);
     assert_eq!(read, [3]);
 }
