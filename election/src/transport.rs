@@ -6,8 +6,8 @@
 //! lower refuses streams from lower sids, and a new stream from a sid replaces the old
 //! one, so a pair has at most one connection. Dialers reconnect with exponential
 //! backoff; a member that starts knocks at each higher sid (a stream it refuses), which
-//! then dials it at once. Each peer has a small send queue that drops its oldest message when full,
-//! so a peer that is down or slow never holds up the election with the others; on
+//! then dials it at once. Each peer has a small send queue that drops its oldest message
+//! when full, so a peer that is down or slow never holds up the election with the others; on
 //! (re)connection the last message sent is sent again, as ZooKeeper does. Frames larger
 //! than [`NodeConfig::max_message_bytes`] are refused by tonic on both sides.
 

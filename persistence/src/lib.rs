@@ -62,8 +62,8 @@ pub use log::{
     FileTxnLog, LogOptions, ParsedLog, PendingSync, TxnLog, log_files, parse_file, parse_log,
 };
 pub use restore::{
-    Restored, SnapshotPolicy, oldest_kept_snapshot, purge, purge_before, read_epoch, restore,
-    write_epoch,
+    Restored, SnapshotPolicy, oldest_kept, oldest_kept_snapshot, purge, purge_before, read_epoch,
+    restore, write_epoch,
 };
 #[cfg(feature = "sled")]
 pub use sled_log::{SledLogOptions, SledTxnLog};

@@ -142,11 +142,20 @@ pub fn purge(snap_dir: &Path, log_dir: &Path, retain: usize) -> Result<Vec<PathB
 /// The zxid of the oldest snapshot [`purge`] keeps with `retain`: the `retain`-th newest
 /// (`retain` at least 3), or the oldest there is; `None` when there is none.
 pub fn oldest_kept_snapshot(snap_dir: &Path, retain: usize) -> Result<Option<i64>> {
-    let snapshots = snapshot_files(snap_dir)?;
-    Ok(snapshots
+    let zxids: Vec<i64> = snapshot_files(snap_dir)?
+        .into_iter()
+        .map(|(zxid, _)| zxid)
+        .collect();
+    Ok(oldest_kept(&zxids, retain))
+}
+
+/// The rule of [`oldest_kept_snapshot`] on snapshot zxids given newest first: the
+/// `retain`-th (`retain` at least 3), or the oldest there is.
+pub fn oldest_kept(newest_first: &[i64], retain: usize) -> Option<i64> {
+    newest_first
         .get(retain.max(3) - 1)
-        .or(snapshots.last())
-        .map(|(zxid, _)| *zxid))
+        .or(newest_first.last())
+        .copied()
 }
 
 /// Deletes the snapshots before `zxid` and the log files wholly before it (every one

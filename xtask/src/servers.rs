@@ -74,14 +74,24 @@ pub(crate) fn stop_group(child: &mut Child, grace: Duration) {
 /// handed out again (to a link proxy binding port 0, or as some connection's source port)
 /// before the server binds it; CI's chaos run once lost a member that way. Ports here
 /// come from a block chosen by process id, never the same one twice in a process, each
-/// checked free by binding it.
+/// checked free by binding it. The walk through the block starts at a point drawn from
+/// the clock: the docker shim runs as a new process for every container, and two of
+/// them whose ids share a block would otherwise both start at its first port.
 pub(crate) fn free_port() -> Result<u16> {
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<u32> = OnceLock::new();
     const BLOCK: u32 = 512;
     let base = 10_000 + (std::process::id() % 40) * BLOCK;
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_micros())
+    });
     for _ in 0..BLOCK {
-        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK) as u16;
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = (base + offset % BLOCK) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }

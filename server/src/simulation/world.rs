@@ -522,10 +522,7 @@ impl Host for Io<'_> {
         let mut zxids: Vec<i64> = self.disk.snapshots.iter().map(|(z, _)| *z).collect();
         zxids.sort_unstable_by(|a, b| b.cmp(a));
         zxids.dedup();
-        Ok(zxids
-            .get(SNAP_RETAIN_COUNT - 1)
-            .or(zxids.last())
-            .map(|z| Zxid(*z)))
+        Ok(zk_persistence::oldest_kept(&zxids, SNAP_RETAIN_COUNT).map(Zxid))
     }
 
     /// Stricter than the files: every logged txn at or below `zxid` goes, not only
