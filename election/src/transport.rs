@@ -192,11 +192,10 @@ impl PeerLink {
         self.ready.notify_one();
     }
 
-    /// Starts a new stream generation; the previous stream's writer stops.
+    /// Starts a new stream generation; the previous stream's writer stops. The link is
+    /// up once the stream is accepted ([`PeerLink::accepted`]).
     fn next_generation(&self) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.lost.store(false, Ordering::SeqCst);
-        self.up.store(true, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
         if queue.is_empty() {
             if let Some(last) = *lock(&self.last_sent) {
@@ -206,6 +205,15 @@ impl PeerLink {
         drop(queue);
         self.ready.notify_one();
         generation
+    }
+
+    /// The stream of `generation` is accepted by both ends: the link is up, unless a
+    /// later generation replaced it meanwhile.
+    fn accepted(&self, generation: u64) {
+        if self.current(generation) {
+            self.lost.store(false, Ordering::SeqCst);
+            self.up.store(true, Ordering::SeqCst);
+        }
     }
 
     fn current(&self, generation: u64) -> bool {
@@ -368,6 +376,7 @@ impl ElectionService for Service {
         }
         let link = Arc::clone(&self.links[&from]);
         let generation = link.next_generation();
+        link.accepted(generation);
         info!(sid = self.sid, peer = from, generation, "peer connected");
         let events = self.events.clone();
         let cancel = self.cancel.clone();
@@ -415,6 +424,7 @@ async fn dial(
                         };
                         match opened {
                             Ok(response) => {
+                                link.accepted(generation);
                                 info!(sid, peer, generation, "connected to peer");
                                 backoff_ms = node.reconnect_min_ms;
                                 pump(
@@ -815,6 +825,22 @@ mod tests {
         let second = link.next_generation();
         assert!(!link.current(first));
         assert!(link.current(second));
+    }
+
+    #[test]
+    fn a_link_is_up_only_once_its_current_stream_is_accepted() {
+        let link = link(3);
+        // A dial whose stream the peer refuses (or never answers): still down.
+        let refused = link.next_generation();
+        assert!(!link.up.load(Ordering::SeqCst));
+        let replaced = link.next_generation();
+        link.accepted(refused);
+        assert!(
+            !link.up.load(Ordering::SeqCst),
+            "a stale acceptance counts for nothing"
+        );
+        link.accepted(replaced);
+        assert!(link.up.load(Ordering::SeqCst));
     }
 
     #[test]
