@@ -132,6 +132,7 @@ impl Client {
             reconnect_delay: options.reconnect_delay,
             read_only: options.read_only,
             max_packet_len: options.max_packet_len,
+            tls: options.tls.clone(),
         };
         let session = options
             .session

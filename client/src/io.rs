@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
@@ -182,10 +181,15 @@ struct Pending {
     waiter: Waiter,
 }
 
-/// One TCP connection with an established session.
+/// A connection's read half: a socket's, or a TLS session's.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// Its write half.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// One connection (TCP, or TLS over TCP) with an established session.
 struct Conn {
-    reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: OwnedWriteHalf,
+    reader: FramedRead<ReadHalf, FrameCodec>,
+    writer: WriteHalf,
     out: BytesMut,
 }
 
@@ -196,6 +200,7 @@ pub(crate) struct IoConfig {
     pub(crate) reconnect_delay: Duration,
     pub(crate) read_only: bool,
     pub(crate) max_packet_len: usize,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The connection task.
@@ -325,7 +330,13 @@ impl Io {
             let attempt_timeout = self.timeout / host_count;
             let attempt = timeout(
                 attempt_timeout,
-                handshake(host.clone(), port, request, self.config.max_packet_len),
+                handshake(
+                    host.clone(),
+                    port,
+                    request,
+                    self.config.max_packet_len,
+                    self.config.tls.clone(),
+                ),
             );
             let outcome = self.while_disconnected(attempt).await?;
             match outcome {
@@ -448,6 +459,9 @@ impl Io {
         let ping_interval = read_timeout / 2;
         self.prime(&mut conn.out);
         let mut last_send = Instant::now();
+        // TLS may hold written bytes back until flushed (a plain socket has nothing to
+        // flush).
+        let mut unflushed = false;
         loop {
             let recv_deadline = self.last_heard + read_timeout;
             let ping_at = last_send + ping_interval;
@@ -457,11 +471,11 @@ impl Io {
                 // Writes, the timer and new requests first: a flood of incoming frames must
                 // not keep requests or pings from going out. (Requests cannot starve reading:
                 // they stop being taken while the output buffer is full.)
-                written = conn.writer.write_buf(&mut conn.out), if !conn.out.is_empty() => {
-                    match written {
-                        Ok(0) => return Stop::Lost("the connection is closed for writing".into()),
-                        Ok(_) => {}
-                        Err(e) => return Stop::Lost(e.to_string()),
+                written = write_out(&mut conn.writer, &mut conn.out, &mut unflushed),
+                    if !conn.out.is_empty() || unflushed =>
+                {
+                    if let Err(e) = written {
+                        return Stop::Lost(e.to_string());
                     }
                 }
                 _ = sleep_until(recv_deadline.min(ping_at)) => {
@@ -875,22 +889,63 @@ fn put_auth(out: &mut BytesMut, scheme: &str, auth: &Bytes) {
     put_frame(out, xid::AUTH, OpCode::Auth, &zk_jute::to_bytes(&packet));
 }
 
+/// Writes what `out` holds as far as the connection takes it now, and flushes once it is
+/// all written (TLS may hold written bytes back until then). `unflushed` says whether
+/// bytes were written and not flushed yet, across calls the serving loop gives up on.
+async fn write_out(
+    writer: &mut WriteHalf,
+    out: &mut BytesMut,
+    unflushed: &mut bool,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        if writer.write_buf(out).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the connection is closed for writing",
+            ));
+        }
+        *unflushed = true;
+    }
+    if out.is_empty() {
+        writer.flush().await?;
+        *unflushed = false;
+    }
+    Ok(())
+}
+
 /// Opens a connection and exchanges `ConnectRequest`/`ConnectResponse`.
 async fn handshake(
     host: String,
     port: u16,
     request: ConnectRequest,
     max_packet_len: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> std::io::Result<(Conn, ConnectResponse)> {
     let stream = TcpStream::connect((host.as_str(), port)).await?;
     stream.set_nodelay(true)?;
-    let (read, mut writer) = stream.into_split();
+    let (read, mut writer): (ReadHalf, WriteHalf) = match tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await?;
+            let (read, write) = tokio::io::split(tls);
+            (Box::new(read), Box::new(write))
+        }
+    };
     let mut reader = FramedRead::new(read, FrameCodec::new(max_packet_len));
     let mut out = BytesMut::new();
     let len = request.encoded_len();
     out.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
     request.encode(&mut out);
     writer.write_all(&out).await?;
+    writer.flush().await?;
     out.clear();
     let frame = match reader.next().await {
         Some(Ok(frame)) => frame,

@@ -36,6 +36,11 @@ pub struct ClientOptions {
     /// Identities to authenticate with before any request (`addauth`), as
     /// `(scheme, credentials)`; they are sent again after every reconnect.
     pub auth: Vec<(String, Vec<u8>)>,
+    /// Connect over TLS with this rustls configuration (a server's `secureClientPort`):
+    /// its roots check the server's certificate against the host name or address of the
+    /// connect string, and a client certificate in it becomes the session's `x509`
+    /// identity on the server. `None` (the default): plain TCP.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +53,7 @@ impl Default for ClientOptions {
             read_only: false,
             max_packet_len: zk_jute::DEFAULT_MAX_FRAME_LEN,
             auth: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -66,6 +72,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("read_only", &self.read_only)
             .field("max_packet_len", &self.max_packet_len)
             .field("auth_schemes", &schemes)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
