@@ -205,7 +205,8 @@ fn id_matches(auth: &Id, acl_id: &Id) -> bool {
         return false;
     }
     match acl_id.scheme.as_str() {
-        "digest" => auth.id == acl_id.id,
+        // X509AuthenticationProvider: the certificate's subject, exactly.
+        "digest" | "x509" => auth.id == acl_id.id,
         "ip" => ip_matches(&auth.id, &acl_id.id),
         _ => false,
     }
@@ -276,10 +277,10 @@ pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode
         match id.scheme.as_str() {
             "world" if id.id == "anyone" => fixed.push(entry.clone()),
             "auth" => {
-                // Only providers that authenticate (digest) count; ip does not.
+                // Only providers that authenticate (digest, x509) count; ip does not.
                 let ids: Vec<&Id> = auth_order(auth)
                     .into_iter()
-                    .filter(|a| a.scheme == "digest")
+                    .filter(|a| a.scheme == "digest" || a.scheme == "x509")
                     .collect();
                 if ids.is_empty() {
                     return Err(ErrorCode::InvalidAcl);
@@ -291,6 +292,8 @@ pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode
             }
             "digest" if id.id.split(':').count() == 2 => fixed.push(entry.clone()),
             "ip" if is_valid_ip_expr(&id.id) => fixed.push(entry.clone()),
+            // An X.500 name (ZooKeeper parses it; one without an attribute is not one).
+            "x509" if id.id.contains('=') => fixed.push(entry.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -387,6 +390,26 @@ mod tests {
             acl(Perms::READ, "ip", "10.0.0.1"),
         ];
         assert_eq!(fixup_acl(Some(&dup), &[]).map(|a| a.len()), Ok(1));
+    }
+
+    #[test]
+    fn x509_ids_match_exactly_and_expand_auth() {
+        let alice = id("x509", "CN=alice,O=tests");
+        let acl_alice = [acl(Perms::ALL, "x509", "CN=alice,O=tests")];
+        assert_eq!(check_acl(&acl_alice, Perms::READ, &[alice.clone()]), Ok(()));
+        assert_eq!(
+            check_acl(&acl_alice, Perms::READ, &[id("x509", "CN=alice")]),
+            Err(ErrorCode::NoAuth)
+        );
+        let creator = [acl(Perms::ALL, "auth", "")];
+        let ip = id("ip", "127.0.0.1");
+        let fixed = fixup_acl(Some(&creator), &[ip, alice.clone()]).unwrap();
+        assert_eq!(fixed, acl_alice);
+        let not_a_name = [acl(Perms::ALL, "x509", "alice")];
+        assert_eq!(
+            fixup_acl(Some(&not_a_name), &[]),
+            Err(ErrorCode::InvalidAcl)
+        );
     }
 
     #[test]

@@ -48,6 +48,18 @@ pub struct Config {
     /// only the port is set), or this member's client address on its own `server.N`
     /// line; 127.0.0.1:2181 with no zoo.cfg.
     pub client_addr: SocketAddr,
+    /// Whether plain clients are served at `client_addr`: not when the file sets a
+    /// `secureClientPort` and no `clientPort` (nor a client address on this member's
+    /// `server.N` line), as ZooKeeper then opens the secure port alone.
+    pub client_port_enabled: bool,
+    /// `secureClientPort` on `secureClientPortAddress` (every interface by default):
+    /// where TLS clients connect.
+    pub secure_client_addr: Option<SocketAddr>,
+    /// `client.portUnification`: the plain client port takes TLS clients too, told apart
+    /// by their first byte.
+    pub port_unification: bool,
+    /// The `ssl.*` settings of the secure client port.
+    pub tls: crate::tls::TlsSettings,
     /// `maxClientCnxns`: connections per client IP (0: unlimited; default 60).
     pub max_client_cnxns: usize,
     /// `minSessionTimeout` (default 2 ticks).
@@ -94,7 +106,8 @@ pub struct Config {
     pub fsync_warning: Duration,
     /// `enforce.auth.enabled` with `enforce.auth.schemes`: the schemes one of which a
     /// connection must have authenticated with before its requests are served (empty:
-    /// no enforcement, the default). Only `digest` and `ip` are available here.
+    /// no enforcement, the default). `digest` and `ip` are available here, and `x509`
+    /// with a secure client port.
     pub enforce_auth_schemes: Vec<String>,
     /// `enableEagerACLCheck`: a learner checks ACLs before forwarding a write (default
     /// off; read now, used by an ensemble's members).
@@ -147,6 +160,10 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             data_log_dir: PathBuf::from("data"),
             client_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2181),
+            client_port_enabled: true,
+            secure_client_addr: None,
+            port_unification: false,
+            tls: crate::tls::TlsSettings::default(),
             max_client_cnxns: 60,
             min_session_timeout: tick_time * 2,
             max_session_timeout: tick_time * 20,
@@ -390,6 +407,7 @@ impl Config {
             }
         }
         self.client_addr = addr;
+        self.client_port_enabled = true;
         Ok(())
     }
 
@@ -443,6 +461,8 @@ impl Config {
         // As ZooKeeper: without `clientPortAddress`, every interface (the built-in
         // default, with no zoo.cfg at all, keeps to loopback).
         let mut host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut secure_port: Option<u16> = None;
+        let mut secure_host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let mut metrics_port: u16 = 7000;
         let mut metrics_host = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (key, value) in &raw {
@@ -451,6 +471,9 @@ impl Config {
                 "dataLogDir" => c.data_log_dir = PathBuf::from(value),
                 "clientPort" => port = parse_num(key, value)?,
                 "clientPortAddress" => host = parse_ip(key, value)?,
+                "secureClientPort" => secure_port = Some(parse_num(key, value)?),
+                "secureClientPortAddress" => secure_host = parse_ip(key, value)?,
+                "client.portUnification" => c.port_unification = parse_bool(key, value)?,
                 "maxClientCnxns" => c.max_client_cnxns = parse_num(key, value)?,
                 "minSessionTimeout" => {
                     c.min_session_timeout = Duration::from_millis(parse_num(key, value)?)
@@ -502,6 +525,7 @@ impl Config {
                 }
             }
         }
+        c.secure_client_addr = secure_port.map(|port| SocketAddr::new(secure_host, port));
         c.read_system_properties(&system)?;
         if !c.servers.is_empty() {
             let entries = raw.iter().filter(|(k, _)| {
@@ -533,6 +557,17 @@ impl Config {
             });
         }
         c.client_addr = SocketAddr::new(host, port);
+        c.client_port_enabled = raw.contains_key("clientPort") || secure_port.is_none();
+        if let Some(v) = system.get("zookeeper.client.portUnification") {
+            c.port_unification = parse_bool("client.portUnification", v)?;
+        }
+        c.tls = crate::tls::TlsSettings::from_properties(&system).map_err(|e| {
+            ConfigError::BadValue {
+                key: "ssl.*".into(),
+                value: String::new(),
+                reason: e.to_string(),
+            }
+        })?;
         if raw
             .get("metricsProvider.className")
             .is_some_and(|class| class.ends_with(".PrometheusMetricsProvider"))
@@ -638,9 +673,15 @@ impl Config {
                     reason: "must be set when enforce.auth.enabled is true".into(),
                 });
             }
+            // x509 is there with a secure port, or when an authProvider.N names it.
+            let x509 = self.secure_client_addr.is_some()
+                || system.iter().any(|(k, v)| {
+                    k.starts_with("zookeeper.authProvider.")
+                        && v.trim().ends_with(".X509AuthenticationProvider")
+                });
             if let Some(missing) = schemes
                 .iter()
-                .find(|s| !matches!(s.as_str(), "digest" | "ip"))
+                .find(|s| !(matches!(s.as_str(), "digest" | "ip") || (x509 && *s == "x509")))
             {
                 return Err(ConfigError::BadValue {
                     key: "enforce.auth.schemes".into(),
@@ -902,6 +943,27 @@ mod tests {
     }
 
     #[test]
+    fn a_secure_port_alone_serves_no_plain_clients() {
+        let both = Config::parse("clientPort=2181\nsecureClientPort=2281\n").unwrap();
+        assert!(both.client_port_enabled);
+        assert_eq!(both.secure_client_addr.unwrap().to_string(), "0.0.0.0:2281");
+        let secure = Config::parse(
+            "secureClientPort=2281\nsecureClientPortAddress=127.0.0.1\n\
+             ssl.keyStore.location=/k.pem\nclient.portUnification=true\n",
+        )
+        .unwrap();
+        assert!(!secure.client_port_enabled);
+        assert!(secure.port_unification);
+        assert_eq!(
+            secure.secure_client_addr.unwrap().to_string(),
+            "127.0.0.1:2281"
+        );
+        let store = secure.tls.key_store.unwrap();
+        assert_eq!(store.path, std::path::Path::new("/k.pem"));
+        assert!(Config::parse("").unwrap().client_port_enabled);
+    }
+
+    #[test]
     fn enforced_authentication_needs_available_schemes() {
         let c = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest, ip\n");
         assert_eq!(c.unwrap().enforce_auth_schemes, vec!["digest", "ip"]);
@@ -909,6 +971,13 @@ mod tests {
         assert!(off.enforce_auth_schemes.is_empty());
         let err = Config::parse("enforce.auth.enabled=true\n").unwrap_err();
         assert!(err.to_string().contains("must be set"), "{err}");
+        let x509 = "enforce.auth.enabled=true\nenforce.auth.schemes=x509\n";
+        assert!(
+            Config::parse(x509).is_err(),
+            "no secure port, no x509 provider"
+        );
+        let secure = Config::parse(&format!("{x509}secureClientPort=2281\n")).unwrap();
+        assert_eq!(secure.enforce_auth_schemes, ["x509"]);
         let err = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n");
         assert!(
             err.unwrap_err()

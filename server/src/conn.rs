@@ -1,17 +1,19 @@
 //! One client connection: reads frames and hands them to the core, which writes the
-//! replies to the socket itself. Four-letter words are answered here, on the first four
+//! replies itself ([`ConnWriter`]). Four-letter words are answered here, on the first four
 //! bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
+use zk_jute::data::Id;
 use zk_jute::proto::{ConnectRequest, RequestHeader};
 use zk_jute::{FrameCodec, Reader, Record};
 
@@ -19,7 +21,94 @@ use crate::engine::ConnId;
 use crate::metrics::Throttle;
 use crate::runtime::Msg;
 
-/// Serves one connection until either side closes it.
+/// Bytes queued for a TLS connection that does not read before it is cut off.
+const QUEUED_BYTES_MAX: usize = 64 << 20;
+
+/// Where the serving task writes a connection's replies: straight into the socket, or
+/// (for TLS, whose records are made by one task) into a queue its writer task drains.
+#[derive(Debug)]
+pub(crate) enum ConnWriter {
+    /// A plain socket's write half.
+    Tcp(OwnedWriteHalf),
+    /// The queue of a TLS connection's writer task, and how many bytes wait in it.
+    Queue {
+        tx: mpsc::UnboundedSender<Bytes>,
+        queued: Arc<AtomicUsize>,
+    },
+}
+
+impl ConnWriter {
+    /// Writes `buf` as far as the connection takes it without waiting; true once all of
+    /// it is written (queued, for TLS).
+    pub(crate) fn write_now(&self, buf: &mut BytesMut) -> std::io::Result<bool> {
+        match self {
+            ConnWriter::Tcp(writer) => {
+                while !buf.is_empty() {
+                    match writer.try_write(buf) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(n) => buf.advance(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
+                buf.clear();
+                Ok(true)
+            }
+            ConnWriter::Queue { tx, queued } => {
+                if buf.is_empty() {
+                    return Ok(true);
+                }
+                if queued.load(Ordering::Relaxed) > QUEUED_BYTES_MAX {
+                    return Err(std::io::Error::other(
+                        "the client does not read its replies",
+                    ));
+                }
+                queued.fetch_add(buf.len(), Ordering::Relaxed);
+                tx.send(buf.split().freeze())
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Waits until the connection takes more bytes.
+    pub(crate) async fn writable(&self) -> std::io::Result<()> {
+        match self {
+            ConnWriter::Tcp(writer) => writer.writable().await,
+            ConnWriter::Queue { .. } => Ok(()),
+        }
+    }
+
+    /// A queue and the task that writes what is put in it to `write`, then shuts it
+    /// down (for TLS, with a `close_notify`) once the queue is dropped.
+    fn queue<W: AsyncWrite + Unpin + Send + 'static>(mut write: W) -> ConnWriter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let left = queued.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                for bytes in batch {
+                    let len = bytes.len();
+                    if write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    left.fetch_sub(len, Ordering::Relaxed);
+                }
+                if write.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        ConnWriter::Queue { tx, queued }
+    }
+}
+
+/// Serves one plain connection until either side closes it.
 pub(crate) async fn serve(
     conn: ConnId,
     stream: TcpStream,
@@ -29,7 +118,62 @@ pub(crate) async fn serve(
     throttle: Arc<Throttle>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut read, write) = stream.into_split();
+    let (read, write) = stream.into_split();
+    let link = Link {
+        conn,
+        addr,
+        core,
+        max_frame_len,
+        throttle,
+        identities: Vec::new(),
+    };
+    serve_split(link, read, ConnWriter::Tcp(write)).await;
+}
+
+/// Serves one connection over an established TLS session; `identities` are what its
+/// certificate proves (the `x509` id).
+pub(crate) async fn serve_tls<S>(
+    conn: ConnId,
+    stream: S,
+    addr: SocketAddr,
+    core: mpsc::UnboundedSender<Msg>,
+    max_frame_len: usize,
+    throttle: Arc<Throttle>,
+    identities: Vec<Id>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let link = Link {
+        conn,
+        addr,
+        core,
+        max_frame_len,
+        throttle,
+        identities,
+    };
+    serve_split(link, read, ConnWriter::queue(write)).await;
+}
+
+/// A connection's place in the server.
+struct Link {
+    conn: ConnId,
+    addr: SocketAddr,
+    core: mpsc::UnboundedSender<Msg>,
+    max_frame_len: usize,
+    throttle: Arc<Throttle>,
+    identities: Vec<Id>,
+}
+
+async fn serve_split<R: AsyncRead + Unpin>(link: Link, mut read: R, write: ConnWriter) {
+    let Link {
+        conn,
+        addr,
+        core,
+        max_frame_len,
+        throttle,
+        identities,
+    } = link;
     let mut first = [0_u8; 4];
     if read.read_exact(&mut first).await.is_err() {
         return;
@@ -70,6 +214,7 @@ pub(crate) async fn serve(
             conn,
             addr,
             request,
+            identities,
             writer: write,
             stop,
         })
@@ -120,11 +265,7 @@ pub(crate) async fn serve(
     let _ = core.send(Msg::Closed { conn });
 }
 
-async fn four_letter_word(
-    word: &str,
-    mut write: OwnedWriteHalf,
-    core: &mpsc::UnboundedSender<Msg>,
-) {
+async fn four_letter_word(word: &str, write: ConnWriter, core: &mpsc::UnboundedSender<Msg>) {
     let (reply, answer) = oneshot::channel();
     if core
         .send(Msg::Command {
@@ -134,8 +275,16 @@ async fn four_letter_word(
         .is_ok()
     {
         if let Ok(text) = answer.await {
-            let _ = write.write_all(text.as_bytes()).await;
+            match write {
+                ConnWriter::Tcp(mut write) => {
+                    let _ = write.write_all(text.as_bytes()).await;
+                    let _ = write.shutdown().await;
+                }
+                queue @ ConnWriter::Queue { .. } => {
+                    // Dropping the queue shuts the connection down once this is written.
+                    let _ = queue.write_now(&mut BytesMut::from(text.as_bytes()));
+                }
+            }
         }
     }
-    let _ = write.shutdown().await;
 }

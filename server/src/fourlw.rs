@@ -64,8 +64,12 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
         }
         "conf" => {
             let c = engine.config();
-            let _ = writeln!(out, "clientPort={}", c.client_addr.port());
-            let _ = writeln!(out, "clientPortAddress={}", c.client_addr.ip());
+            // As ZooKeeper: -1 for a port it does not listen on.
+            let port =
+                |addr: Option<std::net::SocketAddr>| addr.map_or(-1, |a| i32::from(a.port()));
+            let plain = Some(c.client_addr).filter(|_| c.client_port_enabled);
+            let _ = writeln!(out, "clientPort={}", port(plain));
+            let _ = writeln!(out, "secureClientPort={}", port(c.secure_client_addr));
             let _ = writeln!(out, "dataDir={}", c.data_dir.join("version-2").display());
             let _ = writeln!(out, "dataDirSize=0");
             let _ = writeln!(
@@ -86,6 +90,7 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
                 "maxSessionTimeout={}",
                 c.max_session_timeout.as_millis()
             );
+            let _ = writeln!(out, "clientPortListenBacklog=-1");
             let _ = writeln!(out, "serverId={}", c.server_id);
             if let (Some(membership), Some(me)) = (c.membership(), c.servers.get(&c.server_id)) {
                 let _ = writeln!(out, "initLimit={}", c.init_limit);

@@ -28,6 +28,7 @@ mod conn;
 mod engine;
 mod ensemble;
 mod fourlw;
+pub mod keystore;
 mod member;
 mod metrics;
 pub mod properties;
@@ -36,13 +37,15 @@ mod runtime;
 pub mod simulation;
 mod snapshot;
 mod status;
+pub mod tls;
 mod wire;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use zk_datatree::{DataTree, Transaction, TreeOptions};
@@ -72,6 +75,9 @@ pub enum StartError {
     /// The data directory could not be restored.
     #[error("restoring the data directory: {0}")]
     Restore(#[from] zk_persistence::PersistenceError),
+    /// The secure client port's TLS settings cannot be served.
+    #[error("secure client port: {0}")]
+    Tls(#[from] tls::TlsError),
     /// The client port or the metrics port could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -87,6 +93,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    secure_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     core: mpsc::UnboundedSender<Msg>,
     tasks: Vec<JoinHandle<()>>,
@@ -137,6 +144,12 @@ impl Server {
     /// serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
+        // TLS settings that cannot work stop the start before anything is restored.
+        let tls = if config.secure_client_addr.is_some() || config.port_unification {
+            Some(tokio_rustls::TlsAcceptor::from(config.tls.server_config()?))
+        } else {
+            None
+        };
         let options = TreeOptions {
             extended_types: config.extended_types,
         };
@@ -224,16 +237,29 @@ impl Server {
             });
             (Some(log), None)
         };
-        let listener = TcpListener::bind(config.client_addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.client_addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.client_addr,
-            source,
-        })?;
+        let bind = |addr: SocketAddr| async move {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
+            Ok::<_, StartError>((listener, bound))
+        };
+        let plain = match config.client_port_enabled {
+            true => Some(bind(config.client_addr).await?),
+            false => None,
+        };
+        let secure = match config.secure_client_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let secure_addr = secure.as_ref().map(|(_, bound)| *bound);
+        let addr = plain
+            .as_ref()
+            .map(|(_, bound)| *bound)
+            .or(secure_addr)
+            .unwrap_or(config.client_addr);
         let metrics = match config.metrics_addr {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -296,8 +322,33 @@ impl Server {
                 }
             })
         };
-        let acceptor = tokio::spawn(accept_loop(listener, tx.clone(), config.clone(), throttle));
-        let mut tasks = vec![ticker, acceptor];
+        let mut tasks = vec![ticker];
+        let per_ip = Arc::new(std::sync::Mutex::new(HashMap::new()));
+        if let Some((listener, _)) = plain {
+            // With port unification the plain port takes TLS clients too.
+            let tls = tls.clone().filter(|_| config.port_unification);
+            let accept = Accept {
+                core: tx.clone(),
+                config: config.clone(),
+                throttle: throttle.clone(),
+                per_ip: per_ip.clone(),
+                tls,
+                unified: config.port_unification,
+            };
+            tasks.push(tokio::spawn(accept_loop(listener, accept)));
+        }
+        if let (Some((listener, bound)), Some(tls)) = (secure, tls) {
+            tracing::info!(addr = %bound, "serving TLS clients");
+            let accept = Accept {
+                core: tx.clone(),
+                config: config.clone(),
+                throttle: throttle.clone(),
+                per_ip,
+                tls: Some(tls),
+                unified: false,
+            };
+            tasks.push(tokio::spawn(accept_loop(listener, accept)));
+        }
         if let Some((listener, bound)) = metrics {
             tracing::info!(addr = %bound, "serving Prometheus metrics");
             let tx = tx.clone();
@@ -305,9 +356,12 @@ impl Server {
                 Box::new(move |reply| tx.send(Msg::Status { reply }).is_ok());
             tasks.push(tokio::spawn(metrics::serve(listener, ask)));
         }
-        tracing::info!(%addr, "serving clients");
+        if config.client_port_enabled {
+            tracing::info!(%addr, "serving clients");
+        }
         Ok(Server {
             addr,
+            secure_addr,
             metrics_addr,
             core: tx,
             tasks,
@@ -328,9 +382,15 @@ impl Server {
         }
     }
 
-    /// The address clients connect to.
+    /// The address clients connect to: the plain client port's, or the secure one's
+    /// when that is the only one.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The secure client port's address, when there is one.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
     }
 
     /// The address of the Prometheus `/metrics` endpoint, when it is on.
@@ -348,17 +408,28 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What a client port's accepting task shares with its connections.
+struct Accept {
     core: mpsc::UnboundedSender<Msg>,
     config: Arc<Config>,
     throttle: Arc<Throttle>,
-) {
+    /// Connections by client IP, across the plain and secure ports (`maxClientCnxns`).
+    per_ip: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    /// TLS for the port's connections (all of them, or with `unified` those whose first
+    /// byte opens a TLS handshake).
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    unified: bool,
+}
+
+/// How long a TLS client may take over its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The first byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+async fn accept_loop(listener: TcpListener, accept: Accept) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-    let per_ip = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-        std::net::IpAddr,
-        usize,
-    >::new()));
+    let accept = Arc::new(accept);
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -367,9 +438,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let max = config.max_client_cnxns;
+        let max = accept.config.max_client_cnxns;
         {
-            let Ok(mut counts) = per_ip.lock() else {
+            let Ok(mut counts) = accept.per_ip.lock() else {
                 continue;
             };
             let count = counts.entry(addr.ip()).or_default();
@@ -380,19 +451,71 @@ async fn accept_loop(
             *count += 1;
         }
         let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-        let core = core.clone();
-        let per_ip = per_ip.clone();
-        let max_frame_len = config.jute_max_buffer;
-        let throttle = throttle.clone();
+        let accept = accept.clone();
         tokio::spawn(async move {
-            conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
-            if let Ok(mut counts) = per_ip.lock() {
+            serve_conn(conn, stream, addr, &accept).await;
+            if let Ok(mut counts) = accept.per_ip.lock() {
                 if let Some(count) = counts.get_mut(&addr.ip()) {
                     *count = count.saturating_sub(1);
                 }
             }
         });
     }
+}
+
+/// Serves one accepted connection: plain, or over TLS once its handshake (and its
+/// certificate's identity) checks out.
+async fn serve_conn(conn: u64, stream: TcpStream, addr: SocketAddr, accept: &Accept) {
+    let (core, throttle) = (accept.core.clone(), accept.throttle.clone());
+    let max_frame_len = accept.config.jute_max_buffer;
+    let Some(tls) = &accept.tls else {
+        return conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
+    };
+    if accept.unified {
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+        match peeked {
+            Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+            Ok(Ok(1)) => {
+                return conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
+            }
+            _ => return,
+        }
+    }
+    let _ = stream.set_nodelay(true);
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!(%addr, error = %e, "TLS handshake failed; connection closed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%addr, "TLS handshake timed out; connection closed");
+            return;
+        }
+    };
+    let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    let identities = match accept.config.tls.identities(chain) {
+        Ok(ids) => ids,
+        Err(reason) => {
+            tracing::warn!(%addr, %reason, "client certificate refused; connection closed");
+            return;
+        }
+    };
+    for id in &identities {
+        tracing::info!(%addr, scheme = %id.scheme, id = %id.id, "authenticated by client certificate");
+    }
+    conn::serve_tls(
+        conn,
+        stream,
+        addr,
+        core,
+        max_frame_len,
+        throttle,
+        identities,
+    )
+    .await;
 }
 
 #[cfg(test)]

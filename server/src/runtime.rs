@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
+use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot, watch};
 use zk_jute::Zxid;
 use zk_jute::proto::ConnectRequest;
 use zk_persistence::GroupCommit;
 
+use crate::conn::ConnWriter;
 use crate::engine::{ConnId, Engine, Input, Now, Output};
 use crate::ensemble::Ensemble;
 use crate::member::{Host, Member, mode_of};
@@ -32,7 +32,10 @@ pub(crate) enum Msg {
         conn: ConnId,
         addr: SocketAddr,
         request: ConnectRequest,
-        writer: OwnedWriteHalf,
+        /// Identities the connection proved before its handshake (a TLS client
+        /// certificate's `x509` id).
+        identities: Vec<zk_jute::data::Id>,
+        writer: ConnWriter,
         /// Dropped to stop the connection's reader.
         stop: oneshot::Sender<()>,
     },
@@ -92,7 +95,7 @@ const PENDING_KEPT_MAX: usize = 256 * 1024;
 /// A connection's socket side.
 struct ConnIo {
     /// The socket's write half; `None` once closed.
-    writer: Option<Arc<OwnedWriteHalf>>,
+    writer: Option<Arc<ConnWriter>>,
     /// Dropping it stops the connection's reader.
     stop: Option<oneshot::Sender<()>>,
     /// Replies and events not yet written: gathered while the task works through the
@@ -107,19 +110,10 @@ struct ConnIo {
     addr: SocketAddr,
 }
 
-/// Writes `buf` to the socket as far as it takes it without waiting; true once all of it
-/// is written.
-fn write_now(writer: &OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
-    while !buf.is_empty() {
-        match writer.try_write(buf) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf.advance(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-    buf.clear();
-    Ok(true)
+/// Writes `buf` to the connection as far as it takes it without waiting; true once all
+/// of it is written.
+fn write_now(writer: &ConnWriter, buf: &mut BytesMut) -> std::io::Result<bool> {
+    writer.write_now(buf)
 }
 
 /// Closes a connection once what it has pending is written: its reader stops now, and
@@ -366,6 +360,7 @@ impl Runtime {
                 conn,
                 addr,
                 request,
+                identities,
                 writer,
                 stop,
             } => {
@@ -385,6 +380,7 @@ impl Runtime {
                     conn,
                     addr,
                     request,
+                    identities,
                 });
             }
             Msg::Writable { conn } => {

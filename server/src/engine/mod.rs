@@ -80,6 +80,9 @@ pub(crate) enum Input {
         conn: ConnId,
         addr: SocketAddr,
         request: ConnectRequest,
+        /// What the connection proved before its handshake (a TLS client certificate's
+        /// `x509` id): the session's identities, after its `ip`.
+        identities: Vec<Id>,
     },
     /// A request frame after the handshake.
     Request {
@@ -359,7 +362,8 @@ impl Engine {
                 conn,
                 addr,
                 request,
-            } => self.connect(conn, addr, request),
+                identities,
+            } => self.connect(conn, addr, request, identities),
             Input::Request {
                 conn,
                 xid,
@@ -444,7 +448,13 @@ impl Engine {
 
     // ----- connections and sessions -----
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr, request: ConnectRequest) {
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        request: ConnectRequest,
+        identities: Vec<Id>,
+    ) {
         let read_only_session = !self.serving && self.read_only;
         let admitted = self.serving || (read_only_session && request.read_only == Some(true));
         if !admitted {
@@ -458,12 +468,14 @@ impl Engine {
             scheme: "ip".into(),
             id: addr.ip().to_string(),
         };
+        let mut auth = vec![ip];
+        auth.extend(identities);
         self.conns.insert(
             conn,
             Conn {
                 addr,
                 session: 0,
-                auth: vec![ip],
+                auth,
                 queue: VecDeque::new(),
                 held: Some(Vec::new()),
                 connecting: None,

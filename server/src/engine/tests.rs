@@ -173,6 +173,7 @@ impl Script {
                 }),
                 read_only: Some(false),
             },
+            identities: Vec::new(),
         });
     }
 
@@ -431,6 +432,7 @@ fn a_session_resumes_on_another_connection_which_closes_the_old_one() {
             passwd: Some(Bytes::from_static(&[1; 16])),
             read_only: None,
         },
+        identities: Vec::new(),
     });
     assert_eq!(s.connected(3).unwrap().timeout, 0);
     assert!(s.closed(3));
@@ -452,6 +454,7 @@ fn a_client_that_has_seen_a_later_zxid_is_refused() {
             passwd: None,
             read_only: None,
         },
+        identities: Vec::new(),
     });
     assert!(s.closed(1));
     assert!(s.log.is_empty());
@@ -965,6 +968,7 @@ fn a_read_only_member_serves_reads_to_read_only_sessions_alone() {
         conn: 3,
         addr: addr(),
         request: request.clone(),
+        identities: Vec::new(),
     });
     let answer = p.learner.connected(3).expect("answered at once, no txn");
     assert_eq!(answer.read_only, Some(true));
@@ -992,6 +996,7 @@ fn a_read_only_member_serves_reads_to_read_only_sessions_alone() {
         conn: 4,
         addr: addr(),
         request,
+        identities: Vec::new(),
     });
     assert_eq!(p.learner.connected(4).unwrap().session_id, global);
     // Synced again: read-only connections close, and the local session is gone.

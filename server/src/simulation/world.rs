@@ -1284,6 +1284,7 @@ impl World {
                 conn,
                 addr,
                 request,
+                identities: Vec::new(),
             },
             Some(Frame::Request { xid, op, body }) => Input::Request {
                 conn,
