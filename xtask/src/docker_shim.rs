@@ -45,6 +45,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -244,7 +245,12 @@ impl Container {
             return "healthy";
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port()));
-        if srvr_has_mode(addr) {
+        let answered = if self.meta("secure") == "true" {
+            srvr_over_tls_has_mode(addr, Path::new(&self.meta("client_identity")))
+        } else {
+            srvr_has_mode(addr)
+        };
+        if answered {
             let _ = write_file(&self.dir.join("healthy"), "");
             return "healthy";
         }
@@ -283,6 +289,107 @@ fn srvr_has_mode(addr: SocketAddr) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.lines().any(|line| line.starts_with("Mode: "))
+}
+
+/// `srvr_has_mode` over TLS, as the image's `zkServer.sh status` asks a secure-only
+/// server: with the client certificate (and key) of the PEM file `identity`, when there
+/// is one. The server's own certificate is not checked: the question is whether it
+/// serves, not who it is.
+fn srvr_over_tls_has_mode(addr: SocketAddr, identity: &Path) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(builder) = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+    let config = match std::fs::read(identity) {
+        Ok(pem) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .filter_map(Result::ok)
+                .collect();
+            let Ok(key) = PrivateKeyDer::from_pem_slice(&pem) else {
+                return false;
+            };
+            match builder.with_client_auth_cert(chain, key) {
+                Ok(config) => config,
+                Err(_) => return false,
+            }
+        }
+        Err(_) => builder.with_no_client_auth(),
+    };
+    let Ok(name) = ServerName::try_from(addr.ip().to_string()) else {
+        return false;
+    };
+    let Ok(conn) = rustls::ClientConnection::new(Arc::new(config), name) else {
+        return false;
+    };
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    if tls.write_all(b"srvr").and_then(|()| tls.flush()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer);
+    answer.lines().any(|line| line.starts_with("Mode: "))
+}
+
+/// A certificate verifier that takes any server (for the health check only), checking
+/// the handshake's signatures with `0`'s algorithms.
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn now_ms() -> u64 {
@@ -504,11 +611,22 @@ fn server_line_client_port(value: &str) -> Option<u16> {
     client.rsplit(':').next()?.trim().parse().ok()
 }
 
+/// What [`local_config`] makes of a container's zoo.cfg.
+struct LocalConfig {
+    /// The config the server runs with.
+    text: String,
+    /// The container's client port (the one `-p` publishes).
+    internal_port: u16,
+    /// The server is an ensemble's member.
+    ensemble: bool,
+    /// Its clients connect over TLS (`secureClientPort`).
+    secure: bool,
+}
+
 /// The config the server runs with: the container's zoo.cfg with its data folders mapped
-/// to host paths, the client port moved to `host_port` on 127.0.0.1 (unless the container
-/// is on the host's network), the lone `server.1` line of a standalone server dropped and
-/// the admin server off. Returns the text, the container's client port, and whether it
-/// is an ensemble's member.
+/// to host paths, the client port (or the secure client port) moved to `host_port` on
+/// 127.0.0.1 (unless the container is on the host's network), the lone `server.1` line of
+/// a standalone server dropped and the admin server off.
 ///
 /// An ensemble runs only on the host's network (`host_member` is then the member's
 /// `myid`): its `server.N` lines name ports on this host, and are kept as they are; the
@@ -518,9 +636,10 @@ fn local_config(
     paths: &Paths<'_>,
     host_port: Option<u16>,
     host_member: Option<u32>,
-) -> Result<(String, u16, bool)> {
+) -> Result<LocalConfig> {
     let mut out = String::new();
     let mut client_port = None;
+    let mut secure_port: Option<u16> = None;
     let mut server_port = None;
     let mut own_port = None;
     let mut servers = 0;
@@ -540,9 +659,10 @@ fn local_config(
                 let _ = writeln!(out, "{key}={}", host.display());
             }
             "clientPort" => client_port = Some(value.parse().context("clientPort")?),
-            "clientPortAddress" => {}
-            "secureClientPort" | "dynamicConfigFile" => {
-                bail!("`{key}` is not supported by the docker shim (no TLS, no dynamic config)")
+            "clientPortAddress" | "secureClientPortAddress" => {}
+            "secureClientPort" => secure_port = Some(value.parse().context("secureClientPort")?),
+            "dynamicConfigFile" => {
+                bail!("`{key}` is not supported by the docker shim (no dynamic config)")
             }
             "standaloneEnabled" => {
                 standalone = value != "false";
@@ -583,12 +703,39 @@ fn local_config(
         if let Some(port) = client_port {
             let _ = writeln!(out, "clientPort={port}");
         }
-        return Ok((out, internal, true));
+        if let Some(port) = secure_port {
+            let _ = writeln!(out, "secureClientPort={port}");
+        }
+        return Ok(LocalConfig {
+            text: out,
+            internal_port: internal,
+            ensemble: true,
+            secure: false,
+        });
+    }
+    if let Some(secure) = secure_port {
+        // One published port: the secure one, when the image serves TLS clients only.
+        if client_port.is_some() {
+            bail!("clientPort and secureClientPort together are not supported by the docker shim");
+        }
+        let _ = writeln!(out, "secureClientPort={}", host_port.unwrap_or(secure));
+        let _ = writeln!(out, "secureClientPortAddress=127.0.0.1");
+        return Ok(LocalConfig {
+            text: out,
+            internal_port: secure,
+            ensemble: false,
+            secure: true,
+        });
     }
     let internal = client_port.or(server_port).unwrap_or(2181);
     let _ = writeln!(out, "clientPort={}", host_port.unwrap_or(internal));
     let _ = writeln!(out, "clientPortAddress=127.0.0.1");
-    Ok((out, internal, false))
+    Ok(LocalConfig {
+        text: out,
+        internal_port: internal,
+        ensemble: false,
+        secure: false,
+    })
 }
 
 fn run(state: &Path, args: &[String]) -> Result<i32> {
@@ -648,10 +795,26 @@ fn run(state: &Path, args: &[String]) -> Result<i32> {
         .trim()
         .parse()
         .context("the data folder's myid")?;
-    let (config, internal_port, ensemble) =
-        local_config(&text, &paths, host_port, host_network.then_some(myid))?;
+    let LocalConfig {
+        text: config,
+        internal_port,
+        ensemble,
+        secure,
+    } = local_config(&text, &paths, host_port, host_network.then_some(myid))?;
     let cfg = dir.join("zoo.cfg");
     std::fs::write(&cfg, config)?;
+    // The health check's client identity: the image's zkServer.sh status connects as
+    // `CLIENT_JVMFLAGS` says, with `zookeeper.ssl.keyStore.location` (a PEM file here).
+    let client_identity = env
+        .get("CLIENT_JVMFLAGS")
+        .map(|flags| paths.in_text(flags))
+        .and_then(|flags| {
+            flags.split_whitespace().find_map(|f| {
+                f.strip_prefix("-Dzookeeper.ssl.keyStore.location=")
+                    .map(str::to_owned)
+            })
+        })
+        .unwrap_or_default();
 
     let flags: Vec<String> = ["SERVER_JVMFLAGS", "JVMFLAGS"]
         .iter()
@@ -717,6 +880,8 @@ fn run(state: &Path, args: &[String]) -> Result<i32> {
         ("internal_port", internal_port.to_string()),
         ("host_port", host_port.unwrap_or(internal_port).to_string()),
         ("published", (!host_network).to_string()),
+        ("secure", secure.to_string()),
+        ("client_identity", client_identity),
         ("health", options.health_cmd.is_some().to_string()),
         ("health_cmd", options.health_cmd.clone().unwrap_or_default()),
         (
@@ -1124,9 +1289,14 @@ mod tests {
             rootfs: dir.join("rootfs"),
         };
         let text = entrypoint_config(&BTreeMap::new());
-        let (config, internal, ensemble) = local_config(&text, &paths, Some(40000), None).unwrap();
+        let LocalConfig {
+            text: config,
+            internal_port: internal,
+            ensemble,
+            secure,
+        } = local_config(&text, &paths, Some(40000), None).unwrap();
         assert_eq!(internal, 2181);
-        assert!(!ensemble);
+        assert!(!ensemble && !secure);
         assert!(config.contains(&format!("dataDir={}", dir.join("rootfs/data").display())));
         assert!(config.contains("admin.enableServer=false\n"));
         assert!(config.ends_with("clientPort=40000\nclientPortAddress=127.0.0.1\n"));
@@ -1136,11 +1306,31 @@ mod tests {
         let quorum_of_one = "standaloneEnabled=false\nserver.1=a:1:2;4001\n";
         assert!(local_config(quorum_of_one, &paths, Some(1), None).is_err());
         // On the host's network, an ensemble keeps its lines; member 2 serves on 4002.
-        let (config, internal, ensemble) = local_config(ensemble, &paths, None, Some(2)).unwrap();
-        assert_eq!(internal, 4002);
-        assert!(ensemble);
-        assert!(config.contains("server.1=a:1:2;4001\nserver.2=b:1:2;4002\n"));
-        assert!(!config.contains("clientPortAddress"));
+        let member = local_config(ensemble, &paths, None, Some(2)).unwrap();
+        assert_eq!(member.internal_port, 4002);
+        assert!(member.ensemble);
+        assert!(
+            member
+                .text
+                .contains("server.1=a:1:2;4001\nserver.2=b:1:2;4002\n")
+        );
+        assert!(!member.text.contains("clientPortAddress"));
+        // A TLS-only standalone server: its secure port is the one published.
+        let secure = local_config(
+            "secureClientPort=2181\nssl.keyStore.location=/certs/server.pem\n",
+            &paths,
+            Some(40001),
+            None,
+        )
+        .unwrap();
+        assert!(secure.secure);
+        assert_eq!(secure.internal_port, 2181);
+        assert!(
+            secure
+                .text
+                .ends_with("secureClientPort=40001\nsecureClientPortAddress=127.0.0.1\n")
+        );
+        assert!(!secure.text.contains("clientPort=4"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

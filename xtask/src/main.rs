@@ -62,9 +62,10 @@ cargo xtask <command>
                      zookeeper.rs of the version the workspace resolves, copied from the
                      cargo registry to target/zookeeper-client-suite/ and built there),
                      unmodified, against each server through a `docker` shim (this binary)
-                     that runs the servers as local processes; every test but the TLS, SASL
-                     and ensemble ones, each in its own process; fails on a test that fails
-                     on zk-server unless listed as an intended difference. Not in the
+                     that runs the servers as local processes; every test but the SASL
+                     and reconfiguration ones (TLS ones included), each in its own process;
+                     fails on a test that fails on zk-server unless listed as an intended
+                     difference. Not in the
                      default set (it doubles the run): --only zookeeper-client, or all.
                      Stops at the first failing case unless
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and

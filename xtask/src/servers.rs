@@ -21,6 +21,14 @@ pub(crate) const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// (its log on stderr) when installed.
 pub(crate) fn server_classpath() -> Vec<String> {
     let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
+    // NettyServerCnxnFactory (TLS) needs Netty's codec and resolver, which the jar's
+    // manifest leaves out.
+    for jar in ["netty-codec.jar", "netty-resolver.jar"] {
+        let path = Path::new(JAVA_DIR).join(jar);
+        if path.is_file() {
+            classpath.push(path.display().to_string());
+        }
+    }
     let simple = Path::new(JAVA_DIR).join("slf4j-simple.jar");
     if simple.is_file() {
         classpath.push(simple.display().to_string());

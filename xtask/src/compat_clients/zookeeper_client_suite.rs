@@ -11,13 +11,17 @@
 //!   workspace of its own, and its testcontainers dev-dependency, a git fork that cargo drops
 //!   on publishing, is supplied by `xtask/testcontainers/lib.rs` (the same API and docker
 //!   commands). Its other dev-dependencies come from crates.io, pinned by its `Cargo.lock`.
-//!   Built without features (no `tls`, no `sasl`) and with thin LTO off (the crate's dev
-//!   profile asks for it, for macOS linking of its SASL code; it only slows the build here).
+//!   Built with its `tls` feature (not `sasl`, whose GSSAPI half needs Kerberos to build)
+//!   and with thin LTO off (the crate's dev profile asks for it, for macOS linking of its
+//!   SASL code; it only slows the build here). With `tls` the suite picks plaintext or TLS,
+//!   and hostname verification, at random for each cluster unless told: here every case
+//!   runs in plaintext but the TLS ones, whose servers' certificates name 127.0.0.1 and
+//!   are verified.
 //! - Each test runs as its own process (`--exact`), several at a time, with a time limit;
 //!   each has its own shim state folder, so what a test leaves running is stopped after it.
 //!   The reconfiguration case and the one that needs SASL on the server are left out by
-//!   name ([`EXCLUDED`]); the TLS and SASL client cases are not built without the crate's
-//!   features ([`NOT_BUILT`]). A case that runs an ensemble on the host's network, on
+//!   name ([`EXCLUDED`]); the SASL client case is not built without the crate's feature
+//!   ([`NOT_BUILT`]). A case that runs an ensemble on the host's network, on
 //!   fixed ports, runs alone ([`HOST_NETWORK`]). Whatever tag a test asks for (3.9.0, or 3.3 and 3.4 for
 //!   `test_zookeeper_old_server`), the shim runs the server under test.
 //! - A test failing on our server fails the run unless [`INTENDED_DIFFERENCES`] lists it.
@@ -90,23 +94,13 @@ const EXCLUDED: &[(&str, &str)] = &[
 
 /// Tests whose ensemble runs on the host's network with fixed ports (2001-2003,
 /// 3001-3003, 4001-4003): one at a time, whichever server.
-const HOST_NETWORK: &[&str] = &["test_readonly_plaintext"];
+const HOST_NETWORK: &[&str] = &["test_readonly_plaintext", "test_readonly_tls"];
 
 /// Tests the suite compiles only with crate features this run leaves off.
-const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "test_tls",
-        "TLS: compiled only with the crate's `tls` feature",
-    ),
-    (
-        "test_readonly_tls",
-        "TLS and ensemble: compiled only with `tls` (also needs three servers)",
-    ),
-    (
-        "test_sasl_digest_md5",
-        "SASL: compiled only with `sasl-digest-md5` (needs a JAAS login setup)",
-    ),
-];
+const NOT_BUILT: &[(&str, &str)] = &[(
+    "test_sasl_digest_md5",
+    "SASL: compiled only with `sasl-digest-md5` (needs a JAAS login setup)",
+)];
 
 /// Tests allowed to fail on our server, each with why. Add one only for a deliberate
 /// difference, or for 3.9-only behaviour that Apache ZooKeeper 3.8.0 fails too.
@@ -364,7 +358,14 @@ fn prepare() -> Result<Suite> {
 
     let mut build = cargo();
     build
-        .args(["test", "--test", TEST_TARGET, "--no-run"])
+        .args([
+            "test",
+            "--test",
+            TEST_TARGET,
+            "--no-run",
+            "--features",
+            "tls",
+        ])
         .args([
             "--message-format",
             "json-render-diagnostics",
@@ -535,6 +536,9 @@ fn run_one(suite: &Suite, name: &str, server: &str, binary: &Path, dir: &Path) -
         .env(docker_shim::STATE_ENV, &state)
         .env(docker_shim::SERVER_ENV, server)
         .env(docker_shim::BINARY_ENV, binary)
+        // Plaintext unless a case asks for TLS; TLS with the server's name checked.
+        .env("ZK_TEST_TLS", "false")
+        .env("ZK_TLS_HOSTNAME_VERIFICATION", "true")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
