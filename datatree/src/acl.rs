@@ -205,8 +205,9 @@ fn id_matches(auth: &Id, acl_id: &Id) -> bool {
         return false;
     }
     match acl_id.scheme.as_str() {
-        // X509AuthenticationProvider: the certificate's subject, exactly.
-        "digest" | "x509" => auth.id == acl_id.id,
+        // X509AuthenticationProvider: the certificate's subject, exactly;
+        // SASLAuthenticationProvider: the authorization id, exactly.
+        "digest" | "x509" | "sasl" => auth.id == acl_id.id,
         "ip" => ip_matches(&auth.id, &acl_id.id),
         _ => false,
     }
@@ -277,10 +278,10 @@ pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode
         match id.scheme.as_str() {
             "world" if id.id == "anyone" => fixed.push(entry.clone()),
             "auth" => {
-                // Only providers that authenticate (digest, x509) count; ip does not.
+                // Only providers that authenticate (digest, x509, sasl) count; ip does not.
                 let ids: Vec<&Id> = auth_order(auth)
                     .into_iter()
-                    .filter(|a| a.scheme == "digest" || a.scheme == "x509")
+                    .filter(|a| matches!(a.scheme.as_str(), "digest" | "x509" | "sasl"))
                     .collect();
                 if ids.is_empty() {
                     return Err(ErrorCode::InvalidAcl);
@@ -294,6 +295,8 @@ pub fn fixup_acl(acl: Option<&[Acl]>, auth: &[Id]) -> Result<Vec<Acl>, ErrorCode
             "ip" if is_valid_ip_expr(&id.id) => fixed.push(entry.clone()),
             // An X.500 name (ZooKeeper parses it; one without an attribute is not one).
             "x509" if id.id.contains('=') => fixed.push(entry.clone()),
+            // SASLAuthenticationProvider takes any id.
+            "sasl" => fixed.push(entry.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -396,7 +399,7 @@ mod tests {
     fn x509_ids_match_exactly_and_expand_auth() {
         let alice = id("x509", "CN=alice,O=tests");
         let acl_alice = [acl(Perms::ALL, "x509", "CN=alice,O=tests")];
-        assert_eq!(check_acl(&acl_alice, Perms::READ, &[alice.clone()]), Ok(()));
+        assert_eq!(check_acl(&acl_alice, Perms::READ, std::slice::from_ref(&alice)), Ok(()));
         assert_eq!(
             check_acl(&acl_alice, Perms::READ, &[id("x509", "CN=alice")]),
             Err(ErrorCode::NoAuth)

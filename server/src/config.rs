@@ -109,6 +109,18 @@ pub struct Config {
     /// no enforcement, the default). `digest` and `ip` are available here, and `x509`
     /// with a secure client port.
     pub enforce_auth_schemes: Vec<String>,
+    /// `sessionRequireClientSASLAuth` (or `enforce.auth.schemes` naming `sasl`): a client
+    /// that fails SASL gets `SessionClosedRequireSaslAuth` rather than `AuthFailed`.
+    pub sasl_required: bool,
+    /// The DIGEST-MD5 users (`user_<name>` options) of the JAAS login section
+    /// `zookeeper.sasl.serverconfig` (default `Server`) in the file that
+    /// `java.security.auth.login.config` names; `None` without one: SASL requests fail.
+    pub sasl_users: Option<BTreeMap<String, String>>,
+    /// `zookeeper.SASLAuthenticationProvider.superPassword`: user `super`'s password,
+    /// over the JAAS file's.
+    pub sasl_super_password: Option<String>,
+    /// `zookeeper.superUser` (and `zookeeper.superUser.*`): SASL users who are `super`.
+    pub sasl_super_users: Vec<String>,
     /// `enableEagerACLCheck`: a learner checks ACLs before forwarding a write (default
     /// off; read now, used by an ensemble's members).
     pub enable_eager_acl_check: bool,
@@ -185,6 +197,10 @@ impl Default for Config {
             fsync_warning: Duration::from_secs(1),
             enable_eager_acl_check: false,
             enforce_auth_schemes: Vec::new(),
+            sasl_required: false,
+            sasl_users: None,
+            sasl_super_password: None,
+            sasl_super_users: Vec::new(),
             servers: BTreeMap::new(),
             election: None,
             init_limit: 0,
@@ -282,6 +298,10 @@ const KNOWN_PROPERTY_PREFIXES: &[&str] = &[
     "zookeeper.sasl",
     "zookeeper.enforce.auth.",
     "zookeeper.sessionRequireClientSASLAuth",
+    "zookeeper.superUser",
+    "zookeeper.SASLAuthenticationProvider.",
+    "zookeeper.X509AuthenticationProvider.",
+    "zookeeper.client.portUnification",
     "zookeeper.learner.",
     "zookeeper.leader.",
     "zookeeper.request_throttle",
@@ -655,16 +675,23 @@ impl Config {
         if let Some((_, v)) = get("readonlymode.enabled") {
             self.read_only_mode = v.eq_ignore_ascii_case("true");
         }
-        if get("zookeeper.enforce.auth.enabled")
-            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"))
-        {
-            let schemes: Vec<String> = get("zookeeper.enforce.auth.schemes")
-                .map(|(_, v)| v)
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
+        let require_sasl = get("zookeeper.sessionRequireClientSASLAuth")
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
+        let enforce = get("zookeeper.enforce.auth.enabled")
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
+        if require_sasl || enforce {
+            // As ZooKeeper's AuthenticationHelper: sessionRequireClientSASLAuth wins.
+            let schemes: Vec<String> = if require_sasl {
+                vec!["sasl".to_owned()]
+            } else {
+                get("zookeeper.enforce.auth.schemes")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            };
             // As ZooKeeper's AuthenticationHelper refuses to start.
             if schemes.is_empty() {
                 return Err(ConfigError::BadValue {
@@ -673,24 +700,53 @@ impl Config {
                     reason: "must be set when enforce.auth.enabled is true".into(),
                 });
             }
-            // x509 is there with a secure port, or when an authProvider.N names it.
-            let x509 = self.secure_client_addr.is_some()
-                || system.iter().any(|(k, v)| {
+            // x509 is there with a secure port; x509 and sasl when an authProvider.N names
+            // their provider.
+            let provider = |class: &str| {
+                system.iter().any(|(k, v)| {
                     k.starts_with("zookeeper.authProvider.")
-                        && v.trim().ends_with(".X509AuthenticationProvider")
-                });
-            if let Some(missing) = schemes
-                .iter()
-                .find(|s| !(matches!(s.as_str(), "digest" | "ip") || (x509 && *s == "x509")))
-            {
+                        && v.trim().ends_with(&format!(".{class}"))
+                })
+            };
+            let x509 = self.secure_client_addr.is_some() || provider("X509AuthenticationProvider");
+            let sasl = provider("SASLAuthenticationProvider");
+            if let Some(missing) = schemes.iter().find(|s| {
+                !(matches!(s.as_str(), "digest" | "ip")
+                    || (x509 && *s == "x509")
+                    || (sasl && *s == "sasl"))
+            }) {
                 return Err(ConfigError::BadValue {
                     key: "enforce.auth.schemes".into(),
                     value: schemes.join(","),
                     reason: format!("authentication scheme {missing} is not available"),
                 });
             }
+            self.sasl_required = schemes.iter().any(|s| s == "sasl");
             self.enforce_auth_schemes = schemes;
         }
+        if let Some((key, path)) = get("java.security.auth.login.config") {
+            let section = get("zookeeper.sasl.serverconfig").map_or("Server", |(_, v)| v);
+            let bad = |reason: String| ConfigError::BadValue {
+                key: key.into(),
+                value: path.into(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            let modules =
+                crate::sasl::jaas_section(&text, section).map_err(|e| bad(e.to_string()))?;
+            self.sasl_users = modules.map(|m| crate::sasl::digest_users(&m));
+        }
+        if let Some((_, v)) = get("zookeeper.SASLAuthenticationProvider.superPassword") {
+            self.sasl_super_password = Some(v.to_owned());
+        }
+        self.sasl_super_users = system
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("zookeeper.superUser")
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+            .map(|(_, v)| v.trim().to_owned())
+            .collect();
         if let Some((key, v)) = get("zookeeper.enableEagerACLCheck") {
             self.enable_eager_acl_check = parse_bool(key, v)?;
         }
@@ -978,6 +1034,11 @@ mod tests {
         );
         let secure = Config::parse(&format!("{x509}secureClientPort=2281\n")).unwrap();
         assert_eq!(secure.enforce_auth_schemes, ["x509"]);
+        let sasl = "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n";
+        let required = Config::parse(&format!("{sasl}sessionRequireClientSASLAuth=true\n"));
+        let required = required.unwrap();
+        assert_eq!(required.enforce_auth_schemes, ["sasl"]);
+        assert!(required.sasl_required);
         let err = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n");
         assert!(
             err.unwrap_err()

@@ -33,6 +33,7 @@ mod member;
 mod metrics;
 pub mod properties;
 mod runtime;
+pub mod sasl;
 #[cfg(any(test, feature = "simulation"))]
 pub mod simulation;
 mod snapshot;
@@ -280,6 +281,14 @@ impl Server {
             wall_ms: runtime::wall_ms(),
         };
         let mut engine = Engine::new(config.clone(), tree, now, Role::Standalone);
+        let mut nonce_key = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut nonce_key) {
+            tracing::warn!(error = %e, "no system randomness for SASL nonces; using the clock");
+            for (byte, clock) in nonce_key.iter_mut().zip(runtime::wall_ms().to_be_bytes()) {
+                *byte = clock;
+            }
+        }
+        engine.set_nonce_key(nonce_key);
         if ensemble.is_some() {
             // A member serves once it leads an established epoch or has synced.
             engine.set_role(Role::Learner, false, None, &mut Vec::new());

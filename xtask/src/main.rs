@@ -62,8 +62,8 @@ cargo xtask <command>
                      zookeeper.rs of the version the workspace resolves, copied from the
                      cargo registry to target/zookeeper-client-suite/ and built there),
                      unmodified, against each server through a `docker` shim (this binary)
-                     that runs the servers as local processes; every test but the SASL
-                     and reconfiguration ones (TLS ones included), each in its own process;
+                     that runs the servers as local processes; every test but the
+                     reconfiguration one (TLS and SASL included), each in its own process;
                      fails on a test that fails on zk-server unless listed as an intended
                      difference. Not in the
                      default set (it doubles the run): --only zookeeper-client, or all.

@@ -37,13 +37,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use zk_datatree::{DataTree, Overlay, Prepared, Session, Transaction, WriteRequest, prepare};
 use zk_jute::data::Id;
-use zk_jute::proto::{AuthPacket, ConnectRequest, ConnectResponse, SyncRequest, SyncResponse};
+use zk_jute::proto::{
+    AuthPacket, ConnectRequest, ConnectResponse, ReplyHeader, SetSaslRequest, SetSaslResponse,
+    SyncRequest, SyncResponse,
+};
 use zk_jute::txn::{TxnDigest, TxnHeader};
 use zk_jute::{ErrorCode, MultiOp, OpCode, Perms, Zxid};
 use zk_persistence::{LogEntry, SnapshotPolicy};
 use zk_watch::{WatchManager, WatcherId};
 
 use crate::config::Config;
+use crate::sasl::{DigestMd5, SaslError, Step};
 use crate::status::{ConnStatus, Histogram, Status};
 use crate::wire::{frame, header_only, notification, reply};
 
@@ -212,6 +216,8 @@ struct Conn {
     held: Option<Vec<(i32, i32, Bytes)>>,
     /// The answer to its handshake, sent once its `createSession` is applied.
     connecting: Option<ConnectResponse>,
+    /// Its SASL (DIGEST-MD5) exchange.
+    sasl: DigestMd5,
 }
 
 /// Requests held before a handshake is answered, at most.
@@ -275,6 +281,9 @@ pub(crate) struct Engine {
     policy: SnapshotPolicy,
     /// Draws the snapshot policy's random part (xorshift).
     rng: u64,
+    /// Secret material for SASL nonces ([`Engine::set_nonce_key`]), and how many were made.
+    nonce_key: [u8; 32],
+    nonces: u64,
     txns_since_snapshot: u64,
     snapshotting: bool,
     last_purge_ms: u64,
@@ -333,6 +342,8 @@ impl Engine {
             next_sync_token: 1,
             pending: VecDeque::new(),
             conns: HashMap::new(),
+            nonce_key: [0; 32],
+            nonces: 0,
             sessions,
             syncs: BTreeSet::new(),
             stats: Stats::default(),
@@ -479,6 +490,7 @@ impl Engine {
                 queue: VecDeque::new(),
                 held: Some(Vec::new()),
                 connecting: None,
+                sasl: DigestMd5::Start,
             },
         );
         if request.last_zxid_seen > self.tree.last_zxid() {
@@ -721,6 +733,9 @@ impl Engine {
         if code == Some(OpCode::Auth) {
             return self.auth(conn, xid, &body);
         }
+        if code == Some(OpCode::Sasl) {
+            return self.sasl(conn, xid, &body);
+        }
         if !self.config.enforce_auth_schemes.is_empty() && code != Some(OpCode::Sasl) {
             let schemes = &self.config.enforce_auth_schemes;
             let authenticated = self
@@ -959,6 +974,97 @@ impl Engine {
                 self.close(conn);
             }
         }
+    }
+
+    /// Secret material the SASL nonces are drawn from (random, in a server; a simulation
+    /// leaves the zero key for replayable runs).
+    pub(crate) fn set_nonce_key(&mut self, key: [u8; 32]) {
+        self.nonce_key = key;
+    }
+
+    /// A DIGEST-MD5 nonce: the key and a counter, hashed.
+    fn fresh_nonce(&mut self) -> String {
+        use sha1::{Digest, Sha1};
+        self.nonces += 1;
+        let mut sha = Sha1::new();
+        sha.update(self.nonce_key);
+        sha.update(self.nonces.to_be_bytes());
+        sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A SASL token (ZooKeeper's `processSasl`), answered at once: the next step of the
+    /// connection's DIGEST-MD5 exchange; at its end the connection is `sasl:<user>` (and
+    /// `super` for `zookeeper.superUser`). A failed exchange gets `AuthFailed`
+    /// (`SessionClosedRequireSaslAuth` when SASL is required) and the connection closes.
+    fn sasl(&mut self, conn: ConnId, xid: i32, body: &Bytes) {
+        let request: Result<SetSaslRequest, _> = read::decode(body);
+        let nonce = self.fresh_nonce();
+        let config = self.config.clone();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(users) = &config.sasl_users else {
+            // ZooKeeper without a JAAS Server section has no SASL server: it logs, and
+            // answers with no token.
+            tracing::error!(
+                conn,
+                "a SASL request, but no JAAS Server section configures SASL"
+            );
+            let answer = SetSaslResponse { token: None };
+            return self.send(conn, reply(xid, 0, 0, Some(answer)));
+        };
+        let password = |user: &str| match (&config.sasl_super_password, user) {
+            (Some(password), "super") => Some(password.clone()),
+            _ => users.get(user).cloned(),
+        };
+        let step = match request {
+            Ok(r) => c
+                .sasl
+                .step(r.token.as_deref().unwrap_or_default(), &nonce, password),
+            Err(e) => Err(SaslError(format!("the request does not decode: {e}"))),
+        };
+        let token = match step {
+            Ok(Step::Challenge(token)) => token,
+            Ok(Step::Done { user, token }) => {
+                tracing::info!(conn, session = format!("{:#x}", c.session), %user, "SASL authenticated");
+                let sasl = Id {
+                    scheme: "sasl".into(),
+                    id: user.clone(),
+                };
+                if !c.auth.contains(&sasl) {
+                    c.auth.push(sasl);
+                }
+                if config.sasl_super_users.contains(&user) {
+                    let root = Id {
+                        scheme: "super".into(),
+                        id: String::new(),
+                    };
+                    if !c.auth.contains(&root) {
+                        c.auth.push(root);
+                    }
+                }
+                token
+            }
+            Err(e) => {
+                tracing::warn!(conn, addr = %c.addr, error = %e, "SASL authentication failed; closing the connection");
+                let code = if config.sasl_required {
+                    ErrorCode::SessionClosedRequireSaslAuth
+                } else {
+                    ErrorCode::AuthFailed
+                };
+                let header = ReplyHeader {
+                    xid,
+                    zxid: 0,
+                    err: code.code(),
+                };
+                self.send(conn, frame((header, SetSaslResponse { token: None })));
+                return self.close(conn);
+            }
+        };
+        let answer = SetSaslResponse {
+            token: Some(Bytes::from(token)),
+        };
+        self.send(conn, reply(xid, 0, 0, Some(answer)));
     }
 
     // ----- the write pipeline -----

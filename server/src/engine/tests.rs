@@ -10,7 +10,7 @@ use zk_datatree::{DataTree, TreeOptions};
 use zk_jute::data::{Acl, Id};
 use zk_jute::proto::{
     ConnectRequest, ConnectResponse, CreateRequest, CreateResponse, ExistsRequest, GetDataRequest,
-    GetDataResponse, ReplyHeader, SetDataRequest, SyncRequest, WatcherEvent,
+    GetDataResponse, ReplyHeader, SetDataRequest, SetSaslResponse, SyncRequest, WatcherEvent,
 };
 use zk_jute::{CreateMode, ErrorCode, OpCode, Perms, Reader, Record, Zxid, xid};
 use zk_persistence::LogEntry;
@@ -847,6 +847,87 @@ fn enforced_authentication_closes_a_connection_that_has_not_authenticated() {
     s.request(1, xid::AUTH, OpCode::Auth, encode(packet));
     s.request(1, 2, OpCode::Exists, exists());
     assert_eq!(s.take(1), vec![(xid::AUTH, 0, 0), (2, 1, 0)]);
+}
+
+#[test]
+fn sasl_digest_md5_authenticates_a_connection_as_its_user() {
+    let config = Config {
+        enforce_auth_schemes: vec!["sasl".into()],
+        sasl_required: true,
+        sasl_users: Some([("bob".to_owned(), "b0b".to_owned())].into()),
+        sasl_super_users: vec!["bob".into()],
+        ..Config::default()
+    };
+    let uri = "zookeeper/zk-sasl-md5";
+    let sasl = |token: &[u8]| {
+        encode(zk_jute::proto::SetSaslRequest {
+            token: Some(Bytes::copy_from_slice(token)),
+        })
+    };
+    // The token of the last reply to `conn`.
+    let last_token = |s: &mut Script, conn: ConnId| -> Vec<u8> {
+        let Some((_, Sent::Reply(_, body))) = s.sent.iter().rev().find(|(c, _)| *c == conn) else {
+            panic!("no reply");
+        };
+        let answer = SetSaslResponse::decode(&mut Reader::new(body.clone())).unwrap();
+        answer.token.unwrap_or_default().to_vec()
+    };
+    let nonce_of = |challenge: &[u8]| -> String {
+        let text = String::from_utf8(challenge.to_vec()).unwrap();
+        let at = text.find("nonce=\"").unwrap() + 7;
+        text[at..at + text[at..].find('"').unwrap()].to_owned()
+    };
+    let mut s = Script::standalone(config.clone());
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Sasl, sasl(b""));
+    let nonce = nonce_of(&last_token(&mut s, 1));
+    s.request(
+        1,
+        2,
+        OpCode::Sasl,
+        sasl(&crate::sasl::client_response("bob", "b0b", &nonce, uri)),
+    );
+    assert!(last_token(&mut s, 1).starts_with(b"rspauth="));
+    // Authenticated with the enforced scheme: served; `super` too (zookeeper.superUser).
+    let exists = encode(ExistsRequest {
+        path: "/".into(),
+        watch: false,
+    });
+    s.request(1, 3, OpCode::Exists, exists.clone());
+    assert_eq!(s.take(1), vec![(1, 0, 0), (2, 0, 0), (3, 1, 0)]);
+    let conn = &s.engine.conns[&1];
+    assert!(
+        conn.auth
+            .iter()
+            .any(|id| id.scheme == "sasl" && id.id == "bob")
+    );
+    assert!(conn.auth.iter().any(|id| id.scheme == "super"));
+
+    // A wrong password: SessionClosedRequireSaslAuth (SASL is required), then closed.
+    s.session(2, 10_000);
+    s.request(2, 1, OpCode::Sasl, sasl(b""));
+    let nonce = nonce_of(&last_token(&mut s, 2));
+    s.request(
+        2,
+        2,
+        OpCode::Sasl,
+        sasl(&crate::sasl::client_response("bob", "guess", &nonce, uri)),
+    );
+    let refused = ErrorCode::SessionClosedRequireSaslAuth.code();
+    assert_eq!(s.take(2), vec![(1, 0, 0), (2, 0, refused), CLOSED]);
+    // Without SASL required, a failure is AuthFailed.
+    let optional = Config {
+        enforce_auth_schemes: Vec::new(),
+        sasl_required: false,
+        ..config
+    };
+    let mut s = Script::standalone(optional);
+    s.session(1, 10_000);
+    s.request(1, 1, OpCode::Sasl, sasl(b"not empty at first"));
+    assert_eq!(
+        s.take(1),
+        vec![(1, 0, ErrorCode::AuthFailed.code()), CLOSED]
+    );
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!   workspace of its own, and its testcontainers dev-dependency, a git fork that cargo drops
 //!   on publishing, is supplied by `xtask/testcontainers/lib.rs` (the same API and docker
 //!   commands). Its other dev-dependencies come from crates.io, pinned by its `Cargo.lock`.
-//!   Built with its `tls` feature (not `sasl`, whose GSSAPI half needs Kerberos to build)
+//!   Built with its `tls` and `sasl-digest-md5` features (not `sasl`, whose GSSAPI half
+//!   needs Kerberos to build)
 //!   and with thin LTO off (the crate's dev profile asks for it, for macOS linking of its
 //!   SASL code; it only slows the build here). With `tls` the suite picks plaintext or TLS,
 //!   and hostname verification, at random for each cluster unless told: here every case
@@ -19,9 +20,8 @@
 //!   are verified.
 //! - Each test runs as its own process (`--exact`), several at a time, with a time limit;
 //!   each has its own shim state folder, so what a test leaves running is stopped after it.
-//!   The reconfiguration case and the one that needs SASL on the server are left out by
-//!   name ([`EXCLUDED`]); the SASL client case is not built without the crate's feature
-//!   ([`NOT_BUILT`]). A case that runs an ensemble on the host's network, on
+//!   The reconfiguration case is left out by name ([`EXCLUDED`]); a case the features
+//!   leave unbuilt would be listed in [`NOT_BUILT`]. A case that runs an ensemble on the host's network, on
 //!   fixed ports, runs alone ([`HOST_NETWORK`]). Whatever tag a test asks for (3.9.0, or 3.3 and 3.4 for
 //!   `test_zookeeper_old_server`), the shim runs the server under test.
 //! - A test failing on our server fails the run unless [`INTENDED_DIFFERENCES`] lists it.
@@ -79,28 +79,19 @@ log = \"0.4\"
 serde_json = \"1\"
 ";
 
-/// Tests left out, with why: they need SASL or dynamic reconfiguration on the server.
-const EXCLUDED: &[(&str, &str)] = &[
-    (
-        "test_auth_failed",
-        "SASL: the server is configured to require SASL authentication (enforce.auth.schemes=sasl)",
-    ),
-    (
-        "test_update_ensemble",
-        "reconfig: a three-member ensemble reconfigured (reconfigEnabled=true); zk-server has \
+/// Tests left out, with why: they need dynamic reconfiguration on the server.
+const EXCLUDED: &[(&str, &str)] = &[(
+    "test_update_ensemble",
+    "reconfig: a three-member ensemble reconfigured (reconfigEnabled=true); zk-server has \
          no dynamic reconfiguration yet",
-    ),
-];
+)];
 
 /// Tests whose ensemble runs on the host's network with fixed ports (2001-2003,
 /// 3001-3003, 4001-4003): one at a time, whichever server.
 const HOST_NETWORK: &[&str] = &["test_readonly_plaintext", "test_readonly_tls"];
 
 /// Tests the suite compiles only with crate features this run leaves off.
-const NOT_BUILT: &[(&str, &str)] = &[(
-    "test_sasl_digest_md5",
-    "SASL: compiled only with `sasl-digest-md5` (needs a JAAS login setup)",
-)];
+const NOT_BUILT: &[(&str, &str)] = &[];
 
 /// Tests allowed to fail on our server, each with why. Add one only for a deliberate
 /// difference, or for 3.9-only behaviour that Apache ZooKeeper 3.8.0 fails too.
@@ -364,7 +355,7 @@ fn prepare() -> Result<Suite> {
             TEST_TARGET,
             "--no-run",
             "--features",
-            "tls",
+            "tls,sasl-digest-md5",
         ])
         .args([
             "--message-format",
