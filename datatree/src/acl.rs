@@ -399,7 +399,10 @@ mod tests {
     fn x509_ids_match_exactly_and_expand_auth() {
         let alice = id("x509", "CN=alice,O=tests");
         let acl_alice = [acl(Perms::ALL, "x509", "CN=alice,O=tests")];
-        assert_eq!(check_acl(&acl_alice, Perms::READ, std::slice::from_ref(&alice)), Ok(()));
+        assert_eq!(
+            check_acl(&acl_alice, Perms::READ, std::slice::from_ref(&alice)),
+            Ok(())
+        );
         assert_eq!(
             check_acl(&acl_alice, Perms::READ, &[id("x509", "CN=alice")]),
             Err(ErrorCode::NoAuth)

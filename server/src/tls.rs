@@ -14,9 +14,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::CertificateDer;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use zk_jute::data::Id;
 
 use crate::keystore::{self, StoreError, StoreType};
@@ -247,14 +252,31 @@ impl TlsSettings {
                 self.protocols
             )));
         }
-        let builder = ServerConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&versions)?;
+        let provider = Arc::new(provider);
+        // rustls checks that the key goes with the certificate by parsing the certificate
+        // with webpki, which refuses X.509 v1 (kazoo's harness gives its server one): such
+        // a certificate is served as it is.
+        let certified = match CertifiedKey::from_der(
+            identity.chain.clone(),
+            identity.key.clone_key(),
+            &provider,
+        ) {
+            Ok(certified) => certified,
+            Err(_) if identity.chain.first().is_some_and(is_v1) => CertifiedKey::new(
+                identity.chain,
+                provider.key_provider.load_private_key(identity.key)?,
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        let builder =
+            ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions)?;
         let builder = match self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
+                let anchors = self.trust_certificates()?;
                 let mut roots = RootCertStore::empty();
-                for cert in self.trust_certificates()? {
-                    roots.add(cert)?;
+                for cert in &anchors {
+                    roots.add(cert.clone())?;
                 }
                 let verifier = WebPkiClientVerifier::builder(Arc::new(roots));
                 let verifier = if auth == ClientAuth::Want {
@@ -262,16 +284,19 @@ impl TlsSettings {
                 } else {
                     verifier
                 };
-                builder.with_client_cert_verifier(
-                    verifier
-                        .build()
-                        .map_err(|e| TlsError::Setting(format!("client verifier: {e}")))?,
-                )
+                let webpki = verifier
+                    .build()
+                    .map_err(|e| TlsError::Setting(format!("client verifier: {e}")))?;
+                builder.with_client_cert_verifier(Arc::new(V1Tolerant {
+                    webpki,
+                    anchors,
+                    provider: rustls::crypto::ring::default_provider(),
+                }))
             }
         };
-        Ok(Arc::new(
-            builder.with_single_cert(identity.chain, identity.key)?,
-        ))
+        Ok(Arc::new(builder.with_cert_resolver(Arc::new(
+            SingleCertAndKey::from(certified),
+        ))))
     }
 
     /// The trust store's certificates, or the system's CA bundle when none is set (the
@@ -322,6 +347,139 @@ impl TlsSettings {
             id: name,
         });
         Ok(ids)
+    }
+}
+
+/// The client certificate check: rustls's (webpki), and for an X.509 version 1 client
+/// certificate, which webpki refuses but Java's trust manager takes (kazoo's test harness
+/// makes them), a check of its own: issued and signed by a trust anchor itself, and valid
+/// now; the handshake's signature is then checked with its key.
+#[derive(Debug)]
+struct V1Tolerant {
+    webpki: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+    provider: rustls::crypto::CryptoProvider,
+}
+
+/// Whether `cert` is an X.509 version 1 certificate.
+fn is_v1(cert: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .is_ok_and(|(_, c)| c.version() == x509_parser::x509::X509Version::V1)
+}
+
+impl V1Tolerant {
+    fn verify_v1(&self, leaf: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+        let bad = |why: &str| rustls::Error::General(format!("X.509 v1 client certificate: {why}"));
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|_| bad("it does not parse"))?;
+        let at = x509_parser::time::ASN1Time::from_timestamp(
+            i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+        )
+        .map_err(|_| bad("the time is out of range"))?;
+        if !cert.validity().is_valid_at(at) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired,
+            ));
+        }
+        for anchor in &self.anchors {
+            let Ok((_, root)) = x509_parser::parse_x509_certificate(anchor.as_ref()) else {
+                continue;
+            };
+            if root.subject().as_raw() == cert.issuer().as_raw()
+                && cert.verify_signature(Some(root.public_key())).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))
+    }
+
+    /// Checks a handshake signature made with a v1 certificate's key.
+    fn verify_v1_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|_| rustls::Error::General("a client certificate does not parse".into()))?;
+        let key = &parsed.public_key().subject_public_key.data;
+        let algorithms = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .unwrap_or_default();
+        if algorithms
+            .iter()
+            .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
+        {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature,
+            ))
+        }
+    }
+}
+
+impl ClientCertVerifier for V1Tolerant {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if is_v1(end_entity) {
+            self.verify_v1(end_entity, now)?;
+            return Ok(ClientCertVerified::assertion());
+        }
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if is_v1(cert) {
+            return self.verify_v1_signature(message, cert, dss);
+        }
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if is_v1(cert) {
+            return self.verify_v1_signature(message, cert, dss);
+        }
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 

@@ -426,3 +426,115 @@ async fn every_store_format_serves_a_handshake() {
         server.shutdown().await;
     }
 }
+
+/// A server certificate check that takes any server: kazoo's harness gives its server an
+/// X.509 v1 certificate, which rustls's client refuses (kazoo's Python client takes it).
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client with kazoo's harness's client certificate (X.509 v1).
+fn kazoo_client() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pem = std::fs::read(fixture("kazoo.client.pem")).unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(&pem).unwrap();
+    // Served as it is: rustls's own check that key and certificate go together parses
+    // the certificate with webpki, which refuses v1.
+    let signing = provider.key_provider.load_private_key(key).unwrap();
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+    Arc::new(config)
+}
+
+fn kazoo_stores(trust: &str, password: &str) -> TlsSettings {
+    TlsSettings {
+        key_store: Some(StoreSetting {
+            path: fixture("kazoo.keystore.jks"),
+            password: "apassword".into(),
+            kind: None,
+        }),
+        trust_store: Some(StoreSetting {
+            path: fixture(trust),
+            password: password.into(),
+            kind: None,
+        }),
+        client_auth: ClientAuth::Need,
+        auth_schemes: vec!["x509".into()],
+        ..TlsSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn kazoos_stores_and_its_x509_v1_client_certificate_are_taken() {
+    let data = tempfile::tempdir().unwrap();
+    let tls = kazoo_stores("kazoo.truststore.jks", "apassword");
+    let server = Server::start(config(data.path(), tls)).await.unwrap();
+    let client = secure(&server, kazoo_client())
+        .await
+        .expect("kazoo's client certificate is taken");
+    let infos = client.who_am_i().await.unwrap();
+    assert!(
+        infos
+            .iter()
+            .any(|i| i.auth_scheme == "x509" && i.user == "CN=client"),
+        "{infos:?}"
+    );
+    server.shutdown().await;
+    // The same v1 certificate against a trust store without its CA: refused.
+    let data = tempfile::tempdir().unwrap();
+    let tls = kazoo_stores("trust.jks", "secret");
+    let server = Server::start(config(data.path(), tls)).await.unwrap();
+    let options = ClientOptions {
+        connect_timeout: Duration::from_secs(1),
+        tls: Some(kazoo_client()),
+        ..ClientOptions::default()
+    };
+    let at = format!("localhost:{}", server.secure_addr().unwrap().port());
+    assert!(
+        Client::connect(&at, options).await.is_err(),
+        "an unknown CA's v1 certificate"
+    );
+    server.shutdown().await;
+}
