@@ -37,6 +37,7 @@ use crate::ensemble::Compared;
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
 use crate::{Scratch, cargo, root, run};
 
+mod kazoo_suite;
 mod zookeeper_client_suite;
 
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
@@ -59,19 +60,22 @@ enum Client {
     Kazoo,
     ZkRsCli,
     ZookeeperCrate,
+    KazooSuite,
 }
 
 impl Client {
     /// Every client (`--only all`).
-    const ALL: [Client; 5] = [
+    const ALL: [Client; 6] = [
         Client::ZkCli,
         Client::CliMt,
         Client::Kazoo,
         Client::ZkRsCli,
         Client::ZookeeperCrate,
+        Client::KazooSuite,
     ];
     /// The clients run without `--only`: all but the zookeeper-client suite, which takes
-    /// about as long as the others together (and minutes more to build the first time).
+    /// about as long as the others together (and minutes more to build the first time),
+    /// and kazoo's own tests (which set up a venv of their own the first time).
     const DEFAULT: [Client; 4] = [Client::ZkCli, Client::CliMt, Client::Kazoo, Client::ZkRsCli];
 
     fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Client {
             Client::Kazoo => "kazoo",
             Client::ZkRsCli => "zk-cli",
             Client::ZookeeperCrate => "zookeeper-client",
+            Client::KazooSuite => "kazoo-suite",
         }
     }
 
@@ -91,8 +96,10 @@ impl Client {
             "kazoo" | "python" => Client::Kazoo,
             "zk-cli" | "ours" => Client::ZkRsCli,
             "zookeeper-client" | "rust" => Client::ZookeeperCrate,
+            "kazoo-suite" => Client::KazooSuite,
             _ => bail!(
-                "unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli, zookeeper-client)\n{USAGE}"
+                "unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli, zookeeper-client, \
+                 kazoo-suite)\n{USAGE}"
             ),
         })
     }
@@ -211,6 +218,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             ),
             Client::ZkRsCli => zk_cli(&servers, &mut report),
             Client::ZookeeperCrate => zookeeper_client_suite::run(&servers, &mut report),
+            Client::KazooSuite => kazoo_suite::run(&servers, &mut report),
         };
         eprintln!(
             "== {} took {:.0}s",

@@ -49,7 +49,7 @@ cargo xtask <command>
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
   compat-clients [--keep-going] [--install]
-                 [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all]
+                 [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client,kazoo-suite|all]
                  [--verbose] [--record-cli] [--zk-server PATH] [--ensemble]
                      run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
                      xtask/python/kazoo_check.py) against our zk-server (debug build, or
@@ -65,8 +65,10 @@ cargo xtask <command>
                      that runs the servers as local processes; every test but the
                      reconfiguration one (TLS and SASL included), each in its own process;
                      fails on a test that fails on zk-server unless listed as an intended
-                     difference. Not in the
-                     default set (it doubles the run): --only zookeeper-client, or all.
+                     difference. kazoo-suite: kazoo's own TLS and SASL tests (its source
+                     release's TestSSLClient and test_sasl.py, its harness starting each
+                     server, ours through a java shim). Neither of these two is in the
+                     default set: --only zookeeper-client,kazoo-suite, or all.
                      Stops at the first failing case unless
                      --keep-going. Needs `apt-get install zookeeper zookeeper-bin` and
                      `pip install kazoo`; --install runs apt-get and puts kazoo in a venv
