@@ -133,6 +133,7 @@ impl Client {
             read_only: options.read_only,
             max_packet_len: options.max_packet_len,
             tls: options.tls.clone(),
+            sasl: options.sasl.clone(),
         };
         let session = options
             .session

@@ -14,7 +14,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use zk_jute::proto::{
-    AuthPacket, ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader, WatcherEvent,
+    AuthPacket, ConnectRequest, ConnectResponse, ReplyHeader, RequestHeader, SetSaslRequest,
+    SetSaslResponse, WatcherEvent,
 };
 use zk_jute::{ErrorCode, EventType, FrameCodec, KeeperState, OpCode, Reader, Record, xid};
 use zk_watch::{Registration, SetWatchesRequest, WatchRegistry};
@@ -201,6 +202,7 @@ pub(crate) struct IoConfig {
     pub(crate) read_only: bool,
     pub(crate) max_packet_len: usize,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) sasl: Option<crate::types::SaslCredentials>,
 }
 
 /// The connection task.
@@ -336,6 +338,7 @@ impl Io {
                     request,
                     self.config.max_packet_len,
                     self.config.tls.clone(),
+                    self.config.sasl.clone(),
                 ),
             );
             let outcome = self.while_disconnected(attempt).await?;
@@ -352,6 +355,13 @@ impl Io {
                     self.established(response);
                     tracing::debug!(%host, port, session = format!("{:#x}", self.session_id), "connected");
                     return Some(conn);
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // The server refused the SASL credentials: as ZooKeeper's client, the
+                    // session is over.
+                    tracing::warn!(%host, port, error = %e, "SASL authentication failed");
+                    self.finish(SessionState::AuthFailed);
+                    return None;
                 }
                 Ok(Err(e)) => tracing::debug!(%host, port, error = %e, "connecting failed"),
                 Err(_) => tracing::debug!(%host, port, "connecting timed out"),
@@ -889,6 +899,110 @@ fn put_auth(out: &mut BytesMut, scheme: &str, auth: &Bytes) {
     put_frame(out, xid::AUTH, OpCode::Auth, &zk_jute::to_bytes(&packet));
 }
 
+/// A refusal from the server during SASL: the session is over.
+fn sasl_refused(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, why)
+}
+
+fn sasl_invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+/// Sends one SASL token (opcode `sasl`) and returns the server's answer token.
+async fn sasl_round(
+    reader: &mut FramedRead<ReadHalf, FrameCodec>,
+    writer: &mut WriteHalf,
+    out: &mut BytesMut,
+    round: i32,
+    token: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let request = SetSaslRequest {
+        token: Some(Bytes::copy_from_slice(token)),
+    };
+    put_frame(out, round, OpCode::Sasl, &zk_jute::to_bytes(&request));
+    writer.write_all(out).await?;
+    writer.flush().await?;
+    out.clear();
+    loop {
+        let frame = match reader.next().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Err(std::io::Error::other(e)),
+            None => {
+                return Err(sasl_refused(
+                    "the server closed the connection during SASL".into(),
+                ));
+            }
+        };
+        let mut body = Reader::new(frame);
+        let header = ReplyHeader::decode(&mut body).map_err(|e| sasl_invalid(e.to_string()))?;
+        if header.xid != round {
+            // Nothing else is in flight yet; anything else is not for us.
+            continue;
+        }
+        if header.err != 0 {
+            return Err(sasl_refused(format!(
+                "the server refused SASL with error {}",
+                header.err
+            )));
+        }
+        let answer = SetSaslResponse::decode(&mut body).map_err(|e| sasl_invalid(e.to_string()))?;
+        return Ok(answer.token.map(|t| t.to_vec()).unwrap_or_default());
+    }
+}
+
+/// DIGEST-MD5 with the server (RFC 2831 as ZooKeeper runs it): an empty first token, the
+/// server's challenge, our response, and the server's `rspauth`, which must prove that
+/// it knows the password too.
+async fn sasl_exchange(
+    reader: &mut FramedRead<ReadHalf, FrameCodec>,
+    writer: &mut WriteHalf,
+    out: &mut BytesMut,
+    creds: &crate::types::SaslCredentials,
+) -> std::io::Result<()> {
+    use zk_jute::sasl::{self, Credentials, Exchange};
+    let challenge = sasl_round(reader, writer, out, 1, b"").await?;
+    let challenge = String::from_utf8(challenge)
+        .map_err(|_| sasl_invalid("a challenge not in UTF-8".into()))?;
+    let fields = sasl::directives(&challenge).map_err(|e| sasl_invalid(e.to_string()))?;
+    let nonce = fields
+        .get("nonce")
+        .ok_or_else(|| sasl_invalid("a challenge without a nonce".into()))?;
+    if !fields
+        .get("qop")
+        .is_none_or(|q| q.split(',').any(|q| q.trim() == "auth"))
+    {
+        return Err(sasl_invalid("the server does not offer qop auth".into()));
+    }
+    let realm = fields
+        .get("realm")
+        .map_or(sasl::SERVER_NAME, String::as_str);
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let cnonce: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let credentials = Credentials {
+        user: &creds.user,
+        realm,
+        password: &creds.password,
+        utf8: true,
+    };
+    let exchange = Exchange {
+        nonce,
+        cnonce: &cnonce,
+        nc: "00000001",
+        authzid: None,
+        uri: sasl::DIGEST_URI,
+    };
+    let token = sasl::client_response(&credentials, &exchange);
+    let proof = sasl_round(reader, writer, out, 2, &token).await?;
+    let expected = format!("rspauth={}", sasl::rspauth_value(&credentials, &exchange));
+    if proof != expected.as_bytes() {
+        return Err(sasl_refused(
+            "the server's rspauth does not prove it knows the password".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes what `out` holds as far as the connection takes it now, and flushes once it is
 /// all written (TLS may hold written bytes back until then). `unflushed` says whether
 /// bytes were written and not flushed yet, across calls the serving loop gives up on.
@@ -920,6 +1034,7 @@ async fn handshake(
     request: ConnectRequest,
     max_packet_len: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<crate::types::SaslCredentials>,
 ) -> std::io::Result<(Conn, ConnectResponse)> {
     let stream = TcpStream::connect((host.as_str(), port)).await?;
     stream.set_nodelay(true)?;
@@ -959,6 +1074,9 @@ async fn handshake(
     };
     let response = ConnectResponse::decode(&mut Reader::new(frame))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if let (Some(creds), true) = (&sasl, response.timeout > 0) {
+        sasl_exchange(&mut reader, &mut writer, &mut out, creds).await?;
+    }
     Ok((
         Conn {
             reader,

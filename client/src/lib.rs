@@ -93,8 +93,8 @@ pub use hosts::{ConnectString, DEFAULT_PORT};
 pub use multi::{Multi, MultiRead, OpResult, ReadResult};
 pub use path::validate_path;
 pub use types::{
-    ClientOptions, CreateOptions, OneshotWatch, PersistentWatch, SessionState, StateEvents,
-    WatchedEvent,
+    ClientOptions, CreateOptions, OneshotWatch, PersistentWatch, SaslCredentials, SessionState,
+    StateEvents, WatchedEvent,
 };
 pub use zk_jute::data::{Acl, ClientInfo, Id, Stat};
 pub use zk_jute::{AddWatchMode, CreateMode, EventType, KeeperState, Perms, WatcherType};

@@ -41,6 +41,28 @@ pub struct ClientOptions {
     /// connect string, and a client certificate in it becomes the session's `x509`
     /// identity on the server. `None` (the default): plain TCP.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Authenticate with SASL DIGEST-MD5 as this user on every connection, before any
+    /// request (a server's JAAS `Server` section, as a Java client's `Client` section
+    /// does); the session is then `sasl:<user>`. A refusal ends the session in
+    /// [`SessionState::AuthFailed`]. `None` (the default): no SASL.
+    pub sasl: Option<SaslCredentials>,
+}
+
+/// A DIGEST-MD5 user and password. Its `Debug` output leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslCredentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientOptions {
@@ -54,6 +76,7 @@ impl Default for ClientOptions {
             max_packet_len: zk_jute::DEFAULT_MAX_FRAME_LEN,
             auth: Vec::new(),
             tls: None,
+            sasl: None,
         }
     }
 }
@@ -73,6 +96,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("max_packet_len", &self.max_packet_len)
             .field("auth_schemes", &schemes)
             .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl)
             .finish()
     }
 }

@@ -9,7 +9,8 @@ use futures_util::{FutureExt, StreamExt};
 use harness::{Fixture, options, within};
 use zk_client::{
     AddWatchMode, Client, ClientOptions, CreateMode, CreateOptions, Error, EventType, KeeperState,
-    Multi, MultiRead, OpResult, Perms, ReadResult, SessionState, WatchedEvent, WatcherType, acl,
+    Multi, MultiRead, OpResult, Perms, ReadResult, SaslCredentials, SessionState, WatchedEvent,
+    WatcherType, acl,
 };
 
 fn persistent() -> CreateOptions {
@@ -801,6 +802,41 @@ fn events_print_as_zookeeper_prints_them() {
         "WatchedEvent state:Expired type:None path:null"
     );
     assert_eq!(SessionState::Connected.to_string(), "SyncConnected");
+}
+
+#[tokio::test]
+async fn sasl_digest_md5_makes_the_session_its_user_or_ends_it() {
+    let fx = Fixture::new("sasl").await;
+    let (user, password) = harness::SASL_USER;
+    let bob = fx
+        .client_with(ClientOptions {
+            sasl: Some(SaslCredentials {
+                user: user.into(),
+                password: password.into(),
+            }),
+            ..options()
+        })
+        .await;
+    let who = bob.who_am_i().await.unwrap();
+    assert!(
+        who.iter()
+            .any(|i| i.auth_scheme == "sasl" && i.user == user),
+        "{who:?}"
+    );
+    let wrong = Client::connect(
+        &fx.connect_string(""),
+        ClientOptions {
+            sasl: Some(SaslCredentials {
+                user: user.into(),
+                password: "guess".into(),
+            }),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(wrong.err(), Some(Error::AuthFailed));
+    // The server goes on serving.
+    assert!(bob.exists(&fx.base).await.unwrap().is_some());
 }
 
 #[tokio::test]

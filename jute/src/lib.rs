@@ -54,6 +54,7 @@ mod frame;
 mod macros;
 mod multi;
 mod records;
+pub mod sasl;
 #[cfg(test)]
 mod testing;
 mod utf8;

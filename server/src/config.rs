@@ -385,6 +385,27 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether an authentication provider for `scheme` is registered, as ZooKeeper's
+    /// `ProviderRegistry` has them: `ip` and `digest` always, `x509` with a secure client
+    /// port, and those an `authProvider.N` names.
+    pub fn has_auth_provider(&self, scheme: &str) -> bool {
+        let named = |class: &str| {
+            self.system_properties.iter().any(|(k, v)| {
+                k.starts_with("zookeeper.authProvider.") && v.trim().ends_with(&format!(".{class}"))
+            })
+        };
+        match scheme {
+            "ip" | "digest" => true,
+            "x509" => {
+                self.secure_client_addr.is_some()
+                    || self.port_unification
+                    || named("X509AuthenticationProvider")
+            }
+            "sasl" => named("SASLAuthenticationProvider"),
+            _ => false,
+        }
+    }
+
     /// ZooKeeper's `setupClientPort`: the client address on this server's own `server.N`
     /// line (after `;`) is where it serves clients. A `clientPort` (with
     /// `clientPortAddress`) that says otherwise is refused: another address, or another

@@ -7,14 +7,8 @@
 //! the nonce comes from the caller.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
-use md5::{Digest, Md5};
-
-/// The realm and server name ZooKeeper's DIGEST-MD5 server uses.
-pub const SERVER_NAME: &str = "zk-sasl-md5";
-/// The SASL protocol (service) name.
-pub const PROTOCOL: &str = "zookeeper";
+use zk_jute::sasl::{Credentials, DIGEST_URI, Exchange, SERVER_NAME};
 
 /// Why a JAAS file gives no users.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -235,7 +229,7 @@ fn respond(
     password: impl Fn(&str) -> Option<String>,
 ) -> Result<Step, SaslError> {
     let text = std::str::from_utf8(token).or_else(|_| fail("the response is not UTF-8"))?;
-    let fields = directives(text)?;
+    let fields = zk_jute::sasl::directives(text).map_err(|e| SaslError(e.0))?;
     let get = |key: &str| fields.get(key).map(String::as_str);
     let Some(user) = get("username") else {
         return fail("the response has no username");
@@ -255,10 +249,8 @@ fn respond(
         return fail(format!("qop {qop:?} is not offered"));
     }
     let uri = get("digest-uri").unwrap_or("");
-    if !uri.eq_ignore_ascii_case(&format!("{PROTOCOL}/{SERVER_NAME}")) {
-        return fail(format!(
-            "digest-uri {uri:?} is not {PROTOCOL}/{SERVER_NAME}"
-        ));
+    if !uri.eq_ignore_ascii_case(DIGEST_URI) {
+        return fail(format!("digest-uri {uri:?} is not {DIGEST_URI}"));
     }
     let Some(response) = get("response") else {
         return fail("the response has no response value");
@@ -277,80 +269,27 @@ fn respond(
         password: &secret,
         utf8,
     };
-    let expected = digest(
-        &creds,
+    let exchange = Exchange {
         nonce,
         cnonce,
         nc,
         authzid,
-        &format!("AUTHENTICATE:{uri}"),
-    );
+        uri,
+    };
+    let expected = zk_jute::sasl::response_value(&creds, &exchange);
     if !expected.eq_ignore_ascii_case(response) {
         return fail(format!("wrong password for user {user:?}"));
     }
-    let rspauth = digest(&creds, nonce, cnonce, nc, authzid, &format!(":{uri}"));
+    let rspauth = zk_jute::sasl::rspauth_value(&creds, &exchange);
     Ok(Step::Done {
         user: user.to_owned(),
         token: format!("rspauth={rspauth}").into_bytes(),
     })
 }
 
-/// The strings a digest is made of.
-struct Credentials<'a> {
-    user: &'a str,
-    realm: &'a str,
-    password: &'a str,
-    /// `charset=utf-8`: the three above in UTF-8 (else ISO 8859-1 where they fit).
-    utf8: bool,
-}
-
-fn latin1_or_utf8(text: &str, utf8: bool) -> Vec<u8> {
-    if !utf8 && text.chars().all(|c| (c as u32) < 256) {
-        text.chars().map(|c| c as u8).collect()
-    } else {
-        text.as_bytes().to_vec()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-/// RFC 2831's response value (with `a2` = `AUTHENTICATE:uri`) or `rspauth` (`:uri`),
-/// for qop `auth` and md5-sess.
-fn digest(
-    creds: &Credentials<'_>,
-    nonce: &str,
-    cnonce: &str,
-    nc: &str,
-    authzid: Option<&str>,
-    a2: &str,
-) -> String {
-    let mut inner = Md5::new();
-    inner.update(latin1_or_utf8(creds.user, creds.utf8));
-    inner.update(b":");
-    inner.update(latin1_or_utf8(creds.realm, creds.utf8));
-    inner.update(b":");
-    inner.update(latin1_or_utf8(creds.password, creds.utf8));
-    let mut a1 = inner.finalize().to_vec();
-    a1.extend_from_slice(format!(":{nonce}:{cnonce}").as_bytes());
-    if let Some(authzid) = authzid {
-        a1.push(b':');
-        a1.extend_from_slice(authzid.as_bytes());
-    }
-    let ha1 = hex(&Md5::digest(&a1));
-    let ha2 = hex(&Md5::digest(a2.as_bytes()));
-    hex(&Md5::digest(
-        format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes(),
-    ))
-}
-
 /// A client's digest-response to a challenge with `nonce`, for tests of the exchange's
-/// wiring (the digest itself is checked against RFC 2831's example, and real clients run
-/// against the server in `cargo xtask compat-clients`).
+/// wiring (the digest itself is checked against RFC 2831's example in `zk-jute`, and real
+/// clients run against the server in `cargo xtask compat-clients`).
 #[cfg(test)]
 pub(crate) fn client_response(user: &str, password: &str, nonce: &str, uri: &str) -> Vec<u8> {
     let creds = Credentials {
@@ -359,99 +298,19 @@ pub(crate) fn client_response(user: &str, password: &str, nonce: &str, uri: &str
         password,
         utf8: true,
     };
-    let cnonce = "c1i2e3n4t5";
-    let response = digest(
-        &creds,
+    let exchange = Exchange {
         nonce,
-        cnonce,
-        "00000001",
-        None,
-        &format!("AUTHENTICATE:{uri}"),
-    );
-    format!(
-        "charset=utf-8,username=\"{user}\",realm=\"{SERVER_NAME}\",nonce=\"{nonce}\",\
-         nc=00000001,cnonce=\"{cnonce}\",digest-uri=\"{uri}\",maxbuf=65536,\
-         response={response},qop=auth"
-    )
-    .into_bytes()
-}
-
-/// A digest-response's `key=value` directives, values unquoted.
-fn directives(text: &str) -> Result<BTreeMap<String, String>, SaslError> {
-    let mut out = BTreeMap::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            return Ok(out);
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return fail(format!("directive {key:?} has no value"));
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') => break,
-                    Some('\\') => value.extend(chars.next()),
-                    Some(c) => value.push(c),
-                    None => return fail("a quoted value is not closed"),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        let key = key.trim().to_ascii_lowercase();
-        if out.insert(key.clone(), value.trim().to_owned()).is_some() {
-            return fail(format!("directive {key:?} given twice"));
-        }
-    }
+        cnonce: "c1i2e3n4t5",
+        nc: "00000001",
+        authzid: None,
+        uri,
+    };
+    zk_jute::sasl::client_response(&creds, &exchange)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc_2831_example_digests() {
-        // RFC 2831 section 4: chris / secret at elwood.innosoft.com, imap.
-        let creds = Credentials {
-            user: "chris",
-            realm: "elwood.innosoft.com",
-            password: "secret",
-            utf8: false,
-        };
-        let (nonce, cnonce) = ("OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk");
-        let uri = "imap/elwood.innosoft.com";
-        let response = digest(
-            &creds,
-            nonce,
-            cnonce,
-            "00000001",
-            None,
-            &format!("AUTHENTICATE:{uri}"),
-        );
-        assert_eq!(response, "d388dad90d4bbd760a152321f2143af7");
-        let rspauth = digest(&creds, nonce, cnonce, "00000001", None, &format!(":{uri}"));
-        assert_eq!(rspauth, "ea40f60335c427b5527b84dbabcdfffd");
-    }
 
     fn users(user: &str) -> Option<String> {
         (user == "bob").then(|| "b0b's secret".to_owned())

@@ -25,6 +25,15 @@ use zk_client::{Client, ClientOptions, CreateOptions, SessionState};
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 const SLF4J_SIMPLE_JAR: &str = "/usr/share/java/slf4j-simple.jar";
 const TICK_MS: u64 = 100;
+/// The SASL DIGEST-MD5 user every test server knows (the JAAS `Server` section of the
+/// reference, the same users for ours).
+pub(crate) const SASL_USER: (&str, &str) = ("bob", "b0b's secret");
+/// The SASL provider both servers register (`authProvider.1`), so that `whoAmI` names
+/// SASL users.
+const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+/// That section, as ZooKeeper's `DigestLoginModule` reads it.
+const JAAS: &str = "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  \
+                    user_bob=\"b0b's secret\";\n};\n";
 
 /// Whether the tests run against Apache ZooKeeper.
 pub(crate) fn reference() -> bool {
@@ -182,6 +191,17 @@ impl TestServer {
                 max_session_timeout: Duration::from_secs(60),
                 four_letter_words: vec!["*".into()],
                 extended_types: true,
+                sasl_users: Some(
+                    [(SASL_USER.0.to_owned(), SASL_USER.1.to_owned())]
+                        .into_iter()
+                        .collect(),
+                ),
+                system_properties: [(
+                    "zookeeper.authProvider.1".to_owned(),
+                    SASL_PROVIDER.to_owned(),
+                )]
+                .into_iter()
+                .collect(),
                 ..zk_server::Config::default()
             };
             let server = zk_server::Server::start(config)
@@ -301,11 +321,13 @@ impl Jvm {
              maxSessionTimeout=60000\n\
              4lw.commands.whitelist=*\n\
              extendedTypesEnabled=true\n\
-             admin.enableServer=false\n",
+             admin.enableServer=false\n\
+             authProvider.1={SASL_PROVIDER}\n",
             data.display(),
             addr.port()
         );
         std::fs::write(&cfg, text).expect("writing zoo.cfg");
+        std::fs::write(dir.join("jaas.conf"), JAAS).expect("writing jaas.conf");
         let mut classpath = vec![PathBuf::from(ZOOKEEPER_JAR)];
         if Path::new(SLF4J_SIMPLE_JAR).is_file() {
             classpath.push(PathBuf::from(SLF4J_SIMPLE_JAR));
@@ -313,6 +335,7 @@ impl Jvm {
         let classpath: Vec<String> = classpath.iter().map(|p| p.display().to_string()).collect();
         let log = std::fs::File::create(dir.join("server.log")).expect("a log file");
         let script = "java -Xmx256m -XX:TieredStopAtLevel=1 -cp \"$1\" \
+                      -Djava.security.auth.login.config=\"$3/jaas.conf\" \
                       org.apache.zookeeper.server.ZooKeeperServerMain \"$2\" & \
                       pid=$!; read _; kill -9 $pid; wait $pid; \
                       if [ \"$(cat \"$3/.remove\" 2>/dev/null)\" = yes ]; then rm -rf \"$3\"; fi";

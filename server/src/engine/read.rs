@@ -148,9 +148,13 @@ impl Engine {
                 let client_info = zk_datatree::acl::auth_order(auth)
                     .into_iter()
                     .map(|id| {
+                        // ZooKeeper's AuthUtil: the provider's user name, or "" for a
+                        // scheme with no provider registered (`super`, or `sasl` without
+                        // its authProvider.N).
                         let user = match id.scheme.as_str() {
                             "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
-                            _ => id.id.clone(),
+                            scheme if self.config.has_auth_provider(scheme) => id.id.clone(),
+                            _ => String::new(),
                         };
                         ClientInfo {
                             auth_scheme: id.scheme.clone(),

@@ -902,6 +902,25 @@ fn sasl_digest_md5_authenticates_a_connection_as_its_user() {
             .any(|id| id.scheme == "sasl" && id.id == "bob")
     );
     assert!(conn.auth.iter().any(|id| id.scheme == "super"));
+    // whoAmI names a SASL user only with the SASL provider registered (ZooKeeper's
+    // AuthUtil): none is here, so the user is empty, as `super`'s always is.
+    s.request(1, 4, OpCode::WhoAmI, Bytes::new());
+    let Some((_, Sent::Reply(_, body))) = s.sent.iter().rev().find(|(c, _)| *c == 1) else {
+        panic!("no whoAmI reply");
+    };
+    let who = zk_jute::proto::WhoAmIResponse::decode(&mut Reader::new(body.clone())).unwrap();
+    let users: Vec<(String, String)> = who
+        .client_info
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| (i.auth_scheme, i.user))
+        .collect();
+    assert!(users.contains(&("sasl".into(), String::new())), "{users:?}");
+    assert!(
+        users.contains(&("super".into(), String::new())),
+        "{users:?}"
+    );
+    s.take(1);
 
     // A wrong password: SessionClosedRequireSaslAuth (SASL is required), then closed.
     s.session(2, 10_000);
