@@ -38,6 +38,7 @@ use crate::servers::{ServerProc, ZOOKEEPER_JAR, stop_group, wait_for_exit};
 use crate::{Scratch, cargo, root, run};
 
 mod kazoo_suite;
+mod secure_cli;
 mod zookeeper_client_suite;
 
 const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
@@ -61,12 +62,14 @@ enum Client {
     ZkRsCli,
     ZookeeperCrate,
     KazooSuite,
+    SecureCli,
 }
 
 impl Client {
     /// Every client (`--only all`).
-    const ALL: [Client; 6] = [
+    const ALL: [Client; 7] = [
         Client::ZkCli,
+        Client::SecureCli,
         Client::CliMt,
         Client::Kazoo,
         Client::ZkRsCli,
@@ -76,7 +79,13 @@ impl Client {
     /// The clients run without `--only`: all but the zookeeper-client suite, which takes
     /// about as long as the others together (and minutes more to build the first time),
     /// and kazoo's own tests (which set up a venv of their own the first time).
-    const DEFAULT: [Client; 4] = [Client::ZkCli, Client::CliMt, Client::Kazoo, Client::ZkRsCli];
+    const DEFAULT: [Client; 5] = [
+        Client::ZkCli,
+        Client::SecureCli,
+        Client::CliMt,
+        Client::Kazoo,
+        Client::ZkRsCli,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -86,6 +95,7 @@ impl Client {
             Client::ZkRsCli => "zk-cli",
             Client::ZookeeperCrate => "zookeeper-client",
             Client::KazooSuite => "kazoo-suite",
+            Client::SecureCli => "zkCli.sh-tls",
         }
     }
 
@@ -97,9 +107,10 @@ impl Client {
             "zk-cli" | "ours" => Client::ZkRsCli,
             "zookeeper-client" | "rust" => Client::ZookeeperCrate,
             "kazoo-suite" => Client::KazooSuite,
+            "zkcli-tls" | "zkCli.sh-tls" => Client::SecureCli,
             _ => bail!(
-                "unknown client `{s}` (zkcli, cli_mt, kazoo, zk-cli, zookeeper-client, \
-                 kazoo-suite)\n{USAGE}"
+                "unknown client `{s}` (zkcli, zkcli-tls, cli_mt, kazoo, zk-cli, \
+                 zookeeper-client, kazoo-suite)\n{USAGE}"
             ),
         })
     }
@@ -219,6 +230,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
             Client::ZkRsCli => zk_cli(&servers, &mut report),
             Client::ZookeeperCrate => zookeeper_client_suite::run(&servers, &mut report),
             Client::KazooSuite => kazoo_suite::run(&servers, &mut report),
+            Client::SecureCli => secure_cli::run(&servers, &mut report),
         };
         eprintln!(
             "== {} took {:.0}s",

@@ -49,13 +49,16 @@ cargo xtask <command>
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
   compat-clients [--keep-going] [--install]
-                 [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client,kazoo-suite|all]
+                 [--only zkcli,zkcli-tls,cli_mt,kazoo,zk-cli,zookeeper-client,
+                         kazoo-suite|all]
                  [--verbose] [--record-cli] [--zk-server PATH] [--ensemble]
                      run real ZooKeeper clients (zkCli.sh, the C client cli_mt, kazoo with
                      xtask/python/kazoo_check.py) against our zk-server (debug build, or
                      PATH) and against Apache ZooKeeper 3.8.0, each on a free loopback port
                      with its own data dir; fails on any answer that differs once times,
-                     zxids and session ids are masked. zk-cli: zkCli.sh's sessions through
+                     zxids and session ids are masked. zkcli-tls: zkCli.sh over TLS and
+                     SASL DIGEST-MD5 (Netty socket, JKS stores, JAAS Client section)
+                     against each server's secure port. zk-cli: zkCli.sh's sessions through
                      our shell and through zkCli.sh, each against a fresh Apache ZooKeeper
                      (--record-cli rewrites cli/tests/zkcli/ from zkCli.sh's answers).
                      zookeeper-client: that crate's own integration suite (tests/
