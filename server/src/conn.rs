@@ -109,60 +109,31 @@ impl ConnWriter {
 }
 
 /// Serves one plain connection until either side closes it.
-pub(crate) async fn serve(
-    conn: ConnId,
-    stream: TcpStream,
-    addr: SocketAddr,
-    core: mpsc::UnboundedSender<Msg>,
-    max_frame_len: usize,
-    throttle: Arc<Throttle>,
-) {
+pub(crate) async fn serve(link: Link, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let link = Link {
-        conn,
-        addr,
-        core,
-        max_frame_len,
-        throttle,
-        identities: Vec::new(),
-    };
     serve_split(link, read, ConnWriter::Tcp(write)).await;
 }
 
-/// Serves one connection over an established TLS session; `identities` are what its
-/// certificate proves (the `x509` id).
-pub(crate) async fn serve_tls<S>(
-    conn: ConnId,
-    stream: S,
-    addr: SocketAddr,
-    core: mpsc::UnboundedSender<Msg>,
-    max_frame_len: usize,
-    throttle: Arc<Throttle>,
-    identities: Vec<Id>,
-) where
+/// Serves one connection over an established TLS session; the link's `identities` are
+/// what its certificate proves (the `x509` id).
+pub(crate) async fn serve_tls<S>(link: Link, stream: S)
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let link = Link {
-        conn,
-        addr,
-        core,
-        max_frame_len,
-        throttle,
-        identities,
-    };
     serve_split(link, read, ConnWriter::queue(write)).await;
 }
 
 /// A connection's place in the server.
-struct Link {
-    conn: ConnId,
-    addr: SocketAddr,
-    core: mpsc::UnboundedSender<Msg>,
-    max_frame_len: usize,
-    throttle: Arc<Throttle>,
-    identities: Vec<Id>,
+pub(crate) struct Link {
+    pub(crate) conn: ConnId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) core: mpsc::UnboundedSender<Msg>,
+    pub(crate) max_frame_len: usize,
+    pub(crate) throttle: Arc<Throttle>,
+    /// What the connection proved before its handshake (a client certificate's ids).
+    pub(crate) identities: Vec<Id>,
 }
 
 async fn serve_split<R: AsyncRead + Unpin>(link: Link, mut read: R, write: ConnWriter) {

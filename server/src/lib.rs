@@ -262,15 +262,7 @@ impl Server {
             .or(secure_addr)
             .unwrap_or(config.client_addr);
         let metrics = match config.metrics_addr {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Listen { addr, source })?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|source| StartError::Listen { addr, source })?;
-                Some((listener, bound))
-            }
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
@@ -475,19 +467,23 @@ async fn accept_loop(listener: TcpListener, accept: Accept) {
 /// Serves one accepted connection: plain, or over TLS once its handshake (and its
 /// certificate's identity) checks out.
 async fn serve_conn(conn: u64, stream: TcpStream, addr: SocketAddr, accept: &Accept) {
-    let (core, throttle) = (accept.core.clone(), accept.throttle.clone());
-    let max_frame_len = accept.config.jute_max_buffer;
+    let mut link = conn::Link {
+        conn,
+        addr,
+        core: accept.core.clone(),
+        max_frame_len: accept.config.jute_max_buffer,
+        throttle: accept.throttle.clone(),
+        identities: Vec::new(),
+    };
     let Some(tls) = &accept.tls else {
-        return conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
+        return conn::serve(link, stream).await;
     };
     if accept.unified {
         let mut first = [0u8; 1];
         let peeked = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
         match peeked {
             Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-            Ok(Ok(1)) => {
-                return conn::serve(conn, stream, addr, core, max_frame_len, throttle).await;
-            }
+            Ok(Ok(1)) => return conn::serve(link, stream).await,
             _ => return,
         }
     }
@@ -515,16 +511,8 @@ async fn serve_conn(conn: u64, stream: TcpStream, addr: SocketAddr, accept: &Acc
     for id in &identities {
         tracing::info!(%addr, scheme = %id.scheme, id = %id.id, "authenticated by client certificate");
     }
-    conn::serve_tls(
-        conn,
-        stream,
-        addr,
-        core,
-        max_frame_len,
-        throttle,
-        identities,
-    )
-    .await;
+    link.identities = identities;
+    conn::serve_tls(link, stream).await;
 }
 
 #[cfg(test)]

@@ -460,10 +460,10 @@ impl ClientCertVerifier for V1Tolerant {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if is_v1(cert) {
-            return self.verify_v1_signature(message, cert, dss);
+        match is_v1(cert) {
+            true => self.verify_v1_signature(message, cert, dss),
+            false => self.webpki.verify_tls12_signature(message, cert, dss),
         }
-        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -472,10 +472,10 @@ impl ClientCertVerifier for V1Tolerant {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if is_v1(cert) {
-            return self.verify_v1_signature(message, cert, dss);
+        match is_v1(cert) {
+            true => self.verify_v1_signature(message, cert, dss),
+            false => self.webpki.verify_tls13_signature(message, cert, dss),
         }
-        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
