@@ -188,6 +188,8 @@ impl Session {
             session_timeout: self.args.timeout,
             connect_timeout: self.args.timeout,
             read_only: self.args.read_only,
+            tls: self.args.security.tls.clone(),
+            sasl: self.args.security.sasl.clone(),
             ..ClientOptions::default()
         };
         let cannot = |e: Error| Failure {

@@ -5,6 +5,9 @@
 //!        [--json] [command args...]
 //! ```
 //!
+//! TLS and SASL DIGEST-MD5 are set as for zkCli.sh, with `-D` flags in `CLIENT_JVMFLAGS`
+//! (see `javaopts`).
+//!
 //! Without a command it is an interactive shell (line editing, history, completion of
 //! commands and znode paths; a plain line reader when stdin is not a terminal, as zkCli
 //! without JLine). With one, it runs that command and exits:
@@ -17,6 +20,7 @@
 //! | 3 | no server could be reached within the timeout |
 
 mod exec;
+mod javaopts;
 mod javatext;
 mod parse;
 mod print;
@@ -35,6 +39,8 @@ struct Args {
     wait_for_connection: bool,
     json: bool,
     command: Vec<String>,
+    /// TLS and SASL, from the Java client's `-D` settings in `CLIENT_JVMFLAGS`.
+    security: javaopts::Security,
 }
 
 /// Reads zkCli's options (`-server`, `-timeout`, `-r`, `-waitforconnection`) and ours
@@ -47,6 +53,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         wait_for_connection: false,
         json: false,
         command: Vec::new(),
+        security: javaopts::Security::default(),
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -79,7 +86,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let parsed = parse_args(std::env::args().skip(1)).and_then(|mut args| {
+        args.security = javaopts::security(&javaopts::properties_from_env())
+            .map_err(|e| format!("zk-cli: {e}"))?;
+        Ok(args)
+    });
+    let args = match parsed {
         Ok(args) => args,
         Err(message) => {
             eprint!("{message}");

@@ -180,3 +180,70 @@ fn zk_client_sessions(server: &zk_server::Server) -> Option<usize> {
         .parse()
         .ok()
 }
+
+/// TLS and SASL set as zkCli.sh's users set them, in `CLIENT_JVMFLAGS`: a secure port
+/// that needs a client certificate and a JAAS user, against the key stores keytool wrote
+/// for the server's tests (a PEM key store, its certificate as the trust store).
+#[test]
+fn tls_and_sasl_from_the_java_clients_flags() {
+    let stores = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/tests/data/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let jaas = dir.path().join("jaas.conf");
+    std::fs::write(
+        &jaas,
+        "Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n \
+         user_bob=\"b0b\";\n};\nClient {\n \
+         org.apache.zookeeper.server.auth.DigestLoginModule required\n \
+         username=\"bob\" password=\"b0b\";\n};\n",
+    )
+    .unwrap();
+    let pem = |name: &str| stores.join(name).display().to_string();
+    let text_cfg = format!(
+        "dataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nsecureClientPort=0\n\
+         secureClientPortAddress=127.0.0.1\n\
+         authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+         ssl.keyStore.location={}\nssl.trustStore.location={}\nssl.clientAuth=need\n",
+        dir.path().join("data").display(),
+        pem("server.pem"),
+        pem("server.cert.pem"),
+    );
+    let system = [(
+        "java.security.auth.login.config".to_owned(),
+        jaas.display().to_string(),
+    )];
+    let config = zk_server::Config::parse_with(&text_cfg, system.into_iter().collect()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(zk_server::Server::start(config)).unwrap();
+    let secure = format!("localhost:{}", server.secure_addr().unwrap().port());
+    let flags = format!(
+        "-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+         -Dzookeeper.client.secure=true -Dzookeeper.ssl.keyStore.location={} \
+         -Dzookeeper.ssl.trustStore.location={} -Djava.security.auth.login.config={}",
+        pem("server.pem"),
+        pem("server.cert.pem"),
+        jaas.display()
+    );
+    let who = Command::new(env!("CARGO_BIN_EXE_zk-cli"))
+        .args(["-server", &secure, "whoami"])
+        .env("CLIENT_JVMFLAGS", &flags)
+        .output()
+        .unwrap();
+    let out = text(&who.stdout);
+    assert_eq!(who.status.code(), Some(0), "{out}{}", text(&who.stderr));
+    assert!(out.contains("x509: CN=localhost,O=zk-rs tests"), "{out}");
+    assert!(out.contains("sasl: bob"), "{out}");
+    // Without the client certificate the handshake fails: no server reached.
+    let bare = Command::new(env!("CARGO_BIN_EXE_zk-cli"))
+        .args(["-server", &secure, "-timeout", "2000", "whoami"])
+        .env(
+            "CLIENT_JVMFLAGS",
+            format!(
+                "-Dzookeeper.client.secure=true -Dzookeeper.ssl.trustStore.location={}",
+                pem("server.cert.pem")
+            ),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(3), "{}", text(&bare.stderr));
+    runtime.block_on(server.shutdown());
+}

@@ -111,6 +111,139 @@ pub fn client_response(creds: &Credentials<'_>, exchange: &Exchange<'_>) -> Vec<
     text.into_bytes()
 }
 
+/// Why a JAAS file does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JaasError {
+    /// The file does not parse.
+    #[error("JAAS configuration: {0}")]
+    Syntax(String),
+}
+
+/// A JAAS login module entry: its class and its options.
+pub type LoginModule = (String, BTreeMap<String, String>);
+
+/// The options of every login module in section `section` of a JAAS configuration, in
+/// order. `None` when there is no such section.
+pub fn jaas_section(text: &str, section: &str) -> Result<Option<Vec<LoginModule>>, JaasError> {
+    let tokens = jaas_tokens(text)?;
+    let mut at = 0;
+    let bad = |what: &str| JaasError::Syntax(what.to_owned());
+    while let Some(name) = tokens.get(at) {
+        if tokens.get(at + 1).map(String::as_str) != Some("{") {
+            return Err(bad(&format!("expected '{{' after {name}")));
+        }
+        at += 2;
+        let mut modules = Vec::new();
+        loop {
+            match tokens.get(at).map(String::as_str) {
+                None => return Err(bad("a section is not closed")),
+                Some("}") => {
+                    at += 1;
+                    if tokens.get(at).map(String::as_str) == Some(";") {
+                        at += 1;
+                    }
+                    break;
+                }
+                Some(class) => {
+                    let class = class.to_owned();
+                    // The control flag: required, requisite, sufficient, optional.
+                    at += 2;
+                    let mut options = BTreeMap::new();
+                    loop {
+                        match tokens.get(at).map(String::as_str) {
+                            Some(";") => {
+                                at += 1;
+                                break;
+                            }
+                            Some(key) => {
+                                let key = key.to_owned();
+                                if tokens.get(at + 1).map(String::as_str) != Some("=") {
+                                    return Err(bad(&format!("expected '=' after {key}")));
+                                }
+                                let value = tokens
+                                    .get(at + 2)
+                                    .ok_or_else(|| bad("an option has no value"))?;
+                                options.insert(key, value.clone());
+                                at += 3;
+                            }
+                            None => return Err(bad("a login module entry is not closed")),
+                        }
+                    }
+                    modules.push((class, options));
+                }
+            }
+        }
+        if name == section {
+            return Ok(Some(modules));
+        }
+    }
+    Ok(None)
+}
+
+/// A JAAS file's tokens: names, quoted strings (unquoted), `{`, `}`, `;`, `=`; comments
+/// (`//`, `/* */`, `#`) dropped.
+fn jaas_tokens(text: &str) -> Result<Vec<String>, JaasError> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '{' | '}' | ';' | '=' => tokens.push(c.to_string()),
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                loop {
+                    match chars.next() {
+                        Some('/') if last == '*' => break,
+                        Some(c) => last = c,
+                        None => return Err(JaasError::Syntax("a comment is not closed".into())),
+                    }
+                }
+            }
+            '"' => {
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => value.extend(chars.next()),
+                        Some(c) => value.push(c),
+                        None => {
+                            return Err(JaasError::Syntax("a quoted value is not closed".into()));
+                        }
+                    }
+                }
+                tokens.push(value);
+            }
+            c => {
+                let mut word = c.to_string();
+                while let Some(&n) = chars.peek() {
+                    if n.is_whitespace() || matches!(n, '{' | '}' | ';' | '=' | '"') {
+                        break;
+                    }
+                    word.push(n);
+                    chars.next();
+                }
+                tokens.push(word);
+            }
+        }
+    }
+    Ok(tokens)
+}
+
 /// Why a token's directives do not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("DIGEST-MD5 directives: {0}")]
@@ -230,5 +363,37 @@ mod tests {
             fields.get("response").cloned(),
             Some(response_value(&creds, &exchange))
         );
+    }
+
+    #[test]
+    fn jaas_sections_and_their_users() {
+        let text = r#"
+            /* ZooKeeper's example */
+            Server {
+                org.apache.zookeeper.server.auth.DigestLoginModule required
+                user_super="adminsecret"
+                user_bob = "bob\"s secret"; // a comment
+            };
+            Client {
+                org.apache.zookeeper.server.auth.DigestLoginModule required
+                username="bob" password="bobsecret";
+            };
+        "#;
+        let server = jaas_section(text, "Server").unwrap().unwrap();
+        let (class, options) = &server[0];
+        assert_eq!(class, "org.apache.zookeeper.server.auth.DigestLoginModule");
+        assert_eq!(
+            options.get("user_super").map(String::as_str),
+            Some("adminsecret")
+        );
+        assert_eq!(
+            options.get("user_bob").map(String::as_str),
+            Some("bob\"s secret")
+        );
+        let client = jaas_section(text, "Client").unwrap().unwrap();
+        assert_eq!(client[0].1.get("username").map(String::as_str), Some("bob"));
+        assert_eq!(jaas_section(text, "Other").unwrap(), None);
+        assert_eq!(jaas_section("", "Server").unwrap(), None);
+        assert!(jaas_section("Server { x required a=\"b\"", "Server").is_err());
     }
 }

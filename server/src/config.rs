@@ -754,7 +754,7 @@ impl Config {
             };
             let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
             let modules =
-                crate::sasl::jaas_section(&text, section).map_err(|e| bad(e.to_string()))?;
+                zk_jute::sasl::jaas_section(&text, section).map_err(|e| bad(e.to_string()))?;
             self.sasl_users = modules.map(|m| crate::sasl::digest_users(&m));
         }
         if let Some((_, v)) = get("zookeeper.SASLAuthenticationProvider.superPassword") {
