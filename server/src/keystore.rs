@@ -128,7 +128,7 @@ pub fn load_identity(
 ) -> Result<Identity, StoreError> {
     let bytes = read(path)?;
     match store_type(path, kind)? {
-        StoreType::Pem => pem_identity(path, &bytes),
+        StoreType::Pem => pem_identity(path, &bytes, password),
         StoreType::Pkcs12 => {
             let store = pkcs12(path, &bytes, password)?;
             let (_, chain) = store
@@ -214,7 +214,7 @@ pub fn load_trust(
     Ok(certs)
 }
 
-fn pem_identity(path: &Path, bytes: &[u8]) -> Result<Identity, StoreError> {
+fn pem_identity(path: &Path, bytes: &[u8], password: &str) -> Result<Identity, StoreError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| format(path, format!("bad PEM: {e}")))?;
@@ -225,15 +225,40 @@ fn pem_identity(path: &Path, bytes: &[u8]) -> Result<Identity, StoreError> {
         Ok(PrivateKeyDer::Pkcs8(key)) => pkcs8_key(key.secret_pkcs8_der().to_vec()),
         Ok(key) => key,
         Err(_) if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
-            return Err(format(
-                path,
-                "an encrypted PEM private key is not supported; store it unencrypted, or \
-                 use a PKCS12 or JKS key store",
-            ));
+            decrypt_pem_key(path, bytes, password)?
         }
         Err(e) => return Err(format(path, format!("no private key in the PEM file: {e}"))),
     };
     Ok(Identity { chain, key })
+}
+
+/// An `ENCRYPTED PRIVATE KEY` block (PKCS#8, PBES2), opened with the key store's password
+/// as ZooKeeper's `PemReader` opens it.
+fn decrypt_pem_key(
+    path: &Path,
+    bytes: &[u8],
+    password: &str,
+) -> Result<PrivateKeyDer<'static>, StoreError> {
+    use pkcs8::der::Decode;
+    let text = std::str::from_utf8(bytes).map_err(|_| format(path, "a PEM file not in UTF-8"))?;
+    let (begin, end) = (
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+        "-----END ENCRYPTED PRIVATE KEY-----",
+    );
+    let block = text
+        .split_once(begin)
+        .and_then(|(_, rest)| rest.split_once(end))
+        .map(|(body, _)| body)
+        .ok_or_else(|| format(path, "an unterminated ENCRYPTED PRIVATE KEY block"))?;
+    let b64: String = block.split_whitespace().collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+        .map_err(|e| format(path, format!("bad base64 in the key: {e}")))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+        .map_err(|e| format(path, format!("an encrypted key that does not decode: {e}")))?;
+    let plain = info
+        .decrypt(password)
+        .map_err(|_| StoreError::Password(path.into()))?;
+    Ok(pkcs8_key(plain.as_bytes().to_vec()))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -349,6 +349,11 @@ fn keytool_stores_load_in_every_format_with_the_same_contents() {
         let certs = keystore::load_trust(&fixture(trust), "secret", None).unwrap();
         assert_eq!(certs, std::slice::from_ref(&cert), "{trust}");
     }
+    // A PEM key store whose key is encrypted (PBES2): opened with the store's password.
+    let encrypted =
+        keystore::load_identity(&fixture("server-encrypted.pem"), "secret", None).unwrap();
+    assert_eq!(encrypted.chain, std::slice::from_ref(&cert));
+    assert_eq!(encrypted.key.secret_der(), pem.key.secret_der());
     // kazoo's harness: an RSA key in JKS, password "apassword".
     let rsa = keystore::load_identity(&fixture("rsa.jks"), "apassword", Some(StoreType::Jks));
     assert_eq!(rsa.unwrap().chain.len(), 1);
@@ -373,7 +378,7 @@ fn subjects_are_named_as_javas_x500_principal_names_them() {
 
 #[test]
 fn a_wrong_password_or_type_is_a_clear_error() {
-    for store in ["server.jks", "server.p12"] {
+    for store in ["server.jks", "server.p12", "server-encrypted.pem"] {
         let error = keystore::load_identity(&fixture(store), "wrong", None).unwrap_err();
         assert!(
             error.to_string().contains("wrong password"),
@@ -396,6 +401,7 @@ async fn every_store_format_serves_a_handshake() {
         ("server.jks", "secret"),
         ("server.p12", "secret"),
         ("server.pem", ""),
+        ("server-encrypted.pem", "secret"),
     ] {
         let data = tempfile::tempdir().unwrap();
         let tls = TlsSettings {
