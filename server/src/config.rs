@@ -308,6 +308,25 @@ const KNOWN_PROPERTY_PREFIXES: &[&str] = &[
     "zookeeper.connection_throttle",
 ];
 
+/// ZooKeeper's `ProviderRegistry`: `ip` and `digest` always, `x509` when a client port
+/// takes TLS (`tls`), and those an `authProvider.N` system property names.
+fn auth_provider_registered(system: &BTreeMap<String, String>, tls: bool, scheme: &str) -> bool {
+    let named = |class: &str| {
+        system.iter().any(|(k, v)| {
+            k.starts_with("zookeeper.authProvider.")
+                && v.trim()
+                    .strip_suffix(class)
+                    .is_some_and(|package| package.ends_with('.'))
+        })
+    };
+    match scheme {
+        "ip" | "digest" => true,
+        "x509" => tls || named("X509AuthenticationProvider"),
+        "sasl" => named("SASLAuthenticationProvider"),
+        _ => false,
+    }
+}
+
 fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
     value.trim().parse().map_err(|_| ConfigError::BadValue {
         key: key.into(),
@@ -389,21 +408,13 @@ impl Config {
     /// `ProviderRegistry` has them: `ip` and `digest` always, `x509` with a secure client
     /// port, and those an `authProvider.N` names.
     pub fn has_auth_provider(&self, scheme: &str) -> bool {
-        let named = |class: &str| {
-            self.system_properties.iter().any(|(k, v)| {
-                k.starts_with("zookeeper.authProvider.") && v.trim().ends_with(&format!(".{class}"))
-            })
-        };
-        match scheme {
-            "ip" | "digest" => true,
-            "x509" => {
-                self.secure_client_addr.is_some()
-                    || self.port_unification
-                    || named("X509AuthenticationProvider")
-            }
-            "sasl" => named("SASLAuthenticationProvider"),
-            _ => false,
-        }
+        auth_provider_registered(&self.system_properties, self.serves_tls(), scheme)
+    }
+
+    /// Whether some client port takes TLS clients (a secure port, or port unification):
+    /// ZooKeeper then registers the x509 provider itself.
+    fn serves_tls(&self) -> bool {
+        self.secure_client_addr.is_some() || self.port_unification
     }
 
     /// ZooKeeper's `setupClientPort`: the client address on this server's own `server.N`
@@ -567,6 +578,9 @@ impl Config {
             }
         }
         c.secure_client_addr = secure_port.map(|port| SocketAddr::new(secure_host, port));
+        if let Some(v) = system.get("zookeeper.client.portUnification") {
+            c.port_unification = parse_bool("client.portUnification", v)?;
+        }
         c.read_system_properties(&system)?;
         if !c.servers.is_empty() {
             let entries = raw.iter().filter(|(k, _)| {
@@ -599,9 +613,6 @@ impl Config {
         }
         c.client_addr = SocketAddr::new(host, port);
         c.client_port_enabled = raw.contains_key("clientPort") || secure_port.is_none();
-        if let Some(v) = system.get("zookeeper.client.portUnification") {
-            c.port_unification = parse_bool("client.portUnification", v)?;
-        }
         c.tls = crate::tls::TlsSettings::from_properties(&system).map_err(|e| {
             ConfigError::BadValue {
                 key: "ssl.*".into(),
@@ -721,21 +732,11 @@ impl Config {
                     reason: "must be set when enforce.auth.enabled is true".into(),
                 });
             }
-            // x509 is there with a secure port; x509 and sasl when an authProvider.N names
-            // their provider.
-            let provider = |class: &str| {
-                system.iter().any(|(k, v)| {
-                    k.starts_with("zookeeper.authProvider.")
-                        && v.trim().ends_with(&format!(".{class}"))
-                })
-            };
-            let x509 = self.secure_client_addr.is_some() || provider("X509AuthenticationProvider");
-            let sasl = provider("SASLAuthenticationProvider");
-            if let Some(missing) = schemes.iter().find(|s| {
-                !(matches!(s.as_str(), "digest" | "ip")
-                    || (x509 && *s == "x509")
-                    || (sasl && *s == "sasl"))
-            }) {
+            let tls = self.serves_tls();
+            if let Some(missing) = schemes
+                .iter()
+                .find(|s| !auth_provider_registered(system, tls, s))
+            {
                 return Err(ConfigError::BadValue {
                     key: "enforce.auth.schemes".into(),
                     value: schemes.join(","),
@@ -1055,6 +1056,9 @@ mod tests {
         );
         let secure = Config::parse(&format!("{x509}secureClientPort=2281\n")).unwrap();
         assert_eq!(secure.enforce_auth_schemes, ["x509"]);
+        // Port unification takes TLS clients too, so x509 is registered as well.
+        let unified = Config::parse(&format!("{x509}client.portUnification=true\n")).unwrap();
+        assert!(unified.has_auth_provider("x509"));
         let sasl = "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n";
         let required = Config::parse(&format!("{sasl}sessionRequireClientSASLAuth=true\n"));
         let required = required.unwrap();

@@ -501,7 +501,9 @@ async fn serve_conn(conn: u64, stream: TcpStream, addr: SocketAddr, accept: &Acc
         }
     };
     let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
-    let identities = match accept.config.tls.identities(chain) {
+    let tls_settings = &accept.config.tls;
+    let registered = accept.config.has_auth_provider(&tls_settings.auth_provider);
+    let identities = match tls_settings.identities(chain, registered) {
         Ok(ids) => ids,
         Err(reason) => {
             tracing::warn!(%addr, %reason, "client certificate refused; connection closed");

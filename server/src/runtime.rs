@@ -110,12 +110,6 @@ struct ConnIo {
     addr: SocketAddr,
 }
 
-/// Writes `buf` to the connection as far as it takes it without waiting; true once all
-/// of it is written.
-fn write_now(writer: &ConnWriter, buf: &mut BytesMut) -> std::io::Result<bool> {
-    writer.write_now(buf)
-}
-
 /// Closes a connection once what it has pending is written: its reader stops now, and
 /// the socket is shut down after the last byte (by a task, if the socket is full).
 fn close_out(c: &mut ConnIo) {
@@ -125,7 +119,7 @@ fn close_out(c: &mut ConnIo) {
     };
     let mut pending = std::mem::take(&mut c.pending);
     if pending.is_empty()
-        || (!c.blocked && matches!(write_now(&writer, &mut pending), Ok(true) | Err(_)))
+        || (!c.blocked && matches!(writer.write_now(&mut pending), Ok(true) | Err(_)))
     {
         // Written (or failed): dropping the last handle to the write half shuts it down.
         return;
@@ -135,7 +129,7 @@ fn close_out(c: &mut ConnIo) {
             if writer.writable().await.is_err() {
                 return;
             }
-            if write_now(&writer, &mut pending).is_err() {
+            if writer.write_now(&mut pending).is_err() {
                 return;
             }
         }
@@ -513,7 +507,7 @@ impl Runtime {
             let Some(writer) = &c.writer else {
                 continue;
             };
-            match write_now(writer, &mut c.pending) {
+            match writer.write_now(&mut c.pending) {
                 Ok(true) => {
                     c.pending_frames = 0;
                     if c.pending.capacity() > PENDING_KEPT_MAX {

@@ -63,9 +63,6 @@ pub struct TlsSettings {
     pub cipher_suites: Vec<String>,
     /// `ssl.authProvider`: the scheme a client certificate authenticates with.
     pub auth_provider: String,
-    /// The registered authentication schemes: `x509`, and those of the `authProvider.N`
-    /// classes this server knows.
-    pub auth_schemes: Vec<String>,
     /// `zookeeper.X509AuthenticationProvider.superUser`.
     pub super_user: Option<String>,
 }
@@ -81,7 +78,6 @@ impl Default for TlsSettings {
             protocols: vec!["TLSv1.3".into(), "TLSv1.2".into()],
             cipher_suites: Vec::new(),
             auth_provider: "x509".into(),
-            auth_schemes: Vec::new(),
             super_user: None,
         }
     }
@@ -101,16 +97,13 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The scheme of a ZooKeeper authentication provider class this server implements.
-fn provider_scheme(class: &str) -> Option<&'static str> {
-    match class.trim() {
-        "org.apache.zookeeper.server.auth.X509AuthenticationProvider" => Some("x509"),
-        "org.apache.zookeeper.server.auth.DigestAuthenticationProvider" => Some("digest"),
-        "org.apache.zookeeper.server.auth.SASLAuthenticationProvider" => Some("sasl"),
-        "org.apache.zookeeper.server.auth.IPAuthenticationProvider" => Some("ip"),
-        _ => None,
-    }
-}
+/// The ZooKeeper authentication provider classes this server implements.
+const KNOWN_PROVIDERS: &[&str] = &[
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+];
 
 impl TlsSettings {
     /// Reads the settings from the system properties (with `zoo.cfg`'s keys among them).
@@ -183,15 +176,11 @@ impl TlsSettings {
         if let Some(provider) = get("authProvider") {
             settings.auth_provider = provider;
         }
-        // A server with a secure port registers X509AuthenticationProvider itself
-        // (ZooKeeper's `configureSSLAuth`).
-        settings.auth_schemes.push("x509".into());
         for (key, class) in system {
-            if key.starts_with("zookeeper.authProvider.") {
-                match provider_scheme(class) {
-                    Some(scheme) => settings.auth_schemes.push(scheme.to_owned()),
-                    None => tracing::warn!(%key, %class, "unknown authentication provider"),
-                }
+            if key.starts_with("zookeeper.authProvider.")
+                && !KNOWN_PROVIDERS.contains(&class.trim())
+            {
+                tracing::warn!(%key, %class, "unknown authentication provider");
             }
         }
         settings.super_user = system
@@ -323,12 +312,17 @@ impl TlsSettings {
 
     /// The identities a verified client certificate chain gives the connection
     /// (`x509`, and `super` for the configured super user), or why the connection must
-    /// close.
-    pub fn identities(&self, chain: &[CertificateDer<'_>]) -> Result<Vec<Id>, String> {
+    /// close: `registered` says whether the `ssl.authProvider` scheme has a provider
+    /// (`Config::has_auth_provider`).
+    pub fn identities(
+        &self,
+        chain: &[CertificateDer<'_>],
+        registered: bool,
+    ) -> Result<Vec<Id>, String> {
         let Some(cert) = chain.first() else {
             return Ok(Vec::new());
         };
-        if !self.auth_schemes.contains(&self.auth_provider) {
+        if !registered {
             return Err(format!(
                 "X509 Auth provider not found: {}",
                 self.auth_provider
@@ -587,7 +581,6 @@ mod tests {
         let modern =
             TlsSettings::from_properties(&props(&[("zookeeper.ssl.protocol", "TLSv1.3")])).unwrap();
         assert_eq!(modern.protocols, ["TLSv1.3", "TLSv1.2"]);
-        assert_eq!(s.auth_schemes, ["x509", "x509"]);
         let defaults = TlsSettings::from_properties(&BTreeMap::new()).unwrap();
         assert_eq!(defaults.client_auth, ClientAuth::Need);
         assert!(

@@ -92,7 +92,6 @@ impl Pki {
                 kind: None,
             }),
             client_auth,
-            auth_schemes: vec!["x509".into()],
             ..TlsSettings::default()
         }
     }
@@ -507,7 +506,6 @@ fn kazoo_stores(trust: &str, password: &str) -> TlsSettings {
             kind: None,
         }),
         client_auth: ClientAuth::Need,
-        auth_schemes: vec!["x509".into()],
         ..TlsSettings::default()
     }
 }

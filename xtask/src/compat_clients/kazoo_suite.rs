@@ -215,13 +215,10 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             "pytest reported no tests\n--- Apache ZooKeeper:\n{reference_text}\n--- ours:\n{ours_text}"
         );
     }
-    let names: Vec<&String> = reference.keys().chain(ours.keys()).collect();
+    // Every test either run reported, once each.
+    let names: std::collections::BTreeSet<&String> = reference.keys().chain(ours.keys()).collect();
     let mut units = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
     for name in names {
-        if !seen.insert(name) {
-            continue;
-        }
         let zk = reference.get(name).map_or("absent", String::as_str);
         let us = ours.get(name).map_or("absent", String::as_str);
         eprintln!("  {name}: Apache ZooKeeper {zk}, zk-server {us}");
