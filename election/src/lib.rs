@@ -13,6 +13,8 @@
 //!   clocks inside.
 //! - [`QuorumVerifier`]: ZooKeeper's majority and hierarchical (groups and weights) rules.
 //! - [`transport`]: the core behind tonic, one long-lived stream per pair of servers.
+//! - [`peer_tls`]: mutual TLS between members, and the proof of a peer's server id
+//!   (shared with `zk-replication`'s quorum streams).
 //!
 //! Where this differs from ZooKeeper 3.8 (all for running without Zab):
 //!
@@ -58,6 +60,7 @@
 mod config;
 mod core;
 mod error;
+pub mod peer_tls;
 mod quorum;
 pub mod transport;
 mod vote;

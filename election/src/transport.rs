@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::core::{Election, Input, Output};
 use crate::error::TransportError;
+use crate::peer_tls::{self, PeerTls};
 use crate::vote::{Notification, PeerData, ServerState, Sid, Vote};
 
 /// The generated protobuf types and tonic client and server of `proto/election.proto`.
@@ -62,6 +63,9 @@ pub struct NodeConfig {
     pub reconnect_min_ms: u64,
     /// Largest reconnection delay.
     pub reconnect_max_ms: u64,
+    /// Mutual TLS with the peers, and who may speak for which server id; `None` for
+    /// plaintext.
+    pub tls: Option<PeerTls>,
 }
 
 impl NodeConfig {
@@ -77,6 +81,7 @@ impl NodeConfig {
             send_queue_len: 16,
             reconnect_min_ms: 20,
             reconnect_max_ms: 1_000,
+            tls: None,
         }
     }
 }
@@ -332,6 +337,7 @@ async fn pump(
 struct Service {
     sid: Sid,
     config: Config,
+    tls: Option<PeerTls>,
     links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
@@ -347,6 +353,7 @@ impl ElectionService for Service {
         &self,
         request: Request<Streaming<Frame>>,
     ) -> Result<Response<FrameStream>, GrpcStatus> {
+        let extensions = request.extensions().clone();
         let mut incoming = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(5), incoming.message())
             .await
@@ -362,6 +369,10 @@ impl ElectionService for Service {
         if self.config.role(from).is_none() {
             warn!(sid = self.sid, from, "connection from a non-member refused");
             return Err(GrpcStatus::permission_denied("not a member"));
+        }
+        if let Err(why) = peer_tls::authorize(self.tls.as_ref(), from, &extensions) {
+            warn!(sid = self.sid, from, %why, "peer refused: its certificate does not prove its server id");
+            return Err(GrpcStatus::permission_denied(why));
         }
         if from <= self.sid {
             // A lower sid knocking (see `knock`): dial it now rather than when the
@@ -404,7 +415,7 @@ async fn dial(
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true);
                 let connected = tokio::select! {
-                    c = endpoint.connect() => c,
+                    c = peer_tls::channel(&endpoint, &addr, node.tls.as_ref()) => c,
                     () = cancel.cancelled() => return,
                 };
                 match connected {
@@ -475,7 +486,9 @@ async fn knock(
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true);
     let attempt = async {
-        let channel = endpoint.connect().await.ok()?;
+        let channel = peer_tls::channel(&endpoint, &addr, node.tls.as_ref())
+            .await
+            .ok()?;
         let mut client = ElectionClient::new(channel)
             .max_decoding_message_size(node.max_message_bytes)
             .max_encoding_message_size(node.max_message_bytes);
@@ -645,6 +658,7 @@ impl Node {
         let service = Service {
             sid,
             config: node.config.clone(),
+            tls: node.tls.clone(),
             links: Arc::clone(&links),
             events: events_tx.clone(),
             cancel: cancel.clone(),
@@ -652,8 +666,7 @@ impl Node {
         let server = ElectionServer::new(service)
             .max_decoding_message_size(node.max_message_bytes)
             .max_encoding_message_size(node.max_message_bytes);
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = peer_tls::incoming(listener, node.tls.clone(), "election", cancel.clone());
         let shutdown = cancel.clone();
         tasks.spawn(async move {
             let served = Server::builder()

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use tracing::{debug, info, warn};
+use zk_election::peer_tls::{self, PeerTls};
 use zk_jute::Zxid;
 
 use crate::message::{Entry, Message, Sid, Touch};
@@ -91,6 +92,9 @@ pub struct QuorumConfig {
     pub send_queue_len: usize,
     /// How long a learner's stream may take to open.
     pub connect_timeout_ms: u64,
+    /// Mutual TLS with the peers, and who may speak for which server id; `None` for
+    /// plaintext.
+    pub tls: Option<PeerTls>,
 }
 
 impl QuorumConfig {
@@ -102,6 +106,7 @@ impl QuorumConfig {
             max_frame_bytes: 4 * 1024 * 1024,
             send_queue_len: 65_536,
             connect_timeout_ms: 2_000,
+            tls: None,
         }
     }
 }
@@ -235,6 +240,7 @@ impl QuorumService for Shared {
         &self,
         request: Request<Streaming<Frame>>,
     ) -> Result<Response<FrameStream>, GrpcStatus> {
+        let extensions = request.extensions().clone();
         let mut incoming = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(5), incoming.message())
             .await
@@ -247,6 +253,10 @@ impl QuorumService for Shared {
                 "the first frame must be a hello",
             ));
         };
+        if let Err(why) = peer_tls::authorize(self.config.tls.as_ref(), from, &extensions) {
+            warn!(sid = self.sid, learner = from, %why, "learner refused: its certificate does not prove its server id");
+            return Err(GrpcStatus::permission_denied(why));
+        }
         let (tx, rx) = mpsc::channel(self.config.send_queue_len.max(1));
         let (generation, cancel) = self.register(from, tx);
         info!(sid = self.sid, learner = from, "learner stream opened");
@@ -284,8 +294,12 @@ impl Quorum {
         let service = QuorumServer::new(shared.clone())
             .max_decoding_message_size(shared.config.max_frame_bytes)
             .max_encoding_message_size(shared.config.max_frame_bytes);
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = peer_tls::incoming(
+            listener,
+            shared.config.tls.clone(),
+            "quorum",
+            shared.cancel.clone(),
+        );
         let shutdown = shared.cancel.clone();
         let sid = shared.sid;
         let mut tasks = JoinSet::new();
@@ -373,11 +387,10 @@ async fn dial(
     addr: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let timeout = Duration::from_millis(shared.config.connect_timeout_ms);
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+        .tcp_nodelay(true);
+    let channel = peer_tls::channel(&endpoint, addr, shared.config.tls.as_ref()).await?;
     let mut client = QuorumClient::new(channel)
         .max_decoding_message_size(shared.config.max_frame_bytes)
         .max_encoding_message_size(shared.config.max_frame_bytes);

@@ -60,6 +60,11 @@ pub struct Config {
     pub port_unification: bool,
     /// The `ssl.*` settings of the secure client port.
     pub tls: crate::tls::TlsSettings,
+    /// `sslQuorum`: the members' election and quorum channels are mutual TLS, with the
+    /// `ssl.quorum.*` settings, and each peer's server id proven by its certificate.
+    pub ssl_quorum: bool,
+    /// The `ssl.quorum.*` settings.
+    pub quorum_tls: crate::tls::TlsSettings,
     /// `maxClientCnxns`: connections per client IP (0: unlimited; default 60).
     pub max_client_cnxns: usize,
     /// `minSessionTimeout` (default 2 ticks).
@@ -176,6 +181,11 @@ impl Default for Config {
             secure_client_addr: None,
             port_unification: false,
             tls: crate::tls::TlsSettings::default(),
+            ssl_quorum: false,
+            quorum_tls: crate::tls::TlsSettings {
+                prefix: "ssl.quorum".into(),
+                ..crate::tls::TlsSettings::default()
+            },
             max_client_cnxns: 60,
             min_session_timeout: tick_time * 2,
             max_session_timeout: tick_time * 20,
@@ -561,6 +571,16 @@ impl Config {
                 }
                 "standaloneEnabled" => c.standalone_enabled = parse_bool(key, value)?,
                 "quorumListenOnAllIPs" => c.quorum_listen_on_all_ips = parse_bool(key, value)?,
+                "sslQuorum" => c.ssl_quorum = parse_bool(key, value)?,
+                "portUnification" if parse_bool(key, value)? => tracing::warn!(
+                    "portUnification (plaintext and TLS peers on one port, for a rolling \
+                     upgrade to sslQuorum) is not supported; peers speak TLS only with \
+                     sslQuorum=true"
+                ),
+                "sslQuorumReloadCertFiles" if parse_bool(key, value)? => tracing::warn!(
+                    "sslQuorumReloadCertFiles is not supported: a member reads its stores at \
+                     start"
+                ),
                 "syncEnabled" => c.sync_enabled = parse_bool(key, value)?,
                 "localSessionsEnabled" => c.local_sessions_enabled = parse_bool(key, value)?,
                 "localSessionsUpgradingEnabled" => {
@@ -616,6 +636,13 @@ impl Config {
         c.tls = crate::tls::TlsSettings::from_properties(&system).map_err(|e| {
             ConfigError::BadValue {
                 key: "ssl.*".into(),
+                value: String::new(),
+                reason: e.to_string(),
+            }
+        })?;
+        c.quorum_tls = crate::tls::TlsSettings::quorum_from_properties(&system).map_err(|e| {
+            ConfigError::BadValue {
+                key: "ssl.quorum.*".into(),
                 value: String::new(),
                 reason: e.to_string(),
             }
@@ -1039,6 +1066,31 @@ mod tests {
         let store = secure.tls.key_store.unwrap();
         assert_eq!(store.path, std::path::Path::new("/k.pem"));
         assert!(Config::parse("").unwrap().client_port_enabled);
+    }
+
+    #[test]
+    fn quorum_tls_has_its_own_keys() {
+        let c = Config::parse(
+            "sslQuorum=true\nssl.quorum.keyStore.location=/q.p12\n\
+             ssl.quorum.keyStore.password=secret\nssl.quorum.trustStore.location=/t.jks\n\
+             ssl.quorum.hostnameVerification=false\nssl.keyStore.location=/client.pem\n",
+        )
+        .unwrap();
+        assert!(c.ssl_quorum);
+        let key_store = c.quorum_tls.key_store.as_ref().unwrap();
+        assert_eq!(key_store.path, std::path::Path::new("/q.p12"));
+        assert_eq!(key_store.password, "secret");
+        assert!(!c.quorum_tls.hostname_verification);
+        assert_eq!(c.quorum_tls.prefix, "ssl.quorum");
+        // The client port's settings are apart.
+        assert_eq!(
+            c.tls.key_store.unwrap().path,
+            std::path::Path::new("/client.pem")
+        );
+        assert!(c.tls.hostname_verification);
+        assert!(!Config::parse("").unwrap().ssl_quorum);
+        let bad = Config::parse("ssl.quorum.clientAuth=sometimes\n").unwrap_err();
+        assert!(bad.to_string().contains("ssl.quorum.clientAuth"), "{bad}");
     }
 
     #[test]

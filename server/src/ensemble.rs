@@ -131,13 +131,24 @@ impl Ensemble {
             node.listen = Some(any(me.election_port));
             quorum_listen = any(me.quorum_port);
         }
+        let mut quorum_config = QuorumConfig::new(sid, quorum_listen);
+        if config.ssl_quorum {
+            let tls = config
+                .quorum_tls
+                .peer_tls(&config.servers)
+                .map_err(|e| EnsembleError::Config(format!("sslQuorum: {e}")))?;
+            node.tls = Some(tls.clone());
+            quorum_config.tls = Some(tls);
+            tracing::info!(sid, "peers speak mutual TLS (sslQuorum)");
+        }
         let node = Node::start(node).await?;
-        let (quorum, mut events) = Quorum::start(QuorumConfig::new(sid, quorum_listen))
-            .await
-            .map_err(|source| EnsembleError::Quorum {
-                addr: quorum_listen,
-                source,
-            })?;
+        let (quorum, mut events) =
+            Quorum::start(quorum_config)
+                .await
+                .map_err(|source| EnsembleError::Quorum {
+                    addr: quorum_listen,
+                    source,
+                })?;
         tracing::info!(
             sid,
             election = %node.local_addr(),

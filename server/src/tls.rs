@@ -1,6 +1,8 @@
 //! TLS on the client port (`secureClientPort`), set up as ZooKeeper's `ClientX509Util`
 //! reads it: the `zookeeper.ssl.*` properties (a `zoo.cfg` line `ssl.keyStore.location`
-//! is the property `zookeeper.ssl.keyStore.location`), rustls underneath.
+//! is the property `zookeeper.ssl.keyStore.location`), rustls underneath; and between
+//! peers (`sslQuorum`), from `zookeeper.ssl.quorum.*` as `QuorumX509Util` reads them,
+//! where a peer's certificate also proves its server id ([`TlsSettings::peer_tls`]).
 //!
 //! A client certificate, when asked for (`ssl.clientAuth` want or need) and given, must
 //! chain to the trust store, and becomes the connection's `x509` identity (its subject as
@@ -14,14 +16,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use zk_election::peer_tls::{PeerAuthority, PeerInfo, PeerTls};
 use zk_jute::data::Id;
 
 use crate::keystore::{self, StoreError, StoreType};
@@ -65,6 +70,12 @@ pub struct TlsSettings {
     pub auth_provider: String,
     /// `zookeeper.X509AuthenticationProvider.superUser`.
     pub super_user: Option<String>,
+    /// `ssl.hostnameVerification` (`ssl.quorum.hostnameVerification` between peers):
+    /// whether a peer's certificate must be valid for its host.
+    pub hostname_verification: bool,
+    /// The keys' prefix in `zoo.cfg`: `ssl` for the client port, `ssl.quorum` between
+    /// peers (for messages).
+    pub prefix: String,
 }
 
 impl Default for TlsSettings {
@@ -79,6 +90,8 @@ impl Default for TlsSettings {
             cipher_suites: Vec::new(),
             auth_provider: "x509".into(),
             super_user: None,
+            hostname_verification: true,
+            prefix: "ssl".into(),
         }
     }
 }
@@ -106,28 +119,39 @@ const KNOWN_PROVIDERS: &[&str] = &[
 ];
 
 impl TlsSettings {
-    /// Reads the settings from the system properties (with `zoo.cfg`'s keys among them).
+    /// Reads the client port's settings from the system properties (with `zoo.cfg`'s
+    /// keys among them): `zookeeper.ssl.*`, as ZooKeeper's `ClientX509Util`.
     pub fn from_properties(system: &BTreeMap<String, String>) -> Result<Self, TlsError> {
+        Self::read(system, "ssl")
+    }
+
+    /// Reads the peers' settings (`sslQuorum`): `zookeeper.ssl.quorum.*`, as ZooKeeper's
+    /// `QuorumX509Util`.
+    pub fn quorum_from_properties(system: &BTreeMap<String, String>) -> Result<Self, TlsError> {
+        Self::read(system, "ssl.quorum")
+    }
+
+    fn read(system: &BTreeMap<String, String>, prefix: &str) -> Result<Self, TlsError> {
         let get = |name: &str| {
             system
-                .get(&format!("zookeeper.ssl.{name}"))
+                .get(&format!("zookeeper.{prefix}.{name}"))
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let store = |prefix: &str| -> Result<Option<StoreSetting>, TlsError> {
-            let Some(path) = get(&format!("{prefix}.location")) else {
+        let store = |store: &str| -> Result<Option<StoreSetting>, TlsError> {
+            let Some(path) = get(&format!("{store}.location")) else {
                 return Ok(None);
             };
-            let password = match get(&format!("{prefix}.passwordPath")) {
+            let password = match get(&format!("{store}.passwordPath")) {
                 Some(file) => std::fs::read_to_string(&file)
                     .map_err(|e| {
-                        TlsError::Setting(format!("ssl.{prefix}.passwordPath {file}: {e}"))
+                        TlsError::Setting(format!("{prefix}.{store}.passwordPath {file}: {e}"))
                     })?
                     .trim_end_matches(['\r', '\n'])
                     .to_owned(),
-                None => get(&format!("{prefix}.password")).unwrap_or_default(),
+                None => get(&format!("{store}.password")).unwrap_or_default(),
             };
-            let kind = get(&format!("{prefix}.type"))
+            let kind = get(&format!("{store}.type"))
                 .map(|t| StoreType::parse(&t))
                 .transpose()?;
             Ok(Some(StoreSetting {
@@ -139,8 +163,12 @@ impl TlsSettings {
         let mut settings = TlsSettings {
             key_store: store("keyStore")?,
             trust_store: store("trustStore")?,
+            prefix: prefix.to_owned(),
             ..TlsSettings::default()
         };
+        if let Some(verify) = get("hostnameVerification") {
+            settings.hostname_verification = !verify.eq_ignore_ascii_case("false");
+        }
         if let Some(auth) = get("clientAuth") {
             settings.client_auth = match auth.to_ascii_lowercase().as_str() {
                 "none" => ClientAuth::None,
@@ -148,7 +176,7 @@ impl TlsSettings {
                 "need" => ClientAuth::Need,
                 other => {
                     return Err(TlsError::Setting(format!(
-                        "ssl.clientAuth {other:?}: expected none, want or need"
+                        "{prefix}.clientAuth {other:?}: expected none, want or need"
                     )));
                 }
             };
@@ -189,7 +217,7 @@ impl TlsSettings {
         for unsupported in ["crl", "ocsp"] {
             if get(unsupported).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
                 tracing::warn!(
-                    setting = format!("ssl.{unsupported}"),
+                    setting = format!("{prefix}.{unsupported}"),
                     "revocation checking is not supported; the setting is ignored"
                 );
             }
@@ -200,66 +228,15 @@ impl TlsSettings {
     /// The rustls configuration these settings describe: the key store's identity,
     /// the protocols and suites, and the client certificate check.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let key_store = self.key_store.as_ref().ok_or_else(|| {
-            TlsError::Setting("secureClientPort needs ssl.keyStore.location".into())
-        })?;
-        let identity =
-            keystore::load_identity(&key_store.path, &key_store.password, key_store.kind)?;
-        let mut provider = rustls::crypto::ring::default_provider();
-        if !self.cipher_suites.is_empty() {
-            let wanted: Vec<String> = self
-                .cipher_suites
-                .iter()
-                .map(|c| c.to_ascii_uppercase())
-                .collect();
-            provider.cipher_suites.retain(|suite| {
-                let name = format!("{:?}", suite.suite());
-                // rustls names TLS 1.3's suites TLS13_*, IANA (and Java) TLS_*.
-                let iana = name.replacen("TLS13_", "TLS_", 1);
-                wanted.contains(&name) || wanted.contains(&iana)
-            });
-            if provider.cipher_suites.is_empty() {
-                return Err(TlsError::Setting(format!(
-                    "ssl.ciphersuites: none of {:?} is supported",
-                    self.cipher_suites
-                )));
-            }
-        }
-        let mut versions = Vec::new();
-        for protocol in &self.protocols {
-            match protocol.as_str() {
-                "TLSv1.3" => versions.push(&rustls::version::TLS13),
-                "TLSv1.2" => versions.push(&rustls::version::TLS12),
-                // Java's generic "TLS" context: every version.
-                "TLS" => versions.extend([&rustls::version::TLS13, &rustls::version::TLS12]),
-                other => tracing::warn!(protocol = other, "TLS protocol not supported; ignored"),
-            }
-        }
-        if versions.is_empty() {
-            return Err(TlsError::Setting(format!(
-                "ssl.enabledProtocols: none of {:?} is supported (TLSv1.2, TLSv1.3)",
-                self.protocols
-            )));
-        }
-        let provider = Arc::new(provider);
-        // rustls checks that the key goes with the certificate by parsing the certificate
-        // with webpki, which refuses X.509 v1 (kazoo's harness gives its server one): such
-        // a certificate is served as it is.
-        let certified = match CertifiedKey::from_der(
-            identity.chain.clone(),
-            identity.key.clone_key(),
-            &provider,
-        ) {
-            Ok(certified) => certified,
-            Err(_) if identity.chain.first().is_some_and(is_v1) => CertifiedKey::new(
-                identity.chain,
-                provider.key_provider.load_private_key(identity.key)?,
-            ),
-            Err(e) => return Err(e.into()),
-        };
+        self.server_config_with(self.client_auth)
+    }
+
+    fn server_config_with(&self, client_auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+        let (provider, versions) = self.provider()?;
+        let certified = self.certified_key(&provider)?;
         let builder =
             ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions)?;
-        let builder = match self.client_auth {
+        let builder = match client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
                 let anchors = self.trust_certificates()?;
@@ -286,6 +263,140 @@ impl TlsSettings {
         Ok(Arc::new(builder.with_cert_resolver(Arc::new(
             SingleCertAndKey::from(certified),
         ))))
+    }
+
+    /// The dialing side's configuration, between peers: the key store's identity as the
+    /// client certificate, and the listener's certificate checked against the trust
+    /// store and (with `hostnameVerification`) the host dialed.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let (provider, versions) = self.provider()?;
+        let certified = self.certified_key(&provider)?;
+        let mut roots = RootCertStore::empty();
+        for cert in self.trust_certificates()? {
+            roots.add(cert)?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Setting(format!("server verifier: {e}")))?;
+        let builder =
+            ClientConfig::builder_with_provider(provider).with_protocol_versions(&versions)?;
+        let builder = if self.hostname_verification {
+            builder.with_webpki_verifier(webpki)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyHost(webpki)))
+        };
+        Ok(Arc::new(builder.with_client_cert_resolver(Arc::new(
+            SingleCertAndKey::from(certified),
+        ))))
+    }
+
+    /// Mutual TLS between the members of `servers` (`sslQuorum`), with each peer's
+    /// server id proven by its certificate: a peer may speak as server N only with a
+    /// certificate valid for the host of the `server.N` line, as ZooKeeper's
+    /// `ssl.quorum.hostnameVerification` checks a peer's certificate against its host.
+    /// Client certificates are always required between peers.
+    pub fn peer_tls(
+        &self,
+        servers: &BTreeMap<u64, zk_election::ServerLine>,
+    ) -> Result<PeerTls, TlsError> {
+        if self.client_auth != ClientAuth::Need {
+            tracing::warn!(
+                setting = format!("{}.clientAuth", self.prefix),
+                "peers must prove their server id with a certificate: the setting is ignored"
+            );
+        }
+        if !self.hostname_verification {
+            tracing::warn!(
+                "{}.hostnameVerification=false: any peer with a trusted certificate may \
+                 speak for any server id",
+                self.prefix
+            );
+        }
+        Ok(PeerTls {
+            server: self.server_config_with(ClientAuth::Need)?,
+            client: self.client_config()?,
+            authority: Arc::new(MemberHosts {
+                hosts: servers
+                    .iter()
+                    .map(|(sid, line)| (*sid, line.host.clone()))
+                    .collect(),
+                verify_hostnames: self.hostname_verification,
+            }),
+        })
+    }
+
+    /// The crypto provider with the configured suites, and the protocol versions.
+    fn provider(
+        &self,
+    ) -> Result<
+        (
+            Arc<rustls::crypto::CryptoProvider>,
+            Vec<&'static rustls::SupportedProtocolVersion>,
+        ),
+        TlsError,
+    > {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !self.cipher_suites.is_empty() {
+            let wanted: Vec<String> = self
+                .cipher_suites
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect();
+            provider.cipher_suites.retain(|suite| {
+                let name = format!("{:?}", suite.suite());
+                // rustls names TLS 1.3's suites TLS13_*, IANA (and Java) TLS_*.
+                let iana = name.replacen("TLS13_", "TLS_", 1);
+                wanted.contains(&name) || wanted.contains(&iana)
+            });
+            if provider.cipher_suites.is_empty() {
+                return Err(TlsError::Setting(format!(
+                    "{}.ciphersuites: none of {:?} is supported",
+                    self.prefix, self.cipher_suites
+                )));
+            }
+        }
+        let mut versions = Vec::new();
+        for protocol in &self.protocols {
+            match protocol.as_str() {
+                "TLSv1.3" => versions.push(&rustls::version::TLS13),
+                "TLSv1.2" => versions.push(&rustls::version::TLS12),
+                // Java's generic "TLS" context: every version.
+                "TLS" => versions.extend([&rustls::version::TLS13, &rustls::version::TLS12]),
+                other => tracing::warn!(protocol = other, "TLS protocol not supported; ignored"),
+            }
+        }
+        if versions.is_empty() {
+            return Err(TlsError::Setting(format!(
+                "{}.enabledProtocols: none of {:?} is supported (TLSv1.2, TLSv1.3)",
+                self.prefix, self.protocols
+            )));
+        }
+        Ok((Arc::new(provider), versions))
+    }
+
+    /// The key store's identity.
+    fn certified_key(
+        &self,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<CertifiedKey, TlsError> {
+        let key_store = self.key_store.as_ref().ok_or_else(|| {
+            TlsError::Setting(format!("TLS needs {}.keyStore.location", self.prefix))
+        })?;
+        let identity =
+            keystore::load_identity(&key_store.path, &key_store.password, key_store.kind)?;
+        // rustls checks that the key goes with the certificate by parsing the certificate
+        // with webpki, which refuses X.509 v1 (kazoo's harness gives its server one): such
+        // a certificate is served as it is.
+        match CertifiedKey::from_der(identity.chain.clone(), identity.key.clone_key(), provider) {
+            Ok(certified) => Ok(certified),
+            Err(_) if identity.chain.first().is_some_and(is_v1) => Ok(CertifiedKey::new(
+                identity.chain,
+                provider.key_provider.load_private_key(identity.key)?,
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The trust store's certificates, or the system's CA bundle when none is set (the
@@ -341,6 +452,91 @@ impl TlsSettings {
             id: name,
         });
         Ok(ids)
+    }
+}
+
+/// Who may speak for which server id between peers: a member, with a certificate valid
+/// for the host of its `server.N` line (any trusted certificate when hostname
+/// verification is off).
+#[derive(Debug)]
+struct MemberHosts {
+    hosts: BTreeMap<u64, String>,
+    verify_hostnames: bool,
+}
+
+impl PeerAuthority for MemberHosts {
+    fn authorize(&self, sid: u64, peer: &PeerInfo) -> Result<(), String> {
+        let host = self
+            .hosts
+            .get(&sid)
+            .ok_or_else(|| format!("server {sid} is not a member"))?;
+        if !self.verify_hostnames {
+            return Ok(());
+        }
+        let from = peer
+            .remote
+            .map_or_else(|| "the peer".to_owned(), |a| a.to_string());
+        let leaf = peer
+            .certificates
+            .first()
+            .ok_or_else(|| format!("{from} presented no certificate"))?;
+        let cert = webpki::EndEntityCert::try_from(leaf)
+            .map_err(|e| format!("the certificate of {from} does not parse: {e}"))?;
+        let name = ServerName::try_from(host.as_str())
+            .map_err(|e| format!("server.{sid}'s host {host:?} is not a name: {e}"))?;
+        cert.verify_is_valid_for_subject_name(&name).map_err(|_| {
+            format!("the certificate of {from} is not valid for {host}, the host of server.{sid}")
+        })
+    }
+}
+
+/// The listener's certificate check with `hostnameVerification=false`: the chain must
+/// still end in the trust store; only the name is not checked, as Java's trust manager
+/// then checks it.
+#[derive(Debug)]
+struct AnyHost(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHost {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
