@@ -97,6 +97,16 @@ pub struct Config {
     /// ZooKeeper's `PrometheusMetricsProvider`, at `metricsProvider.httpHost` (default
     /// 0.0.0.0) and `metricsProvider.httpPort` (default 7000), as ZooKeeper does.
     pub metrics_addr: Option<SocketAddr>,
+    /// `admin.enableServer`: whether the AdminServer (HTTP commands) runs. ZooKeeper's
+    /// default, and a parsed `zoo.cfg`'s, is on; [`Config::default`] (for embedding) has
+    /// it off.
+    pub admin_enabled: bool,
+    /// `admin.serverAddress` and `admin.serverPort` (0.0.0.0:8080).
+    pub admin_addr: SocketAddr,
+    /// `admin.commandURL`: where the commands are (`/commands`).
+    pub admin_command_url: String,
+    /// The text of the `zoo.cfg` read (the AdminServer's `initial_configuration`).
+    pub initial_text: Option<String>,
     /// `znode.container.checkIntervalMs`: how often empty containers and expired TTL
     /// nodes are looked for (default a minute).
     pub container_check_interval: Duration,
@@ -201,6 +211,10 @@ impl Default for Config {
             super_digest: None,
             server_id: 0,
             metrics_addr: None,
+            admin_enabled: false,
+            admin_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+            admin_command_url: "/commands".into(),
+            initial_text: None,
             container_check_interval: Duration::from_secs(60),
             container_max_per_minute: 10_000,
             container_max_never_used: Duration::ZERO,
@@ -506,7 +520,12 @@ impl Config {
             }
             system.insert(property, value.clone());
         }
-        let mut c = Config::default();
+        let mut c = Config {
+            // ZooKeeper's default for a server started from a file.
+            admin_enabled: true,
+            initial_text: Some(text.to_owned()),
+            ..Config::default()
+        };
         if let Some(v) = raw.get("tickTime") {
             c.tick_time = Duration::from_millis(parse_num("tickTime", v)?);
             if c.tick_time.is_zero() {
@@ -691,6 +710,18 @@ impl Config {
         }
         if let Some((key, v)) = get("zookeeper.globalOutstandingLimit") {
             self.global_outstanding_limit = parse_num(key, v)?;
+        }
+        if let Some((key, v)) = get("zookeeper.admin.enableServer") {
+            self.admin_enabled = parse_bool(key, v)?;
+        }
+        if let Some((key, v)) = get("zookeeper.admin.serverAddress") {
+            self.admin_addr.set_ip(parse_ip(key, v)?);
+        }
+        if let Some((key, v)) = get("zookeeper.admin.serverPort") {
+            self.admin_addr.set_port(parse_num(key, v)?);
+        }
+        if let Some((_, v)) = get("zookeeper.admin.commandURL") {
+            self.admin_command_url = format!("/{}", v.trim_matches('/'));
         }
         if let Some((_, v)) = get("zookeeper.DigestAuthenticationProvider.superDigest") {
             self.super_digest = Some(v.to_owned());

@@ -13,7 +13,8 @@ pub(crate) const WORDS: &[&str] = &[
     "wchp", "dirs", "isro", "hash",
 ];
 
-const VERSION: &str = concat!("3.8.0-zk-rs-", env!("CARGO_PKG_VERSION"), ", built on rust");
+pub(crate) const VERSION: &str =
+    concat!("3.8.0-zk-rs-", env!("CARGO_PKG_VERSION"), ", built on rust");
 
 /// The answer to `word`: the figures from `status`, the details (sessions, watches) from
 /// the engine.
@@ -115,7 +116,11 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
             out.push('\n');
         }
         "crst" | "srst" => {
-            engine.reset_stats();
+            if word == "crst" {
+                engine.reset_connection_stats();
+            } else {
+                engine.reset_stats();
+            }
             out.push_str(if word == "crst" {
                 "Connection stats reset.\n"
             } else {
@@ -140,90 +145,13 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
         }
         "envi" => {
             out.push_str("Environment:\n");
-            let _ = writeln!(out, "zookeeper.version={VERSION}");
-            let _ = writeln!(
-                out,
-                "host.name={}",
-                std::env::var("HOSTNAME").unwrap_or_default()
-            );
-            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-            let _ = writeln!(
-                out,
-                "user.dir={}",
-                std::env::current_dir()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default()
-            );
+            for (key, value) in crate::admin::environment() {
+                let _ = writeln!(out, "{key}={value}");
+            }
         }
         "mntr" => {
-            let lines: [(&str, String); 16] = [
-                ("zk_version", VERSION.to_owned()),
-                ("zk_server_state", status.mode.into()),
-                ("zk_avg_latency", avg.clone()),
-                ("zk_max_latency", max.to_string()),
-                ("zk_min_latency", min.to_string()),
-                ("zk_packets_received", status.packets_received.to_string()),
-                ("zk_packets_sent", status.packets_sent.to_string()),
-                (
-                    "zk_num_alive_connections",
-                    status.connections.len().to_string(),
-                ),
-                ("zk_outstanding_requests", status.outstanding.to_string()),
-                ("zk_znode_count", nodes.to_string()),
-                ("zk_watch_count", status.watches.to_string()),
-                ("zk_ephemerals_count", status.ephemerals.to_string()),
-                ("zk_global_sessions", status.sessions.to_string()),
-                ("zk_local_sessions", status.local_sessions.to_string()),
-                ("zk_uptime", status.uptime_ms.to_string()),
-                ("zk_approximate_data_size", status.data_size.to_string()),
-            ];
-            for (key, value) in lines {
-                let _ = writeln!(out, "{key}\t{value}");
-                if let (Some(e), "zk_server_state") = (&status.ensemble, key) {
-                    let _ = writeln!(out, "zk_peer_state\t{}", e.peer_state);
-                }
-            }
-            if let Some(e) = &status.ensemble {
-                let _ = writeln!(out, "zk_quorum_size\t{}", e.quorum_size);
-                let _ = writeln!(out, "zk_proposal_count\t{}", e.proposals);
-                if status.mode == "leader" {
-                    let (last, min, max) = e.proposal_sizes;
-                    let leader = [
-                        ("zk_learners", e.learners as i64),
-                        ("zk_synced_followers", e.synced_followers as i64),
-                        ("zk_synced_non_voting_followers", 0),
-                        ("zk_synced_observers", e.synced_observers as i64),
-                        ("zk_pending_syncs", e.pending_syncs as i64),
-                        (
-                            "zk_leader_uptime",
-                            e.leader_uptime_ms.map_or(0, |ms| ms as i64),
-                        ),
-                        ("zk_last_proposal_size", last),
-                        ("zk_min_proposal_size", min),
-                        ("zk_max_proposal_size", max),
-                    ];
-                    for (key, value) in leader {
-                        let _ = writeln!(out, "{key}\t{value}");
-                    }
-                }
-                for (kind, count) in &e.syncs {
-                    let _ = writeln!(out, "zk_{}_count\t{count}", kind.to_ascii_lowercase());
-                }
-                let _ = writeln!(out, "zk_looking_count\t{}", e.elections);
-                for (name, h) in [
-                    ("quorum_ack_latency", &e.quorum_ack_latency),
-                    ("unavailable_time", &e.unavailable_time),
-                ] {
-                    let _ = writeln!(out, "zk_avg_{name}\t{}", java_double(h.avg_ms()));
-                    let _ = writeln!(out, "zk_min_{name}\t{}", h.min_ms());
-                    let _ = writeln!(out, "zk_max_{name}\t{}", h.max_ms());
-                    let _ = writeln!(out, "zk_cnt_{name}\t{}", h.count());
-                }
-            }
-            if let Some((open, max)) = crate::status::file_descriptors() {
-                let _ = writeln!(out, "zk_open_file_descriptor_count\t{open}");
-                let _ = writeln!(out, "zk_max_file_descriptor_count\t{max}");
+            for (key, value) in crate::status::monitor(status) {
+                let _ = writeln!(out, "zk_{key}\t{value}");
             }
         }
         "wchs" => {

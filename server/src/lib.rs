@@ -23,6 +23,7 @@
     warn(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+mod admin;
 mod config;
 mod conn;
 mod engine;
@@ -96,6 +97,7 @@ pub struct Server {
     addr: SocketAddr,
     secure_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     core: mpsc::UnboundedSender<Msg>,
     tasks: Vec<JoinHandle<()>>,
     core_task: JoinHandle<()>,
@@ -256,6 +258,16 @@ impl Server {
             None => None,
         };
         let secure_addr = secure.as_ref().map(|(_, bound)| *bound);
+        // `conf` and the AdminServer report the port bound, as ZooKeeper reports its
+        // listener's (port 0 picks one).
+        let config = match &plain {
+            Some((_, bound)) if *bound != config.client_addr => {
+                let mut bound_config = (*config).clone();
+                bound_config.client_addr = *bound;
+                Arc::new(bound_config)
+            }
+            _ => config,
+        };
         let addr = plain
             .as_ref()
             .map(|(_, bound)| *bound)
@@ -266,6 +278,11 @@ impl Server {
             None => None,
         };
         let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
+        let admin = match config.admin_enabled {
+            true => admin::bind(config.admin_addr).await,
+            false => None,
+        };
+        let admin_addr = admin.as_ref().map(|(_, bound)| *bound);
         let throttle = Arc::new(Throttle::new(config.global_outstanding_limit));
         let started = std::time::Instant::now();
         let now = Now {
@@ -355,7 +372,18 @@ impl Server {
             let tx = tx.clone();
             let ask: metrics::AskStatus =
                 Box::new(move |reply| tx.send(Msg::Status { reply }).is_ok());
-            tasks.push(tokio::spawn(metrics::serve(listener, ask)));
+            tasks.push(tokio::spawn(admin::serve_metrics(listener, ask)));
+        }
+        if let Some((listener, bound)) = admin {
+            tracing::info!(addr = %bound, url = %config.admin_command_url, "serving the AdminServer");
+            let tx = tx.clone();
+            let ask: admin::AskAdmin =
+                Arc::new(move |request| tx.send(Msg::Admin(request)).is_ok());
+            tasks.push(tokio::spawn(admin::serve(
+                listener,
+                config.admin_command_url.clone(),
+                ask,
+            )));
         }
         if config.client_port_enabled {
             tracing::info!(%addr, "serving clients");
@@ -364,6 +392,7 @@ impl Server {
             addr,
             secure_addr,
             metrics_addr,
+            admin_addr,
             core: tx,
             tasks,
             core_task,
@@ -397,6 +426,12 @@ impl Server {
     /// The address of the Prometheus `/metrics` endpoint, when it is on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the AdminServer listens (`admin.serverPort`), when it runs: off with
+    /// `admin.enableServer=false`, or when its address was taken at start.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Stops accepting, closes every connection and syncs the log.

@@ -598,12 +598,23 @@ impl Member {
         let sizes = f
             .proposal_sizes
             .map_or((-1, -1, -1), |(l, mn, mx)| (l as i64, mn as i64, mx as i64));
+        let leader = match zab.state() {
+            State::Looking => None,
+            State::Leading { .. } => Some(zab.sid()),
+            State::Learning { leader, .. } => Some(leader),
+        };
         EnsembleStatus {
             peer_state,
+            leader,
             quorum_size: zab.config().verifier.voters().len(),
             learners: learners.len(),
             synced_followers: synced(false),
             synced_observers: synced(true),
+            observers: learners
+                .iter()
+                .filter(|l| l.synced && l.observer)
+                .map(|l| l.sid)
+                .collect(),
             pending_syncs: zab.pending_syncs(),
             leader_uptime_ms: f
                 .leading_since

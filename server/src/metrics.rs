@@ -5,8 +5,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 use crate::status::{Status, file_descriptors, java_double};
@@ -218,76 +216,6 @@ impl Throttle {
             below.await;
         }
     }
-}
-
-/// Serves `GET /metrics` (any path, as ZooKeeper's provider) on `listener` until the core
-/// stops answering.
-pub(crate) async fn serve(listener: TcpListener, ask: AskStatus) {
-    let ask = std::sync::Arc::new(ask);
-    loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics accept failed");
-                continue;
-            }
-        };
-        let ask = ask.clone();
-        tokio::spawn(async move {
-            if let Err(e) = answer(stream, &ask).await {
-                tracing::debug!(%addr, error = %e, "metrics request failed");
-            }
-        });
-    }
-}
-
-/// Reads one HTTP request head and answers it.
-async fn answer(mut stream: TcpStream, ask: &AskStatus) -> std::io::Result<()> {
-    const HEAD_MAX: usize = 16 * 1024;
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0_u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if head.len() > HEAD_MAX {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "").await;
-        }
-    }
-    let method = head.split(|&b| b == b' ').next().unwrap_or_default();
-    if method != b"GET" && method != b"HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed", "").await;
-    }
-    let (reply, answered) = oneshot::channel();
-    if !ask(reply) {
-        return respond(&mut stream, "503 Service Unavailable", "").await;
-    }
-    match answered.await {
-        Ok(status) => {
-            let body = if method == b"HEAD" {
-                String::new()
-            } else {
-                render(&status)
-            };
-            respond(&mut stream, "200 OK", &body).await
-        }
-        Err(_) => respond(&mut stream, "503 Service Unavailable", "").await,
-    }
-}
-
-async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]

@@ -70,6 +70,8 @@ pub(crate) enum Msg {
     Snapshot(snapshot::Event),
     /// Every figure, for the Prometheus endpoint.
     Status { reply: oneshot::Sender<Status> },
+    /// An AdminServer command.
+    Admin(crate::admin::AdminRequest),
     /// Stop: close every connection; the log is synced when the runtime is dropped.
     Shutdown,
     /// An ensemble's quorum stream: opened, closed, or a message from a peer.
@@ -413,6 +415,11 @@ impl Runtime {
             Msg::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Msg::Admin(request) => {
+                let status = self.status();
+                let answer = crate::admin::answer(&request.command, &mut self.engine, &status);
+                let _ = request.reply.send(answer);
+            }
             // Only a wake-up: the serving loop takes the pieces, between bursts.
             Msg::Snapshot(snapshot::Event::Resume) => {}
             Msg::Snapshot(snapshot::Event::Done { zxid, ok }) => {
@@ -474,6 +481,13 @@ impl Runtime {
     /// Every figure, the log's included.
     fn status(&self) -> Status {
         let mut status = self.engine.status(self.now());
+        for c in &mut status.connections {
+            c.secure = self.io.get(&c.conn).is_some_and(|io| {
+                io.writer
+                    .as_deref()
+                    .is_some_and(|w| matches!(w, ConnWriter::Queue { .. }))
+            });
+        }
         if let Some(member) = &self.member {
             let (role, serving) = self.engine.role();
             status.mode = mode_of(role, serving, member.observer(), self.engine.is_read_only());

@@ -157,6 +157,22 @@ pub(crate) struct ConnStatus {
     pub(crate) addr: SocketAddr,
     /// Its session (0 before the handshake is answered).
     pub(crate) session: i64,
+    /// Whether it is TLS (the secure port, or TLS on a unified port).
+    pub(crate) secure: bool,
+    /// Requests received on it, and replies and events sent.
+    pub(crate) received: u64,
+    /// Frames sent.
+    pub(crate) sent: u64,
+    /// Requests not yet answered.
+    pub(crate) outstanding: usize,
+    /// When it connected (ms since the Unix epoch).
+    pub(crate) established_ms: i64,
+    /// Its session's timeout (ms; 0 before the handshake is answered).
+    pub(crate) timeout_ms: u64,
+    /// The xid of its last request (-1 before any).
+    pub(crate) last_cxid: i64,
+    /// Its last request's operation, as ZooKeeper abbreviates it (`GETD`, `NA`).
+    pub(crate) last_operation: &'static str,
 }
 
 /// What the txn log reports of itself (its writer's counters).
@@ -181,6 +197,8 @@ pub(crate) struct Status {
     pub(crate) update_latency: Histogram,
     pub(crate) packets_received: u64,
     pub(crate) packets_sent: u64,
+    /// Sizes of the frames sent to clients: last, min, max (-1 before any).
+    pub(crate) response_sizes: (i64, i64, i64),
     /// The open connections, by number.
     pub(crate) connections: Vec<ConnStatus>,
     /// Requests received and not yet answered.
@@ -210,6 +228,8 @@ pub(crate) struct Status {
 pub(crate) struct EnsembleStatus {
     /// ZooKeeper's `zk_peer_state`: the state and the Zab phase.
     pub(crate) peer_state: &'static str,
+    /// The leader this member follows or is, once known.
+    pub(crate) leader: Option<u64>,
     /// Voting members.
     pub(crate) quorum_size: usize,
     /// Leader: learners connected.
@@ -218,6 +238,8 @@ pub(crate) struct EnsembleStatus {
     pub(crate) synced_followers: usize,
     /// Leader: synced observers.
     pub(crate) synced_observers: usize,
+    /// The synced observers' ids.
+    pub(crate) observers: Vec<u64>,
     /// `sync` requests waiting for their commit.
     pub(crate) pending_syncs: usize,
     /// Leader: since it was established, in ms.
@@ -269,4 +291,95 @@ mod tests {
         assert_eq!(java_double(0.0), "0.0");
         assert_eq!(java_double(3.625), "3.625");
     }
+}
+
+/// One figure of `mntr` (and of the AdminServer's `monitor`): a number or a text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Figure {
+    /// A count or a duration in whole units.
+    Int(i64),
+    /// An average.
+    Float(f64),
+    /// A version or a state.
+    Text(String),
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Figure::Int(n) => write!(f, "{n}"),
+            Figure::Float(x) => f.write_str(&java_double(*x)),
+            Figure::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The figures of `mntr`, in its order, under ZooKeeper's names without their `zk_`
+/// prefix: the four-letter word prints them as `zk_<name>\t<value>` lines, the
+/// AdminServer's `monitor` as JSON.
+pub(crate) fn monitor(status: &Status) -> Vec<(String, Figure)> {
+    use Figure::{Float, Int, Text};
+    let latency = status.latency();
+    let count = |n: usize| Int(n as i64);
+    let mut out: Vec<(String, Figure)> = Vec::new();
+    let mut put = |key: &str, value: Figure| out.push((key.to_owned(), value));
+    put("version", Text(crate::fourlw::VERSION.to_owned()));
+    put("server_state", Text(status.mode.to_owned()));
+    if let Some(e) = &status.ensemble {
+        put("peer_state", Text(e.peer_state.to_owned()));
+    }
+    put("avg_latency", Float(latency.avg_ms()));
+    put("max_latency", Int(latency.max_ms() as i64));
+    put("min_latency", Int(latency.min_ms() as i64));
+    put("packets_received", Int(status.packets_received as i64));
+    put("packets_sent", Int(status.packets_sent as i64));
+    put("num_alive_connections", count(status.connections.len()));
+    put("outstanding_requests", count(status.outstanding));
+    put("znode_count", count(status.znodes));
+    put("watch_count", count(status.watches));
+    put("ephemerals_count", count(status.ephemerals));
+    put("global_sessions", count(status.sessions));
+    put("local_sessions", count(status.local_sessions));
+    put("uptime", Int(status.uptime_ms as i64));
+    put("approximate_data_size", Int(status.data_size as i64));
+    if let Some(e) = &status.ensemble {
+        put("quorum_size", count(e.quorum_size));
+        put("proposal_count", Int(e.proposals as i64));
+        if status.mode == "leader" {
+            let (last, min, max) = e.proposal_sizes;
+            put("learners", count(e.learners));
+            put("synced_followers", count(e.synced_followers));
+            put("synced_non_voting_followers", Int(0));
+            put("synced_observers", count(e.synced_observers));
+            put("pending_syncs", count(e.pending_syncs));
+            put(
+                "leader_uptime",
+                Int(e.leader_uptime_ms.map_or(0, |ms| ms as i64)),
+            );
+            put("last_proposal_size", Int(last));
+            put("min_proposal_size", Int(min));
+            put("max_proposal_size", Int(max));
+        }
+        for (kind, n) in &e.syncs {
+            put(
+                &format!("{}_count", kind.to_ascii_lowercase()),
+                Int(*n as i64),
+            );
+        }
+        put("looking_count", Int(e.elections as i64));
+        for (name, h) in [
+            ("quorum_ack_latency", &e.quorum_ack_latency),
+            ("unavailable_time", &e.unavailable_time),
+        ] {
+            put(&format!("avg_{name}"), Float(h.avg_ms()));
+            put(&format!("min_{name}"), Int(h.min_ms() as i64));
+            put(&format!("max_{name}"), Int(h.max_ms() as i64));
+            put(&format!("cnt_{name}"), Int(h.count() as i64));
+        }
+    }
+    if let Some((open, max)) = file_descriptors() {
+        put("open_file_descriptor_count", Int(open as i64));
+        put("max_file_descriptor_count", Int(max as i64));
+    }
+    out
 }

@@ -480,7 +480,7 @@ async fn latency_and_metrics_are_reported() {
     let addr = server.metrics_addr().unwrap();
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut response = String::new();

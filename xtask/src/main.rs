@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's automation. Run `cargo xtask help` for the list.
 
+mod admin_compat;
 mod bench;
 mod chaos;
 mod compat_clients;
@@ -48,6 +49,11 @@ cargo xtask <command>
                      a copy) must accept it with no digest mismatch or warning; prints the
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
+  compat-admin       the AdminServer's commands (every one, and the aliases) asked of
+                     our zk-server and of Apache ZooKeeper 3.8.0 holding the same state;
+                     the JSON answers compared field by field (session ids, ports and
+                     directories masked, timing figures by type); fails on a difference
+                     that is not listed as intended (each listed with its reason)
   compat-clients [--keep-going] [--install]
                  [--only zkcli,zkcli-tls,cli_mt,kazoo,zk-cli,zookeeper-client,
                          kazoo-suite|all]
@@ -186,6 +192,7 @@ fn main() -> Result<()> {
         Some("record-tools") => tools::record(),
         Some("compat") => compat(rest),
         Some("compat-clients") => compat_clients::compat_clients(rest),
+        Some("compat-admin") => admin_compat::run(rest),
         Some("fuzz") => fuzz(rest),
         Some("diff") => diff::run(rest),
         Some("ensemble") => ensemble::run(rest),

@@ -21,9 +21,9 @@ pub(crate) const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// (its log on stderr) when installed.
 pub(crate) fn server_classpath() -> Vec<String> {
     let mut classpath = vec![ZOOKEEPER_JAR.to_string()];
-    // NettyServerCnxnFactory (TLS) needs Netty's codec and resolver, which the jar's
-    // manifest leaves out.
-    for jar in ["netty-codec.jar", "netty-resolver.jar"] {
+    // NettyServerCnxnFactory (TLS) needs Netty's codec and resolver, and the AdminServer
+    // (Jetty) the servlet API, which the jar's manifest leaves out.
+    for jar in ["netty-codec.jar", "netty-resolver.jar", "servlet-api.jar"] {
         let path = Path::new(JAVA_DIR).join(jar);
         if path.is_file() {
             classpath.push(path.display().to_string());
@@ -133,6 +133,12 @@ pub(crate) struct ServerProc {
 impl ServerProc {
     /// Writes `dir/<tag>/zoo.cfg` (with its own dataDir and a free port) and returns it.
     pub(crate) fn config(dir: &Path, tag: &str) -> Result<(PathBuf, SocketAddr)> {
+        Self::config_with(dir, tag, "")
+    }
+
+    /// Like [`config`](Self::config), with `extra` lines; an `admin.enableServer` line
+    /// among them replaces the default (off).
+    pub(crate) fn config_with(dir: &Path, tag: &str, extra: &str) -> Result<(PathBuf, SocketAddr)> {
         let home = dir.join(tag);
         let data = home.join("data");
         std::fs::create_dir_all(&data)?;
@@ -146,10 +152,14 @@ impl ServerProc {
              clientPort={port}\n\
              clientPortAddress=127.0.0.1\n\
              4lw.commands.whitelist=*\n\
-             extendedTypesEnabled=true\n\
-             admin.enableServer=false\n",
+             extendedTypesEnabled=true\n",
             data.display()
         );
+        let text = if extra.contains("admin.enableServer") {
+            format!("{text}{extra}")
+        } else {
+            format!("{text}admin.enableServer=false\n{extra}")
+        };
         std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
         Ok((cfg, SocketAddr::from(([127, 0, 0, 1], port))))
     }
@@ -198,7 +208,12 @@ impl ServerProc {
     }
 
     pub(crate) fn start_zookeeper(dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "zookeeper")?;
+        Self::start_zookeeper_with(dir, "")
+    }
+
+    /// Apache ZooKeeper with `extra` lines in its `zoo.cfg`.
+    pub(crate) fn start_zookeeper_with(dir: &Path, extra: &str) -> Result<Self> {
+        let (cfg, addr) = Self::config_with(dir, "zookeeper", extra)?;
         let mut cmd = crate::java(&server_classpath());
         cmd.arg("-Xmx256m")
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
@@ -212,7 +227,12 @@ impl ServerProc {
     }
 
     pub(crate) fn start_ours(binary: &Path, dir: &Path) -> Result<Self> {
-        let (cfg, addr) = Self::config(dir, "ours")?;
+        Self::start_ours_with(binary, dir, "")
+    }
+
+    /// Our server with `extra` lines in its `zoo.cfg`.
+    pub(crate) fn start_ours_with(binary: &Path, dir: &Path, extra: &str) -> Result<Self> {
+        let (cfg, addr) = Self::config_with(dir, "ours", extra)?;
         let mut cmd = Command::new(binary);
         cmd.arg(&cfg).env("NO_COLOR", "1");
         Self::spawn("zk-server", cmd, addr, dir.join("ours/server.log"))

@@ -218,6 +218,62 @@ struct Conn {
     connecting: Option<ConnectResponse>,
     /// Its SASL (DIGEST-MD5) exchange.
     sasl: DigestMd5,
+    /// Its counters, for `cons` and the AdminServer (`crst` zeroes them).
+    stats: ConnStats,
+}
+
+/// One connection's counters, as ZooKeeper's `ServerCnxn` keeps them.
+#[derive(Debug, Clone, Copy)]
+struct ConnStats {
+    received: u64,
+    sent: u64,
+    established_ms: i64,
+    last_cxid: i64,
+    last_operation: &'static str,
+}
+
+impl ConnStats {
+    fn new(established_ms: i64) -> Self {
+        ConnStats {
+            received: 0,
+            sent: 0,
+            established_ms,
+            last_cxid: -1,
+            last_operation: "NA",
+        }
+    }
+}
+
+/// ZooKeeper's abbreviation of an operation in a connection's statistics
+/// (`FinalRequestProcessor`'s `lastOp`).
+fn last_op_name(op: i32) -> &'static str {
+    match op {
+        11 => "PING",
+        -10 => "SESS",
+        14 => "MULT",
+        22 => "MLTR",
+        1 | 15 | 19 | 21 => "CREA",
+        2 | 20 => "DELE",
+        5 => "SETD",
+        16 => "RECO",
+        7 => "SETA",
+        -11 => "CLOS",
+        9 => "SYNC",
+        13 => "CHEC",
+        3 => "EXIS",
+        4 => "GETD",
+        101 => "SETW",
+        105 => "STW2",
+        106 => "ADDW",
+        6 => "GETA",
+        8 | 12 => "GETC",
+        104 => "GETACN",
+        17 => "CHKW",
+        18 => "REMW",
+        107 => "HOMI",
+        103 => "GETE",
+        _ => "NA",
+    }
 }
 
 /// Requests held before a handshake is answered, at most.
@@ -232,6 +288,9 @@ struct Stats {
     outstanding: usize,
     read_latency: Histogram,
     update_latency: Histogram,
+    /// Sizes of the frames sent to clients without their length prefix: last, min, max
+    /// (ZooKeeper's `client_response` statistics).
+    response_sizes: Option<(u64, u64, u64)>,
 }
 
 /// The log's watermarks: each only moves forward, and `durable ≤ appended`.
@@ -443,8 +502,14 @@ impl Engine {
 
     /// Sends a frame to a connection, if it is still open.
     fn send(&mut self, conn: ConnId, bytes: Bytes) {
-        if self.conns.contains_key(&conn) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.sent += 1;
             self.stats.sent += 1;
+            let size = bytes.len().saturating_sub(4) as u64;
+            self.stats.response_sizes = Some(match self.stats.response_sizes {
+                None => (size, size, size),
+                Some((_, min, max)) => (size, min.min(size), max.max(size)),
+            });
             self.out.push(Output::Frame { conn, bytes });
         }
     }
@@ -491,6 +556,7 @@ impl Engine {
                 held: Some(Vec::new()),
                 connecting: None,
                 sasl: DigestMd5::Start,
+                stats: ConnStats::new(self.now.wall_ms),
             },
         );
         if request.last_zxid_seen > self.tree.last_zxid() {
@@ -724,6 +790,11 @@ impl Engine {
             return;
         }
         self.stats.received += 1;
+        c.stats.received += 1;
+        if xid >= 0 {
+            c.stats.last_cxid = i64::from(xid);
+        }
+        c.stats.last_operation = last_op_name(op);
         let session = c.session;
         self.sessions.touch(session, self.now.ms());
         if self.role == Role::Learner && !self.local_sessions.contains(&session) {
@@ -1654,12 +1725,24 @@ impl Engine {
         self.sessions.timeouts()
     }
 
+    /// The live sessions by expiry bucket time (the AdminServer's `dump`).
+    pub(crate) fn session_expiries(&self) -> BTreeMap<u64, Vec<i64>> {
+        self.sessions.by_expiry()
+    }
+
     /// Requests received and not yet answered (`globalOutstandingLimit` throttles on it).
     pub(crate) fn outstanding(&self) -> usize {
         self.stats.outstanding
     }
 
-    /// Starts the counters again (`srst`, `crst`).
+    /// Zeroes every connection's counters (`crst`).
+    pub(crate) fn reset_connection_stats(&mut self) {
+        for c in self.conns.values_mut() {
+            c.stats = ConnStats::new(c.stats.established_ms);
+        }
+    }
+
+    /// Starts the server's counters again (`srst`).
     pub(crate) fn reset_stats(&mut self) {
         self.stats = Stats {
             outstanding: self.stats.outstanding,
@@ -1676,6 +1759,14 @@ impl Engine {
                 conn: *conn,
                 addr: c.addr,
                 session: c.session,
+                secure: false,
+                received: c.stats.received,
+                sent: c.stats.sent,
+                outstanding: c.queue.len(),
+                established_ms: c.stats.established_ms,
+                timeout_ms: self.sessions.timeout(c.session).unwrap_or(0),
+                last_cxid: c.stats.last_cxid,
+                last_operation: c.stats.last_operation,
             })
             .collect();
         connections.sort_by_key(|c| c.conn);
@@ -1685,6 +1776,10 @@ impl Engine {
             update_latency: self.stats.update_latency.clone(),
             packets_received: self.stats.received,
             packets_sent: self.stats.sent,
+            response_sizes: self
+                .stats
+                .response_sizes
+                .map_or((-1, -1, -1), |(l, mn, mx)| (l as i64, mn as i64, mx as i64)),
             connections,
             outstanding: self.stats.outstanding,
             uptime_ms: now.ms(),

@@ -203,6 +203,24 @@ impl Sessions {
         self.table.len()
     }
 
+    /// The live sessions of each expiry bucket, by the bucket's time (ms of the
+    /// server's clock), ids in order (the AdminServer's `dump`).
+    pub(crate) fn by_expiry(&self) -> BTreeMap<u64, Vec<i64>> {
+        self.buckets
+            .iter()
+            .map(|(at, ids)| {
+                let mut ids: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.table.contains_key(id))
+                    .collect();
+                ids.sort_unstable();
+                (*at, ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect()
+    }
+
     /// Each live session's timeout, by id (`dump`).
     pub(crate) fn timeouts(&self) -> BTreeMap<i64, u64> {
         self.table
