@@ -30,7 +30,7 @@ impl Ensemble {
     fn new(n: usize) -> Self {
         let mut lines = String::from(
             "tickTime=100\ninitLimit=50\nsyncLimit=30\nminSessionTimeout=2000\nmaxSessionTimeout=30000\n\
-             4lw.commands.whitelist=*\n",
+             4lw.commands.whitelist=*\nadmin.enableServer=false\n",
         );
         let mut client_ports = Vec::new();
         for sid in 1..=n {

@@ -71,7 +71,8 @@ impl Ensemble {
                     format!(
                         "tickTime=100\ninitLimit=50\nsyncLimit=30\n\
                          minSessionTimeout=2000\nmaxSessionTimeout=20000\n\
-                         4lw.commands.whitelist=*\ndataDir={}\nclientPort={}\n\
+                         4lw.commands.whitelist=*\nadmin.enableServer=false\n\
+                         dataDir={}\nclientPort={}\n\
                          clientPortAddress=127.0.0.1\n{observer}{extra}\n{servers}",
                         dir.display(),
                         ports[sid - 1]
@@ -146,6 +147,18 @@ impl Ensemble {
             .map(|i| self.addr(i))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Whether member `i`'s txn log files hold `bytes` (a path a txn names).
+    fn logged(&self, i: usize, bytes: &[u8]) -> bool {
+        let Ok(files) = std::fs::read_dir(self.members[i].dir.join("version-2")) else {
+            return false;
+        };
+        files.flatten().any(|f| {
+            f.file_name().to_string_lossy().starts_with("log.")
+                && std::fs::read(f.path())
+                    .is_ok_and(|data| data.windows(bytes.len()).any(|w| w == bytes))
+        })
     }
 
     fn log(&self, i: usize) -> String {
@@ -425,10 +438,22 @@ async fn members_rejoin_through_diff_trunc_and_snap() {
         lone.create("/r/orphan", b"", OPEN),
     )
     .await;
-    assert!(!matches!(orphan, Ok(Ok(_))), "no quorum acknowledged it");
+    assert!(
+        !matches!(orphan, Ok(Ok(_))),
+        "no quorum acknowledged it, yet it was created: {}",
+        e.dump()
+    );
     // The TRUNC below needs the orphan in the leader's log file: on a loaded machine its
     // log writer may take longer than the 300 ms above to write it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !e.logged(leader, b"/r/orphan") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never logged the orphan: {}",
+            e.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     e.kill(a);
     e.kill(b);
     e.kill(leader);

@@ -81,7 +81,7 @@ impl Ensemble {
         std::fs::write(pki.path().join("ca.pem"), &ca.pem).unwrap();
         let mut lines = String::from(
             "tickTime=100\ninitLimit=50\nsyncLimit=30\nminSessionTimeout=2000\n\
-             4lw.commands.whitelist=*\nsslQuorum=true\n",
+             4lw.commands.whitelist=*\nadmin.enableServer=false\nsslQuorum=true\n",
         );
         let (mut hosts, mut client_ports, mut election_ports, mut quorum_ports) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
