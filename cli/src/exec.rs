@@ -12,6 +12,7 @@ use zk_client::{
     AddWatchMode, Client, ClientOptions, CreateMode, CreateOptions, Error, Multi, SessionState,
     WatchedEvent, WatcherType,
 };
+use zk_jute::KeeperState;
 
 use crate::Args;
 use crate::parse::{self, Command, ParseError, WatchKind};
@@ -207,6 +208,7 @@ impl Session {
             let printer = self.events.clone();
             let (print_watches, json) = (self.print_watches.clone(), self.args.json);
             let mut shown = None;
+            let sasl = self.args.security.sasl.is_some();
             let mut show = move |state: SessionState| {
                 // The stream may repeat the state the session was opened in; trying to
                 // connect is no event.
@@ -216,6 +218,12 @@ impl Session {
                 {
                     let event = WatchedEvent::session(state.keeper_state());
                     printer(event_text(&event, json));
+                    // zk-client connects only once the SASL exchange succeeded: then
+                    // the Java client's watcher hears SaslAuthenticated too.
+                    if sasl && state == SessionState::Connected {
+                        let event = WatchedEvent::session(KeeperState::SaslAuthenticated);
+                        printer(event_text(&event, json));
+                    }
                 }
                 shown = Some(state);
             };
@@ -279,6 +287,15 @@ impl Session {
         match command {
             Command::Quit => {
                 if let Some(client) = self.client.take() {
+                    // As zkCli's watcher hears the session close: printed here, before
+                    // the shell exits, rather than by the state printer, which may not
+                    // run again.
+                    if self.print_watches.swap(false, Ordering::Relaxed)
+                        && !client.state().is_terminal()
+                    {
+                        let event = WatchedEvent::session(KeeperState::Closed);
+                        (self.events)(event_text(&event, self.args.json));
+                    }
                     let _ = client.close().await;
                 }
                 Outcome::Quit

@@ -265,12 +265,17 @@ impl TlsSettings {
         ))))
     }
 
-    /// The dialing side's configuration, between peers: the key store's identity as the
-    /// client certificate, and the listener's certificate checked against the trust
-    /// store and (with `hostnameVerification`) the host dialed.
+    /// The dialing side's configuration, between peers or for a client (the Java
+    /// client reads the same `zookeeper.ssl.*` properties): the key store's identity, if
+    /// one is set, as the client certificate, and the server's certificate checked
+    /// against the trust store (the system's CA bundle without one) and, with
+    /// `hostnameVerification`, against the host dialed.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let (provider, versions) = self.provider()?;
-        let certified = self.certified_key(&provider)?;
+        let certified = match self.key_store {
+            Some(_) => Some(self.certified_key(&provider)?),
+            None => None,
+        };
         let mut roots = RootCertStore::empty();
         for cert in self.trust_certificates()? {
             roots.add(cert)?;
@@ -287,9 +292,12 @@ impl TlsSettings {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyHost(webpki)))
         };
-        Ok(Arc::new(builder.with_client_cert_resolver(Arc::new(
-            SingleCertAndKey::from(certified),
-        ))))
+        Ok(Arc::new(match certified {
+            Some(certified) => {
+                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+            }
+            None => builder.with_no_client_auth(),
+        }))
     }
 
     /// Mutual TLS between the members of `servers` (`sslQuorum`), with each peer's
@@ -412,9 +420,9 @@ impl TlsSettings {
                 let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
                 keystore::load_trust(bundle, "", Some(StoreType::Pem)).map_err(|e| {
                     TlsError::Setting(format!(
-                        "ssl.clientAuth asks for client certificates but no \
-                         ssl.trustStore.location is set, and the system's CA bundle \
-                         cannot be read: {e}"
+                        "no {}.trustStore.location is set, and the system's CA bundle \
+                         cannot be read: {e}",
+                        self.prefix
                     ))
                 })
             }

@@ -178,7 +178,9 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
 
     let binary = match options.zk_server.clone() {
         Some(binary) => {
-            if options.clients.contains(&Client::ZkRsCli) {
+            if options.clients.contains(&Client::ZkRsCli)
+                || options.clients.contains(&Client::SecureCli)
+            {
                 run(cargo().args(["build", "-p", "zk-cli"]))?;
             }
             binary

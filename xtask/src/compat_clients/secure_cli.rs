@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{Client, Report, Servers, Unit, ZKCLI, ZkCliCase, target_dir, zkcli_session};
 use crate::servers::{ServerProc, free_port, server_classpath};
@@ -115,6 +115,22 @@ fn secure_zkcli(port: u16, jaas: &Path) -> Command {
     cmd
 }
 
+/// Our zk-cli with the same `CLIENT_JVMFLAGS` (it reads the `-D` settings: the same JKS
+/// stores and JAAS file; the JVM's own flags mean nothing to it).
+fn secure_zk_cli(binary: &Path, port: u16, jaas: &Path) -> Command {
+    let flags = secure_zkcli(port, jaas)
+        .get_envs()
+        .find(|(key, _)| *key == "CLIENT_JVMFLAGS")
+        .and_then(|(_, value)| value.map(|v| v.to_owned()))
+        .unwrap_or_default();
+    let mut cmd = Command::new(binary);
+    cmd.arg("-server")
+        .arg(format!("localhost:{port}"))
+        .env("TZ", "UTC")
+        .env("CLIENT_JVMFLAGS", flags);
+    cmd
+}
+
 pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
     let dir = target_dir().join(DIR);
     crate::remove_path(&dir)?;
@@ -123,9 +139,16 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         .zk_server
         .clone()
         .unwrap_or_else(|| target_dir().join("debug/zk-server"));
+    let zk_cli = target_dir().join("debug/zk-cli");
     let mut answers = Vec::new();
-    for ours in [false, true] {
-        let home = dir.join(if ours { "ours" } else { "zookeeper" });
+    // zkCli.sh against Apache ZooKeeper, zkCli.sh against ours, and our zk-cli (set up by
+    // the same CLIENT_JVMFLAGS) against Apache ZooKeeper; each with a fresh server.
+    for (tag, ours, shell_is_ours) in [
+        ("zookeeper", false, false),
+        ("ours", true, false),
+        ("zk-cli", false, true),
+    ] {
+        let home = dir.join(tag);
         let (cfg, addr, secure) = config(&home)?;
         let jaas = format!(
             "-Djava.security.auth.login.config={}",
@@ -145,9 +168,21 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
                 .arg(&cfg);
             ServerProc::spawn("Apache ZooKeeper", cmd, addr, home.join("server.log"))?
         };
-        let shell = secure_zkcli(secure, &home.join("jaas.conf"));
-        let segments = zkcli_session(shell, &CASE, &home.join("zkcli.out"))
-            .with_context(|| format!("zkCli.sh over TLS against {}", server.name))?;
+        let shell = if shell_is_ours {
+            secure_zk_cli(&zk_cli, secure, &home.join("jaas.conf"))
+        } else {
+            secure_zkcli(secure, &home.join("jaas.conf"))
+        };
+        let mut segments = zkcli_session(shell, &CASE, &home.join("shell.out"))
+            .with_context(|| format!("{tag}: a shell over TLS against {}", server.name))?;
+        let transcript: String = segments.iter().map(|(_, text)| text.as_str()).collect();
+        if !transcript.contains("state:SaslAuthenticated") {
+            bail!("{tag}: the shell never announced SaslAuthenticated:\n{transcript}");
+        }
+        // The greetings differ between the two shells (zk-cli has no JLine).
+        if let Some((_, greeting)) = segments.first_mut() {
+            greeting.clear();
+        }
         answers.push(
             segments
                 .into_iter()
@@ -156,6 +191,7 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         );
         drop(server);
     }
+    let zk_cli_answers = answers.pop().unwrap_or_default();
     let ours = answers.pop().unwrap_or_default();
     let reference = answers.pop().unwrap_or_default();
     let units = reference
@@ -172,17 +208,50 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         })
         .collect();
     report.record_case(units, servers.options.keep_going, servers.options.verbose);
+    // zk-cli reading the Java client's settings (JKS stores, JAAS) answers as zkCli.sh.
+    let units = reference
+        .iter()
+        .zip(&zk_cli_answers)
+        .map(|((command, zk), (_, us))| Unit {
+            client: Client::SecureCli,
+            case: format!("{} (zk-cli)", CASE.name),
+            command: command.clone(),
+            reference: zk.clone(),
+            ours: us.clone(),
+            pass: zk == us,
+            order_only: false,
+        })
+        .collect();
+    report.record_case(units, servers.options.keep_going, servers.options.verbose);
     Ok(())
 }
 
 /// zkCli.sh's output with its logging, times, zxids, session ids and the port masked.
+/// The Java client's `SaslAuthenticated` event comes whenever its SASL thread is done,
+/// so the segment it lands in is a matter of timing: it is taken out (with its
+/// `WATCHER::` line) wherever it is; that it comes at all is checked by the zk-cli
+/// session's transcript holding it once.
 fn normalise(text: &str, port: u16) -> String {
-    text.replace(&port.to_string(), "<port>")
+    let sasl_event = "WatchedEvent state:SaslAuthenticated type:None path:null";
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut kept = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let next_is_sasl = lines.get(i + 1).is_some_and(|n| n.trim() == sasl_event);
+        if line.trim() == sasl_event || (line.trim() == "WATCHER::" && next_is_sasl) {
+            continue;
+        }
+        kept.push(*line);
+    }
+    kept.join("\n")
+        .replace(&port.to_string(), "<port>")
         .lines()
         .filter(|l| {
             !(l.starts_with("SLF4J:")
                 || l.contains(" INFO ")
                 || l.contains(" WARN ")
+                // A Java log line's exception, and the shell's exit: the JVM's own.
+                || l.starts_with("EndOfStreamException:")
+                || l.contains("ServiceUtils - Exiting JVM")
                 || l.trim().is_empty())
         })
         .map(|l| {
