@@ -284,10 +284,15 @@ pub(crate) fn answer(command: &str, engine: &mut Engine, status: &Status) -> Val
             if status.ensemble.is_some() {
                 for (sid, line) in &config.servers {
                     let host = delimited(&line.host);
+                    // A member knows its own client address even when its line does
+                    // not give it (from clientPort and clientPortAddress).
+                    let own = (*sid == config.server_id && config.client_port_enabled)
+                        .then(|| config.client_addr.to_string());
                     let client = line
                         .client
                         .as_ref()
                         .map(|(h, p)| format!("{}:{p}", delimited(h)))
+                        .or(own)
                         .unwrap_or_default();
                     let learner_type = match line.role {
                         zk_election::Role::Observer => "observer",

@@ -1,5 +1,6 @@
-//! `cargo xtask compat-admin`: the AdminServer's answers, field by field, against Apache
-//! ZooKeeper 3.8.0's for the same state.
+//! `cargo xtask compat-admin [--ensemble]`: the AdminServer's answers, field by field,
+//! against Apache ZooKeeper 3.8.0's for the same state; with `--ensemble`, the leaders' and
+//! the followers' of two three-member ensembles.
 //!
 //! Both servers run standalone with the same `zoo.cfg` and their AdminServer on a port
 //! of their own. Two sessions of `zk-client` give each the same state: znodes, an
@@ -21,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::ensemble::{Kind, LocalEnsemble};
 use crate::servers::{ServerProc, ZOOKEEPER_JAR, free_port};
 use crate::{Scratch, cargo, run as run_cmd};
 
@@ -93,6 +95,17 @@ const VOLATILE: &[&str] = &[
     "last_operation",
 ];
 
+/// Whether a field's value depends on timing (compared by type only): the listed ones,
+/// and an ensemble's latencies, unavailability times, uptimes and sync counts (which
+/// member syncs how depends on who started first).
+fn volatile(field: &str) -> bool {
+    VOLATILE.contains(&field)
+        || field.ends_with("_latency")
+        || field.contains("unavailable_time")
+        || field.ends_with("uptime")
+        || ["diff_count", "snap_count", "trunc_count", "looking_count"].contains(&field)
+}
+
 /// Differences this server has on purpose: (command, field path prefix, reason). A
 /// difference whose path starts with the prefix (`*` for every command) is reported
 /// under the reason and does not fail the run. Under [`ABSENT_ONLY`] commands, only a
@@ -120,6 +133,18 @@ const INTENDED: &[(&str, &str, &str)] = &[
         "",
         "a JVM's system properties: this server shows the zookeeper.* properties it read \
          (zoo.cfg keys and -D flags from SERVER_JVMFLAGS/JVMFLAGS), not the JVM's own",
+    ),
+    (
+        "initial_configuration",
+        "",
+        "ZooKeeper 3.8's ensemble members answer null (QuorumPeerMain never hands the text \
+         on); this server answers the zoo.cfg it read, as ZooKeeper's standalone server does",
+    ),
+    (
+        "last_snapshot",
+        "zxid",
+        "ZooKeeper's learner also writes a snapshot when it syncs with a new leader; a member \
+         here snapshots every snapCount txns, so its newest snapshot can be older",
     ),
     (
         "get_trace_mask",
@@ -178,85 +203,171 @@ const INTENDED: &[(&str, &str, &str)] = &[
 
 /// `cargo xtask compat-admin`.
 pub(crate) fn run(rest: &[String]) -> Result<()> {
-    if let Some(arg) = rest.first() {
-        bail!("compat-admin takes no arguments (got {arg})");
-    }
+    let ensemble = match rest.first().map(String::as_str) {
+        None => false,
+        Some("--ensemble") => true,
+        Some(arg) => bail!("compat-admin takes only --ensemble (got {arg})"),
+    };
     if !Path::new(ZOOKEEPER_JAR).is_file() {
         bail!("{ZOOKEEPER_JAR} is missing: this needs Debian's `zookeeper` package and a JRE");
     }
     run_cmd(cargo().args(["build", "-p", "zk-server"]))?;
     let binary = crate::bench::target_dir()?.join("debug/zk-server");
     let scratch = Scratch::new("compat-admin")?;
-    let (their_admin, our_admin) = (free_port()?, free_port()?);
-    let admin = |port: u16| format!("admin.enableServer=true\nadmin.serverPort={port}\n");
-    let theirs = ServerProc::start_zookeeper_with(&scratch.0, &admin(their_admin))?;
-    let ours = ServerProc::start_ours_with(&binary, &scratch.0, &admin(our_admin))?;
-    eprintln!(
-        "compat-admin: Apache ZooKeeper 3.8.0 on {} (admin {their_admin}), zk-server on {} \
-         (admin {our_admin})",
-        theirs.addr, ours.addr
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let their_sessions = runtime.block_on(make_state(theirs.addr))?;
-    let our_sessions = runtime.block_on(make_state(ours.addr))?;
-    let masks = [
-        Masks {
+    let mut report = Report::default();
+    if ensemble {
+        let start = |kind, name: &str| -> Result<(LocalEnsemble, usize)> {
+            let dir = scratch.0.join(name);
+            std::fs::create_dir_all(&dir)?;
+            let e = LocalEnsemble::start(kind, 3, &dir, Some(&binary), "admin.enableServer=true")?;
+            let leader = e.wait_for_leader(Duration::from_secs(120))?;
+            Ok((e, leader))
+        };
+        let (theirs, their_leader) = start(Kind::ZooKeeper, "zookeeper")?;
+        let (ours, our_leader) = start(Kind::Ours, "ours")?;
+        // The state is made through a follower; the follower and the leader are asked.
+        let (their_follower, our_follower) = ((their_leader + 1) % 3, (our_leader + 1) % 3);
+        let their_sessions = runtime.block_on(make_state(theirs.addrs[their_follower]))?;
+        let our_sessions = runtime.block_on(make_state(ours.addrs[our_follower]))?;
+        let masks = |e: &LocalEnsemble, sessions: &Sessions, dir: &str| {
+            let mut ports = Vec::new();
+            for i in 0..3 {
+                let sid = i + 1;
+                ports.push((e.addrs[i].port(), format!("<client port {sid}>")));
+                ports.push((e.admin_ports[i], format!("<admin port {sid}>")));
+                ports.push((e.peer_ports[i].0, format!("<quorum port {sid}>")));
+                ports.push((e.peer_ports[i].1, format!("<election port {sid}>")));
+            }
+            Masks {
+                sessions: sessions.ids(),
+                ports,
+                dir: scratch.0.join(dir).display().to_string(),
+            }
+        };
+        let (their_masks, our_masks) = (
+            masks(&theirs, &their_sessions, "zookeeper"),
+            masks(&ours, &our_sessions, "ours"),
+        );
+        for (role, theirs_at, ours_at) in [
+            ("leader", their_leader, our_leader),
+            ("follower", their_follower, our_follower),
+        ] {
+            eprintln!(
+                "compat-admin: the {role}s: Apache ZooKeeper's server {}, ours {}",
+                theirs_at + 1,
+                ours_at + 1
+            );
+            report.compare_all(
+                role,
+                (&their_masks, theirs.admin_ports[theirs_at]),
+                (&our_masks, ours.admin_ports[ours_at]),
+            )?;
+        }
+        drop((their_sessions, our_sessions));
+    } else {
+        let (their_admin, our_admin) = (free_port()?, free_port()?);
+        let admin = |port: u16| format!("admin.enableServer=true\nadmin.serverPort={port}\n");
+        let theirs = ServerProc::start_zookeeper_with(&scratch.0, &admin(their_admin))?;
+        let ours = ServerProc::start_ours_with(&binary, &scratch.0, &admin(our_admin))?;
+        eprintln!(
+            "compat-admin: Apache ZooKeeper 3.8.0 on {} (admin {their_admin}), zk-server on \
+             {} (admin {our_admin})",
+            theirs.addr, ours.addr
+        );
+        let their_sessions = runtime.block_on(make_state(theirs.addr))?;
+        let our_sessions = runtime.block_on(make_state(ours.addr))?;
+        let their_masks = Masks {
             sessions: their_sessions.ids(),
-            client_port: theirs.addr.port(),
-            admin_port: their_admin,
+            ports: vec![
+                (theirs.addr.port(), "<client port>".into()),
+                (their_admin, "<admin port>".into()),
+            ],
             dir: scratch.0.join("zookeeper").display().to_string(),
-        },
-        Masks {
+        };
+        let our_masks = Masks {
             sessions: our_sessions.ids(),
-            client_port: ours.addr.port(),
-            admin_port: our_admin,
+            ports: vec![
+                (ours.addr.port(), "<client port>".into()),
+                (our_admin, "<admin port>".into()),
+            ],
             dir: scratch.0.join("ours").display().to_string(),
-        },
-    ];
-    let (mut same, mut intended, mut unexpected) = (0_usize, BTreeMap::new(), Vec::new());
-    for command in COMMANDS {
-        let reference = masks[0].apply(fetch(their_admin, command)?);
-        let answer = masks[1].apply(fetch(our_admin, command)?);
-        let mut differences = Vec::new();
-        let compared = compare("", &reference, &answer, &mut differences);
-        same += compared;
-        for difference in differences {
-            match intended_reason(command, &difference) {
-                Some(reason) => {
-                    intended
+        };
+        report.compare_all(
+            "standalone",
+            (&their_masks, their_admin),
+            (&our_masks, our_admin),
+        )?;
+        drop((their_sessions, our_sessions));
+    }
+    report.finish()
+}
+
+/// What the comparisons found.
+#[derive(Default)]
+struct Report {
+    same: usize,
+    asked: usize,
+    intended: BTreeMap<&'static str, Vec<String>>,
+    unexpected: Vec<String>,
+}
+
+impl Report {
+    /// Asks every command of both AdminServers and compares the answers.
+    fn compare_all(
+        &mut self,
+        role: &str,
+        (their_masks, their_admin): (&Masks, u16),
+        (our_masks, our_admin): (&Masks, u16),
+    ) -> Result<()> {
+        for command in COMMANDS {
+            let reference = their_masks.apply(fetch(their_admin, command)?);
+            let answer = our_masks.apply(fetch(our_admin, command)?);
+            let mut differences = Vec::new();
+            self.same += compare("", &reference, &answer, &mut differences);
+            self.asked += 1;
+            for difference in differences {
+                match intended_reason(command, &difference) {
+                    Some(reason) => self
+                        .intended
                         .entry(reason)
-                        .or_insert_with(Vec::new)
-                        .push(format!("{command}: {}", difference.path));
+                        .or_default()
+                        .push(format!("{role} {command}: {}", difference.path)),
+                    None => self
+                        .unexpected
+                        .push(format!("{role} {command}: {difference}")),
                 }
-                None => unexpected.push(format!("{command}: {difference}")),
             }
         }
+        Ok(())
     }
-    drop((their_sessions, our_sessions));
-    println!(
-        "compat-admin: {} commands, {same} fields equal",
-        COMMANDS.len()
-    );
-    for (reason, fields) in &intended {
-        println!("intended ({} fields): {reason}", fields.len());
-        for field in fields.iter().take(4) {
-            println!("    {field}");
+
+    fn finish(self) -> Result<()> {
+        println!(
+            "compat-admin: {} answers compared, {} fields equal",
+            self.asked, self.same
+        );
+        for (reason, fields) in &self.intended {
+            println!("intended ({} fields): {reason}", fields.len());
+            for field in fields.iter().take(4) {
+                println!("    {field}");
+            }
+            if fields.len() > 4 {
+                println!("    ... and {} more", fields.len() - 4);
+            }
         }
-        if fields.len() > 4 {
-            println!("    ... and {} more", fields.len() - 4);
+        if !self.unexpected.is_empty() {
+            for difference in &self.unexpected {
+                println!("DIFFERENT {difference}");
+            }
+            bail!("{} unexpected differences", self.unexpected.len());
         }
+        println!("no unexpected difference");
+        Ok(())
     }
-    if !unexpected.is_empty() {
-        for difference in &unexpected {
-            println!("DIFFERENT {difference}");
-        }
-        bail!("{} unexpected differences", unexpected.len());
-    }
-    println!("no unexpected difference");
-    Ok(())
 }
 
 /// The two sessions that made the state, kept open while the commands run.
@@ -297,11 +408,11 @@ async fn make_state(addr: SocketAddr) -> Result<Sessions> {
     Ok(Sessions { a, b })
 }
 
-/// What is masked in one server's answers.
+/// What is masked in one server's answers: its sessions' ids, its ports (as numbers, and
+/// after a `:` in addresses) and its directory.
 struct Masks {
     sessions: [(i64, &'static str); 2],
-    client_port: u16,
-    admin_port: u16,
+    ports: Vec<(u16, String)>,
     dir: String,
 }
 
@@ -310,11 +421,11 @@ impl Masks {
         match value {
             Value::Number(n) => {
                 let id = n.as_i64();
-                match self.sessions.iter().find(|(s, _)| Some(*s) == id) {
-                    Some((_, name)) => Value::String((*name).to_owned()),
-                    None if id == Some(i64::from(self.client_port)) => {
-                        Value::String("<client port>".into())
-                    }
+                if let Some((_, name)) = self.sessions.iter().find(|(s, _)| Some(*s) == id) {
+                    return Value::String((*name).to_owned());
+                }
+                match self.ports.iter().find(|(p, _)| Some(i64::from(*p)) == id) {
+                    Some((_, name)) => Value::String(name.clone()),
                     None => Value::Number(n),
                 }
             }
@@ -333,10 +444,13 @@ impl Masks {
         if let Some((_, name)) = self.sessions.iter().find(|(id, _)| s == id.to_string()) {
             return (*name).to_owned();
         }
-        if s == self.admin_port.to_string() {
-            return "<admin port>".into();
+        if let Some((_, name)) = self.ports.iter().find(|(p, _)| s == p.to_string()) {
+            return name.clone();
         }
         let mut s = s.replace(&self.dir, "<dir>");
+        for (port, name) in &self.ports {
+            s = s.replace(&format!(":{port}"), &format!(":{name}"));
+        }
         // A client's address: 127.0.0.1:<its ephemeral port>.
         if s.strip_prefix("127.0.0.1:")
             .is_some_and(|port| port.parse::<u16>().is_ok())
@@ -381,7 +495,7 @@ fn kind(value: &Value) -> &'static str {
 /// how many leaf fields were equal.
 fn compare(path: &str, reference: &Value, ours: &Value, out: &mut Vec<Difference>) -> usize {
     let leaf = path.rsplit(['/', ']']).next().unwrap_or(path);
-    if VOLATILE.contains(&leaf) {
+    if volatile(leaf) {
         if kind(reference) == kind(ours) {
             return 1;
         }

@@ -30,6 +30,11 @@ pub(crate) struct LocalEnsemble {
     pub(crate) kind: Kind,
     pub(crate) members: Vec<Option<ServerProc>>,
     pub(crate) addrs: Vec<SocketAddr>,
+    /// Each member's `admin.serverPort` (the AdminServer runs when `extra` sets
+    /// `admin.enableServer=true`).
+    pub(crate) admin_ports: Vec<u16>,
+    /// Each member's quorum and election ports.
+    pub(crate) peer_ports: Vec<(u16, u16)>,
     configs: Vec<PathBuf>,
     dir: PathBuf,
     binary: Option<PathBuf>,
@@ -61,9 +66,11 @@ impl LocalEnsemble {
     ) -> Result<Self> {
         let mut peer_ports = Vec::new();
         let mut addrs = Vec::new();
+        let mut admin_ports = Vec::new();
         for _ in 1..=n {
             peer_ports.push((free_port()?, free_port()?));
             addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            admin_ports.push(free_port()?);
         }
         let mut configs = Vec::new();
         for sid in 1..=n {
@@ -85,9 +92,10 @@ impl LocalEnsemble {
             let text = format!(
                 "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                  clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n\
-                 admin.enableServer=false\n{extra}\n{servers}",
+                 admin.enableServer=false\nadmin.serverPort={}\n{extra}\n{servers}",
                 data.display(),
-                addrs[sid - 1].port()
+                addrs[sid - 1].port(),
+                admin_ports[sid - 1]
             );
             std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
             configs.push(cfg);
@@ -96,6 +104,8 @@ impl LocalEnsemble {
             kind,
             members: (0..n).map(|_| None).collect(),
             addrs,
+            admin_ports,
+            peer_ports,
             configs,
             dir: dir.to_owned(),
             binary: binary.map(Path::to_owned),

@@ -49,8 +49,10 @@ cargo xtask <command>
                      a copy) must accept it with no digest mismatch or warning; prints the
                      loaded tree in tree.txt format (to FILE with --tree-out) and, with
                      --expect-tree, fails on any difference. Needs the same package and JDK
-  compat-admin       the AdminServer's commands (every one, and the aliases) asked of
-                     our zk-server and of Apache ZooKeeper 3.8.0 holding the same state;
+  compat-admin [--ensemble]
+                     the AdminServer's commands (every one, and the aliases) asked of
+                     our zk-server and of Apache ZooKeeper 3.8.0 holding the same state
+                     (--ensemble: the leaders and followers of two 3-member ensembles);
                      the JSON answers compared field by field (session ids, ports and
                      directories masked, timing figures by type); fails on a difference
                      that is not listed as intended (each listed with its reason)
