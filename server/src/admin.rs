@@ -436,7 +436,7 @@ fn addresses(host: &str, port: u16) -> Value {
 }
 
 /// The bytes of the files in `dir/version-2` (`dirs`).
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir.join("version-2"))
         .into_iter()
         .flatten()

@@ -170,16 +170,13 @@ pub(crate) fn answer(word: &str, engine: &mut Engine, status: &Status) -> String
             }));
         }
         "dirs" => {
-            let size = |dir: &std::path::Path| -> u64 {
-                std::fs::read_dir(dir.join("version-2"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.ok()?.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            };
-            let _ = writeln!(out, "datadir_size: {}", size(&engine.config().data_dir));
-            let _ = writeln!(out, "logdir_size: {}", size(&engine.config().data_log_dir));
+            let c = engine.config();
+            let _ = writeln!(out, "datadir_size: {}", crate::admin::dir_size(&c.data_dir));
+            let _ = writeln!(
+                out,
+                "logdir_size: {}",
+                crate::admin::dir_size(&c.data_log_dir)
+            );
         }
         "hash" => {
             let _ = writeln!(out, "Digests in Cache: 1");

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tonic::Code;
 use tonic::transport::Endpoint;
 use zk_client::{Client, ClientOptions, CreateOptions};
@@ -17,42 +16,7 @@ use zk_server::{Config, Server};
 
 mod common;
 use common::free_port;
-
-/// A test CA.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A key store (key and certificate in one PEM file, as ZooKeeper reads it) for a
-    /// host, written under `dir`.
-    fn key_store(&self, dir: &std::path::Path, name: &str, host: &str) -> std::path::PathBuf {
-        let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let path = dir.join(format!("{name}.pem"));
-        std::fs::write(&path, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
-        path
-    }
-}
+use common::pki::Ca;
 
 fn store(path: &std::path::Path) -> Option<StoreSetting> {
     Some(StoreSetting {
@@ -193,6 +157,19 @@ async fn client(addr: &str) -> Client {
         .expect("connects")
 }
 
+/// A channel to a peer port, as a peer speaking `tls` opens it.
+async fn peer_channel(
+    addr: &str,
+    tls: Option<&PeerTls>,
+) -> Result<tonic::transport::Channel, tonic::Status> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    peer_tls::channel(&endpoint, addr, tls)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))
+}
+
 /// Opens an election stream to `addr` claiming `sid`, as a peer speaking `tls` would.
 async fn claim_at_election_port(
     addr: &str,
@@ -200,12 +177,7 @@ async fn claim_at_election_port(
     sid: u64,
 ) -> Result<(), tonic::Status> {
     use zk_election::transport::proto::{Frame, Hello, election_client::ElectionClient, frame};
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2));
-    let channel = peer_tls::channel(&endpoint, addr, tls)
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let channel = peer_channel(addr, tls).await?;
     let hello = Frame {
         body: Some(frame::Body::Hello(Hello { sid })),
     };
@@ -226,12 +198,7 @@ async fn claim_at_quorum_port(
     sid: u64,
 ) -> Result<(), tonic::Status> {
     use zk_replication::transport::proto::{Frame, Hello, frame, quorum_client::QuorumClient};
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2));
-    let channel = peer_tls::channel(&endpoint, addr, tls)
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let channel = peer_channel(addr, tls).await?;
     let hello = Frame {
         body: Some(frame::Body::Hello(Hello { sid })),
     };

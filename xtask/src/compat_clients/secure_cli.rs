@@ -194,35 +194,26 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
     let zk_cli_answers = answers.pop().unwrap_or_default();
     let ours = answers.pop().unwrap_or_default();
     let reference = answers.pop().unwrap_or_default();
-    let units = reference
-        .iter()
-        .zip(&ours)
-        .map(|((command, zk), (_, us))| Unit {
-            client: Client::SecureCli,
-            case: CASE.name.into(),
-            command: command.clone(),
-            reference: zk.clone(),
-            ours: us.clone(),
-            pass: zk == us,
-            order_only: false,
-        })
-        .collect();
-    report.record_case(units, servers.options.keep_going, servers.options.verbose);
+    let units = |case: String, answers: &[(String, String)]| -> Vec<Unit> {
+        reference
+            .iter()
+            .zip(answers)
+            .map(|((command, zk), (_, us))| Unit {
+                client: Client::SecureCli,
+                case: case.clone(),
+                command: command.clone(),
+                reference: zk.clone(),
+                ours: us.clone(),
+                pass: zk == us,
+                order_only: false,
+            })
+            .collect()
+    };
+    let (keep_going, verbose) = (servers.options.keep_going, servers.options.verbose);
+    report.record_case(units(CASE.name.into(), &ours), keep_going, verbose);
     // zk-cli reading the Java client's settings (JKS stores, JAAS) answers as zkCli.sh.
-    let units = reference
-        .iter()
-        .zip(&zk_cli_answers)
-        .map(|((command, zk), (_, us))| Unit {
-            client: Client::SecureCli,
-            case: format!("{} (zk-cli)", CASE.name),
-            command: command.clone(),
-            reference: zk.clone(),
-            ours: us.clone(),
-            pass: zk == us,
-            order_only: false,
-        })
-        .collect();
-    report.record_case(units, servers.options.keep_going, servers.options.verbose);
+    let zk_cli_case = format!("{} (zk-cli)", CASE.name);
+    report.record_case(units(zk_cli_case, &zk_cli_answers), keep_going, verbose);
     Ok(())
 }
 
