@@ -127,6 +127,20 @@ impl Ensemble {
             .status()
             .unwrap();
         assert!(status.success());
+        // A stop signal freezes a multi-threaded process only once the thread it woke
+        // gets a processor and stops the others; on a loaded machine another thread,
+        // woken by a message, can run first (a follower "stopped" this way logged and
+        // acknowledged a proposal sent after `kill` returned). Wait until every thread
+        // is stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member {} did not stop",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGKILL: the process dies where it is, as in a crash.
@@ -206,7 +220,7 @@ impl Ensemble {
             let log = self.log(i);
             let lines: Vec<&str> = log.lines().collect();
             out.push_str(&format!("--- member {}\n", i + 1));
-            for line in &lines[lines.len().saturating_sub(40)..] {
+            for line in &lines[lines.len().saturating_sub(80)..] {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -232,6 +246,21 @@ fn four_letter_word(addr: &str, word: &str) -> String {
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
+    })
 }
 
 async fn third_party(hosts: &str) -> zk::Client {
@@ -466,7 +495,7 @@ async fn members_rejoin_through_diff_trunc_and_snap() {
     e.start(leader);
     e.leader().await;
     let log = e.log(new_leader);
-    assert!(log.contains("syncing learner by TRUNC"), "{log}");
+    assert!(log.contains("syncing learner by TRUNC"), "{}", e.dump());
     let old = third_party(&e.addr(leader)).await;
     old.sync("/r").await.unwrap();
     let children = old.list_children("/r").await.unwrap();
