@@ -102,7 +102,14 @@ pub(crate) fn answer(command: &str, engine: &mut Engine, status: &Status) -> Val
         .iter()
         .map(|c| (c.conn, c.session))
         .collect();
-    let config = engine.config().clone();
+    // The two resets are the only commands that change anything; the rest read.
+    match primary {
+        "connection_stat_reset" => engine.reset_connection_stats(),
+        "stat_reset" => engine.reset_stats(),
+        _ => {}
+    }
+    let engine: &Engine = engine;
+    let config = engine.config();
     let mut put = |key: &str, value: Value| {
         out.insert(key.to_owned(), value);
     };
@@ -133,8 +140,6 @@ pub(crate) fn answer(command: &str, engine: &mut Engine, status: &Status) -> Val
             put("server_id", json!(config.server_id));
             put("client_port_listen_backlog", json!(-1));
         }
-        "connection_stat_reset" => engine.reset_connection_stats(),
-        "stat_reset" => engine.reset_stats(),
         "connections" => {
             let (plain, secure) = connection_lists(status, true);
             put("connections", plain);
@@ -216,7 +221,7 @@ pub(crate) fn answer(command: &str, engine: &mut Engine, status: &Status) -> Val
                 put(&key, value);
             }
         }
-        "observer_connection_stat_reset" | "ruok" => {}
+        "connection_stat_reset" | "stat_reset" | "observer_connection_stat_reset" | "ruok" => {}
         "observers" => {
             let (synced, observers) = match status.ensemble.as_ref() {
                 Some(e) if status.mode == "leader" => (e.synced_observers, e.observers.clone()),

@@ -84,11 +84,11 @@ fn config(home: &Path) -> Result<(PathBuf, std::net::SocketAddr, u16)> {
     ))
 }
 
-/// zkCli.sh with the Java client's TLS and SASL settings (and Netty's jars, which
-/// Debian's zkCli.sh class path leaves out: the last `-cp` wins).
-fn secure_zkcli(port: u16, jaas: &Path) -> Command {
+/// The Java client's TLS and SASL settings, as `CLIENT_JVMFLAGS` (with Netty's jars,
+/// which Debian's zkCli.sh class path leaves out: the last `-cp` wins).
+fn client_jvmflags(jaas: &Path) -> String {
     let stores = stores();
-    let flags = [
+    [
         "-Duser.timezone=UTC -Duser.language=en -Duser.country=US -Dfile.encoding=UTF-8".to_owned(),
         "-Xmx128m".to_owned(),
         format!("-cp {}", server_classpath().join(":")),
@@ -105,29 +105,26 @@ fn secure_zkcli(port: u16, jaas: &Path) -> Command {
         ),
         "-Dzookeeper.ssl.trustStore.password=secret".to_owned(),
         format!("-Djava.security.auth.login.config={}", jaas.display()),
-    ];
-    let mut cmd = Command::new("bash");
-    cmd.arg(ZKCLI)
-        .arg("-server")
-        .arg(format!("localhost:{port}"))
-        .env("TZ", "UTC")
-        .env("CLIENT_JVMFLAGS", flags.join(" "));
-    cmd
+    ]
+    .join(" ")
 }
 
-/// Our zk-cli with the same `CLIENT_JVMFLAGS` (it reads the `-D` settings: the same JKS
-/// stores and JAAS file; the JVM's own flags mean nothing to it).
-fn secure_zk_cli(binary: &Path, port: u16, jaas: &Path) -> Command {
-    let flags = secure_zkcli(port, jaas)
-        .get_envs()
-        .find(|(key, _)| *key == "CLIENT_JVMFLAGS")
-        .and_then(|(_, value)| value.map(|v| v.to_owned()))
-        .unwrap_or_default();
-    let mut cmd = Command::new(binary);
+/// A shell on `localhost:port` set up by [`client_jvmflags`]: zkCli.sh, or our zk-cli
+/// (`program`), which reads the same `-D` settings (the JVM's own flags mean nothing to
+/// it).
+fn secure_shell(program: Option<&Path>, port: u16, jaas: &Path) -> Command {
+    let mut cmd = match program {
+        Some(binary) => Command::new(binary),
+        None => {
+            let mut cmd = Command::new("bash");
+            cmd.arg(ZKCLI);
+            cmd
+        }
+    };
     cmd.arg("-server")
         .arg(format!("localhost:{port}"))
         .env("TZ", "UTC")
-        .env("CLIENT_JVMFLAGS", flags);
+        .env("CLIENT_JVMFLAGS", client_jvmflags(jaas));
     cmd
 }
 
@@ -168,11 +165,8 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
                 .arg(&cfg);
             ServerProc::spawn("Apache ZooKeeper", cmd, addr, home.join("server.log"))?
         };
-        let shell = if shell_is_ours {
-            secure_zk_cli(&zk_cli, secure, &home.join("jaas.conf"))
-        } else {
-            secure_zkcli(secure, &home.join("jaas.conf"))
-        };
+        let program = shell_is_ours.then_some(zk_cli.as_path());
+        let shell = secure_shell(program, secure, &home.join("jaas.conf"));
         let mut segments = zkcli_session(shell, &CASE, &home.join("shell.out"))
             .with_context(|| format!("{tag}: a shell over TLS against {}", server.name))?;
         let transcript: String = segments.iter().map(|(_, text)| text.as_str()).collect();
