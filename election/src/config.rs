@@ -72,6 +72,11 @@ pub struct Config {
     pub timing: Timing,
     /// The optional liveness stand-in.
     pub lease: Option<Lease>,
+    /// Dynamic membership (`reconfigEnabled`): a server outside [`members`](Self::members)
+    /// (one joining the ensemble) is answered with this member's vote, as ZooKeeper
+    /// answers every server it does not count, and its streams are accepted; off, it is
+    /// refused.
+    pub reconfig_enabled: bool,
 }
 
 impl Config {
@@ -98,6 +103,7 @@ impl Config {
             verifier,
             timing: Timing::default(),
             lease: None,
+            reconfig_enabled: false,
         }
     }
 
@@ -140,6 +146,7 @@ impl Config {
             verifier,
             timing: Timing::default(),
             lease: None,
+            reconfig_enabled: false,
         })
     }
 

@@ -33,6 +33,9 @@ pub enum Input {
     /// The transport lost its connection to `sid`. With the [lease](crate::Lease) on, a
     /// follower or observer whose leader this is starts a new election.
     PeerDisconnected(Sid),
+    /// A reconfiguration made `config` the ensemble's: its members and quorum rule count
+    /// from now on. A member looking for a leader tells the new voters its vote.
+    Reconfigure(Config),
 }
 
 /// Something the caller must do.
@@ -232,6 +235,17 @@ impl Election {
                 self.receive(now_ms, from, notification, &mut out)
             }
             Input::Tick => self.tick(now_ms, &mut out),
+            Input::Reconfigure(config) => {
+                info!(
+                    sid = self.me,
+                    voters = ?config.verifier.voters(),
+                    "the election counts a new membership"
+                );
+                self.config = config;
+                if self.state == ServerState::Looking {
+                    self.send_notifications(&mut out);
+                }
+            }
             Input::PeerDisconnected(sid) => {
                 let learner = matches!(self.state, ServerState::Following | ServerState::Observing);
                 if self.config.lease.is_some() && learner && self.current.leader == sid {
@@ -336,6 +350,12 @@ impl Election {
             return;
         }
         if self.config.role(from).is_none() {
+            if self.config.reconfig_enabled {
+                // A server joining the ensemble learns the leader from the members it
+                // knows (ZooKeeper's answer to a server it does not count).
+                self.reply(from, self.vote(), self.state, out);
+                return;
+            }
             debug!(
                 sid = self.me,
                 from, "notification from a non-member dropped"

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -106,6 +106,7 @@ enum Event {
     Disconnected(Sid, u64),
     StartLooking,
     SetData(PeerData),
+    Reconfigure(Config),
 }
 
 /// A running member: its listener, its dialers and the task that owns the core.
@@ -116,9 +117,69 @@ pub struct Node {
     local_addr: SocketAddr,
     status: watch::Receiver<Status>,
     events: mpsc::Sender<Event>,
-    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
+    peers: Arc<Peers>,
     cancel: CancellationToken,
-    tasks: JoinSet<()>,
+}
+
+/// The peers a node talks to, shared by its tasks: their links, the membership, and
+/// what it takes to dial one that joins.
+#[derive(Debug)]
+struct Peers {
+    sid: Sid,
+    /// This member's election address, told to peers in the hello.
+    advertised: String,
+    node: Arc<NodeConfig>,
+    links: RwLock<BTreeMap<Sid, Arc<PeerLink>>>,
+    config: RwLock<Config>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Peers {
+    fn link(&self, sid: Sid) -> Option<Arc<PeerLink>> {
+        read(&self.links).get(&sid).map(Arc::clone)
+    }
+
+    /// The link to `sid`, made if it is new; a new one at `addr` gets its dialer (a
+    /// lower sid) or a knock (a higher one).
+    fn add(self: &Arc<Self>, sid: Sid, addr: Option<String>) -> Arc<PeerLink> {
+        let mut links = write(&self.links);
+        if let Some(link) = links.get(&sid) {
+            return Arc::clone(link);
+        }
+        let link = Arc::new(PeerLink::new(sid, self.node.send_queue_len.max(1)));
+        links.insert(sid, Arc::clone(&link));
+        drop(links);
+        if let Some(addr) = addr {
+            let mut tasks = lock(&self.tasks);
+            if sid < self.sid {
+                tasks.spawn(dial(Arc::clone(self), Arc::clone(&link), addr));
+            } else {
+                tasks.spawn(knock(Arc::clone(self), sid, addr));
+            }
+        }
+        link
+    }
+
+    /// Makes `config` the membership: links (and dialers) for members that are new.
+    fn reconfigure(self: &Arc<Self>, config: &Config) {
+        *write(&self.config) = config.clone();
+        for member in config.members.values().filter(|m| m.sid != self.sid) {
+            if let Some(addr) = &member.election_addr {
+                self.add(member.sid, Some(addr.clone()));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Event {
@@ -128,6 +189,7 @@ impl std::fmt::Debug for Event {
             Event::Disconnected(sid, generation) => write!(f, "Disconnected({sid}, {generation})"),
             Event::StartLooking => f.write_str("StartLooking"),
             Event::SetData(d) => write!(f, "SetData({d:?})"),
+            Event::Reconfigure(c) => write!(f, "Reconfigure({:?})", c.verifier.voters()),
         }
     }
 }
@@ -144,6 +206,11 @@ impl Looker {
     pub async fn look(&self, data: PeerData) {
         let _ = self.events.send(Event::SetData(data)).await;
         let _ = self.events.send(Event::StartLooking).await;
+    }
+
+    /// Makes `config` the ensemble's membership: [`Node::reconfigure`].
+    pub async fn reconfigure(&self, config: Config) {
+        let _ = self.events.send(Event::Reconfigure(config)).await;
     }
 }
 
@@ -336,9 +403,8 @@ async fn pump(
 
 struct Service {
     sid: Sid,
-    config: Config,
     tls: Option<PeerTls>,
-    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
+    peers: Arc<Peers>,
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
 }
@@ -359,16 +425,25 @@ impl ElectionService for Service {
             .await
             .map_err(|_| GrpcStatus::deadline_exceeded("no hello"))??;
         let Some(Frame {
-            body: Some(Body::Hello(Hello { sid: from })),
+            body: Some(Body::Hello(Hello { sid: from, addr })),
         }) = first
         else {
             return Err(GrpcStatus::invalid_argument(
                 "the first frame must be a hello",
             ));
         };
-        if self.config.role(from).is_none() {
+        let (member, dynamic) = {
+            let config = read(&self.peers.config);
+            (config.role(from).is_some(), config.reconfig_enabled)
+        };
+        if !member && !dynamic {
             warn!(sid = self.sid, from, "connection from a non-member refused");
             return Err(GrpcStatus::permission_denied("not a member"));
+        }
+        if from == self.sid {
+            return Err(GrpcStatus::invalid_argument(
+                "a hello with this member's own id",
+            ));
         }
         if let Err(why) = peer_tls::authorize(self.tls.as_ref(), from, &extensions) {
             warn!(sid = self.sid, from, %why, "peer refused: its certificate does not prove its server id");
@@ -376,16 +451,24 @@ impl ElectionService for Service {
         }
         if from <= self.sid {
             // A lower sid knocking (see `knock`): dial it now rather than when the
-            // reconnection backoff runs out.
-            if let Some(link) = self.links.get(&from) {
-                debug!(sid = self.sid, peer = from, "knocked: dialing it now");
-                link.wake.notify_one();
+            // reconnection backoff runs out. A server joining the ensemble is dialed at
+            // the address its hello gives.
+            match self.peers.link(from) {
+                Some(link) => {
+                    debug!(sid = self.sid, peer = from, "knocked: dialing it now");
+                    link.wake.notify_one();
+                }
+                None if !addr.is_empty() => {
+                    info!(sid = self.sid, peer = from, %addr, "a server outside the membership knocked: dialing it");
+                    self.peers.add(from, Some(addr));
+                }
+                None => {}
             }
             return Err(GrpcStatus::failed_precondition(
                 "the member with the higher sid dials the lower one",
             ));
         }
-        let link = Arc::clone(&self.links[&from]);
+        let link = self.peers.add(from, None);
         let generation = link.next_generation();
         link.accepted(generation);
         info!(sid = self.sid, peer = from, generation, "peer connected");
@@ -398,14 +481,11 @@ impl ElectionService for Service {
 }
 
 /// Dials a lower-sid peer for as long as the node runs.
-async fn dial(
-    sid: Sid,
-    link: Arc<PeerLink>,
-    addr: String,
-    node: Arc<NodeConfig>,
-    events: mpsc::Sender<Event>,
-    cancel: CancellationToken,
-) {
+async fn dial(peers: Arc<Peers>, link: Arc<PeerLink>, addr: String) {
+    let sid = peers.sid;
+    let node = Arc::clone(&peers.node);
+    let events = peers.events.clone();
+    let cancel = peers.cancel.clone();
     let peer = link.sid;
     let mut backoff_ms = node.reconnect_min_ms;
     while !cancel.is_cancelled() {
@@ -425,7 +505,10 @@ async fn dial(
                             .max_encoding_message_size(node.max_message_bytes);
                         let generation = link.next_generation();
                         let hello = Frame {
-                            body: Some(Body::Hello(Hello { sid })),
+                            body: Some(Body::Hello(Hello {
+                                sid,
+                                addr: peers.advertised.clone(),
+                            })),
                         };
                         let out =
                             outgoing(Arc::clone(&link), generation, cancel.clone(), Some(hello));
@@ -472,13 +555,10 @@ async fn dial(
 /// lower sid makes the higher one connect back at once: a stream opened from the lower
 /// side is refused, and wakes the peer's dialer, which would otherwise wait out its
 /// reconnection backoff (up to `reconnect_max_ms`) after this member's restart.
-async fn knock(
-    sid: Sid,
-    peer: Sid,
-    addr: String,
-    node: Arc<NodeConfig>,
-    cancel: CancellationToken,
-) {
+async fn knock(peers: Arc<Peers>, peer: Sid, addr: String) {
+    let sid = peers.sid;
+    let node = Arc::clone(&peers.node);
+    let cancel = peers.cancel.clone();
     let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
         return;
     };
@@ -493,7 +573,10 @@ async fn knock(
             .max_decoding_message_size(node.max_message_bytes)
             .max_encoding_message_size(node.max_message_bytes);
         let hello = Frame {
-            body: Some(Body::Hello(Hello { sid })),
+            body: Some(Body::Hello(Hello {
+                sid,
+                addr: peers.advertised.clone(),
+            })),
         };
         // Refused, as it must be: the knock is the attempt itself.
         let _ = client.exchange(futures_util::stream::iter([hello])).await;
@@ -508,7 +591,7 @@ async fn knock(
 /// Owns the core: feeds it events and timer ticks, routes its outputs.
 async fn run_core(
     mut election: Election,
-    links: Arc<BTreeMap<Sid, Arc<PeerLink>>>,
+    peers: Arc<Peers>,
     mut events: mpsc::Receiver<Event>,
     status: watch::Sender<Status>,
     cancel: CancellationToken,
@@ -522,7 +605,7 @@ async fn run_core(
         for output in outputs.drain(..) {
             match output {
                 Output::Send { to, notification } => {
-                    if let Some(link) = links.get(&to) {
+                    if let Some(link) = peers.link(to) {
                         link.push(notification);
                     }
                 }
@@ -530,8 +613,8 @@ async fn run_core(
                     // Joined a leader (on notifications still in flight) whose stream is
                     // already gone: as a follower failing to reach it, look again.
                     let leader = decision.vote.leader;
-                    let lost = links
-                        .get(&leader)
+                    let lost = peers
+                        .link(leader)
                         .is_some_and(|l| l.lost.load(Ordering::SeqCst));
                     if decision.state != ServerState::Leading && lost {
                         unreachable_leader = Some(leader);
@@ -566,7 +649,7 @@ async fn run_core(
                 Some(Event::Receive(from, notification)) => Input::Receive { from, notification },
                 Some(Event::Disconnected(sid, generation)) => {
                     // Only the loss of the current stream counts.
-                    let Some(link) = links.get(&sid) else { continue };
+                    let Some(link) = peers.link(sid) else { continue };
                     if !link.current(generation) {
                         continue;
                     }
@@ -581,6 +664,10 @@ async fn run_core(
                 Some(Event::SetData(data)) => {
                     election.set_peer_data(data);
                     continue;
+                }
+                Some(Event::Reconfigure(config)) => {
+                    peers.reconfigure(&config);
+                    Input::Reconfigure(config)
                 }
             },
         };
@@ -597,6 +684,7 @@ impl Node {
             .members
             .get(&sid)
             .ok_or(TransportError::NotAMember(sid))?;
+        let advertised = me.election_addr.clone().unwrap_or_default();
         let listen = match node.listen {
             Some(addr) => addr,
             None => {
@@ -612,17 +700,9 @@ impl Node {
             }
         };
         let election = Election::new(node.config.clone(), sid, node.data)?;
-        let mut dial_to = Vec::new();
-        let mut knock_at = Vec::new();
         for member in node.config.members.values().filter(|m| m.sid != sid) {
-            let addr = member
-                .election_addr
-                .clone()
-                .ok_or(TransportError::NoAddress(member.sid))?;
-            if member.sid < sid {
-                dial_to.push((member.sid, addr));
-            } else {
-                knock_at.push((member.sid, addr));
+            if member.election_addr.is_none() {
+                return Err(TransportError::NoAddress(member.sid));
             }
         }
         let listener = tokio::net::TcpListener::bind(listen)
@@ -637,15 +717,11 @@ impl Node {
                 addr: listen.to_string(),
                 source,
             })?;
-        let capacity = node.send_queue_len.max(1);
-        let links: Arc<BTreeMap<Sid, Arc<PeerLink>>> = Arc::new(
-            node.config
-                .members
-                .keys()
-                .filter(|s| **s != sid)
-                .map(|&peer| (peer, Arc::new(PeerLink::new(peer, capacity))))
-                .collect(),
-        );
+        let advertised = if advertised.is_empty() {
+            local_addr.to_string()
+        } else {
+            advertised
+        };
         let cancel = CancellationToken::new();
         let (events_tx, events_rx) = mpsc::channel(1024);
         let (status_tx, status_rx) = watch::channel(Status {
@@ -654,12 +730,22 @@ impl Node {
             round: election.logical_clock(),
             looks: 0,
         });
-        let mut tasks = JoinSet::new();
+        let config = node.config.clone();
+        let node = Arc::new(node);
+        let peers = Arc::new(Peers {
+            sid,
+            advertised,
+            node: Arc::clone(&node),
+            links: RwLock::new(BTreeMap::new()),
+            config: RwLock::new(config.clone()),
+            events: events_tx.clone(),
+            cancel: cancel.clone(),
+            tasks: Mutex::new(JoinSet::new()),
+        });
         let service = Service {
             sid,
-            config: node.config.clone(),
             tls: node.tls.clone(),
-            links: Arc::clone(&links),
+            peers: Arc::clone(&peers),
             events: events_tx.clone(),
             cancel: cancel.clone(),
         };
@@ -668,7 +754,7 @@ impl Node {
             .max_encoding_message_size(node.max_message_bytes);
         let incoming = peer_tls::incoming(listener, node.tls.clone(), "election", cancel.clone());
         let shutdown = cancel.clone();
-        tasks.spawn(async move {
+        lock(&peers.tasks).spawn(async move {
             let served = Server::builder()
                 .add_service(server)
                 .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -677,27 +763,11 @@ impl Node {
                 warn!(sid, %error, "election listener failed");
             }
         });
-        let node = Arc::new(node);
-        for (peer, addr) in dial_to {
-            // Every member but this one has a link.
-            let Some(link) = links.get(&peer).map(Arc::clone) else {
-                continue;
-            };
-            tasks.spawn(dial(
-                sid,
-                link,
-                addr,
-                Arc::clone(&node),
-                events_tx.clone(),
-                cancel.clone(),
-            ));
-        }
-        for (peer, addr) in knock_at {
-            tasks.spawn(knock(sid, peer, addr, Arc::clone(&node), cancel.clone()));
-        }
-        tasks.spawn(run_core(
+        // A link, and a dialer or a knock, for every other member.
+        peers.reconfigure(&config);
+        lock(&peers.tasks).spawn(run_core(
             election,
-            Arc::clone(&links),
+            Arc::clone(&peers),
             events_rx,
             status_tx,
             cancel.clone(),
@@ -708,9 +778,8 @@ impl Node {
             local_addr,
             status: status_rx,
             events: events_tx,
-            links,
+            peers,
             cancel,
-            tasks,
         })
     }
 
@@ -731,8 +800,8 @@ impl Node {
 
     /// Whether a stream with member `sid` is up (as far as this member knows).
     pub fn peer_connected(&self, sid: Sid) -> bool {
-        self.links
-            .get(&sid)
+        self.peers
+            .link(sid)
             .is_some_and(|link| link.up.load(Ordering::SeqCst))
     }
 
@@ -766,6 +835,13 @@ impl Node {
         let _ = self.events.send(Event::SetData(data)).await;
     }
 
+    /// Makes `config` the ensemble's membership (a reconfiguration committed): the
+    /// election counts its voters from now on, and members new to it are dialed. Members
+    /// that left keep their links; they are no longer sent notifications as voters.
+    pub async fn reconfigure(&self, config: Config) {
+        let _ = self.events.send(Event::Reconfigure(config)).await;
+    }
+
     /// A handle that starts new rounds from any task, for a caller that keeps the node
     /// elsewhere (a server's serving task asks for a round from synchronous code).
     pub fn looker(&self) -> Looker {
@@ -776,14 +852,15 @@ impl Node {
 
     /// Stops listening, closes every stream (peers see the connection end) and stops
     /// the core.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.cancel.cancel();
-        let stopping = async { while self.tasks.join_next().await.is_some() {} };
+        let mut tasks = std::mem::take(&mut *lock(&self.peers.tasks));
+        let stopping = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), stopping)
             .await
             .is_err()
         {
-            self.tasks.abort_all();
+            tasks.abort_all();
         }
         info!(sid = self.sid, "election node stopped");
     }
@@ -868,7 +945,10 @@ mod tests {
         };
         assert_eq!(frame_notification(2, bad_state), None);
         let hello = Frame {
-            body: Some(Body::Hello(Hello { sid: 3 })),
+            body: Some(Body::Hello(Hello {
+                sid: 3,
+                addr: String::new(),
+            })),
         };
         assert_eq!(frame_notification(2, hello), None);
         assert_eq!(frame_notification(2, Frame { body: None }), None);

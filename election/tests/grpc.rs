@@ -197,7 +197,10 @@ async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
 
 fn hello(sid: Sid) -> Frame {
     Frame {
-        body: Some(proto::frame::Body::Hello(Hello { sid })),
+        body: Some(proto::frame::Body::Hello(Hello {
+            sid,
+            addr: String::new(),
+        })),
     }
 }
 
@@ -286,7 +289,10 @@ async fn oversized_and_malformed_frames_are_refused() {
     grpc.ready().await.unwrap();
     let frames = vec![
         Oversized {
-            hello: Some(Hello { sid: 3 }),
+            hello: Some(Hello {
+                sid: 3,
+                addr: String::new(),
+            }),
             padding: Vec::new(),
         },
         Oversized {

@@ -100,7 +100,10 @@ async fn claim(addr: &str, tls: Option<&PeerTls>, sid: Sid) -> Result<(), tonic:
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let hello = Frame {
-        body: Some(frame::Body::Hello(Hello { sid })),
+        body: Some(frame::Body::Hello(Hello {
+            sid,
+            addr: String::new(),
+        })),
     };
     let frames = futures_util::StreamExt::chain(
         futures_util::stream::iter([hello]),

@@ -179,7 +179,10 @@ async fn claim_at_election_port(
     use zk_election::transport::proto::{Frame, Hello, election_client::ElectionClient, frame};
     let channel = peer_channel(addr, tls).await?;
     let hello = Frame {
-        body: Some(frame::Body::Hello(Hello { sid })),
+        body: Some(frame::Body::Hello(Hello {
+            sid,
+            addr: String::new(),
+        })),
     };
     let frames = futures_util::stream::iter([hello]).chain(futures_util::stream::pending());
     let mut stream = ElectionClient::new(channel)
