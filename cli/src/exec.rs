@@ -742,6 +742,30 @@ impl Session {
                 let value = json!({"config": data});
                 Ok(Reply::text(text, value).with_stat(&node, stat))
             }
+            Command::Reconfig {
+                stat,
+                version,
+                joining,
+                leaving,
+                members,
+            } => {
+                let (data, node) = client
+                    .reconfig(
+                        joining.as_deref(),
+                        leaving.as_deref(),
+                        members.as_deref(),
+                        version,
+                    )
+                    .await
+                    .map_err(|e| Failure {
+                        message: print::reconfig_error(&e),
+                        ..Failure::zk(&e, "")
+                    })?;
+                let data = String::from_utf8_lossy(&data).into_owned();
+                let text = format!("Committed new configuration:\n{data}\n");
+                let value = json!({"config": data});
+                Ok(Reply::text(text, value).with_stat(&node, stat))
+            }
             Command::Close => {
                 if let Some(client) = self.client.take() {
                     let _ = client.close().await;

@@ -221,6 +221,17 @@ pub(crate) enum Command {
         watch: bool,
         client: bool,
     },
+    Reconfig {
+        stat: bool,
+        /// `-v`: the version the change applies to (hexadecimal), or -1.
+        version: i64,
+        /// `-add`: servers to add, comma separated.
+        joining: Option<String>,
+        /// `-remove`: ids to remove, comma separated.
+        leaving: Option<String>,
+        /// `-members`, or the membership lines of `-file`: the whole new membership.
+        members: Option<String>,
+    },
     Connect {
         host: Option<String>,
     },
@@ -257,6 +268,10 @@ pub(crate) const USAGE: &[(&str, &str)] = &[
     ("ls", "[-s] [-w] [-R] path"),
     ("printwatches", "on|off"),
     ("quit", ""),
+    (
+        "reconfig",
+        "[-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]",
+    ),
     ("redo", "cmdno"),
     ("removewatches", "path [-c|-d|-a] [-l]"),
     ("set", "[-s] [-v version] path data"),
@@ -466,6 +481,7 @@ pub(crate) fn parse(tokens: &[String]) -> Result<Command, ParseError> {
                 client: p.has('c'),
             }
         }
+        "reconfig" => reconfig(rest)?,
         "connect" => Command::Connect {
             host: rest.first().cloned(),
         },
@@ -492,6 +508,100 @@ pub(crate) fn parse(tokens: &[String]) -> Result<Command, ParseError> {
     })
 }
 
+/// `reconfig`'s options, as ZooKeeper's `ReconfigCommand` reads them: `-s`, `-v`
+/// (hexadecimal), `-file`, `-members`, `-add` and `-remove` (the last three lowercased,
+/// as there), incremental and whole-membership modes not mixed.
+fn reconfig(rest: &[String]) -> Result<Command, ParseError> {
+    let usage = || {
+        let options = USAGE
+            .iter()
+            .find(|(c, _)| *c == "reconfig")
+            .map_or("", |(_, o)| *o);
+        ParseError::Usage(format!("reconfig {options}"))
+    };
+    let mut stat = false;
+    let mut values: Vec<(&str, String)> = Vec::new();
+    let mut tokens = rest.iter();
+    while let Some(token) = tokens.next() {
+        match token.as_str() {
+            "-s" => stat = true,
+            "-v" | "-file" | "-members" | "-add" | "-remove" => {
+                let value = tokens.next().ok_or_else(|| {
+                    ParseError::Usage(format!("Missing argument for option: {}", &token[1..]))
+                })?;
+                values.push((&token[1..], value.clone()));
+            }
+            other if other.starts_with('-') => {
+                return Err(ParseError::Usage(format!("Unrecognized option: {other}")));
+            }
+            _ => {}
+        }
+    }
+    let get = |name: &str| {
+        values
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (file, members, add, remove) = (get("file"), get("members"), get("add"), get("remove"));
+    let whole = file.is_some() || members.is_some();
+    if !whole && add.is_none() && remove.is_none() {
+        return Err(usage());
+    }
+    let version = match get("v") {
+        Some(v) => i64::from_str_radix(&v, 16).map_err(|_| {
+            ParseError::Usage("-v must be followed by a long (configuration version)".into())
+        })?,
+        None => -1,
+    };
+    if whole && (add.is_some() || remove.is_some()) {
+        return Err(ParseError::Usage(
+            "Can't use -file or -members together with -add or -remove (mixing incremental \
+             and non-incremental modes is not allowed)"
+                .into(),
+        ));
+    }
+    if file.is_some() && members.is_some() {
+        return Err(ParseError::Usage(
+            "Can't use -file and -members together (conflicting non-incremental modes)".into(),
+        ));
+    }
+    let members = match file {
+        Some(path) => Some(
+            membership_file(&path)
+                .map_err(|e| ParseError::Usage(format!("Error processing {path}{e}")))?,
+        ),
+        None => members.map(|m| m.to_lowercase()),
+    };
+    Ok(Command::Reconfig {
+        stat,
+        version,
+        joining: add.map(|a| a.to_lowercase()),
+        leaving: remove.map(|r| r.to_lowercase()),
+        members,
+    })
+}
+
+/// The membership lines (`server.N`, `group.N`, `weight.N`) of a configuration file,
+/// one a line.
+fn membership_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let pairs = zk_server::properties::parse(&text).map_err(|e| e.to_string())?;
+    let lines: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, _)| {
+            ["server.", "group", "weight"]
+                .iter()
+                .any(|p| k.trim().starts_with(p))
+        })
+        .map(|(k, v)| format!("{}={}", k.trim(), v.trim()))
+        .collect();
+    if lines.is_empty() {
+        return Err(": no server lines".into());
+    }
+    Ok(lines.join("\n"))
+}
+
 /// Every command name, for completion.
 pub(crate) fn command_names() -> impl Iterator<Item = &'static str> {
     USAGE.iter().map(|(c, _)| *c)
@@ -503,6 +613,59 @@ mod tests {
 
     fn line(s: &str) -> Result<Command, ParseError> {
         parse(&tokenize(s))
+    }
+
+    #[test]
+    fn reconfig_reads_options_as_zookeepers_reconfig_command() {
+        assert_eq!(
+            line("reconfig -s -v 1a -add server.4=H:1:2;3,server.5=h:4:5;6 -remove 2").unwrap(),
+            Command::Reconfig {
+                stat: true,
+                version: 0x1a,
+                joining: Some("server.4=h:1:2;3,server.5=h:4:5;6".into()),
+                leaving: Some("2".into()),
+                members: None,
+            }
+        );
+        assert_eq!(
+            line("reconfig -members server.1=h:1:2;3").unwrap(),
+            Command::Reconfig {
+                stat: false,
+                version: -1,
+                joining: None,
+                leaving: None,
+                members: Some("server.1=h:1:2;3".into()),
+            }
+        );
+        let refused = |l: &str| match line(l) {
+            Err(ParseError::Usage(message)) => message,
+            other => panic!("{l}: {other:?}"),
+        };
+        assert!(refused("reconfig -s").starts_with("reconfig [-s] [-v version]"));
+        assert!(refused("reconfig -members a -add b").contains("mixing incremental"));
+        assert!(refused("reconfig -v zz -remove 1").contains("-v must be followed by a long"));
+        assert!(refused("reconfig -x 1").contains("Unrecognized option: -x"));
+        // `-file`: the membership lines of a configuration file.
+        let dir = std::env::temp_dir().join(format!("zkcli-reconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("zoo.cfg.dynamic");
+        std::fs::write(
+            &file,
+            "server.1=h:1:2;3\nserver.2=h:4:5:observer;6\ntickTime=9\n",
+        )
+        .unwrap();
+        let from_file = line(&format!("reconfig -file {}", file.display())).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            from_file,
+            Command::Reconfig {
+                stat: false,
+                version: -1,
+                joining: None,
+                leaving: None,
+                members: Some("server.1=h:1:2;3\nserver.2=h:4:5:observer;6".into()),
+            }
+        );
     }
 
     #[test]

@@ -122,6 +122,31 @@ pub(crate) fn error(error: &Error, path: &str) -> String {
     }
 }
 
+/// A failed `reconfig`'s message, as zkCli prints it: the path-bound messages with an
+/// empty path, and the reconfiguration errors in its words.
+pub(crate) fn reconfig_error(error: &Error) -> String {
+    match error {
+        Error::NoNode
+        | Error::NoChildrenForEphemerals
+        | Error::NodeExists
+        | Error::NotEmpty
+        | Error::NotReadOnly
+        | Error::InvalidAcl
+        | Error::NoAuth
+        | Error::BadArguments
+        | Error::BadVersion => self::error(error, ""),
+        Error::ReconfigInProgress => {
+            "Another reconfiguration is in progress -- concurrent reconfigs not supported (yet)"
+                .into()
+        }
+        Error::NewConfigNoQuorum => "No quorum of new config is connected and up-to-date with \
+                                     the leader of last commmitted config - try invoking \
+                                     reconfiguration after new servers are connected and synced"
+            .into(),
+        other => keeper_message(other, ""),
+    }
+}
+
 /// A `KeeperException`'s own message, `KeeperErrorCode = <message>[ for <path>]` (e.g.
 /// `KeeperErrorCode = NoAuth for /a`), or the client's own text for errors that are not
 /// ZooKeeper's.
