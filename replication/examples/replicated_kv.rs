@@ -345,7 +345,8 @@ impl Ensemble {
             | Output::Touched { .. }
             | Output::Revalidate { .. }
             | Output::Revalidated { .. }
-            | Output::Synced { .. } => {}
+            | Output::Synced { .. }
+            | Output::Activated { .. } => {}
         }
         Ok(())
     }

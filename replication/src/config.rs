@@ -39,6 +39,45 @@ pub struct Config {
     pub max_concurrent_snap_syncs: usize,
     /// `learner.maxConcurrentDiffSyncs`: likewise for DIFF and TRUNC syncs.
     pub max_concurrent_diff_syncs: usize,
+    /// `reconfigEnabled`: the membership may change while the ensemble serves
+    /// ([`Input::ProposeReconfig`](crate::Input::ProposeReconfig)), and the leader takes
+    /// learners that are not members yet (servers joining, as non-voting followers).
+    pub reconfig_enabled: bool,
+    /// The membership as text (`server.N`, `group.N`, `weight.N` lines), with its version:
+    /// what a reconfiguration replaces. Empty for a configuration made in code.
+    pub membership: Membership,
+}
+
+/// An ensemble's membership as ZooKeeper writes it in a dynamic configuration file:
+/// `server.N=...`, `group.N=...` and `weight.N=...` lines, and the version, the zxid of
+/// the reconfiguration that made it (0 for one no reconfiguration made). This crate reads
+/// only the ids, roles, groups and weights; addresses are the caller's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The zxid of the txn that made this membership; 0 for the first.
+    pub version: i64,
+    /// The lines, joined by `\n`, without a `version=` line.
+    pub text: String,
+}
+
+impl Membership {
+    /// The voters, their quorum rule and the observers the lines name.
+    pub fn parse(&self) -> Result<(QuorumVerifier, BTreeSet<Sid>), ConfigError> {
+        let entries = self
+            .text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()));
+        let election = zk_election::Config::from_entries(entries)
+            .map_err(|e| ConfigError::Membership(e.to_string()))?;
+        let observers = election
+            .members
+            .values()
+            .filter(|m| m.role == Role::Observer)
+            .map(|m| m.sid)
+            .collect();
+        Ok((election.verifier, observers))
+    }
 }
 
 impl Config {
@@ -74,6 +113,8 @@ impl Config {
             read_batch: 1_000,
             max_concurrent_snap_syncs: 10,
             max_concurrent_diff_syncs: 100,
+            reconfig_enabled: false,
+            membership: Membership::default(),
         }
     }
 

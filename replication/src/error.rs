@@ -16,6 +16,9 @@ pub enum ConfigError {
     /// A limit or timer is out of range.
     #[error("{0}")]
     Bad(&'static str),
+    /// A membership's lines do not parse.
+    #[error("bad membership: {0}")]
+    Membership(String),
 }
 
 /// A zxid that does not fit a history.
@@ -60,6 +63,10 @@ pub enum ProposeError {
     /// election starts a new epoch (ZooKeeper's `ZxidRolloverException`).
     #[error("zxid counter of epoch {0} exhausted")]
     ZxidExhausted(u32),
+    /// A reconfiguration while reconfiguration is off, while another is pending, or of
+    /// a membership that does not parse.
+    #[error("reconfiguration refused: {0}")]
+    Reconfig(String),
 }
 
 /// Why the log cannot be compacted at a snapshot now ([`Zab::compact`](crate::Zab::compact)).

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 use zk_jute::Zxid;
 
+use crate::config::Membership;
 use crate::message::{Entry, Message, Sid};
 use crate::zab::{Input, Output, Role, Zab};
 
@@ -182,6 +183,11 @@ impl Leader {
         }
     }
 
+    /// Whether `handler`'s learner is a follower synced with this leader.
+    pub(crate) fn is_synced(&self, handler: &Handler) -> bool {
+        handler.phase == Phase::Synced && !handler.observer
+    }
+
     /// The last zxid a learner synced now may treat as committed.
     fn commit_point(&self) -> Zxid {
         if self.established {
@@ -257,6 +263,14 @@ impl Zab {
             learner_syncs: VecDeque::new(),
         };
         leader.connecting.insert(self.me, self.local.accepted_epoch);
+        // A reconfiguration seen and not activated is this leader's to finish if its
+        // txn is in the history it brings; otherwise it was dropped.
+        if let Some((m, _, _)) = &self.next_membership {
+            let zxid = Zxid(m.version);
+            if zxid > last || !self.local.history.contains(zxid) {
+                self.next_membership = None;
+            }
+        }
         info!(sid = self.me, last_zxid = %last, "leading: waiting for a quorum of learners");
         self.role = Role::Leading(Box::new(leader));
         out.push(Output::State(self.state()));
@@ -371,7 +385,7 @@ impl Zab {
                 self.on_ack_newleader(now_ms, from, zxid, out)
             }
             (Phase::NewLeaderAcked | Phase::Synced, Message::Ack { zxid }) if !observer => {
-                self.on_ack(from, zxid, out)
+                self.on_ack(now_ms, from, zxid, out)
             }
             (_, Message::Ping { touches }) => {
                 if !touches.is_empty() {
@@ -421,7 +435,11 @@ impl Zab {
         out: &mut Vec<Output>,
     ) {
         let voter = self.config.is_voter(from);
-        if from == self.me || !self.config.is_member(from) || voter == observer {
+        // With reconfiguration on, a server outside the membership may follow (a
+        // joining server, as a non-voting follower) or observe.
+        let stranger = !self.config.is_member(from) && !self.config.reconfig_enabled;
+        let misplaced = self.config.is_member(from) && voter == observer;
+        if from == self.me || stranger || misplaced {
             warn!(
                 sid = self.me,
                 from, observer, "learner not in the configuration as such: refused"
@@ -492,6 +510,19 @@ impl Zab {
         };
         leader.epoch = Some(epoch);
         leader.epoch_acks.insert(me);
+        // ZOOKEEPER-1783: with reconfiguration on, a first membership (version 0) takes
+        // the version of this NEWLEADER once established, so that it outranks the partial
+        // view of a server joining later.
+        if self.config.reconfig_enabled
+            && self.config.membership.version == 0
+            && self.next_membership.is_none()
+        {
+            let mut first = self.config.membership.clone();
+            first.version = Zxid::new(epoch, 0).0;
+            let (verifier, observers) =
+                (self.config.verifier.clone(), self.config.observers.clone());
+            self.next_membership = Some((first, verifier, observers));
+        }
         for (sid, handler) in leader.learners.iter_mut() {
             if handler.phase == Phase::Info {
                 handler.phase = Phase::LeaderInfoSent;
@@ -614,6 +645,14 @@ impl Zab {
         let max_diffs = self.config.max_concurrent_diff_syncs;
         let local_last = self.local.last();
         let applied = self.local.applied;
+        // With reconfiguration on, NEWLEADER says which membership the learner is to
+        // have: the one being made, or the leader's own (a learner that missed a
+        // reconfiguration catches up with it).
+        let next_membership = match &self.next_membership {
+            Some((m, _, _)) => Some(m.clone()),
+            None if self.config.reconfig_enabled => Some(self.config.membership.clone()),
+            None => None,
+        };
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
@@ -730,6 +769,7 @@ impl Zab {
         }
         tail.push(Message::NewLeader {
             zxid: Zxid::new(epoch, 0),
+            membership: next_membership,
         });
         let Role::Leading(leader) = &mut self.role else {
             return;
@@ -899,11 +939,38 @@ impl Zab {
             }
         }
         info!(sid = me, epoch = ?leader.epoch, last_zxid = %history_end, "established: serving");
+        let acked: Vec<Sid> = leader.newleader_acks.iter().copied().collect();
         self.local.deliver_through(history_end, out);
         out.push(Output::State(self.state()));
+        // The membership NEWLEADER carried (a first one's new version, or a
+        // reconfiguration the history holds) is the ensemble's now.
+        if let Some((_, verifier, _)) = &self.next_membership {
+            let designated = if verifier.is_voter(me) {
+                me
+            } else {
+                acked
+                    .iter()
+                    .copied()
+                    .find(|sid| *sid != me && verifier.is_voter(*sid))
+                    .unwrap_or(me)
+            };
+            self.activate(_now_ms, designated, out);
+        }
     }
 
     pub(crate) fn leader_propose(&mut self, now_ms: u64, entry: Entry, out: &mut Vec<Output>) {
+        self.leader_propose_message(now_ms, entry, None, out);
+    }
+
+    /// Logs and broadcasts `entry`; a reconfiguration goes to followers with the
+    /// `membership` it makes.
+    pub(crate) fn leader_propose_message(
+        &mut self,
+        now_ms: u64,
+        entry: Entry,
+        membership: Option<Membership>,
+        out: &mut Vec<Output>,
+    ) {
         let held_max = self.config.held_max;
         if let Err(e) = self.local.append(entry.clone(), out) {
             warn!(sid = self.me, "cannot log own proposal: {e}");
@@ -917,7 +984,13 @@ impl Zab {
         let mut full = Vec::new();
         for (sid, handler) in leader.learners.iter_mut() {
             if handler.phase.forwarding() && !handler.observer {
-                let message = Message::Proposal(entry.clone());
+                let message = match &membership {
+                    Some(m) => Message::Reconfig {
+                        entry: entry.clone(),
+                        membership: m.clone(),
+                    },
+                    None => Message::Proposal(entry.clone()),
+                };
                 if !send_to(*sid, handler, message, held_max, out) {
                     full.push(*sid);
                 }
@@ -938,12 +1011,12 @@ impl Zab {
         let me = self.me;
         let durable = self.local.durable;
         self.ack_through(me, durable);
-        self.try_commit(out);
+        self.try_commit(now_ms, out);
     }
 
-    fn on_ack(&mut self, from: Sid, zxid: Zxid, out: &mut Vec<Output>) {
+    fn on_ack(&mut self, now_ms: u64, from: Sid, zxid: Zxid, out: &mut Vec<Output>) {
         self.ack_through(from, zxid);
-        self.try_commit(out);
+        self.try_commit(now_ms, out);
     }
 
     fn ack_through(&mut self, sid: Sid, zxid: Zxid) {
@@ -958,19 +1031,26 @@ impl Zab {
         }
     }
 
-    fn try_commit(&mut self, out: &mut Vec<Output>) {
+    fn try_commit(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         let held_max = self.config.held_max;
         let verifier = &self.config.verifier;
+        let next = self.next_membership.as_ref();
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
         let mut full = BTreeSet::new();
         let me = self.me;
+        let mut activated = None;
         while let Some(front) = leader.outstanding.front() {
             // A deliberately broken build (feature `broken-commit-alone`, for checking
             // that the chaos checkers catch lost writes): the leader's own ACK commits.
             let alone = cfg!(feature = "broken-commit-alone") && front.acks.contains(&me);
-            if !alone && !verifier.contains_quorum(front.acks.iter()) {
+            // From a reconfiguration on, the new voters must agree too.
+            let next_agrees = next.is_none_or(|(m, v, _)| {
+                front.entry.zxid.0 < m.version || v.contains_quorum(front.acks.iter())
+            });
+            let agreed = verifier.contains_quorum(front.acks.iter()) && next_agrees;
+            if !alone && !agreed {
                 break;
             }
             let Some(proposal) = leader.outstanding.pop_front() else {
@@ -980,14 +1060,22 @@ impl Zab {
             debug_assert!(zxid > leader.last_committed, "commits go forward");
             leader.last_committed = zxid;
             self.local.deliver_through(zxid, out);
+            let reconfig = next.filter(|(m, _, _)| m.version == zxid.0);
+            let designated =
+                reconfig.map(|(_, v, _)| designated_leader(me, v, &proposal, &leader.outstanding));
             for (sid, handler) in leader.learners.iter_mut() {
                 if !handler.phase.forwarding() {
                     continue;
                 }
-                let message = if handler.observer {
-                    Message::Inform(proposal.entry.clone())
-                } else {
-                    Message::Commit { zxid }
+                let message = match (reconfig, designated, handler.observer) {
+                    (Some((m, _, _)), Some(leader), true) => Message::InformAndActivate {
+                        entry: proposal.entry.clone(),
+                        membership: m.clone(),
+                        leader,
+                    },
+                    (_, _, true) => Message::Inform(proposal.entry.clone()),
+                    (Some(_), Some(leader), false) => Message::CommitAndActivate { zxid, leader },
+                    _ => Message::Commit { zxid },
                 };
                 if !send_to(*sid, handler, message, held_max, out) {
                     full.insert(*sid);
@@ -1009,9 +1097,20 @@ impl Zab {
                     send_to(sid, handler, Message::SyncDone { id }, held_max, out);
                 }
             }
+            if let Some(designated) = designated {
+                activated = Some(designated);
+                // What follows is counted by the new membership.
+                break;
+            }
         }
         for sid in full {
             self.drop_learner(sid, "backlog full", out);
+        }
+        if let Some(designated) = activated {
+            self.activate(now_ms, designated, out);
+            if self.role_is_leading() {
+                self.try_commit(now_ms, out);
+            }
         }
     }
 
@@ -1089,6 +1188,31 @@ impl Zab {
             }
         }
     }
+}
+
+/// Who leads once the reconfiguration `proposal` commits (ZooKeeper's
+/// `getDesignatedLeader`): this leader if it votes in the new membership; otherwise the
+/// new voter that acknowledged the reconfiguration and the most of the proposals after
+/// it, the smallest id among equals; this leader if no new voter acknowledged it.
+fn designated_leader(
+    me: Sid,
+    verifier: &zk_election::QuorumVerifier,
+    proposal: &Proposal,
+    after: &VecDeque<Proposal>,
+) -> Sid {
+    if verifier.is_voter(me) {
+        return me;
+    }
+    proposal
+        .acks
+        .iter()
+        .filter(|sid| **sid != me && verifier.is_voter(**sid))
+        .map(|sid| {
+            let acked = after.iter().take_while(|p| p.acks.contains(sid)).count();
+            (std::cmp::Reverse(acked), *sid)
+        })
+        .min()
+        .map_or(me, |(_, sid)| sid)
 }
 
 fn flush_held(sid: Sid, handler: &mut Handler, out: &mut Vec<Output>) {

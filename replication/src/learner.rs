@@ -74,6 +74,54 @@ impl Learner {
 }
 
 impl Zab {
+    /// A follower logs a reconfiguration and remembers the membership it proposes.
+    fn on_reconfig(
+        &mut self,
+        entry: crate::message::Entry,
+        membership: crate::config::Membership,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        if membership.version != entry.zxid.0 {
+            return Err(format!(
+                "a reconfiguration at {} with membership version {:#x}",
+                entry.zxid, membership.version
+            ));
+        }
+        self.expect_membership(membership)?;
+        self.local
+            .append(entry, out)
+            .map_err(|e| format!("PROPOSAL refused: {e}"))
+    }
+
+    /// Remembers `membership` as the one a pending reconfiguration makes.
+    fn expect_membership(&mut self, membership: crate::config::Membership) -> Result<(), String> {
+        let (verifier, observers) = membership
+            .parse()
+            .map_err(|e| format!("a reconfiguration's membership: {e}"))?;
+        self.next_membership = Some((membership, verifier, observers));
+        Ok(())
+    }
+
+    /// The reconfiguration at `zxid` is committed here: its membership is activated.
+    fn activate_at(
+        &mut self,
+        now_ms: u64,
+        zxid: Zxid,
+        leader: Sid,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        match &self.next_membership {
+            Some((m, _, _)) if m.version == zxid.0 => {
+                self.activate(now_ms, leader, out);
+                Ok(())
+            }
+            other => Err(format!(
+                "activation of {zxid} while the pending membership is {:?}",
+                other.as_ref().map(|(m, _, _)| Zxid(m.version))
+            )),
+        }
+    }
+
     fn learner(&mut self) -> Option<&mut Learner> {
         match &mut self.role {
             Role::Learning(learner) => Some(learner),
@@ -263,6 +311,40 @@ impl Zab {
                     .append(entry, out)
                     .map_err(|e| format!("PROPOSAL refused: {e}"))
             }
+            (
+                Phase::Syncing | Phase::AwaitUpToDate | Phase::Serving,
+                Message::Reconfig { entry, membership },
+            ) if !observer => self.on_reconfig(entry, membership, out),
+            (Phase::Serving, Message::CommitAndActivate { zxid, leader }) if !observer => {
+                match self.local.pending.front() {
+                    Some(next) if next.zxid == zxid => {
+                        self.local.deliver_through(zxid, out);
+                        self.activate_at(now_ms, zxid, leader, out)
+                    }
+                    next => Err(format!(
+                        "COMMITANDACTIVATE {zxid} while the next pending txn is {:?}",
+                        next.map(|e| e.zxid)
+                    )),
+                }
+            }
+            (
+                Phase::Serving,
+                Message::InformAndActivate {
+                    entry,
+                    membership,
+                    leader,
+                },
+            ) if observer => {
+                let zxid = entry.zxid;
+                match self.local.append(entry, out) {
+                    Ok(()) => {
+                        self.local.deliver_through(zxid, out);
+                        self.expect_membership(membership)
+                            .and_then(|()| self.activate_at(now_ms, zxid, leader, out))
+                    }
+                    Err(e) => Err(format!("INFORMANDACTIVATE refused: {e}")),
+                }
+            }
             (Phase::Syncing | Phase::AwaitUpToDate, Message::Commit { zxid }) if !observer => {
                 self.sync_commit(zxid)
             }
@@ -295,7 +377,9 @@ impl Zab {
                     Err(e) => Err(format!("INFORM refused: {e}")),
                 }
             }
-            (Phase::Syncing, Message::NewLeader { zxid }) => self.on_newleader(zxid, out),
+            (Phase::Syncing, Message::NewLeader { zxid, membership }) => {
+                self.on_newleader(zxid, membership, out)
+            }
             (Phase::AwaitUpToDate, Message::UpToDate) => {
                 self.on_uptodate(now_ms, out);
                 Ok(())
@@ -382,7 +466,19 @@ impl Zab {
         Ok(())
     }
 
-    fn on_newleader(&mut self, zxid: Zxid, out: &mut Vec<Output>) -> Result<(), String> {
+    fn on_newleader(
+        &mut self,
+        zxid: Zxid,
+        membership: Option<crate::config::Membership>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        // The leader's word on the membership to come replaces whatever this learner saw
+        // of a reconfiguration the sync may have dropped.
+        self.next_membership = None;
+        if let Some(membership) = membership.filter(|m| m.version > self.config.membership.version)
+        {
+            self.expect_membership(membership)?;
+        }
         let last = self.local.history.last();
         let Some(learner) = self.learner() else {
             return Ok(());
@@ -434,6 +530,9 @@ impl Zab {
         self.local.deliver_through(through, out);
         info!(sid = me, leader, applied = %self.local.applied, "synced with the leader: serving");
         out.push(Output::State(self.state()));
+        if self.next_membership.is_some() {
+            self.activate(_now_ms, leader, out);
+        }
     }
 
     /// Acknowledges the durable proposals of the leader's epoch, once `NEWLEADER` is.

@@ -65,7 +65,7 @@ pub mod storage;
 pub mod transport;
 mod zab;
 
-pub use crate::config::Config;
+pub use crate::config::{Config, Membership};
 pub use crate::error::{CompactError, ConfigError, HistoryError, ProposeError};
 pub use crate::history::History;
 pub use crate::leader::LearnerView;

@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use zk_jute::Zxid;
 
+use crate::config::Membership;
+
 /// A server id (`server.N`, `myid`).
 pub type Sid = u64;
 
@@ -107,12 +109,43 @@ pub enum Message {
         /// The committed zxid.
         zxid: Zxid,
     },
+    /// Leader → follower: log this reconfiguration txn, which makes `membership` the
+    /// next one (ZooKeeper's PROPOSAL of a `reconfig` txn, whose body a follower reads).
+    Reconfig {
+        /// The txn.
+        entry: Entry,
+        /// The membership it proposes; its version is the txn's zxid.
+        membership: Membership,
+    },
+    /// Leader → follower (`COMMITANDACTIVATE`): every proposal up to `zxid`, the
+    /// reconfiguration, is committed, and its membership is the ensemble's, led by
+    /// `leader`.
+    CommitAndActivate {
+        /// The reconfiguration's zxid.
+        zxid: Zxid,
+        /// The leader of the new membership.
+        leader: Sid,
+    },
+    /// Leader → observer (`INFORMANDACTIVATE`): a committed reconfiguration, to log,
+    /// apply and activate.
+    InformAndActivate {
+        /// The txn.
+        entry: Entry,
+        /// The membership it makes.
+        membership: Membership,
+        /// The leader of the new membership.
+        leader: Sid,
+    },
     /// Leader → observer: a committed txn, to log and apply.
     Inform(Entry),
     /// Leader → learner, after the sync: the leader's new epoch, as its first zxid.
     NewLeader {
         /// `epoch << 32`.
         zxid: Zxid,
+        /// With reconfiguration on, the membership the leader last saw (ZooKeeper's
+        /// last seen quorum verifier): active once the leader is established, as
+        /// `UPTODATE` says.
+        membership: Option<Membership>,
     },
     /// Learner → leader: the sync is durable and `currentEpoch` written.
     AckNewLeader {
@@ -175,6 +208,9 @@ impl Message {
             Message::Proposal(_) => "PROPOSAL",
             Message::Ack { .. } => "ACK",
             Message::Commit { .. } => "COMMIT",
+            Message::Reconfig { .. } => "PROPOSAL of a reconfiguration",
+            Message::CommitAndActivate { .. } => "COMMITANDACTIVATE",
+            Message::InformAndActivate { .. } => "INFORMANDACTIVATE",
             Message::Inform(_) => "INFORM",
             Message::NewLeader { .. } => "NEWLEADER",
             Message::AckNewLeader { .. } => "ACK of NEWLEADER",

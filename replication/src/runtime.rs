@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 use zk_election::ServerState;
 use zk_election::transport::{Node, NodeConfig};
 use zk_jute::Zxid;
@@ -516,6 +516,10 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
             | Output::Revalidate { .. }
             | Output::Revalidated { .. }
             | Output::Synced { .. } => {}
+            Output::Activated { membership, .. } => {
+                // This runtime's peers are fixed: the membership is Zab's alone.
+                info!(version = membership.version, "membership activated");
+            }
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use zk_election::peer_tls::{self, PeerTls};
 use zk_jute::Zxid;
 
+use crate::config::Membership;
 use crate::message::{Entry, Message, Sid, Touch};
 
 /// The generated protobuf types and tonic client and server of
@@ -71,6 +72,9 @@ pub enum FrameError {
     /// A hello after the first frame.
     #[error("hello in the middle of a stream")]
     LateHello,
+    /// A field the message needs is absent.
+    #[error("frame without its {0}")]
+    Missing(&'static str),
 }
 
 /// Why sending failed: the peer has no stream, or its queue was full (the stream is
@@ -437,6 +441,13 @@ fn entry(e: Entry) -> proto::Entry {
     }
 }
 
+fn membership(m: Membership) -> proto::Membership {
+    proto::Membership {
+        version: m.version,
+        text: m.text,
+    }
+}
+
 /// The frame carrying `message`.
 pub fn to_frame(message: Message) -> Frame {
     use proto::*;
@@ -475,7 +486,33 @@ pub fn to_frame(message: Message) -> Frame {
         Message::Ack { zxid: z } => Body::Ack(zxid(z)),
         Message::Commit { zxid: z } => Body::Commit(zxid(z)),
         Message::Inform(e) => Body::Inform(entry(e)),
-        Message::NewLeader { zxid: z } => Body::NewLeader(zxid(z)),
+        Message::Reconfig {
+            entry: e,
+            membership: m,
+        } => Body::Reconfig(Reconfig {
+            entry: Some(entry(e)),
+            membership: Some(membership(m)),
+        }),
+        Message::CommitAndActivate { zxid, leader } => Body::CommitAndActivate(Activate {
+            zxid: zxid.0,
+            leader,
+        }),
+        Message::InformAndActivate {
+            entry: e,
+            membership: m,
+            leader,
+        } => Body::InformAndActivate(InformAndActivate {
+            entry: Some(entry(e)),
+            membership: Some(membership(m)),
+            leader,
+        }),
+        Message::NewLeader {
+            zxid: z,
+            membership: m,
+        } => Body::NewLeader(NewLeader {
+            zxid: z.0,
+            membership: m.map(membership),
+        }),
         Message::AckNewLeader { zxid: z } => Body::AckNewLeader(zxid(z)),
         Message::UpToDate => Body::UpToDate(UpToDate {}),
         Message::Ping { touches } => Body::Ping(Ping {
@@ -511,6 +548,10 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
         zxid: Zxid(p.zxid),
         data: p.data,
     };
+    let m = |p: proto::Membership| Membership {
+        version: p.version,
+        text: p.text,
+    };
     Ok(match frame.body.ok_or(FrameError::Empty)? {
         Body::Hello(_) => return Err(FrameError::LateHello),
         Body::LearnerInfo(p) => Message::LearnerInfo {
@@ -541,7 +582,23 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
         Body::Ack(p) => Message::Ack { zxid: z(p) },
         Body::Commit(p) => Message::Commit { zxid: z(p) },
         Body::Inform(p) => Message::Inform(e(p)),
-        Body::NewLeader(p) => Message::NewLeader { zxid: z(p) },
+        Body::Reconfig(p) => Message::Reconfig {
+            entry: e(p.entry.ok_or(FrameError::Missing("entry"))?),
+            membership: m(p.membership.ok_or(FrameError::Missing("membership"))?),
+        },
+        Body::CommitAndActivate(p) => Message::CommitAndActivate {
+            zxid: Zxid(p.zxid),
+            leader: p.leader,
+        },
+        Body::InformAndActivate(p) => Message::InformAndActivate {
+            entry: e(p.entry.ok_or(FrameError::Missing("entry"))?),
+            membership: m(p.membership.ok_or(FrameError::Missing("membership"))?),
+            leader: p.leader,
+        },
+        Body::NewLeader(p) => Message::NewLeader {
+            zxid: Zxid(p.zxid),
+            membership: p.membership.map(m),
+        },
         Body::AckNewLeader(p) => Message::AckNewLeader { zxid: z(p) },
         Body::UpToDate(_) => Message::UpToDate,
         Body::Ping(p) => Message::Ping {

@@ -3,14 +3,14 @@
 //! in milliseconds and carries out the [`Output`]s in order; [`Zab::next_deadline_ms`]
 //! says when to call back with [`Input::Tick`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use tracing::{info, warn};
-use zk_election::PeerData;
+use zk_election::{PeerData, QuorumVerifier};
 use zk_jute::Zxid;
 
-use crate::config::Config;
+use crate::config::{Config, Membership};
 use crate::error::{CompactError, ConfigError, HistoryError, ProposeError};
 use crate::history::History;
 use crate::leader::Leader;
@@ -75,6 +75,15 @@ pub enum Input {
     },
     /// Leader: log and broadcast `entry`, whose zxid must be [`Zab::next_zxid`].
     Propose(Entry),
+    /// Leader: log and broadcast `entry`, a reconfiguration making `membership` (whose
+    /// version is the entry's zxid) the ensemble's once committed. Until then every
+    /// proposal needs a quorum of both memberships, as ZooKeeper's leader counts them.
+    ProposeReconfig {
+        /// The txn.
+        entry: Entry,
+        /// The membership it makes.
+        membership: Membership,
+    },
     /// Leader: entries read from the log for `learner`, answering [`Output::ReadLog`],
     /// in order; `last` when the range asked for is complete.
     LogRead {
@@ -243,6 +252,15 @@ pub enum Output {
     },
     /// This member's role changed.
     State(State),
+    /// A reconfiguration is committed and `membership` is now the ensemble's, led by
+    /// `leader` (ZooKeeper's `processReconfig`): write it where the configuration is
+    /// kept and tell the election. Delivered after the txn that made it.
+    Activated {
+        /// The new membership.
+        membership: Membership,
+        /// Who leads it.
+        leader: Sid,
+    },
 }
 
 /// Where a member stands.
@@ -414,6 +432,9 @@ pub struct Zab {
     pub(crate) local_syncs: VecDeque<(Zxid, u64)>,
     /// The last token given to a log read or snapshot for a learner.
     pub(crate) next_stream: u64,
+    /// A reconfiguration proposed and not yet committed (ZooKeeper's last seen quorum
+    /// verifier): the membership, its voters and observers.
+    pub(crate) next_membership: Option<(Membership, QuorumVerifier, BTreeSet<Sid>)>,
 }
 
 impl Zab {
@@ -432,6 +453,7 @@ impl Zab {
             role: Role::Looking,
             local_syncs: VecDeque::new(),
             next_stream: 0,
+            next_membership: None,
         })
     }
 
@@ -580,9 +602,12 @@ impl Zab {
             Input::Durable { zxid } => self.durable_through(now_ms, zxid, &mut out),
             Input::Sync { id } => self.sync_local(id, &mut out),
             Input::Propose(entry) => {
-                if let Err(e) = self.propose(now_ms, entry, &mut out) {
-                    warn!(sid = self.me, "proposal refused: {e}");
-                }
+                let result = self.propose(now_ms, entry, &mut out);
+                self.refused(now_ms, result, &mut out);
+            }
+            Input::ProposeReconfig { entry, membership } => {
+                let result = self.propose_reconfig(now_ms, entry, membership, &mut out);
+                self.refused(now_ms, result, &mut out);
             }
             other => match &mut self.role {
                 Role::Looking => {}
@@ -591,6 +616,87 @@ impl Zab {
             },
         }
         out
+    }
+
+    /// A leader that cannot propose what its caller prepared leaves its role: the
+    /// caller's pipeline holds a txn that would never commit.
+    fn refused(&mut self, now_ms: u64, result: Result<(), ProposeError>, out: &mut Vec<Output>) {
+        match result {
+            Ok(()) | Err(ProposeError::NotLeading) => {}
+            Err(e) => {
+                warn!(sid = self.me, "proposal refused, leaving the epoch: {e}");
+                self.look(now_ms, out);
+            }
+        }
+    }
+
+    /// Like [`Input::ProposeReconfig`], with the refusal returned.
+    pub fn propose_reconfig(
+        &mut self,
+        now_ms: u64,
+        entry: Entry,
+        membership: Membership,
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProposeError> {
+        if !self.config.reconfig_enabled {
+            return Err(ProposeError::Reconfig("reconfigEnabled is false".into()));
+        }
+        if self.next_membership.is_some() {
+            return Err(ProposeError::Reconfig(
+                "another reconfiguration is in progress".into(),
+            ));
+        }
+        if membership.version != entry.zxid.0 {
+            return Err(ProposeError::Reconfig(format!(
+                "membership version {:#x} for txn {}",
+                membership.version, entry.zxid
+            )));
+        }
+        let (verifier, observers) = membership
+            .parse()
+            .map_err(|e| ProposeError::Reconfig(e.to_string()))?;
+        self.check_next(&entry)?;
+        self.next_membership = Some((membership.clone(), verifier, observers));
+        self.leader_propose_message(now_ms, entry, Some(membership), out);
+        Ok(())
+    }
+
+    /// The membership a pending reconfiguration proposes, if one is pending.
+    pub fn next_membership(&self) -> Option<&Membership> {
+        self.next_membership.as_ref().map(|(m, _, _)| m)
+    }
+
+    /// Whether the voters of `verifier` that are synced with this leader (itself
+    /// included, if it votes there) form a quorum of it: ZooKeeper's `isQuorumSynced`,
+    /// which a reconfiguration must pass.
+    pub fn is_quorum_synced(&self, verifier: &QuorumVerifier) -> bool {
+        let Role::Leading(leader) = &self.role else {
+            return false;
+        };
+        let synced = leader
+            .learners
+            .iter()
+            .filter(|(_, h)| leader.is_synced(h))
+            .map(|(sid, _)| sid)
+            .chain([&self.me]);
+        verifier.contains_quorum(synced)
+    }
+
+    /// Checks that `entry` is what this leader proposes next.
+    fn check_next(&mut self, entry: &Entry) -> Result<(), ProposeError> {
+        let Role::Leading(leader) = &mut self.role else {
+            return Err(ProposeError::NotLeading);
+        };
+        let Some(expected) = leader.next_zxid() else {
+            return Err(ProposeError::NotLeading);
+        };
+        if entry.zxid != expected {
+            return Err(ProposeError::WrongZxid {
+                expected,
+                got: entry.zxid,
+            });
+        }
+        Ok(())
     }
 
     /// Like [`Input::Propose`], with the refusal returned.
@@ -658,6 +764,48 @@ impl Zab {
         }
     }
 
+    /// Whether this member leads.
+    pub(crate) fn role_is_leading(&self) -> bool {
+        matches!(self.role, Role::Leading(_))
+    }
+
+    /// The pending reconfiguration is committed (and delivered): its membership
+    /// becomes this member's, led by `leader`. A member whose leader changes, or whose
+    /// place in the ensemble does (a voter made observer, an observer made voter, a
+    /// leader removed), leaves its role for a new election; the others go on.
+    pub(crate) fn activate(&mut self, now_ms: u64, leader: Sid, out: &mut Vec<Output>) {
+        let Some((membership, verifier, observers)) = self.next_membership.take() else {
+            return;
+        };
+        info!(
+            sid = self.me,
+            version = format!("{:x}", membership.version),
+            leader,
+            "a new membership is active"
+        );
+        self.config.verifier = verifier;
+        self.config.observers = observers;
+        self.config.membership = membership.clone();
+        out.push(Output::Activated { membership, leader });
+        let me = self.me;
+        let observes = self.config.observers.contains(&me);
+        let leads = self.config.is_voter(leader);
+        let stays = match &self.role {
+            Role::Looking => true,
+            Role::Leading(_) => leader == me && leads,
+            Role::Learning(learner) => {
+                learner.leader == leader && leads && learner.observer == observes
+            }
+        };
+        if !stays {
+            info!(
+                sid = me,
+                leader, "the reconfiguration changes this member's role: leaving it"
+            );
+            self.look(now_ms, out);
+        }
+    }
+
     /// Leaves the current role and asks for an election.
     pub(crate) fn look(&mut self, _now_ms: u64, out: &mut Vec<Output>) {
         match std::mem::replace(&mut self.role, Role::Looking) {
@@ -672,6 +820,9 @@ impl Zab {
             }),
         }
         self.local_syncs.clear();
+        // A reconfiguration seen and not activated stays, as ZooKeeper's last seen
+        // quorum verifier does: leading, this member finishes it if the history it brings
+        // holds its txn; following, its leader's NEWLEADER says what is to be.
         out.push(Output::State(State::Looking));
     }
 }

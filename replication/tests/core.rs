@@ -176,7 +176,13 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
         });
         let Some(after) = read_after else {
             assert_eq!(read, None, "{peer}");
-            assert_eq!(sent[1..], [Message::NewLeader { zxid: z(4, 0) }]);
+            assert_eq!(
+                sent[1..],
+                [Message::NewLeader {
+                    zxid: z(4, 0),
+                    membership: None
+                }]
+            );
             continue;
         };
         let (stream, from, through) = read.expect("a log read");
@@ -202,7 +208,13 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
         assert_eq!(sent.len(), 2 * n + 1, "{sent:?}");
         assert!(matches!(sent[0], Message::Proposal(_)));
         assert!(matches!(sent[1], Message::Commit { .. }));
-        assert_eq!(sent.last(), Some(&Message::NewLeader { zxid: z(4, 0) }));
+        assert_eq!(
+            sent.last(),
+            Some(&Message::NewLeader {
+                zxid: z(4, 0),
+                membership: None
+            })
+        );
     }
 }
 
@@ -308,7 +320,14 @@ fn newleader_is_acknowledged_only_once_the_sync_is_durable() {
     let out = receive(&mut learner, 1, Message::Proposal(entry.clone()));
     assert_eq!(out, [Output::Append(entry)]);
     receive(&mut learner, 1, Message::Commit { zxid: z(1, 2) });
-    let out = receive(&mut learner, 1, Message::NewLeader { zxid: z(2, 0) });
+    let out = receive(
+        &mut learner,
+        1,
+        Message::NewLeader {
+            zxid: z(2, 0),
+            membership: None,
+        },
+    );
     assert!(
         out.is_empty(),
         "acknowledged before the log is durable: {out:?}"
@@ -534,7 +553,14 @@ fn serving_follower() -> Zab {
     learner.handle(0, Input::Connected { peer: 1 });
     receive(&mut learner, 1, Message::LeaderInfo { epoch: 2 });
     receive(&mut learner, 1, Message::Diff { committed: Zxid(0) });
-    receive(&mut learner, 1, Message::NewLeader { zxid: z(2, 0) });
+    receive(
+        &mut learner,
+        1,
+        Message::NewLeader {
+            zxid: z(2, 0),
+            membership: None,
+        },
+    );
     receive(&mut learner, 1, Message::UpToDate);
     assert!(learner.is_serving());
     learner

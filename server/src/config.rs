@@ -144,6 +144,8 @@ pub struct Config {
     /// The ensemble as the election sees it (members, roles, majority or `group.N`/
     /// `weight.N` quorums), when there are `server.N` lines.
     pub election: Option<zk_election::Config>,
+    /// The membership's lines as read (`server.N`, `group.N`, `weight.N`), in key order.
+    pub membership_entries: Vec<(String, String)>,
     /// `initLimit`: ticks a learner may take to connect and sync (required in an ensemble).
     pub init_limit: u32,
     /// `syncLimit`: ticks a learner may fall behind (required in an ensemble).
@@ -169,6 +171,17 @@ pub struct Config {
     /// `readonlymode.enabled` (a system property): a member cut off from its quorum
     /// serves read-only clients.
     pub read_only_mode: bool,
+    /// `reconfigEnabled` (default false): the `reconfig` operation changes the
+    /// membership while the ensemble serves.
+    pub reconfig_enabled: bool,
+    /// The membership's version: the zxid of the reconfiguration that made it, from the
+    /// name of the dynamic configuration file (`zoo.cfg.dynamic.<hex>`) or a `version=`
+    /// line; 0 for a membership no reconfiguration made.
+    pub config_version: i64,
+    /// `dynamicConfigFile`: where the membership is kept, apart from the static settings.
+    pub dynamic_config_file: Option<PathBuf>,
+    /// The `zoo.cfg` read, if the configuration came from a file.
+    pub config_file: Option<PathBuf>,
     /// Every key of the file as read (trimmed), for the `conf` four-letter word.
     pub raw: BTreeMap<String, String>,
     /// The Java system properties the settings were read from: `-D` flags of
@@ -227,6 +240,7 @@ impl Default for Config {
             sasl_super_users: Vec::new(),
             servers: BTreeMap::new(),
             election: None,
+            membership_entries: Vec::new(),
             init_limit: 0,
             sync_limit: 0,
             peer_type: zk_election::Role::Participant,
@@ -239,6 +253,10 @@ impl Default for Config {
             local_sessions_enabled: false,
             local_sessions_upgrading_enabled: false,
             read_only_mode: false,
+            reconfig_enabled: false,
+            config_version: 0,
+            dynamic_config_file: None,
+            config_file: None,
             raw: BTreeMap::new(),
             system_properties: BTreeMap::new(),
         }
@@ -280,6 +298,8 @@ const FILE_KEYS: &[&str] = &[
     "client.portUnification",
     "quorum.cnxn.threads.size",
 ];
+/// The keys of a dynamic configuration file (ZooKeeper's `parseDynamicConfig`).
+const DYNAMIC_PREFIXES: &[&str] = &["server.", "group", "weight"];
 const FILE_PREFIXES: &[&str] = &[
     "server.",
     "group",
@@ -313,6 +333,8 @@ const KNOWN_PROPERTIES: &[&str] = &[
     "zookeeper.commitLogCount",
     "zookeeper.leaderServes",
     "zookeeper.maxCnxns",
+    // A single-file configuration's membership version, read as ZooKeeper reads it.
+    "zookeeper.version",
 ];
 const KNOWN_PROPERTY_PREFIXES: &[&str] = &[
     "zookeeper.admin.",
@@ -405,6 +427,10 @@ impl Config {
             .map(|name| std::env::var(name).unwrap_or_default())
             .join(" ");
         let mut config = Self::parse_with(&text, jvm_system_properties(&flags))?;
+        config.config_file = Some(path.to_path_buf());
+        if let Some(dynamic) = config.dynamic_config_file.clone() {
+            config.read_dynamic_file(&dynamic)?;
+        }
         let myid = config.data_dir.join("myid");
         match std::fs::read_to_string(&myid) {
             Ok(id) => config.server_id = parse_num("myid", &id)?,
@@ -426,6 +452,102 @@ impl Config {
         }
         config.own_client_address()?;
         Ok(config)
+    }
+
+    /// Reads the membership from a dynamic configuration file, as ZooKeeper does: only
+    /// `server.N`, `group.N` and `weight.N` lines, no `version=` line (the version is the
+    /// hexadecimal suffix of the file's name).
+    fn read_dynamic_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let bad = |key: &str, reason: &str| ConfigError::BadValue {
+            key: key.into(),
+            value: path.display().to_string(),
+            reason: reason.into(),
+        };
+        let mut entries = Vec::new();
+        for (key, value) in crate::properties::parse(&text)? {
+            let key = key.trim().to_owned();
+            if key == "version" {
+                return Err(bad(
+                    "dynamicConfigFile",
+                    "dynamic file shouldn't have version inside",
+                ));
+            }
+            if !DYNAMIC_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                return Err(bad(&key, "Unrecognised parameter in the dynamic file"));
+            }
+            entries.push((key, value.trim().to_owned()));
+        }
+        self.config_version = path
+            .extension()
+            .and_then(|suffix| i64::from_str_radix(&suffix.to_string_lossy(), 16).ok())
+            .unwrap_or(0);
+        self.set_membership_entries(&entries)
+    }
+
+    /// Makes `entries` (`server.N`, `group.N`, `weight.N` keys and values) the membership.
+    pub fn set_membership_entries(
+        &mut self,
+        entries: &[(String, String)],
+    ) -> Result<(), ConfigError> {
+        let mut servers = BTreeMap::new();
+        for (key, value) in entries {
+            if let Some(sid) = key.strip_prefix("server.") {
+                let sid = parse_num(key, sid)?;
+                servers.insert(sid, zk_election::ServerLine::parse(sid, value)?);
+            }
+        }
+        self.election = if servers.is_empty() {
+            None
+        } else {
+            let mut election = zk_election::Config::from_entries(
+                entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
+            election.reconfig_enabled = self.reconfig_enabled;
+            Some(election)
+        };
+        self.servers = servers;
+        self.membership_entries = entries.to_vec();
+        self.check_ensemble_limits()
+    }
+
+    /// The same configuration with `membership` (a reconfiguration's) as its own.
+    pub fn with_membership(
+        &self,
+        membership: &zk_replication::Membership,
+    ) -> Result<Config, ConfigError> {
+        let entries: Vec<(String, String)> = membership
+            .text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let mut config = self.clone();
+        config.set_membership_entries(&entries)?;
+        config.config_version = membership.version;
+        Ok(config)
+    }
+
+    /// An ensemble needs `initLimit` and `syncLimit`.
+    fn check_ensemble_limits(&self) -> Result<(), ConfigError> {
+        if self.is_distributed() {
+            for (key, value) in [
+                ("initLimit", self.init_limit),
+                ("syncLimit", self.sync_limit),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::BadValue {
+                        key: key.into(),
+                        value: "0".into(),
+                        reason: "must be set in an ensemble".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether an authentication provider for `scheme` is registered, as ZooKeeper's
@@ -566,14 +688,12 @@ impl Config {
                 "autopurge.purgeInterval" => c.purge_interval_hours = parse_num(key, value)?,
                 "initLimit" => c.init_limit = parse_num(key, value)?,
                 "syncLimit" => c.sync_limit = parse_num(key, value)?,
-                "electionAlg" => {
-                    if parse_num::<i32>(key, value)? != 3 {
-                        return Err(ConfigError::BadValue {
-                            key: key.clone(),
-                            value: value.clone(),
-                            reason: "only 3 (fast leader election) is supported".into(),
-                        });
-                    }
+                "electionAlg" if parse_num::<i32>(key, value)? != 3 => {
+                    return Err(ConfigError::BadValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        reason: "only 3 (fast leader election) is supported".into(),
+                    });
                 }
                 "peerType" => {
                     c.peer_type = match value.to_ascii_lowercase().as_str() {
@@ -589,6 +709,7 @@ impl Config {
                     }
                 }
                 "standaloneEnabled" => c.standalone_enabled = parse_bool(key, value)?,
+                "reconfigEnabled" => c.reconfig_enabled = parse_bool(key, value)?,
                 "quorumListenOnAllIPs" => c.quorum_listen_on_all_ips = parse_bool(key, value)?,
                 "sslQuorum" => c.ssl_quorum = parse_bool(key, value)?,
                 "portUnification" if parse_bool(key, value)? => tracing::warn!(
@@ -607,13 +728,7 @@ impl Config {
                 }
                 "metricsProvider.httpPort" => metrics_port = parse_num(key, value)?,
                 "metricsProvider.httpHost" => metrics_host = parse_ip(key, value)?,
-                _ => {
-                    if let Some(sid) = key.strip_prefix("server.") {
-                        let sid = parse_num(key, sid)?;
-                        let line = zk_election::ServerLine::parse(sid, value)?;
-                        c.servers.insert(sid, line);
-                    }
-                }
+                _ => {}
             }
         }
         c.secure_client_addr = secure_port.map(|port| SocketAddr::new(secure_host, port));
@@ -621,23 +736,29 @@ impl Config {
             c.port_unification = parse_bool("client.portUnification", v)?;
         }
         c.read_system_properties(&system)?;
-        if !c.servers.is_empty() {
-            let entries = raw.iter().filter(|(k, _)| {
-                k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.")
-            });
-            c.election = Some(zk_election::Config::from_entries(
-                entries.map(|(k, v)| (k.as_str(), v.as_str())),
-            )?);
-        }
-        if c.is_distributed() {
-            for (key, value) in [("initLimit", c.init_limit), ("syncLimit", c.sync_limit)] {
-                if value == 0 {
-                    return Err(ConfigError::BadValue {
-                        key: key.into(),
-                        value: "0".into(),
-                        reason: "must be set in an ensemble".into(),
-                    });
-                }
+        let dynamic: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| DYNAMIC_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(file) = raw.get("dynamicConfigFile") {
+            if let Some((key, _)) = dynamic.first() {
+                return Err(ConfigError::BadValue {
+                    key: key.clone(),
+                    value: String::new(),
+                    reason: "must be in a separate dynamic config file".into(),
+                });
+            }
+            c.dynamic_config_file = Some(PathBuf::from(file));
+        } else {
+            c.set_membership_entries(&dynamic)?;
+            if let Some(v) = raw.get("version") {
+                c.config_version =
+                    i64::from_str_radix(v, 16).map_err(|_| ConfigError::BadValue {
+                        key: "version".into(),
+                        value: v.clone(),
+                        reason: "not a hexadecimal number".into(),
+                    })?;
             }
         }
         if !raw.contains_key("dataLogDir") {
@@ -846,41 +967,70 @@ impl Config {
     }
 
     /// The ensemble's membership as ZooKeeper writes it to `/zookeeper/config` and
-    /// shows it in `conf`: a `server.N=host:quorumPort:electionPort:role[;host:port]`
-    /// line a member, then `version=<hex>` (0 for a configuration no reconfig wrote),
-    /// lines joined by `\n` with none after the last. `None` standalone.
+    /// shows it in `conf`: [`membership_lines`](Self::membership_lines), then
+    /// `version=<hex>`, lines joined by `\n` with none after the last. `None` standalone.
     pub fn membership(&self) -> Option<String> {
         if !self.is_distributed() {
             return None;
         }
-        let mut lines: Vec<String> = self
-            .servers
-            .values()
-            .map(|s| {
-                let role = match s.role {
-                    zk_election::Role::Observer => "observer",
-                    _ => "participant",
-                };
-                let mut line = format!(
-                    "server.{}={}:{}:{role}",
-                    s.sid,
-                    s.quorum_addr(),
-                    s.election_port
-                );
-                if let Some((host, port)) = &s.client {
-                    line.push_str(&format!(";{host}:{port}"));
-                }
-                line
-            })
+        let mut text = self.membership_lines();
+        text.push_str(&format!("\nversion={:x}", self.config_version));
+        Some(text)
+    }
+
+    /// The membership's lines as ZooKeeper's quorum verifier prints them: a
+    /// `server.N=host:quorumPort:electionPort:role[;host:port]` line a member, in the
+    /// order of Java's `HashMap` of ids, then the `group.N` and `weight.N` lines of a
+    /// hierarchical quorum; joined by `\n`.
+    pub fn membership_lines(&self) -> String {
+        let mut lines: Vec<String> = java_long_map_order(self.servers.keys().copied())
+            .into_iter()
+            .filter_map(|sid| self.servers.get(&sid))
+            .map(|s| format!("server.{}={}", s.sid, server_line_text(s)))
             .collect();
-        lines.push("version=0".into());
-        Some(lines.join("\n"))
+        for (key, value) in &self.membership_entries {
+            if key.starts_with("group") || key.starts_with("weight") {
+                lines.push(format!("{key}={value}"));
+            }
+        }
+        lines.join("\n")
     }
 
     /// Whether a four-letter word is allowed.
     pub fn allows(&self, word: &str) -> bool {
         self.four_letter_words.iter().any(|w| w == "*" || w == word)
     }
+}
+
+/// A `server.N` line's value as ZooKeeper's `QuorumServer.toString` prints it: the
+/// role always, the client address when the line has one.
+pub(crate) fn server_line_text(s: &zk_election::ServerLine) -> String {
+    let role = match s.role {
+        zk_election::Role::Observer => "observer",
+        _ => "participant",
+    };
+    let mut line = format!("{}:{}:{role}", s.quorum_addr(), s.election_port);
+    if let Some((host, port)) = &s.client {
+        line.push_str(&format!(";{host}:{port}"));
+    }
+    line
+}
+
+/// The order in which Java's `HashMap<Long, _>` (default capacity, load factor 0.75)
+/// iterates `ids`: by bucket of the spread hash, ids of one bucket in ascending order.
+pub(crate) fn java_long_map_order(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    let ids: Vec<u64> = ids.into_iter().collect();
+    let mut capacity: usize = 16;
+    while ids.len() * 4 > capacity * 3 {
+        capacity *= 2;
+    }
+    let bucket = |id: u64| {
+        let h = (id ^ (id >> 32)) as u32;
+        ((h ^ (h >> 16)) as usize) & (capacity - 1)
+    };
+    let mut ordered = ids;
+    ordered.sort_by_key(|id| (bucket(*id), *id));
+    ordered
 }
 
 #[cfg(test)]
@@ -1001,6 +1151,70 @@ mod tests {
         )
         .unwrap();
         assert!(forced.is_distributed());
+    }
+
+    #[test]
+    fn a_membership_reads_from_its_own_file_with_the_version_in_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "2").unwrap();
+        let dynamic = dir.path().join("zoo.cfg.dynamic.200000003");
+        std::fs::write(
+            &dynamic,
+            "server.1=h1:2888:3888:participant\nserver.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+             server.10=h3:2888:3888:observer",
+        )
+        .unwrap();
+        let zoo_cfg = dir.path().join("zoo.cfg");
+        let static_part = format!(
+            "dataDir={}\ninitLimit=5\nsyncLimit=2\nreconfigEnabled=true\ndynamicConfigFile={}\n",
+            dir.path().display(),
+            dynamic.display()
+        );
+        std::fs::write(&zoo_cfg, &static_part).unwrap();
+        let c = Config::from_file(&zoo_cfg).unwrap();
+        assert!(c.reconfig_enabled && c.is_distributed());
+        assert_eq!(c.config_version, 0x2_0000_0003);
+        assert_eq!(c.client_addr, "127.0.0.1:2182".parse().unwrap());
+        // `/zookeeper/config` as ZooKeeper prints it: ids in Java's hash order, the role
+        // always, the client address when the line has one.
+        assert_eq!(
+            c.membership().unwrap(),
+            "server.1=h1:2888:3888:participant\n\
+             server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+             server.10=h3:2888:3888:observer\nversion=200000003"
+        );
+        // The membership may not be in both files; the dynamic file holds nothing else.
+        std::fs::write(&zoo_cfg, format!("{static_part}server.4=h4:1:2\n")).unwrap();
+        let err = Config::from_file(&zoo_cfg).unwrap_err().to_string();
+        assert!(err.contains("separate dynamic config file"), "{err}");
+        std::fs::write(&zoo_cfg, &static_part).unwrap();
+        for (text, why) in [
+            ("server.1=h1:1:2\nversion=1", "shouldn't have version"),
+            ("server.1=h1:1:2\ntickTime=5", "Unrecognised parameter"),
+        ] {
+            std::fs::write(&dynamic, text).unwrap();
+            let err = Config::from_file(&zoo_cfg).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+        // One file with a `version=` line: its hexadecimal value.
+        let single = Config::parse(
+            "initLimit=5\nsyncLimit=2\nserver.1=h1:1:2\nserver.2=h2:1:2\nversion=1a\n",
+        )
+        .unwrap();
+        assert_eq!(single.config_version, 0x1a);
+    }
+
+    #[test]
+    fn ids_come_in_the_order_of_javas_hash_map() {
+        assert_eq!(java_long_map_order([3, 1, 2]), [1, 2, 3]);
+        // 16 bins: 17 shares the bin of 1 and follows it.
+        assert_eq!(java_long_map_order([17, 2, 1, 100]), [1, 17, 2, 100]);
+        // Past 12 ids the table has 32 bins.
+        let many: Vec<u64> = (1..=13).chain([33]).collect();
+        assert_eq!(
+            java_long_map_order(many),
+            [1, 33, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        );
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub enum EnsembleError {
 pub(crate) struct Ensemble {
     pub(crate) storage: FileStorage,
     election: Option<Node>,
-    /// Asks the election for a new round, with the history to vote with.
-    look: mpsc::UnboundedSender<PeerData>,
+    /// Asks the election for a new round (with the history to vote with), or to count
+    /// a new membership, in order.
+    look: mpsc::UnboundedSender<ElectionRequest>,
     quorum: Option<Quorum>,
     quorum_addrs: BTreeMap<Sid, String>,
     /// The snapshot a learner is receiving.
@@ -74,6 +75,12 @@ pub(crate) struct Ensemble {
     pub(crate) sync_generation: u64,
     /// The serving task's inbox, for the fsyncs' ends.
     tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// What the serving task asks of the election, which runs on tasks of its own.
+enum ElectionRequest {
+    Look(PeerData),
+    Reconfigure(zk_election::Config),
 }
 
 /// Resolves `host:port` to its first address.
@@ -108,6 +115,11 @@ impl Ensemble {
         zab_config.sync_limit = u64::from(config.sync_limit.max(1));
         zab_config.max_concurrent_snap_syncs = config.max_concurrent_snap_syncs.max(1);
         zab_config.max_concurrent_diff_syncs = config.max_concurrent_diff_syncs.max(1);
+        zab_config.reconfig_enabled = config.reconfig_enabled;
+        zab_config.membership = zk_replication::Membership {
+            version: config.config_version,
+            text: config.membership_lines(),
+        };
         let log_options = LogOptions {
             pre_alloc_size: config.pre_alloc_size,
             force_sync: config.force_sync,
@@ -180,11 +192,14 @@ impl Ensemble {
             }
         }));
         // New rounds, in the order asked.
-        let (look, mut looks) = mpsc::unbounded_channel::<PeerData>();
+        let (look, mut looks) = mpsc::unbounded_channel::<ElectionRequest>();
         let looker = node.looker();
         tasks.push(tokio::spawn(async move {
-            while let Some(data) = looks.recv().await {
-                looker.look(data).await;
+            while let Some(request) = looks.recv().await {
+                match request {
+                    ElectionRequest::Look(data) => looker.look(data).await,
+                    ElectionRequest::Reconfigure(config) => looker.reconfigure(config).await,
+                }
             }
         }));
         // Zab's timers: pings every half tick, as ZooKeeper's leader sends them.
@@ -276,7 +291,7 @@ impl Host for Ensemble {
     }
 
     fn look(&mut self, data: PeerData) {
-        let _ = self.look.send(data);
+        let _ = self.look.send(ElectionRequest::Look(data));
     }
 
     fn snapshot_begin(&mut self, _zxid: Zxid) {
@@ -380,6 +395,27 @@ impl Host for Ensemble {
             ));
         }
         Ok(Some(tree))
+    }
+
+    fn activate(&mut self, config: &Config) {
+        self.quorum_addrs = config
+            .servers
+            .iter()
+            .map(|(sid, line)| (*sid, line.quorum_addr()))
+            .collect();
+        if let Some(election) = config.election.clone() {
+            let _ = self.look.send(ElectionRequest::Reconfigure(election));
+        }
+        // As ZooKeeper's `setQuorumVerifier`: the membership goes to its own file, which
+        // zoo.cfg names from now on.
+        if let (true, Some(file)) = (config.reconfig_enabled, &config.config_file) {
+            match crate::dynamic::write(config, file) {
+                Ok(dynamic) => tracing::info!(file = %dynamic.display(), "wrote the membership"),
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "cannot write the membership")
+                }
+            }
+        }
     }
 
     /// The runtime drops the snapshot being taken once the member returns.

@@ -26,6 +26,7 @@
 mod admin;
 mod config;
 mod conn;
+mod dynamic;
 mod engine;
 mod ensemble;
 mod fourlw;
@@ -221,6 +222,22 @@ impl Server {
         let (log, ensemble) = if config.is_distributed() {
             // Zab owns the log of an ensemble's member.
             drop(log);
+            if let (true, None, Some(file)) = (
+                config.reconfig_enabled,
+                &config.dynamic_config_file,
+                &config.config_file,
+            ) {
+                // The membership leaves zoo.cfg at the first activation; the file as
+                // written is kept first, as ZooKeeper keeps it.
+                match dynamic::backup(file) {
+                    Ok(backup) => {
+                        tracing::info!(file = %backup.display(), "kept the configuration as it was")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "cannot back the configuration up")
+                    }
+                }
+            }
             let (ensemble, member) =
                 ensemble::Ensemble::start(&config, snapshot_zxid, tx.clone()).await?;
             (None, Some((Box::new(ensemble), member)))

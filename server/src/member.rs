@@ -71,6 +71,9 @@ pub(crate) trait Host {
     /// Deletes the snapshots before `zxid` and the log files wholly before it; returns
     /// how many files went.
     fn purge(&mut self, zxid: Zxid) -> Result<usize, String>;
+    /// A reconfiguration made `config`'s membership the ensemble's: peers are found
+    /// where it says from now on.
+    fn activate(&mut self, config: &crate::config::Config);
 }
 
 /// What a member counts for its operator.
@@ -167,6 +170,7 @@ impl Member {
         now: Now,
         input: Input,
     ) -> Result<(), String> {
+        self.refresh_synced(engine);
         self.engine_input(engine, now, input);
         self.pump(engine, host, now)
     }
@@ -338,6 +342,23 @@ impl Member {
         }
     }
 
+    /// A leader with reconfiguration on tells the engine who is synced with it, for the
+    /// quorum check a `reconfig` makes.
+    fn refresh_synced(&self, engine: &mut Engine) {
+        if !engine.config().reconfig_enabled || engine.role() != (Role::Leader, true) {
+            return;
+        }
+        let synced = self
+            .zab
+            .learners()
+            .into_iter()
+            .filter(|l| l.synced && !l.observer)
+            .map(|l| l.sid)
+            .chain([self.zab.sid()])
+            .collect();
+        engine.set_synced_voters(synced);
+    }
+
     /// Hands `input` to the engine; what it asks of Zab waits in the inbox.
     fn engine_input(&mut self, engine: &mut Engine, now: Now, input: Input) {
         let mut out = std::mem::take(&mut self.scratch);
@@ -351,8 +372,9 @@ impl Member {
     /// Routes one of the engine's outputs: to Zab, or to the host.
     fn engine_output(&mut self, now: Now, output: Output) {
         match output {
-            Output::Append(entry) => {
-                let entry = entry_of(&entry);
+            Output::Append(log) => {
+                let reconfig = reconfig_membership(&log);
+                let entry = entry_of(&log);
                 let size = entry.data.len();
                 let f = &mut self.figures;
                 f.proposals += 1;
@@ -361,7 +383,12 @@ impl Member {
                     Some((_, min, max)) => (size, min.min(size), max.max(size)),
                 });
                 f.proposed.push_back((entry.zxid.0, now.mono_us));
-                self.inbox.push_back(Z::Propose(entry));
+                match reconfig {
+                    Some(membership) => self
+                        .inbox
+                        .push_back(Z::ProposeReconfig { entry, membership }),
+                    None => self.inbox.push_back(Z::Propose(entry)),
+                }
             }
             Output::Forward(data) => self.inbox.push_back(Z::Forward { data }),
             Output::Sync { token } => self.inbox.push_back(Z::Sync { id: token }),
@@ -497,7 +524,31 @@ impl Member {
                 tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
                 self.install_tree(engine, host, tree);
             }
-            O::Request { data, .. } => self.engine_input(engine, now, Input::Forwarded(data)),
+            O::Request { data, .. } => {
+                self.refresh_synced(engine);
+                self.engine_input(engine, now, Input::Forwarded(data))
+            }
+            O::Activated { membership, leader } => {
+                let config = engine.config().with_membership(&membership).map_err(|e| {
+                    format!(
+                        "the reconfiguration to version {:x}: {e}",
+                        membership.version
+                    )
+                })?;
+                let me = config.server_id;
+                self.observer = config
+                    .servers
+                    .get(&me)
+                    .is_some_and(|s| s.role == zk_election::Role::Observer);
+                tracing::info!(
+                    version = format!("{:x}", membership.version),
+                    leader,
+                    "the ensemble's membership changed:\n{}",
+                    membership.text
+                );
+                host.activate(&config);
+                engine.activate(config);
+            }
             O::Touched { touches, .. } => {
                 let sessions = touches.iter().map(|t| t.session).collect();
                 self.engine_input(engine, now, Input::Touched(sessions));
@@ -647,6 +698,25 @@ pub(crate) fn snapshot_pieces(tree: &DataTree) -> Result<Vec<Bytes>, String> {
         pieces.push(Bytes::new());
     }
     Ok(pieces)
+}
+
+/// The membership a `reconfig` txn makes: its data, without the `version=` line; the
+/// version is the txn's zxid. `None` for any other txn.
+fn reconfig_membership(log: &zk_persistence::LogEntry) -> Option<zk_replication::Membership> {
+    if log.header.r#type != zk_jute::OpCode::Reconfig.code() {
+        return None;
+    }
+    let mut body = zk_jute::Reader::new(log.body.clone());
+    let txn: zk_jute::txn::SetDataTxn = zk_jute::Record::decode(&mut body).ok()?;
+    let text = String::from_utf8_lossy(txn.data.as_deref().unwrap_or_default());
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("version="))
+        .collect();
+    Some(zk_replication::Membership {
+        version: log.header.zxid,
+        text: lines.join("\n"),
+    })
 }
 
 /// What `srvr` and `mntr` call a member's mode.

@@ -338,3 +338,146 @@ async fn operators_see_the_ensemble_as_zookeeper_shows_it() {
     assert_eq!(four_letter_word(&addr, "isro").await, "null");
     ensemble.stop(survivor).await;
 }
+
+/// `DigestAuthenticationProvider.superDigest` for `super:test`, as kazoo's harness sets it.
+const SUPER_DIGEST: &str = "super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
+
+/// Each member's mode from `srvr`, until `done` holds for them.
+async fn wait_modes(ensemble: &Ensemble, done: impl Fn(&[Option<String>]) -> bool) {
+    for _ in 0..300 {
+        if done(&ensemble.modes().await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("members never got there: {:?}", ensemble.modes().await);
+}
+
+fn incremental<'a>(
+    joining: &'a [&'a str],
+    leaving: &'a [&'a str],
+) -> zk::EnsembleUpdate<'a, std::iter::Copied<std::slice::Iter<'a, &'a str>>> {
+    zk::EnsembleUpdate::Incremental {
+        joinings: joining.iter().copied(),
+        leavings: leaving.iter().copied(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfiguration_adds_an_observer_and_removes_a_follower_while_serving() {
+    let mut ensemble = Ensemble::new(4);
+    let settings =
+        format!("reconfigEnabled=true\nDigestAuthenticationProvider.superDigest={SUPER_DIGEST}\n");
+    // Server 4 joins later: the first three do not know it; it knows them, and itself
+    // as an observer (a joining server's view, as ZooKeeper's procedure has it).
+    let line4 = ensemble
+        .lines
+        .lines()
+        .find(|l| l.starts_with("server.4="))
+        .unwrap()
+        .to_owned();
+    let observer4 = line4.replacen(';', ":observer;", 1);
+    let full = ensemble.lines.replace(&line4, &observer4);
+    ensemble.lines = format!(
+        "{}{settings}",
+        ensemble.lines.replace(&format!("{line4}\n"), "")
+    );
+    for i in 0..3 {
+        ensemble.start(i).await;
+    }
+    let leader = ensemble.leader().await;
+    let (follower, other) = ((leader + 1) % 3, (leader + 2) % 3);
+
+    // The first membership took the version of the epoch that established it.
+    let admin = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(15))
+        .with_auth("digest", b"super:test")
+        .connect(&ensemble.addr(other))
+        .await
+        .unwrap();
+    let (data, stat) = admin.get_config().await.unwrap();
+    let text = String::from_utf8(data).unwrap();
+    assert_eq!(stat.mzxid & 0xffff_ffff, 0, "{stat:?}");
+    assert!(
+        text.ends_with(&format!("\nversion={:x}", stat.mzxid)),
+        "{text}"
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("server.")).count(), 3);
+
+    // Refusals, in ZooKeeper's order: the version and the lines before the ACL.
+    let anyone = client(&ensemble.addr(follower)).await;
+    let join9 = ["server.9=127.0.0.1:1:2:observer;3"];
+    let refused = anyone.update_ensemble(incremental(&join9, &[]), None).await;
+    assert!(matches!(refused, Err(zk::Error::NoAuth)), "{refused:?}");
+    let bad = anyone
+        .update_ensemble(incremental(&["some thing"], &[]), None)
+        .await;
+    assert!(matches!(bad, Err(zk::Error::BadArguments(_))), "{bad:?}");
+    let stale = anyone
+        .update_ensemble(incremental(&join9, &[]), Some(stat.mzxid + 1))
+        .await;
+    assert!(matches!(stale, Err(zk::Error::BadVersion)), "{stale:?}");
+
+    // Server 4 starts and finds the leader through the members it knows. Synced, it
+    // takes the leader's membership, where it is not: as ZooKeeper's learner, it then
+    // follows without a vote.
+    let watcher = client(&ensemble.addr(follower)).await;
+    let (_, _, changed) = watcher.get_and_watch_config().await.unwrap();
+    ensemble.lines = format!("{full}{settings}");
+    ensemble.start(3).await;
+    wait_modes(&ensemble, |m| m[3].as_deref() == Some("follower")).await;
+
+    // Joining it makes it a member on every server; the watch on the node fires.
+    let (data, stat) = admin
+        .update_ensemble(incremental(&[observer4.as_str()], &[]), None)
+        .await
+        .unwrap();
+    let joined = String::from_utf8(data).unwrap();
+    assert!(joined.contains(&observer4), "{joined}\n{observer4}");
+    assert!(
+        joined.ends_with(&format!("\nversion={:x}", stat.mzxid)),
+        "{joined}"
+    );
+    assert_eq!(stat.version, -1);
+    wait_modes(&ensemble, |m| m[3].as_deref() == Some("observer")).await;
+    let event = with_timeout("config watch", changed.changed()).await;
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+    for i in 0..4 {
+        let reader = client(&ensemble.addr(i)).await;
+        reader.sync("/").await.unwrap();
+        let (data, _) = reader.get_config().await.unwrap();
+        assert_eq!(String::from_utf8(data).unwrap(), joined, "member {}", i + 1);
+    }
+    // The observer forwards writes and serves reads.
+    let through_observer = client(&ensemble.addr(3)).await;
+    through_observer
+        .create("/joined", b"4", OPEN)
+        .await
+        .unwrap();
+    anyone.sync("/").await.unwrap();
+    assert_eq!(anyone.get_data("/joined").await.unwrap().0, b"4");
+
+    // A follower leaves: the other two voters carry on alone.
+    let leaving = (follower + 1).to_string();
+    let (data, _) = admin
+        .update_ensemble(incremental(&[], &[leaving.as_str()]), None)
+        .await
+        .unwrap();
+    let left = String::from_utf8(data).unwrap();
+    assert!(!left.contains(&format!("server.{leaving}=")), "{left}");
+    ensemble.stop(follower).await;
+    admin.create("/after", b"", OPEN).await.unwrap();
+    // Two voters left: two joining voters that are not running would be no quorum.
+    let absent = [
+        "server.7=127.0.0.1:1:2:participant;3",
+        "server.8=127.0.0.1:4:5:participant;6",
+    ];
+    let no_quorum = admin.update_ensemble(incremental(&absent, &[]), None).await;
+    assert!(
+        matches!(no_quorum, Err(zk::Error::UnexpectedErrorCode(-13))),
+        "{no_quorum:?}"
+    );
+    for i in [0, 1, 2, 3] {
+        ensemble.stop(i).await;
+    }
+}

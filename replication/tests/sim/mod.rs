@@ -1101,7 +1101,8 @@ impl Sim {
             | Output::Touched { .. }
             | Output::Revalidate { .. }
             | Output::Revalidated { .. }
-            | Output::Synced { .. } => {}
+            | Output::Synced { .. }
+            | Output::Activated { .. } => {}
         }
         Ok(())
     }

@@ -24,6 +24,7 @@
 
 mod forward;
 mod read;
+mod reconfig;
 mod replies;
 mod sequencer;
 mod sessions;
@@ -349,6 +350,11 @@ pub(crate) struct Engine {
     last_container_check_ms: u64,
     /// Stopped by a fatal error: inputs are ignored.
     failed: bool,
+    /// A reconfiguration this leader prepared that is not active yet (its zxid).
+    reconfig_pending: Option<i64>,
+    /// Leader: the voters synced with it (itself included), as the member last said, for
+    /// a reconfiguration's quorum check.
+    synced_voters: BTreeSet<u64>,
     out: Vec<Output>,
 }
 
@@ -376,7 +382,7 @@ impl Engine {
         };
         let mut tree = tree;
         if let Some(membership) = config.membership() {
-            tree.set_config_data(Bytes::from(membership), 0, now.wall_ms);
+            tree.set_config_data(Bytes::from(membership), config.config_version, now.wall_ms);
         }
         let last = tree.last_zxid();
         Self {
@@ -414,6 +420,8 @@ impl Engine {
             last_purge_ms: now.ms(),
             last_container_check_ms: now.ms(),
             failed: false,
+            reconfig_pending: None,
+            synced_voters: BTreeSet::new(),
             out: Vec::new(),
         }
     }
@@ -887,8 +895,17 @@ impl Engine {
                 return self.forward(session, xid, op, auth, body);
             }
         }
+        if code == Some(OpCode::Reconfig) {
+            self.queue_write(conn, xid, OpCode::Reconfig, Vec::new(), false);
+            let auth = self
+                .conns
+                .get(&conn)
+                .map(|c| c.auth.clone())
+                .unwrap_or_default();
+            return self.reconfig(session, xid, &auth, &body);
+        }
         match code
-            .filter(|op| op.is_write() || *op == OpCode::Reconfig)
+            .filter(|op| op.is_write())
             .map(|op| (op, replies::write_request(op, &body)))
         {
             Some((op, Ok(write))) => {
@@ -1198,6 +1215,108 @@ impl Engine {
         self.log(header, prepared);
     }
 
+    /// A `reconfig` request, prepared as ZooKeeper's leader prepares it: the checks in
+    /// its order (disabled, standalone, one in progress, version, the new lines, the
+    /// quorum, then the ACL of `/zookeeper/config`), and the txn that writes the new
+    /// membership there with its version, the txn's zxid. A refusal is an error txn.
+    fn reconfig(&mut self, session: i64, cxid: i32, auth: &[Id], body: &Bytes) {
+        let lines = self.reconfig_lines(auth, body);
+        let Some(zxid) = self.next_zxid() else {
+            return;
+        };
+        let txn = match lines {
+            Ok(lines) => {
+                tracing::info!(
+                    session = format!("{session:#x}"),
+                    zxid = format!("{zxid:#x}"),
+                    "reconfiguration proposed:\n{lines}"
+                );
+                self.reconfig_pending = Some(zxid);
+                let data = format!("{lines}\nversion={zxid:x}");
+                Transaction::Reconfig(zk_jute::txn::SetDataTxn {
+                    path: zk_datatree::CONFIG_PATH.into(),
+                    data: Some(Bytes::from(data)),
+                    version: -1,
+                })
+            }
+            Err((code, message)) => {
+                tracing::info!(
+                    session = format!("{session:#x}"),
+                    error = ?code,
+                    "reconfiguration refused: {message}"
+                );
+                Transaction::error(code)
+            }
+        };
+        let header = TxnHeader {
+            client_id: session,
+            cxid,
+            zxid,
+            time: self.now.wall_ms,
+            r#type: txn.op_code().code(),
+        };
+        let prepared = Prepared {
+            txn,
+            changes: Vec::new(),
+            // The digest leaves `/zookeeper/` out.
+            digest_delta: 0,
+        };
+        self.log(header, prepared);
+    }
+
+    /// The lines of the membership a `reconfig` request makes, or why it is refused.
+    fn reconfig_lines(&self, auth: &[Id], body: &Bytes) -> Result<String, reconfig::Refusal> {
+        if !self.config.reconfig_enabled {
+            return Err((
+                ErrorCode::ReconfigDisabled,
+                "reconfigEnabled is false".into(),
+            ));
+        }
+        if self.role == Role::Standalone {
+            return Err((ErrorCode::Unimplemented, "a standalone server".into()));
+        }
+        if self.reconfig_pending.is_some() {
+            return Err((
+                ErrorCode::ReconfigInProgress,
+                "another reconfiguration is in progress".into(),
+            ));
+        }
+        let request: zk_jute::proto::ReconfigRequest =
+            read::decode(body).map_err(|e| (ErrorCode::MarshallingError, e.to_string()))?;
+        let entries = reconfig::new_membership(&self.config, &request, &self.synced_voters)?;
+        let acl = self.tree.acl_at(zk_datatree::CONFIG_PATH);
+        zk_datatree::acl::check_acl(&acl, Perms::WRITE, auth).map_err(|code| {
+            (
+                code,
+                "neither super nor allowed to write /zookeeper/config".into(),
+            )
+        })?;
+        let mut next = (*self.config).clone();
+        next.set_membership_entries(&entries)
+            .map_err(|e| (ErrorCode::BadArguments, e.to_string()))?;
+        Ok(next.membership_lines())
+    }
+
+    /// Leader: the voters synced with it now (itself included), for the quorum check
+    /// of a reconfiguration.
+    pub(crate) fn set_synced_voters(&mut self, synced: BTreeSet<u64>) {
+        self.synced_voters = synced;
+    }
+
+    /// A reconfiguration is active: `config` (the same settings, the new membership) is
+    /// this server's from now on.
+    pub(crate) fn activate(&mut self, config: Config) {
+        // As ZooKeeper's `initConfigInZKDatabase`: the node holds the membership, with
+        // its version as `mzxid`, written at this member's time.
+        if let Some(membership) = config.membership() {
+            let version = config.config_version;
+            self.tree
+                .set_config_data(Bytes::from(membership), version, self.now.wall_ms);
+        }
+        self.config = Arc::new(config);
+        self.reconfig_pending = None;
+    }
+
     /// Stages a prepared txn and appends it to the log.
     fn log(&mut self, header: TxnHeader, prepared: Prepared) {
         let zxid = header.zxid;
@@ -1347,7 +1466,22 @@ impl Engine {
             _ => None,
         });
         if let Some((op, stat_ops, reply)) = waiting {
-            *reply = Some(replies::write_reply(*op, cxid, zxid, applied, stat_ops));
+            *reply = Some(if *op == OpCode::Reconfig && applied.err == 0 {
+                // ZooKeeper answers with the new membership and the node's stat.
+                let data = self
+                    .tree
+                    .node(zk_datatree::CONFIG_PATH)
+                    .and_then(|n| n.data.clone());
+                let stat = applied.stat.clone().unwrap_or_default();
+                crate::wire::reply(
+                    cxid,
+                    zxid,
+                    0,
+                    Some(zk_jute::proto::GetDataResponse { data, stat }),
+                )
+            } else {
+                replies::write_reply(*op, cxid, zxid, applied, stat_ops)
+            });
             self.drain(conn);
         }
     }
@@ -1403,6 +1537,9 @@ impl Engine {
                 if expired {
                     self.write(f.session, f.cxid, &[], Err(ErrorCode::SessionExpired));
                     return;
+                }
+                if op == OpCode::Reconfig {
+                    return self.reconfig(f.session, f.cxid, &f.auth, &f.body);
                 }
                 let request = replies::write_request(op, &f.body);
                 self.write(f.session, f.cxid, &f.auth, request.as_ref().map_err(|e| *e));
@@ -1605,6 +1742,8 @@ impl Engine {
 
     fn reset_role(&mut self, role: Role, serving: bool, next: Option<Zxid>) {
         self.read_only = false;
+        // A reconfiguration not active yet is the next leader's to finish.
+        self.reconfig_pending = None;
         self.read_only_sessions.clear();
         self.local_sessions.clear();
         // The committed record is the tree's session table: a session whose
@@ -1653,8 +1792,9 @@ impl Engine {
         self.reset_role(self.role, false, None);
         self.tree = tree;
         if let Some(membership) = self.config.membership() {
+            let version = self.config.config_version;
             self.tree
-                .set_config_data(Bytes::from(membership), 0, self.now.wall_ms);
+                .set_config_data(Bytes::from(membership), version, self.now.wall_ms);
         }
         let mut sessions = Sessions::new(
             self.config.tick_time.as_millis() as u64,

@@ -1206,3 +1206,97 @@ fn a_session_the_leader_expires_loses_its_learner_connection_and_its_writes() {
     assert_eq!(logged.header.r#type, OpCode::Error.code());
     assert!(p.leader.engine.tree().node("/late").is_none());
 }
+
+#[test]
+fn reconfig_is_checked_in_zookeepers_order_and_logged_as_the_config_nodes_write() {
+    use zk_jute::proto::{GetDataResponse, ReconfigRequest};
+    let request = |joining: &str, from: i64| {
+        encode(ReconfigRequest {
+            joining_servers: Some(joining.into()),
+            leaving_servers: None,
+            new_members: None,
+            cur_config_id: from,
+        })
+    };
+    let join = "server.4=127.0.0.1:1:2:observer;3";
+    // Off, or standalone: refused before anything else.
+    let mut off = Script::new();
+    off.session(1, 10_000);
+    off.request(1, 1, OpCode::Reconfig, request(join, -1));
+    off.sync_log();
+    assert_eq!(off.take(1)[0].2, ErrorCode::ReconfigDisabled.code());
+    let on_alone = Config {
+        reconfig_enabled: true,
+        ..Config::default()
+    };
+    let mut alone = Script::standalone(on_alone);
+    alone.session(1, 10_000);
+    alone.request(1, 1, OpCode::Reconfig, request(join, -1));
+    alone.sync_log();
+    assert_eq!(alone.take(1)[0].2, ErrorCode::Unimplemented.code());
+
+    // A leader of three members, version 1a, super digest for `super:test`.
+    let mut config = Config::parse(
+        "initLimit=5\nsyncLimit=2\nreconfigEnabled=true\n\
+         server.1=127.0.0.1:11:21\nserver.2=127.0.0.1:12:22\nserver.3=127.0.0.1:13:23\n\
+         version=1a\nDigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n",
+    )
+    .unwrap();
+    config.server_id = 1;
+    let mut s = Script::with(config, DataTree::new(TreeOptions::default()), Role::Leader);
+    s.engine.set_synced_voters([1, 2].into());
+    s.connect_as(1, 0, 10_000);
+    s.sync_log();
+    s.input(Input::Committed { zxid: 1 });
+    let mut zxid = 1;
+    let mut ask = |s: &mut Script, xid: i32, body: Bytes| {
+        s.request(1, xid, OpCode::Reconfig, body);
+        s.sync_log();
+        zxid += 1;
+        s.input(Input::Committed { zxid });
+        s.take(1).pop().map(|(_, _, err)| err)
+    };
+    // A bad version and bad lines come before the ACL; then the ACL.
+    let stale = ask(&mut s, 1, request(join, 0x1b));
+    assert_eq!(stale, Some(ErrorCode::BadVersion.code()));
+    let bad = ask(&mut s, 2, request("some thing", -1));
+    assert_eq!(bad, Some(ErrorCode::BadArguments.code()));
+    let no_auth = ask(&mut s, 3, request(join, 0x1a));
+    assert_eq!(no_auth, Some(ErrorCode::NoAuth.code()));
+    // New voters not synced are no quorum.
+    let auth = encode(zk_jute::proto::AuthPacket {
+        r#type: 0,
+        scheme: "digest".into(),
+        auth: Some(Bytes::from_static(b"super:test")),
+    });
+    s.request(1, 4, OpCode::Auth, auth);
+    s.take(1);
+    let absent = "server.5=127.0.0.1:5:6;7,server.6=127.0.0.1:8:9;10";
+    let no_quorum = ask(&mut s, 5, request(absent, -1));
+    assert_eq!(no_quorum, Some(ErrorCode::NewConfigNoQuorum.code()));
+    // Accepted: the txn writes /zookeeper/config with the txn's zxid as version, and the
+    // answer is the node's data and stat.
+    s.request(1, 6, OpCode::Reconfig, request(join, 0x1a));
+    s.sync_log();
+    let logged = s.log.last().unwrap().clone();
+    assert_eq!(logged.header.r#type, OpCode::Reconfig.code());
+    zxid += 1;
+    // Another while it is pending is refused.
+    s.request(1, 7, OpCode::Reconfig, request(join, -1));
+    s.sync_log();
+    s.input(Input::Committed { zxid: zxid + 1 });
+    let body = s.body_of(1, 6);
+    let replies = s.take(1);
+    assert_eq!(replies[0].2, 0);
+    assert_eq!(replies[1].2, ErrorCode::ReconfigInProgress.code());
+    let mut r = Reader::new(body);
+    let answer = GetDataResponse::decode(&mut r).unwrap();
+    let text = String::from_utf8(answer.data.unwrap().to_vec()).unwrap();
+    // A bare client port is ZooKeeper's 0.0.0.0.
+    assert!(
+        text.contains("\nserver.4=127.0.0.1:1:2:observer;0.0.0.0:3\n"),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("\nversion={zxid:x}")), "{text}");
+    assert_eq!((answer.stat.version, answer.stat.mzxid), (-1, zxid));
+}

@@ -518,6 +518,9 @@ impl Host for Io<'_> {
 
     fn replacing_tree(&mut self) {}
 
+    /// The simulated network reaches every member by id: nothing to update.
+    fn activate(&mut self, _config: &crate::config::Config) {}
+
     fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String> {
         let mut zxids: Vec<i64> = self.disk.snapshots.iter().map(|(z, _)| *z).collect();
         zxids.sort_unstable_by(|a, b| b.cmp(a));

@@ -1,6 +1,8 @@
 //! kazoo's own tests for TLS and SASL DIGEST-MD5 (`TestSSLClient` in
-//! `kazoo/tests/test_client.py`, and `kazoo/tests/test_sasl.py`), unmodified, from kazoo's
-//! source release, against Apache ZooKeeper 3.8.0 and against our server.
+//! `kazoo/tests/test_client.py`, and `kazoo/tests/test_sasl.py`) against one server, and
+//! for dynamic reconfiguration (`TestReconfig`) against a three-member ensemble,
+//! unmodified, from kazoo's source release, against Apache ZooKeeper 3.8.0 and against
+//! our server.
 //!
 //! kazoo's harness starts its servers itself, as `java -cp $ZOOKEEPER_CLASSPATH ...
 //! QuorumPeerMain zoo.cfg`, with a zoo.cfg of its own (a secure client port, JKS stores it
@@ -28,11 +30,18 @@ use crate::servers::server_classpath;
 
 /// kazoo's release whose tests run.
 const KAZOO_VERSION: &str = "2.11.0";
-/// The tests: kazoo's TLS client test and its SASL tests (the GSSAPI ones skip themselves
-/// without a Kerberos setup).
-const TESTS: &[&str] = &[
-    "kazoo/tests/test_client.py::TestSSLClient",
-    "kazoo/tests/test_sasl.py",
+/// The tests, each set with the size of the ensemble kazoo's harness starts for it:
+/// kazoo's TLS client test and its SASL tests (the GSSAPI ones skip themselves without a
+/// Kerberos setup) on one server, its reconfiguration tests on three.
+const TESTS: &[(&[&str], usize)] = &[
+    (
+        &[
+            "kazoo/tests/test_client.py::TestSSLClient",
+            "kazoo/tests/test_sasl.py",
+        ],
+        1,
+    ),
+    (&["kazoo/tests/test_client.py::TestReconfig"], 3),
 ];
 /// Under the cargo target directory.
 const SUITE_DIR: &str = "kazoo-suite";
@@ -135,21 +144,23 @@ fn outcomes(output: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Runs the tests against one server; returns the outcomes and pytest's output.
+/// Runs `tests` against one server or ensemble of `size` members (ours with `ours`);
+/// returns the outcomes and pytest's output.
 fn run_one(
     python: &Path,
     source: &Path,
     base: &Path,
+    (tests, size): (&[&str], usize),
     ours: Option<&Path>,
 ) -> Result<(BTreeMap<String, String>, String)> {
     let mut cmd = Command::new(python);
     cmd.args(["-m", "pytest", "-rA", "-p", "no:cacheprovider", "-o"])
         .arg("addopts=")
-        .args(TESTS)
+        .args(tests)
         .current_dir(source)
         .env("ZOOKEEPER_VERSION", "3.8.0")
         .env("ZOOKEEPER_CLASSPATH", server_classpath().join(":"))
-        .env("ZOOKEEPER_CLUSTER_SIZE", "1")
+        .env("ZOOKEEPER_CLUSTER_SIZE", size.to_string())
         .env("ZOOKEEPER_PORT_OFFSET", port_offset()?.to_string())
         .stdin(Stdio::null());
     if let Some(binary) = ours {
@@ -207,13 +218,24 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         .zk_server
         .clone()
         .unwrap_or_else(|| target_dir().join("debug/zk-server"));
-    eprintln!("  kazoo {KAZOO_VERSION}: {}", TESTS.join(" "));
-    let (reference, reference_text) = run_one(&python, &source, &base, None)?;
-    let (ours, ours_text) = run_one(&python, &source, &base, Some(&binary))?;
-    if reference.is_empty() || ours.is_empty() {
-        bail!(
-            "pytest reported no tests\n--- Apache ZooKeeper:\n{reference_text}\n--- ours:\n{ours_text}"
+    let mut reference = BTreeMap::new();
+    let mut ours = BTreeMap::new();
+    let mut ours_text = String::new();
+    for &(tests, size) in TESTS {
+        eprintln!(
+            "  kazoo {KAZOO_VERSION}, {size} server(s): {}",
+            tests.join(" ")
         );
+        let (zk, zk_text) = run_one(&python, &source, &base, (tests, size), None)?;
+        let (us, us_text) = run_one(&python, &source, &base, (tests, size), Some(&binary))?;
+        if zk.is_empty() || us.is_empty() {
+            bail!(
+                "pytest reported no tests\n--- Apache ZooKeeper:\n{zk_text}\n--- ours:\n{us_text}"
+            );
+        }
+        reference.extend(zk);
+        ours.extend(us);
+        ours_text.push_str(&us_text);
     }
     // Every test either run reported, once each.
     let names: std::collections::BTreeSet<&String> = reference.keys().chain(ours.keys()).collect();
@@ -224,7 +246,7 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
         eprintln!("  {name}: Apache ZooKeeper {zk}, zk-server {us}");
         units.push(Unit {
             client: Client::KazooSuite,
-            case: "kazoo's TLS and SASL tests".into(),
+            case: "kazoo's TLS, SASL and reconfiguration tests".into(),
             command: name.clone(),
             reference: zk.to_owned(),
             ours: if us == zk || us == "PASSED" {
