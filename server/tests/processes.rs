@@ -2,7 +2,8 @@
 //! and `myid`, killed with SIGKILL as a crash would: clients (the third-party
 //! `zookeeper-client` crate and `zk-client`) keep their sessions across a leader's
 //! death, no acknowledged write is lost, a restarted ensemble holds everything
-//! acknowledged, and members rejoin through DIFF, TRUNC and SNAP.
+//! acknowledged, members rejoin through DIFF, TRUNC and SNAP, and an ensemble grows and
+//! shrinks through `reconfig` while clients write.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -785,4 +786,138 @@ async fn local_sessions_stay_on_their_member_until_an_ephemeral_upgrades_them() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "the upgraded session's close removes its ephemeral");
+}
+
+/// The `server.N` line of member `sid` in `zoo.cfg` text, with its client address added,
+/// as a `reconfig` joins it.
+fn joining_line(zoo_cfg: &str, sid: usize, client_port: u16) -> String {
+    let line = zoo_cfg
+        .lines()
+        .find(|l| l.starts_with(&format!("server.{sid}=")))
+        .unwrap();
+    format!("{line}:participant;127.0.0.1:{client_port}")
+}
+
+/// With `reconfigEnabled`, three members grow to five (two servers started with the
+/// membership plus themselves join through `reconfig`) and shrink back to three (the
+/// leader and another leave), while both client crates write: no acknowledged write is
+/// lost, and every member ends with the same membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ensemble_grows_to_five_and_shrinks_to_three_while_clients_write() {
+    let digest = "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
+    let mut ensemble = Ensemble::new(5, &format!("reconfigEnabled=true\n{digest}\n"), &[]);
+    let full = std::fs::read_to_string(ensemble.members[0].dir.join("zoo.cfg")).unwrap();
+    // Members 1 to 3 know only each other; 4 and 5 know all five.
+    for m in &ensemble.members[..3] {
+        let path = m.dir.join("zoo.cfg");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("server.4=") && !l.starts_with("server.5="))
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    }
+    for i in 0..3 {
+        ensemble.start(i);
+    }
+    ensemble.leader().await;
+    let hosts = ensemble.hosts(0..3);
+    let admin = tokio::time::timeout(
+        Duration::from_secs(30),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_auth("digest", b"super:test")
+            .connect(&hosts),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    admin.create("/k", b"", OPEN).await.unwrap();
+
+    let third = third_party(&hosts).await;
+    let our = ours(&hosts).await;
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w1 = {
+        let c = third.clone();
+        writer("zkc", acked.clone(), stop.clone(), move |path| {
+            let c = c.clone();
+            async move { c.create(&path, b"x", OPEN).await.is_ok() }
+        })
+    };
+    let w2 = {
+        let c = our.clone();
+        writer("ours", acked.clone(), stop.clone(), move |path| {
+            let c = c.clone();
+            async move {
+                c.create(&path, b"x", &zk_client::CreateOptions::persistent())
+                    .await
+                    .is_ok()
+            }
+        })
+    };
+    until_acked(&ensemble, &acked, 0, 50, "before growing").await;
+
+    // 4 and 5 start, follow without a vote, and join.
+    ensemble.start(3);
+    ensemble.start(4);
+    ensemble.leader().await;
+    let joining: Vec<String> = [4, 5]
+        .iter()
+        .map(|sid| joining_line(&full, *sid, ensemble.members[sid - 1].client_port))
+        .collect();
+    let joining: Vec<&str> = joining.iter().map(String::as_str).collect();
+    let update = zk::EnsembleUpdate::Incremental {
+        joinings: joining.iter().copied(),
+        leavings: [].iter().copied(),
+    };
+    let (grown, _) = admin.update_ensemble(update, None).await.unwrap();
+    let grown = String::from_utf8(grown).unwrap();
+    assert_eq!(grown.matches(":participant").count(), 5, "{grown}");
+    let before = acked.lock().unwrap().len();
+    until_acked(&ensemble, &acked, before, 50, "after growing").await;
+
+    // The leader and one more leave; the three left elect among themselves.
+    let leader = ensemble.leader().await;
+    let other = (leader + 1) % 5;
+    let leaving = [(leader + 1).to_string(), (other + 1).to_string()];
+    let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
+    let update = zk::EnsembleUpdate::Incremental {
+        joinings: [].iter().copied(),
+        leavings: leaving.iter().copied(),
+    };
+    // The leader's own clients may lose the answer when it steps down: the membership
+    // is read back instead.
+    let _ = admin.update_ensemble(update, None).await;
+    let remaining: Vec<usize> = (0..5).filter(|i| *i != leader && *i != other).collect();
+    let mut shrunk = String::new();
+    for _ in 0..100 {
+        let reader = third_party(&ensemble.addr(remaining[0])).await;
+        if reader.sync("/").await.is_ok() {
+            if let Ok((data, _)) = reader.get_config().await {
+                shrunk = String::from_utf8(data).unwrap();
+                if shrunk.matches(":participant").count() == 3 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shrunk.matches(":participant").count(), 3, "{shrunk}");
+    let new_leader = ensemble.leader().await;
+    assert!(remaining.contains(&new_leader), "{}", ensemble.dump());
+    let before = acked.lock().unwrap().len();
+    until_acked(&ensemble, &acked, before, 50, "after shrinking").await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::join!(w1, w2);
+
+    // Every acknowledged write is on every member, and every member has the membership.
+    let acked = acked.lock().unwrap().clone();
+    for i in 0..5 {
+        check_acked(&ensemble.addr(i), &acked).await;
+        let reader = third_party(&ensemble.addr(i)).await;
+        reader.sync("/").await.unwrap();
+        let (data, _) = reader.get_config().await.unwrap();
+        assert_eq!(String::from_utf8(data).unwrap(), shrunk, "member {}", i + 1);
+    }
 }
