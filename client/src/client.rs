@@ -777,6 +777,22 @@ impl Client {
         }
     }
 
+    /// Replaces the servers the client connects to (ZooKeeper's `updateServerList`,
+    /// after a reconfiguration): the hosts of `connect_string` (its chroot is ignored).
+    /// To spread the load evenly over the new list the client may move, by ZooKeeper's
+    /// probabilistic rule: its connection then drops and the session goes on on a server
+    /// of the new list (requests in flight fail with [`Error::ConnectionLoss`]). Returns
+    /// whether it moves.
+    pub async fn update_server_list(&self, connect_string: &str) -> Result<bool> {
+        let parsed = ConnectString::parse(connect_string)?;
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::UpdateServerList {
+            hosts: parsed.hosts,
+            reply,
+        });
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
     /// Closes the session: its ephemeral znodes go, every watch gets a `Closed` event,
     /// and later calls fail with [`Error::Closed`]. Waits for the server's answer (or
     /// the connection's end).

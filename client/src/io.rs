@@ -86,6 +86,11 @@ pub(crate) enum Command {
     },
     /// Close the session.
     Close { reply: oneshot::Sender<Result<()>> },
+    /// Replace the servers (`updateServerList`); answered with whether the client moves.
+    UpdateServerList {
+        hosts: Vec<(String, u16)>,
+        reply: oneshot::Sender<Result<bool>>,
+    },
 }
 
 impl Command {
@@ -95,6 +100,7 @@ impl Command {
             Command::Auth { reply, .. }
             | Command::Watches { reply, .. }
             | Command::Close { reply } => drop(reply.send(Err(error))),
+            Command::UpdateServerList { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -230,6 +236,9 @@ pub(crate) struct Io {
     last_heard: Instant,
     closing: bool,
     done: bool,
+    /// A new server list asks the client to move: the connection drops once the
+    /// commands at hand are handled.
+    moving: bool,
 }
 
 /// Why serving a connection stopped.
@@ -276,6 +285,7 @@ impl Io {
             queued: VecDeque::new(),
             last_heard: Instant::now(),
             closing: false,
+            moving: false,
             done: false,
         }
     }
@@ -432,6 +442,12 @@ impl Io {
 
     fn command_while_disconnected(&mut self, cmd: Command) {
         match cmd {
+            Command::UpdateServerList { hosts, reply } => {
+                let moving = self
+                    .hosts
+                    .update(hosts, None, &mut crate::hosts::random_unit);
+                let _ = reply.send(Ok(moving));
+            }
             Command::Close { reply } => {
                 self.finish(SessionState::Closed);
                 let _ = reply.send(Ok(()));
@@ -518,6 +534,11 @@ impl Io {
                     }
                     if self.done {
                         return Stop::Terminal;
+                    }
+                    if std::mem::take(&mut self.moving) {
+                        // As ZooKeeper's client after `updateServerList`: the connection
+                        // drops, and the session goes on on the server chosen.
+                        return Stop::Lost("moving to a server of the new list".into());
                     }
                     last_send = Instant::now();
                 }
@@ -626,6 +647,14 @@ impl Io {
                 } else {
                     self.send_close(Some(reply), out);
                 }
+            }
+            Command::UpdateServerList { hosts, reply } => {
+                let current = self.hosts.current().cloned();
+                let moving =
+                    self.hosts
+                        .update(hosts, current.as_ref(), &mut crate::hosts::random_unit);
+                self.moving |= moving;
+                let _ = reply.send(Ok(moving));
             }
         }
     }

@@ -448,6 +448,23 @@ async fn reconfiguration_adds_an_observer_and_removes_a_follower_while_serving()
         let (data, _) = reader.get_config().await.unwrap();
         assert_eq!(String::from_utf8(data).unwrap(), joined, "member {}", i + 1);
     }
+    // A zk-client told the new server list (`updateServerList`) without its own server
+    // moves there, and its session goes on.
+    let mover = zk_client::Client::connect(&ensemble.addr(other), Default::default())
+        .await
+        .unwrap();
+    let session = mover.session_id();
+    assert!(mover.update_server_list(&ensemble.addr(3)).await.unwrap());
+    let persistent = zk_client::CreateOptions::persistent();
+    with_timeout(
+        "a write after moving",
+        mover.create("/moved", b"", &persistent),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mover.session_id(), session);
+    let srvr = four_letter_word(&ensemble.addr(3), "cons").await;
+    assert!(srvr.contains(&format!("sid=0x{session:x}")), "{srvr}");
     // The observer forwards writes and serves reads.
     let through_observer = client(&ensemble.addr(3)).await;
     through_observer
