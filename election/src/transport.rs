@@ -867,8 +867,12 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Stops everything at once: the tasks are aborted, not waited for (their shared
+    /// state refers to them, so dropping it would not end them), and the listener's port
+    /// is freed as soon as they are gone.
     fn drop(&mut self) {
         self.cancel.cancel();
+        lock(&self.peers.tasks).abort_all();
     }
 }
 
