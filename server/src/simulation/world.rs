@@ -116,6 +116,9 @@ struct Disk {
     /// Bumped when the log is truncated or replaced: an fsync started before counts for
     /// nothing.
     sync_generation: u64,
+    /// The membership a reconfiguration activated, as the server keeps it in
+    /// `zoo.cfg.dynamic.<version>`; `None` while the configuration's own holds.
+    membership: Option<zk_replication::Membership>,
 }
 
 fn parse_snapshot(zxid: i64, bytes: Bytes, options: TreeOptions) -> Result<DataTree, String> {
@@ -518,8 +521,20 @@ impl Host for Io<'_> {
 
     fn replacing_tree(&mut self) {}
 
-    /// The simulated network reaches every member by id: nothing to update.
-    fn activate(&mut self, _config: &crate::config::Config) {}
+    /// The simulated network reaches every member by id; the election counts the new
+    /// membership, and the disk keeps it for the next life.
+    fn activate(&mut self, config: &crate::config::Config) {
+        if let Some(election) = config.election.clone() {
+            let out = self
+                .election
+                .handle(self.net.now_ms, EInput::Reconfigure(election));
+            self.election_out.extend(out);
+        }
+        self.disk.membership = Some(zk_replication::Membership {
+            version: config.config_version,
+            text: config.membership_lines(),
+        });
+    }
 
     fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String> {
         let mut zxids: Vec<i64> = self.disk.snapshots.iter().map(|(z, _)| *z).collect();
@@ -644,6 +659,7 @@ impl World {
                         async_fsync: false,
                         fsync_ms: (1, 10),
                         sync_generation: 0,
+                        membership: None,
                     },
                     live: None,
                     fsync_due: false,
@@ -825,6 +841,16 @@ impl World {
         config.server_id = sid;
         let options = TreeOptions::default();
         let node = self.nodes.get_mut(&sid).ok_or("no such member")?;
+        // A membership a reconfiguration made is read back, as from the dynamic file.
+        if let Some(membership) = &node.disk.membership {
+            config = config
+                .with_membership(membership)
+                .map_err(|e| format!("member {sid}'s membership: {e}"))?;
+        }
+        let election_config = config
+            .election
+            .clone()
+            .unwrap_or_else(|| self.election_config.clone());
         // Half the lives sync beside the member, as the server's runtime does with
         // forceSync on; the others in place (a host's `SyncStart::Done`).
         node.disk.async_fsync = self.net.rng.chance(500);
@@ -833,7 +859,12 @@ impl World {
             .restore(None, options)
             .map_err(|e| format!("member {sid} restoring: {e}"))?;
         tree.kill_dead_sessions();
-        let mut zab_config = zk_replication::Config::from_election(&self.election_config);
+        let mut zab_config = zk_replication::Config::from_election(&election_config);
+        zab_config.reconfig_enabled = config.reconfig_enabled;
+        zab_config.membership = zk_replication::Membership {
+            version: config.config_version,
+            text: config.membership_lines(),
+        };
         zab_config.tick_ms = TICK_TIME_MS;
         zab_config.init_limit = u64::from(config.init_limit.max(1));
         zab_config.sync_limit = u64::from(config.sync_limit.max(1));
@@ -842,8 +873,8 @@ impl World {
         zab_config.diff_max_txns = 100;
         let persisted = node.disk.persisted()?;
         let zab = Zab::new(zab_config, sid, persisted).map_err(|e| e.to_string())?;
-        let mut election = Election::new(self.election_config.clone(), sid, zab.peer_data())
-            .map_err(|e| e.to_string())?;
+        let mut election =
+            Election::new(election_config, sid, zab.peer_data()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(Arc::new(config), tree, now, Role::Standalone);
         engine.set_role(Role::Learner, false, None, &mut Vec::new());
         let election_out = election.handle(self.net.now_ms, EInput::StartLooking);
