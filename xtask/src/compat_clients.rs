@@ -49,7 +49,7 @@ const VENV: &str = "compat-clients-venv";
 
 const USAGE: &str = "usage: cargo xtask compat-clients [--keep-going] [--install] \
                      [--only zkcli,cli_mt,kazoo,zk-cli,zookeeper-client|all] [--verbose] [--keep] \
-                     [--record-cli] [--zk-server PATH] [--ensemble]";
+                     [--record-cli] [--zk-server PATH] [--ensemble] [--test NAME]...";
 /// Where `--record-cli` writes zkCli.sh's answers for zk-cli's tests.
 const CLI_TRANSCRIPTS: &str = "cli/tests/zkcli";
 
@@ -128,6 +128,8 @@ struct Options {
     zk_server: Option<PathBuf>,
     /// `--ensemble`: three-member ensembles of each server, the clients on a follower.
     ensemble: bool,
+    /// `--test NAME` (repeatable): only these tests of the `zookeeper-client` suite.
+    tests: Vec<String>,
 }
 
 fn parse_options(rest: &[String]) -> Result<Options> {
@@ -140,6 +142,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
         clients: Client::DEFAULT.to_vec(),
         zk_server: None,
         ensemble: false,
+        tests: Vec::new(),
     };
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
@@ -150,6 +153,7 @@ fn parse_options(rest: &[String]) -> Result<Options> {
             "--verbose" | "-v" => options.verbose = true,
             "--record-cli" => options.record_cli = true,
             "--ensemble" => options.ensemble = true,
+            "--test" => options.tests.push(args.next().context(USAGE)?.clone()),
             "--zk-server" => {
                 let path = PathBuf::from(args.next().context(USAGE)?);
                 let path = path

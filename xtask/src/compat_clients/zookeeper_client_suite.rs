@@ -20,8 +20,10 @@
 //!   are verified.
 //! - Each test runs as its own process (`--exact`), several at a time, with a time limit;
 //!   each has its own shim state folder, so what a test leaves running is stopped after it.
-//!   The reconfiguration case is left out by name ([`EXCLUDED`]); a case the features
-//!   leave unbuilt would be listed in [`NOT_BUILT`]. A case that runs an ensemble on the host's network, on
+//!   A case left out would be named in [`EXCLUDED`] (none is: the reconfiguration case,
+//!   `test_update_ensemble`, runs since zk-server reconfigures); a case the features
+//!   leave unbuilt would be listed in [`NOT_BUILT`]. `--test NAME` runs only the cases
+//!   named. A case that runs an ensemble on the host's network, on
 //!   fixed ports, runs alone ([`HOST_NETWORK`]). Whatever tag a test asks for (3.9.0, or 3.3 and 3.4 for
 //!   `test_zookeeper_old_server`), the shim runs the server under test.
 //! - A test failing on our server fails the run unless [`INTENDED_DIFFERENCES`] lists it.
@@ -79,16 +81,16 @@ log = \"0.4\"
 serde_json = \"1\"
 ";
 
-/// Tests left out, with why: they need dynamic reconfiguration on the server.
-const EXCLUDED: &[(&str, &str)] = &[(
-    "test_update_ensemble",
-    "reconfig: a three-member ensemble reconfigured (reconfigEnabled=true); zk-server has \
-         no dynamic reconfiguration yet",
-)];
+/// Tests left out, with why (none now).
+const EXCLUDED: &[(&str, &str)] = &[];
 
 /// Tests whose ensemble runs on the host's network with fixed ports (2001-2003,
 /// 3001-3003, 4001-4003): one at a time, whichever server.
-const HOST_NETWORK: &[&str] = &["test_readonly_plaintext", "test_readonly_tls"];
+const HOST_NETWORK: &[&str] = &[
+    "test_readonly_plaintext",
+    "test_readonly_tls",
+    "test_update_ensemble",
+];
 
 /// Tests the suite compiles only with crate features this run leaves off.
 const NOT_BUILT: &[(&str, &str)] = &[];
@@ -182,9 +184,11 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
     for (name, why) in NOT_BUILT {
         eprintln!("  left out {name}: {why}");
     }
+    let chosen = &servers.options.tests;
     let tests: Vec<String> = listed
         .into_iter()
         .filter(|t| !EXCLUDED.iter().any(|(name, _)| name == t))
+        .filter(|t| chosen.is_empty() || chosen.contains(t))
         .collect();
 
     let binary = servers
