@@ -110,8 +110,20 @@ impl LocalEnsemble {
             dir: dir.to_owned(),
             binary: binary.map(Path::to_owned),
         };
-        for i in 0..n {
+        // Highest id first, each listening on its election port before the next starts:
+        // the first two elect the highest, as a quorum of equal histories does, so that
+        // both servers' ensembles (compared member by member) have the same leader
+        // whatever the machine's load.
+        for i in (0..n).rev() {
             ensemble.start_member(i)?;
+            let election = SocketAddr::from(([127, 0, 0, 1], ensemble.peer_ports[i].1));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::net::TcpStream::connect(election).is_err() {
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("member {} never listened on {election}", i + 1);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         Ok(ensemble)
     }
