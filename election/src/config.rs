@@ -77,6 +77,10 @@ pub struct Config {
     /// answers every server it does not count, and its streams are accepted; off, it is
     /// refused.
     pub reconfig_enabled: bool,
+    /// The membership's version (the zxid of the reconfiguration that made it; 0 for
+    /// the first), told to peers with every notification: a looking member that hears
+    /// members settled under a newer membership follows the leader they follow.
+    pub version: i64,
 }
 
 impl Config {
@@ -104,6 +108,7 @@ impl Config {
             timing: Timing::default(),
             lease: None,
             reconfig_enabled: false,
+            version: 0,
         }
     }
 
@@ -147,6 +152,7 @@ impl Config {
             timing: Timing::default(),
             lease: None,
             reconfig_enabled: false,
+            version: 0,
         })
     }
 

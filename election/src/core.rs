@@ -133,7 +133,13 @@ impl Election {
     /// feed [`Input::StartLooking`] to begin.
     pub fn new(config: Config, me: Sid, data: PeerData) -> Result<Self, ConfigError> {
         config.validate()?;
-        let role = config.role(me).ok_or(ConfigError::NotAMember(me))?;
+        // With reconfiguration on, a server outside the membership (one a reconfiguration
+        // removed) runs without a vote and follows whoever the members elect.
+        let role = match config.role(me) {
+            Some(role) => role,
+            None if config.reconfig_enabled => Role::Participant,
+            None => return Err(ConfigError::NotAMember(me)),
+        };
         let min = config.timing.min_notification_interval_ms;
         let mut election = Election {
             config,
@@ -241,6 +247,7 @@ impl Election {
                     voters = ?config.verifier.voters(),
                     "the election counts a new membership"
                 );
+                self.role = config.role(self.me).unwrap_or(Role::Participant);
                 self.config = config;
                 if self.state == ServerState::Looking {
                     self.send_notifications(&mut out);
@@ -315,6 +322,7 @@ impl Election {
         let notification = Notification {
             vote: self.proposal_vote(),
             state: ServerState::Looking,
+            config_version: self.config.version,
         };
         for sid in self.config.verifier.voters() {
             if sid == self.me {
@@ -332,7 +340,11 @@ impl Election {
         if to != self.me {
             out.push(Output::Send {
                 to,
-                notification: Notification { vote, state },
+                notification: Notification {
+                    vote,
+                    state,
+                    config_version: self.config.version,
+                },
             });
         }
     }
@@ -347,6 +359,36 @@ impl Election {
                 round = n.vote.election_epoch,
                 "notification with an impossible round dropped"
             );
+            return;
+        }
+        // Members settled under a newer membership than this one's (a reconfiguration
+        // this member missed) are heard even where this membership would not count
+        // them: their leader is followed if a quorum of this membership's voters follow
+        // it, and the leader's NEWLEADER then brings the membership.
+        let newer = self.config.reconfig_enabled
+            && self.state == ServerState::Looking
+            && n.config_version > self.config.version
+            && matches!(n.state, ServerState::Following | ServerState::Leading);
+        if newer {
+            if self.config.role(from).is_none() {
+                self.reply(from, self.vote(), self.state, out);
+            }
+            // The leader they follow may be outside this membership, which this member
+            // does not notify: it is asked, so that it says it leads.
+            let leader = n.vote.leader;
+            let heard = self.outofelection.contains_key(&leader) || from == leader;
+            if leader != self.me && !self.config.verifier.is_voter(leader) && !heard {
+                let notification = Notification {
+                    vote: self.proposal_vote(),
+                    state: ServerState::Looking,
+                    config_version: self.config.version,
+                };
+                out.push(Output::Send {
+                    to: leader,
+                    notification,
+                });
+            }
+            self.receive_settled_vote(now_ms, from, n, out);
             return;
         }
         if self.config.role(from).is_none() {
@@ -651,6 +693,7 @@ impl Election {
         let notification = Notification {
             vote: self.current,
             state: self.state,
+            config_version: self.config.version,
         };
         for sid in self
             .config
@@ -689,6 +732,7 @@ mod tests {
                 peer_epoch: d.current_epoch,
             },
             state: ServerState::Looking,
+            config_version: 0,
         }
     }
 
@@ -835,10 +879,12 @@ mod tests {
         let following = Notification {
             vote: leader_vote,
             state: ServerState::Following,
+            config_version: 0,
         };
         let leading = Notification {
             vote: leader_vote,
             state: ServerState::Leading,
+            config_version: 0,
         };
         // A follower alone is no quorum, and the leader has not spoken yet.
         assert!(decision(&receive(&mut e, 1, 2, following)).is_none());
@@ -881,6 +927,7 @@ mod tests {
             let n = Notification {
                 vote: leader_vote,
                 state,
+                config_version: 0,
             };
             receive(&mut e3, 2, from, n);
         }
@@ -935,6 +982,58 @@ mod tests {
     }
 
     #[test]
+    fn members_settled_under_a_newer_membership_lead_a_member_that_missed_it() {
+        // Member 4 knows {1, 2, 4, 5} at version 7; the others moved on to a membership
+        // (version 9) where 3 leads. Their settled votes for 3 count, 3 is asked, and
+        // once 3 says it leads, 4 follows it.
+        let mut config = Config::majority([1, 2, 4, 5], []);
+        config.reconfig_enabled = true;
+        config.version = 7;
+        let mut e = Election::new(config, 4, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        let vote = Vote {
+            leader: 3,
+            zxid: Zxid::new(2, 5).0,
+            election_epoch: 4,
+            peer_epoch: 2,
+        };
+        let settled = |state| Notification {
+            vote,
+            state,
+            config_version: 9,
+        };
+        let out = receive(&mut e, 1, 1, settled(ServerState::Following));
+        assert!(
+            sends(&out)
+                .iter()
+                .any(|(to, n)| *to == 3 && n.state == ServerState::Looking),
+            "the leader outside this membership is asked: {out:?}"
+        );
+        receive(&mut e, 2, 2, settled(ServerState::Following));
+        receive(&mut e, 3, 5, settled(ServerState::Following));
+        assert_eq!(e.state(), ServerState::Looking, "3 has not said it leads");
+        let out = receive(&mut e, 4, 3, settled(ServerState::Leading));
+        assert_eq!(decision(&out).unwrap().vote.leader, 3);
+        assert_eq!(e.state(), ServerState::Following);
+        // The same votes from an older or equal membership count for nothing.
+        let mut config = Config::majority([1, 2, 4, 5], []);
+        config.reconfig_enabled = true;
+        config.version = 9;
+        let mut e = Election::new(config, 4, data(1, 0)).unwrap();
+        e.handle(0, Input::StartLooking);
+        for from in [1, 2, 5, 3] {
+            let state = if from == 3 {
+                ServerState::Leading
+            } else {
+                ServerState::Following
+            };
+            let out = receive(&mut e, 1, from, settled(state));
+            assert!(decision(&out).is_none());
+        }
+        assert_eq!(e.state(), ServerState::Looking);
+    }
+
+    #[test]
     fn a_looking_observer_does_not_answer_a_lagging_voter() {
         // The voter answers every looking observer; were the observer to answer the
         // voter's lagging round in turn, the two would answer each other forever (the
@@ -966,6 +1065,7 @@ mod tests {
         let leading = Notification {
             vote: e.vote(),
             state: ServerState::Leading,
+            config_version: 0,
         };
         receive(&mut e, 900, 2, leading);
         let out = e.handle(1_500, Input::Tick);

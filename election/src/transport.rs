@@ -341,6 +341,7 @@ fn notification_frame(n: &Notification) -> Frame {
             election_epoch: n.vote.election_epoch,
             peer_epoch: n.vote.peer_epoch,
             state: n.state.code(),
+            config_version: n.config_version,
         })),
     }
 }
@@ -367,6 +368,7 @@ fn frame_notification(from: Sid, frame: Frame) -> Option<Notification> {
             peer_epoch: n.peer_epoch,
         },
         state,
+        config_version: n.config_version,
     })
 }
 
@@ -893,6 +895,7 @@ mod tests {
                 peer_epoch: 0,
             },
             state: ServerState::Looking,
+            config_version: 0,
         }
     }
 

@@ -115,6 +115,9 @@ pub struct Notification {
     pub vote: Vote,
     /// The sender's state.
     pub state: ServerState,
+    /// The version of the membership the sender counts (0 for one no reconfiguration
+    /// made), as ZooKeeper's notifications carry their configuration.
+    pub config_version: i64,
 }
 
 /// What a server knows of its own history: the epoch it accepted last and the last zxid

@@ -332,6 +332,7 @@ async fn oversized_and_malformed_frames_are_refused() {
             election_epoch: 99,
             peer_epoch: 99,
             state: 42,
+            config_version: 0,
         })),
     };
     let _stream = exchange(addr, vec![hello(3), bad]).await.unwrap();
