@@ -263,13 +263,16 @@ impl Zab {
             learner_syncs: VecDeque::new(),
         };
         leader.connecting.insert(self.me, self.local.accepted_epoch);
-        // A reconfiguration seen and not activated is this leader's to finish if its
-        // txn is in the history it brings; otherwise it was dropped.
-        if let Some((m, _, _)) = &self.next_membership {
-            let zxid = Zxid(m.version);
-            if zxid > last || !self.local.history.contains(zxid) {
-                self.next_membership = None;
-            }
+        // A membership seen and not activated (a reconfiguration proposed, or one a
+        // NEWLEADER carried) is this leader's to finish if the history it brings reaches
+        // it (the txn logged, or inside the snapshot the log starts from); one past it
+        // was dropped with the txns after the history.
+        if self
+            .next_membership
+            .as_ref()
+            .is_some_and(|(m, _, _)| Zxid(m.version) > last)
+        {
+            self.next_membership = None;
         }
         info!(sid = self.me, last_zxid = %last, "leading: waiting for a quorum of learners");
         self.role = Role::Leading(Box::new(leader));

@@ -137,7 +137,11 @@ impl Zab {
         out: &mut Vec<Output>,
     ) {
         self.look(now_ms, out);
-        if leader == self.me || !self.config.is_voter(leader) {
+        // With reconfiguration on, the leader may be outside the membership this member
+        // knows (it missed the reconfiguration that made it a voter): NEWLEADER brings
+        // the leader's.
+        let known = self.config.is_voter(leader) || self.config.reconfig_enabled;
+        if leader == self.me || !known {
             warn!(sid = self.me, leader, "cannot follow that leader");
             out.push(Output::State(self.state()));
             return;
@@ -277,7 +281,17 @@ impl Zab {
             (Phase::AwaitSync, Message::Trunc { zxid, committed }) => {
                 self.set_phase(Phase::Syncing);
                 match self.local.truncate(zxid, out) {
-                    Ok(()) => self.sync_commit(committed.min(zxid)),
+                    Ok(()) => {
+                        // A reconfiguration among the txns dropped is gone with them.
+                        if self
+                            .next_membership
+                            .as_ref()
+                            .is_some_and(|(m, _, _)| m.version > zxid.0)
+                        {
+                            self.next_membership = None;
+                        }
+                        self.sync_commit(committed.min(zxid))
+                    }
                     Err(e) => Err(format!("TRUNC refused: {e}")),
                 }
             }
@@ -315,6 +329,27 @@ impl Zab {
                 Phase::Syncing | Phase::AwaitUpToDate | Phase::Serving,
                 Message::Reconfig { entry, membership },
             ) if !observer => self.on_reconfig(entry, membership, out),
+            // During the sync, commits wait for UPTODATE, which activates the membership
+            // NEWLEADER named (the leader's pending one).
+            (Phase::Syncing | Phase::AwaitUpToDate, Message::CommitAndActivate { zxid, .. })
+                if !observer =>
+            {
+                self.sync_commit(zxid)
+            }
+            (
+                Phase::Syncing | Phase::AwaitUpToDate,
+                Message::InformAndActivate {
+                    entry, membership, ..
+                },
+            ) if observer => {
+                let zxid = entry.zxid;
+                match self.local.append(entry, out) {
+                    Ok(()) => self
+                        .expect_membership(membership)
+                        .and_then(|()| self.sync_commit(zxid)),
+                    Err(e) => Err(format!("INFORMANDACTIVATE refused: {e}")),
+                }
+            }
             (Phase::Serving, Message::CommitAndActivate { zxid, leader }) if !observer => {
                 match self.local.pending.front() {
                     Some(next) if next.zxid == zxid => {

@@ -442,7 +442,9 @@ impl Zab {
     /// the election's decision.
     pub fn new(config: Config, me: Sid, persisted: Persisted) -> Result<Self, ConfigError> {
         config.validate()?;
-        if !config.is_member(me) {
+        // With reconfiguration on, a server outside the membership (removed by one) may
+        // still follow without a vote.
+        if !config.is_member(me) && !config.reconfig_enabled {
             return Err(ConfigError::NotAMember(me));
         }
         let window_max = config.commit_log_count;
@@ -658,6 +660,20 @@ impl Zab {
         self.check_next(&entry)?;
         self.next_membership = Some((membership.clone(), verifier, observers));
         self.leader_propose_message(now_ms, entry, Some(membership), out);
+        Ok(())
+    }
+
+    /// At start: `membership` is the last one this member's log holds (a reconfiguration
+    /// txn logged, ZooKeeper's `zoo.cfg.dynamic.next`), not known to be active. If it is
+    /// newer than the configuration's, it is pending as if just proposed: leading, this
+    /// member activates it once its history is committed; following, its leader's
+    /// NEWLEADER says which membership is to be.
+    pub fn logged_membership(&mut self, membership: Membership) -> Result<(), ConfigError> {
+        if membership.version <= self.config.membership.version {
+            return Ok(());
+        }
+        let (verifier, observers) = membership.parse()?;
+        self.next_membership = Some((membership, verifier, observers));
         Ok(())
     }
 
