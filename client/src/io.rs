@@ -518,8 +518,9 @@ impl Io {
                     match cmd {
                         Some(cmd) => {
                             self.on_command(cmd, &mut conn.out);
-                            // Whatever else is already queued goes out in the same write.
-                            while conn.out.len() < OUT_MAX_BYTES && !self.done {
+                            // Whatever else is already queued goes out in the same write
+                            // (not after a move: it waits for the next connection).
+                            while conn.out.len() < OUT_MAX_BYTES && !self.done && !self.moving {
                                 let Ok(cmd) = self.cmds.try_recv() else { break };
                                 self.on_command(cmd, &mut conn.out);
                             }

@@ -507,6 +507,7 @@ impl Config {
                 entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             )?;
             election.reconfig_enabled = self.reconfig_enabled;
+            election.version = self.config_version;
             Some(election)
         };
         self.servers = servers;
@@ -526,8 +527,8 @@ impl Config {
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
             .collect();
         let mut config = self.clone();
-        config.set_membership_entries(&entries)?;
         config.config_version = membership.version;
+        config.set_membership_entries(&entries)?;
         Ok(config)
     }
 
@@ -759,6 +760,9 @@ impl Config {
                         value: v.clone(),
                         reason: "not a hexadecimal number".into(),
                     })?;
+                if let Some(election) = c.election.as_mut() {
+                    election.version = c.config_version;
+                }
             }
         }
         if !raw.contains_key("dataLogDir") {

@@ -98,6 +98,7 @@ impl Ensemble {
     pub(crate) async fn start(
         config: &Config,
         snapshot_zxid: i64,
+        logged: Option<zk_replication::Membership>,
         tx: mpsc::UnboundedSender<Msg>,
     ) -> Result<(Ensemble, Member), EnsembleError> {
         let sid = config.server_id;
@@ -134,8 +135,16 @@ impl Ensemble {
             last_zxid = %persisted.history.last(),
             "replicated log opened"
         );
-        let zab = Zab::new(zab_config, sid, persisted)
+        let mut zab = Zab::new(zab_config, sid, persisted)
             .map_err(|e| EnsembleError::Config(e.to_string()))?;
+        if let Some(membership) = logged {
+            tracing::info!(
+                version = format!("{:x}", membership.version),
+                "the log holds a membership not known active: pending"
+            );
+            zab.logged_membership(membership)
+                .map_err(|e| EnsembleError::Config(e.to_string()))?;
+        }
         let mut node = NodeConfig::new(sid, election, zab.peer_data());
         let mut quorum_listen = resolve(&me.quorum_addr())?;
         if config.quorum_listen_on_all_ips {
@@ -398,11 +407,14 @@ impl Host for Ensemble {
     }
 
     fn activate(&mut self, config: &Config) {
-        self.quorum_addrs = config
-            .servers
-            .iter()
-            .map(|(sid, line)| (*sid, line.quorum_addr()))
-            .collect();
+        // Members that left keep their addresses: one may still lead this member's next
+        // election (it missed their leaving) until NEWLEADER brings the membership.
+        self.quorum_addrs.extend(
+            config
+                .servers
+                .iter()
+                .map(|(sid, line)| (*sid, line.quorum_addr())),
+        );
         if let Some(election) = config.election.clone() {
             let _ = self.look.send(ElectionRequest::Reconfigure(election));
         }

@@ -238,8 +238,9 @@ impl Server {
                     }
                 }
             }
+            let logged = member::logged_membership(&tree, &config);
             let (ensemble, member) =
-                ensemble::Ensemble::start(&config, snapshot_zxid, tx.clone()).await?;
+                ensemble::Ensemble::start(&config, snapshot_zxid, logged, tx.clone()).await?;
             (None, Some((Box::new(ensemble), member)))
         } else {
             // The log's writer thread tells the serving task each time a commit made

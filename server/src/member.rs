@@ -700,6 +700,29 @@ pub(crate) fn snapshot_pieces(tree: &DataTree) -> Result<Vec<Bytes>, String> {
     Ok(pieces)
 }
 
+/// The last membership a restored tree's log wrote to `/zookeeper/config` (a `reconfig`
+/// txn replayed), if it is newer than `config`'s: what ZooKeeper would find in
+/// `zoo.cfg.dynamic.next`, for [`Zab::logged_membership`].
+pub(crate) fn logged_membership(
+    tree: &DataTree,
+    config: &crate::config::Config,
+) -> Option<zk_replication::Membership> {
+    let node = tree.node(zk_datatree::CONFIG_PATH)?;
+    let version = node.client_stat().mzxid;
+    if !config.reconfig_enabled || version <= config.config_version {
+        return None;
+    }
+    let text = String::from_utf8_lossy(node.data.as_deref().unwrap_or_default());
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("version="))
+        .collect();
+    Some(zk_replication::Membership {
+        version,
+        text: lines.join("\n"),
+    })
+}
+
 /// The membership a `reconfig` txn makes: its data, without the `version=` line; the
 /// version is the txn's zxid. `None` for any other txn.
 fn reconfig_membership(log: &zk_persistence::LogEntry) -> Option<zk_replication::Membership> {

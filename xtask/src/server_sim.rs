@@ -14,7 +14,7 @@ use crate::chaos::check::{self, Violation};
 use crate::chaos::history::{Kind, Op, Outcome};
 
 const USAGE: &str = "usage: cargo xtask server-sim [--seeds N] [--start S] [--seed S] \
-    [--duration-ms MS] [--members N] [--clients N] [--no-faults] [--lying-disk]";
+    [--duration-ms MS] [--members N] [--clients N] [--no-faults] [--lying-disk] [--reconfig]";
 
 /// The recorded operation as the checkers read it.
 fn convert(op: &sim::Op) -> Op {
@@ -93,8 +93,11 @@ fn check_report(report: &Report) -> (Vec<Op>, Vec<Violation>) {
                     sequential,
                     sessions,
                     ephemerals,
+                    membership,
                 } = m;
-                (zxid, digest, registers, sequential, sessions, ephemerals)
+                (
+                    zxid, digest, registers, sequential, sessions, ephemerals, membership,
+                )
             }
             if held(f) != held(first) {
                 violations.push(Violation {
@@ -143,6 +146,7 @@ struct Totals {
     leaders: u64,
     syncs: BTreeMap<&'static str, u64>,
     purges: u64,
+    reconfigs: u64,
 }
 
 impl Totals {
@@ -152,6 +156,7 @@ impl Totals {
         self.events += report.stats.events;
         self.leaders += report.stats.leaders;
         self.purges += report.stats.purges;
+        self.reconfigs += report.stats.reconfigs;
         for (k, n) in &report.stats.faults {
             *self.faults.entry(k).or_default() += n;
         }
@@ -196,8 +201,8 @@ impl Totals {
             self.failovers_ms.len()
         );
         println!(
-            "syncs served: {:?}; autopurges: {}",
-            self.syncs, self.purges
+            "syncs served: {:?}; autopurges: {}; reconfigurations: {}",
+            self.syncs, self.purges, self.reconfigs
         );
     }
 }
@@ -238,6 +243,7 @@ pub(crate) fn run(rest: &[String]) -> Result<()> {
             "--clients" => template.clients = usize::try_from(value()?)?,
             "--no-faults" => template.faults = false,
             "--lying-disk" => template.lying_disk = true,
+            "--reconfig" => template.reconfig = true,
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }

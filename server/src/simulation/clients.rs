@@ -118,6 +118,27 @@ pub(crate) struct Client {
     ephemeral_due: bool,
     /// The registers with a data watch set and its event not yet received.
     armed: std::collections::BTreeSet<usize>,
+    /// The administrator's state, for the session that reconfigures instead of running
+    /// the workload.
+    admin: Option<Admin>,
+}
+
+/// What the administrator knows: the members, the one it removed, the connection it
+/// authenticated on, and the `reconfig` it waits for.
+#[derive(Debug)]
+struct Admin {
+    members: u64,
+    removed: Option<u64>,
+    authed: Option<ConnId>,
+    /// The `reconfig` request's xid, and who is out once it is done.
+    asked: Option<(i32, Option<u64>)>,
+    /// Reconfigurations answered with success.
+    done: u64,
+}
+
+/// The `server.N` line of simulated member `sid`, as a `reconfig` joins it.
+pub(crate) fn member_line(sid: u64) -> String {
+    format!("server.{sid}=127.0.0.{sid}:2888:3888:participant;127.0.0.{sid}:2181")
 }
 
 impl Client {
@@ -144,7 +165,83 @@ impl Client {
             setup: steps,
             ephemeral_due: false,
             armed: std::collections::BTreeSet::new(),
+            admin: None,
         }
+    }
+
+    /// The administrator of an ensemble of `members`: it authenticates as `super` on
+    /// each connection, then mostly reads, and now and then removes a member (or adds
+    /// the removed one back) with `reconfig`. Nothing it does is recorded.
+    pub(crate) fn admin(members: u64) -> Self {
+        let mut client = Client::new(false);
+        client.admin = Some(Admin {
+            members,
+            removed: None,
+            authed: None,
+            asked: None,
+            done: 0,
+        });
+        client
+    }
+
+    /// Reconfigurations this client had committed.
+    pub(crate) fn reconfigs(&self) -> u64 {
+        self.admin.as_ref().map_or(0, |a| a.done)
+    }
+
+    /// The administrator's next request.
+    fn admin_next(&mut self, xid: i32, rng: &mut Rng, now_ms: u64) -> Option<Frame> {
+        let conn = self.conn.map(|c| c.id);
+        let admin = self.admin.as_mut()?;
+        let kind = Kind::Read {
+            key: "admin".into(),
+        };
+        if admin.authed != conn {
+            admin.authed = conn;
+            self.begin(xid::AUTH, kind, true, None, now_ms);
+            let body = encode(zk_jute::proto::AuthPacket {
+                r#type: 0,
+                scheme: "digest".into(),
+                auth: Some(Bytes::from_static(b"super:test")),
+            });
+            return Some(Frame::Request {
+                xid: xid::AUTH,
+                op: OpCode::Auth as i32,
+                body,
+            });
+        }
+        if rng.below(100) >= 3 {
+            let body = encode(GetDataRequest {
+                path: "/zookeeper/config".into(),
+                watch: false,
+            });
+            self.begin(xid, kind, true, None, now_ms);
+            return Some(Frame::Request {
+                xid,
+                op: OpCode::GetData as i32,
+                body,
+            });
+        }
+        let (joining, leaving, after) = match admin.removed {
+            Some(sid) => (Some(member_line(sid)), None, None),
+            None => {
+                let sid = 1 + rng.below(admin.members);
+                (None, Some(sid.to_string()), Some(sid))
+            }
+        };
+        admin.asked = Some((xid, after));
+        let body = encode(zk_jute::proto::ReconfigRequest {
+            joining_servers: joining,
+            leaving_servers: leaving,
+            new_members: None,
+            cur_config_id: -1,
+        });
+        self.begin(xid, kind, true, None, now_ms);
+        Some(Frame::Request {
+            xid,
+            op: OpCode::Reconfig as i32,
+            body,
+        })
     }
 
     /// Whether the setup is done (it has nothing of it left to send or wait for).
@@ -177,6 +274,9 @@ impl Client {
     pub(crate) fn next(&mut self, rng: &mut Rng, values: &mut u64, now_ms: u64) -> Frame {
         self.xid += 1;
         let xid = self.xid;
+        if let Some(frame) = self.admin_next(xid, rng, now_ms) {
+            return frame;
+        }
         let keys = keys();
         if let Some((path, register)) = self.setup.pop() {
             let data = register.then(|| Bytes::from_static(b"0"));
@@ -300,7 +400,7 @@ impl Client {
             conn.ready = true;
             let resumed = response.session_id == self.session;
             if !resumed {
-                self.ephemeral_due = true;
+                self.ephemeral_due = self.admin.is_none();
                 self.armed.clear();
             }
             self.session = response.session_id;
@@ -371,6 +471,22 @@ impl Client {
             || header.err == ErrorCode::ConnectionLoss as i32
             || header.err == ErrorCode::OperationTimeout as i32
             || header.err == ErrorCode::SessionMoved as i32;
+        if let Some(admin) = &mut self.admin {
+            if let Some((_, after)) = admin.asked.take_if(|(x, _)| *x == pending.xid) {
+                if header.err == 0 {
+                    admin.removed = after;
+                    admin.done += 1;
+                }
+            } else if header.err == 0 && pending.xid > 0 {
+                // A read of /zookeeper/config: who is out, whatever an answer lost said.
+                if let Ok(response) = GetDataResponse::decode(&mut r) {
+                    let text =
+                        String::from_utf8_lossy(response.data.as_deref().unwrap_or_default());
+                    admin.removed =
+                        (1..=admin.members).find(|sid| !text.contains(&format!("server.{sid}=")));
+                }
+            }
+        }
         if pending.setup {
             if unknown {
                 // Try the step again on the next connection (NodeExists is fine then).

@@ -39,6 +39,9 @@ pub struct Options {
     /// A broken disk, to show the checkers catch one: its fsync reports the log durable
     /// without making it so, and a crash loses the tail.
     pub lying_disk: bool,
+    /// Dynamic reconfiguration on, and an administrator's session (as `super`) that now
+    /// and then removes a member and adds it back through `reconfig`.
+    pub reconfig: bool,
 }
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
             duration_ms: 20_000,
             faults: true,
             lying_disk: false,
+            reconfig: false,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Final {
     pub sessions: Vec<i64>,
     /// The clients' ephemeral nodes: path and owner.
     pub ephemerals: Vec<(String, i64)>,
+    /// The membership it counts (`/zookeeper/config`'s text, version included).
+    pub membership: String,
 }
 
 /// Counts for the report.
@@ -92,6 +98,8 @@ pub struct Stats {
     /// Autopurges done (a member purges after each of its snapshots, its history cut at
     /// the oldest snapshot it keeps).
     pub purges: u64,
+    /// Reconfigurations the administrator had committed.
+    pub reconfigs: u64,
 }
 
 /// A run's result.

@@ -641,6 +641,13 @@ impl World {
                 "server.{sid}=127.0.0.{sid}:2888:3888;127.0.0.{sid}:2181\n"
             ));
         }
+        if options.reconfig {
+            // `super:test`, for the administrator.
+            config_text.push_str(
+                "reconfigEnabled=true\n\
+                 DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n",
+            );
+        }
         let probe = Config::parse(&config_text).map_err(|e| e.to_string())?;
         let election_config = probe
             .election
@@ -667,9 +674,12 @@ impl World {
                 (sid, node)
             })
             .collect();
-        let clients = (0..options.clients.max(1))
+        let mut clients: Vec<Client> = (0..options.clients.max(1))
             .map(|id| Client::new(id == 0))
             .collect();
+        if options.reconfig {
+            clients.push(Client::admin(options.members));
+        }
         Ok(World {
             net: Net {
                 now_ms: 0,
@@ -765,7 +775,18 @@ impl World {
                 }
             }
         }
-        Ok(self.finals())
+        self.stats.reconfigs = self.clients.iter().map(Client::reconfigs).sum();
+        let finals = self.finals();
+        // Every member ends with the same membership.
+        if let Some(first) = finals.first() {
+            if let Some(other) = finals.iter().find(|f| f.membership != first.membership) {
+                return Err(format!(
+                    "members {} and {} end with different memberships:\n{}\n--\n{}",
+                    first.sid, other.sid, first.membership, other.membership
+                ));
+            }
+        }
+        Ok(finals)
     }
 
     /// Every member serves the same tree, and no client waits.
@@ -821,7 +842,15 @@ impl World {
                         (path, owner)
                     })
                     .collect();
+                let membership = node
+                    .live
+                    .as_ref()?
+                    .engine
+                    .config()
+                    .membership()
+                    .unwrap_or_default();
                 Some(Final {
+                    membership,
                     sid: *sid,
                     zxid: tree.last_zxid(),
                     digest: tree.digest(),
@@ -841,7 +870,8 @@ impl World {
         config.server_id = sid;
         let options = TreeOptions::default();
         let node = self.nodes.get_mut(&sid).ok_or("no such member")?;
-        // A membership a reconfiguration made is read back, as from the dynamic file.
+        // A membership a reconfiguration made is read back, as from the dynamic file; a
+        // member it left out runs without a vote.
         if let Some(membership) = &node.disk.membership {
             config = config
                 .with_membership(membership)
@@ -872,7 +902,11 @@ impl World {
         zab_config.commit_log_count = 40;
         zab_config.diff_max_txns = 100;
         let persisted = node.disk.persisted()?;
-        let zab = Zab::new(zab_config, sid, persisted).map_err(|e| e.to_string())?;
+        let mut zab = Zab::new(zab_config, sid, persisted).map_err(|e| e.to_string())?;
+        if let Some(membership) = crate::member::logged_membership(&tree, &config) {
+            zab.logged_membership(membership)
+                .map_err(|e| e.to_string())?;
+        }
         let mut election =
             Election::new(election_config, sid, zab.peer_data()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(Arc::new(config), tree, now, Role::Standalone);
