@@ -801,7 +801,8 @@ fn joining_line(zoo_cfg: &str, sid: usize, client_port: u16) -> String {
 /// With `reconfigEnabled`, three members grow to five (two servers started with the
 /// membership plus themselves join through `reconfig`) and shrink back to three (the
 /// leader and another leave), while both client crates write: no acknowledged write is
-/// lost, and every member ends with the same membership.
+/// lost, zk-client follows the new server list with its session, and every member ends
+/// with the same membership.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ensemble_grows_to_five_and_shrinks_to_three_while_clients_write() {
     let digest = "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
@@ -906,8 +907,34 @@ async fn the_ensemble_grows_to_five_and_shrinks_to_three_while_clients_write() {
     assert_eq!(shrunk.matches(":participant").count(), 3, "{shrunk}");
     let new_leader = ensemble.leader().await;
     assert!(remaining.contains(&new_leader), "{}", ensemble.dump());
+    // zk-client follows the new list (ZooKeeper's updateServerList); its session and its
+    // writes go on.
+    let session = our.session_id();
+    our.update_server_list(&ensemble.hosts(remaining.iter().copied()))
+        .await
+        .unwrap();
+    let ours_acked = |acked: &Acked| {
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.starts_with("/k/ours"))
+            .count()
+    };
+    let ours_before = ours_acked(&acked);
     let before = acked.lock().unwrap().len();
     until_acked(&ensemble, &acked, before, 50, "after shrinking").await;
+    for _ in 0..200 {
+        if ours_acked(&acked) >= ours_before + 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        ours_acked(&acked) >= ours_before + 10,
+        "zk-client writes after moving"
+    );
+    assert_eq!(our.session_id(), session);
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::join!(w1, w2);
 
