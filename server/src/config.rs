@@ -515,7 +515,9 @@ impl Config {
         self.check_ensemble_limits()
     }
 
-    /// The same configuration with `membership` (a reconfiguration's) as its own.
+    /// The same configuration with `membership` (a reconfiguration's) as its own, this
+    /// server's client address taken from its line there when the line has one (as
+    /// ZooKeeper's `processReconfig` takes it).
     pub fn with_membership(
         &self,
         membership: &zk_replication::Membership,
@@ -529,6 +531,10 @@ impl Config {
         let mut config = self.clone();
         config.config_version = membership.version;
         config.set_membership_entries(&entries)?;
+        if let Some(addr) = config.line_client_addr() {
+            config.client_addr = addr;
+            config.client_port_enabled = true;
+        }
         Ok(config)
     }
 
@@ -562,6 +568,17 @@ impl Config {
     /// ZooKeeper then registers the x509 provider itself.
     fn serves_tls(&self) -> bool {
         self.secure_client_addr.is_some() || self.port_unification
+    }
+
+    /// The client address on this server's own `server.N` line, resolved, if it has one.
+    fn line_client_addr(&self) -> Option<SocketAddr> {
+        let (host, port) = self.servers.get(&self.server_id)?.client.clone()?;
+        let resolved: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs().ok()?.collect();
+        resolved
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(resolved.first())
+            .copied()
     }
 
     /// ZooKeeper's `setupClientPort`: the client address on this server's own `server.N`

@@ -75,6 +75,9 @@ pub(crate) struct Ensemble {
     pub(crate) sync_generation: u64,
     /// The serving task's inbox, for the fsyncs' ends.
     tx: mpsc::UnboundedSender<Msg>,
+    /// Where clients are served now, and where to ask for it to move.
+    client_addr: SocketAddr,
+    pub(crate) rebind: Option<mpsc::UnboundedSender<SocketAddr>>,
 }
 
 /// What the serving task asks of the election, which runs on tasks of its own.
@@ -251,6 +254,8 @@ impl Ensemble {
             snap_retain_count: config.snap_retain_count,
             sync_generation: 0,
             tx,
+            client_addr: config.client_addr,
+            rebind: None,
         };
         Ok((ensemble, member))
     }
@@ -417,6 +422,14 @@ impl Host for Ensemble {
         );
         if let Some(election) = config.election.clone() {
             let _ = self.look.send(ElectionRequest::Reconfigure(election));
+        }
+        // A new client address on this member's own line moves the client port.
+        if config.client_addr != self.client_addr && config.client_port_enabled {
+            if let Some(rebind) = &self.rebind {
+                tracing::info!(from = %self.client_addr, to = %config.client_addr, "the reconfiguration moves the client port");
+                let _ = rebind.send(config.client_addr);
+                self.client_addr = config.client_addr;
+            }
         }
         // As ZooKeeper's `setQuorumVerifier`: the membership goes to its own file, which
         // zoo.cfg names from now on.

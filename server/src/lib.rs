@@ -219,6 +219,9 @@ impl Server {
             tracing::info!(file = %path.display(), "wrote the first snapshot");
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        // A reconfiguration that moves this member's client address (ZooKeeper's
+        // `cnxnFactory.reconfigure`).
+        let (rebind_tx, rebind_rx) = mpsc::unbounded_channel::<SocketAddr>();
         let (log, ensemble) = if config.is_distributed() {
             // Zab owns the log of an ensemble's member.
             drop(log);
@@ -239,8 +242,9 @@ impl Server {
                 }
             }
             let logged = member::logged_membership(&tree, &config);
-            let (ensemble, member) =
+            let (mut ensemble, member) =
                 ensemble::Ensemble::start(&config, snapshot_zxid, logged, tx.clone()).await?;
+            ensemble.rebind = Some(rebind_tx.clone());
             (None, Some((Box::new(ensemble), member)))
         } else {
             // The log's writer thread tells the serving task each time a commit made
@@ -371,7 +375,7 @@ impl Server {
                 tls,
                 unified: config.port_unification,
             };
-            tasks.push(tokio::spawn(accept_loop(listener, accept)));
+            tasks.push(tokio::spawn(plain_port(listener, accept, rebind_rx)));
         }
         if let (Some((listener, bound)), Some(tls)) = (secure, tls) {
             tracing::info!(addr = %bound, "serving TLS clients");
@@ -463,6 +467,7 @@ impl Server {
 }
 
 /// What a client port's accepting task shares with its connections.
+#[derive(Clone)]
 struct Accept {
     core: mpsc::UnboundedSender<Msg>,
     config: Arc<Config>,
@@ -477,6 +482,37 @@ struct Accept {
 
 /// How long a TLS client may take over its handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The plain client port: its accept loop, moved to another address when a
+/// reconfiguration changes this member's client address. Connections already open stay;
+/// if the new address cannot be bound, the old one serves on.
+async fn plain_port(
+    listener: TcpListener,
+    accept: Accept,
+    mut rebind: mpsc::UnboundedReceiver<SocketAddr>,
+) {
+    let mut current = AbortOnDrop(tokio::spawn(accept_loop(listener, accept.clone())));
+    while let Some(addr) = rebind.recv().await {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(%addr, "serving clients at the address the reconfiguration gave");
+                current = AbortOnDrop(tokio::spawn(accept_loop(listener, accept.clone())));
+            }
+            Err(e) => tracing::error!(%addr, error = %e, "cannot move the client port there"),
+        }
+    }
+    // No reconfiguration can come any more: serve on.
+    let _ = (&mut current.0).await;
+}
 
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

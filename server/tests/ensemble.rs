@@ -474,6 +474,44 @@ async fn reconfiguration_adds_an_observer_and_removes_a_follower_while_serving()
     anyone.sync("/").await.unwrap();
     assert_eq!(anyone.get_data("/joined").await.unwrap().0, b"4");
 
+    // A member's client port moves: it serves clients at the new address at once.
+    let sid = other + 1;
+    let line = ensemble
+        .lines
+        .lines()
+        .find(|l| l.starts_with(&format!("server.{sid}=")))
+        .unwrap()
+        .to_owned();
+    let old_port = ensemble.client_ports[other];
+    let new_port = free_port();
+    let moved = line.replace(&format!(":{old_port}"), &format!(":{new_port}"));
+    let (data, _) = admin
+        .update_ensemble(incremental(&[moved.as_str()], &[]), None)
+        .await
+        .unwrap();
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains(&format!("127.0.0.1:{new_port}")), "{text}");
+    let mut moved_client = None;
+    for _ in 0..50 {
+        let connect = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(15))
+            .with_connection_timeout(Duration::from_secs(1))
+            .with_fail_eagerly()
+            .connect(&format!("127.0.0.1:{new_port}"))
+            .await;
+        if let Ok(c) = connect {
+            moved_client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let moved_client = moved_client.expect("the member serves at its new client port");
+    moved_client.sync("/").await.unwrap();
+    assert_eq!(moved_client.get_data("/joined").await.unwrap().0, b"4");
+    let srvr = four_letter_word(&format!("127.0.0.1:{new_port}"), "conf").await;
+    assert!(srvr.contains(&format!("clientPort={new_port}")), "{srvr}");
+    ensemble.client_ports[other] = new_port;
+
     // A follower leaves: the other two voters carry on alone.
     let leaving = (follower + 1).to_string();
     let (data, _) = admin
