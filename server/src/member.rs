@@ -712,15 +712,24 @@ pub(crate) fn logged_membership(
     if !config.reconfig_enabled || version <= config.config_version {
         return None;
     }
-    let text = String::from_utf8_lossy(node.data.as_deref().unwrap_or_default());
+    Some(membership_of(
+        version,
+        node.data.as_deref().unwrap_or_default(),
+    ))
+}
+
+/// The membership `/zookeeper/config` data holds, at `version`: its lines without the
+/// `version=` one.
+fn membership_of(version: i64, data: &[u8]) -> zk_replication::Membership {
+    let text = String::from_utf8_lossy(data);
     let lines: Vec<&str> = text
         .lines()
         .filter(|line| !line.starts_with("version="))
         .collect();
-    Some(zk_replication::Membership {
+    zk_replication::Membership {
         version,
         text: lines.join("\n"),
-    })
+    }
 }
 
 /// The membership a `reconfig` txn makes: its data, without the `version=` line; the
@@ -731,15 +740,10 @@ fn reconfig_membership(log: &zk_persistence::LogEntry) -> Option<zk_replication:
     }
     let mut body = zk_jute::Reader::new(log.body.clone());
     let txn: zk_jute::txn::SetDataTxn = zk_jute::Record::decode(&mut body).ok()?;
-    let text = String::from_utf8_lossy(txn.data.as_deref().unwrap_or_default());
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.starts_with("version="))
-        .collect();
-    Some(zk_replication::Membership {
-        version: log.header.zxid,
-        text: lines.join("\n"),
-    })
+    Some(membership_of(
+        log.header.zxid,
+        txn.data.as_deref().unwrap_or_default(),
+    ))
 }
 
 /// What `srvr` and `mntr` call a member's mode.

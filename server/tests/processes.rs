@@ -320,6 +320,30 @@ where
     })
 }
 
+/// A writer on each client crate's session: `/k/zkc-*` and `/k/ours-*`.
+fn both_writers(
+    third: &zk::Client,
+    our: &zk_client::Client,
+    acked: &Acked,
+    stop: &Arc<AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let c = third.clone();
+    let w1 = writer("zkc", acked.clone(), stop.clone(), move |path| {
+        let c = c.clone();
+        async move { c.create(&path, b"x", OPEN).await.is_ok() }
+    });
+    let c = our.clone();
+    let w2 = writer("ours", acked.clone(), stop.clone(), move |path| {
+        let c = c.clone();
+        async move {
+            c.create(&path, b"x", &zk_client::CreateOptions::persistent())
+                .await
+                .is_ok()
+        }
+    });
+    (w1, w2)
+}
+
 /// Waits until `acked` holds `more` writes beyond `from`.
 async fn until_acked(e: &Ensemble, acked: &Acked, from: usize, more: usize, what: &str) {
     for _ in 0..600 {
@@ -369,24 +393,7 @@ async fn leader_killed_while_clients_write(n: usize, kills: usize) {
     let sessions = (third.session_id(), our.session_id());
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let w1 = {
-        let c = third.clone();
-        writer("zkc", acked.clone(), stop.clone(), move |path| {
-            let c = c.clone();
-            async move { c.create(&path, b"x", OPEN).await.is_ok() }
-        })
-    };
-    let w2 = {
-        let c = our.clone();
-        writer("ours", acked.clone(), stop.clone(), move |path| {
-            let c = c.clone();
-            async move {
-                c.create(&path, b"x", &zk_client::CreateOptions::persistent())
-                    .await
-                    .is_ok()
-            }
-        })
-    };
+    let (w1, w2) = both_writers(&third, &our, &acked, &stop);
     until_acked(&ensemble, &acked, 0, 50, "before the kill").await;
     let mut killed = Vec::new();
     for _ in 0..kills {
@@ -839,24 +846,7 @@ async fn the_ensemble_grows_to_five_and_shrinks_to_three_while_clients_write() {
     let our = ours(&hosts).await;
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let w1 = {
-        let c = third.clone();
-        writer("zkc", acked.clone(), stop.clone(), move |path| {
-            let c = c.clone();
-            async move { c.create(&path, b"x", OPEN).await.is_ok() }
-        })
-    };
-    let w2 = {
-        let c = our.clone();
-        writer("ours", acked.clone(), stop.clone(), move |path| {
-            let c = c.clone();
-            async move {
-                c.create(&path, b"x", &zk_client::CreateOptions::persistent())
-                    .await
-                    .is_ok()
-            }
-        })
-    };
+    let (w1, w2) = both_writers(&third, &our, &acked, &stop);
     until_acked(&ensemble, &acked, 0, 50, "before growing").await;
 
     // 4 and 5 start, follow without a vote, and join.
