@@ -474,6 +474,21 @@ async fn reconfiguration_adds_an_observer_and_removes_a_follower_while_serving()
     anyone.sync("/").await.unwrap();
     assert_eq!(anyone.get_data("/joined").await.unwrap().0, b"4");
 
+    // The observer becomes a voter, and back: it rejoins in each role.
+    let participant4 = observer4.replacen(":observer;", ":participant;", 1);
+    let (data, _) = admin
+        .update_ensemble(incremental(&[participant4.as_str()], &[]), None)
+        .await
+        .unwrap();
+    assert!(String::from_utf8(data).unwrap().contains(&participant4));
+    wait_modes(&ensemble, |m| m[3].as_deref() == Some("follower")).await;
+    through_observer.create("/voter", b"", OPEN).await.unwrap();
+    admin
+        .update_ensemble(incremental(&[observer4.as_str()], &[]), None)
+        .await
+        .unwrap();
+    wait_modes(&ensemble, |m| m[3].as_deref() == Some("observer")).await;
+
     // A member's client port moves: it serves clients at the new address at once.
     let sid = other + 1;
     let line = ensemble
