@@ -388,7 +388,16 @@ impl Election {
                     notification,
                 });
             }
-            self.receive_settled_vote(now_ms, from, n, out);
+            // This member counts itself among them: it is about to follow that leader.
+            self.outofelection.insert(from, (n.vote, n.state));
+            let mut quorum = self.tally(&self.outofelection, &n.vote, n.state);
+            quorum.push(self.me);
+            if self.config.verifier.contains_quorum(&quorum)
+                && self.leader_confirmed(&self.outofelection, &n.vote)
+            {
+                self.logical_clock = n.vote.election_epoch;
+                self.decide(now_ms, n.vote, quorum, DecidedBy::Established, out);
+            }
             return;
         }
         if self.config.role(from).is_none() {
