@@ -286,6 +286,15 @@ impl Election {
         }
     }
 
+    /// This member's proposal, as a looking member sends it.
+    fn looking_notification(&self) -> Notification {
+        Notification {
+            vote: self.proposal_vote(),
+            state: ServerState::Looking,
+            config_version: self.config.version,
+        }
+    }
+
     fn proposal_vote(&self) -> Vote {
         Vote {
             election_epoch: self.logical_clock,
@@ -319,11 +328,7 @@ impl Election {
 
     /// Sends this server's proposal to every voter (itself included, through the inbox).
     fn send_notifications(&mut self, out: &mut Vec<Output>) {
-        let notification = Notification {
-            vote: self.proposal_vote(),
-            state: ServerState::Looking,
-            config_version: self.config.version,
-        };
+        let notification = self.looking_notification();
         for sid in self.config.verifier.voters() {
             if sid == self.me {
                 self.inbox.push_back(notification);
@@ -378,11 +383,7 @@ impl Election {
             let leader = n.vote.leader;
             let heard = self.outofelection.contains_key(&leader) || from == leader;
             if leader != self.me && !self.config.verifier.is_voter(leader) && !heard {
-                let notification = Notification {
-                    vote: self.proposal_vote(),
-                    state: ServerState::Looking,
-                    config_version: self.config.version,
-                };
+                let notification = self.looking_notification();
                 out.push(Output::Send {
                     to: leader,
                     notification,

@@ -95,11 +95,8 @@ impl Zab {
 
     /// Remembers `membership` as the one a pending reconfiguration makes.
     fn expect_membership(&mut self, membership: crate::config::Membership) -> Result<(), String> {
-        let (verifier, observers) = membership
-            .parse()
-            .map_err(|e| format!("a reconfiguration's membership: {e}"))?;
-        self.next_membership = Some((membership, verifier, observers));
-        Ok(())
+        self.set_next_membership(membership)
+            .map_err(|e| format!("a reconfiguration's membership: {e}"))
     }
 
     /// The reconfiguration at `zxid` is committed here: its membership is activated.

@@ -654,11 +654,9 @@ impl Zab {
                 membership.version, entry.zxid
             )));
         }
-        let (verifier, observers) = membership
-            .parse()
+        self.check_next(now_ms, &entry, out)?;
+        self.set_next_membership(membership.clone())
             .map_err(|e| ProposeError::Reconfig(e.to_string()))?;
-        self.check_next(&entry)?;
-        self.next_membership = Some((membership.clone(), verifier, observers));
         self.leader_propose_message(now_ms, entry, Some(membership), out);
         Ok(())
     }
@@ -672,6 +670,14 @@ impl Zab {
         if membership.version <= self.config.membership.version {
             return Ok(());
         }
+        self.set_next_membership(membership)
+    }
+
+    /// Makes `membership` the pending one, its voters and observers read from it.
+    pub(crate) fn set_next_membership(
+        &mut self,
+        membership: Membership,
+    ) -> Result<(), ConfigError> {
         let (verifier, observers) = membership.parse()?;
         self.next_membership = Some((membership, verifier, observers));
         Ok(())
@@ -699,27 +705,12 @@ impl Zab {
     }
 
     /// Checks that `entry` is what this leader proposes next.
-    fn check_next(&mut self, entry: &Entry) -> Result<(), ProposeError> {
-        let Role::Leading(leader) = &mut self.role else {
-            return Err(ProposeError::NotLeading);
-        };
-        let Some(expected) = leader.next_zxid() else {
-            return Err(ProposeError::NotLeading);
-        };
-        if entry.zxid != expected {
-            return Err(ProposeError::WrongZxid {
-                expected,
-                got: entry.zxid,
-            });
-        }
-        Ok(())
-    }
-
-    /// Like [`Input::Propose`], with the refusal returned.
-    pub fn propose(
+    /// An established leader whose epoch's counter is spent leaves the epoch
+    /// (ZooKeeper's `ZxidRolloverException`).
+    fn check_next(
         &mut self,
         now_ms: u64,
-        entry: Entry,
+        entry: &Entry,
         out: &mut Vec<Output>,
     ) -> Result<(), ProposeError> {
         let Role::Leading(leader) = &mut self.role else {
@@ -743,6 +734,17 @@ impl Zab {
                 got: entry.zxid,
             });
         }
+        Ok(())
+    }
+
+    /// Like [`Input::Propose`], with the refusal returned.
+    pub fn propose(
+        &mut self,
+        now_ms: u64,
+        entry: Entry,
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProposeError> {
+        self.check_next(now_ms, &entry, out)?;
         self.leader_propose(now_ms, entry, out);
         Ok(())
     }
