@@ -7,7 +7,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use zk_datatree::acl::open_acl_unsafe;
 use zk_datatree::{DataTree, Session, WriteRequest, prepare};
-use zk_jute::proto::{CreateRequest, SetDataRequest};
+use zk_jute::proto::{CreateRequest, DeleteRequest, SetDataRequest};
 use zk_jute::txn::TxnHeader;
 
 const TIME_MS: i64 = 1_700_000_000_000;
@@ -79,6 +79,29 @@ fn benches(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // Creates under a parent that already has 200,000 children, as a long run of
+    // creates into one parent leaves it (names in the load generator's pattern).
+    let mut wide = tree_with(0);
+    for i in 0..200_000 {
+        write(&mut wide, &create(format!("/bench/w{}-{i}", i % 16)));
+    }
+    let mut next = 200_000;
+    group.bench_function("create_delete_1000_wide", |b| {
+        b.iter(|| {
+            let first = next;
+            for _ in 0..1000 {
+                next += 1;
+                write(&mut wide, &create(format!("/bench/w{}-{next}", next % 16)));
+            }
+            // Deleted again, so every iteration meets a parent of the same size.
+            for i in first + 1..=next {
+                let path = format!("/bench/w{}-{i}", i % 16);
+                let request = DeleteRequest { path, version: -1 };
+                write(&mut wide, &WriteRequest::Delete(request));
+            }
+        })
+    });
+    drop(wide);
     let mut tree = tree_with(1000);
     group.bench_function("set_data_1000", |b| {
         b.iter(|| {
@@ -101,6 +124,37 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // A fuzzy snapshot body of 300,000 znodes (100-byte values) under 16 parents, in the
+    // server's 5,000-node pieces: the work a member does every 50,000 to 100,000 writes.
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(10);
+    let mut big = DataTree::default();
+    write(&mut big, &create("/bench".into()));
+    for parent in 0..16 {
+        write(&mut big, &create(format!("/bench/p{parent}")));
+    }
+    for i in 0..300_000 {
+        write(
+            &mut big,
+            &create(format!("/bench/p{}/w{}-{i}", i % 16, i % 7)),
+        );
+    }
+    group.throughput(Throughput::Elements(big.node_count() as u64));
+    group.bench_function("fuzzy_body_300k", |b| {
+        let mut piece = bytes::BytesMut::with_capacity(2 << 20);
+        b.iter(|| {
+            let mut writer = zk_datatree::BodyWriter::fuzzy();
+            let mut bytes = 0;
+            while !writer.write_some(&big, &mut piece, 5_000) {
+                bytes += piece.len();
+                piece.clear();
+            }
+            black_box(bytes + piece.len())
+        })
+    });
+    group.finish();
+    drop(big);
 
     // Memory: one million znodes with 100-byte values, measured as the process RSS delta.
     let before = rss_bytes();

@@ -3,8 +3,6 @@
 //! (the root as `""`) followed by data, ACL id and `StatPersisted`, ending with the path
 //! `"/"`. File headers, the session table and seals belong to the persistence layer.
 
-use std::ops::Bound;
-
 use bytes::BufMut;
 use zk_jute::data::{Acl, StatPersisted};
 use zk_jute::{DecodeError, Reader, Record};
@@ -110,28 +108,27 @@ impl BodyWriter {
                 self.open.push((0, None));
             }
         }
-        // Reopen the open nodes where the last piece left them; one deleted since is gone
-        // with everything under it.
+        // Reopen the open nodes where the last piece left them, by path (a node deleted
+        // since is gone with everything under it); within a piece, children are reached
+        // through their parent's slots.
         let open = std::mem::take(&mut self.open);
         let mut walk = Vec::with_capacity(open.len());
         for (len, after) in &open {
             let Some(node) = self.path.get(..*len).and_then(|p| tree.node(p)) else {
                 break;
             };
-            let children = match after {
-                Some(name) => node
-                    .children
-                    .range::<str, _>((Bound::Excluded(&**name), Bound::Unbounded)),
-                None => node.children.range::<str, _>(..),
-            };
-            walk.push((*len, children, after.as_deref()));
+            walk.push((
+                *len,
+                node.children.after(after.as_deref()),
+                after.as_deref(),
+            ));
         }
         let mut written = 0;
         while written < nodes {
             let Some((len, children, last)) = walk.last_mut() else {
                 break;
             };
-            let Some(name) = children.next() else {
+            let Some((name, slot)) = children.next() else {
                 walk.pop();
                 continue;
             };
@@ -139,7 +136,7 @@ impl BodyWriter {
             self.path.truncate(*len);
             self.path.push('/');
             self.path.push_str(name);
-            let Some(node) = tree.node(&self.path) else {
+            let Some(node) = tree.node_at(slot) else {
                 continue;
             };
             if self.fuzzy && node.stat.czxid > self.start_zxid {
@@ -148,7 +145,7 @@ impl BodyWriter {
             }
             self.write_node(node, out);
             written += 1;
-            walk.push((self.path.len(), node.children.range::<str, _>(..), None));
+            walk.push((self.path.len(), node.children.after(None), None));
         }
         if walk.is_empty() {
             "/".to_owned().encode(out);
@@ -248,15 +245,17 @@ impl DataTree {
                 return Err(SnapshotError::UnknownAcl { path, acl });
             }
             let owner = stat.ephemeral_owner;
-            if let Some((parent, child)) = split(&path) {
-                if !tree.link_child(parent, child) && tree.node(parent).is_none() {
-                    return Err(SnapshotError::MissingParent { path });
-                }
+            let parent = split(&path);
+            if parent.is_some_and(|(parent, _)| tree.node(parent).is_none()) {
+                return Err(SnapshotError::MissingParent { path });
             }
-            tree.insert_node(
+            let slot = tree.insert_node(
                 &path,
                 Node::from_parts(crate::tree::owned(&data), acl, stat),
             );
+            if let Some((parent, child)) = parent {
+                tree.link_child(parent, child, slot);
+            }
             tree.index_loaded(&path, owner, acl);
             loaded += 1;
             if loaded % 100_000 == 0 {

@@ -1,6 +1,7 @@
 //! The znode tree. [`DataTree::apply`] is the only way it changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use bytes::Bytes;
 use zk_jute::data::{Acl, Stat, StatPersisted};
@@ -30,9 +31,200 @@ pub struct Node {
     pub acl: i64,
     /// Its persisted stat.
     pub stat: StatPersisted,
-    /// Its children's names, sorted.
-    pub children: BTreeSet<Box<str>>,
+    /// Its children, sorted by name.
+    pub children: Children,
     digest: u64,
+}
+
+/// A node's children: their names, sorted, each with where the child lives in the tree,
+/// so that walking the tree (a snapshot) goes from node to node without looking each
+/// child up by its path. Two sets are equal when they hold the same names.
+#[derive(Debug, Clone, Default)]
+pub struct Children(BTreeMap<Name, usize>);
+
+impl Children {
+    /// How many children.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a child is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name.as_bytes())
+    }
+
+    /// The names, sorted.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+        self.0.keys().map(Name::as_str)
+    }
+
+    /// The children after `name` (all of them for `None`), in name order, with their
+    /// slots.
+    pub(crate) fn after(&self, name: Option<&str>) -> impl Iterator<Item = (&str, usize)> {
+        let range = match name {
+            Some(name) => self
+                .0
+                .range::<[u8], _>((Bound::Excluded(name.as_bytes()), Bound::Unbounded)),
+            None => self.0.range::<[u8], _>(..),
+        };
+        range.map(|(name, slot)| (name.as_str(), *slot))
+    }
+
+    fn insert(&mut self, name: &str, slot: usize) -> bool {
+        self.0.insert(Name::new(name), slot).is_none()
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.remove(name.as_bytes());
+    }
+}
+
+impl PartialEq for Children {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.keys().eq(other.0.keys())
+    }
+}
+
+impl Eq for Children {}
+
+/// A child's name, kept inside the parent's set when it is short (most are), so that
+/// comparing names while searching a large set reads no memory beyond the set's own.
+/// Ordered as `str` is, byte by byte.
+#[derive(Clone)]
+enum Name {
+    Short(u8, [u8; Name::SHORT]),
+    Long(Box<str>),
+}
+
+impl Name {
+    const SHORT: usize = 22;
+
+    fn new(name: &str) -> Self {
+        let mut bytes = [0; Self::SHORT];
+        match bytes.get_mut(..name.len()) {
+            Some(short) => {
+                short.copy_from_slice(name.as_bytes());
+                Self::Short(name.len() as u8, bytes)
+            }
+            None => Self::Long(name.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Short(len, bytes) => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Long(name) => name.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Made from a `str`, cut at its end: always UTF-8.
+            Self::Short(..) => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Self::Long(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// Where the nodes live: fixed-size chunks (so that growing never moves the nodes already
+/// there), a removed node's slot reused by the next one added. Nodes made one after
+/// another sit side by side, which is how a snapshot walks siblings.
+#[derive(Debug, Clone, Default)]
+struct Slab {
+    chunks: Vec<Vec<Option<Node>>>,
+    free: Vec<usize>,
+}
+
+impl Slab {
+    const CHUNK: usize = 4096;
+
+    fn get(&self, slot: usize) -> Option<&Node> {
+        self.chunks
+            .get(slot / Self::CHUNK)?
+            .get(slot % Self::CHUNK)?
+            .as_ref()
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Node> {
+        self.chunks
+            .get_mut(slot / Self::CHUNK)?
+            .get_mut(slot % Self::CHUNK)?
+            .as_mut()
+    }
+
+    fn insert(&mut self, node: Node) -> usize {
+        if let Some(slot) = self.free.pop() {
+            if let Some(place) = self
+                .chunks
+                .get_mut(slot / Self::CHUNK)
+                .and_then(|chunk| chunk.get_mut(slot % Self::CHUNK))
+            {
+                debug_assert!(place.is_none(), "a free slot holds a node");
+                *place = Some(node);
+                return slot;
+            }
+        }
+        if self
+            .chunks
+            .last()
+            .is_none_or(|chunk| chunk.len() == Self::CHUNK)
+        {
+            self.chunks.push(Vec::with_capacity(Self::CHUNK));
+        }
+        let mut slot = (self.chunks.len() - 1) * Self::CHUNK;
+        if let Some(chunk) = self.chunks.last_mut() {
+            slot += chunk.len();
+            chunk.push(Some(node));
+        }
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Node> {
+        let node = self
+            .chunks
+            .get_mut(slot / Self::CHUNK)?
+            .get_mut(slot % Self::CHUNK)?
+            .take()?;
+        self.free.push(slot);
+        Some(node)
+    }
 }
 
 impl Node {
@@ -41,7 +233,7 @@ impl Node {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            children: Children::default(),
             digest: 0,
         }
     }
@@ -130,7 +322,9 @@ impl Default for TreeOptions {
 pub struct DataTree {
     /// Keyed by a per-process random seed (foldhash): several times cheaper than SipHash
     /// for paths, and still not predictable by clients.
-    nodes: HashMap<String, Node, foldhash::fast::RandomState>,
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// The nodes themselves, where `index` and each node's children point.
+    nodes: Slab,
     acls: AclCache,
     /// Each session's ephemeral paths, kept as ZooKeeper keeps them (a `HashSet` made at
     /// the session's first ephemeral and dropped when the session closes, never shrunk),
@@ -164,7 +358,7 @@ impl DataTree {
             (QUOTA_PATH, Some("quota")),
         ];
         for (path, child) in system {
-            tree.insert_node(
+            let slot = tree.insert_node(
                 path,
                 Node::new(
                     Some(Bytes::new()),
@@ -173,7 +367,7 @@ impl DataTree {
                 ),
             );
             if let (Some(child), Some((parent, _))) = (child, split(path)) {
-                tree.link_child(parent, child);
+                tree.link_child(parent, child, slot);
             }
         }
         let config_acl = tree.acls.intern(&read_acl_unsafe());
@@ -181,15 +375,16 @@ impl DataTree {
             aversion: -1,
             ..StatPersisted::default()
         };
-        tree.insert_node(CONFIG_PATH, Node::new(Some(Bytes::new()), config_acl, stat));
-        tree.link_child(ZOOKEEPER_PATH, "config");
+        let slot = tree.insert_node(CONFIG_PATH, Node::new(Some(Bytes::new()), config_acl, stat));
+        tree.link_child(ZOOKEEPER_PATH, "config", slot);
         tree
     }
 
     /// A tree with no nodes at all: the starting point for loading a snapshot.
     pub fn empty(options: TreeOptions) -> Self {
         Self {
-            nodes: HashMap::default(),
+            index: HashMap::default(),
+            nodes: Slab::default(),
             acls: AclCache::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -205,7 +400,13 @@ impl DataTree {
 
     /// The node at `path` (`/` or `""` for the root).
     pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(crate::path::key(path))
+        let slot = *self.index.get(crate::path::key(path))?;
+        self.nodes.get(slot)
+    }
+
+    /// The node in `slot` (a child's, from [`Children::after`]).
+    pub(crate) fn node_at(&self, slot: usize) -> Option<&Node> {
+        self.nodes.get(slot)
     }
 
     /// The ACL of a node.
@@ -227,7 +428,7 @@ impl DataTree {
 
     /// Number of znodes, the root included.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.index.len()
     }
 
     /// The tree digest (sum of node digests, wrapping).
@@ -305,7 +506,7 @@ impl DataTree {
         let mut count = 0;
         while let Some(next) = stack.pop() {
             count += 1;
-            if let Some(node) = self.nodes.get(&next) {
+            if let Some(node) = self.node(&next) {
                 stack.extend(node.children.iter().map(|c| join(&next, c)));
             }
         }
@@ -314,10 +515,10 @@ impl DataTree {
 
     /// Paths, in preorder with children sorted, starting at the root.
     pub fn paths_preorder(&self) -> Vec<String> {
-        let mut out = Vec::with_capacity(self.nodes.len());
+        let mut out = Vec::with_capacity(self.index.len());
         let mut stack = vec![String::new()];
         while let Some(path) = stack.pop() {
-            if let Some(node) = self.nodes.get(&path) {
+            if let Some(node) = self.node(&path) {
                 stack.extend(node.children.iter().rev().map(|c| format!("{path}/{c}")));
             }
             out.push(path);
@@ -332,14 +533,14 @@ impl DataTree {
     pub fn expiry_candidates(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
         let elapsed = |node: &Node| now_ms.saturating_sub(node.stat.mtime);
         let containers = self.containers.iter().filter(|path| {
-            self.nodes.get(*path).is_some_and(|node| {
+            self.node(path).is_some_and(|node| {
                 node.children.is_empty()
                     && (node.stat.cversion > 0
                         || (max_never_used_ms != 0 && elapsed(node) > max_never_used_ms))
             })
         });
         let ttls = self.ttls.iter().filter(|path| {
-            self.nodes.get(*path).is_some_and(|node| {
+            self.node(path).is_some_and(|node| {
                 let ttl = ttl_of(node.stat.ephemeral_owner);
                 node.children.is_empty() && ttl != 0 && elapsed(node) > ttl
             })
@@ -471,27 +672,27 @@ impl DataTree {
         out: &mut Applied,
     ) -> Result<(), ErrorCode> {
         let (parent_key, name) = split(&txn.path).ok_or(ErrorCode::NoNode)?;
-        let parent = self.nodes.get(parent_key).ok_or(ErrorCode::NoNode)?;
+        let parent = self.node(parent_key).ok_or(ErrorCode::NoNode)?;
         if parent.children.contains(name) {
             return Err(ErrorCode::NodeExists);
         }
-        let acl = self.acls.intern(txn.acl.as_deref().unwrap_or_default());
         let mut cversion = txn.parent_c_version;
         if cversion == -1 {
             cversion = parent.stat.cversion.saturating_add(1);
         }
+        let acl = self.acls.intern(txn.acl.as_deref().unwrap_or_default());
         let (parent_key, name) = (parent_key.to_owned(), name.to_owned());
+        let stat = created_stat(zxid, time, owner);
+        let node = Node::new(owned(&txn.data), acl, stat);
+        out.stat = Some(node.client_stat());
+        let slot = self.insert_node(&txn.path, node);
         self.update(&parent_key, |parent| {
             if cversion > parent.stat.cversion {
                 parent.stat.cversion = cversion;
                 parent.stat.pzxid = zxid;
             }
-            parent.children.insert(name.as_str().into());
+            parent.children.insert(&name, slot);
         });
-        let stat = created_stat(zxid, time, owner);
-        let node = Node::new(owned(&txn.data), acl, stat);
-        out.stat = Some(node.client_stat());
-        self.insert_node(&txn.path, node);
         match EphemeralType::of(owner, self.options.extended_types) {
             EphemeralType::Container => {
                 self.containers.insert(txn.path.clone());
@@ -537,7 +738,7 @@ impl DataTree {
         triggers: &mut Vec<Trigger>,
     ) -> Result<(), ErrorCode> {
         let (parent_key, name) = split(path).ok_or(ErrorCode::NoNode)?;
-        if !self.nodes.contains_key(parent_key) {
+        if !self.index.contains_key(parent_key) {
             return Err(ErrorCode::NoNode);
         }
         let parent_key = parent_key.to_owned();
@@ -595,15 +796,16 @@ impl DataTree {
         time: i64,
         out: &mut Applied,
     ) -> Result<(), ErrorCode> {
-        let key = crate::path::key(path).to_owned();
+        let key = crate::path::key(path);
+        let slot = *self.index.get(key).ok_or(ErrorCode::NoNode)?;
         let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
         let old_len = self
             .nodes
-            .get(&key)
+            .get(slot)
             .and_then(|n| n.data.as_ref())
             .map_or(0, |d| d.len() as i64);
         let stat = self
-            .update(&key, |node| {
+            .update_at(slot, key, |node| {
                 node.data = owned(&data);
                 node.stat.mtime = time;
                 node.stat.mzxid = zxid;
@@ -611,13 +813,17 @@ impl DataTree {
             })
             .ok_or(ErrorCode::NoNode)?;
         out.stat = Some(stat);
-        if let Some(prefix) = self.quota_prefix(&key) {
+        if let Some(prefix) = self.quota_prefix(key) {
             self.update_quota_stat(&prefix, new_len - old_len, 0);
         }
+        let acl = self
+            .nodes
+            .get(slot)
+            .map_or_else(|| Vec::new().into(), |node| self.acl_of(node));
         out.triggers.push(Trigger {
             path: path.to_owned(),
             event: EventType::NodeDataChanged,
-            acl: self.acl_at(&key),
+            acl,
         });
         Ok(())
     }
@@ -630,7 +836,7 @@ impl DataTree {
         out: &mut Applied,
     ) -> Result<(), ErrorCode> {
         let key = crate::path::key(path).to_owned();
-        let old = self.nodes.get(&key).ok_or(ErrorCode::NoNode)?.acl;
+        let old = self.node(&key).ok_or(ErrorCode::NoNode)?.acl;
         self.acls.release(old);
         let id = self.acls.intern(acl);
         out.stat = self.update(&key, |node| {
@@ -647,7 +853,7 @@ impl DataTree {
         zxid: i64,
     ) -> Result<(), ErrorCode> {
         let key = path.strip_suffix('/').unwrap_or(path).to_owned();
-        let node = self.nodes.get(&key).ok_or(ErrorCode::NoNode)?;
+        let node = self.node(&key).ok_or(ErrorCode::NoNode)?;
         let cversion = if cversion == -1 {
             node.stat.cversion.saturating_add(1)
         } else {
@@ -706,7 +912,18 @@ impl DataTree {
 
     /// Changes one node through `change`, keeping the digest in step; returns the new stat.
     fn update(&mut self, key: &str, change: impl FnOnce(&mut Node)) -> Option<Stat> {
-        let node = self.nodes.get_mut(key)?;
+        let slot = *self.index.get(key)?;
+        self.update_at(slot, key, change)
+    }
+
+    /// [`update`](Self::update) of the node at `key`, found in `slot`.
+    fn update_at(
+        &mut self,
+        slot: usize,
+        key: &str,
+        change: impl FnOnce(&mut Node),
+    ) -> Option<Stat> {
+        let node = self.nodes.get_mut(slot)?;
         self.digest = self.digest.wrapping_sub(node.digest);
         let old_size = data_size(key, node);
         change(node);
@@ -718,31 +935,44 @@ impl DataTree {
 
     /// Makes room for `additional` more nodes at once.
     pub(crate) fn reserve_nodes(&mut self, additional: usize) {
-        self.nodes.reserve(additional);
+        self.index.reserve(additional);
     }
 
-    /// Adds a node (no parent link), keeping the digest in step.
-    pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) {
+    /// Adds a node (no parent link; a node already at `path` is replaced), keeping the
+    /// digest in step; returns its slot.
+    pub(crate) fn insert_node(&mut self, path: &str, mut node: Node) -> usize {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
         self.data_size += data_size(path, &node);
-        if let Some(old) = self.nodes.insert(path.to_owned(), node) {
-            self.digest = self.digest.wrapping_sub(old.digest);
-            self.data_size = self.data_size.saturating_sub(data_size(path, &old));
+        if let Some(&slot) = self.index.get(path) {
+            if let Some(place) = self.nodes.get_mut(slot) {
+                let old = std::mem::replace(place, node);
+                self.digest = self.digest.wrapping_sub(old.digest);
+                self.data_size = self.data_size.saturating_sub(data_size(path, &old));
+                return slot;
+            }
         }
+        let slot = self.nodes.insert(node);
+        self.index.insert(path.into(), slot);
+        slot
     }
 
     fn remove_node(&mut self, path: &str) -> Option<Node> {
-        let node = self.nodes.remove(path)?;
+        let slot = self.index.remove(path)?;
+        let node = self.nodes.remove(slot)?;
         self.digest = self.digest.wrapping_sub(node.digest);
         self.data_size = self.data_size.saturating_sub(data_size(path, &node));
         Some(node)
     }
 
-    /// Records `child` under `parent` without touching any stat (system nodes, snapshots).
-    pub(crate) fn link_child(&mut self, parent: &str, child: &str) -> bool {
-        match self.nodes.get_mut(parent) {
-            Some(node) => node.children.insert(child.into()),
+    /// Records `child`, in `slot`, under `parent` without touching any stat (system
+    /// nodes, snapshots); false if there is no `parent` or it already had that child.
+    pub(crate) fn link_child(&mut self, parent: &str, child: &str, slot: usize) -> bool {
+        let Some(&at) = self.index.get(parent) else {
+            return false;
+        };
+        match self.nodes.get_mut(at) {
+            Some(node) => node.children.insert(child, slot),
             None => false,
         }
     }
@@ -774,7 +1004,8 @@ impl DataTree {
 
     /// A node to change in place, outside txns and the digest (quota statistics only).
     pub(crate) fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
-        self.nodes.get_mut(path)
+        let slot = *self.index.get(path)?;
+        self.nodes.get_mut(slot)
     }
 
     pub(crate) fn acls_mut(&mut self) -> &mut AclCache {
@@ -791,7 +1022,7 @@ impl DataTree {
         use std::fmt::Write as _;
         let mut out = String::new();
         for key in self.paths_preorder() {
-            let Some(node) = self.nodes.get(&key) else {
+            let Some(node) = self.node(&key) else {
                 continue;
             };
             let path = if key.is_empty() { "/" } else { &key };
@@ -1008,6 +1239,94 @@ mod tests {
             ephemeral,
             parent_c_version,
         })
+    }
+
+    #[test]
+    fn children_sort_as_strings_whether_kept_inline_or_not() {
+        let mut tree = DataTree::default();
+        // Around the inline limit (22 bytes), multi-byte characters, and prefixes.
+        let names = [
+            "b",
+            "a",
+            "aaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaab",
+            "é",
+            "zé-ünïcödé-nämé-lönger-thän-twenty-two",
+            "A",
+            "a0",
+        ];
+        for (zxid, name) in (1..).zip(names) {
+            assert_eq!(apply(&mut tree, zxid, 0, plain(&format!("/{name}"))).err, 0);
+        }
+        let mut sorted: Vec<&str> = names.to_vec();
+        sorted.push("zookeeper");
+        sorted.sort_unstable();
+        let root = tree.node("/").unwrap();
+        assert_eq!(root.children.iter().collect::<Vec<_>>(), sorted);
+        assert!(root.children.contains("aaaaaaaaaaaaaaaaaaaaaab"));
+        assert!(!root.children.contains("aaaaaaaaaaaaaaaaaaaaaaaa"));
+        let after: Vec<&str> = root
+            .children
+            .after(Some("aaaaaaaaaaaaaaaaaaaaaa"))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(after, sorted[5..]);
+        // Each child's slot holds that child.
+        for (name, slot) in root.children.after(None) {
+            assert_eq!(
+                Some(tree.node_at(slot).unwrap()),
+                tree.node(&format!("/{name}"))
+            );
+        }
+    }
+
+    #[test]
+    fn slots_freed_by_deletes_are_reused_and_the_links_stay_right() {
+        let mut tree = DataTree::default();
+        let mut zxid = 0;
+        let mut next = || {
+            zxid += 1;
+            zxid
+        };
+        assert_eq!(apply(&mut tree, next(), 0, plain("/p")).err, 0);
+        for i in 0..100 {
+            assert_eq!(
+                apply(&mut tree, next(), 0, plain(&format!("/p/{i}"))).err,
+                0
+            );
+        }
+        let slots = tree.nodes.chunks.iter().map(Vec::len).sum::<usize>();
+        for i in (0..100).step_by(2) {
+            let delete = Transaction::Delete(DeleteTxn {
+                path: format!("/p/{i}"),
+            });
+            assert_eq!(apply(&mut tree, next(), 0, delete).err, 0);
+        }
+        assert_eq!(tree.nodes.free.len(), 50);
+        for i in 100..150 {
+            assert_eq!(
+                apply(&mut tree, next(), 0, plain(&format!("/p/n{i}"))).err,
+                0
+            );
+        }
+        // Every freed slot was taken again; none was added.
+        assert!(tree.nodes.free.is_empty());
+        assert_eq!(tree.nodes.chunks.iter().map(Vec::len).sum::<usize>(), slots);
+        let p = tree.node("/p").unwrap();
+        assert_eq!(p.children.len(), 100);
+        for (name, slot) in p.children.after(None) {
+            let node = tree.node_at(slot).unwrap();
+            assert_eq!(Some(node), tree.node(&format!("/p/{name}")), "{name}");
+        }
+        // The body written through the slots loads into the same tree.
+        let mut body = bytes::BytesMut::new();
+        tree.serialize(&mut body);
+        let mut reader = zk_jute::Reader::new(body.freeze());
+        let loaded = DataTree::deserialize(&mut reader, TreeOptions::default(), |_| {}).unwrap();
+        assert_eq!(loaded.paths_preorder(), tree.paths_preorder());
+        assert_eq!(loaded.digest(), tree.digest());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use zk_datatree::DataTree;
 use zk_persistence::ZxidDigest;
 
@@ -61,8 +61,10 @@ impl Pace {
 
 /// What the file writer gets.
 enum Piece {
-    /// The next bytes of the body.
-    Body(Bytes),
+    /// The next bytes of the body (the buffer goes back to the serving task once written,
+    /// to hold a later piece: a fresh megabyte for every piece costs the allocator more
+    /// than serializing it).
+    Body(BytesMut),
     /// The body is complete; the digest to record after it.
     End(ZxidDigest),
 }
@@ -72,6 +74,8 @@ pub(crate) struct Job {
     writer: zk_datatree::BodyWriter,
     /// To the thread writing the file; `None` once the body is complete.
     pieces: Option<std::sync::mpsc::Sender<Piece>>,
+    /// Piece buffers the writer is done with.
+    spare: std::sync::mpsc::Receiver<BytesMut>,
     pace: Arc<Pace>,
     notify: Notify,
     started: Instant,
@@ -89,10 +93,11 @@ impl Job {
         let zxid = writer.start_zxid();
         let sessions = tree.sessions().clone();
         let (pieces, body) = std::sync::mpsc::channel();
+        let (give_back, spare) = std::sync::mpsc::channel();
         // Counted as every piece is, or the writer's count would go below zero.
         let pace = Arc::new(Pace::default());
         pace.queued.store(acl_map.len(), Ordering::Release);
-        let _ = pieces.send(Piece::Body(acl_map.freeze()));
+        let _ = pieces.send(Piece::Body(acl_map));
         let dir = dir.to_owned();
         let (writer_pace, writer_notify) = (pace.clone(), notify.clone());
         let spawned = std::thread::Builder::new()
@@ -107,6 +112,8 @@ impl Job {
                                     w.write_all(&bytes)?;
                                     writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
                                     writer_pace.resume_if_caught_up(&writer_notify);
+                                    // The serving task may be gone; the buffer then is too.
+                                    let _ = give_back.send(bytes);
                                 }
                                 Piece::End(digest) => return Ok(Some(digest)),
                             }
@@ -133,6 +140,7 @@ impl Job {
             Ok(thread) => Some(Job {
                 writer,
                 pieces: Some(pieces),
+                spare,
                 pace,
                 notify,
                 started: Instant::now(),
@@ -174,10 +182,16 @@ impl Job {
         let Some(pieces) = &self.pieces else {
             return true;
         };
-        let mut piece = BytesMut::with_capacity(PIECE_NODES * 256);
+        let mut piece = match self.spare.try_recv() {
+            Ok(mut piece) => {
+                piece.clear();
+                piece
+            }
+            Err(_) => BytesMut::with_capacity(PIECE_NODES * 256),
+        };
         let done = self.writer.write_some(tree, &mut piece, PIECE_NODES);
         self.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
-        pieces.send(Piece::Body(piece.freeze())).is_err() || done
+        pieces.send(Piece::Body(piece)).is_err() || done
     }
 
     /// The body is complete: sends the digest of the tree as it is now.
