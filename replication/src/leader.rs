@@ -278,6 +278,10 @@ impl Zab {
         self.role = Role::Leading(Box::new(leader));
         out.push(Output::State(self.state()));
         self.maybe_decide_epoch(now_ms, out);
+        // Learners that connected before this member knew it leads.
+        for (from, message) in std::mem::take(&mut self.early_learners) {
+            self.leader_receive(now_ms, from, message, out);
+        }
     }
 
     pub(crate) fn leader_input(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {

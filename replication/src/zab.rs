@@ -3,7 +3,7 @@
 //! in milliseconds and carries out the [`Output`]s in order; [`Zab::next_deadline_ms`]
 //! says when to call back with [`Input::Tick`].
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -435,6 +435,12 @@ pub struct Zab {
     /// A reconfiguration proposed and not yet committed (ZooKeeper's last seen quorum
     /// verifier): the membership, its voters and observers.
     pub(crate) next_membership: Option<(Membership, QuorumVerifier, BTreeSet<Sid>)>,
+    /// Learners' first messages that came before this member led: a learner told of its
+    /// election before this member may reach the quorum port first, and its stream then
+    /// waits for an answer. Kept (the last per learner, until its stream breaks) and taken
+    /// up when this member leads; ZooKeeper's learner retries a refused connection to the
+    /// same end.
+    pub(crate) early_learners: BTreeMap<Sid, Message>,
 }
 
 impl Zab {
@@ -456,6 +462,7 @@ impl Zab {
             local_syncs: VecDeque::new(),
             next_stream: 0,
             next_membership: None,
+            early_learners: BTreeMap::new(),
         })
     }
 
@@ -611,11 +618,22 @@ impl Zab {
                 let result = self.propose_reconfig(now_ms, entry, membership, &mut out);
                 self.refused(now_ms, result, &mut out);
             }
-            other => match &mut self.role {
-                Role::Looking => {}
-                Role::Leading(_) => self.leader_input(now_ms, other, &mut out),
-                Role::Learning(_) => self.learner_input(now_ms, other, &mut out),
-            },
+            Input::Receive {
+                from,
+                message: message @ Message::LearnerInfo { .. },
+            } if !matches!(self.role, Role::Leading(_)) => {
+                self.early_learners.insert(from, message);
+            }
+            other => {
+                if let Input::Disconnected { peer } = &other {
+                    self.early_learners.remove(peer);
+                }
+                match &mut self.role {
+                    Role::Looking => {}
+                    Role::Leading(_) => self.leader_input(now_ms, other, &mut out),
+                    Role::Learning(_) => self.learner_input(now_ms, other, &mut out),
+                }
+            }
         }
         out
     }

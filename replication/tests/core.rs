@@ -116,6 +116,29 @@ fn a_learner_of_another_round_or_role_is_refused() {
 }
 
 #[test]
+fn a_learner_heard_before_the_election_ends_here_is_taken_up_once_leading() {
+    // Learner 2 was told of the election first, and its LEARNERINFO arrives while this
+    // member still looks; learner 3's arrives too, but its stream breaks before.
+    let mut leader = member(1, (1, 1), &[]);
+    assert!(receive(&mut leader, 2, info(false)).is_empty());
+    assert!(receive(&mut leader, 3, info(false)).is_empty());
+    leader.handle(0, Input::Disconnected { peer: 3 });
+    let out = leader.handle(0, Input::Lead { election_epoch: 7 });
+    assert!(out.contains(&Output::SetAcceptedEpoch(2)), "{out:?}");
+    assert_eq!(sends(&out), [(2, Message::LeaderInfo { epoch: 2 })]);
+    // An early learner of another round is refused once leading, as any would be.
+    let mut leader = member(1, (1, 1), &[]);
+    let stale = Message::LearnerInfo {
+        accepted_epoch: 1,
+        observer: false,
+        election_epoch: 6,
+    };
+    assert!(receive(&mut leader, 2, stale).is_empty());
+    let out = leader.handle(0, Input::Lead { election_epoch: 7 });
+    assert!(out.contains(&Output::Disconnect { peer: 2 }), "{out:?}");
+}
+
+#[test]
 fn a_voter_ahead_of_the_leader_makes_it_step_down() {
     let mut leader = member(1, (1, 1), &[z(1, 1)]);
     let out = sync_learner(&mut leader, ack_epoch(1, z(1, 2), Zxid(0)));
