@@ -75,8 +75,8 @@ impl Children {
         range.map(|(name, slot)| (name.as_str(), *slot))
     }
 
-    fn insert(&mut self, name: &str, slot: usize) -> bool {
-        self.0.insert(Name::new(name), slot).is_none()
+    fn insert(&mut self, name: &str, slot: usize) {
+        self.0.insert(Name::new(name), slot);
     }
 
     fn remove(&mut self, name: &str) {
@@ -164,8 +164,7 @@ impl std::borrow::Borrow<[u8]> for Name {
 }
 
 /// Where the nodes live: fixed-size chunks (so that growing never moves the nodes already
-/// there), a removed node's slot reused by the next one added. Nodes made one after
-/// another sit side by side, which is how a snapshot walks siblings.
+/// there), a removed node's slot reused by the next one added.
 #[derive(Debug, Clone, Default)]
 struct Slab {
     chunks: Vec<Vec<Option<Node>>>,
@@ -966,14 +965,11 @@ impl DataTree {
     }
 
     /// Records `child`, in `slot`, under `parent` without touching any stat (system
-    /// nodes, snapshots); false if there is no `parent` or it already had that child.
-    pub(crate) fn link_child(&mut self, parent: &str, child: &str, slot: usize) -> bool {
-        let Some(&at) = self.index.get(parent) else {
-            return false;
-        };
-        match self.nodes.get_mut(at) {
-            Some(node) => node.children.insert(child, slot),
-            None => false,
+    /// nodes, snapshots); nothing if there is no `parent`.
+    pub(crate) fn link_child(&mut self, parent: &str, child: &str, slot: usize) {
+        let at = self.index.get(parent).copied();
+        if let Some(node) = at.and_then(|at| self.nodes.get_mut(at)) {
+            node.children.insert(child, slot);
         }
     }
 
