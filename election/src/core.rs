@@ -3,7 +3,7 @@
 //! out the [`Output`]s; [`Election::next_deadline_ms`] says when to call back with
 //! [`Input::Tick`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use tracing::{debug, info, trace, warn};
 use zk_jute::Zxid;
@@ -30,7 +30,8 @@ pub enum Input {
     },
     /// Time passed: fire whatever timer is due.
     Tick,
-    /// The transport lost its connection to `sid`. With the [lease](crate::Lease) on, a
+    /// The transport lost its connection to `sid`. Until `sid` is heard from again, the
+    /// finalize wait does not wait for its vote. With the [lease](crate::Lease) on, a
     /// follower or observer whose leader this is starts a new election.
     PeerDisconnected(Sid),
     /// A reconfiguration made `config` the ensemble's: its members and quorum rule count
@@ -103,10 +104,9 @@ type Tally = BTreeMap<Sid, (Vote, ServerState)>;
 ///
 /// let config = Config::majority([1], []);
 /// let mut election = Election::new(config, 1, PeerData::default()).unwrap();
-/// election.handle(0, Input::StartLooking);
-/// // A quorum of one: the server's own vote is enough, after finalizeWait.
-/// let outputs = election.handle(200, Input::Tick);
-/// assert!(matches!(&outputs[..], [Output::Decided(d)] if d.vote.leader == 1));
+/// // A quorum of one, and no other voter whose vote could be better: decided at once.
+/// let outputs = election.handle(0, Input::StartLooking);
+/// assert!(matches!(&outputs[..], [Output::Looking { .. }, Output::Decided(d)] if d.vote.leader == 1));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Election {
@@ -123,6 +123,8 @@ pub struct Election {
     notification_timeout_ms: u64,
     poll_deadline_ms: Option<u64>,
     finalizing: Option<Finalizing>,
+    /// Voters whose stream the transport lost and who have not been heard from since.
+    down: BTreeSet<Sid>,
     settled: Settled,
     /// Notifications to this server from itself, handled after the current input.
     inbox: VecDeque<Notification>,
@@ -165,6 +167,7 @@ impl Election {
             notification_timeout_ms: min,
             poll_deadline_ms: None,
             finalizing: None,
+            down: BTreeSet::new(),
             settled: Settled::default(),
             inbox: VecDeque::new(),
         };
@@ -254,6 +257,8 @@ impl Election {
                 }
             }
             Input::PeerDisconnected(sid) => {
+                self.down.insert(sid);
+                self.finalize_if_all_accounted(now_ms, &mut out);
                 let learner = matches!(self.state, ServerState::Following | ServerState::Observing);
                 if self.config.lease.is_some() && learner && self.current.leader == sid {
                     info!(sid = self.me, leader = sid, "connection to the leader lost");
@@ -366,6 +371,9 @@ impl Election {
             );
             return;
         }
+        if from != self.me {
+            self.down.remove(&from);
+        }
         // Members settled under a newer membership than this one's (a reconfiguration
         // this member missed) are heard even where this membership would not count
         // them: their leader is followed if a quorum of this membership's voters follow
@@ -453,6 +461,18 @@ impl Election {
                         return;
                     }
                 }
+                // A voter that now holds the proposal too is counted: once every voter
+                // is accounted for, nothing better can come.
+                let agrees = n.state == ServerState::Looking
+                    && self.config.verifier.is_voter(from)
+                    && n.vote == self.proposal_vote();
+                if agrees {
+                    self.recvset.insert(from, (n.vote, n.state));
+                    self.finalize_if_all_accounted(now_ms, out);
+                    if self.state != ServerState::Looking {
+                        return;
+                    }
+                }
                 trace!(
                     sid = self.me,
                     from, "no better vote while finalizing; discarded"
@@ -516,7 +536,37 @@ impl Election {
                 deadline_ms: now_ms + self.config.timing.finalize_wait_ms,
                 quorum,
             });
+            self.finalize_if_all_accounted(now_ms, out);
         }
+    }
+
+    /// Ends the finalize wait early when no better vote can come: every other voter
+    /// either holds this round's proposal or has lost its stream to this server (a
+    /// crashed process resets its connections) and not been heard from since. The wait
+    /// exists for votes still in flight; with every voter accounted for there are none,
+    /// and the leader's death no longer costs a whole `finalizeWait` of unavailability.
+    fn finalize_if_all_accounted(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(finalizing) = &self.finalizing else {
+            return;
+        };
+        if self.state != ServerState::Looking {
+            return;
+        }
+        let proposal = self.proposal_vote();
+        let accounted = |sid: &Sid| {
+            *sid == self.me
+                || self.down.contains(sid)
+                || self
+                    .recvset
+                    .get(sid)
+                    .is_some_and(|(v, s)| *s == ServerState::Looking && *v == proposal)
+        };
+        if !self.config.verifier.voters().iter().all(accounted) {
+            return;
+        }
+        let quorum = finalizing.quorum.clone();
+        debug!(sid = self.me, %proposal, down = ?self.down, "every voter accounted for");
+        self.decide(now_ms, proposal, quorum, DecidedBy::Round, out);
     }
 
     /// A following or leading member's vote while looking: join it if a quorum agrees
@@ -803,12 +853,11 @@ mod tests {
         // Member 1 restarts with an empty disk into an ensemble that 3 leads in round 2.
         let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(0, 0)).unwrap();
         e.handle(0, Input::StartLooking);
-        // On reconnection its peers resend the looking votes they last sent it: a
-        // quorum for 3 in round 2, and the finalize wait starts.
+        // On reconnection 3 resends the looking vote it last sent it: with 1's own, a
+        // quorum for 3 in round 2, and the finalize wait starts (2 is not heard yet).
         let old = looking(3, data(1, 9), 2);
         receive(&mut e, 5, 3, old);
-        receive(&mut e, 6, 2, old);
-        assert_eq!(e.next_deadline_ms(), Some(206));
+        assert_eq!(e.next_deadline_ms(), Some(205));
         // Then their answers to its own vote: 2 follows 3, which leads. Joined at once.
         let settled = |state| Notification { state, ..old };
         assert!(decision(&receive(&mut e, 8, 2, settled(ServerState::Following))).is_none());
@@ -818,6 +867,49 @@ mod tests {
             (d.state, d.vote.leader, d.via),
             (ServerState::Following, 3, DecidedBy::Round)
         );
+    }
+
+    #[test]
+    fn every_voter_agreeing_ends_the_finalize_wait() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 5)).unwrap();
+        e.handle(0, Input::StartLooking);
+        receive(&mut e, 10, 3, looking(3, data(2, 0), 1));
+        assert_eq!(e.next_deadline_ms(), Some(210));
+        // 2 agrees during the wait: no voter is left whose vote could be better.
+        let out = receive(&mut e, 20, 2, looking(3, data(2, 0), 1));
+        let d = decision(&out).expect("decided before finalizeWait ends");
+        assert_eq!(
+            (d.state, d.vote.leader, d.via),
+            (ServerState::Following, 3, DecidedBy::Round)
+        );
+    }
+
+    #[test]
+    fn a_voter_whose_stream_broke_is_not_waited_for() {
+        // 3 led and was killed; 1 and 2 look for a new leader.
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 5)).unwrap();
+        e.handle(0, Input::PeerDisconnected(3));
+        e.handle(1, Input::StartLooking);
+        let out = receive(&mut e, 3, 2, looking(2, data(1, 9), 2));
+        let d = decision(&out).expect("decided at once");
+        assert_eq!((d.state, d.vote.leader), (ServerState::Following, 2));
+        assert_eq!(d.quorum, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_voter_heard_again_is_waited_for_again() {
+        let mut e = Election::new(Config::majority([1, 2, 3], []), 1, data(1, 5)).unwrap();
+        e.handle(0, Input::PeerDisconnected(3));
+        // 3 came back (its new stream carries its last vote, an older round's).
+        receive(&mut e, 1, 3, looking(3, data(1, 0), 0));
+        e.handle(2, Input::StartLooking);
+        let out = receive(&mut e, 3, 2, looking(2, data(1, 9), 1));
+        assert!(decision(&out).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(203));
+        // Its stream breaks again while 1 waits: the wait ends.
+        let out = e.handle(50, Input::PeerDisconnected(3));
+        let d = decision(&out).expect("decided once 3 is gone");
+        assert_eq!(d.vote.leader, 2);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! - [`peer_tls`]: mutual TLS between members, and the proof of a peer's server id
 //!   (shared with `zk-replication`'s quorum streams).
 //!
-//! Where this differs from ZooKeeper 3.8 (all for running without Zab):
+//! Where this differs from ZooKeeper 3.8:
 //!
 //! - The optional [`Lease`] stands in for Zab's liveness checks: settled members re-send
 //!   their vote as a heartbeat, and a follower without its leader (or a leader without a
@@ -33,8 +33,16 @@
 //!   forever), and a looking observer does not answer a voter of an older round (the
 //!   voter answers every looking observer, so the two would answer each other forever;
 //!   the replication simulation saw that storm while the voter was cut off).
-//! - Dynamic reconfiguration (the `qv` field of ZooKeeper's notifications, the Oracle of
-//!   two-member ensembles) is not implemented; the configuration is fixed.
+//! - `finalizeWait` ends early once every voter is accounted for: it holds this round's
+//!   proposal, or the transport lost its stream ([`Input::PeerDisconnected`]) and it has
+//!   not been heard from since. ZooKeeper always waits the full 200 ms, for votes still
+//!   in flight; with every voter accounted for there are none. When a killed leader's
+//!   connections reset, the survivors elect in the time their votes take to cross, and
+//!   the ensemble serves again about 200 ms sooner. Safety never rested on the wait:
+//!   Zab's epochs and quorum ACKs guard what a leader does.
+//! - Membership changes come from the replication layer ([`Input::Reconfigure`]);
+//!   notifications carry the membership's version, not the membership itself (ZooKeeper's
+//!   `qv` field). The Oracle of two-member ensembles is not implemented.
 //!
 //! ```
 //! use zk_election::{Config, Election, Input, Output, PeerData, ServerState};

@@ -240,6 +240,11 @@ enum Event {
         peer: Sid,
         stream: u64,
     },
+    /// A crashed member's election stream reset at `to` (dropped if it is back by then).
+    ElectionLost {
+        to: Sid,
+        peer: Sid,
+    },
     ToServer {
         sid: Sid,
         life: u64,
@@ -959,6 +964,11 @@ impl World {
                 },
             );
         }
+        let others: Vec<Sid> = self.nodes.keys().copied().filter(|s| *s != sid).collect();
+        for to in others {
+            // A fixed delay, drawing nothing from the seed: a schedule replays as before.
+            self.net.schedule(3, Event::ElectionLost { to, peer: sid });
+        }
         let conns: Vec<(ConnId, usize)> = self
             .conns
             .iter()
@@ -1223,6 +1233,19 @@ impl World {
                 let out = live
                     .election
                     .handle(now, EInput::Receive { from, notification });
+                live.election_out.extend(out);
+                self.step(to, |_, _, _, _| Ok(()))?;
+            }
+            Event::ElectionLost { to, peer } => {
+                let now = self.net.now_ms;
+                let back = self.nodes.get(&peer).is_some_and(|n| n.live.is_some());
+                let Some(live) = self.nodes.get_mut(&to).and_then(|n| n.live.as_mut()) else {
+                    return Ok(());
+                };
+                if back {
+                    return Ok(());
+                }
+                let out = live.election.handle(now, EInput::PeerDisconnected(peer));
                 live.election_out.extend(out);
                 self.step(to, |_, _, _, _| Ok(()))?;
             }
