@@ -615,7 +615,7 @@ pub(crate) async fn create_all(client: &zk::Client, paths: &[String]) -> Result<
 
 /// Deletes `paths` (those already gone are fine), each client a share of them with 256
 /// requests in flight.
-async fn delete_all(clients: &[zk::Client], paths: Vec<String>) -> Result<()> {
+pub(crate) async fn delete_all(clients: &[zk::Client], paths: Vec<String>) -> Result<()> {
     let share = paths.len().div_ceil(clients.len().max(1)).max(1);
     let mut tasks = Vec::new();
     for (client, part) in clients.iter().zip(paths.chunks(share)) {
