@@ -44,7 +44,7 @@ fn world_anyone() -> Id {
 #[derive(Debug, Clone, Default)]
 pub struct AclCache {
     by_id: BTreeMap<i64, (AclList, u64)>,
-    by_list: HashMap<AclList, i64>,
+    by_list: HashMap<AclList, i64, foldhash::fast::RandomState>,
     last_id: i64,
 }
 
