@@ -894,6 +894,40 @@ pub(crate) async fn drive(
 struct Results {
     values: BTreeMap<(Kind, String), f64>,
     problems: Vec<String>,
+    /// The disk under both data directories, as `fsync_probe` found it.
+    disk: Option<String>,
+}
+
+/// What one txn's fsync costs on the disk under the data directories: 2,000 appends of
+/// 200 bytes to a file of 4 MiB set aside beforehand (as both servers' logs are), each
+/// followed by `fdatasync`. The floor under every acknowledged write's latency at 1×1.
+fn fsync_probe(dir: &Path) -> Result<String> {
+    use std::io::Write as _;
+    let path = dir.join("fsync-probe");
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.set_len(4 << 20)?;
+    file.sync_all()?;
+    let record = [b'r'; 200];
+    let mut took: Vec<f64> = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let started = Instant::now();
+        file.write_all(&record)?;
+        file.sync_data()?;
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    Ok(format!(
+        "a 200-byte append and fdatasync to a set-aside file in the data directories' file \
+         system: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs (2,000 in a row, before the servers \
+         start)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    ))
 }
 
 impl Results {
@@ -921,7 +955,13 @@ async fn bench_all(env: &Env) -> Result<()> {
             site.cfg_text.trim_end()
         ));
     }
-    let mut results = Results::default();
+    let mut results = Results {
+        disk: Some(fsync_probe(&env.scratch).context("measuring the disk")?),
+        ..Results::default()
+    };
+    if let Some(disk) = &results.disk {
+        env.say(format!("disk: {disk}"));
+    }
     let kinds: Vec<Kind> = env.sites.keys().copied().collect();
     let mut loads = vec![format!("at the start {}", loadavg())];
     ops_phase(env, &kinds, &mut results)
@@ -1791,6 +1831,9 @@ fn report(env: &Env, r: &Results, kinds: &[Kind], loads: &[String]) -> String {
          session, time from the setData call to the last event; {} rounds",
         o.watchers, o.watch_rounds
     );
+    if let Some(disk) = &r.disk {
+        let _ = writeln!(out, "- disk: {disk}");
+    }
     let _ = writeln!(out, "- load average (1, 5, 15 min): {}\n", loads.join("; "));
 
     let (ours, zk) = (Kind::Ours, Kind::ZooKeeper);
