@@ -56,6 +56,14 @@ pub enum Output {
         /// The round (logical clock).
         round: i64,
     },
+    /// A peer counts a newer membership than this server's (with reconfiguration on):
+    /// that membership was committed. ZooKeeper's notifications carry the membership
+    /// itself, and a looking server adopts it; these carry only its version, and the
+    /// replication layer, which may hold that membership pending, adopts it.
+    MembershipHeard {
+        /// The version (the zxid of the reconfiguration that made it).
+        version: i64,
+    },
 }
 
 /// How a decision was reached.
@@ -125,6 +133,8 @@ pub struct Election {
     finalizing: Option<Finalizing>,
     /// Voters whose stream the transport lost and who have not been heard from since.
     down: BTreeSet<Sid>,
+    /// The newest membership version a peer's notification carried (or this server's).
+    heard_version: i64,
     settled: Settled,
     /// Notifications to this server from itself, handled after the current input.
     inbox: VecDeque<Notification>,
@@ -143,6 +153,7 @@ impl Election {
             None => return Err(ConfigError::NotAMember(me)),
         };
         let min = config.timing.min_notification_interval_ms;
+        let heard_version = config.version;
         let mut election = Election {
             config,
             me,
@@ -168,6 +179,7 @@ impl Election {
             poll_deadline_ms: None,
             finalizing: None,
             down: BTreeSet::new(),
+            heard_version,
             settled: Settled::default(),
             inbox: VecDeque::new(),
         };
@@ -194,6 +206,12 @@ impl Election {
     /// The round (ZooKeeper's logical clock).
     pub fn logical_clock(&self) -> i64 {
         self.logical_clock
+    }
+
+    /// The newest membership version heard from a peer, or this server's own if newer
+    /// ([`Output::MembershipHeard`]).
+    pub fn heard_config_version(&self) -> i64 {
+        self.heard_version
     }
 
     /// The vote this server holds: its proposal while looking, the decided vote otherwise.
@@ -251,6 +269,7 @@ impl Election {
                     "the election counts a new membership"
                 );
                 self.role = config.role(self.me).unwrap_or(Role::Participant);
+                self.heard_version = self.heard_version.max(config.version);
                 self.config = config;
                 if self.state == ServerState::Looking {
                     self.send_notifications(&mut out);
@@ -373,6 +392,12 @@ impl Election {
         }
         if from != self.me {
             self.down.remove(&from);
+        }
+        if self.config.reconfig_enabled && n.config_version > self.heard_version {
+            self.heard_version = n.config_version;
+            out.push(Output::MembershipHeard {
+                version: n.config_version,
+            });
         }
         // Members settled under a newer membership than this one's (a reconfiguration
         // this member missed) are heard even where this membership would not count
@@ -910,6 +935,34 @@ mod tests {
         let out = e.handle(50, Input::PeerDisconnected(3));
         let d = decision(&out).expect("decided once 3 is gone");
         assert_eq!(d.vote.leader, 2);
+    }
+
+    #[test]
+    fn a_newer_membership_a_peer_counts_is_reported_once() {
+        let mut config = Config::majority([1, 2, 3], []);
+        config.reconfig_enabled = true;
+        let mut e = Election::new(config, 1, data(1, 5)).unwrap();
+        e.handle(0, Input::StartLooking);
+        let heard = |out: &[Output]| {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::MembershipHeard { version } => Some(*version),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let newer = Notification {
+            config_version: 0x2_0000_0001,
+            ..looking(2, data(1, 4), 1)
+        };
+        assert_eq!(heard(&receive(&mut e, 1, 2, newer)), [0x2_0000_0001]);
+        assert_eq!(heard(&receive(&mut e, 2, 3, newer)), Vec::<i64>::new());
+        assert_eq!(e.heard_config_version(), 0x2_0000_0001);
+        // Nor is this server's own version news.
+        assert_eq!(
+            heard(&receive(&mut e, 3, 2, looking(2, data(1, 4), 1))),
+            Vec::<i64>::new()
+        );
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Status {
     /// and started: a caller that asked for its `n`th round knows that a status with
     /// fewer is older than its request, whatever it says.
     pub looks: u64,
+    /// The newest membership version a peer counts ([`Output::MembershipHeard`]).
+    pub heard_version: i64,
 }
 
 enum Event {
@@ -622,7 +624,7 @@ async fn run_core(
                         unreachable_leader = Some(leader);
                     }
                 }
-                Output::Looking { .. } => {}
+                Output::Looking { .. } | Output::MembershipHeard { .. } => {}
             }
         }
         if let Some(leader) = unreachable_leader {
@@ -638,6 +640,7 @@ async fn run_core(
             vote: election.vote(),
             round: election.logical_clock(),
             looks,
+            heard_version: election.heard_config_version(),
         });
         let deadline = election
             .next_deadline_ms()
@@ -731,6 +734,7 @@ impl Node {
             vote: election.vote(),
             round: election.logical_clock(),
             looks: 0,
+            heard_version: election.heard_config_version(),
         });
         let config = node.config.clone();
         let node = Arc::new(node);

@@ -244,6 +244,7 @@ impl Sim {
                 Output::Send { to, notification } => self.send(sid, to, notification),
                 Output::Decided(decision) => self.decided(i, decision),
                 Output::Looking { round } => self.log(format!("{sid} looking in round {round}")),
+                Output::MembershipHeard { .. } => {}
             }
         }
     }

@@ -660,10 +660,14 @@ impl Zab {
             None if self.config.reconfig_enabled => Some(self.config.membership.clone()),
             None => None,
         };
+        let in_flight = self.next_membership.is_some();
         let Role::Leading(leader) = &mut self.role else {
             return;
         };
         let Some(epoch) = leader.epoch else { return };
+        // Before the epoch is established, establishing it commits the whole history, a
+        // reconfiguration in it included; after, one in flight commits on its own.
+        let pending = in_flight && leader.established;
         let commit_point = leader.commit_point();
         // Tokens are never reused by this member, whatever its roles since: pieces of a
         // read abandoned long ago must not pass for the current one's.
@@ -777,6 +781,7 @@ impl Zab {
         tail.push(Message::NewLeader {
             zxid: Zxid::new(epoch, 0),
             membership: next_membership,
+            pending,
         });
         let Role::Leading(leader) = &mut self.role else {
             return;

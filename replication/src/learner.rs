@@ -48,6 +48,9 @@ pub(crate) struct Learner {
     /// A `NEWLEADER` waiting for the log to be durable (up to the second zxid, the last
     /// one received before it) before it is acknowledged.
     newleader: Option<(Zxid, Zxid)>,
+    /// `NEWLEADER` named a reconfiguration still in flight: `UPTODATE` leaves it pending,
+    /// and its commit activates it.
+    membership_pending: bool,
     /// The last zxid acknowledged.
     acked: Zxid,
     since_ms: u64,
@@ -157,6 +160,7 @@ impl Zab {
             snapshot: None,
             sync_committed: self.local.applied,
             newleader: None,
+            membership_pending: false,
             acked: Zxid(0),
             since_ms: now_ms,
             heard_ms: now_ms,
@@ -409,9 +413,14 @@ impl Zab {
                     Err(e) => Err(format!("INFORM refused: {e}")),
                 }
             }
-            (Phase::Syncing, Message::NewLeader { zxid, membership }) => {
-                self.on_newleader(zxid, membership, out)
-            }
+            (
+                Phase::Syncing,
+                Message::NewLeader {
+                    zxid,
+                    membership,
+                    pending,
+                },
+            ) => self.on_newleader(zxid, membership, pending, out),
             (Phase::AwaitUpToDate, Message::UpToDate) => {
                 self.on_uptodate(now_ms, out);
                 Ok(())
@@ -502,6 +511,7 @@ impl Zab {
         &mut self,
         zxid: Zxid,
         membership: Option<crate::config::Membership>,
+        pending: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), String> {
         // The leader's word on the membership to come replaces whatever this learner saw
@@ -515,6 +525,7 @@ impl Zab {
         let Some(learner) = self.learner() else {
             return Ok(());
         };
+        learner.membership_pending = pending;
         if zxid != Zxid::new(learner.epoch, 0) {
             return Err(format!("NEWLEADER {zxid} for epoch {}", learner.epoch));
         }
@@ -559,10 +570,16 @@ impl Zab {
         learner.phase = Phase::Serving;
         let through = learner.sync_committed;
         let leader = learner.leader;
+        let pending = learner.membership_pending;
         self.local.deliver_through(through, out);
         info!(sid = me, leader, applied = %self.local.applied, "synced with the leader: serving");
         out.push(Output::State(self.state()));
-        if self.next_membership.is_some() {
+        // Unless it is still in flight, or it committed during the sync.
+        let committed = self
+            .next_membership
+            .as_ref()
+            .is_some_and(|(m, _, _)| !pending || Zxid(m.version) <= through);
+        if committed {
             self.activate(_now_ms, leader, out);
         }
     }

@@ -146,6 +146,11 @@ pub enum Message {
         /// last seen quorum verifier): active once the leader is established, as
         /// `UPTODATE` says.
         membership: Option<Membership>,
+        /// The membership is a reconfiguration still in flight in an established epoch
+        /// (a learner joining late): it becomes active when its txn commits, not at
+        /// `UPTODATE`. Activating it early took a learner out of an epoch whose leader
+        /// needed its acknowledgement to commit that very reconfiguration.
+        pending: bool,
     },
     /// Learner → leader: the sync is durable and `currentEpoch` written.
     AckNewLeader {

@@ -509,9 +509,11 @@ pub fn to_frame(message: Message) -> Frame {
         Message::NewLeader {
             zxid: z,
             membership: m,
+            pending,
         } => Body::NewLeader(NewLeader {
             zxid: z.0,
             membership: m.map(membership),
+            pending,
         }),
         Message::AckNewLeader { zxid: z } => Body::AckNewLeader(zxid(z)),
         Message::UpToDate => Body::UpToDate(UpToDate {}),
@@ -598,6 +600,7 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
         Body::NewLeader(p) => Message::NewLeader {
             zxid: Zxid(p.zxid),
             membership: p.membership.map(m),
+            pending: p.pending,
         },
         Body::AckNewLeader(p) => Message::AckNewLeader { zxid: z(p) },
         Body::UpToDate(_) => Message::UpToDate,

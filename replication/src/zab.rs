@@ -136,6 +136,18 @@ pub enum Input {
         /// Whether it is alive.
         valid: bool,
     },
+    /// The election heard a peer count the membership of `version`, newer than this
+    /// member's: that membership was committed. A looking member that holds it pending
+    /// (it logged the reconfiguration, or a NEWLEADER announced it, and the commit never
+    /// came) activates it and looks again under it, as ZooKeeper's looking server adopts
+    /// the configuration a notification carries. Without this, a member that acked the
+    /// NEWLEADER of an epoch whose leader then left could hold the newest epoch while its
+    /// own (older) membership says it does not vote: no leader could sync it ("follower
+    /// ahead of the leader") and it could never lead.
+    MembershipHeard {
+        /// The version heard.
+        version: i64,
+    },
 }
 
 /// Something the caller must do, in the order given. `SetAcceptedEpoch`,
@@ -609,6 +621,7 @@ impl Zab {
                 election_epoch,
             } => self.follow(now_ms, leader, election_epoch, &mut out),
             Input::Durable { zxid } => self.durable_through(now_ms, zxid, &mut out),
+            Input::MembershipHeard { version } => self.membership_heard(now_ms, version, &mut out),
             Input::Sync { id } => self.sync_local(id, &mut out),
             Input::Propose(entry) => {
                 let result = self.propose(now_ms, entry, &mut out);
@@ -840,6 +853,23 @@ impl Zab {
             );
             self.look(now_ms, out);
         }
+    }
+
+    /// [`Input::MembershipHeard`].
+    fn membership_heard(&mut self, now_ms: u64, version: i64, out: &mut Vec<Output>) {
+        let pending = self.next_membership.as_ref().map(|(m, _, _)| m.version);
+        if !matches!(self.role, Role::Looking) || pending != Some(version) {
+            return;
+        }
+        info!(
+            sid = self.me,
+            version = format!("{version:x}"),
+            "a peer counts the membership this member holds pending: it was committed"
+        );
+        self.activate(now_ms, self.me, out);
+        // The election's round began under the old membership (whether this member
+        // votes, and who counts): a new one.
+        out.push(Output::State(State::Looking));
     }
 
     /// Leaves the current role and asks for an election.

@@ -203,7 +203,8 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
                 sent[1..],
                 [Message::NewLeader {
                     zxid: z(4, 0),
-                    membership: None
+                    membership: None,
+                    pending: false
                 }]
             );
             continue;
@@ -235,7 +236,8 @@ fn the_sync_is_diff_or_trunc_by_the_learners_history() {
             sent.last(),
             Some(&Message::NewLeader {
                 zxid: z(4, 0),
-                membership: None
+                membership: None,
+                pending: false
             })
         );
     }
@@ -349,6 +351,7 @@ fn newleader_is_acknowledged_only_once_the_sync_is_durable() {
         Message::NewLeader {
             zxid: z(2, 0),
             membership: None,
+            pending: false,
         },
     );
     assert!(
@@ -582,6 +585,7 @@ fn serving_follower() -> Zab {
         Message::NewLeader {
             zxid: z(2, 0),
             membership: None,
+            pending: false,
         },
     );
     receive(&mut learner, 1, Message::UpToDate);

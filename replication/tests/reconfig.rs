@@ -241,6 +241,7 @@ fn a_follower_activates_on_commit_and_looks_when_its_leader_goes() {
         Message::NewLeader {
             zxid: z(2, 0),
             membership: None,
+            pending: false,
         },
     );
     follower.handle(0, Input::Durable { zxid: Zxid(0) });
@@ -293,6 +294,7 @@ fn a_first_membership_takes_the_version_of_the_epoch_that_establishes_it() {
     let newleader = Message::NewLeader {
         zxid: z(2, 0),
         membership: Some(first.clone()),
+        pending: false,
     };
     receive(&mut learner, 1, newleader);
     learner.handle(0, Input::Durable { zxid: Zxid(0) });
@@ -336,4 +338,88 @@ fn a_removed_leader_hands_over_to_a_new_voter_that_acknowledged() {
     // Removed, the old leader leaves its role.
     assert!(out.contains(&Output::State(State::Looking)), "{out:?}");
     assert_eq!(leader.state(), State::Looking);
+}
+
+#[test]
+fn a_late_learner_activates_a_reconfiguration_in_flight_only_when_it_commits() {
+    // The leader is established and a reconfiguration removing server 1 is in flight:
+    // the learner gets its txn as a proposal, and NEWLEADER names it as pending.
+    let mut learner = syncing_follower();
+    let zxid = z(2, 1);
+    let without_one = "server.2=h:12:22:participant\nserver.3=h:13:23:participant";
+    let next = membership(zxid, without_one);
+    let entry = Entry::new(zxid, "reconfig");
+    receive(&mut learner, 1, Message::Proposal(entry.clone()));
+    let newleader = Message::NewLeader {
+        zxid: z(2, 0),
+        membership: Some(next.clone()),
+        pending: true,
+    };
+    receive(&mut learner, 1, newleader);
+    let out = learner.handle(0, Input::Durable { zxid });
+    // Its ACK goes out with NEWLEADER's.
+    assert!(sends(&out).contains(&(1, Message::Ack { zxid })), "{out:?}");
+    let out = receive(&mut learner, 1, Message::UpToDate);
+    // Activating it here took the learner out of the very epoch that needs its ACK.
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Activated { .. })),
+        "{out:?}"
+    );
+    assert!(learner.is_serving());
+    assert!(learner.config().is_voter(1));
+    // The commit activates it.
+    let out = receive(
+        &mut learner,
+        1,
+        Message::CommitAndActivate { zxid, leader: 2 },
+    );
+    assert!(out.contains(&Output::Activated {
+        membership: next.clone(),
+        leader: 2
+    }));
+    assert_eq!(learner.config().membership, next);
+}
+
+#[test]
+fn a_looking_member_adopts_a_pending_membership_a_peer_counts() {
+    // A learner logged a reconfiguration and lost its leader before the commit.
+    let mut learner = syncing_follower();
+    let newleader = Message::NewLeader {
+        zxid: z(2, 0),
+        membership: None,
+        pending: false,
+    };
+    receive(&mut learner, 1, newleader);
+    learner.handle(0, Input::Durable { zxid: Zxid(0) });
+    receive(&mut learner, 1, Message::UpToDate);
+    let zxid = z(2, 1);
+    let without_one = "server.2=h:12:22:participant\nserver.3=h:13:23:participant";
+    let next = membership(zxid, without_one);
+    let entry = Entry::new(zxid, "reconfig");
+    receive(
+        &mut learner,
+        1,
+        Message::Reconfig {
+            entry,
+            membership: next.clone(),
+        },
+    );
+    learner.handle(0, Input::Disconnected { peer: 1 });
+    assert_eq!(learner.state(), State::Looking);
+    // An unrelated version changes nothing.
+    let out = learner.handle(
+        0,
+        Input::MembershipHeard {
+            version: zxid.0 + 1,
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    // A peer counts it: it was committed. Adopted, and a new round asked for.
+    let out = learner.handle(0, Input::MembershipHeard { version: zxid.0 });
+    assert!(out.contains(&Output::Activated {
+        membership: next.clone(),
+        leader: 2
+    }));
+    assert_eq!(out.last(), Some(&Output::State(State::Looking)));
+    assert_eq!(learner.config().membership, next);
 }

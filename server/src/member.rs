@@ -198,6 +198,14 @@ impl Member {
         now: Now,
         status: ElectionStatus,
     ) -> Result<(), String> {
+        if self.zab.state() == State::Looking
+            && status.heard_version > self.zab.config().membership.version
+        {
+            let heard = Z::MembershipHeard {
+                version: status.heard_version,
+            };
+            self.zab_input(engine, host, now, heard)?;
+        }
         if status.looks < self.looks || self.zab.state() != State::Looking {
             return Ok(());
         }

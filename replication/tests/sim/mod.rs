@@ -923,7 +923,7 @@ impl Sim {
                     ));
                     self.input(sid, input)?;
                 }
-                EOutput::Looking { .. } => {}
+                EOutput::Looking { .. } | EOutput::MembershipHeard { .. } => {}
             }
         }
         Ok(())

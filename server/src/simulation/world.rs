@@ -1010,6 +1010,7 @@ impl World {
                         vote: live.election.vote(),
                         round: live.election.logical_clock(),
                         looks: live.looks,
+                        heard_version: live.election.heard_config_version(),
                     };
                     self.run_step(
                         sid,
@@ -1112,7 +1113,9 @@ impl World {
                         },
                     );
                 }
-                EOutput::Decided(_) | EOutput::Looking { .. } => decided = true,
+                EOutput::Decided(_) | EOutput::Looking { .. } | EOutput::MembershipHeard { .. } => {
+                    decided = true
+                }
             }
         }
         if decided {
