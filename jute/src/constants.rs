@@ -225,6 +225,10 @@ int_enum! {
         Data = 2,
         /// Any watch.
         Any = 3,
+        /// Persistent watches (ZooKeeper 3.9, ZOOKEEPER-4472).
+        Persistent = 4,
+        /// Persistent recursive watches (ZooKeeper 3.9, ZOOKEEPER-4472).
+        PersistentRecursive = 5,
     }
 }
 

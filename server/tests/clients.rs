@@ -105,8 +105,7 @@ async fn watches_fire_across_sessions() {
     let (_, _, data_watch) = a.get_and_watch_data("/w").await.unwrap();
     let (_, _, child_watch) = a.get_and_watch_children("/w").await.unwrap();
     let (_, exists_watch) = a.check_and_watch_stat("/w/later").await.unwrap();
-    // On another session: in ZooKeeper 3.8 a connection holds one watch mode per path, so a
-    // recursive watch from `a` would replace its child watch on /w.
+    // On another session (one session's watches of several modes on a path: the next test).
     let mut recursive = c
         .watch("/w", zk::AddWatchMode::PersistentRecursive)
         .await
@@ -134,6 +133,88 @@ async fn watches_fire_across_sessions() {
         (event.event_type, event.path.as_str()),
         (zk::EventType::NodeCreated, "/w/later")
     );
+    server.shutdown().await;
+}
+
+/// One session's one-shot, persistent and recursive watches on one path each behave as if
+/// alone, as in ZooKeeper 3.9 (ZOOKEEPER-4466). 3.8.0 kept the last mode set per path: the
+/// one-shot watches below would have replaced the persistent ones, whose later events never
+/// came.
+#[tokio::test]
+async fn one_sessions_watches_of_several_modes_on_a_path_coexist() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(dir.path())).await.unwrap();
+    let c = client(&server).await;
+    let kind = |e: zk::WatchedEvent| (e.event_type, e.path);
+    let mut persistent = c.watch("/m", zk::AddWatchMode::Persistent).await.unwrap();
+    let mut recursive = c
+        .watch("/m", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    c.create("/m", b"", OPEN).await.unwrap();
+    let (_, _, data_watch) = c.get_and_watch_data("/m").await.unwrap();
+    let (_, _, child_watch) = c.get_and_watch_children("/m").await.unwrap();
+    let created = (zk::EventType::NodeCreated, "/m".to_string());
+    assert_eq!(
+        kind(with_timeout("persistent", persistent.changed()).await),
+        created
+    );
+    assert_eq!(
+        kind(with_timeout("recursive", recursive.changed()).await),
+        created
+    );
+
+    c.create("/m/x", b"", OPEN).await.unwrap();
+    let children = (zk::EventType::NodeChildrenChanged, "/m".to_string());
+    assert_eq!(
+        kind(with_timeout("child", child_watch.changed()).await),
+        children
+    );
+    assert_eq!(
+        kind(with_timeout("persistent", persistent.changed()).await),
+        children
+    );
+    let below = (zk::EventType::NodeCreated, "/m/x".to_string());
+    assert_eq!(
+        kind(with_timeout("recursive", recursive.changed()).await),
+        below
+    );
+
+    c.set_data("/m", b"1", None).await.unwrap();
+    let changed = (zk::EventType::NodeDataChanged, "/m".to_string());
+    assert_eq!(
+        kind(with_timeout("data", data_watch.changed()).await),
+        changed
+    );
+    assert_eq!(
+        kind(with_timeout("persistent", persistent.changed()).await),
+        changed
+    );
+    assert_eq!(
+        kind(with_timeout("recursive", recursive.changed()).await),
+        changed
+    );
+
+    // The one-shot watches are used up; the persistent ones still hear /m come back.
+    c.delete("/m/x", None).await.unwrap();
+    c.delete("/m", None).await.unwrap();
+    c.create("/m", b"", OPEN).await.unwrap();
+    for expected in [
+        (zk::EventType::NodeChildrenChanged, "/m"),
+        (zk::EventType::NodeDeleted, "/m"),
+        (zk::EventType::NodeCreated, "/m"),
+    ] {
+        let event = kind(with_timeout("persistent", persistent.changed()).await);
+        assert_eq!((event.0, event.1.as_str()), expected);
+    }
+    for expected in [
+        (zk::EventType::NodeDeleted, "/m/x"),
+        (zk::EventType::NodeDeleted, "/m"),
+        (zk::EventType::NodeCreated, "/m"),
+    ] {
+        let event = kind(with_timeout("recursive", recursive.changed()).await);
+        assert_eq!((event.0, event.1.as_str()), expected);
+    }
     server.shutdown().await;
 }
 

@@ -89,9 +89,10 @@ type PathMap<W> = BTreeMap<String, Vec<W>>;
 /// calling [`materialize`](Self::materialize), and pass it to
 /// [`set_watches`](Self::set_watches), which prepends it.
 ///
-/// Rules are ZooKeeper's client's (3.8), plus ZOOKEEPER-4475 (3.9): a persistent recursive
-/// watch is never told `NodeChildrenChanged`, even when the server sends one for another
-/// watch of the same session.
+/// Rules are ZooKeeper's client's (3.8), plus two of 3.9's: a persistent recursive watch is
+/// never told `NodeChildrenChanged`, even when the server sends one for another watch of the
+/// same session (ZOOKEEPER-4475), and the `Persistent` and `PersistentRecursive` removal
+/// types (ZOOKEEPER-4472).
 #[derive(Debug, Clone)]
 pub struct WatchRegistry<W> {
     data: PathMap<W>,
@@ -271,7 +272,8 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
     /// Whether `watcher` (or any watcher, for `None`) watches `path` in a way `kind` covers,
     /// as `ZKWatchManager.containsWatcher` decides: `Children` covers child, persistent and
     /// persistent recursive watches; `Data` covers data, exist, persistent and persistent
-    /// recursive ones; `Any` covers all.
+    /// recursive ones; `Any` covers all; `Persistent` and `PersistentRecursive` (ZooKeeper
+    /// 3.9's types, ZOOKEEPER-4472) cover their own kind.
     pub fn contains(&self, path: &str, watcher: Option<&W>, kind: WatcherType) -> bool {
         let kinds: &[ClientWatchKind] = match kind {
             WatcherType::Children => &[
@@ -286,6 +288,8 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
                 ClientWatchKind::PersistentRecursive,
             ],
             WatcherType::Any => &ClientWatchKind::ALL,
+            WatcherType::Persistent => &[ClientWatchKind::Persistent],
+            WatcherType::PersistentRecursive => &[ClientWatchKind::PersistentRecursive],
         };
         kinds.iter().any(|k| {
             self.map(*k)
@@ -301,8 +305,9 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
     /// - nothing [`contains`](Self::contains) covers → `Err(NoWatcher)`;
     /// - `rc` is not `Ok` and not `local` → `Err(rc)`, nothing removed;
     /// - otherwise removes: `Children` child watches; `Data` data and exist watches; `Any`
-    ///   those and persistent ones. Persistent watches go only with `Any`, so `Children` or
-    ///   `Data` on a path with only a persistent watch ends in `Err(NoWatcher)`.
+    ///   those and persistent ones; `Persistent` and `PersistentRecursive` their own kind.
+    ///   Persistent watches go only with those three, so `Children` or `Data` on a path
+    ///   with only a persistent watch ends in `Err(NoWatcher)`.
     pub fn unregister(
         &mut self,
         path: &str,
@@ -320,7 +325,8 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
         let mut removed = Removed::default();
         let children = matches!(kind, WatcherType::Children | WatcherType::Any);
         let data = matches!(kind, WatcherType::Data | WatcherType::Any);
-        let persistent = matches!(kind, WatcherType::Any);
+        let persistent = matches!(kind, WatcherType::Any | WatcherType::Persistent);
+        let recursive = matches!(kind, WatcherType::Any | WatcherType::PersistentRecursive);
         if children {
             removed.child = self.take(ClientWatchKind::Child, path, watcher);
         }
@@ -332,6 +338,8 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
         }
         if persistent {
             removed.persistent = self.take(ClientWatchKind::Persistent, path, watcher);
+        }
+        if recursive {
             let recursive = self.take(ClientWatchKind::PersistentRecursive, path, watcher);
             removed.persistent.extend(recursive);
         }

@@ -29,7 +29,8 @@ pub enum WatchKind {
     /// `addWatch` in mode `PERSISTENT`: stays, fires for the znode itself, in both tables.
     Persistent,
     /// `addWatch` in mode `PERSISTENT_RECURSIVE`: stays, fires for the znode and every
-    /// descendant (never with `NodeChildrenChanged`), in both tables.
+    /// descendant (never with `NodeChildrenChanged`), in the data table only (ZooKeeper 3.9;
+    /// 3.8 put it in both).
     PersistentRecursive,
 }
 
@@ -69,6 +70,73 @@ pub enum WatcherMode {
     /// Stays after firing; fires for its znode and every descendant, except with
     /// `NodeChildrenChanged`.
     PersistentRecursive,
+}
+
+/// The modes one watcher holds on one path in one table. Since ZooKeeper 3.9
+/// (ZOOKEEPER-4466) a standard, a persistent and a persistent recursive watch of the same
+/// connection on the same path coexist, and each behaves as if it were alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct WatchModes(u8);
+
+impl WatchModes {
+    /// No watch.
+    pub const NONE: WatchModes = WatchModes(0);
+
+    const fn flag(mode: WatcherMode) -> u8 {
+        match mode {
+            WatcherMode::Standard => 1,
+            WatcherMode::Persistent => 2,
+            WatcherMode::PersistentRecursive => 4,
+        }
+    }
+
+    /// The set holding `mode` alone.
+    pub const fn of(mode: WatcherMode) -> WatchModes {
+        WatchModes(Self::flag(mode))
+    }
+
+    /// Whether the set holds `mode`.
+    pub const fn contains(self, mode: WatcherMode) -> bool {
+        self.0 & Self::flag(mode) != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// This set and `mode`.
+    #[must_use]
+    pub const fn with(self, mode: WatcherMode) -> WatchModes {
+        WatchModes(self.0 | Self::flag(mode))
+    }
+
+    /// This set without `mode`.
+    #[must_use]
+    pub const fn without(self, mode: WatcherMode) -> WatchModes {
+        WatchModes(self.0 & !Self::flag(mode))
+    }
+
+    /// The modes held, standard first.
+    pub fn iter(self) -> impl Iterator<Item = WatcherMode> {
+        [
+            WatcherMode::Standard,
+            WatcherMode::Persistent,
+            WatcherMode::PersistentRecursive,
+        ]
+        .into_iter()
+        .filter(move |m| self.contains(*m))
+    }
+
+    /// The three flag bits.
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set the low three bits of `bits` encode.
+    pub(crate) const fn from_bits(bits: u8) -> WatchModes {
+        WatchModes(bits & 0b111)
+    }
 }
 
 /// A watch notification: what happened, and to which znode.

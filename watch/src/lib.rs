@@ -3,8 +3,8 @@
 //! Two halves, both pure data structures (no I/O, no tasks, no clocks):
 //!
 //! - [`WatchManager`], the server side: the data and child watch tables of Apache
-//!   ZooKeeper 3.8's `DataTree` (`WatchManager` with its `WatcherModeManager`) in one
-//!   compact structure. It records `getData`/`exists`/`getChildren` one-shot watches and
+//!   ZooKeeper's `DataTree` in one compact structure, with ZooKeeper 3.9's watch modes
+//!   (several modes of one connection on one path coexist; 3.8.0 let them interfere). It records `getData`/`exists`/`getChildren` one-shot watches and
 //!   `addWatch` persistent and persistent recursive ones for [`WatcherId`]s, fires them with
 //!   [`trigger`](WatchManager::trigger) (or the `DataTree` sequences
 //!   [`node_created`](WatchManager::node_created),
@@ -24,7 +24,7 @@
 //!
 //! A million watches should not cost a hundred megabytes. Paths are interned once into
 //! dense ids; watchers get dense slots. Each (path, watcher) pair is one `u32`: the slot and
-//! four bits holding its mode in both tables. A path with one watcher stores that `u32`
+//! six bits holding its modes in both tables. A path with one watcher stores that `u32`
 //! inline, up to 512 live in a sorted vector, more in a hash table. Each watcher keeps its
 //! path ids in a sorted vector, or past 64 in a roaring bitmap, so closing a connection
 //! touches only its own paths. Measured (`benches/memory.rs`), a million watches cost about
@@ -55,7 +55,7 @@
 //! assert_eq!(fired[0].watchers, [bob]);
 //!
 //! // bob's connection closes.
-//! assert_eq!(watches.remove_watcher(bob), 2); // one watch in each table
+//! assert_eq!(watches.remove_watcher(bob), 1); // a recursive watch is in the data table only
 //! assert_eq!(watches.watch_count(), 0);
 //! # Ok::<(), zk_watch::WatchError>(())
 //! ```
@@ -73,7 +73,7 @@ mod server;
 
 pub use client::{ClientWatchKind, Registration, Removed, WatchRegistry, client_path, server_path};
 pub use error::WatchError;
-pub use event::{WatchKind, WatchTable, WatchedEvent, WatcherId, WatcherMode};
+pub use event::{WatchKind, WatchModes, WatchTable, WatchedEvent, WatcherId, WatcherMode};
 pub use lists::{SET_WATCHES_MAX_LENGTH, SetWatchesRequest, WatchLists};
 pub use server::{
     Fired, HeldWatch, NodeZxids, WatchManager, WatchesSummary, format_by_connection, format_by_path,

@@ -1,54 +1,76 @@
-//! The compact manager against a plain model of ZooKeeper 3.8's own code: two
-//! `WatchManager`s (a watch table, a watcher-to-paths table and a `WatcherModeManager`
-//! each) driven the way `DataTree` drives them. Random operation sequences must give the
-//! same events, answers and reports from both.
+//! The compact manager against a plain model of ZooKeeper 3.9's own code (which fixed
+//! 3.8's watch modes: ZOOKEEPER-4466, 4471, 4472): two `WatchManager`s (a watch table and a
+//! watcher-to-paths table of `WatchStats` each) driven the way `DataTree` drives them.
+//! Random operation sequences must give the same events, answers and reports from both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use zk_jute::{EventType, WatcherType};
-use zk_watch::{WatchKind, WatchManager, WatchTable, WatcherId, WatcherMode};
+use zk_watch::{WatchKind, WatchManager, WatchModes, WatchTable, WatcherId, WatcherMode};
+
+/// `WatchStats`: one bit per mode.
+fn flag(mode: WatcherMode) -> u8 {
+    match mode {
+        WatcherMode::Standard => 1,
+        WatcherMode::Persistent => 2,
+        WatcherMode::PersistentRecursive => 4,
+    }
+}
+
+fn modes(flags: u8) -> WatchModes {
+    [
+        WatcherMode::Standard,
+        WatcherMode::Persistent,
+        WatcherMode::PersistentRecursive,
+    ]
+    .into_iter()
+    .filter(|m| flags & flag(*m) != 0)
+    .fold(WatchModes::NONE, WatchModes::with)
+}
 
 /// One of ZooKeeper's two `WatchManager`s, transcribed with ordered collections.
 #[derive(Default)]
 struct JavaWatchManager {
     watch_table: BTreeMap<String, BTreeSet<u64>>,
-    watch2paths: BTreeMap<u64, BTreeSet<String>>,
-    modes: BTreeMap<(u64, String), WatcherMode>,
+    watch2paths: BTreeMap<u64, BTreeMap<String, u8>>,
+    recursive_qty: usize,
 }
 
 impl JavaWatchManager {
     fn add_watch(&mut self, path: &str, w: u64, mode: WatcherMode) -> bool {
         self.watch_table.entry(path.into()).or_default().insert(w);
         let paths = self.watch2paths.entry(w).or_default();
-        if mode == WatcherMode::Standard {
-            self.modes.remove(&(w, path.into()));
-        } else {
-            self.modes.insert((w, path.into()), mode);
+        let stats = paths.get(path).copied().unwrap_or(0);
+        let new = stats | flag(mode);
+        if new != stats {
+            paths.insert(path.into(), new);
+            if mode == WatcherMode::PersistentRecursive {
+                self.recursive_qty += 1;
+            }
+            return true;
         }
-        paths.insert(path.into())
-    }
-
-    fn mode(&self, w: u64, path: &str) -> WatcherMode {
-        self.modes
-            .get(&(w, path.into()))
-            .copied()
-            .unwrap_or(WatcherMode::Standard)
+        false
     }
 
     fn remove_cnxn(&mut self, w: u64) {
-        for p in self.watch2paths.remove(&w).unwrap_or_default() {
+        let Some(paths) = self.watch2paths.remove(&w) else {
+            return;
+        };
+        for (p, stats) in paths {
             if let Some(set) = self.watch_table.get_mut(&p) {
                 set.remove(&w);
                 if set.is_empty() {
                     self.watch_table.remove(&p);
                 }
             }
-            self.modes.remove(&(w, p));
+            if stats & flag(WatcherMode::PersistentRecursive) != 0 {
+                self.recursive_qty -= 1;
+            }
         }
     }
 
-    fn trigger(&mut self, path: &str, t: EventType) -> BTreeSet<u64> {
+    fn trigger(&mut self, path: &str) -> BTreeSet<u64> {
         let mut fired = BTreeSet::new();
         let mut local = Some(path.to_string());
         let mut at_parent = false;
@@ -61,41 +83,56 @@ impl JavaWatchManager {
                 .copied()
                 .collect();
             for w in watchers {
-                let mode = self.mode(w, &p);
-                if mode == WatcherMode::PersistentRecursive {
-                    if t != EventType::NodeChildrenChanged {
-                        fired.insert(w);
-                    }
-                } else if !at_parent {
+                let Some(paths) = self.watch2paths.get_mut(&w) else {
+                    continue;
+                };
+                let Some(stats) = paths.get(&p).copied() else {
+                    continue;
+                };
+                if !at_parent {
                     fired.insert(w);
-                    if mode == WatcherMode::Standard {
-                        let set = self.watch_table.get_mut(&p).expect("present");
-                        set.remove(&w);
-                        if set.is_empty() {
-                            self.watch_table.remove(&p);
+                    let new = stats & !flag(WatcherMode::Standard);
+                    if new == 0 {
+                        paths.remove(&p);
+                        if let Some(set) = self.watch_table.get_mut(&p) {
+                            set.remove(&w);
                         }
-                        if let Some(paths) = self.watch2paths.get_mut(&w) {
-                            paths.remove(&p);
-                        }
+                    } else {
+                        paths.insert(p.clone(), new);
                     }
+                } else if stats & flag(WatcherMode::PersistentRecursive) != 0 {
+                    fired.insert(w);
                 }
             }
-            local = parent(&p);
+            if self.watch_table.get(&p).is_some_and(BTreeSet::is_empty) {
+                self.watch_table.remove(&p);
+            }
+            local = if self.recursive_qty == 0 {
+                None
+            } else {
+                parent(&p)
+            };
             at_parent = true;
         }
         fired
     }
 
-    fn contains_watcher(&self, path: &str) -> bool {
-        self.watch_table.contains_key(path)
-    }
-
-    fn remove_watcher(&mut self, path: &str, w: u64) -> bool {
-        let Some(paths) = self.watch2paths.get_mut(&w) else {
+    fn contains_watcher(&self, path: &str, w: u64, mode: Option<WatcherMode>) -> bool {
+        let Some(stats) = self.watch2paths.get(&w).and_then(|ps| ps.get(path)) else {
             return false;
         };
-        if !paths.remove(path) {
-            return false;
+        mode.is_none_or(|m| stats & flag(m) != 0)
+    }
+
+    fn unwatch(&mut self, path: &str, w: u64) -> u8 {
+        let Some(paths) = self.watch2paths.get_mut(&w) else {
+            return 0;
+        };
+        let Some(stats) = paths.remove(path) else {
+            return 0;
+        };
+        if paths.is_empty() {
+            self.watch2paths.remove(&w);
         }
         if let Some(set) = self.watch_table.get_mut(path) {
             set.remove(&w);
@@ -103,8 +140,35 @@ impl JavaWatchManager {
                 self.watch_table.remove(path);
             }
         }
-        self.modes.remove(&(w, path.into()));
-        true
+        stats
+    }
+
+    fn remove_watcher(&mut self, path: &str, w: u64, mode: Option<WatcherMode>) -> bool {
+        if !self.watch2paths.contains_key(&w) || !self.watch_table.contains_key(path) {
+            return false;
+        }
+        let (old, new) = match mode {
+            Some(m) => {
+                let old = self.watch2paths[&w].get(path).copied().unwrap_or(0);
+                let new = old & !flag(m);
+                if new != 0 {
+                    if new != old {
+                        if let Some(paths) = self.watch2paths.get_mut(&w) {
+                            paths.insert(path.into(), new);
+                        }
+                    }
+                } else if old != 0 {
+                    self.unwatch(path, w);
+                }
+                (old, new)
+            }
+            None => (self.unwatch(path, w), 0),
+        };
+        let recursive = flag(WatcherMode::PersistentRecursive);
+        if old & recursive != 0 && new & recursive == 0 {
+            self.recursive_qty -= 1;
+        }
+        old != new
     }
 }
 
@@ -116,7 +180,7 @@ fn parent(path: &str) -> Option<String> {
     Some(if i == 0 { "/".into() } else { path[..i].into() })
 }
 
-/// `DataTree`'s use of its two managers.
+/// `DataTree`'s use of its two managers (ZooKeeper 3.9).
 #[derive(Default)]
 struct JavaDataTree {
     data: JavaWatchManager,
@@ -135,64 +199,78 @@ impl JavaDataTree {
         match kind {
             WatchKind::Data => self.data.add_watch(path, w, WatcherMode::Standard),
             WatchKind::Child => self.child.add_watch(path, w, WatcherMode::Standard),
-            WatchKind::Persistent | WatchKind::PersistentRecursive => {
-                let mode = if kind == WatchKind::Persistent {
-                    WatcherMode::Persistent
-                } else {
-                    WatcherMode::PersistentRecursive
-                };
-                let d = self.data.add_watch(path, w, mode);
-                let c = self.child.add_watch(path, w, mode);
+            WatchKind::Persistent => {
+                let d = self.data.add_watch(path, w, WatcherMode::Persistent);
+                let c = self.child.add_watch(path, w, WatcherMode::Persistent);
                 d | c
+            }
+            WatchKind::PersistentRecursive => {
+                self.data
+                    .add_watch(path, w, WatcherMode::PersistentRecursive)
             }
         }
     }
 
     fn trigger(&mut self, path: &str, t: EventType) -> BTreeSet<u64> {
         match t {
-            EventType::NodeCreated | EventType::NodeDataChanged => self.data.trigger(path, t),
-            EventType::NodeChildrenChanged => self.child.trigger(path, t),
+            EventType::NodeCreated | EventType::NodeDataChanged => self.data.trigger(path),
+            EventType::NodeChildrenChanged => self.child.trigger(path),
             EventType::NodeDeleted => {
-                let mut fired = self.data.trigger(path, t);
-                fired.extend(self.child.trigger(path, t));
+                let mut fired = self.data.trigger(path);
+                fired.extend(self.child.trigger(path));
                 fired
             }
             _ => BTreeSet::new(),
         }
     }
 
-    fn tables(kind: WatcherType) -> Vec<WatchTable> {
-        match kind {
-            WatcherType::Children => vec![WatchTable::Child],
-            WatcherType::Data => vec![WatchTable::Data],
-            WatcherType::Any => vec![WatchTable::Child, WatchTable::Data],
-        }
-    }
-
+    /// `DataTree.removeWatch`.
     fn remove(&mut self, path: &str, kind: WatcherType, w: u64) -> bool {
-        let mut removed = false;
-        for t in Self::tables(kind) {
-            removed |= match t {
-                WatchTable::Data => self.data.remove_watcher(path, w),
-                WatchTable::Child => self.child.remove_watcher(path, w),
-            };
+        let standard = Some(WatcherMode::Standard);
+        match kind {
+            WatcherType::Children => self.child.remove_watcher(path, w, standard),
+            WatcherType::Data => self.data.remove_watcher(path, w, standard),
+            WatcherType::Persistent => {
+                let persistent = Some(WatcherMode::Persistent);
+                let c = self.child.remove_watcher(path, w, persistent);
+                let d = self.data.remove_watcher(path, w, persistent);
+                c | d
+            }
+            WatcherType::PersistentRecursive => {
+                let recursive = Some(WatcherMode::PersistentRecursive);
+                self.data.remove_watcher(path, w, recursive)
+            }
+            WatcherType::Any => {
+                let c = self.child.remove_watcher(path, w, None);
+                let d = self.data.remove_watcher(path, w, None);
+                c | d
+            }
         }
-        removed
     }
 
-    fn check(&self, path: &str, kind: WatcherType) -> bool {
-        Self::tables(kind)
-            .into_iter()
-            .any(|t| self.table(t).contains_watcher(path))
-    }
-
-    fn has(&self, path: &str, kind: WatcherType, w: u64) -> bool {
-        Self::tables(kind).into_iter().any(|t| {
-            self.table(t)
-                .watch2paths
-                .get(&w)
-                .is_some_and(|ps| ps.contains(path))
-        })
+    /// `DataTree.containsWatcher`.
+    fn check(&self, path: &str, kind: WatcherType, w: u64) -> bool {
+        match kind {
+            WatcherType::Children => {
+                self.child
+                    .contains_watcher(path, w, Some(WatcherMode::Standard))
+            }
+            WatcherType::Data => self
+                .data
+                .contains_watcher(path, w, Some(WatcherMode::Standard)),
+            WatcherType::Persistent => {
+                self.data
+                    .contains_watcher(path, w, Some(WatcherMode::Persistent))
+            }
+            WatcherType::PersistentRecursive => {
+                self.data
+                    .contains_watcher(path, w, Some(WatcherMode::PersistentRecursive))
+            }
+            WatcherType::Any => {
+                self.child.contains_watcher(path, w, None)
+                    || self.data.contains_watcher(path, w, None)
+            }
+        }
     }
 
     fn close(&mut self, w: u64) {
@@ -214,7 +292,13 @@ const EVENTS: [EventType; 4] = [
     EventType::NodeDataChanged,
     EventType::NodeChildrenChanged,
 ];
-const TYPES: [WatcherType; 3] = [WatcherType::Children, WatcherType::Data, WatcherType::Any];
+const TYPES: [WatcherType; 5] = [
+    WatcherType::Children,
+    WatcherType::Data,
+    WatcherType::Any,
+    WatcherType::Persistent,
+    WatcherType::PersistentRecursive,
+];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -277,17 +361,14 @@ fn compare_state(
 ) -> Result<(), TestCaseError> {
     for path in PATHS {
         for kind in TYPES {
-            prop_assert_eq!(
-                ours.check_watches(path, kind),
-                java.check(path, kind),
-                "check {} {:?}",
-                path,
-                kind
-            );
             for w in 0..watchers {
                 prop_assert_eq!(
-                    ours.has_watch(path, kind, WatcherId(w)),
-                    java.has(path, kind, w)
+                    ours.check_watches(path, kind, WatcherId(w)),
+                    java.check(path, kind, w),
+                    "check c{} {} {:?}",
+                    w,
+                    path,
+                    kind
                 );
             }
         }
@@ -295,7 +376,7 @@ fn compare_state(
     let mut count = 0;
     for table in WatchTable::ALL {
         let j = java.table(table);
-        let total: usize = j.watch2paths.values().map(BTreeSet::len).sum();
+        let total: usize = j.watch2paths.values().map(BTreeMap::len).sum();
         count += total;
         let summary = ours.summary(table);
         prop_assert_eq!(
@@ -310,7 +391,7 @@ fn compare_state(
         let expected: BTreeMap<u64, Vec<String>> = j
             .watch2paths
             .iter()
-            .map(|(w, ps)| (*w, ps.iter().cloned().collect()))
+            .map(|(w, ps)| (*w, ps.keys().cloned().collect()))
             .collect();
         prop_assert_eq!(by_watcher, expected);
         let by_path: BTreeMap<String, Vec<u64>> = ours
@@ -324,12 +405,7 @@ fn compare_state(
             .map(|(p, ws)| (p.clone(), ws.iter().copied().collect()))
             .collect();
         prop_assert_eq!(by_path, expected);
-        let recursive = j
-            .modes
-            .values()
-            .filter(|m| **m == WatcherMode::PersistentRecursive)
-            .count();
-        prop_assert_eq!(ours.recursive_watch_count(table), recursive);
+        prop_assert_eq!(ours.recursive_watch_count(table), j.recursive_qty);
     }
     prop_assert_eq!(ours.watch_count(), count);
     for w in 0..watchers {
@@ -339,12 +415,13 @@ fn compare_state(
                 (WatchTable::Child, held.child),
             ] {
                 let j = java.table(table);
-                let java_mode = j
+                let flags = j
                     .watch2paths
                     .get(&w)
-                    .is_some_and(|ps| ps.contains(&held.path))
-                    .then(|| j.mode(w, &held.path));
-                prop_assert_eq!(mode, java_mode, "mode of c{} on {}", w, held.path);
+                    .and_then(|ps| ps.get(&held.path))
+                    .copied()
+                    .unwrap_or(0);
+                prop_assert_eq!(mode, modes(flags), "modes of c{} on {}", w, held.path);
             }
         }
     }
@@ -355,7 +432,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn behaves_like_zookeeper_3_8(ops in prop::collection::vec(op(4), 1..80)) {
+    fn behaves_like_zookeeper_3_9(ops in prop::collection::vec(op(4), 1..80)) {
         let mut ours = WatchManager::new();
         let mut java = JavaDataTree::default();
         for op in &ops {
@@ -368,7 +445,7 @@ proptest! {
 /// Enough watchers on few paths to move a path's pairs from the inline form to the sorted
 /// vector to the hash map and back, in a scrambled order.
 #[test]
-fn crowded_paths_behave_like_zookeeper_3_8() {
+fn crowded_paths_behave_like_zookeeper_3_9() {
     const WATCHERS: u64 = 1500;
     let mut ours = WatchManager::new();
     let mut java = JavaDataTree::default();

@@ -10,9 +10,8 @@
 //! watch c1 data|exists|child|persistent|recursive /path   # add_watch ("> already watching" if not new)
 //! create /path | delete /path | set /path                   # DataTree's trigger sequences
 //! trigger /path EventType                                   # one raw trigger
-//! remove c1 children|data|any /path                         # removeWatches: "> removed" or "> NOWATCHER"
-//! check children|data|any /path                             # checkWatches (3.8): "> ok" or "> NOWATCHER"
-//! has c1 children|data|any /path                            # the watcher's own: "> yes" or "> no"
+//! remove c1 children|data|any|persistent|recursive /path   # removeWatches: "> removed" or "> NOWATCHER"
+//! check c1 children|data|any|persistent|recursive /path    # checkWatches: "> ok" or "> NOWATCHER"
 //! close c1                                                  # connection closed: "> dropped N"
 //! held c1                                                   # the watcher's watches
 //! count                                                     # mntr's zk_watch_count
@@ -39,7 +38,7 @@ use std::path::Path;
 use zk_jute::{AddWatchMode, ErrorCode, EventType, KeeperState, WatcherType};
 use zk_watch::{
     Fired, NodeZxids, Registration, SetWatchesRequest, WatchKind, WatchLists, WatchManager,
-    WatchRegistry, WatchTable, WatcherId, WatcherMode,
+    WatchModes, WatchRegistry, WatchTable, WatcherId, WatcherMode,
 };
 
 #[test]
@@ -153,7 +152,9 @@ fn watcher_type(word: &str) -> WatcherType {
         "children" => WatcherType::Children,
         "data" => WatcherType::Data,
         "any" => WatcherType::Any,
-        _ => panic!("watcher types are children|data|any, got {word}"),
+        "persistent" => WatcherType::Persistent,
+        "recursive" => WatcherType::PersistentRecursive,
+        _ => panic!("watcher types are children|data|any|persistent|recursive, got {word}"),
     }
 }
 
@@ -165,13 +166,19 @@ fn table(words: &[&str], at: usize) -> WatchTable {
     }
 }
 
-fn mode(m: Option<WatcherMode>) -> &'static str {
-    match m {
-        None => "-",
-        Some(WatcherMode::Standard) => "standard",
-        Some(WatcherMode::Persistent) => "persistent",
-        Some(WatcherMode::PersistentRecursive) => "recursive",
+fn mode(modes: WatchModes) -> String {
+    if modes.is_empty() {
+        return "-".into();
     }
+    let names: Vec<&str> = modes
+        .iter()
+        .map(|m| match m {
+            WatcherMode::Standard => "standard",
+            WatcherMode::Persistent => "persistent",
+            WatcherMode::PersistentRecursive => "recursive",
+        })
+        .collect();
+    names.join("+")
 }
 
 fn arg<'a>(words: &[&'a str], at: usize) -> &'a str {
@@ -218,16 +225,12 @@ impl ServerHarness {
                 vec![if removed { "removed" } else { "NOWATCHER" }.into()]
             }
             "check" => {
-                let ok = w.check_watches(arg(words, 2), watcher_type(arg(words, 1)));
-                vec![if ok { "ok" } else { "NOWATCHER" }.into()]
-            }
-            "has" => {
-                let has = w.has_watch(
+                let ok = w.check_watches(
                     arg(words, 3),
                     watcher_type(arg(words, 2)),
                     watcher(arg(words, 1)),
                 );
-                vec![if has { "yes" } else { "no" }.into()]
+                vec![if ok { "ok" } else { "NOWATCHER" }.into()]
             }
             "close" => vec![format!(
                 "dropped {}",

@@ -185,5 +185,6 @@ fn a_watcher_told_once_per_trigger_even_with_many_matches_in_a_crowd() {
     let mut ids: Vec<u64> = fired[0].watchers.iter().map(|w| w.0).collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..2000).collect::<Vec<_>>());
-    assert_eq!(watches.watch_count(), 4000);
+    // The one-shot watches are used up; the recursive ones stay (in the data table only).
+    assert_eq!(watches.watch_count(), 2000);
 }

@@ -20,6 +20,10 @@
 //!   answers to `cli/tests/zkcli/`, where `cargo test -p zk-cli` checks zk-cli against our
 //!   server without Java.
 //!
+//! Where zk-server follows a fix ZooKeeper made after 3.8.0, the answers that differ are
+//! listed in `INTENDED` with the exact lines they add and why; they are reported, not
+//! failed.
+//!
 //! Nothing is installed unless `--install` is given.
 
 use std::fmt::Write as _;
@@ -252,6 +256,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
                 ours: format!("{e:#}"),
                 pass: false,
                 order_only: false,
+                intended: None,
             });
             report.stopped |= !options.keep_going;
         }
@@ -265,6 +270,7 @@ pub(crate) fn compat_clients(rest: &[String]) -> Result<()> {
                     ours: format!("exited with {status}\n{}", server.log_tail()),
                     pass: false,
                     order_only: false,
+                    intended: None,
                 });
                 report.stopped = true;
             }
@@ -529,6 +535,43 @@ struct Unit {
     pass: bool,
     /// Set when the outputs differ only in the order of what ZooKeeper keeps in a hash set.
     order_only: bool,
+    /// Set when the outputs differ exactly as an [`INTENDED`] entry says: why.
+    intended: Option<&'static str>,
+}
+
+/// Answers where zk-server follows a fix that ZooKeeper made after 3.8.0, so that its answer
+/// differs from 3.8.0's: (client, case, command, the lines ours adds, why). A unit passes
+/// only if removing those lines from our answer gives 3.8.0's exactly.
+const INTENDED: &[(Client, &str, &str, &[&str], &str)] = &[(
+    Client::ZkCli,
+    "watches-persistent",
+    EVENTS_COMMAND,
+    &["WatchedEvent state:SyncConnected type:NodeCreated path:/zc10/b"],
+    "ZOOKEEPER-4466 (3.9): the session's persistent and recursive watches on /zc10 \
+     coexist; 3.8.0 let the persistent one replace the recursive one, which then missed \
+     /zc10/b's creation",
+)];
+
+/// The name zkCli sessions give the session's watch events.
+const EVENTS_COMMAND: &str = "(watch events of the session, in order)";
+
+/// Why `ours` differs from `reference` as intended, if it does exactly as listed.
+fn intended(
+    client: Client,
+    case: &str,
+    command: &str,
+    reference: &str,
+    ours: &str,
+) -> Option<&'static str> {
+    let (_, _, _, extra, why) = INTENDED
+        .iter()
+        .find(|(c, k, m, _, _)| *c == client && *k == case && *m == command)?;
+    let mut lines: Vec<&str> = ours.lines().collect();
+    for line in *extra {
+        let at = lines.iter().position(|l| l == line)?;
+        lines.remove(at);
+    }
+    (lines == reference.lines().collect::<Vec<_>>()).then_some(*why)
 }
 
 #[derive(Default)]
@@ -573,6 +616,14 @@ impl Report {
         }
         if failures.is_empty() {
             println!("  (none)");
+        }
+        let intended: Vec<&Unit> = self.units.iter().filter(|u| u.intended.is_some()).collect();
+        if !intended.is_empty() {
+            println!();
+            println!("intended differences (not failures: ZooKeeper's fixes after 3.8.0):");
+            for unit in intended {
+                println!("{}", unit.describe());
+            }
         }
         let reordered: Vec<&Unit> = self.units.iter().filter(|u| u.order_only).collect();
         if !reordered.is_empty() {
@@ -621,11 +672,22 @@ impl Unit {
                 text.lines().map(|l| format!("      {l}\n")).collect()
             }
         };
-        let mark = match (self.pass, self.order_only) {
-            (true, false) => "ok",
-            (true, true) => "same set",
-            (false, _) => "DIFF",
+        let mark = match (self.pass, self.order_only, self.intended) {
+            (true, _, Some(_)) => "intended",
+            (true, false, None) => "ok",
+            (true, true, None) => "same set",
+            (false, _, _) => "DIFF",
         };
+        if let Some(why) = self.intended {
+            return format!(
+                "  [{mark}] {} / {} / {}: {why}\n    Apache ZooKeeper:\n{}    zk-server:\n{}",
+                self.client.name(),
+                self.case,
+                self.command,
+                indent(&self.reference),
+                indent(&self.ours)
+            );
+        }
         if self.pass && !self.order_only {
             format!(
                 "  [{mark}] {} / {} / {}\n{}",
@@ -706,11 +768,15 @@ fn pair(
             let ours = b.map(|(_, o)| o).unwrap_or_else(missing);
             let order_only = reference != ours
                 && canon(&command, &reference).is_some_and(|r| canon(&command, &ours) == Some(r));
+            let intended = (reference != ours && !order_only)
+                .then(|| intended(client, case, &command, &reference, &ours))
+                .flatten();
             Unit {
                 client,
                 case: case.to_string(),
-                pass: reference == ours || order_only,
+                pass: reference == ours || order_only || intended.is_some(),
                 order_only,
+                intended,
                 command,
                 reference,
                 ours,
@@ -1166,10 +1232,7 @@ fn zkcli_answers(servers: &Servers<'_>, segments: Vec<(String, String)>) -> Vec<
             (command, lines.join("\n"))
         })
         .collect();
-    answers.push((
-        "(watch events of the session, in order)".into(),
-        events.join("\n"),
-    ));
+    answers.push((EVENTS_COMMAND.into(), events.join("\n")));
     answers
 }
 
@@ -1213,6 +1276,7 @@ fn zkcli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             command: format!("zkCli.sh -server <server> {}", args.join(" ")),
             pass: reference == ours,
             order_only: false,
+            intended: None,
             reference,
             ours,
         });
@@ -1308,6 +1372,7 @@ fn zk_cli(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             command: args.join(" "),
             pass: reference == ours,
             order_only: false,
+            intended: None,
             reference,
             ours,
         });
@@ -1619,6 +1684,7 @@ fn kazoo(servers: &Servers<'_>, python: &Path, report: &mut Report) -> Result<()
                 // or the script's expectation is wrong).
                 pass: a == b && !b.starts_with("FAIL") && !b.starts_with("some checks"),
                 order_only: false,
+                intended: None,
                 reference: a,
                 ours: b,
             }

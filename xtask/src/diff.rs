@@ -38,6 +38,11 @@
 //!   carry a stat;
 //! - ZOOKEEPER-4655 (3.9): a watch notification's reply header carries the zxid of the txn
 //!   that fired it (3.8.0 sends -1). Events are compared as (type, path), without zxids.
+//! - ZOOKEEPER-4466 (3.9): watches of different modes that one session sets on one path
+//!   (one-shot, persistent, persistent recursive) coexist in zk-server, while 3.8.0 kept the
+//!   last mode set and so lost events the others were owed. The generator never gives a
+//!   session a second mode on a path it watches (`zk-watch`'s model test checks 3.9's rules,
+//!   and the `zookeeper-client` suite's `test_watcher_coexist_on_same_path` runs them).
 //!
 //! `--readable-acls` leaves out the one ACL choice (`auth:` ALL) that denies READ to some
 //! sessions: Debian's 3.8.0-11+deb12u2 carries the CVE-2024-23944 fix, which drops a watch
@@ -698,7 +703,17 @@ impl Generator {
                 82..98 => {
                     let path = self.read_path(known);
                     let oneshot = slot.watchers.len() - slot.persistent();
-                    match self.rng.below(8) {
+                    let kind = self.rng.below(8);
+                    let recursive = self.rng.chance(50);
+                    let mode = match kind {
+                        0..7 => "oneshot",
+                        _ if recursive => "recursive",
+                        _ => "persistent",
+                    };
+                    if slot.other_mode_on(&path, mode) {
+                        continue;
+                    }
+                    match kind {
                         _ if oneshot >= MAX_ONESHOT => continue,
                         0..3 => Op::GetData {
                             s,
@@ -716,11 +731,7 @@ impl Generator {
                             watch: true,
                         },
                         _ if slot.persistent() >= MAX_PERSISTENT => continue,
-                        _ => Op::Watch {
-                            s,
-                            path,
-                            recursive: self.rng.chance(50),
-                        },
+                        _ => Op::Watch { s, path, recursive },
                     }
                 }
                 _ => Op::Reopen { s },
@@ -742,6 +753,9 @@ enum WatchKind {
 
 struct Watcher {
     label: String,
+    /// The watched path and the watch's mode: "oneshot", "persistent" or "recursive".
+    path: String,
+    mode: &'static str,
     kind: WatchKind,
 }
 
@@ -754,6 +768,13 @@ struct Slot {
 }
 
 impl Slot {
+    /// Whether the session watches `path` in a mode other than `mode` (ZOOKEEPER-4466).
+    fn other_mode_on(&self, path: &str, mode: &str) -> bool {
+        self.watchers
+            .iter()
+            .any(|w| w.path == path && w.mode != mode)
+    }
+
     fn persistent(&self) -> usize {
         self.watchers
             .iter()
@@ -906,7 +927,17 @@ impl Side {
         let slot = &mut self.slots[s];
         let label = format!("w{}:{what}:{path}", slot.made);
         slot.made += 1;
-        slot.watchers.push(Watcher { label, kind });
+        let mode = match what {
+            "persistent" => "persistent",
+            "recursive" => "recursive",
+            _ => "oneshot",
+        };
+        slot.watchers.push(Watcher {
+            label,
+            path: path.to_string(),
+            mode,
+            kind,
+        });
     }
 
     /// Runs one op and returns its normalised answer.

@@ -190,7 +190,7 @@ impl Engine {
                 let kind = WatcherType::try_from(r.r#type).map_err(|_| ErrorCode::BadArguments);
                 kind.and_then(|kind| {
                     let found = if op == OpCode::CheckWatches {
-                        self.watches.check_watches(&r.path, kind)
+                        self.watches.check_watches(&r.path, kind, watcher)
                     } else {
                         self.watches.remove_watches(&r.path, kind, watcher)
                     };

@@ -1,5 +1,5 @@
 //! The watchers of one path, compactly: each (watcher slot, [`State`]) pair is packed into
-//! one `u32` (slot in the high 28 bits, state in the low 4).
+//! one `u32` (slot in the high 26 bits, state in the low 6).
 //!
 //! Most watched paths have one watcher, so that case is inline and allocates nothing. Up to
 //! [`FEW_MAX`] pairs live in a sorted vector (4 bytes a pair, binary search). A hot path
@@ -18,7 +18,7 @@ use super::state::{IdHasher, State};
 pub(crate) const FEW_MAX: usize = 512;
 
 /// Bits of state below the slot in a packed pair.
-const STATE_BITS: u32 = 4;
+const STATE_BITS: u32 = 6;
 
 /// The number of watcher slots a packed pair can name.
 pub(crate) const SLOT_LIMIT: u32 = 1 << (32 - STATE_BITS);
@@ -203,10 +203,10 @@ fn find(pairs: &[u32], slot: u32) -> Result<usize, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{WatchTable, WatcherMode};
+    use crate::{WatchModes, WatchTable, WatcherMode};
 
     fn st(mode: WatcherMode) -> State {
-        State::EMPTY.with(WatchTable::Data, Some(mode))
+        State::EMPTY.with(WatchTable::Data, WatchModes::of(mode))
     }
 
     #[test]

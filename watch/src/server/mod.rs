@@ -1,6 +1,6 @@
-//! The server's watch manager: ZooKeeper 3.8's `DataTree.dataWatches` and
-//! `DataTree.childWatches` (each a `WatchManager` with its `WatcherModeManager`) in one
-//! compact structure.
+//! The server's watch manager: ZooKeeper's `DataTree.dataWatches` and
+//! `DataTree.childWatches` (each a `WatchManager`) in one compact structure, with the
+//! watch-mode rules of ZooKeeper 3.9 (ZOOKEEPER-4466, 4471 and 4472), which fixed 3.8's.
 
 mod entries;
 mod path_set;
@@ -16,7 +16,9 @@ use zk_jute::{EventType, WatcherType};
 use self::state::State;
 use self::tables::{PathTable, WatcherTable};
 use crate::path::{parent, path_and_ancestors};
-use crate::{WatchError, WatchKind, WatchLists, WatchTable, WatchedEvent, WatcherId, WatcherMode};
+use crate::{
+    WatchError, WatchKind, WatchLists, WatchModes, WatchTable, WatchedEvent, WatcherId, WatcherMode,
+};
 
 pub use self::report::{WatchesSummary, format_by_connection, format_by_path};
 
@@ -46,10 +48,10 @@ pub struct NodeZxids {
 pub struct HeldWatch {
     /// The watched path.
     pub path: String,
-    /// Its mode in the data table, if it has a watch there.
-    pub data: Option<WatcherMode>,
-    /// Its mode in the child table, if it has a watch there.
-    pub child: Option<WatcherMode>,
+    /// Its modes in the data table (empty: no watch there).
+    pub data: WatchModes,
+    /// Its modes in the child table (empty: no watch there).
+    pub child: WatchModes,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,16 +64,19 @@ struct TableCounts {
 
 /// ZooKeeper's server-side watch manager, for both watch tables, in compact form.
 ///
-/// Every rule is Apache ZooKeeper 3.8.0's (`WatchManager`, `WatcherModeManager`,
-/// `DataTree`), including the ones later releases changed:
+/// The rules are Apache ZooKeeper 3.9's (`WatchManager` with its `WatchStats`, `DataTree`),
+/// which fixed how 3.8.0's watches of different modes interfered (ZOOKEEPER-4466, 4471,
+/// 4472); everything else is as in 3.8:
 ///
 /// - `getData`/`exists` watches live in the data table, `getChildren` watches in the child
-///   table, `addWatch` watches (persistent or persistent recursive) in both.
-/// - A watcher holds at most one mode per path per table, and the last request wins: a
-///   standard watch set on a path where the same watcher has a persistent watch turns that
-///   table's watch into a one-shot one (3.9 keeps both, ZOOKEEPER-4466).
+///   table, persistent `addWatch` watches in both, persistent recursive ones in the data
+///   table.
+/// - A watcher may hold a one-shot, a persistent and a persistent recursive watch on the
+///   same path at once; each behaves as if it were alone (3.8 kept the last one set).
 /// - [`trigger`](Self::trigger) fires the watches of the tables an event type concerns,
 ///   removes the one-shot ones it fired, and reaches each watcher once.
+/// - `removeWatches` and `checkWatches` concern the asking watcher's own watches of the
+///   mode their type names.
 ///
 /// Watchers are [`WatcherId`]s; the server maps them to connections. A watcher that adds
 /// its first watch takes a dense slot that [`remove_watcher`](Self::remove_watcher) frees.
@@ -88,12 +93,46 @@ pub struct WatchManager {
     reached: Vec<u64>,
 }
 
-/// The tables a `removeWatches`/`checkWatches` request of `kind` concerns.
-const fn tables_of(kind: WatcherType) -> &'static [WatchTable] {
-    match kind {
-        WatcherType::Children => &[WatchTable::Child],
-        WatcherType::Data => &[WatchTable::Data],
-        WatcherType::Any => &[WatchTable::Child, WatchTable::Data],
+/// What a `removeWatches`/`checkWatches` request of `kind` concerns, table by table, as
+/// ZooKeeper 3.9's `DataTree.removeWatch` and `containsWatcher` map it (ZOOKEEPER-4471 and
+/// 4472): `Children` and `Data` the standard watches of their table, `Persistent` the
+/// persistent watch in both, `PersistentRecursive` the recursive one (data table only),
+/// `Any` every mode in both. Persistent watches are checked in the data table alone, where
+/// every one of them lives.
+fn modes_of(kind: WatcherType, table: WatchTable, checking: bool) -> WatchModes {
+    let one = WatchModes::of;
+    match (kind, table) {
+        (WatcherType::Children, WatchTable::Child) | (WatcherType::Data, WatchTable::Data) => {
+            one(WatcherMode::Standard)
+        }
+        (WatcherType::Persistent, WatchTable::Data) => one(WatcherMode::Persistent),
+        (WatcherType::Persistent, WatchTable::Child) if !checking => one(WatcherMode::Persistent),
+        (WatcherType::PersistentRecursive, WatchTable::Data) => {
+            one(WatcherMode::PersistentRecursive)
+        }
+        (WatcherType::Any, _) => ALL_MODES,
+        _ => WatchModes::NONE,
+    }
+}
+
+/// Every mode.
+const ALL_MODES: WatchModes = WatchModes::of(WatcherMode::Standard)
+    .with(WatcherMode::Persistent)
+    .with(WatcherMode::PersistentRecursive);
+
+/// The modes `kind` adds, table by table (ZooKeeper 3.9's `DataTree.addWatch` and the
+/// one-shot watches of reads): a persistent watch lives in both tables, a persistent
+/// recursive one in the data table only (ZOOKEEPER-4466).
+fn added_by(kind: WatchKind, table: WatchTable) -> Option<WatcherMode> {
+    match (kind, table) {
+        (WatchKind::Data, WatchTable::Data) | (WatchKind::Child, WatchTable::Child) => {
+            Some(WatcherMode::Standard)
+        }
+        (WatchKind::Persistent, _) => Some(WatcherMode::Persistent),
+        (WatchKind::PersistentRecursive, WatchTable::Data) => {
+            Some(WatcherMode::PersistentRecursive)
+        }
+        _ => None,
     }
 }
 
@@ -103,11 +142,14 @@ impl WatchManager {
         Self::default()
     }
 
-    /// Adds a watch of `kind` for `watcher` on `path`, replacing that watcher's watch in the
-    /// same table(s) on the same path, as ZooKeeper 3.8 does.
+    /// Adds a watch of `kind` for `watcher` on `path`, beside any watch of another mode the
+    /// watcher holds there: since ZooKeeper 3.9 (ZOOKEEPER-4466) a one-shot, a persistent
+    /// and a persistent recursive watch of one connection on one path coexist, each firing
+    /// as if alone (3.8 kept one mode per path and table, the last set). A `Persistent`
+    /// watch goes in both tables, a `PersistentRecursive` one in the data table only.
     ///
-    /// Returns whether the watcher had no watch on `path` in (one of) the table(s) before.
-    /// Fails only when the manager is full: 2^28 watchers or 2^32 paths at once.
+    /// Returns whether the watcher did not hold this mode on `path` (in one of the tables)
+    /// before. Fails only when the manager is full: 2^26 watchers or 2^32 paths at once.
     ///
     /// The manager does not know about closed connections: the server must not add watches
     /// for a connection after calling [`remove_watcher`](Self::remove_watcher) for it
@@ -123,17 +165,14 @@ impl WatchManager {
             .paths
             .find(path)
             .map_or(State::EMPTY, |id| self.paths.state(id, slot));
-        let (tables, mode): (&[WatchTable], WatcherMode) = match kind {
-            WatchKind::Data => (&[WatchTable::Data], WatcherMode::Standard),
-            WatchKind::Child => (&[WatchTable::Child], WatcherMode::Standard),
-            WatchKind::Persistent => (&WatchTable::ALL, WatcherMode::Persistent),
-            WatchKind::PersistentRecursive => (&WatchTable::ALL, WatcherMode::PersistentRecursive),
-        };
         let mut new = old;
         let mut added = false;
-        for table in tables {
-            added |= old.mode(*table).is_none();
-            new = new.with(*table, Some(mode));
+        for table in WatchTable::ALL {
+            if let Some(mode) = added_by(kind, table) {
+                let modes = old.modes(table);
+                added |= !modes.contains(mode);
+                new = new.with(table, modes.with(mode));
+            }
         }
         match self.paths.find(path) {
             Some(id) => self.set_state(id, slot, new),
@@ -146,7 +185,11 @@ impl WatchManager {
             }
         }
         if let Some(w) = self.watchers.get_mut(slot) {
-            tables.iter().for_each(|table| w.mark_seen(*table));
+            for table in WatchTable::ALL {
+                if added_by(kind, table).is_some() {
+                    w.mark_seen(table);
+                }
+            }
         }
         Ok(added)
     }
@@ -161,9 +204,9 @@ impl WatchManager {
     ///   (`DataTree.deleteNode` suppresses in the second call who the first reached).
     /// - anything else: nothing.
     ///
-    /// In a table, standard and persistent watches on `path` fire; standard ones are removed.
-    /// Persistent recursive watches on `path` and on every ancestor fire too, except for
-    /// `NodeChildrenChanged`, which never reaches them.
+    /// In a table, every watch on `path` fires, whatever its modes; its standard (one-shot)
+    /// mode is removed. On every ancestor, persistent recursive watches fire too. They live
+    /// in the data table only, so `NodeChildrenChanged` never reaches them.
     pub fn trigger(&mut self, path: &str, event_type: EventType) -> Fired {
         let tables: &[WatchTable] = match event_type {
             EventType::NodeCreated | EventType::NodeDataChanged => &[WatchTable::Data],
@@ -171,7 +214,7 @@ impl WatchManager {
             EventType::NodeDeleted => &WatchTable::ALL,
             _ => &[],
         };
-        let slots = self.fire(tables, path, event_type);
+        let slots = self.fire(tables, path);
         let watchers = slots
             .into_iter()
             .filter_map(|slot| self.watchers.get(slot).map(|w| w.id))
@@ -216,10 +259,11 @@ impl WatchManager {
         }
     }
 
-    /// Handles `removeWatches` for `watcher` as `DataTree.removeWatch` does: drops its watch
-    /// on `path` in the child table (`Children`), the data table (`Data`) or both (`Any`),
-    /// whatever the watch's mode. Persistent watches live in both tables, so `Data` alone
-    /// leaves the child half of one in place.
+    /// Handles `removeWatches` for `watcher` as ZooKeeper 3.9's `DataTree.removeWatch` does
+    /// (ZOOKEEPER-4471, 4472): `Children` and `Data` drop the one-shot watch of their table,
+    /// `Persistent` the persistent watch, `PersistentRecursive` the recursive one, `Any`
+    /// every watch on `path`; watches of other modes stay. (3.8 dropped the table's watch
+    /// whatever its mode, so `Data` alone could leave half of a persistent watch behind.)
     ///
     /// Returns whether anything was removed; if not, the server answers `NOWATCHER`.
     pub fn remove_watches(&mut self, path: &str, kind: WatcherType, watcher: WatcherId) -> bool {
@@ -227,41 +271,59 @@ impl WatchManager {
             return false;
         };
         let old = self.paths.state(id, slot);
-        let new = tables_of(kind)
-            .iter()
-            .fold(old, |state, table| state.with(*table, None));
+        let mut new = old;
+        for table in WatchTable::ALL {
+            let mut modes = old.modes(table);
+            for mode in modes_of(kind, table, false).iter() {
+                modes = modes.without(mode);
+            }
+            new = new.with(table, modes);
+        }
+        if new == old {
+            return false;
+        }
         self.set_state(id, slot, new);
-        new != old
+        // ZooKeeper forgets a connection in a table's reports once removeWatches takes its
+        // last watch there (WatchManager.unwatch).
+        for table in WatchTable::ALL {
+            if !old.modes(table).is_empty() && new.modes(table).is_empty() {
+                self.forget_if_unwatched(slot, table);
+            }
+        }
+        true
     }
 
-    /// Answers `checkWatches` exactly as ZooKeeper 3.8 does: whether ANY watcher holds a
-    /// watch on `path` in the table(s) `kind` names (its `WatchManager.containsWatcher`
-    /// returns true at the leaf for any watcher). A persistent or persistent recursive watch
-    /// counts for every kind, since it lives in both tables; one on an ancestor does not.
-    ///
-    /// ZooKeeper 3.9 checks the asking connection's own watches instead (ZOOKEEPER-4471);
-    /// that is [`has_watch`](Self::has_watch).
-    pub fn check_watches(&self, path: &str, kind: WatcherType) -> bool {
-        let Some(id) = self.paths.find(path) else {
-            return false;
-        };
-        let Some(slot) = self.paths.get(id) else {
-            return false;
-        };
-        let mut found = false;
-        slot.entries.for_each(|_, state| {
-            found |= tables_of(kind).iter().any(|t| state.mode(*t).is_some());
-        });
-        found
-    }
-
-    /// Whether `watcher` itself holds a watch on `path` in the table(s) `kind` names.
-    pub fn has_watch(&self, path: &str, kind: WatcherType, watcher: WatcherId) -> bool {
+    /// Answers `checkWatches` for `watcher` as ZooKeeper 3.9's `DataTree.containsWatcher`
+    /// does: whether it holds, on `path` itself, a one-shot child watch (`Children`), a
+    /// one-shot data or exists watch (`Data`), a persistent watch (`Persistent`), a
+    /// persistent recursive one (`PersistentRecursive`) or any watch (`Any`). (3.8 answered
+    /// yes when any connection had any watch on the path.)
+    pub fn check_watches(&self, path: &str, kind: WatcherType, watcher: WatcherId) -> bool {
         let (Some(slot), Some(id)) = (self.watchers.slot(watcher), self.paths.find(path)) else {
             return false;
         };
         let state = self.paths.state(id, slot);
-        tables_of(kind).iter().any(|t| state.mode(*t).is_some())
+        WatchTable::ALL.iter().any(|table| {
+            let wanted = modes_of(kind, *table, true);
+            wanted.iter().any(|m| state.modes(*table).contains(m))
+        })
+    }
+
+    /// Clears `table` from the watcher's reports if it holds no watch there any more.
+    fn forget_if_unwatched(&mut self, slot: u32, table: WatchTable) {
+        let Some(w) = self.watchers.get(slot) else {
+            return;
+        };
+        let still = w
+            .paths
+            .to_vec()
+            .into_iter()
+            .any(|id| !self.paths.state(id, slot).modes(table).is_empty());
+        if !still {
+            if let Some(w) = self.watchers.get_mut(slot) {
+                w.forget_seen(table);
+            }
+        }
     }
 
     /// Drops every watch `watcher` holds and forgets it (its connection closed:
@@ -281,7 +343,7 @@ impl WatchManager {
             let now_empty = path.entries.is_empty();
             dropped += WatchTable::ALL
                 .iter()
-                .filter(|t| old.mode(**t).is_some())
+                .filter(|t| !old.modes(**t).is_empty())
                 .count();
             self.count(old, State::EMPTY);
             if now_empty {
@@ -369,8 +431,8 @@ impl WatchManager {
                 let state = path.entries.get(slot);
                 Some(HeldWatch {
                     path: path.path.to_string(),
-                    data: state.mode(WatchTable::Data),
-                    child: state.mode(WatchTable::Child),
+                    data: state.modes(WatchTable::Data),
+                    child: state.modes(WatchTable::Child),
                 })
             })
             .collect();
@@ -407,7 +469,7 @@ impl WatchManager {
             .iter()
             .filter(|(_, p)| {
                 let mut any = false;
-                p.entries.for_each(|_, s| any |= s.mode(table).is_some());
+                p.entries.for_each(|_, s| any |= !s.modes(table).is_empty());
                 any
             })
             .count();
@@ -431,7 +493,7 @@ impl WatchManager {
                     .to_vec()
                     .into_iter()
                     .filter_map(|id| self.paths.get(id))
-                    .filter(|p| p.entries.get(slot).mode(table).is_some())
+                    .filter(|p| !p.entries.get(slot).modes(table).is_empty())
                     .map(|p| p.path.to_string())
                     .collect();
                 paths.sort_unstable();
@@ -447,7 +509,7 @@ impl WatchManager {
         for (_, p) in self.paths.iter() {
             let mut ids = Vec::new();
             p.entries.for_each(|slot, state| {
-                if state.mode(table).is_some() {
+                if !state.modes(table).is_empty() {
                     ids.extend(self.watchers.get(slot).map(|w| w.id));
                 }
             });
@@ -498,18 +560,18 @@ impl WatchManager {
                 WatchTable::Data => &mut self.data_counts,
                 WatchTable::Child => &mut self.child_counts,
             };
-            let (was, is) = (old.mode(table), new.mode(table));
-            counts.watches = (counts.watches + usize::from(is.is_some()))
-                .saturating_sub(usize::from(was.is_some()));
-            let recursive = Some(WatcherMode::PersistentRecursive);
-            counts.recursive = (counts.recursive + usize::from(is == recursive))
-                .saturating_sub(usize::from(was == recursive));
+            let (was, is) = (old.modes(table), new.modes(table));
+            counts.watches = (counts.watches + usize::from(!is.is_empty()))
+                .saturating_sub(usize::from(!was.is_empty()));
+            let recursive = WatcherMode::PersistentRecursive;
+            counts.recursive = (counts.recursive + usize::from(is.contains(recursive)))
+                .saturating_sub(usize::from(was.contains(recursive)));
         }
     }
 
-    /// The slots `tables` fire for `event_type` on `path`, each once; removes the standard
+    /// The slots `tables` fire for an event on `path`, each once; removes the standard
     /// watches that fired.
-    fn fire(&mut self, tables: &[WatchTable], path: &str, event_type: EventType) -> Vec<u32> {
+    fn fire(&mut self, tables: &[WatchTable], path: &str) -> Vec<u32> {
         let words = self.watchers.slot_bound().div_ceil(64);
         if self.reached.len() < words {
             self.reached.resize(words, 0);
@@ -530,18 +592,14 @@ impl WatchManager {
                 };
                 let reached = &mut self.reached;
                 p.entries.for_each(|slot, state| {
-                    let fires = match state.mode(*table) {
-                        None => false,
-                        Some(WatcherMode::PersistentRecursive) => {
-                            event_type != EventType::NodeChildrenChanged
+                    let modes = state.modes(*table);
+                    let fires = if level == 0 {
+                        if modes.contains(WatcherMode::Standard) {
+                            one_shots.push((id, slot, *table));
                         }
-                        Some(WatcherMode::Persistent) => level == 0,
-                        Some(WatcherMode::Standard) => {
-                            if level == 0 {
-                                one_shots.push((id, slot, *table));
-                            }
-                            level == 0
-                        }
+                        !modes.is_empty()
+                    } else {
+                        modes.contains(WatcherMode::PersistentRecursive)
                     };
                     if fires && mark(reached, slot) {
                         fired.push(slot);
@@ -556,7 +614,8 @@ impl WatchManager {
         }
         for (id, slot, table) in one_shots {
             let state = self.paths.state(id, slot);
-            self.set_state(id, slot, state.with(table, None));
+            let modes = state.modes(table).without(WatcherMode::Standard);
+            self.set_state(id, slot, state.with(table, modes));
         }
         fired
     }

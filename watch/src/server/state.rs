@@ -1,20 +1,20 @@
-//! The state of one (path, watcher) pair in four bits: its mode in the data table and its
-//! mode in the child table, two bits each.
+//! The state of one (path, watcher) pair in six bits: the set of modes it holds in the
+//! data table and the set it holds in the child table, three bits each.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::{WatchTable, WatcherMode};
+use crate::{WatchModes, WatchTable};
 
-/// Two bits per table: 0 no watch, 1 standard, 2 persistent, 3 persistent recursive.
+/// Three bits per table, one per mode (see [`WatchModes`]): data in bits 0-2, child in 3-5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct State(u8);
 
 impl State {
     pub(crate) const EMPTY: State = State(0);
 
-    /// The state stored in the low four bits of `bits`.
+    /// The state stored in the low six bits of `bits`.
     pub(crate) const fn from_bits(bits: u32) -> State {
-        State((bits & 0xf) as u8)
+        State((bits & 0x3f) as u8)
     }
 
     pub(crate) const fn bits(self) -> u8 {
@@ -28,30 +28,19 @@ impl State {
     const fn shift(table: WatchTable) -> u8 {
         match table {
             WatchTable::Data => 0,
-            WatchTable::Child => 2,
+            WatchTable::Child => 3,
         }
     }
 
-    /// The watch this pair holds in `table`, if any.
-    pub(crate) const fn mode(self, table: WatchTable) -> Option<WatcherMode> {
-        match (self.0 >> Self::shift(table)) & 0b11 {
-            1 => Some(WatcherMode::Standard),
-            2 => Some(WatcherMode::Persistent),
-            3 => Some(WatcherMode::PersistentRecursive),
-            _ => None,
-        }
+    /// The modes this pair holds in `table`.
+    pub(crate) const fn modes(self, table: WatchTable) -> WatchModes {
+        WatchModes::from_bits(self.0 >> Self::shift(table))
     }
 
-    /// This state with the watch in `table` replaced by `mode` (`None` removes it).
-    pub(crate) const fn with(self, table: WatchTable, mode: Option<WatcherMode>) -> State {
-        let code = match mode {
-            None => 0,
-            Some(WatcherMode::Standard) => 1,
-            Some(WatcherMode::Persistent) => 2,
-            Some(WatcherMode::PersistentRecursive) => 3,
-        };
+    /// This state with the modes in `table` replaced by `modes`.
+    pub(crate) const fn with(self, table: WatchTable, modes: WatchModes) -> State {
         let shift = Self::shift(table);
-        State((self.0 & !(0b11 << shift)) | (code << shift))
+        State((self.0 & !(0b111 << shift)) | (modes.bits() << shift))
     }
 }
 
@@ -88,24 +77,43 @@ pub(crate) type BuildIdHasher = BuildHasherDefault<IdHasher>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WatcherMode;
 
     #[test]
     fn tables_are_independent() {
+        let recursive = WatchModes::of(WatcherMode::PersistentRecursive);
+        let both = WatchModes::of(WatcherMode::Standard).with(WatcherMode::Persistent);
         let s = State::EMPTY
-            .with(WatchTable::Data, Some(WatcherMode::Standard))
-            .with(WatchTable::Child, Some(WatcherMode::PersistentRecursive));
-        assert_eq!(s.mode(WatchTable::Data), Some(WatcherMode::Standard));
-        assert_eq!(
-            s.mode(WatchTable::Child),
-            Some(WatcherMode::PersistentRecursive)
+            .with(WatchTable::Data, both)
+            .with(WatchTable::Child, recursive);
+        assert_eq!(s.modes(WatchTable::Data), both);
+        assert_eq!(s.modes(WatchTable::Child), recursive);
+        let s = s.with(WatchTable::Data, WatchModes::NONE);
+        assert!(s.modes(WatchTable::Data).is_empty());
+        assert_eq!(s.modes(WatchTable::Child), recursive);
+        assert_eq!(s.with(WatchTable::Child, WatchModes::NONE), State::EMPTY);
+        assert_eq!(State::from_bits(u32::from(s.bits()) | 0xc0), s);
+    }
+
+    #[test]
+    fn modes_add_and_remove_one_at_a_time() {
+        let all = WatchModes::NONE
+            .with(WatcherMode::Standard)
+            .with(WatcherMode::Persistent)
+            .with(WatcherMode::PersistentRecursive);
+        assert_eq!(all.iter().count(), 3);
+        let two = all.without(WatcherMode::Standard);
+        assert!(!two.contains(WatcherMode::Standard));
+        assert!(
+            two.contains(WatcherMode::Persistent) && two.contains(WatcherMode::PersistentRecursive)
         );
-        let s = s.with(WatchTable::Data, None);
-        assert_eq!(s.mode(WatchTable::Data), None);
-        assert_eq!(
-            s.mode(WatchTable::Child),
-            Some(WatcherMode::PersistentRecursive)
+        assert!(
+            two.without(WatcherMode::Persistent)
+                .without(WatcherMode::PersistentRecursive)
+                .is_empty()
         );
-        assert_eq!(s.with(WatchTable::Child, None), State::EMPTY);
-        assert_eq!(State::from_bits(u32::from(s.bits()) | 0x30), s);
+        let s = State::EMPTY.with(WatchTable::Child, all);
+        assert_eq!(s.modes(WatchTable::Child), all);
+        assert!(s.modes(WatchTable::Data).is_empty());
     }
 }

@@ -118,8 +118,9 @@ impl PathTable {
 }
 
 /// One watcher: its id, the ids of the paths where it holds a watch in either table, and
-/// which tables it has ever had a watch in (ZooKeeper counts a connection in a table's
-/// report from its first watch there until it closes, even with no watch left).
+/// which tables it is listed in (ZooKeeper counts a connection in a table's report from its
+/// first watch there until it closes, even with no watch left, unless `removeWatches` took
+/// its last one there).
 #[derive(Debug, Clone)]
 pub(crate) struct WatcherSlot {
     pub(crate) id: WatcherId,
@@ -134,6 +135,10 @@ impl WatcherSlot {
 
     pub(crate) fn mark_seen(&mut self, table: WatchTable) {
         self.tables |= table_bit(table);
+    }
+
+    pub(crate) fn forget_seen(&mut self, table: WatchTable) {
+        self.tables &= !table_bit(table);
     }
 }
 

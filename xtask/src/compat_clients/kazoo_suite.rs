@@ -256,6 +256,7 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
             },
             pass: us == "PASSED" || us == zk,
             order_only: false,
+            intended: None,
         });
     }
     report.record_case(units, servers.options.keep_going, servers.options.verbose);

@@ -200,6 +200,7 @@ pub(super) fn run(servers: &Servers<'_>, report: &mut Report) -> Result<()> {
                 ours: us.clone(),
                 pass: zk == us,
                 order_only: false,
+                intended: None,
             })
             .collect()
     };
