@@ -115,8 +115,9 @@ pub(crate) struct Session {
     history: BTreeMap<usize, String>,
     count: usize,
     /// The tasks printing persistent watches' events, by path: a new `addWatch` on a path
-    /// replaces the old one, as the server keeps one mode per path and zkCli's one watcher
-    /// hears each event once.
+    /// replaces the old one, so that an event is printed once, as zkCli's one watcher hears
+    /// it. (zkCli keeps both; on a server where both modes coexist, ZooKeeper 3.9 or ours,
+    /// it also prints the events only the replaced one hears.)
     persistent: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
 }
 

@@ -692,12 +692,17 @@ fn run_script(script: &str) -> String {
 fn apply_differences(expected: &str, differences: &str) -> Result<String, String> {
     let mut lines: Vec<String> = expected.lines().map(String::from).collect();
     for block in differences.split("\n\n") {
+        if block.trim().is_empty() {
+            continue;
+        }
         let (mut why, mut anchor, mut old, mut new) = (0, None, Vec::new(), Vec::new());
         for line in block.lines() {
             if line.starts_with('#') {
                 why += 1;
             } else if let Some(rest) = line.strip_prefix("@ ") {
-                anchor = Some(rest);
+                if anchor.replace(rest).is_some() {
+                    return Err(format!("a block with two @ lines:\n{block}"));
+                }
             } else if let Some(rest) = line.strip_prefix("- ") {
                 old.push(rest);
             } else if let Some(rest) = line.strip_prefix("+ ") {
@@ -712,8 +717,8 @@ fn apply_differences(expected: &str, differences: &str) -> Result<String, String
             }
             return Err(format!("a block without its @ line:\n{block}"));
         };
-        if why == 0 {
-            return Err(format!("a block without a reason:\n{block}"));
+        if why == 0 || (old.is_empty() && new.is_empty()) {
+            return Err(format!("a block without a reason or a change:\n{block}"));
         }
         let at: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == anchor).collect();
         let [at] = at[..] else {

@@ -97,10 +97,11 @@ fn main() -> Result<(), zk_watch::WatchError> {
         told,
         BTreeMap::from([("auditor", 5), ("lister", 1), ("locker", 1), ("reader", 1)])
     );
-    assert_eq!(watches.watch_count(), 2); // the auditor's, in both tables
+    assert_eq!(watches.watch_count(), 1); // the auditor's, in the data table
 
     // `wchc` and `wchp` (the data table, as ZooKeeper's report it; as there, a connection
-    // that ever watched stays listed until it closes), then the auditor's connection closes.
+    // that ever watched stays listed until it closes, or until removeWatches takes its
+    // last watch there), then the auditor's connection closes.
     print!(
         "\nwchc:\n{}",
         format_by_connection(&watches.by_watcher(WatchTable::Data), session_of)

@@ -48,8 +48,9 @@ impl From<AddWatchMode> for WatchKind {
 /// and what `removeWatches` of a given `WatcherType` removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WatchTable {
-    /// Data and exists watches, and the data half of persistent watches. The four-letter
-    /// words `wchs`, `wchc` and `wchp` report this table only, as ZooKeeper's do.
+    /// Data and exists watches, the data half of persistent watches, and persistent
+    /// recursive watches. The four-letter words `wchs`, `wchc` and `wchp` report this table
+    /// only, as ZooKeeper's do.
     Data,
     /// Child watches, and the child half of persistent watches.
     Child,

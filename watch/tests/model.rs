@@ -464,7 +464,11 @@ fn crowded_paths_behave_like_zookeeper_3_9() {
         } else if r < 75 {
             Op::Trigger(next(3) as usize, next(4) as usize)
         } else if r < 95 {
-            Op::Remove(next(3) as usize, next(WATCHERS), next(3) as usize)
+            Op::Remove(
+                next(3) as usize,
+                next(WATCHERS),
+                next(TYPES.len() as u64) as usize,
+            )
         } else {
             Op::Close(next(WATCHERS))
         };

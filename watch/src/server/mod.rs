@@ -481,8 +481,8 @@ impl WatchManager {
     }
 
     /// What `wchc` lists for `table` (ZooKeeper lists [`WatchTable::Data`]): each watcher
-    /// that has had a watch there since it was added, with the paths it watches there now,
-    /// sorted.
+    /// that has had a watch there since it was added (unless `removeWatches` took its last
+    /// one there), with the paths it watches there now, sorted.
     pub fn by_watcher(&self, table: WatchTable) -> BTreeMap<WatcherId, Vec<String>> {
         self.watchers
             .iter()
