@@ -181,6 +181,7 @@ impl WatchManager {
                 self.count(State::EMPTY, new);
                 if let Some(w) = self.watchers.get_mut(slot) {
                     w.paths.insert(id);
+                    w.recount(State::EMPTY, new);
                 }
             }
         }
@@ -311,16 +312,13 @@ impl WatchManager {
 
     /// Clears `table` from the watcher's reports if it holds no watch there any more.
     fn forget_if_unwatched(&mut self, slot: u32, table: WatchTable) {
-        let Some(w) = self.watchers.get(slot) else {
-            return;
-        };
-        let still = w
-            .paths
-            .to_vec()
-            .into_iter()
-            .any(|id| !self.paths.state(id, slot).modes(table).is_empty());
-        if !still {
-            if let Some(w) = self.watchers.get_mut(slot) {
+        debug_assert!(self.watchers.get(slot).is_none_or(|w| {
+            let scanned = (w.paths.to_vec().into_iter())
+                .any(|id| !self.paths.state(id, slot).modes(table).is_empty());
+            w.holds_any(table) == scanned
+        }));
+        if let Some(w) = self.watchers.get_mut(slot) {
+            if !w.holds_any(table) {
                 w.forget_seen(table);
             }
         }
@@ -536,6 +534,7 @@ impl WatchManager {
         let now_empty = path.entries.is_empty();
         self.count(old, new);
         if let Some(w) = self.watchers.get_mut(slot) {
+            w.recount(old, new);
             if new.is_empty() {
                 w.paths.remove(id);
             } else if old.is_empty() {

@@ -125,27 +125,60 @@ impl PathTable {
 pub(crate) struct WatcherSlot {
     pub(crate) id: WatcherId,
     pub(crate) paths: PathSet,
-    tables: u8,
+    /// Per table (data, child): the number of paths where it holds a watch there, and in
+    /// the top bit whether the table's reports list it.
+    tables: [u32; 2],
 }
 
+/// The "listed" bit of a [`WatcherSlot`] table word; the bits below count paths.
+const SEEN: u32 = 1 << 31;
+
 impl WatcherSlot {
+    fn word(&self, table: WatchTable) -> u32 {
+        self.tables.get(table_index(table)).copied().unwrap_or(0)
+    }
+
+    fn word_mut(&mut self, table: WatchTable) -> Option<&mut u32> {
+        self.tables.get_mut(table_index(table))
+    }
+
     pub(crate) fn has_seen(&self, table: WatchTable) -> bool {
-        self.tables & table_bit(table) != 0
+        self.word(table) & SEEN != 0
     }
 
     pub(crate) fn mark_seen(&mut self, table: WatchTable) {
-        self.tables |= table_bit(table);
+        if let Some(word) = self.word_mut(table) {
+            *word |= SEEN;
+        }
     }
 
     pub(crate) fn forget_seen(&mut self, table: WatchTable) {
-        self.tables &= !table_bit(table);
+        if let Some(word) = self.word_mut(table) {
+            *word &= !SEEN;
+        }
+    }
+
+    /// Keeps the per-table counts in step with one pair's state going from `old` to `new`.
+    pub(crate) fn recount(&mut self, old: State, new: State) {
+        for table in WatchTable::ALL {
+            let (was, is) = (!old.modes(table).is_empty(), !new.modes(table).is_empty());
+            if let Some(word) = self.word_mut(table) {
+                let count = ((*word & !SEEN) + u32::from(is)).saturating_sub(u32::from(was));
+                *word = (*word & SEEN) | (count & !SEEN);
+            }
+        }
+    }
+
+    /// Whether it holds a watch in `table` on any path.
+    pub(crate) fn holds_any(&self, table: WatchTable) -> bool {
+        self.word(table) & !SEEN != 0
     }
 }
 
-fn table_bit(table: WatchTable) -> u8 {
+fn table_index(table: WatchTable) -> usize {
     match table {
-        WatchTable::Data => 1,
-        WatchTable::Child => 2,
+        WatchTable::Data => 0,
+        WatchTable::Child => 1,
     }
 }
 
@@ -195,7 +228,7 @@ impl WatcherTable {
         let entry = WatcherSlot {
             id: watcher,
             paths: PathSet::default(),
-            tables: 0,
+            tables: [0; 2],
         };
         match self.slots.get_mut(slot as usize) {
             Some(free) => *free = Some(entry),
