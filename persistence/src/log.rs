@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use zk_jute::Record;
 
 use crate::error::{PersistenceError, Result};
 use crate::format::{
@@ -65,6 +66,10 @@ struct Segment {
     position: u64,
     allocated: u64,
 }
+
+/// The most append buffer kept between writes; a larger one (a burst of big txns) is
+/// given back.
+const KEPT_BUFFER: usize = 4 << 20;
 
 /// The file backend of [`TxnLog`], in a `version-2` folder.
 pub struct FileTxnLog {
@@ -212,11 +217,23 @@ impl FileTxnLog {
         let Some(first) = self.pending_first.take() else {
             return Ok(None);
         };
+        let mut batch = std::mem::take(&mut self.pending);
+        let written = self.write_batch(first, &batch);
+        // The buffer is kept, written or not (a failed batch is lost with its error): a
+        // fresh one per batch is fresh memory every burst, grown by reallocation and
+        // faulted in page by page.
+        batch.clear();
+        if batch.capacity() <= KEPT_BUFFER {
+            self.pending = batch;
+        }
+        written
+    }
+
+    fn write_batch(&mut self, first: i64, batch: &[u8]) -> Result<Option<PendingSync>> {
         let mut segment = match self.current.take() {
             Some(segment) => segment,
             None => self.new_segment(first)?,
         };
-        let batch = std::mem::take(&mut self.pending);
         let end = segment.position + batch.len() as u64;
         let size = self.padded_size(end, segment.allocated);
         let path = segment.path.clone();
@@ -235,7 +252,7 @@ impl FileTxnLog {
             .file
             .seek(SeekFrom::Start(segment.position))
             .map_err(io)?;
-        segment.file.write_all(&batch).map_err(io)?;
+        segment.file.write_all(batch).map_err(io)?;
         segment.position = end;
         let pending = if self.options.force_sync {
             self.fsync_count += 1;
@@ -274,12 +291,16 @@ impl TxnLog for FileTxnLog {
                 last: self.last_zxid,
             });
         }
-        let record = entry.marshal();
-        self.pending.reserve(record.len() + 13);
-        self.pending.put_i64(i64::from(adler32(&record)));
-        self.pending
-            .put_i32(i32::try_from(record.len()).unwrap_or(i32::MAX));
-        self.pending.put_slice(&record);
+        // Checksum, length, then the marshalled entry in place (no copy of it first).
+        let len = entry.header.encoded_len() + entry.body.len();
+        self.pending.reserve(len + 13);
+        let at = self.pending.len();
+        self.pending.put_i64(0);
+        self.pending.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
+        entry.header.encode(&mut self.pending);
+        self.pending.put_slice(&entry.body);
+        let checksum = i64::from(adler32(&self.pending[at + 12..]));
+        self.pending[at..at + 8].copy_from_slice(&checksum.to_be_bytes());
         self.pending.put_u8(END_OF_RECORD);
         self.pending_first.get_or_insert(entry.zxid());
         self.last_zxid = entry.zxid();
