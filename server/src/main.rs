@@ -26,21 +26,18 @@ fn main() -> anyhow::Result<()> {
         }
         None => Config::default(),
     };
-    // Standalone, one thread serves every connection and the core: a request crosses no
-    // thread on its way (the txn log's writer and the snapshot writer have threads of
-    // their own). Measured with `cargo xtask bench` on two cores, this gives lower read
-    // latency and a higher read-write mix throughput than tokio's multi-threaded
-    // scheduler, with read throughput within the run-to-run noise. An ensemble's member
-    // syncs its log on the serving task, so its election and quorum streams get threads
-    // of their own meanwhile.
-    let runtime = if config.is_distributed() {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    }
-    .enable_all()
-    .build()
-    .context("starting the async runtime")?;
+    // One thread serves every connection, the core and, in an ensemble, the election's
+    // and the quorum's streams: a request crosses no thread on its way (the txn log's
+    // fsyncs and the snapshot writer have threads of their own). Measured with `cargo
+    // xtask bench` on two cores, this gives lower read latency and a higher read-write mix
+    // than tokio's multi-threaded scheduler standalone; with `cargo xtask bench ensemble`
+    // (three members on the same two cores) about a fifth more writes than the
+    // multi-threaded scheduler (setData via the leader 65-67k against 50-56k ops/s) and a
+    // quarter more reads: every hand-over between worker threads is a wake-up.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(serve(config))
 }
 
