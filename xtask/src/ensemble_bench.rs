@@ -250,6 +250,7 @@ async fn bench_one(
             "/bench/cl".into(),
             "/bench/cf".into(),
             "/bench/f".into(),
+            "/bench/p".into(),
         ],
     )
     .await?;
@@ -300,10 +301,19 @@ async fn bench_one(
     let work = Arc::new(Work {
         op: Op::Create,
         keys: keys.clone(),
-        prefix: "/bench/cf".into(),
+        // Names of its own: the 16×16 phase's worker 0 used `/bench/cf/w0-*`.
+        prefix: "/bench/p".into(),
         outstanding: 1,
     });
     let sample = drive(&one, 1, work, warmup, window, true).await?;
+    if sample.errors > 0 || sample.latencies.is_empty() {
+        bail!(
+            "create 1×1: {} errors, {} answers, first error: {}",
+            sample.errors,
+            sample.latencies.len(),
+            sample.first_error.unwrap_or_default()
+        );
+    }
     let (p50, p99) = (
         sample.percentile(50) / 1000.0,
         sample.percentile(99) / 1000.0,
