@@ -52,10 +52,20 @@ impl LogEntry {
 
     /// The marshalled entry: header then body, what the checksum covers.
     pub fn marshal(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.header.encoded_len() + self.body.len());
-        self.header.encode(&mut out);
-        out.put_slice(&self.body);
+        let mut out = BytesMut::with_capacity(self.marshalled_len());
+        self.marshal_into(&mut out);
         out.freeze()
+    }
+
+    /// The length of [`marshal`](Self::marshal)'s bytes.
+    pub fn marshalled_len(&self) -> usize {
+        self.header.encoded_len() + self.body.len()
+    }
+
+    /// Appends the marshalled entry to `out`.
+    pub fn marshal_into(&self, out: &mut BytesMut) {
+        self.header.encode(out);
+        out.put_slice(&self.body);
     }
 
     /// Reads a marshalled entry.

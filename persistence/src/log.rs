@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use zk_jute::Record;
 
 use crate::error::{PersistenceError, Result};
 use crate::format::{
@@ -67,8 +66,8 @@ struct Segment {
     allocated: u64,
 }
 
-/// The most append buffer kept between writes; a larger one (a burst of big txns) is
-/// given back.
+/// The largest append buffer kept between writes; a larger one (left by a burst of big
+/// txns) is given back.
 const KEPT_BUFFER: usize = 4 << 20;
 
 /// The file backend of [`TxnLog`], in a `version-2` folder.
@@ -292,13 +291,12 @@ impl TxnLog for FileTxnLog {
             });
         }
         // Checksum, length, then the marshalled entry in place (no copy of it first).
-        let len = entry.header.encoded_len() + entry.body.len();
+        let len = entry.marshalled_len();
         self.pending.reserve(len + 13);
         let at = self.pending.len();
         self.pending.put_i64(0);
         self.pending.put_i32(i32::try_from(len).unwrap_or(i32::MAX));
-        entry.header.encode(&mut self.pending);
-        self.pending.put_slice(&entry.body);
+        entry.marshal_into(&mut self.pending);
         let checksum = i64::from(adler32(&self.pending[at + 12..]));
         self.pending[at..at + 8].copy_from_slice(&checksum.to_be_bytes());
         self.pending.put_u8(END_OF_RECORD);

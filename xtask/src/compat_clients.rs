@@ -678,17 +678,11 @@ impl Unit {
             (true, true, None) => "same set",
             (false, _, _) => "DIFF",
         };
-        if let Some(why) = self.intended {
-            return format!(
-                "  [{mark}] {} / {} / {}: {why}\n    Apache ZooKeeper:\n{}    zk-server:\n{}",
-                self.client.name(),
-                self.case,
-                self.command,
-                indent(&self.reference),
-                indent(&self.ours)
-            );
-        }
-        if self.pass && !self.order_only {
+        let why = self
+            .intended
+            .map(|why| format!(": {why}"))
+            .unwrap_or_default();
+        if self.pass && !self.order_only && self.intended.is_none() {
             format!(
                 "  [{mark}] {} / {} / {}\n{}",
                 self.client.name(),
@@ -698,7 +692,7 @@ impl Unit {
             )
         } else {
             format!(
-                "  [{mark}] {} / {} / {}\n    Apache ZooKeeper:\n{}    zk-server:\n{}",
+                "  [{mark}] {} / {} / {}{why}\n    Apache ZooKeeper:\n{}    zk-server:\n{}",
                 self.client.name(),
                 self.case,
                 self.command,
