@@ -590,8 +590,8 @@ impl Client {
     /// Adds a persistent watch on `path` (the znode need not exist): a stream of its
     /// events until [`remove_watches`](Self::remove_watches) with [`WatcherType::Any`]
     /// takes it out (or, on servers with ZooKeeper 3.9's removal types, zk-rs's included,
-    /// [`WatcherType::Persistent`] or [`WatcherType::PersistentRecursive`]). In recursive mode it also gets every descendant's events except
-    /// `NodeChildrenChanged`.
+    /// [`WatcherType::Persistent`] or [`WatcherType::PersistentRecursive`]). In recursive
+    /// mode it also gets every descendant's events except `NodeChildrenChanged`.
     pub fn add_watch(
         &self,
         path: &str,

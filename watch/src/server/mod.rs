@@ -97,16 +97,15 @@ pub struct WatchManager {
 /// ZooKeeper 3.9's `DataTree.removeWatch` and `containsWatcher` map it (ZOOKEEPER-4471 and
 /// 4472): `Children` and `Data` the standard watches of their table, `Persistent` the
 /// persistent watch in both, `PersistentRecursive` the recursive one (data table only),
-/// `Any` every mode in both. Persistent watches are checked in the data table alone, where
-/// every one of them lives.
-fn modes_of(kind: WatcherType, table: WatchTable, checking: bool) -> WatchModes {
+/// `Any` every mode in both. (3.9 checks persistent watches in the data table alone; a
+/// persistent watch is in both tables or in neither, so the answer is the same.)
+fn modes_of(kind: WatcherType, table: WatchTable) -> WatchModes {
     let one = WatchModes::of;
     match (kind, table) {
         (WatcherType::Children, WatchTable::Child) | (WatcherType::Data, WatchTable::Data) => {
             one(WatcherMode::Standard)
         }
-        (WatcherType::Persistent, WatchTable::Data) => one(WatcherMode::Persistent),
-        (WatcherType::Persistent, WatchTable::Child) if !checking => one(WatcherMode::Persistent),
+        (WatcherType::Persistent, _) => one(WatcherMode::Persistent),
         (WatcherType::PersistentRecursive, WatchTable::Data) => {
             one(WatcherMode::PersistentRecursive)
         }
@@ -275,7 +274,7 @@ impl WatchManager {
         let mut new = old;
         for table in WatchTable::ALL {
             let mut modes = old.modes(table);
-            for mode in modes_of(kind, table, false).iter() {
+            for mode in modes_of(kind, table).iter() {
                 modes = modes.without(mode);
             }
             new = new.with(table, modes);
@@ -305,7 +304,7 @@ impl WatchManager {
         };
         let state = self.paths.state(id, slot);
         WatchTable::ALL.iter().any(|table| {
-            let wanted = modes_of(kind, *table, true);
+            let wanted = modes_of(kind, *table);
             wanted.iter().any(|m| state.modes(*table).contains(m))
         })
     }

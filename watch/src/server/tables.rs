@@ -164,6 +164,8 @@ impl WatcherSlot {
             let (was, is) = (!old.modes(table).is_empty(), !new.modes(table).is_empty());
             if let Some(word) = self.word_mut(table) {
                 let count = ((*word & !SEEN) + u32::from(is)).saturating_sub(u32::from(was));
+                // 2^31 paths for one watcher would reach the flag bit.
+                debug_assert!(count < SEEN, "a watcher's watch count ran into its flag");
                 *word = (*word & SEEN) | (count & !SEEN);
             }
         }
