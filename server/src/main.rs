@@ -14,6 +14,7 @@ use zk_server::{Config, Server};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    no_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -39,6 +40,19 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas;
+/// it then gives freed memory back a 64 KiB range at a time, which splits the huge pages,
+/// and the next allocation there faults a whole 2 MiB page in and zeroes it. Under the
+/// ensemble's create load, zeroing those pages was a seventh of the leader's samples;
+/// without them, `cargo xtask bench ensemble` creates 43-44k against 35-36k ops/s via the
+/// leader (32-33k against 28-29k via a follower), two runs each, alternating.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("could not turn transparent huge pages off: {e}");
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
