@@ -1053,6 +1053,19 @@ impl Zab {
         let mut full = BTreeSet::new();
         let me = self.me;
         let mut activated = None;
+        // One COMMIT per follower for the run committed here, through its last zxid (a
+        // COMMIT covers every proposal before it): an ACK often commits a hundred.
+        // Whatever else goes to a follower in the run goes after its COMMIT.
+        let mut commits: BTreeMap<Sid, Zxid> = BTreeMap::new();
+        let flush = |sid: Sid,
+                     handler: &mut Handler,
+                     commits: &mut BTreeMap<Sid, Zxid>,
+                     out: &mut Vec<Output>| {
+            match commits.remove(&sid) {
+                Some(zxid) => send_to(sid, handler, Message::Commit { zxid }, held_max, out),
+                None => true,
+            }
+        };
         while let Some(front) = leader.outstanding.front() {
             // A deliberately broken build (feature `broken-commit-alone`, for checking
             // that the chaos checkers catch lost writes): the leader's own ACK commits.
@@ -1086,8 +1099,17 @@ impl Zab {
                         leader,
                     },
                     (_, _, true) => Message::Inform(proposal.entry.clone()),
-                    (Some(_), Some(leader), false) => Message::CommitAndActivate { zxid, leader },
-                    _ => Message::Commit { zxid },
+                    (Some(_), Some(leader), false) => {
+                        // The follower takes COMMITANDACTIVATE for its next txn only.
+                        if !flush(*sid, handler, &mut commits, out) {
+                            full.insert(*sid);
+                        }
+                        Message::CommitAndActivate { zxid, leader }
+                    }
+                    _ => {
+                        commits.insert(*sid, zxid);
+                        continue;
+                    }
                 };
                 if !send_to(*sid, handler, message, held_max, out) {
                     full.insert(*sid);
@@ -1106,6 +1128,10 @@ impl Zab {
                 }
                 leader.learner_syncs.pop_front();
                 if let Some(handler) = leader.learners.get_mut(&sid) {
+                    // The learner answers once it has applied what the sync waited for.
+                    if !flush(sid, handler, &mut commits, out) {
+                        full.insert(sid);
+                    }
                     send_to(sid, handler, Message::SyncDone { id }, held_max, out);
                 }
             }
@@ -1113,6 +1139,11 @@ impl Zab {
                 activated = Some(designated);
                 // What follows is counted by the new membership.
                 break;
+            }
+        }
+        for (sid, handler) in leader.learners.iter_mut() {
+            if !flush(*sid, handler, &mut commits, out) {
+                full.insert(*sid);
             }
         }
         for sid in full {

@@ -385,8 +385,9 @@ impl Zab {
                 self.sync_commit(zxid)
             }
             (Phase::Serving, Message::Commit { zxid }) if !observer => {
+                // A COMMIT covers every proposal up to its zxid.
                 match self.local.pending.front() {
-                    Some(next) if next.zxid == zxid => {
+                    Some(next) if next.zxid <= zxid && zxid <= self.local.last() => {
                         self.local.deliver_through(zxid, out);
                         Ok(())
                     }

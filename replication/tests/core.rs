@@ -437,6 +437,44 @@ fn proposals_commit_in_order_on_a_quorum_of_durable_acks() {
 }
 
 #[test]
+fn a_run_committed_at_once_goes_out_as_one_commit_through_its_last_zxid() {
+    let mut leader = established(&[]);
+    let mut learner = serving_follower();
+    let zxids = [z(2, 1), z(2, 2), z(2, 3)];
+    for (zxid, data) in zxids.into_iter().zip(["a", "b", "c"]) {
+        let out = leader.handle(0, Input::Propose(Entry::new(zxid, data)));
+        for (_, message) in sends(&out) {
+            receive(&mut learner, 1, message);
+        }
+    }
+    receive(&mut leader, 2, Message::Ack { zxid: z(2, 3) });
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 3) });
+    let delivered = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Deliver(_)))
+            .count()
+    };
+    assert_eq!(delivered(&out), 3);
+    let commits = sends(&out);
+    assert_eq!(commits, [(2, Message::Commit { zxid: z(2, 3) })]);
+    // The follower applies the three, in order, on that one COMMIT.
+    let (_, commit) = commits[0].clone();
+    let out = receive(&mut learner, 1, commit);
+    let applied: Vec<Zxid> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(entry) => Some(entry.zxid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, zxids);
+    assert!(learner.is_serving());
+    // A COMMIT of what it has not received breaks with the leader.
+    let out = receive(&mut learner, 1, Message::Commit { zxid: z(2, 9) });
+    assert!(!learner.is_serving(), "{out:?}");
+}
+
+#[test]
 fn sync_is_answered_once_everything_proposed_before_it_commits() {
     let mut leader = established(&[]);
     assert_eq!(
