@@ -59,6 +59,7 @@
 pub mod acl;
 mod digest;
 mod ephemeral;
+mod index;
 mod java;
 pub mod path;
 mod prep;

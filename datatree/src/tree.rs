@@ -11,6 +11,7 @@ use zk_jute::{ErrorCode, EventType};
 use crate::acl::{AclCache, AclList, OPEN_ACL_UNSAFE_ID, read_acl_unsafe};
 use crate::digest::node_digest;
 use crate::ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, ttl_of, ttl_owner};
+use crate::index::PathIndex;
 use crate::java::JavaHashSet;
 use crate::path::{display_parent, split};
 use crate::txn::Transaction;
@@ -319,9 +320,8 @@ impl Default for TreeOptions {
 /// cache, the indexes of ephemerals, containers and TTL nodes, and the running digest.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    /// Keyed by a per-process random seed (foldhash): several times cheaper than SipHash
-    /// for paths, and still not predictable by clients.
-    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// Each node's slot by its path.
+    index: PathIndex,
     /// The nodes themselves, where `index` and each node's children point.
     nodes: Slab,
     acls: AclCache,
@@ -382,7 +382,7 @@ impl DataTree {
     /// A tree with no nodes at all: the starting point for loading a snapshot.
     pub fn empty(options: TreeOptions) -> Self {
         Self {
-            index: HashMap::default(),
+            index: PathIndex::default(),
             nodes: Slab::default(),
             acls: AclCache::default(),
             ephemerals: HashMap::new(),
@@ -399,7 +399,7 @@ impl DataTree {
 
     /// The node at `path` (`/` or `""` for the root).
     pub fn node(&self, path: &str) -> Option<&Node> {
-        let slot = *self.index.get(crate::path::key(path))?;
+        let slot = self.index.get(crate::path::key(path))?;
         self.nodes.get(slot)
     }
 
@@ -675,7 +675,7 @@ impl DataTree {
         // The path index holds exactly the linked nodes: one hash probe, where searching
         // a parent with hundreds of thousands of children walks its set through cache
         // misses (and the insert below walks it again).
-        let exists = self.index.contains_key(txn.path.as_str());
+        let exists = self.index.contains(txn.path.as_str());
         debug_assert_eq!(exists, parent.children.contains(name));
         if exists {
             return Err(ErrorCode::NodeExists);
@@ -742,7 +742,7 @@ impl DataTree {
         triggers: &mut Vec<Trigger>,
     ) -> Result<(), ErrorCode> {
         let (parent_key, name) = split(path).ok_or(ErrorCode::NoNode)?;
-        if !self.index.contains_key(parent_key) {
+        if !self.index.contains(parent_key) {
             return Err(ErrorCode::NoNode);
         }
         let parent_key = parent_key.to_owned();
@@ -801,7 +801,7 @@ impl DataTree {
         out: &mut Applied,
     ) -> Result<(), ErrorCode> {
         let key = crate::path::key(path);
-        let slot = *self.index.get(key).ok_or(ErrorCode::NoNode)?;
+        let slot = self.index.get(key).ok_or(ErrorCode::NoNode)?;
         let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
         let old_len = self
             .nodes
@@ -916,7 +916,7 @@ impl DataTree {
 
     /// Changes one node through `change`, keeping the digest in step; returns the new stat.
     fn update(&mut self, key: &str, change: impl FnOnce(&mut Node)) -> Option<Stat> {
-        let slot = *self.index.get(key)?;
+        let slot = self.index.get(key)?;
         self.update_at(slot, key, change)
     }
 
@@ -948,7 +948,7 @@ impl DataTree {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
         self.data_size += data_size(path, &node);
-        if let Some(&slot) = self.index.get(path) {
+        if let Some(slot) = self.index.get(path) {
             if let Some(place) = self.nodes.get_mut(slot) {
                 let old = std::mem::replace(place, node);
                 self.digest = self.digest.wrapping_sub(old.digest);
@@ -957,7 +957,7 @@ impl DataTree {
             }
         }
         let slot = self.nodes.insert(node);
-        self.index.insert(path.into(), slot);
+        self.index.insert(path, slot);
         slot
     }
 
@@ -972,7 +972,7 @@ impl DataTree {
     /// Records `child`, in `slot`, under `parent` without touching any stat (system
     /// nodes, snapshots); nothing if there is no `parent`.
     pub(crate) fn link_child(&mut self, parent: &str, child: &str, slot: usize) {
-        let at = self.index.get(parent).copied();
+        let at = self.index.get(parent);
         if let Some(node) = at.and_then(|at| self.nodes.get_mut(at)) {
             node.children.insert(child, slot);
         }
@@ -1005,7 +1005,7 @@ impl DataTree {
 
     /// A node to change in place, outside txns and the digest (quota statistics only).
     pub(crate) fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
-        let slot = *self.index.get(path)?;
+        let slot = self.index.get(path)?;
         self.nodes.get_mut(slot)
     }
 
