@@ -66,7 +66,7 @@ impl Children {
 
     /// The children after `name` (all of them for `None`), in name order, with their
     /// slots.
-    pub(crate) fn after(&self, name: Option<&str>) -> impl Iterator<Item = (&str, usize)> {
+    pub(crate) fn after(&self, name: Option<&str>) -> impl Iterator<Item = (&str, usize)> + Clone {
         let range = match name {
             Some(name) => self
                 .0

@@ -180,7 +180,8 @@ fn run(seed: u64) {
     let mut writer = BodyWriter::fuzzy();
     let mut sessions_at_start: Option<BTreeMap<i64, i32>> = None;
     loop {
-        let piece = rng.below(4) as usize;
+        // A few nodes a piece, or enough for the writer to read ahead of itself.
+        let piece = [0, 1, 2, 3, 16, 40][rng.below(6) as usize];
         let done = writer.write_some(&live.tree, &mut body, piece);
         sessions_at_start.get_or_insert_with(|| live.tree.sessions().clone());
         if done {
