@@ -124,8 +124,8 @@ impl BodyWriter {
             ));
         }
         let mut written = 0;
-        // Nodes still to write, among the deepest level's, whose memory was touched ahead
-        // (not worth it for a few nodes a call).
+        // Siblings at the deepest level whose memory was read ahead and not reached yet
+        // (reading ahead is not worth it for a few nodes a call).
         let ahead = nodes >= AHEAD;
         let mut touched = 0;
         while written < nodes {
@@ -187,11 +187,10 @@ impl BodyWriter {
 /// How many siblings [`touch_ahead`] reads ahead of the writer.
 const AHEAD: usize = 16;
 
-/// Reads a byte of each of the next [`AHEAD`] nodes of `siblings` and of their data, so
-/// that their cache misses are waited for together rather than one node at a time (a
-/// snapshot of a large tree is mostly such misses: each node, then its data, lives on
-/// its own line of memory). Returns how many it read (at least one, so the caller moves
-/// on even when none is left).
+/// Reads the next [`AHEAD`] nodes of `siblings` (a stat field) and the first byte of
+/// their data, so that their cache misses are waited for together rather than one node at
+/// a time (a snapshot of a large tree is mostly such misses: each node, then its data,
+/// lives on its own line of memory). Returns how many nodes it read.
 fn touch_ahead<'a>(tree: &DataTree, siblings: impl Iterator<Item = (&'a str, usize)>) -> usize {
     let mut sum = 0u64;
     let mut count = 0;
@@ -203,7 +202,7 @@ fn touch_ahead<'a>(tree: &DataTree, siblings: impl Iterator<Item = (&'a str, usi
         count += 1;
     }
     std::hint::black_box(sum);
-    count.max(1)
+    count
 }
 
 impl DataTree {

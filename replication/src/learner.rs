@@ -392,8 +392,9 @@ impl Zab {
                         Ok(())
                     }
                     next => Err(format!(
-                        "COMMIT {zxid} while the next pending txn is {:?}",
-                        next.map(|e| e.zxid)
+                        "COMMIT {zxid} while the next pending txn is {:?} and the last received {}",
+                        next.map(|e| e.zxid),
+                        self.local.last()
                     )),
                 }
             }

@@ -469,9 +469,36 @@ fn a_run_committed_at_once_goes_out_as_one_commit_through_its_last_zxid() {
         .collect();
     assert_eq!(applied, zxids);
     assert!(learner.is_serving());
-    // A COMMIT of what it has not received breaks with the leader.
-    let out = receive(&mut learner, 1, Message::Commit { zxid: z(2, 9) });
-    assert!(!learner.is_serving(), "{out:?}");
+    // With a fourth txn pending, a COMMIT below it (already applied) or beyond the last
+    // txn received breaks with the leader.
+    receive(&mut learner, 1, Message::Proposal(Entry::new(z(2, 4), "d")));
+    for wrong in [z(2, 3), z(2, 9)] {
+        let mut learner = learner.clone();
+        receive(&mut learner, 1, Message::Commit { zxid: wrong });
+        assert!(!learner.is_serving(), "COMMIT {wrong} taken");
+    }
+    let out = receive(&mut learner, 1, Message::Commit { zxid: z(2, 4) });
+    assert_eq!(out, [Output::Deliver(Entry::new(z(2, 4), "d"))]);
+}
+
+#[test]
+fn a_learners_sync_answer_splits_a_run_of_commits() {
+    let mut leader = established(&[]);
+    leader.handle(0, Input::Propose(Entry::new(z(2, 1), "a")));
+    receive(&mut leader, 2, Message::Sync { id: 5 });
+    leader.handle(0, Input::Propose(Entry::new(z(2, 2), "b")));
+    receive(&mut leader, 2, Message::Ack { zxid: z(2, 2) });
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 2) });
+    // The answer comes once what the sync waited for is committed at the follower, and
+    // before what was proposed after it.
+    assert_eq!(
+        sends(&out),
+        [
+            (2, Message::Commit { zxid: z(2, 1) }),
+            (2, Message::SyncDone { id: 5 }),
+            (2, Message::Commit { zxid: z(2, 2) }),
+        ]
+    );
 }
 
 #[test]

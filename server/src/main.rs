@@ -14,13 +14,13 @@ use zk_server::{Config, Server};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    no_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    no_huge_pages();
     let config = match std::env::args_os().nth(1).map(PathBuf::from) {
         Some(path) => {
             Config::from_file(&path).with_context(|| format!("reading {}", path.display()))?
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        eprintln!("could not turn transparent huge pages off: {e}");
+        tracing::warn!(error = %e, "could not turn transparent huge pages off");
     }
 }
 
