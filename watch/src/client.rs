@@ -273,8 +273,9 @@ impl<W: Clone + Eq + Hash> WatchRegistry<W> {
     /// as ZooKeeper 3.8's `ZKWatchManager.containsWatcher` decides (3.9's covers only the
     /// one-shot kinds for `Children` and `Data`; a 3.9 server answers NOWATCHER there
     /// anyway): `Children` covers child, persistent and persistent recursive watches;
-    /// `Data` covers data, exist, persistent and persistent recursive ones; `Any` covers all; `Persistent` and `PersistentRecursive` (ZooKeeper
-    /// 3.9's types, ZOOKEEPER-4472) cover their own kind.
+    /// `Data` covers data, exist, persistent and persistent recursive ones; `Any` covers
+    /// all; `Persistent` and `PersistentRecursive` (ZooKeeper 3.9's types, ZOOKEEPER-4472)
+    /// cover their own kind.
     pub fn contains(&self, path: &str, watcher: Option<&W>, kind: WatcherType) -> bool {
         let kinds: &[ClientWatchKind] = match kind {
             WatcherType::Children => &[

@@ -5,8 +5,8 @@
 //! - [`WatchManager`], the server side: the data and child watch tables of Apache
 //!   ZooKeeper's `DataTree` in one compact structure, with ZooKeeper 3.9's watch modes
 //!   (several modes of one connection on one path coexist; 3.8.0 let them interfere). It
-//!   records `getData`/`exists`/`getChildren` one-shot watches and
-//!   `addWatch` persistent and persistent recursive ones for [`WatcherId`]s, fires them with
+//!   records `getData`/`exists`/`getChildren` one-shot watches and `addWatch` persistent
+//!   and persistent recursive ones for [`WatcherId`]s, fires them with
 //!   [`trigger`](WatchManager::trigger) (or the `DataTree` sequences
 //!   [`node_created`](WatchManager::node_created),
 //!   [`node_deleted`](WatchManager::node_deleted),
