@@ -275,3 +275,54 @@ fn a_write_is_readable_at_once_and_durable_once_its_sync_returns() {
     let read = zxids(&log);
     assert_eq!(read, [3]);
 }
+
+#[test]
+fn the_preallocated_tail_is_written_with_zeros_ahead_of_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        pre_alloc_size: 4 << 20,
+        ..LogOptions::default()
+    };
+    let mut tree = DataTree::default();
+    let mut log = FileTxnLog::open(dir.path(), options).unwrap();
+    let long = "x".repeat(2_000);
+    let mut expected = Vec::new();
+    // About 4 KiB an entry, 10 a batch: 1,500 entries cross one preallocation step and
+    // many zeroed stretches.
+    for zxid in 1..=1_500 {
+        let entry = create(&mut tree, zxid, &format!("/n{zxid}{long}"));
+        expected.push(entry.clone());
+        log.append(&entry).unwrap();
+        if zxid % 10 == 0 {
+            log.commit().unwrap();
+        }
+        if zxid == 1 {
+            log.commit().unwrap();
+            let file = &zk_persistence::log_files(dir.path()).unwrap()[0].1;
+            let meta = std::fs::metadata(file).unwrap();
+            assert_eq!(meta.len(), 4 << 20, "preallocated as ZooKeeper does");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let written = meta.blocks() * 512;
+                assert!(
+                    written >= 1 << 20,
+                    "{written} bytes on disk: the first MiB ahead is not a hole"
+                );
+            }
+        }
+    }
+    log.commit().unwrap();
+    let file = &zk_persistence::log_files(dir.path()).unwrap()[0].1;
+    assert_eq!(
+        std::fs::metadata(file).unwrap().len(),
+        8 << 20,
+        "grown a step"
+    );
+    let reopened = FileTxnLog::open(dir.path(), options).unwrap();
+    assert_eq!(
+        reopened.read_from(0).unwrap(),
+        expected,
+        "zeros never land on entries"
+    );
+}
