@@ -1441,8 +1441,21 @@ impl Engine {
             }
         }
         self.txns_since_snapshot += 1;
-        if self.policy.due(self.txns_since_snapshot, 0) && !self.snapshotting {
-            self.snapshot();
+        if self.policy.due(self.txns_since_snapshot, 0) {
+            if self.snapshotting {
+                // As ZooKeeper's SyncRequestProcessor: the count starts over and this
+                // one is skipped, rather than taken as soon as the last is done (a tree
+                // large enough to take longer than `snapCount` txns would otherwise be
+                // serialized over and over under a heavy load).
+                self.txns_since_snapshot = 0;
+                self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
+                tracing::warn!(
+                    zxid = format!("{:#x}", p.header.zxid),
+                    "too busy to snap, skipping: the last snapshot is still being taken"
+                );
+            } else {
+                self.snapshot();
+            }
         }
     }
 

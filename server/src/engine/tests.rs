@@ -562,6 +562,27 @@ fn snapshots_follow_snap_count_one_at_a_time() {
     s.input(Input::SnapshotDone { zxid: 5, ok: true });
     creates(&mut s, 20..30);
     assert_eq!(s.snapshots, 2);
+
+    // With `snapCount=2` one is due every second txn. One due while another is being
+    // taken is skipped and the count starts over, as ZooKeeper does: the first txn after
+    // the snapshot ends does not start the next at once.
+    let config = Config {
+        snap_count: 2,
+        ..Config::default()
+    };
+    let mut s = Script::standalone(config);
+    s.session(1, 10_000);
+    // With the session's, 20 txns: one snapshot at the second, nine skipped after it.
+    creates(&mut s, 0..19);
+    assert_eq!(s.snapshots, 1);
+    s.input(Input::SnapshotDone { zxid: 2, ok: true });
+    creates(&mut s, 19..20);
+    assert_eq!(
+        s.snapshots, 1,
+        "the count started over at the last one skipped"
+    );
+    creates(&mut s, 20..21);
+    assert_eq!(s.snapshots, 2);
 }
 
 #[test]
