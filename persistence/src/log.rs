@@ -42,7 +42,7 @@ pub trait TxnLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {
     /// Files grow in steps of this many bytes (64 MiB by default); the MiB ahead of the
-    /// last entry is written with zeros, so that an fsync writes data blocks only.
+    /// last entry is written with zeros, so that most fsyncs write data blocks only.
     pub pre_alloc_size: u64,
     /// Whether commits fsync.
     pub force_sync: bool,
@@ -271,7 +271,12 @@ impl FileTxnLog {
         segment.file.write_all(batch).map_err(io)?;
         segment.position = end;
         segment.written = segment.written.max(end);
-        Self::zero_ahead(&mut segment).map_err(io)?;
+        if let Err(e) = Self::zero_ahead(&mut segment) {
+            // The batch is written; zeros only make later fsyncs cheaper. The rest of the
+            // preallocated part stays a hole (a full disk refuses zeros before entries).
+            tracing::debug!(file = %path.display(), error = %e, "zeroing ahead of the log failed");
+            segment.written = segment.allocated;
+        }
         let pending = if self.options.force_sync {
             self.fsync_count += 1;
             Some(PendingSync {
