@@ -1445,10 +1445,9 @@ impl Engine {
             if self.snapshotting {
                 // As ZooKeeper's SyncRequestProcessor: the count starts over and this
                 // one is skipped, rather than taken as soon as the last is done (a tree
-                // large enough to take longer than `snapCount` txns would otherwise be
+                // whose snapshot outlasts the txns between two would otherwise be
                 // serialized over and over under a heavy load).
-                self.txns_since_snapshot = 0;
-                self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
+                self.restart_snapshot_count();
                 tracing::warn!(
                     zxid = format!("{:#x}", p.header.zxid),
                     "too busy to snap, skipping: the last snapshot is still being taken"
@@ -1631,11 +1630,16 @@ impl Engine {
     }
 
     fn snapshot(&mut self) {
-        self.txns_since_snapshot = 0;
-        // A new random part for the next one, as ZooKeeper's `resetSnapshotStats`.
-        self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
+        self.restart_snapshot_count();
         self.snapshotting = true;
         self.out.push(Output::Snapshot);
+    }
+
+    /// Counts txns towards the next snapshot from zero, with a new random part, as
+    /// ZooKeeper's `resetSnapshotStats`.
+    fn restart_snapshot_count(&mut self) {
+        self.txns_since_snapshot = 0;
+        self.policy.random_roll = draw_roll(&mut self.rng, self.config.snap_count);
     }
 
     /// A request's reply went out.
