@@ -29,6 +29,7 @@ use crate::multi::{
 use crate::path::{Chroot, validate_path};
 use crate::types::{
     ClientOptions, CreateOptions, OneshotWatch, PersistentWatch, SessionState, StateEvents,
+    WatchEvents,
 };
 
 /// A ZooKeeper session: a cheap, cloneable handle to the task that owns the connection.
@@ -194,6 +195,27 @@ impl Client {
     /// The session's state changes from now on, as a stream.
     pub fn state_events(&self) -> StateEvents {
         StateEvents::new(self.shared.events.subscribe())
+    }
+
+    /// Every event the client's watches hear from now on, once each (an event that fires
+    /// several watches is here once), in the order the server sent them, interleaved across
+    /// watches as they came: the node events of one-shot and persistent watches and the
+    /// `*WatchRemoved` events of [`remove_watches`](Self::remove_watches), each that reached
+    /// a watch still held (a dropped watch's are not here). Session state changes are in
+    /// [`state_events`](Self::state_events). The watches themselves still
+    /// deliver their events; this is a second view for readers that need the order, as a
+    /// shell printing every event does.
+    pub fn watch_events(&self) -> WatchEvents {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut readers = match self.shared.watch_events.lock() {
+            Ok(readers) => readers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Once the session is over its events are too: the stream ends at once.
+        if !self.state().is_terminal() {
+            readers.push(tx);
+        }
+        WatchEvents { rx }
     }
 
     /// A `tokio::sync::watch` view of the state, for waiting on a particular one.

@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<SessionState>,
     pub(crate) events: broadcast::Sender<SessionState>,
     pub(crate) session: Mutex<SessionInfo>,
+    /// The readers of [`Client::watch_events`](crate::Client::watch_events).
+    pub(crate) watch_events: Mutex<Vec<mpsc::UnboundedSender<WatchedEvent>>>,
 }
 
 impl Shared {
@@ -136,7 +138,18 @@ impl Shared {
                 timeout,
                 last_zxid: 0,
             }),
+            watch_events: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Hands `event`, which reached at least one of the client's watches, to every reader
+    /// of the session's watch events, forgetting readers that are gone.
+    pub(crate) fn tap(&self, event: &WatchedEvent) {
+        let mut readers = match self.watch_events.lock() {
+            Ok(readers) => readers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        readers.retain(|reader| reader.send(event.clone()).is_ok());
     }
 
     pub(crate) fn session(&self) -> SessionInfo {
@@ -777,10 +790,14 @@ impl Io {
             .unregister(path, None, kind, local, rc)
             .map_err(|code| Error::from_code(code.code()).unwrap_or(Error::NoWatcher))?;
         for (event_type, ids) in removed.events() {
+            let mut told = false;
             for id in ids {
                 if let Some((sink, _)) = self.sinks.remove(id) {
-                    send(sink, WatchedEvent::node(event_type, path));
+                    told |= send(sink, WatchedEvent::node(event_type, path));
                 }
+            }
+            if told {
+                self.shared.tap(&WatchedEvent::node(event_type, path));
             }
         }
         Ok(())
@@ -802,13 +819,16 @@ impl Io {
             state,
             path,
         };
+        let mut told = false;
         for id in reached {
             let Some((sink, _)) = self.sinks.get(&id) else {
                 continue;
             };
             match sink {
                 Sink::Stream(tx) => {
-                    if tx.send(event.clone()).is_err() {
+                    if tx.send(event.clone()).is_ok() {
+                        told = true;
+                    } else {
                         // The stream was dropped: forget the watch here too.
                         if let Some((_, watch_path)) = self.sinks.remove(&id) {
                             let _ = self.registry.unregister(
@@ -823,10 +843,13 @@ impl Io {
                 }
                 Sink::Once(_) => {
                     if let Some((sink, _)) = self.sinks.remove(&id) {
-                        send(sink, event.clone());
+                        told |= send(sink, event.clone());
                     }
                 }
             }
+        }
+        if told {
+            self.shared.tap(&event);
         }
     }
 
@@ -889,7 +912,13 @@ impl Io {
         }
         let event = WatchedEvent::session(state.keeper_state());
         for (_, (sink, _)) in self.sinks.drain() {
-            send(sink, event.clone());
+            let _ = send(sink, event.clone());
+        }
+        // The session's watch events end with it (the state is terminal by now, so no
+        // reader joins after this).
+        match self.shared.watch_events.lock() {
+            Ok(mut readers) => readers.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
         }
         self.registry = WatchRegistry::new(None);
         // Commands still in the channel fail as the channel closes with the task.
@@ -900,10 +929,11 @@ impl Io {
     }
 }
 
-fn send(sink: Sink, event: WatchedEvent) {
+/// Hands `event` to a watch; false if nobody listens there any more.
+fn send(sink: Sink, event: WatchedEvent) -> bool {
     match sink {
-        Sink::Once(tx) => drop(tx.send(event)),
-        Sink::Stream(tx) => drop(tx.send(event)),
+        Sink::Once(tx) => tx.send(event).is_ok(),
+        Sink::Stream(tx) => tx.send(event).is_ok(),
     }
 }
 

@@ -94,7 +94,7 @@ pub use multi::{Multi, MultiRead, OpResult, ReadResult};
 pub use path::validate_path;
 pub use types::{
     ClientOptions, CreateOptions, OneshotWatch, PersistentWatch, SaslCredentials, SessionState,
-    StateEvents, WatchedEvent,
+    StateEvents, WatchEvents, WatchedEvent,
 };
 pub use zk_jute::data::{Acl, ClientInfo, Id, Stat};
 pub use zk_jute::{AddWatchMode, CreateMode, EventType, KeeperState, Perms, WatcherType};

@@ -337,6 +337,32 @@ impl Stream for PersistentWatch {
     }
 }
 
+/// Every event the client's watches hear, once each and in the order they came, across
+/// all its watches: from [`Client::watch_events`](crate::Client::watch_events). ZooKeeper
+/// orders watch events with respect to each other and to replies, and its Java client
+/// delivers them on one thread; separate watches read in separate tasks lose that order,
+/// this stream keeps it. An event is here before the reply the server sent after it
+/// resolves. Events are queued without bound until read; the stream ends with the session.
+#[derive(Debug)]
+pub struct WatchEvents {
+    pub(crate) rx: mpsc::UnboundedReceiver<WatchedEvent>,
+}
+
+impl WatchEvents {
+    /// The next event, or `None` once the session is over.
+    pub async fn next_event(&mut self) -> Option<WatchedEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for WatchEvents {
+    type Item = WatchedEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchedEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
 /// The session's state changes, in order, from the moment
 /// [`Client::state_events`](crate::Client::state_events) was called. A reader that falls
 /// more than 64 changes behind skips the oldest. Ends after a terminal state.

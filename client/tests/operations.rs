@@ -427,6 +427,63 @@ async fn removing_one_shot_watches() {
 }
 
 #[tokio::test]
+async fn the_sessions_watch_events_come_once_each_in_the_servers_order() {
+    let fx = Fixture::new("ordered").await;
+    let c = fx.client().await;
+    let (a, b, gone) = (fx.path("a"), fx.path("b"), fx.path("gone"));
+    c.create(&a, b"", &persistent()).await.unwrap();
+    c.create(&b, b"", &persistent()).await.unwrap();
+    let mut events = c.watch_events();
+    let (_, _, data_a) = c.get_data_w(&a).await.unwrap();
+    let (_, children_a) = c.get_children_w(&a).await.unwrap();
+    let mut persistent_b = c.add_watch(&b, AddWatchMode::Persistent).await.unwrap();
+    let (_, _, data_b) = c.get_data_w(&b).await.unwrap();
+    let (_, dropped) = c.exists_w(&gone).await.unwrap();
+    drop(dropped);
+
+    // Heard by two watches: once in the stream.
+    c.set_data(&b, b"1", None).await.unwrap();
+    c.create(&fx.path("a/x"), b"", &persistent()).await.unwrap();
+    c.set_data(&a, b"1", None).await.unwrap();
+    // Only a dropped watch hears this one.
+    c.create(&gone, b"", &persistent()).await.unwrap();
+    c.remove_watches(&b, WatcherType::Any, false).await.unwrap();
+    c.set_data(&b, b"2", None).await.unwrap();
+    c.close().await.unwrap();
+
+    let mut heard = Vec::new();
+    while let Some(event) = within("the stream's end", events.next()).await {
+        heard.push(event);
+    }
+    assert_eq!(
+        heard,
+        [
+            WatchedEvent::node(EventType::NodeDataChanged, &b),
+            WatchedEvent::node(EventType::NodeChildrenChanged, &a),
+            WatchedEvent::node(EventType::NodeDataChanged, &a),
+            WatchedEvent::node(EventType::PersistentWatchRemoved, &b),
+        ]
+    );
+    // The watches heard theirs as well.
+    let changed_b = WatchedEvent::node(EventType::NodeDataChanged, &b);
+    assert_eq!(within("data b", data_b).await, changed_b);
+    assert_eq!(
+        within("persistent b", persistent_b.next()).await,
+        Some(changed_b)
+    );
+    assert_eq!(
+        within("data a", data_a).await,
+        WatchedEvent::node(EventType::NodeDataChanged, &a)
+    );
+    assert_eq!(
+        within("children a", children_a).await,
+        WatchedEvent::node(EventType::NodeChildrenChanged, &a)
+    );
+    // A stream asked for once the session is over ends at once.
+    assert_eq!(within("a late stream", c.watch_events().next()).await, None);
+}
+
+#[tokio::test]
 async fn multi_and_multi_read() {
     let fx = Fixture::new("multi").await;
     let c = fx.client().await;
