@@ -114,12 +114,19 @@ pub(crate) struct Session {
     events: EventPrinter,
     history: BTreeMap<usize, String>,
     count: usize,
-    /// The tasks printing persistent watches' events, by path: a new `addWatch` on a path
-    /// replaces the old one, so that an event is printed once, as zkCli's one watcher hears
-    /// it. (zkCli keeps both; on a server where both modes coexist, ZooKeeper 3.9 or ours,
-    /// it also prints the events only the replaced one hears.)
+    /// The tasks keeping persistent watches set, by path: a new `addWatch` on a path
+    /// replaces the old one, so that an event is printed only if the new one hears it, as
+    /// on ZooKeeper 3.8, where the new mode replaces the old one's. (zkCli keeps both; on a
+    /// server where both modes coexist, ZooKeeper 3.9 or ours, it also prints the events
+    /// only the replaced one hears.)
     persistent: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The line to the task printing the session's watch events: a flush request sent down
+    /// it is answered once every event the client had received is printed.
+    printer: Option<FlushLine>,
 }
+
+/// A flush request's line to the event printer, which answers on the sender.
+type FlushLine = tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>;
 
 /// A watch event as zkCli's watcher prints it, or as one JSON line.
 fn event_text(event: &WatchedEvent, json: bool) -> String {
@@ -155,6 +162,7 @@ impl Session {
             history: BTreeMap::new(),
             count: 0,
             persistent: std::collections::HashMap::new(),
+            printer: None,
         }
     }
 
@@ -236,22 +244,61 @@ impl Session {
                     }
                 }
             });
+            self.printer = Some(self.print_events(client.watch_events()));
         }
         self.client = Some(client);
         Ok(())
     }
 
-    /// Prints a watch's event when it fires.
+    /// Keeps a one-shot watch set until it fires: its event is printed from the session's
+    /// ordered stream (see `print_events`).
     fn follow(&self, watch: zk_client::OneshotWatch) {
+        tokio::spawn(async move {
+            let _ = watch.await;
+        });
+    }
+
+    /// Prints the session's watch events as they arrive, in the order the server sent them
+    /// across all watches (zkCli's one watcher hears them on the Java client's one event
+    /// thread), from a task that also answers flush requests; returns the flush line.
+    fn print_events(&self, mut events: zk_client::WatchEvents) -> FlushLine {
+        let (flush, mut requests) =
+            tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
         let printer = self.events.clone();
         let (print_watches, json) = (self.print_watches.clone(), self.args.json);
         tokio::spawn(async move {
-            let event = watch.await;
-            // The session's end is announced once, by the state printer.
-            if !event.is_session_end() && print_watches.load(Ordering::Relaxed) {
-                printer(event_text(&event, json));
+            loop {
+                tokio::select! {
+                    // An event that has arrived is printed before a flush is answered.
+                    biased;
+                    event = events.next_event() => {
+                        let Some(event) = event else { break };
+                        if print_watches.load(Ordering::Relaxed) {
+                            printer(event_text(&event, json));
+                        }
+                    }
+                    Some(done) = requests.recv() => {
+                        let _ = done.send(());
+                    }
+                }
             }
         });
+        flush
+    }
+
+    /// Waits until every watch event the client has received is printed, as zkCli's event
+    /// thread delivers what is queued before the session's close. The client hands an event
+    /// over before it resolves the reply that followed it on the wire, so an event a
+    /// command's change fired is printed before `quit` ends the shell.
+    async fn print_pending_events(&mut self) {
+        let Some(line) = self.printer.take() else {
+            return;
+        };
+        let (done, printed) = tokio::sync::oneshot::channel();
+        if line.send(done).is_ok() {
+            // A printer that ends first (its session over) drops the request.
+            let _ = printed.await;
+        }
     }
 
     /// Runs one line as the shell does: recorded in the history, then run; prints its
@@ -287,6 +334,7 @@ impl Session {
         };
         match command {
             Command::Quit => {
+                self.print_pending_events().await;
                 if let Some(client) = self.client.take() {
                     // As zkCli's watcher hears the session close: printed here, before
                     // the shell exits, rather than by the state printer, which may not
@@ -664,17 +712,14 @@ impl Session {
                     .add_watch(&path, mode)
                     .await
                     .map_err(|e| Failure::zk(&e, &path))?;
-                let printer = self.events.clone();
-                let (print_watches, json) = (self.print_watches.clone(), self.args.json);
-                let task = tokio::spawn(async move {
-                    while let Some(event) = watch.next_event().await {
-                        if !event.is_session_end() && print_watches.load(Ordering::Relaxed) {
-                            printer(event_text(&event, json));
-                        }
-                    }
-                });
+                // Kept set until removed; its events are printed from the session's
+                // ordered stream.
+                let task = tokio::spawn(async move { while watch.next_event().await.is_some() {} });
                 if let Some(old) = self.persistent.insert(path.clone(), task) {
+                    // Once the task has ended its watch is dropped: the client hands
+                    // nothing more to it.
                     old.abort();
+                    let _ = old.await;
                 }
                 Ok(Reply::text("", json!({"watching": path})))
             }
