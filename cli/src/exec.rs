@@ -115,8 +115,8 @@ pub(crate) struct Session {
     history: BTreeMap<usize, String>,
     count: usize,
     /// The tasks keeping persistent watches set, by path: a new `addWatch` on a path
-    /// replaces the old one, so that an event is printed only if the new one hears it, as
-    /// on ZooKeeper 3.8, where the new mode replaces the old one's. (zkCli keeps both; on a
+    /// replaces the old one, so that an event after the replacement is printed only if the
+    /// new one hears it, as on ZooKeeper 3.8, where the new mode replaces the old one's. (zkCli keeps both; on a
     /// server where both modes coexist, ZooKeeper 3.9 or ours, it also prints the events
     /// only the replaced one hears.)
     persistent: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
@@ -190,9 +190,9 @@ impl Session {
     /// connection unless `-waitforconnection` was given: commands wait for it instead.
     /// One-shot mode waits up to `-timeout` and fails (exit code 3) without a server.
     pub(crate) async fn connect(&mut self, host: &str, announce: bool) -> Result<(), Failure> {
-        if let Some(old) = self.client.take() {
-            let _ = old.close().await;
-        }
+        self.close().await;
+        // The old session's watches ended with it.
+        self.persistent.clear();
         self.host = host.to_owned();
         let options = ClientOptions {
             session_timeout: self.args.timeout,
@@ -244,10 +244,19 @@ impl Session {
                     }
                 }
             });
-            self.printer = Some(self.print_events(client.watch_events()));
         }
+        self.printer = Some(self.print_events(client.watch_events()));
         self.client = Some(client);
         Ok(())
+    }
+
+    /// Closes the session, if one is open, once the watch events that have arrived are
+    /// printed.
+    pub(crate) async fn close(&mut self) {
+        self.print_pending_events().await;
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
     }
 
     /// Keeps a one-shot watch set until it fires: its event is printed from the session's
@@ -260,7 +269,8 @@ impl Session {
 
     /// Prints the session's watch events as they arrive, in the order the server sent them
     /// across all watches (zkCli's one watcher hears them on the Java client's one event
-    /// thread), from a task that also answers flush requests; returns the flush line.
+    /// thread), from a task that ends on a flush request, answered once what had arrived is
+    /// printed; returns the flush line.
     fn print_events(&self, mut events: zk_client::WatchEvents) -> FlushLine {
         let (flush, mut requests) =
             tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
@@ -279,6 +289,7 @@ impl Session {
                     }
                     Some(done) = requests.recv() => {
                         let _ = done.send(());
+                        break;
                     }
                 }
             }
@@ -286,10 +297,11 @@ impl Session {
         flush
     }
 
-    /// Waits until every watch event the client has received is printed, as zkCli's event
-    /// thread delivers what is queued before the session's close. The client hands an event
-    /// over before it resolves the reply that followed it on the wire, so an event a
-    /// command's change fired is printed before `quit` ends the shell.
+    /// Waits until every watch event the client has received is printed, then stops
+    /// printing them, as zkCli's event thread delivers what is queued before the session's
+    /// close. The client hands an event over before it resolves the reply that followed it
+    /// on the wire, so an event a command's change fired is printed before the session
+    /// closes or the shell ends.
     async fn print_pending_events(&mut self) {
         let Some(line) = self.printer.take() else {
             return;
@@ -813,9 +825,7 @@ impl Session {
                 Ok(Reply::text(text, value).with_stat(&node, stat))
             }
             Command::Close => {
-                if let Some(client) = self.client.take() {
-                    let _ = client.close().await;
-                }
+                self.close().await;
                 Ok(Reply::default())
             }
             Command::Version => Ok(Reply::text(
@@ -955,9 +965,7 @@ pub(crate) async fn one_shot(args: &Args) -> u8 {
         Outcome::Done(code) => code,
         Outcome::Quit => 0,
     };
-    if let Some(client) = session.client.take() {
-        let _ = client.close().await;
-    }
+    session.close().await;
     code
 }
 

@@ -132,11 +132,7 @@ fn piped(runtime: &Runtime, args: &Args) -> u8 {
             Outcome::Quit => return code,
         }
     }
-    runtime.block_on(async {
-        if let Some(client) = session.client() {
-            let _ = client.close().await;
-        }
-    });
+    runtime.block_on(session.close());
     code
 }
 
@@ -196,10 +192,6 @@ fn interactive(runtime: &Runtime, args: &Args) -> u8 {
     if let Some(file) = &history {
         let _ = editor.save_history(file);
     }
-    runtime.block_on(async {
-        if let Some(client) = session.client() {
-            let _ = client.close().await;
-        }
-    });
+    runtime.block_on(session.close());
     code
 }

@@ -197,12 +197,13 @@ impl Client {
         StateEvents::new(self.shared.events.subscribe())
     }
 
-    /// Every event the client's watches hear from now on, once each (an event that fires
-    /// several watches is here once), in the order the server sent them, interleaved across
-    /// watches as they came: the node events of one-shot and persistent watches and the
+    /// Every node event the client's watches hear from now on, once each (an event that
+    /// fires several watches is here once), in the order the server sent them, interleaved
+    /// across watches as they came: the events of one-shot and persistent watches and the
     /// `*WatchRemoved` events of [`remove_watches`](Self::remove_watches), each that reached
-    /// a watch still held (a dropped watch's are not here). Session state changes are in
-    /// [`state_events`](Self::state_events). The watches themselves still
+    /// a watch still held (a dropped watch's are not here). An event is here before the
+    /// reply the server sent after it resolves. No session event: the stream ends with the
+    /// session, whose state changes are in [`state_events`](Self::state_events). The watches themselves still
     /// deliver their events; this is a second view for readers that need the order, as a
     /// shell printing every event does.
     pub fn watch_events(&self) -> WatchEvents {

@@ -337,8 +337,8 @@ impl Stream for PersistentWatch {
     }
 }
 
-/// Every event the client's watches hear, once each and in the order they came, across
-/// all its watches: from [`Client::watch_events`](crate::Client::watch_events). ZooKeeper
+/// Every node event the client's watches hear, once each and in the order they came,
+/// across all its watches: from [`Client::watch_events`](crate::Client::watch_events). ZooKeeper
 /// orders watch events with respect to each other and to replies, and its Java client
 /// delivers them on one thread; separate watches read in separate tasks lose that order,
 /// this stream keeps it. An event is here before the reply the server sent after it

@@ -441,31 +441,35 @@ async fn the_sessions_watch_events_come_once_each_in_the_servers_order() {
     let (_, dropped) = c.exists_w(&gone).await.unwrap();
     drop(dropped);
 
+    // Each event is in the stream by the time the reply that followed it resolves.
+    let mut next_now = || events.next().now_or_never().flatten();
     // Heard by two watches: once in the stream.
     c.set_data(&b, b"1", None).await.unwrap();
+    let changed_b = WatchedEvent::node(EventType::NodeDataChanged, &b);
+    assert_eq!(next_now(), Some(changed_b.clone()));
     c.create(&fx.path("a/x"), b"", &persistent()).await.unwrap();
+    assert_eq!(
+        next_now(),
+        Some(WatchedEvent::node(EventType::NodeChildrenChanged, &a))
+    );
     c.set_data(&a, b"1", None).await.unwrap();
+    assert_eq!(
+        next_now(),
+        Some(WatchedEvent::node(EventType::NodeDataChanged, &a))
+    );
     // Only a dropped watch hears this one.
     c.create(&gone, b"", &persistent()).await.unwrap();
     c.remove_watches(&b, WatcherType::Any, false).await.unwrap();
+    assert_eq!(
+        next_now(),
+        Some(WatchedEvent::node(EventType::PersistentWatchRemoved, &b))
+    );
     c.set_data(&b, b"2", None).await.unwrap();
     c.close().await.unwrap();
+    // Nothing else came, and the stream ended with the session.
+    assert_eq!(within("the stream's end", events.next()).await, None);
 
-    let mut heard = Vec::new();
-    while let Some(event) = within("the stream's end", events.next()).await {
-        heard.push(event);
-    }
-    assert_eq!(
-        heard,
-        [
-            WatchedEvent::node(EventType::NodeDataChanged, &b),
-            WatchedEvent::node(EventType::NodeChildrenChanged, &a),
-            WatchedEvent::node(EventType::NodeDataChanged, &a),
-            WatchedEvent::node(EventType::PersistentWatchRemoved, &b),
-        ]
-    );
     // The watches heard theirs as well.
-    let changed_b = WatchedEvent::node(EventType::NodeDataChanged, &b);
     assert_eq!(within("data b", data_b).await, changed_b);
     assert_eq!(
         within("persistent b", persistent_b.next()).await,
