@@ -137,15 +137,16 @@ cargo xtask <command>
                      data directory of N znodes (one logged create each, snapshots at
                      half and at the end): wall time and peak RSS of each; the digest
                      check's time; writes target/bench-tools.md
-  bench ensemble [--secs 5] [--warmup 1] [--znodes 1000000] [--only ours|zookeeper]
-                 [--report FILE] [--keep]
+  bench ensemble [--secs 5] [--warmup 1] [--znodes 1000000] [--rest 30]
+                 [--only ours|zookeeper] [--report FILE] [--keep]
                      three-member ensembles of our zk-server and of Apache ZooKeeper 3.8.0
                      (processes on loopback, forceSync on), one after the other: create and
                      setData 16x16 through the leader and a follower, getData 16x16 through
                      a follower, create p50/p99 at 1x1 through a follower, failover (leader
                      SIGKILLed until a write completes on a survivor), rejoin of a wiped
                      follower by SNAP with Z znodes; a table of ratios against the targets
-                     (target/bench-ensemble-report.md)
+                     (target/bench-ensemble-report.md). Before each ensemble: `sync`, then
+                     the machine rests (--rest seconds, then until its CPUs are idle)
   bench replication [--secs 5] [--outstanding 1,64]
                      zk-replication's commits: three members over loopback gRPC and one
                      member (its runtime, ZooKeeper's txn log, fsync on), and
