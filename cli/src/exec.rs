@@ -116,9 +116,9 @@ pub(crate) struct Session {
     count: usize,
     /// The tasks keeping persistent watches set, by path: a new `addWatch` on a path
     /// replaces the old one, so that an event after the replacement is printed only if the
-    /// new one hears it, as on ZooKeeper 3.8, where the new mode replaces the old one's. (zkCli keeps both; on a
-    /// server where both modes coexist, ZooKeeper 3.9 or ours, it also prints the events
-    /// only the replaced one hears.)
+    /// new one hears it, as on ZooKeeper 3.8, where the new mode replaces the old one's.
+    /// (zkCli keeps both; on a server where both modes coexist, ZooKeeper 3.9 or ours, it
+    /// also prints the events only the replaced one hears.)
     persistent: std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
     /// The line to the task printing the session's watch events: a flush request sent down
     /// it is answered once every event the client had received is printed.

@@ -203,15 +203,12 @@ impl Client {
     /// `*WatchRemoved` events of [`remove_watches`](Self::remove_watches), each that reached
     /// a watch still held (a dropped watch's are not here). An event is here before the
     /// reply the server sent after it resolves. No session event: the stream ends with the
-    /// session, whose state changes are in [`state_events`](Self::state_events). The watches themselves still
-    /// deliver their events; this is a second view for readers that need the order, as a
-    /// shell printing every event does.
+    /// session, whose state changes are in [`state_events`](Self::state_events). The
+    /// watches themselves still deliver their events; this is a second view for readers
+    /// that need the order, as a shell printing every event does.
     pub fn watch_events(&self) -> WatchEvents {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut readers = match self.shared.watch_events.lock() {
-            Ok(readers) => readers,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut readers = self.shared.watch_readers();
         // Once the session is over its events are too: the stream ends at once.
         if !self.state().is_terminal() {
             readers.push(tx);

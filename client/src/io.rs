@@ -3,7 +3,7 @@
 //! before completing later replies, pings, and ends the session.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -142,14 +142,19 @@ impl Shared {
         }
     }
 
+    /// The readers of the session's watch events (nothing panics while they are held, so a
+    /// poisoned lock is taken as it is).
+    pub(crate) fn watch_readers(&self) -> MutexGuard<'_, Vec<mpsc::UnboundedSender<WatchedEvent>>> {
+        self.watch_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Hands `event`, which reached at least one of the client's watches, to every reader
     /// of the session's watch events, forgetting readers that are gone.
     pub(crate) fn tap(&self, event: &WatchedEvent) {
-        let mut readers = match self.watch_events.lock() {
-            Ok(readers) => readers,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        readers.retain(|reader| reader.send(event.clone()).is_ok());
+        self.watch_readers()
+            .retain(|reader| reader.send(event.clone()).is_ok());
     }
 
     pub(crate) fn session(&self) -> SessionInfo {
@@ -916,10 +921,7 @@ impl Io {
         }
         // The session's watch events end with it (the state is terminal by now, so no
         // reader joins after this).
-        match self.shared.watch_events.lock() {
-            Ok(mut readers) => readers.clear(),
-            Err(poisoned) => poisoned.into_inner().clear(),
-        }
+        self.shared.watch_readers().clear();
         self.registry = WatchRegistry::new(None);
         // Commands still in the channel fail as the channel closes with the task.
         self.cmds.close();
