@@ -6,6 +6,8 @@
 //!   implements; [`conformance`] is the suite every backend must pass.
 //! - [`GroupCommit`]: a writer thread that commits many appends with one fsync; each append
 //!   returns a [`Completion`] that resolves once its entry is durable.
+//! - [`Syncer`]: for an owner that writes the log itself ([`FileTxnLog::write`]), its
+//!   fsyncs on a thread of their own, each batch started as soon as the one before ends.
 //! - Snapshots ([`write_snapshot`], [`read_snapshot`], [`read_newest`]): header, session
 //!   table, the tree body (written and parsed by callbacks, so this crate needs no tree),
 //!   seals and digest, as ZooKeeper 3.8 writes them.
@@ -52,6 +54,7 @@ mod restore;
 #[cfg(feature = "sled")]
 mod sled_log;
 mod snapshot;
+mod syncer;
 
 pub use error::{PersistenceError, Result};
 pub use format::{
@@ -72,6 +75,7 @@ pub use snapshot::{
     remove_unfinished_snapshots, snapshot_bytes, snapshot_files, write_snapshot,
     write_snapshot_with,
 };
+pub use syncer::{Queued, Syncer};
 
 // The README's examples, compiled and run by `cargo test --doc`.
 #[cfg(doctest)]

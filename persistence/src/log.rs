@@ -130,6 +130,11 @@ pub struct PendingSync {
 }
 
 impl PendingSync {
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Fsyncs the segment: every entry written to it before is durable once this returns
     /// `Ok`. A sync slower than `fsync.warningthresholdms` logs a warning.
     pub fn sync(self) -> Result<()> {

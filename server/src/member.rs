@@ -42,9 +42,16 @@ pub(crate) enum SyncStart {
 pub(crate) trait Host {
     /// The replicated log and its epochs.
     fn storage(&mut self) -> &mut dyn Storage;
-    /// Starts making everything appended to the log durable (one at a time: the member
-    /// waits for [`Member::synced`] before it asks again).
+    /// Starts making everything appended to the log durable. Unless the host
+    /// [queues syncs](Self::queues_syncs), one at a time: the member waits for
+    /// [`Member::synced`] before it asks again.
     fn start_sync(&mut self) -> Result<SyncStart, String>;
+    /// Whether [`start_sync`](Self::start_sync) may be asked again while an earlier sync
+    /// runs: the host then syncs what was appended since right after it, and reports the
+    /// syncs' ends in order.
+    fn queues_syncs(&self) -> bool {
+        false
+    }
     /// Sends `message` to `to`; false when the stream is down.
     fn send(&mut self, to: Sid, message: Message) -> bool;
     /// Opens a stream to the leader `peer`; false when it has no address.
@@ -108,7 +115,8 @@ pub(crate) struct Member {
     observer: bool,
     /// Appends since the last sync.
     appended: bool,
-    /// An fsync the host started has not ended.
+    /// An fsync the host started has not ended: the next waits for it, unless the host
+    /// queues syncs.
     syncing: bool,
     /// Autopurge is due, and waits for Zab to let the log be cut.
     purge_wanted: bool,
@@ -146,10 +154,11 @@ impl Member {
     }
 
     /// Whether the log holds appends a [`sync`](Self::sync) would start syncing now
-    /// (none while the host's fsync runs: they wait for its end).
+    /// (none while the host's fsync runs, unless the host `queues_syncs`: they wait for
+    /// its end).
     #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
-    pub(crate) fn unsynced(&self) -> bool {
-        self.appended && !self.syncing
+    pub(crate) fn unsynced(&self, queues_syncs: bool) -> bool {
+        self.appended && (queues_syncs || !self.syncing)
     }
 
     /// Whether this member observes.
@@ -265,7 +274,8 @@ impl Member {
 
     /// Syncs the log if anything was appended, and tells Zab how far it is durable (the
     /// group commit of a burst); with the host's fsync running elsewhere, Zab hears it in
-    /// [`synced`](Self::synced), and what is appended meanwhile waits for the next one.
+    /// [`synced`](Self::synced), and what is appended meanwhile waits for the next one
+    /// (queued at once with a host that [queues syncs](Host::queues_syncs)).
     /// The time is read with `clock` once a sync done in place is done, so that what it
     /// made durable is timed with it.
     pub(crate) fn sync(
@@ -274,7 +284,7 @@ impl Member {
         host: &mut dyn Host,
         clock: impl FnOnce() -> Now,
     ) -> Result<(), String> {
-        if self.syncing || !std::mem::take(&mut self.appended) {
+        if (self.syncing && !host.queues_syncs()) || !std::mem::take(&mut self.appended) {
             return Ok(());
         }
         match host

@@ -111,6 +111,10 @@ struct Disk {
     /// Whether this life's fsyncs run beside the member, as the server's runtime runs
     /// them, or in place when the world schedules them.
     async_fsync: bool,
+    /// Whether this life's fsyncs beside the member are queued, as the server's sync
+    /// thread queues them (a sync is asked for at every burst that appended, and they end
+    /// in order), or asked for one at a time.
+    queue_syncs: bool,
     /// How long its fsyncs take: (least, most) ms.
     fsync_ms: (u64, u64),
     /// Bumped when the log is truncated or replaced: an fsync started before counts for
@@ -421,16 +425,24 @@ impl Host for Io<'_> {
             .net
             .rng
             .range(self.disk.fsync_ms.0, self.disk.fsync_ms.1);
-        self.net.schedule(
-            d,
-            Event::Synced {
-                sid: self.sid,
-                life: self.life,
-                generation: self.disk.sync_generation,
-                zxid,
-            },
-        );
+        let synced = Event::Synced {
+            sid: self.sid,
+            life: self.life,
+            generation: self.disk.sync_generation,
+            zxid,
+        };
+        if self.disk.queue_syncs {
+            // One after another: each ends no sooner than the one asked for before it.
+            self.net
+                .schedule_ordered((self.sid, self.life, 3), d, synced);
+        } else {
+            self.net.schedule(d, synced);
+        }
         Ok(SyncStart::Started)
+    }
+
+    fn queues_syncs(&self) -> bool {
+        self.disk.queue_syncs
     }
 
     fn send(&mut self, to: Sid, message: Message) -> bool {
@@ -669,6 +681,7 @@ impl World {
                         },
                         snapshots: Vec::new(),
                         async_fsync: false,
+                        queue_syncs: false,
                         fsync_ms: (1, 10),
                         sync_generation: 0,
                         membership: None,
@@ -801,7 +814,7 @@ impl World {
             let Some(live) = &node.live else {
                 return false;
             };
-            if !live.member.zab().is_serving() || live.member.unsynced() {
+            if !live.member.zab().is_serving() || live.member.unsynced(node.disk.queue_syncs) {
                 return false;
             }
             let at = live.engine.tree().last_zxid();
@@ -889,6 +902,8 @@ impl World {
         // Half the lives sync beside the member, as the server's runtime does with
         // forceSync on; the others in place (a host's `SyncStart::Done`).
         node.disk.async_fsync = self.net.rng.chance(500);
+        // Half of those queue their syncs, as the server's sync thread does.
+        node.disk.queue_syncs = node.disk.async_fsync && self.net.rng.chance(500);
         let mut tree = node
             .disk
             .restore(None, options)
@@ -1132,7 +1147,7 @@ impl World {
         let Some(live) = &node.live else {
             return;
         };
-        if live.member.unsynced() && !node.fsync_due {
+        if live.member.unsynced(node.disk.queue_syncs) && !node.fsync_due {
             node.fsync_due = true;
             // In place, the fsync's time passes before the member hears of it; beside the
             // member, the sync starts at once (the end of the runtime's burst) and takes
