@@ -203,15 +203,37 @@ impl Client {
     /// `*WatchRemoved` events of [`remove_watches`](Self::remove_watches), each that reached
     /// a watch still held (a dropped watch's are not here). An event is here before the
     /// reply the server sent after it resolves. No session event: the stream ends with the
-    /// session, whose state changes are in [`state_events`](Self::state_events). The
+    /// session, whose state changes are in [`state_events`](Self::state_events) (and, among
+    /// these events, in [`events`](Self::events)). The
     /// watches themselves still deliver their events; this is a second view for readers
     /// that need the order, as a shell printing every event does.
     pub fn watch_events(&self) -> WatchEvents {
+        self.event_reader(false)
+    }
+
+    /// What the Java client's default watcher hears, in the order it would: the session's
+    /// state changes (events of type [`EventType::None`](crate::EventType::None):
+    /// `SyncConnected`, `Disconnected`, `ConnectedReadOnly`, then `Expired`, `AuthFailed`
+    /// or `Closed`) among the node events of [`watch_events`](Self::watch_events). It
+    /// starts with the state at the call, unless the client is still connecting, and ends
+    /// after the session's last state. So after a reconnection, `SyncConnected` comes
+    /// before the events of the watches set again on the new connection, as a shell that
+    /// prints every event must show them.
+    pub fn events(&self) -> WatchEvents {
+        self.event_reader(true)
+    }
+
+    fn event_reader(&self, states: bool) -> WatchEvents {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Under the readers' lock, the state does not change (see `Shared::set_state`).
         let mut readers = self.shared.watch_readers();
+        let state = self.state();
         // Once the session is over its events are too: the stream ends at once.
-        if !self.state().is_terminal() {
-            readers.push(tx);
+        if !state.is_terminal() {
+            if states && state != SessionState::Connecting {
+                let _ = tx.send(crate::types::WatchedEvent::session(state.keeper_state()));
+            }
+            readers.push(crate::io::EventReader { tx, states });
         }
         WatchEvents { rx }
     }

@@ -123,8 +123,17 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<SessionState>,
     pub(crate) events: broadcast::Sender<SessionState>,
     pub(crate) session: Mutex<SessionInfo>,
-    /// The readers of [`Client::watch_events`](crate::Client::watch_events).
-    pub(crate) watch_events: Mutex<Vec<mpsc::UnboundedSender<WatchedEvent>>>,
+    /// The readers of [`Client::watch_events`](crate::Client::watch_events) and
+    /// [`Client::events`](crate::Client::events).
+    pub(crate) watch_events: Mutex<Vec<EventReader>>,
+}
+
+/// A reader of the session's events, in the order the task met them.
+#[derive(Debug)]
+pub(crate) struct EventReader {
+    pub(crate) tx: mpsc::UnboundedSender<WatchedEvent>,
+    /// The session's state changes too, as events of type `None`.
+    pub(crate) states: bool,
 }
 
 impl Shared {
@@ -144,7 +153,7 @@ impl Shared {
 
     /// The readers of the session's watch events (nothing panics while they are held, so a
     /// poisoned lock is taken as it is).
-    pub(crate) fn watch_readers(&self) -> MutexGuard<'_, Vec<mpsc::UnboundedSender<WatchedEvent>>> {
+    pub(crate) fn watch_readers(&self) -> MutexGuard<'_, Vec<EventReader>> {
         self.watch_events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -154,7 +163,20 @@ impl Shared {
     /// of the session's watch events, forgetting readers that are gone.
     pub(crate) fn tap(&self, event: &WatchedEvent) {
         self.watch_readers()
-            .retain(|reader| reader.send(event.clone()).is_ok());
+            .retain(|reader| reader.tx.send(event.clone()).is_ok());
+    }
+
+    /// The session is now in `state`: its watchers and the readers of its events hear it
+    /// (a state's event is in the readers' stream between the node events before the
+    /// change and those after).
+    pub(crate) fn set_state(&self, state: SessionState) {
+        let mut readers = self.watch_readers();
+        self.state.send_replace(state);
+        let _ = self.events.send(state);
+        if state != SessionState::Connecting {
+            let event = WatchedEvent::session(state.keeper_state());
+            readers.retain(|reader| !reader.states || reader.tx.send(event.clone()).is_ok());
+        }
     }
 
     pub(crate) fn session(&self) -> SessionInfo {
@@ -333,8 +355,7 @@ impl Io {
     }
 
     fn set_state(&self, state: SessionState) {
-        self.shared.state.send_replace(state);
-        let _ = self.shared.events.send(state);
+        self.shared.set_state(state);
     }
 
     /// Tries hosts until one gives the session, the session expires or the client closes.

@@ -337,6 +337,64 @@ async fn an_unknown_auth_scheme_ends_the_session() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn the_sessions_states_come_in_order_among_its_watch_events() {
+    let mut server = TestServer::start().await;
+    let a = connect(
+        &server,
+        ClientOptions {
+            session_timeout: Duration::from_secs(30),
+            // As above: the other client's write most likely comes before this one is
+            // back, and re-registering the watch fires it; either way the event comes
+            // after the reconnection.
+            reconnect_delay: Duration::from_millis(1500),
+            ..options()
+        },
+    )
+    .await;
+    a.create("/s", b"v1", &CreateOptions::persistent())
+        .await
+        .unwrap();
+    let mut events = a.events();
+    let mut node_events = a.watch_events();
+    let (_, _, watch) = a.get_data_w("/s").await.unwrap();
+
+    server.stop().await;
+    server.start_again().await;
+    let b = connect(&server, options()).await;
+    b.set_data("/s", b"v2", None).await.unwrap();
+    within("data watch", watch).await;
+    within("close", a.close()).await.unwrap();
+
+    let changed = WatchedEvent::node(EventType::NodeDataChanged, "/s");
+    let mut seen = Vec::new();
+    while let Some(event) = within("the stream's end", events.next()).await {
+        // A state met twice in a row (a connection attempt that failed) counts once.
+        if seen.last() != Some(&event) {
+            seen.push(event);
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            WatchedEvent::session(KeeperState::SyncConnected),
+            WatchedEvent::session(KeeperState::Disconnected),
+            WatchedEvent::session(KeeperState::SyncConnected),
+            changed.clone(),
+            WatchedEvent::session(KeeperState::Closed),
+        ],
+        "{}",
+        server.log()
+    );
+    // The node events alone, without the states.
+    assert_eq!(
+        within("node event", node_events.next()).await,
+        Some(changed)
+    );
+    assert_eq!(within("node events' end", node_events.next()).await, None);
+    server.stop().await;
+}
+
 /// A TCP proxy to `target` that can be cut: it stops listening and every connection
 /// through it closes.
 struct Proxy {
