@@ -212,40 +212,14 @@ impl Session {
         } else {
             Client::connect(host, options).await.map_err(cannot)?
         };
-        if announce {
-            let mut states = client.state_events();
-            let printer = self.events.clone();
-            let (print_watches, json) = (self.print_watches.clone(), self.args.json);
-            let mut shown = None;
-            let sasl = self.args.security.sasl.is_some();
-            let mut show = move |state: SessionState| {
-                // The stream may repeat the state the session was opened in; trying to
-                // connect is no event.
-                if state != SessionState::Connecting
-                    && shown != Some(state)
-                    && print_watches.load(Ordering::Relaxed)
-                {
-                    let event = WatchedEvent::session(state.keeper_state());
-                    printer(event_text(&event, json));
-                    // zk-client connects only once the SASL exchange succeeded: then
-                    // the Java client's watcher hears SaslAuthenticated too.
-                    if sasl && state == SessionState::Connected {
-                        let event = WatchedEvent::session(KeeperState::SaslAuthenticated);
-                        printer(event_text(&event, json));
-                    }
-                }
-                shown = Some(state);
-            };
-            show(client.state());
-            tokio::spawn(async move {
-                while let Some(state) = states.next_state().await {
-                    if state != SessionState::Connecting {
-                        show(state);
-                    }
-                }
-            });
-        }
-        self.printer = Some(self.print_events(client.watch_events()));
+        // With the session's states announced, they print in one stream with the watch
+        // events, in the order the client met them, as zkCli's one watcher hears both.
+        let events = if announce {
+            client.events()
+        } else {
+            client.watch_events()
+        };
+        self.printer = Some(self.print_events(events));
         self.client = Some(client);
         Ok(())
     }
@@ -267,15 +241,17 @@ impl Session {
         });
     }
 
-    /// Prints the session's watch events as they arrive, in the order the server sent them
+    /// Prints the session's events as they arrive, in the order the server sent them
     /// across all watches (zkCli's one watcher hears them on the Java client's one event
     /// thread), from a task that ends on a flush request, answered once what had arrived is
-    /// printed; returns the flush line.
+    /// printed; returns the flush line. A state event is printed when the state changed.
     fn print_events(&self, mut events: zk_client::WatchEvents) -> FlushLine {
         let (flush, mut requests) =
             tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
         let printer = self.events.clone();
         let (print_watches, json) = (self.print_watches.clone(), self.args.json);
+        let sasl = self.args.security.sasl.is_some();
+        let mut shown = None;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -283,8 +259,18 @@ impl Session {
                     biased;
                     event = events.next_event() => {
                         let Some(event) = event else { break };
+                        let state = event.is_session_end().then_some(event.state);
+                        if state.is_some() && std::mem::replace(&mut shown, state) == state {
+                            continue;
+                        }
                         if print_watches.load(Ordering::Relaxed) {
                             printer(event_text(&event, json));
+                            // zk-client connects only once the SASL exchange succeeded:
+                            // then the Java client's watcher hears SaslAuthenticated too.
+                            if sasl && state == Some(KeeperState::SyncConnected) {
+                                let event = WatchedEvent::session(KeeperState::SaslAuthenticated);
+                                printer(event_text(&event, json));
+                            }
                         }
                     }
                     Some(done) = requests.recv() => {
