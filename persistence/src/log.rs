@@ -129,6 +129,18 @@ pub struct PendingSync {
     warning: Duration,
 }
 
+#[cfg(test)]
+impl PendingSync {
+    /// An fsync of `file`, for tests.
+    pub(crate) fn of(file: File, path: PathBuf) -> Self {
+        PendingSync {
+            file,
+            path,
+            warning: Duration::MAX,
+        }
+    }
+}
+
 impl PendingSync {
     /// The segment's path.
     pub fn path(&self) -> &Path {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{PersistenceError, Result};
 use crate::log::PendingSync;
 
 /// Fsyncs what [`FileTxnLog::write`](crate::FileTxnLog::write) wrote, on a thread of its
@@ -51,6 +51,8 @@ struct Queue<M> {
     mark: Option<M>,
     /// A batch is being synced.
     busy: bool,
+    /// A batch failed: every later one fails too, and nothing is ever durable again.
+    failed: bool,
     stop: bool,
 }
 
@@ -72,6 +74,7 @@ impl<M: Send + 'static> Syncer<M> {
                 files: Vec::new(),
                 mark: None,
                 busy: false,
+                failed: false,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -80,11 +83,19 @@ impl<M: Send + 'static> Syncer<M> {
         let thread = std::thread::Builder::new()
             .name("txn-log-sync".into())
             .spawn(move || {
-                while let Some((files, mark)) = next_batch(&on_thread) {
-                    let result = files.into_iter().try_for_each(PendingSync::sync);
+                while let Some((files, mark, failed)) = next_batch(&on_thread) {
+                    let result = if failed {
+                        Err(PersistenceError::Stopped)
+                    } else {
+                        files.into_iter().try_for_each(PendingSync::sync)
+                    };
                     // Idle before `done`: a write handed over from here on starts a batch
-                    // of its own, and one that needs no fsync is durable already.
-                    on_thread.lock().busy = false;
+                    // of its own, and one that needs no fsync is durable already (unless
+                    // this batch failed).
+                    let mut queue = on_thread.lock();
+                    queue.busy = false;
+                    queue.failed |= result.is_err();
+                    drop(queue);
                     done(mark, result);
                 }
             })?;
@@ -96,17 +107,15 @@ impl<M: Send + 'static> Syncer<M> {
 
     /// Hands over a write's fsync (`None`: the write wrote nothing, or needs no fsync),
     /// to be reported with `mark`. With nothing to sync and no batch queued or running,
-    /// nothing is queued ([`Queued::Idle`]); otherwise the next batch (or, when `pending` is
-    /// `None` and nothing waits, the one running) covers it and ends with `mark` or a later
-    /// one.
+    /// nothing is queued ([`Queued::Idle`]); otherwise the next batch covers it and ends
+    /// with `mark` or a later one (a batch with no file when `pending` is `None`: it ends
+    /// right after the one running). After a failed batch every later one fails, and
+    /// nothing is [`Queued::Idle`].
     pub fn sync(&self, pending: Option<PendingSync>, mark: M) -> Queued {
         let mut queue = self.shared.lock();
         match pending {
-            None if queue.files.is_empty() && !queue.busy => return Queued::Idle,
-            None if queue.files.is_empty() => {
-                // The running batch holds every write handed over: it ends with its own
-                // mark, which covers this one's writes (none since).
-                return Queued::Queued;
+            None if queue.mark.is_none() && !queue.busy && !queue.failed => {
+                return Queued::Idle;
             }
             None => {}
             Some(pending) => {
@@ -124,13 +133,14 @@ impl<M: Send + 'static> Syncer<M> {
     }
 }
 
-/// Waits for the next batch; `None` once stopped with nothing left.
-fn next_batch<M>(shared: &Shared<M>) -> Option<(Vec<PendingSync>, M)> {
+/// Waits for the next batch (its files, its mark, and whether an earlier batch failed);
+/// `None` once stopped with nothing left.
+fn next_batch<M>(shared: &Shared<M>) -> Option<(Vec<PendingSync>, M, bool)> {
     let mut queue = shared.lock();
     loop {
         if let Some(mark) = queue.mark.take() {
             queue.busy = true;
-            return Some((std::mem::take(&mut queue.files), mark));
+            return Some((std::mem::take(&mut queue.files), mark, queue.failed));
         }
         if queue.stop {
             return None;
@@ -197,12 +207,13 @@ mod tests {
         assert_eq!(syncer.sync(append(&mut log, 2), 2), Queued::Queued);
         assert_eq!(syncer.sync(append(&mut log, 3), 3), Queued::Queued);
         assert_eq!(syncer.shared.lock().files.len(), 1);
-        // Nothing new, but a batch waits: it covers this mark's writes.
-        assert_eq!(syncer.sync(None, 3), Queued::Queued);
+        // Nothing new to write (say, the owner synced in place), but a batch waits: it
+        // ends with this mark.
+        assert_eq!(syncer.sync(None, 4), Queued::Queued);
         go.send(()).expect("the thread waits");
-        assert_eq!(ends.recv().expect("second batch"), (3, true));
+        assert_eq!(ends.recv().expect("second batch"), (4, true));
         // That batch is synced: nothing new needs no batch.
-        assert_eq!(syncer.sync(None, 3), Queued::Idle);
+        assert_eq!(syncer.sync(None, 4), Queued::Idle);
         go.send(()).expect("the thread waits");
         assert!(
             ends.recv_timeout(std::time::Duration::from_millis(50))
@@ -210,10 +221,10 @@ mod tests {
         );
 
         // Dropping the syncer syncs what was handed over before the thread stops.
-        assert_eq!(syncer.sync(append(&mut log, 4), 4), Queued::Queued);
+        assert_eq!(syncer.sync(append(&mut log, 5), 5), Queued::Queued);
         drop(go);
         drop(syncer);
-        assert_eq!(ends.try_recv().expect("last batch"), (4, true));
+        assert_eq!(ends.try_recv().expect("last batch"), (5, true));
         assert!(ends.try_recv().is_err());
     }
 
@@ -233,5 +244,28 @@ mod tests {
         assert_eq!(syncer.sync(append(&mut log, 1), 1), Queued::Idle);
         drop(syncer);
         assert!(ends.try_recv().is_err());
+    }
+
+    /// fdatasync of `/dev/null` fails (EINVAL) on Linux.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn after_a_failed_fsync_every_batch_fails_and_nothing_is_idle() {
+        let failing = || {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .expect("open /dev/null");
+            PendingSync::of(file, "/dev/null".into())
+        };
+        let (ended, ends) = mpsc::channel();
+        let syncer = Syncer::start(move |mark: i64, result| {
+            let _ = ended.send((mark, result.is_ok()));
+        })
+        .expect("start");
+        assert_eq!(syncer.sync(Some(failing()), 1), Queued::Queued);
+        assert_eq!(ends.recv().expect("first batch"), (1, false));
+        // Nothing new to sync, yet not durable: the log failed.
+        assert_eq!(syncer.sync(None, 2), Queued::Queued);
+        assert_eq!(ends.recv().expect("second batch"), (2, false));
     }
 }

@@ -294,8 +294,10 @@ impl FileStorage {
     /// The first half of [`Storage::sync`], for a caller that fsyncs on another thread
     /// while it goes on appending: writes what was appended, and returns the last zxid
     /// written with the fsync that makes it durable (`None` when none is needed:
-    /// `forceSync` is off, or nothing was appended since the last write). One such fsync
-    /// at a time: until it returns, a later write's zxids are not known durable.
+    /// `forceSync` is off, or nothing was appended since the last write, or what was
+    /// appended was synced in place). A write's zxids are durable once its fsync and the
+    /// fsyncs of every earlier write have returned (`zk_persistence::Syncer` runs them in
+    /// order).
     pub fn write(&mut self) -> Result<(Zxid, Option<PendingSync>), StorageError> {
         let pending = self.log.write()?;
         Ok((Zxid(self.log.last_zxid()).max(self.base), pending))

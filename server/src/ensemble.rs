@@ -489,6 +489,9 @@ impl Ensemble {
         if let Some(node) = self.election.take() {
             node.shutdown().await;
         }
+        // The sync thread is joined once what it was handed is synced: off this task's
+        // thread, which serves other tasks meanwhile.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 }
 

@@ -115,6 +115,11 @@ struct Disk {
     /// thread queues them (a sync is asked for at every burst that appended, and they end
     /// in order), or asked for one at a time.
     queue_syncs: bool,
+    /// Queued syncs: one runs (its `Event::Synced` is scheduled).
+    sync_running: bool,
+    /// Queued syncs: the one to start when the running one ends (the generation and the
+    /// last zxid appended when it was last asked for); later asks merge into it.
+    sync_queued: Option<(u64, Zxid)>,
     /// How long its fsyncs take: (least, most) ms.
     fsync_ms: (u64, u64),
     /// Bumped when the log is truncated or replaced: an fsync started before counts for
@@ -421,23 +426,32 @@ impl Host for Io<'_> {
         }
         // As the server's runtime: the fsync runs elsewhere while the member goes on.
         let zxid = self.disk.store.inner.last();
+        let generation = self.disk.sync_generation;
+        if self.disk.queue_syncs {
+            // As `zk_persistence::Syncer`: with one running, this waits for its end (merged
+            // with any other waiting); with none, nothing unsynced is durable at once.
+            if self.disk.sync_running || self.disk.sync_queued.is_some() {
+                self.disk.sync_queued = Some((generation, zxid));
+                return Ok(SyncStart::Started);
+            }
+            if self.disk.store.inner.unsynced() == 0 {
+                return Ok(SyncStart::Done(zxid));
+            }
+            self.disk.sync_running = true;
+        }
         let d = self
             .net
             .rng
             .range(self.disk.fsync_ms.0, self.disk.fsync_ms.1);
-        let synced = Event::Synced {
-            sid: self.sid,
-            life: self.life,
-            generation: self.disk.sync_generation,
-            zxid,
-        };
-        if self.disk.queue_syncs {
-            // One after another: each ends no sooner than the one asked for before it.
-            self.net
-                .schedule_ordered((self.sid, self.life, 3), d, synced);
-        } else {
-            self.net.schedule(d, synced);
-        }
+        self.net.schedule(
+            d,
+            Event::Synced {
+                sid: self.sid,
+                life: self.life,
+                generation,
+                zxid,
+            },
+        );
         Ok(SyncStart::Started)
     }
 
@@ -682,6 +696,8 @@ impl World {
                         snapshots: Vec::new(),
                         async_fsync: false,
                         queue_syncs: false,
+                        sync_running: false,
+                        sync_queued: None,
                         fsync_ms: (1, 10),
                         sync_generation: 0,
                         membership: None,
@@ -904,6 +920,8 @@ impl World {
         node.disk.async_fsync = self.net.rng.chance(500);
         // Half of those queue their syncs, as the server's sync thread does.
         node.disk.queue_syncs = node.disk.async_fsync && self.net.rng.chance(500);
+        node.disk.sync_running = false;
+        node.disk.sync_queued = None;
         let mut tree = node
             .disk
             .restore(None, options)
@@ -1219,6 +1237,27 @@ impl World {
                 let current = node.disk.sync_generation == generation;
                 if current && !node.disk.store.lying {
                     node.disk.store.inner.sync_through(zxid);
+                }
+                if node.disk.queue_syncs {
+                    // The sync thread starts the next batch as this one ends, before the
+                    // member hears of it.
+                    node.disk.sync_running = false;
+                    if let Some((generation, zxid)) = node.disk.sync_queued.take() {
+                        node.disk.sync_running = true;
+                        let d = self
+                            .net
+                            .rng
+                            .range(node.disk.fsync_ms.0, node.disk.fsync_ms.1);
+                        self.net.schedule(
+                            d,
+                            Event::Synced {
+                                sid,
+                                life,
+                                generation,
+                                zxid,
+                            },
+                        );
+                    }
                 }
                 self.step(sid, |member, engine, host, now| {
                     member.synced(engine, host, now, Ok(current.then_some(zxid)))
