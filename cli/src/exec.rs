@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use zk_client::{
-    AddWatchMode, Client, ClientOptions, CreateMode, CreateOptions, Error, Multi, SessionState,
-    WatchedEvent, WatcherType,
+    AddWatchMode, Client, ClientOptions, CreateMode, CreateOptions, Error, EventType, Multi,
+    SessionState, WatchedEvent, WatcherType,
 };
 use zk_jute::KeeperState;
 
@@ -224,13 +224,15 @@ impl Session {
         Ok(())
     }
 
-    /// Closes the session, if one is open, once the watch events that have arrived are
-    /// printed.
+    /// Closes the session, if one is open, and prints what the session heard until then:
+    /// the watch events that had arrived and, with the states announced, `Closed`, as
+    /// zkCli's watcher hears the close.
     pub(crate) async fn close(&mut self) {
-        self.print_pending_events().await;
         if let Some(client) = self.client.take() {
             let _ = client.close().await;
         }
+        // The closed session's stream has ended: the printer prints it to its end.
+        self.print_pending_events().await;
     }
 
     /// Keeps a one-shot watch set until it fires: its event is printed from the session's
@@ -259,7 +261,7 @@ impl Session {
                     biased;
                     event = events.next_event() => {
                         let Some(event) = event else { break };
-                        let state = event.is_session_end().then_some(event.state);
+                        let state = (event.event_type == EventType::None).then_some(event.state);
                         if state.is_some() && std::mem::replace(&mut shown, state) == state {
                             continue;
                         }

@@ -258,7 +258,8 @@ impl WatchedEvent {
         }
     }
 
-    /// The event every watcher gets when the session ends in `state`.
+    /// A session event in `state`: what every watcher gets when the session ends, and what
+    /// [`Client::events`](crate::Client::events) carries for each change of state.
     pub fn session(state: KeeperState) -> Self {
         WatchedEvent {
             event_type: EventType::None,
@@ -267,7 +268,9 @@ impl WatchedEvent {
         }
     }
 
-    /// Whether this is the session's end rather than a znode event.
+    /// Whether this is a session event (type `None`) rather than a znode event: for a
+    /// watch, the session's end; in [`Client::events`](crate::Client::events), any change
+    /// of state.
     pub fn is_session_end(&self) -> bool {
         self.event_type == EventType::None
     }
@@ -338,11 +341,13 @@ impl Stream for PersistentWatch {
 }
 
 /// Every node event the client's watches hear, once each and in the order they came,
-/// across all its watches: from [`Client::watch_events`](crate::Client::watch_events). ZooKeeper
-/// orders watch events with respect to each other and to replies, and its Java client
-/// delivers them on one thread; separate watches read in separate tasks lose that order,
-/// this stream keeps it. An event is here before the reply the server sent after it
-/// resolves. Events are queued without bound until read; the stream ends with the session.
+/// across all its watches: from [`Client::watch_events`](crate::Client::watch_events) (and
+/// from [`Client::events`](crate::Client::events), the session's changes of state among
+/// them). ZooKeeper orders watch events with respect to each other and to replies, and its
+/// Java client delivers them on one thread; separate watches read in separate tasks lose
+/// that order, this stream keeps it. An event is here before the reply the server sent
+/// after it resolves. Events are queued without bound until read; the stream ends with the
+/// session.
 #[derive(Debug)]
 pub struct WatchEvents {
     pub(crate) rx: mpsc::UnboundedReceiver<WatchedEvent>,
