@@ -12,8 +12,9 @@ use bytes::BytesMut;
 use zk_datatree::DataTree;
 use zk_persistence::ZxidDigest;
 
-/// Nodes a snapshot piece: a few milliseconds of work, which every connection waits for.
-const PIECE_NODES: usize = 5_000;
+/// Nodes a snapshot piece: about 0.3 ms of work (0.27 µs a znode), which a request that
+/// arrives meanwhile waits for.
+const PIECE_NODES: usize = 1_000;
 
 /// What the snapshot's writer tells the serving task.
 #[derive(Debug, Clone, Copy)]
