@@ -337,8 +337,8 @@ impl Session {
                 self.print_pending_events().await;
                 if let Some(client) = self.client.take() {
                     // As zkCli's watcher hears the session close: printed here, before
-                    // the shell exits, rather than by the state printer, which may not
-                    // run again.
+                    // the close and the shell's exit (the printer has stopped), so that
+                    // it shows even when the close waits on an unreachable server.
                     if self.print_watches.swap(false, Ordering::Relaxed)
                         && !client.state().is_terminal()
                     {

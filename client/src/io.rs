@@ -794,10 +794,11 @@ impl Io {
                 }
             }
             Waiter::Close(reply) => {
+                // The session's end is in its watches and streams before the close returns.
+                self.finish(SessionState::Closed);
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(()));
                 }
-                self.finish(SessionState::Closed);
             }
         }
     }

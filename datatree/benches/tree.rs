@@ -126,7 +126,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // A fuzzy snapshot body of 300,000 znodes (100-byte values) under 16 parents, in the
-    // server's 5,000-node pieces: the work a member does every 50,000 to 100,000 writes.
+    // server's 1,000-node pieces: the work a member does every 50,000 to 100,000 writes.
     let mut group = c.benchmark_group("snapshot");
     group.sample_size(10);
     let mut big = DataTree::default();
@@ -146,7 +146,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut writer = zk_datatree::BodyWriter::fuzzy();
             let mut bytes = 0;
-            while !writer.write_some(&big, &mut piece, 5_000) {
+            while !writer.write_some(&big, &mut piece, 1_000) {
                 bytes += piece.len();
                 piece.clear();
             }

@@ -61,6 +61,7 @@ struct Queue<M> {
 pub enum Queued {
     /// Nothing was left to sync: every write handed over is durable (or, with no fsync
     /// asked for, as durable as it gets), and `done` will not be called for this mark.
+    /// The last batch's `done` may still be running: its news can come after this.
     Idle,
     /// A batch will end with this mark (or a later one).
     Queued,
@@ -196,8 +197,9 @@ mod tests {
             ended
                 .send((mark, result.is_ok()))
                 .expect("the test listens");
-            // Holds the thread after each batch until the test lets it go (or is done).
-            let _ = gate.recv();
+            // Holds the thread after each batch until the test lets it go (or is done; a
+            // failed assertion drops the syncer first, and this lets it stop).
+            let _ = gate.recv_timeout(std::time::Duration::from_secs(10));
         })
         .expect("start");
 

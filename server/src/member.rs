@@ -48,7 +48,8 @@ pub(crate) trait Host {
     fn start_sync(&mut self) -> Result<SyncStart, String>;
     /// Whether [`start_sync`](Self::start_sync) may be asked again while an earlier sync
     /// runs: the host then syncs what was appended since right after it, and reports the
-    /// syncs' ends in order.
+    /// syncs' ends in order (a [`SyncStart::Done`] may come before the end of an earlier
+    /// sync is heard; Zab ignores a durable zxid lower than one it has).
     fn queues_syncs(&self) -> bool {
         false
     }

@@ -53,8 +53,8 @@ pub(crate) enum Msg {
     /// The log has made `zxid` (and everything before it) durable, or failed.
     Durable { zxid: i64, ok: bool },
     /// A member's fsync has ended: the replicated log is durable through the zxid, or the
-    /// fsync failed. It counts only if the log was not truncated or replaced since it
-    /// started (the host's sync generation is still `generation`).
+    /// fsync failed. It counts only if the log was not truncated or replaced since the
+    /// sync was asked for (the host's sync generation is still `generation`).
     LogSynced {
         generation: u64,
         result: Result<Zxid, String>,
