@@ -333,6 +333,27 @@ impl Net {
         });
     }
 
+    /// The end of an fsync of member `sid` in its life `life` that makes `zxid` durable
+    /// (if the disk's sync generation is still `generation`), after `fsync_ms` (least, most).
+    fn schedule_synced(
+        &mut self,
+        fsync_ms: (u64, u64),
+        (sid, life): (Sid, u64),
+        generation: u64,
+        zxid: Zxid,
+    ) {
+        let d = self.rng.range(fsync_ms.0, fsync_ms.1);
+        self.schedule(
+            d,
+            Event::Synced {
+                sid,
+                life,
+                generation,
+                zxid,
+            },
+        );
+    }
+
     /// Schedules on an ordered channel: never before what was sent on it earlier.
     fn schedule_ordered(&mut self, channel: (u64, u64, u8), delay_ms: u64, event: Event) {
         let at = (self.now_ms + delay_ms).max(self.last_at.get(&channel).copied().unwrap_or(0));
@@ -439,19 +460,8 @@ impl Host for Io<'_> {
             }
             self.disk.sync_running = true;
         }
-        let d = self
-            .net
-            .rng
-            .range(self.disk.fsync_ms.0, self.disk.fsync_ms.1);
-        self.net.schedule(
-            d,
-            Event::Synced {
-                sid: self.sid,
-                life: self.life,
-                generation,
-                zxid,
-            },
-        );
+        self.net
+            .schedule_synced(self.disk.fsync_ms, (self.sid, self.life), generation, zxid);
         Ok(SyncStart::Started)
     }
 
@@ -1244,19 +1254,8 @@ impl World {
                     node.disk.sync_running = false;
                     if let Some((generation, zxid)) = node.disk.sync_queued.take() {
                         node.disk.sync_running = true;
-                        let d = self
-                            .net
-                            .rng
-                            .range(node.disk.fsync_ms.0, node.disk.fsync_ms.1);
-                        self.net.schedule(
-                            d,
-                            Event::Synced {
-                                sid,
-                                life,
-                                generation,
-                                zxid,
-                            },
-                        );
+                        self.net
+                            .schedule_synced(node.disk.fsync_ms, (sid, life), generation, zxid);
                     }
                 }
                 self.step(sid, |member, engine, host, now| {
