@@ -50,9 +50,25 @@ fn data(sid: Sid, zxids: &BTreeMap<Sid, u32>) -> PeerData {
 }
 
 async fn start(config: &Config, sid: Sid, zxids: &BTreeMap<Sid, u32>) -> Node {
-    Node::start(NodeConfig::new(sid, config.clone(), data(sid, zxids)))
-        .await
-        .unwrap()
+    start_node(NodeConfig::new(sid, config.clone(), data(sid, zxids))).await
+}
+
+/// Starts a node. A node restarted on its address may find the port taken for a while by
+/// another test of this binary (their ports come from the same ephemeral range): a bind
+/// that fails is tried again until [`WAIT`] has passed.
+async fn start_node(config: NodeConfig) -> Node {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Node::start(config.clone()).await {
+            Ok(node) => return node,
+            Err(zk_election::TransportError::Bind { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("starting a node: {e}"),
+        }
+    }
 }
 
 /// Waits until every node is settled on one leader, and returns it.
@@ -145,7 +161,7 @@ async fn a_restarted_lowest_sid_is_dialed_at_once_after_its_knock() {
     };
     let mut nodes = BTreeMap::new();
     for sid in 1..=3 {
-        nodes.insert(sid, Node::start(slow(sid)).await.unwrap());
+        nodes.insert(sid, start_node(slow(sid)).await);
     }
     assert_eq!(settled(&nodes).await, 3);
     nodes.remove(&1).unwrap().shutdown().await;
@@ -160,7 +176,7 @@ async fn a_restarted_lowest_sid_is_dialed_at_once_after_its_knock() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    nodes.insert(1, Node::start(slow(1)).await.unwrap());
+    nodes.insert(1, start_node(slow(1)).await);
     let joined = nodes[&1]
         .wait_for(WAIT, |s| s.state == ServerState::Following)
         .await
