@@ -26,23 +26,24 @@ async fn connect_to(server: &TestServer, chroot: &str, options: ClientOptions) -
     .expect("connects")
 }
 
+/// A client whose session outlives a server restart, and which comes back late.
+fn outliving_a_restart() -> ClientOptions {
+    ClientOptions {
+        // Long enough for a JVM to restart on a busy machine (4/3 of it without a server
+        // and the client gives the session up).
+        session_timeout: Duration::from_secs(30),
+        // Slow enough that another client's writes after the restart most likely come
+        // before this one is back: its watches are then fired by the re-registration
+        // (setWatches with the last zxid seen).
+        reconnect_delay: Duration::from_millis(1500),
+        ..options()
+    }
+}
+
 #[tokio::test]
 async fn a_session_survives_a_restart_and_its_watches_still_fire() {
     let mut server = TestServer::start().await;
-    let a = connect(
-        &server,
-        ClientOptions {
-            // Long enough for a JVM to restart on a busy machine (4/3 of it without a
-            // server and the client gives the session up).
-            session_timeout: Duration::from_secs(30),
-            // Slow enough that the other client's writes after the restart most likely
-            // come before this one is back: its watches are then fired by the
-            // re-registration (setWatches with the last zxid seen).
-            reconnect_delay: Duration::from_millis(1500),
-            ..options()
-        },
-    )
-    .await;
+    let a = connect(&server, outliving_a_restart()).await;
     let persistent = CreateOptions::persistent();
     a.create("/r", b"", &persistent).await.unwrap();
     a.create("/r/data", b"v1", &persistent).await.unwrap();
@@ -340,18 +341,9 @@ async fn an_unknown_auth_scheme_ends_the_session() {
 #[tokio::test]
 async fn the_sessions_states_come_in_order_among_its_watch_events() {
     let mut server = TestServer::start().await;
-    let a = connect(
-        &server,
-        ClientOptions {
-            session_timeout: Duration::from_secs(30),
-            // As above: the other client's write most likely comes before this one is
-            // back, and re-registering the watch fires it; either way the event comes
-            // after the reconnection.
-            reconnect_delay: Duration::from_millis(1500),
-            ..options()
-        },
-    )
-    .await;
+    // The other client's write most likely comes before this one is back, and
+    // re-registering the watch fires it; either way the event comes after the reconnection.
+    let a = connect(&server, outliving_a_restart()).await;
     a.create("/s", b"v1", &CreateOptions::persistent())
         .await
         .unwrap();
