@@ -22,6 +22,31 @@ struct Entry {
     slot: usize,
 }
 
+/// What [`PathIndex::place`] found.
+pub(crate) enum Place<'a> {
+    /// The path's slot.
+    Found(usize),
+    /// No node at the path yet.
+    Vacant(Vacant<'a>),
+}
+
+/// Where a path absent from the index goes.
+pub(crate) struct Vacant<'a> {
+    vacant: hashbrown::hash_table::VacantEntry<'a, Entry>,
+    hash: u64,
+}
+
+impl Vacant<'_> {
+    /// Points `path` (the one looked for) at `slot`.
+    pub(crate) fn insert(self, path: &str, slot: usize) {
+        self.vacant.insert(Entry {
+            hash: self.hash,
+            path: path.into(),
+            slot,
+        });
+    }
+}
+
 /// Paths to slots. Hashed with a per-process random seed (foldhash): several times
 /// cheaper than SipHash for paths, and still not predictable by clients.
 #[derive(Clone, Default)]
@@ -75,6 +100,19 @@ impl PathIndex {
         }
     }
 
+    /// The slot of the node at `path`, or the place to put one there: one hash and one
+    /// probe for a lookup followed by an insert.
+    pub(crate) fn place(&mut self, path: &str) -> Place<'_> {
+        let hash = self.hash(path);
+        match self
+            .table
+            .entry(hash, |e| e.hash == hash && *e.path == *path, |e| e.hash)
+        {
+            Slot::Occupied(found) => Place::Found(found.get().slot),
+            Slot::Vacant(vacant) => Place::Vacant(Vacant { vacant, hash }),
+        }
+    }
+
     /// Forgets `path`; returns its slot.
     pub(crate) fn remove(&mut self, path: &str) -> Option<usize> {
         let hash = self.hash(path);
@@ -98,7 +136,7 @@ impl PathIndex {
 
 #[cfg(test)]
 mod tests {
-    use super::PathIndex;
+    use super::{PathIndex, Place};
 
     #[test]
     fn paths_are_found_replaced_and_forgotten_across_growth() {
@@ -119,5 +157,18 @@ mod tests {
         assert_eq!(index.get("/a/n9999"), Some(9999));
         index.reserve(100_000);
         assert_eq!(index.get("/a/n1"), Some(1));
+    }
+
+    #[test]
+    fn a_place_is_the_slot_found_or_where_the_path_goes() {
+        let mut index = PathIndex::default();
+        index.insert("/a", 7);
+        assert!(matches!(index.place("/a"), Place::Found(7)));
+        match index.place("/b") {
+            Place::Vacant(vacant) => vacant.insert("/b", 9),
+            Place::Found(slot) => panic!("/b found at {slot} before it was inserted"),
+        }
+        assert_eq!(index.get("/b"), Some(9));
+        assert_eq!(index.len(), 2);
     }
 }

@@ -11,7 +11,7 @@ use zk_jute::{ErrorCode, EventType};
 use crate::acl::{AclCache, AclList, OPEN_ACL_UNSAFE_ID, read_acl_unsafe};
 use crate::digest::node_digest;
 use crate::ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, ttl_of, ttl_owner};
-use crate::index::PathIndex;
+use crate::index::{PathIndex, Place};
 use crate::java::JavaHashSet;
 use crate::path::{display_parent, split};
 use crate::txn::Transaction;
@@ -948,17 +948,28 @@ impl DataTree {
         node.digest = node_digest(path, node.data.as_deref(), &node.stat);
         self.digest = self.digest.wrapping_add(node.digest);
         self.data_size += data_size(path, &node);
-        if let Some(slot) = self.index.get(path) {
-            if let Some(place) = self.nodes.get_mut(slot) {
-                let old = std::mem::replace(place, node);
-                self.digest = self.digest.wrapping_sub(old.digest);
-                self.data_size = self.data_size.saturating_sub(data_size(path, &old));
-                return slot;
+        match self.index.place(path) {
+            Place::Found(slot) => match self.nodes.get_mut(slot) {
+                Some(place) => {
+                    let old = std::mem::replace(place, node);
+                    self.digest = self.digest.wrapping_sub(old.digest);
+                    self.data_size = self.data_size.saturating_sub(data_size(path, &old));
+                    slot
+                }
+                None => {
+                    // Not in a consistent tree (the index names live slots only); the
+                    // node takes a new slot rather than fail.
+                    let slot = self.nodes.insert(node);
+                    self.index.insert(path, slot);
+                    slot
+                }
+            },
+            Place::Vacant(vacant) => {
+                let slot = self.nodes.insert(node);
+                vacant.insert(path, slot);
+                slot
             }
         }
-        let slot = self.nodes.insert(node);
-        self.index.insert(path, slot);
-        slot
     }
 
     fn remove_node(&mut self, path: &str) -> Option<Node> {
