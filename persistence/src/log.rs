@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -61,8 +62,10 @@ impl Default for LogOptions {
 }
 
 struct Segment {
-    path: PathBuf,
-    file: File,
+    path: Arc<Path>,
+    /// Shared with the [`PendingSync`]s of its batches: no handle of their own to open
+    /// (a `dup`) and close each batch.
+    file: Arc<File>,
     position: u64,
     allocated: u64,
     /// The end of what was written to the file, entries or zeros: the blocks before it
@@ -123,9 +126,9 @@ pub fn log_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>> {
 /// Entries [`FileTxnLog::write`] wrote, waiting for the fsync that makes them durable.
 #[derive(Debug)]
 pub struct PendingSync {
-    /// The segment's file, through a handle of its own.
-    file: File,
-    path: PathBuf,
+    /// The segment's file.
+    file: Arc<File>,
+    path: Arc<Path>,
     warning: Duration,
 }
 
@@ -134,8 +137,8 @@ impl PendingSync {
     /// An fsync of `file`, for tests.
     pub(crate) fn of(file: File, path: PathBuf) -> Self {
         PendingSync {
-            file,
-            path,
+            file: Arc::new(file),
+            path: path.into(),
             warning: Duration::MAX,
         }
     }
@@ -150,7 +153,7 @@ impl PendingSync {
     /// Fsyncs the segment: every entry written to it before is durable once this returns
     /// `Ok`. A sync slower than `fsync.warningthresholdms` logs a warning.
     pub fn sync(self) -> Result<()> {
-        let io = |e| PersistenceError::io(&self.path, e);
+        let io = |e| PersistenceError::io(&*self.path, e);
         let started = Instant::now();
         #[cfg(feature = "failpoints")]
         match crate::failpoint::current() {
@@ -233,8 +236,8 @@ impl FileTxnLog {
             .map_err(|e| PersistenceError::io(&path, e))?;
         fsync_dir(&self.dir)?;
         Ok(Segment {
-            path,
-            file,
+            path: path.into(),
+            file: Arc::new(file),
             position: HEADER_LEN as u64,
             allocated: HEADER_LEN as u64,
             written: HEADER_LEN as u64,
@@ -270,7 +273,7 @@ impl FileTxnLog {
         let end = segment.position + batch.len() as u64;
         let size = self.padded_size(end, segment.allocated);
         let path = segment.path.clone();
-        let io = |e| PersistenceError::io(&path, e);
+        let io = |e| PersistenceError::io(&*path, e);
         #[cfg(feature = "failpoints")]
         if crate::failpoint::current() == crate::failpoint::Fault::FullDisk {
             // ENOSPC; the segment is left as it was, the batch is lost with the error.
@@ -297,8 +300,8 @@ impl FileTxnLog {
         let pending = if self.options.force_sync {
             self.fsync_count += 1;
             Some(PendingSync {
-                file: segment.file.try_clone().map_err(io)?,
-                path: path.clone(),
+                file: segment.file.clone(),
+                path: segment.path.clone(),
                 warning: self.options.fsync_warning,
             })
         } else {
@@ -434,7 +437,7 @@ impl TxnLog for FileTxnLog {
             .iter()
             .rposition(|(first, _)| *first <= zxid)
             .unwrap_or(0);
-        let current = self.current.as_ref().map(|s| s.path.clone());
+        let current = self.current.as_ref().map(|s| s.path.to_path_buf());
         for (_, path) in files.iter().take(keep_from) {
             if Some(path) != current.as_ref() {
                 std::fs::remove_file(path).map_err(|e| PersistenceError::io(path, e))?;
