@@ -480,18 +480,22 @@ impl Ensemble {
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(e) = self.storage.sync() {
-            tracing::warn!(error = %e, "syncing the log at shutdown failed");
-        }
         if let Some(q) = self.quorum.take() {
             q.shutdown().await;
         }
         if let Some(node) = self.election.take() {
             node.shutdown().await;
         }
-        // The sync thread is joined once what it was handed is synced: off this task's
-        // thread, which serves other tasks meanwhile.
-        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        // The log's last writes are synced, and the sync thread joined once what it was
+        // handed is synced, off this task's thread, which serves other tasks meanwhile.
+        // Nothing synced here was acknowledged: ACKs follow their fsyncs.
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = self.storage.sync() {
+                tracing::warn!(error = %e, "syncing the log at shutdown failed");
+            }
+            drop(self);
+        })
+        .await;
     }
 }
 
