@@ -2,8 +2,9 @@
 //! ZooKeeper 3.8.0 on this machine (each member a process on loopback, `forceSync` on),
 //! one load generator (the `zookeeper-client` crate), 100-byte values:
 //!
-//! - create and setData with 16 sessions × 16 outstanding, through the leader and through
-//!   a follower; getData 16×16 through a follower; create p99 at 1×1 through a follower;
+//! - setData with 16 sessions × 16 outstanding, through the leader and through a
+//!   follower; getData 16×16 through a follower; create p99 at 1×1 through a follower;
+//!   create 16×16 through the leader and through a follower (last: they grow the tree);
 //! - failover: SIGKILL the leader, time until a client on a surviving member completes a
 //!   create;
 //! - rejoin: a fresh ensemble with Z znodes loaded (and no others), a follower restarts
@@ -321,17 +322,19 @@ async fn bench_one(
     let follower_clients = connect_many(follower_port, 16).await?;
     warm_up(&leader_clients, &follower_clients, &keys).await?;
     let mut out = Vec::new();
-    // The phases on the 1,000 keys come first: run after the creates, they would meet a
-    // tree as large as the server was fast at creating (about three times larger in
-    // ours than in Apache ZooKeeper), and pay for snapshots of it.
-    let runs: [(&str, Op, bool, &str); 5] = [
+    // The phases on the 1,000 keys come first, the 1×1 creates next: run after the 16×16
+    // creates, they would meet a tree as large as the server was fast at creating (about
+    // three times larger in ours than in Apache ZooKeeper), and pay for snapshots of it.
+    let on_keys: [(&str, Op, bool, &str); 3] = [
         ("setdata_leader", Op::SetData, true, ""),
         ("setdata_follower", Op::SetData, false, ""),
         ("getdata_follower", Op::GetData, false, ""),
+    ];
+    let creates: [(&str, Op, bool, &str); 2] = [
         ("create_leader", Op::Create, true, "/bench/cl"),
         ("create_follower", Op::Create, false, "/bench/cf"),
     ];
-    for (key, op, via_leader, prefix) in runs {
+    let phase = |(key, op, via_leader, prefix): (&'static str, Op, bool, &str)| {
         let clients = if via_leader {
             &leader_clients
         } else {
@@ -343,22 +346,26 @@ async fn bench_one(
             prefix: prefix.into(),
             outstanding: 16,
         });
-        let sample = drive(clients, 16, work, warmup, window, false).await?;
-        if sample.errors > 0 {
-            bail!(
-                "{key}: {} errors, first: {}",
-                sample.errors,
-                sample.first_error.unwrap_or_default()
-            );
+        async move {
+            let sample = drive(clients, 16, work, warmup, window, false).await?;
+            if sample.errors > 0 {
+                bail!(
+                    "{key}: {} errors, first: {}",
+                    sample.errors,
+                    sample.first_error.unwrap_or_default()
+                );
+            }
+            eprintln!("{key}: {:.0} ops/s", sample.rate());
+            Ok((key, sample.rate()))
         }
-        eprintln!("{key}: {:.0} ops/s", sample.rate());
-        out.push((key, sample.rate()));
+    };
+    for run in on_keys {
+        out.push(phase(run).await?);
     }
     let one = vec![follower_clients[0].clone()];
     let work = Arc::new(Work {
         op: Op::Create,
         keys: keys.clone(),
-        // Names of its own: the 16×16 phase's worker 0 used `/bench/cf/w0-*`.
         prefix: "/bench/p".into(),
         outstanding: 1,
     });
@@ -378,6 +385,9 @@ async fn bench_one(
     eprintln!("create 1×1 via follower: p50 {p50:.2} ms, p99 {p99:.2} ms");
     out.push(("create_p50", p50));
     out.push(("create_p99", p99));
+    for run in creates {
+        out.push(phase(run).await?);
+    }
     drop((leader_clients, follower_clients, setup, one));
 
     // Failover: a client on a member that survives writes as soon as it can.
