@@ -34,14 +34,15 @@ pub(crate) enum Place<'a> {
 pub(crate) struct Vacant<'a> {
     vacant: hashbrown::hash_table::VacantEntry<'a, Entry>,
     hash: u64,
+    path: &'a str,
 }
 
 impl Vacant<'_> {
-    /// Points `path` (the one looked for) at `slot`.
-    pub(crate) fn insert(self, path: &str, slot: usize) {
+    /// Points the path looked for at `slot`.
+    pub(crate) fn insert(self, slot: usize) {
         self.vacant.insert(Entry {
             hash: self.hash,
-            path: path.into(),
+            path: self.path.into(),
             slot,
         });
     }
@@ -101,15 +102,16 @@ impl PathIndex {
     }
 
     /// The slot of the node at `path`, or the place to put one there: one hash and one
-    /// probe for a lookup followed by an insert.
-    pub(crate) fn place(&mut self, path: &str) -> Place<'_> {
+    /// probe for a lookup followed by an insert (a full table grows first, even when the
+    /// path is found).
+    pub(crate) fn place<'a>(&'a mut self, path: &'a str) -> Place<'a> {
         let hash = self.hash(path);
         match self
             .table
             .entry(hash, |e| e.hash == hash && *e.path == *path, |e| e.hash)
         {
             Slot::Occupied(found) => Place::Found(found.get().slot),
-            Slot::Vacant(vacant) => Place::Vacant(Vacant { vacant, hash }),
+            Slot::Vacant(vacant) => Place::Vacant(Vacant { vacant, hash, path }),
         }
     }
 
@@ -165,7 +167,7 @@ mod tests {
         index.insert("/a", 7);
         assert!(matches!(index.place("/a"), Place::Found(7)));
         match index.place("/b") {
-            Place::Vacant(vacant) => vacant.insert("/b", 9),
+            Place::Vacant(vacant) => vacant.insert(9),
             Place::Found(slot) => panic!("/b found at {slot} before it was inserted"),
         }
         assert_eq!(index.get("/b"), Some(9));

@@ -966,7 +966,7 @@ impl DataTree {
             },
             Place::Vacant(vacant) => {
                 let slot = self.nodes.insert(node);
-                vacant.insert(path, slot);
+                vacant.insert(slot);
                 slot
             }
         }

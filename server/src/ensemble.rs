@@ -480,22 +480,24 @@ impl Ensemble {
         for task in &self.tasks {
             task.abort();
         }
-        if let Some(q) = self.quorum.take() {
-            q.shutdown().await;
-        }
-        if let Some(node) = self.election.take() {
-            node.shutdown().await;
-        }
+        let (quorum, election) = (self.quorum.take(), self.election.take());
         // The log's last writes are synced, and the sync thread joined once what it was
-        // handed is synced, off this task's thread, which serves other tasks meanwhile.
-        // Nothing synced here was acknowledged: ACKs follow their fsyncs.
-        let _ = tokio::task::spawn_blocking(move || {
+        // handed is synced, off this task's thread (which serves other tasks meanwhile)
+        // while the streams and the election's sockets close. Nothing synced here was
+        // acknowledged: ACKs follow their fsyncs.
+        let closing = tokio::task::spawn_blocking(move || {
             if let Err(e) = self.storage.sync() {
                 tracing::warn!(error = %e, "syncing the log at shutdown failed");
             }
             drop(self);
-        })
-        .await;
+        });
+        if let Some(q) = quorum {
+            q.shutdown().await;
+        }
+        if let Some(node) = election {
+            node.shutdown().await;
+        }
+        let _ = closing.await;
     }
 }
 

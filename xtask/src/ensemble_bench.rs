@@ -323,8 +323,8 @@ async fn bench_one(
     warm_up(&leader_clients, &follower_clients, &keys).await?;
     let mut out = Vec::new();
     // The phases on the 1,000 keys come first, the 1×1 creates next: run after the 16×16
-    // creates, they would meet a tree as large as the server was fast at creating (about
-    // three times larger in ours than in Apache ZooKeeper), and pay for snapshots of it.
+    // creates, each would meet a tree as large as its server was fast at creating (about
+    // three times larger in ours than in Apache ZooKeeper), not the same tree for both.
     let on_keys: [(&str, Op, bool, &str); 3] = [
         ("setdata_leader", Op::SetData, true, ""),
         ("setdata_follower", Op::SetData, false, ""),
@@ -366,6 +366,8 @@ async fn bench_one(
     let work = Arc::new(Work {
         op: Op::Create,
         keys: keys.clone(),
+        // Names of its own: `seq` starts at 0 in every phase, and the 16×16 phase's worker
+        // 0 would meet these under `/bench/cf`.
         prefix: "/bench/p".into(),
         outstanding: 1,
     });
