@@ -204,9 +204,9 @@ impl Client {
     /// a watch still held (a dropped watch's are not here). An event is here before the
     /// reply the server sent after it resolves. No session event: the stream ends with the
     /// session, whose state changes are in [`state_events`](Self::state_events) (and, among
-    /// these events, in [`events`](Self::events)). The
-    /// watches themselves still deliver their events; this is a second view for readers
-    /// that need the order, as a shell printing every event does.
+    /// these events, in [`events`](Self::events)). The watches themselves still deliver
+    /// their events; this is a second view for readers that need the order, as a shell
+    /// printing every event does.
     pub fn watch_events(&self) -> WatchEvents {
         self.event_reader(false)
     }
