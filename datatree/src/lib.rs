@@ -73,7 +73,7 @@ pub use digest::{DIGEST_VERSION, node_digest};
 pub use ephemeral::{CONTAINER_EPHEMERAL_OWNER, EphemeralType, MAX_TTL_MS, ttl_of, ttl_owner};
 pub use java::JavaHashSet;
 pub use prep::{Layered, NodeState, Overlay, Prepared, Session, TreeView, WriteRequest, prepare};
-pub use snapshot::{BodyWriter, SnapshotError};
+pub use snapshot::{BodyWriter, SnapshotError, TreeLoader};
 pub use tree::{
     Applied, CONFIG_PATH, DataTree, Node, QUOTA_PATH, TreeOptions, Trigger, ZOOKEEPER_PATH,
 };

@@ -33,6 +33,9 @@ pub enum SnapshotError {
     /// The ACL map count is negative.
     #[error("snapshot ACL map has a negative size {0}")]
     NegativeAclCount(i32),
+    /// The bytes ended before the body's end.
+    #[error("snapshot body ends before its last node")]
+    Unfinished,
 }
 
 /// A snapshot body written a piece at a time, so that a large tree can be serialized
@@ -250,55 +253,176 @@ impl DataTree {
         options: TreeOptions,
         mut progress: impl FnMut(usize),
     ) -> Result<DataTree, SnapshotError> {
-        let mut tree = DataTree::empty(options);
-        let count: i32 = r.field("ACLCache", "map")?;
-        if count < 0 {
-            return Err(SnapshotError::NegativeAclCount(count));
-        }
-        for _ in 0..count {
-            let id: i64 = r.field("ACLCache", "long")?;
-            let acl: Option<Vec<Acl>> = r.field("ACLCache", "acls")?;
-            tree.acls_mut().insert_loaded(id, acl.unwrap_or_default());
-        }
-        // Sized once for every node: growing a table of a million nodes step by step
-        // moves each one many times over.
-        if let Some(count) = count_nodes(r.rest()) {
-            tree.reserve_nodes(count);
-        }
-        let mut loaded = 0_usize;
-        loop {
-            let path: String = r.field("DataTree", "path")?;
-            if path == "/" {
-                break;
-            }
-            let data = r.field("DataNode", "data")?;
-            let acl: i64 = r.field("DataNode", "acl")?;
-            let stat: StatPersisted = r.field("DataNode", "stat")?;
-            if acl != crate::acl::OPEN_ACL_UNSAFE_ID && tree.acl_cache().get(acl).is_none() {
-                return Err(SnapshotError::UnknownAcl { path, acl });
-            }
-            let owner = stat.ephemeral_owner;
-            let parent = split(&path);
-            if parent.is_some_and(|(parent, _)| tree.node(parent).is_none()) {
-                return Err(SnapshotError::MissingParent { path });
-            }
-            let slot = tree.insert_node(
-                &path,
-                Node::from_parts(crate::tree::owned(&data), acl, stat),
-            );
-            if let Some((parent, child)) = parent {
-                tree.link_child(parent, child, slot);
-            }
-            tree.index_loaded(&path, owner, acl);
-            loaded += 1;
-            if loaded % 100_000 == 0 {
-                progress(loaded);
-            }
-        }
-        tree.acls_mut().purge_unused();
-        tree.setup_quotas();
-        Ok(tree)
+        let mut loader = TreeLoader::new(options);
+        loader.read(r, false, &mut progress)?;
+        loader.finish()
     }
+}
+
+/// A snapshot body read as its bytes arrive, in pieces cut anywhere (a leader's snapshot
+/// streamed to a learner): [`read_some`](Self::read_some) takes the whole records at the
+/// front of what has come, [`finish`](Self::finish) gives the tree once the body's end
+/// has been read. [`DataTree::deserialize`] is the one-piece case.
+#[derive(Debug)]
+pub struct TreeLoader {
+    tree: DataTree,
+    /// ACL map entries still to read; `None` before the map's count.
+    acls_left: Option<i32>,
+    loaded: usize,
+    done: bool,
+}
+
+/// One node record of a snapshot body.
+struct NodeRecord {
+    path: String,
+    data: Option<bytes::Bytes>,
+    acl: i64,
+    stat: StatPersisted,
+}
+
+impl TreeLoader {
+    /// A loader that has read nothing yet.
+    pub fn new(options: TreeOptions) -> Self {
+        Self {
+            tree: DataTree::empty(options),
+            acls_left: None,
+            loaded: 0,
+            done: false,
+        }
+    }
+
+    /// Makes room for `nodes` more nodes at once, when their number is known ahead.
+    pub fn reserve(&mut self, nodes: usize) {
+        self.tree.reserve_nodes(nodes);
+    }
+
+    /// Nodes read so far.
+    pub fn loaded(&self) -> usize {
+        self.loaded
+    }
+
+    /// Reads the whole records at the front of `r`. With `more` (bytes may follow), a
+    /// record cut short by the end of `r` is left unread, `r` at its start; without, it is
+    /// an error. True once the body's end has been read; `r` is then just past it.
+    pub fn read_some(&mut self, r: &mut Reader, more: bool) -> Result<bool, SnapshotError> {
+        self.read(r, more, &mut |_| {})
+    }
+
+    fn read(
+        &mut self,
+        r: &mut Reader,
+        more: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<bool, SnapshotError> {
+        // A record that does not decode, when more bytes may follow, is taken to be cut
+        // short: `r` goes back to its start. Without more, its error is the answer.
+        macro_rules! whole {
+            ($read:expr) => {{
+                let before = r.clone();
+                match $read {
+                    Ok(value) => value,
+                    Err(_) if more => {
+                        *r = before;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }};
+        }
+        if self.done {
+            return Ok(true);
+        }
+        if self.acls_left.is_none() {
+            let count: i32 = whole!(r.field("ACLCache", "map"));
+            if count < 0 {
+                return Err(SnapshotError::NegativeAclCount(count));
+            }
+            self.acls_left = Some(count);
+        }
+        while let Some(left @ 1..) = self.acls_left {
+            let (id, acl) = whole!(read_acl_entry(r));
+            self.tree
+                .acls_mut()
+                .insert_loaded(id, acl.unwrap_or_default());
+            self.acls_left = Some(left - 1);
+        }
+        if !more && self.loaded == 0 {
+            // Sized once for every node: growing a table of a million nodes step by step
+            // moves each one many times over.
+            if let Some(count) = count_nodes(r.rest()) {
+                self.tree.reserve_nodes(count);
+            }
+        }
+        loop {
+            let Some(record) = whole!(read_node(r)) else {
+                self.done = true;
+                return Ok(true);
+            };
+            self.insert(record)?;
+            if self.loaded % 100_000 == 0 {
+                progress(self.loaded);
+            }
+        }
+    }
+
+    fn insert(&mut self, record: NodeRecord) -> Result<(), SnapshotError> {
+        let NodeRecord {
+            path,
+            data,
+            acl,
+            stat,
+        } = record;
+        let tree = &mut self.tree;
+        if acl != crate::acl::OPEN_ACL_UNSAFE_ID && tree.acl_cache().get(acl).is_none() {
+            return Err(SnapshotError::UnknownAcl { path, acl });
+        }
+        let owner = stat.ephemeral_owner;
+        let parent = split(&path);
+        if parent.is_some_and(|(parent, _)| tree.node(parent).is_none()) {
+            return Err(SnapshotError::MissingParent { path });
+        }
+        let slot = tree.insert_node(
+            &path,
+            Node::from_parts(crate::tree::owned(&data), acl, stat),
+        );
+        if let Some((parent, child)) = parent {
+            tree.link_child(parent, child, slot);
+        }
+        tree.index_loaded(&path, owner, acl);
+        self.loaded += 1;
+        Ok(())
+    }
+
+    /// The tree, once the body's end has been read.
+    pub fn finish(mut self) -> Result<DataTree, SnapshotError> {
+        if !self.done {
+            return Err(SnapshotError::Unfinished);
+        }
+        self.tree.acls_mut().purge_unused();
+        self.tree.setup_quotas();
+        Ok(self.tree)
+    }
+}
+
+/// One entry of the ACL map: its id and its ACL vector.
+fn read_acl_entry(r: &mut Reader) -> Result<(i64, Option<Vec<Acl>>), DecodeError> {
+    let id: i64 = r.field("ACLCache", "long")?;
+    let acl: Option<Vec<Acl>> = r.field("ACLCache", "acls")?;
+    Ok((id, acl))
+}
+
+/// The next node record, or `None` for the body's end (the path `"/"`).
+fn read_node(r: &mut Reader) -> Result<Option<NodeRecord>, DecodeError> {
+    let path: String = r.field("DataTree", "path")?;
+    if path == "/" {
+        return Ok(None);
+    }
+    Ok(Some(NodeRecord {
+        path,
+        data: r.field("DataNode", "data")?,
+        acl: r.field("DataNode", "acl")?,
+        stat: r.field("DataNode", "stat")?,
+    }))
 }
 
 /// The number of nodes in a snapshot body's node list, found by skipping from length to
