@@ -71,9 +71,9 @@ pub use restore::{
 #[cfg(feature = "sled")]
 pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
-    Snapshot, ZxidDigest, read_newest, read_snapshot, read_snapshot_bytes,
-    remove_unfinished_snapshots, snapshot_bytes, snapshot_files, write_snapshot,
-    write_snapshot_with,
+    BodyRecords, Snapshot, SnapshotEncoder, SnapshotStream, ZxidDigest, read_newest, read_snapshot,
+    read_snapshot_bytes, remove_unfinished_snapshots, snapshot_bytes, snapshot_files,
+    write_snapshot, write_snapshot_with,
 };
 pub use syncer::{Queued, Syncer};
 

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use zk_jute::{DecodeError, Reader, Record};
 
 use crate::error::{PersistenceError, Result};
@@ -261,6 +261,260 @@ pub fn snapshot_bytes(
     Ok(out.out)
 }
 
+/// A snapshot file made a piece at a time, as a leader streams one to a learner while it
+/// serializes the tree: the header and session table first, then the body the caller
+/// appends through [`body`](Self::body), taken in pieces with [`take`](Self::take), and
+/// [`finish`](Self::finish) adds the seals and the digest. Joined, the pieces are the bytes
+/// [`snapshot_bytes`] makes.
+#[derive(Debug)]
+pub struct SnapshotEncoder {
+    buf: BytesMut,
+    /// Bytes at the front of `buf` already summed.
+    summed: usize,
+    adler: adler2::Adler32,
+}
+
+impl SnapshotEncoder {
+    /// Starts a snapshot holding `sessions`.
+    pub fn new(sessions: &BTreeMap<i64, i32>) -> Self {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + 4 + sessions.len() * 12);
+        buf.extend_from_slice(&file_header(SNAP_MAGIC));
+        let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
+        buf.extend_from_slice(&count.to_be_bytes());
+        for (id, timeout) in sessions {
+            buf.extend_from_slice(&id.to_be_bytes());
+            buf.extend_from_slice(&timeout.to_be_bytes());
+        }
+        Self {
+            buf,
+            summed: 0,
+            adler: adler2::Adler32::new(),
+        }
+    }
+
+    /// Where the body goes: append its next bytes here.
+    pub fn body(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes made and not taken yet.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether every byte made has been taken.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The bytes made since the last piece taken: the next piece.
+    pub fn take(&mut self) -> Bytes {
+        self.sum();
+        self.summed = 0;
+        self.buf.split().freeze()
+    }
+
+    /// The last piece: the body not taken yet, its seal, `digest` and its seal.
+    pub fn finish(mut self, digest: Option<ZxidDigest>) -> Bytes {
+        self.seal();
+        if let Some(d) = digest {
+            self.buf.extend_from_slice(&d.zxid.to_be_bytes());
+            self.buf.extend_from_slice(&d.version.to_be_bytes());
+            self.buf.extend_from_slice(&d.digest.to_be_bytes());
+            self.seal();
+        }
+        self.buf.freeze()
+    }
+
+    fn sum(&mut self) {
+        self.adler
+            .write_slice(self.buf.get(self.summed..).unwrap_or_default());
+        self.summed = self.buf.len();
+    }
+
+    /// The checksum of everything so far, then ZooKeeper's `/`.
+    fn seal(&mut self) {
+        self.sum();
+        let checksum = i64::from(self.adler.checksum());
+        self.buf.extend_from_slice(&checksum.to_be_bytes());
+        self.buf.extend_from_slice(&[0, 0, 0, 1, b'/']);
+    }
+}
+
+/// A snapshot file parsed as its bytes arrive, a piece at a time, as a learner receives
+/// its leader's: the header and the session table as soon as they are whole, the body as
+/// its records come (read by the caller's `body`), the seals and the digest at
+/// [`finish`](Self::finish). The pieces may be cut anywhere. `body` is called with a
+/// reader over the bytes not read yet and whether more may follow; it reads the whole
+/// records at the front (with more to follow, it leaves a record cut short unread), and
+/// returns true once it has read the body's end. After an error the stream is spent.
+#[derive(Debug)]
+pub struct SnapshotStream {
+    path: PathBuf,
+    zxid: i64,
+    /// The bytes not read yet.
+    pending: Bytes,
+    /// The offset in the file of `pending`'s first byte.
+    at: usize,
+    /// The checksum of the bytes before `at`.
+    adler: adler2::Adler32,
+    sessions: Option<BTreeMap<i64, i32>>,
+    body_done: bool,
+}
+
+/// Reads snapshot body records from a [`SnapshotStream`]: `(bytes, more may follow)` to
+/// whether the body's end was read.
+pub type BodyRecords<'a, E> = dyn FnMut(&mut Reader, bool) -> std::result::Result<bool, E> + 'a;
+
+impl SnapshotStream {
+    /// A stream for the snapshot at `zxid`, named `path` in errors (the file it becomes).
+    pub fn new(path: impl Into<PathBuf>, zxid: i64) -> Self {
+        Self {
+            path: path.into(),
+            zxid,
+            pending: Bytes::new(),
+            at: 0,
+            adler: adler2::Adler32::new(),
+            sessions: None,
+            body_done: false,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+
+    /// Takes the next piece and reads what it completes.
+    pub fn push<E: std::fmt::Display>(
+        &mut self,
+        piece: Bytes,
+        body: &mut BodyRecords<'_, E>,
+    ) -> Result<()> {
+        if self.pending.is_empty() {
+            self.pending = piece;
+        } else {
+            // A record cut by the piece's start: the few bytes before it join the piece.
+            let mut joined = BytesMut::with_capacity(self.pending.len() + piece.len());
+            joined.extend_from_slice(&self.pending);
+            joined.extend_from_slice(&piece);
+            self.pending = joined.freeze();
+        }
+        self.read(true, body)
+    }
+
+    /// No more pieces: reads the rest, checks the seals, and returns what was around the
+    /// body.
+    pub fn finish<E: std::fmt::Display>(
+        mut self,
+        body: &mut BodyRecords<'_, E>,
+    ) -> Result<Snapshot<()>> {
+        self.read(false, body)?;
+        let at = self.at;
+        let corrupt = |offset: usize, reason: String| {
+            PersistenceError::corrupt(&self.path, (at + offset) as u64, reason)
+        };
+        if !self.body_done {
+            return Err(corrupt(0, "tree: the body does not end".into()));
+        }
+        let all = self.pending.clone();
+        let mut r = Reader::new(all.clone());
+        let mut sum = RunningSum {
+            adler: self.adler,
+            upto: 0,
+        };
+        let digest = read_trailer(&all, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
+        Ok(Snapshot {
+            zxid: self.zxid,
+            path: self.path,
+            sessions: self.sessions.unwrap_or_default(),
+            tree: (),
+            digest,
+        })
+    }
+
+    fn read<E: std::fmt::Display>(
+        &mut self,
+        more: bool,
+        body: &mut BodyRecords<'_, E>,
+    ) -> Result<()> {
+        if self.sessions.is_none() {
+            let Some((sessions, len)) = self.header(more)? else {
+                return Ok(());
+            };
+            self.sessions = Some(sessions);
+            self.consume(len);
+        }
+        if !self.body_done {
+            let mut r = Reader::new(self.pending.clone());
+            let done = body(&mut r, more).map_err(|e| {
+                PersistenceError::corrupt(&self.path, self.at as u64, format!("tree: {e}"))
+            })?;
+            self.consume(r.offset());
+            self.body_done = done;
+        }
+        Ok(())
+    }
+
+    /// The session table and the bytes it takes with the header, once they are all here.
+    fn header(&self, more: bool) -> Result<Option<(BTreeMap<i64, i32>, usize)>> {
+        let corrupt = |offset: usize, reason: String| {
+            PersistenceError::corrupt(&self.path, offset as u64, reason)
+        };
+        let bytes = &self.pending;
+        if bytes.len() < HEADER_LEN + 4 {
+            if more {
+                return Ok(None);
+            }
+            return Err(corrupt(0, "file shorter than its 16-byte header".into()));
+        }
+        let decode = |e: DecodeError| corrupt(e.offset, e.to_string());
+        let mut r = Reader::new(bytes.clone());
+        let (magic, version) = (
+            i32::decode(&mut r).map_err(decode)?,
+            i32::decode(&mut r).map_err(decode)?,
+        );
+        if magic != SNAP_MAGIC || version != FORMAT_VERSION {
+            return Err(corrupt(
+                0,
+                format!("not a ZooKeeper snapshot (magic {magic:#x}, version {version})"),
+            ));
+        }
+        let _dbid = i64::decode(&mut r).map_err(decode)?;
+        let count = i32::decode(&mut r).map_err(decode)?;
+        let Ok(count) = usize::try_from(count) else {
+            return Err(corrupt(
+                HEADER_LEN,
+                format!("negative session count {count}"),
+            ));
+        };
+        if count.saturating_mul(12) > r.remaining() {
+            if more {
+                return Ok(None);
+            }
+            return Err(corrupt(
+                HEADER_LEN,
+                format!("session count {count} does not fit the file"),
+            ));
+        }
+        let mut sessions = BTreeMap::new();
+        for _ in 0..count {
+            let id = i64::decode(&mut r).map_err(decode)?;
+            sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
+        }
+        Ok(Some((sessions, r.offset())))
+    }
+
+    /// Drops `n` bytes read, summing them for the seals.
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.pending.len());
+        self.adler
+            .write_slice(self.pending.get(..n).unwrap_or_default());
+        self.pending.advance(n);
+        self.at += n;
+    }
+}
+
 /// Reads the snapshot at `path`, handing the tree body (and the session table read before
 /// it) to `parse_tree` and checking every seal. Any failure names the file and offset.
 pub fn read_snapshot<T, E: std::fmt::Display>(
@@ -342,30 +596,7 @@ fn parse_snapshot<T, E: std::fmt::Display>(
         (tree, sum)
     });
     let tree = tree.map_err(|e| corrupt(body_at, format!("tree: {e}")))?;
-    check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
-    let mut digest = None;
-    if r.remaining() > 0 {
-        let zxid = i64::decode(&mut r).map_err(decode)?;
-        let version = i32::decode(&mut r).map_err(decode)?;
-        let value = i64::decode(&mut r).map_err(decode)?;
-        check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
-        digest = (zxid > 0).then_some(ZxidDigest {
-            zxid,
-            version,
-            digest: value,
-        });
-    }
-    if r.remaining() > 0 {
-        // ZooKeeper 3.9: the last processed zxid, sealed once more.
-        let _last_processed = i64::decode(&mut r).map_err(decode)?;
-        check_seal(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
-    }
-    if r.remaining() > 0 {
-        return Err(corrupt(
-            r.offset(),
-            format!("{} unexpected bytes after the seal", r.remaining()),
-        ));
-    }
+    let digest = read_trailer(&bytes, &mut r, &mut sum).map_err(|(at, why)| corrupt(at, why))?;
     Ok(Snapshot {
         zxid,
         path: path.to_owned(),
@@ -436,6 +667,42 @@ impl RunningSum {
         }
         self.adler.checksum()
     }
+}
+
+/// What follows the body, in `all` from the reader's position on: the seal, the digest
+/// and its seal if there is one, ZooKeeper 3.9's last processed zxid and a third seal if
+/// there is one, and nothing more. Errors carry their offset in `all`.
+fn read_trailer(
+    all: &Bytes,
+    r: &mut Reader,
+    sum: &mut RunningSum,
+) -> std::result::Result<Option<ZxidDigest>, (usize, String)> {
+    let decode = |e: DecodeError| (e.offset, e.to_string());
+    check_seal(all, r, sum)?;
+    let mut digest = None;
+    if r.remaining() > 0 {
+        let zxid = i64::decode(r).map_err(decode)?;
+        let version = i32::decode(r).map_err(decode)?;
+        let value = i64::decode(r).map_err(decode)?;
+        check_seal(all, r, sum)?;
+        digest = (zxid > 0).then_some(ZxidDigest {
+            zxid,
+            version,
+            digest: value,
+        });
+    }
+    if r.remaining() > 0 {
+        // ZooKeeper 3.9: the last processed zxid, sealed once more.
+        let _last_processed = i64::decode(r).map_err(decode)?;
+        check_seal(all, r, sum)?;
+    }
+    if r.remaining() > 0 {
+        return Err((
+            r.offset(),
+            format!("{} unexpected bytes after the seal", r.remaining()),
+        ));
+    }
+    Ok(digest)
 }
 
 /// Checks a seal at the reader's position: the Adler-32 of everything before it, then `"/"`.
