@@ -300,13 +300,13 @@ impl Zab {
                 stream,
                 entries,
                 last,
-            } => self.on_log_read(learner, stream, entries, last, out),
+            } => self.on_log_read(now_ms, learner, stream, entries, last, out),
             Input::SnapshotPiece {
                 learner,
                 stream,
                 data,
                 last,
-            } => self.on_snapshot_piece(learner, stream, data, last, out),
+            } => self.on_snapshot_piece(now_ms, learner, stream, data, last, out),
             Input::RevalidateReply { to, session, valid } => {
                 if let Some(leader) = self.leader()
                     && leader.learners.contains_key(&to)
@@ -808,6 +808,7 @@ impl Zab {
 
     fn on_log_read(
         &mut self,
+        now_ms: u64,
         sid: Sid,
         stream: u64,
         entries: Vec<Entry>,
@@ -854,6 +855,9 @@ impl Zab {
         for message in messages {
             out.push(Output::Send { to: sid, message });
         }
+        // The learner answers once its stream is whole: its limit counts from the last
+        // piece sent, as ZooKeeper's leader starts waiting once it has written the sync.
+        handler.heard_ms = handler.heard_ms.max(now_ms);
         handler.stream = (!last).then_some(Stream::Log {
             id,
             sent,
@@ -867,6 +871,7 @@ impl Zab {
 
     fn on_snapshot_piece(
         &mut self,
+        now_ms: u64,
         sid: Sid,
         stream: u64,
         data: Bytes,
@@ -890,6 +895,8 @@ impl Zab {
             to: sid,
             message: Message::SnapPiece { data, last },
         });
+        // As for a log stream: the learner's limit counts from the last piece sent.
+        handler.heard_ms = handler.heard_ms.max(now_ms);
         if last {
             handler.stream = None;
             flush_held(sid, handler, out);

@@ -820,3 +820,70 @@ fn an_epoch_accepted_before_does_not_count_towards_its_quorum() {
     let synced: Vec<Sid> = sends(&out).iter().map(|(to, _)| *to).collect();
     assert!(synced.contains(&2) && synced.contains(&3), "{out:?}");
 }
+
+#[test]
+fn a_learner_is_not_dropped_while_its_sync_is_still_being_sent() {
+    let history: Vec<Zxid> = (1..=50).map(|c| z(1, c)).collect();
+    let mut leader = established(&history);
+    receive(&mut leader, 3, info(false));
+    let out = receive(&mut leader, 3, ack_epoch(0, Zxid(0), Zxid(0)));
+    let stream = out
+        .iter()
+        .find_map(|o| match o {
+            Output::ReadLog {
+                learner: 3, stream, ..
+            } => Some(*stream),
+            _ => None,
+        })
+        .expect("a DIFF read from the log");
+    let init_ms = Config::majority([1, 2, 3], [4]).init_ms();
+    let dropped = |out: &[Output]| out.contains(&Output::Disconnect { peer: 3 });
+    // The log comes a txn at a time, a quarter of initLimit apart: twelve times
+    // initLimit in all, while the learner cannot answer. Follower 2 keeps pinging.
+    let mut now = 0;
+    for c in 1..=50 {
+        now += init_ms / 4;
+        let ping = Message::Ping {
+            touches: Vec::new(),
+        };
+        leader.handle(
+            now,
+            Input::Receive {
+                from: 2,
+                message: ping,
+            },
+        );
+        let read = Input::LogRead {
+            learner: 3,
+            stream,
+            entries: vec![Entry::new(z(1, c), "t")],
+            last: c == 50,
+        };
+        let mut out = leader.handle(now, read);
+        out.extend(leader.handle(now, Input::Tick));
+        assert!(!dropped(&out), "dropped at txn {c}: {out:?}");
+    }
+    // Once the stream is whole, the learner has initLimit to answer.
+    let ping = Message::Ping {
+        touches: Vec::new(),
+    };
+    leader.handle(
+        now + init_ms,
+        Input::Receive {
+            from: 2,
+            message: ping,
+        },
+    );
+    assert!(!dropped(&leader.handle(now + init_ms, Input::Tick)));
+    let ping = Message::Ping {
+        touches: Vec::new(),
+    };
+    leader.handle(
+        now + init_ms + 1,
+        Input::Receive {
+            from: 2,
+            message: ping,
+        },
+    );
+    assert!(dropped(&leader.handle(now + init_ms + 1, Input::Tick)));
+}
