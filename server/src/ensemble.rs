@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zk_datatree::{DataTree, TreeOptions};
@@ -24,7 +24,7 @@ use zk_replication::transport::{Quorum, QuorumConfig};
 use zk_replication::{Entry, Sid, Zab};
 
 use crate::config::Config;
-use crate::member::{Host, Member, SyncStart};
+use crate::member::{Host, Member, Received, SyncStart};
 use crate::runtime::Msg;
 
 /// Why the member could not start.
@@ -63,7 +63,7 @@ pub(crate) struct Ensemble {
     quorum: Option<Quorum>,
     quorum_addrs: BTreeMap<Sid, String>,
     /// The snapshot a learner is receiving.
-    snapshot_rx: BytesMut,
+    incoming: Option<crate::receive::Incoming>,
     /// The engine's tree was replaced: a snapshot of the old one being taken is void.
     pub(crate) tree_replaced: bool,
     tasks: Vec<JoinHandle<()>>,
@@ -252,7 +252,7 @@ impl Ensemble {
             look,
             quorum: Some(quorum),
             quorum_addrs,
-            snapshot_rx: BytesMut::new(),
+            incoming: None,
             tree_replaced: false,
             tasks,
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
@@ -320,52 +320,32 @@ impl Host for Ensemble {
         let _ = self.look.send(ElectionRequest::Look(data));
     }
 
-    fn snapshot_begin(&mut self, _zxid: Zxid) {
-        self.snapshot_rx.clear();
+    fn snapshot_begin(&mut self, zxid: Zxid) {
+        // One received before is dropped unfinished, with its file.
+        self.incoming = Some(crate::receive::Incoming::start(
+            &self.snap_dir,
+            zxid.0,
+            self.tree_options,
+        ));
     }
 
-    fn snapshot_piece(&mut self, data: &[u8]) {
-        self.snapshot_rx.extend_from_slice(data);
+    fn snapshot_piece(&mut self, data: Bytes) {
+        if let Some(incoming) = &mut self.incoming {
+            incoming.piece(data);
+        }
     }
 
-    /// The file is written and synced on another thread while this one parses the
-    /// bytes; both must succeed.
-    fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
-        let bytes = std::mem::take(&mut self.snapshot_rx).freeze();
-        let name = zk_persistence::file_name("snapshot", zxid.0);
-        let path = self.snap_dir.join(&name);
-        let tmp = self.snap_dir.join(format!("{name}.tmp"));
-        let options = self.tree_options;
-        let (written, parsed) = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| write_synced(&tmp, &bytes));
-            let parsed =
-                zk_persistence::read_snapshot_bytes(&path, zxid.0, bytes.clone(), |r, sessions| {
-                    let mut tree = DataTree::deserialize(r, options, |_| {})?;
-                    tree.set_sessions(sessions.clone());
-                    Ok::<_, zk_datatree::SnapshotError>(tree)
-                });
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot writer panicked")));
-            (written, parsed)
-        });
-        written.map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-        let snapshot = match parsed {
-            Ok(snapshot) => snapshot,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.to_string());
-            }
-        };
-        // Named as a snapshot only once it parsed: a bad one never becomes the newest.
-        std::fs::rename(&tmp, &path)
-            .and_then(|()| std::fs::File::open(&self.snap_dir)?.sync_all())
-            .map_err(|e| format!("installing {}: {e}", path.display()))?;
-        let mut tree = snapshot.tree;
-        tree.set_last_zxid(snapshot.zxid);
+    /// The pieces were parsed and written as they came: this waits for the last one's
+    /// parse and the file's sync.
+    fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String> {
+        let incoming = self
+            .incoming
+            .take()
+            .ok_or_else(|| format!("the snapshot at {zxid} ended before it began"))?;
+        let (tree, digest) = incoming.end()?;
         self.sync_generation += 1;
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
-        Ok(tree)
+        Ok(Received { tree, digest })
     }
 
     /// ZooKeeper's TRUNC. Snapshots taken past `zxid` go first (durably: they hold what
@@ -499,14 +479,6 @@ impl Ensemble {
         }
         let _ = closing.await;
     }
-}
-
-/// Writes `bytes` to `path` and syncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// A log record as Zab carries it: the txn header, then the body (and digest).

@@ -34,6 +34,7 @@ pub mod keystore;
 mod member;
 mod metrics;
 pub mod properties;
+mod receive;
 mod runtime;
 pub mod sasl;
 #[cfg(any(test, feature = "simulation"))]

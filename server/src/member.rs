@@ -24,9 +24,33 @@ use crate::engine::{Engine, Input, Now, Output, Role};
 use crate::ensemble::{entry_of, log_entry_of};
 use crate::status::{EnsembleStatus, Histogram};
 
-/// A snapshot for a learner goes out in pieces of this size (the quorum stream's frames
-/// are 4 MiB at most).
+/// A snapshot for a learner goes out in pieces of about this size (the quorum stream's
+/// frames are 4 MiB at most).
 const SNAP_PIECE: usize = 1 << 20;
+
+/// Nodes a step of a learner's snapshot serializes: about 0.3 ms of work, which a request
+/// arriving meanwhile waits for (as with the snapshot files).
+const STEP_NODES: usize = 1_000;
+
+/// A snapshot being streamed to a learner, as ZooKeeper's leader streams one: a piece at
+/// a time between the serving task's other work, while writes go on being applied (a
+/// fuzzy snapshot: its zxid is the tree's when it started, and the learner applies every
+/// txn after that zxid over it, comparing digests from the one recorded at its end on).
+struct Outgoing {
+    learner: Sid,
+    stream: u64,
+    body: zk_datatree::BodyWriter,
+    encoder: zk_persistence::SnapshotEncoder,
+}
+
+/// A leader's snapshot as a learner received it.
+pub(crate) struct Received {
+    /// The tree, as of the snapshot's zxid (with some later changes in it if the leader
+    /// went on applying txns while it sent it).
+    pub(crate) tree: DataTree,
+    /// The digest the leader recorded at the end.
+    pub(crate) digest: Option<zk_persistence::ZxidDigest>,
+}
 
 /// What [`Host::start_sync`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +91,10 @@ pub(crate) trait Host {
     /// The leader's snapshot at `zxid` starts arriving.
     fn snapshot_begin(&mut self, zxid: Zxid);
     /// A piece of it.
-    fn snapshot_piece(&mut self, data: &[u8]);
+    fn snapshot_piece(&mut self, data: Bytes);
     /// It is whole: it becomes the newest snapshot, durably, the log is emptied, and
     /// the tree it holds is returned.
-    fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String>;
+    fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String>;
     /// The engine's tree is about to be replaced: a snapshot of it being taken is void.
     fn replacing_tree(&mut self);
     /// Autopurge: the zxid of the oldest snapshot to keep (the
@@ -128,6 +152,12 @@ pub(crate) struct Member {
     /// snapshots, purges, fatal errors.
     out: Vec<Output>,
     scratch: Vec<Output>,
+    /// Snapshots being streamed to learners.
+    outgoing: Vec<Outgoing>,
+    /// Nodes a step of a learner's snapshot serializes.
+    step_nodes: usize,
+    /// The size a piece of a learner's snapshot goes out at.
+    piece_bytes: usize,
 }
 
 impl Member {
@@ -145,7 +175,74 @@ impl Member {
             figures: Figures::default(),
             out: Vec::new(),
             scratch: Vec::new(),
+            outgoing: Vec::new(),
+            step_nodes: STEP_NODES,
+            piece_bytes: SNAP_PIECE,
         }
+    }
+
+    /// Serializes `nodes` nodes per step of a learner's snapshot, and sends it in pieces
+    /// of `piece_bytes` (a simulation's trees are small: a few nodes a step make its
+    /// snapshots fuzzy, and small pieces make them several).
+    #[cfg_attr(not(any(test, feature = "simulation")), allow(dead_code))]
+    pub(crate) fn with_snapshot_steps(mut self, nodes: usize, piece_bytes: usize) -> Self {
+        self.step_nodes = nodes.max(1);
+        self.piece_bytes = piece_bytes.max(1);
+        self
+    }
+
+    /// Whether a snapshot is being streamed to a learner: the host calls
+    /// [`snapshot_step`](Self::snapshot_step) between its other work until it is sent.
+    pub(crate) fn sending_snapshot(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Serializes the next nodes of each snapshot being streamed to a learner, and hands
+    /// Zab each piece that is full (or last). A learner Zab no longer syncs gets no more.
+    pub(crate) fn snapshot_step(
+        &mut self,
+        engine: &mut Engine,
+        host: &mut dyn Host,
+        now: Now,
+    ) -> Result<(), String> {
+        if !matches!(self.zab.state(), State::Leading { .. }) {
+            self.outgoing.clear();
+            return Ok(());
+        }
+        let tree = engine.tree();
+        let mut i = 0;
+        while let Some(o) = self.outgoing.get_mut(i) {
+            let done = o.body.write_some(tree, o.encoder.body(), self.step_nodes);
+            if !done && o.encoder.len() < self.piece_bytes {
+                i += 1;
+                continue;
+            }
+            let (learner, stream) = (o.learner, o.stream);
+            let data = if done {
+                let o = self.outgoing.remove(i);
+                tracing::info!(
+                    learner,
+                    from = %Zxid(o.body.start_zxid()),
+                    to = %Zxid(tree.last_zxid()),
+                    "snapshot for a learner serialized"
+                );
+                o.encoder.finish(Some(crate::snapshot::tree_digest(tree)))
+            } else {
+                i += 1;
+                o.encoder.take()
+            };
+            self.inbox.push_back(Z::SnapshotPiece {
+                learner,
+                stream,
+                data,
+                last: done,
+            });
+        }
+        self.pump(engine, host, now)?;
+        let learners = self.zab.learners();
+        self.outgoing
+            .retain(|o| learners.iter().any(|l| l.sid == o.learner && !l.synced));
+        Ok(())
     }
 
     /// Zab.
@@ -521,27 +618,30 @@ impl Member {
                     ));
                 }
                 tracing::info!(learner, %zxid, "sending a snapshot to a learner");
-                let pieces = snapshot_pieces(tree)
-                    .map_err(|e| format!("a snapshot for server {learner}: {e}"))?;
-                let n = pieces.len();
-                for (i, data) in pieces.into_iter().enumerate() {
-                    self.inbox.push_back(Z::SnapshotPiece {
-                        learner,
-                        stream,
-                        data,
-                        last: i + 1 == n,
-                    });
-                }
+                let mut body = zk_datatree::BodyWriter::fuzzy();
+                let mut encoder = zk_persistence::SnapshotEncoder::new(tree.sessions());
+                // The ACL map; this fixes the zxid the snapshot starts from.
+                body.write_some(tree, encoder.body(), 0);
+                self.outgoing.retain(|o| o.learner != learner);
+                self.outgoing.push(Outgoing {
+                    learner,
+                    stream,
+                    body,
+                    encoder,
+                });
             }
             O::SnapshotBegin { zxid } => {
                 tracing::info!(%zxid, "receiving the leader's snapshot");
                 host.snapshot_begin(zxid);
             }
-            O::SnapshotPiece(data) => host.snapshot_piece(&data),
+            O::SnapshotPiece(data) => host.snapshot_piece(data),
             O::SnapshotEnd { zxid } => {
-                let tree = host.snapshot_end(zxid)?;
+                let Received { tree, digest } = host.snapshot_end(zxid)?;
                 tracing::info!(%zxid, nodes = tree.node_count(), "loaded the leader's snapshot");
                 self.install_tree(engine, host, tree);
+                if let Some(digest) = digest {
+                    engine.expect_digest(digest)?;
+                }
             }
             O::Request { data, .. } => {
                 self.refresh_synced(engine);
@@ -697,26 +797,6 @@ impl Member {
             unavailable_time: f.unavailable_time.clone(),
         }
     }
-}
-
-/// A leader's snapshot for a learner: `tree` as the bytes of a snapshot file, built in
-/// memory, in pieces.
-pub(crate) fn snapshot_pieces(tree: &DataTree) -> Result<Vec<Bytes>, String> {
-    let digest = Some(crate::snapshot::tree_digest(tree));
-    let bytes = zk_persistence::snapshot_bytes(tree.sessions(), digest, |w| tree.write_body(w))
-        .map_err(|e| e.to_string())?;
-    let bytes = Bytes::from(bytes);
-    let mut pieces = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let end = (at + SNAP_PIECE).min(bytes.len());
-        pieces.push(bytes.slice(at..end));
-        at = end;
-    }
-    if pieces.is_empty() {
-        pieces.push(Bytes::new());
-    }
-    Ok(pieces)
 }
 
 /// The last membership a restored tree's log wrote to `/zookeeper/config` (a `reconfig`

@@ -546,13 +546,16 @@ impl Runtime {
         }
     }
 
+    /// Whether a snapshot is being serialized: a file's (and its writer is not too far
+    /// behind), or a learner's.
     fn wants_step(&self) -> bool {
         self.snapshot.as_ref().is_some_and(|job| job.wants_step())
+            || self.member.as_ref().is_some_and(Member::sending_snapshot)
     }
 
     /// The serving loop: everything already waiting is handled before the replies it made
     /// are written, so a busy connection gets one write for many replies; a snapshot being
-    /// serialized goes on a piece at a time between bursts.
+    /// serialized (for a file or a learner) goes on a piece at a time between bursts.
     pub(crate) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         'serve: loop {
             let msg = if self.wants_step() {
@@ -581,8 +584,14 @@ impl Runtime {
             });
             self.flush();
             if self.wants_step() {
-                if let Some(job) = &mut self.snapshot {
+                if let Some(job) = self.snapshot.as_mut().filter(|job| job.wants_step()) {
                     job.step(self.engine.tree());
+                }
+                if self.member.as_ref().is_some_and(Member::sending_snapshot) {
+                    self.with_member(|member, engine, host, now| {
+                        member.snapshot_step(engine, host, now)
+                    });
+                    self.flush();
                 }
                 // The connections' readers get their turn before the next piece, so a
                 // snapshot delays a request by a piece at most.

@@ -536,6 +536,77 @@ async fn members_rejoin_through_diff_trunc_and_snap() {
     assert_eq!(back.list_children("/r").await.unwrap().len(), 5 + 1 + 60);
 }
 
+/// A follower whose disk was wiped rejoins by SNAP while clients write: the leader streams
+/// a snapshot of 20,000 znodes a piece at a time, applying writes between the pieces, and
+/// the follower applies them over it; it ends with the leader's tree (every acknowledged
+/// write, the same stat for every znode written meanwhile, as many bulk znodes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_rejoins_by_snap_while_clients_write() {
+    const BULK: usize = 20_000;
+    let mut e = Ensemble::new(3, "snapCount=1000", &[]);
+    e.start_all();
+    let leader = e.leader().await;
+    let setup = third_party(&e.addr(leader)).await;
+    setup.create("/k", b"", OPEN).await.unwrap();
+    setup.create("/bulk", b"", OPEN).await.unwrap();
+    let loaders: Vec<_> = (0..16)
+        .map(|t| {
+            let c = setup.clone();
+            tokio::spawn(async move {
+                for i in 0..BULK / 16 {
+                    let path = format!("/bulk/n{t:02}-{i:05}");
+                    c.create(&path, &[7; 100], OPEN).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    drop(setup);
+    // Every member restarts from a snapshot, so no log goes back to an empty disk.
+    for i in 0..3 {
+        e.kill(i);
+    }
+    e.start_all();
+    let leader = e.leader().await;
+    let (wiped, other) = ((leader + 1) % 3, (leader + 2) % 3);
+    let hosts = e.hosts([leader, other]);
+    let (third, our) = (third_party(&hosts).await, ours(&hosts).await);
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (w1, w2) = both_writers(&third, &our, &acked, &stop);
+    until_acked(&e, &acked, 0, 20, "before the wipe").await;
+    e.kill(wiped);
+    std::fs::remove_dir_all(e.members[wiped].dir.join("version-2")).unwrap();
+    e.start(wiped);
+    let back = third_party(&e.addr(wiped)).await;
+    let before = acked.lock().unwrap().len();
+    until_acked(&e, &acked, before, 20, "after the rejoin").await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::join!(w1, w2);
+    let log = e.log(leader);
+    assert!(log.contains("syncing learner by SNAP"), "{}", e.dump());
+
+    let acked = acked.lock().unwrap().clone();
+    check_acked(&e.addr(wiped), &acked).await;
+    let on_leader = third_party(&e.addr(leader)).await;
+    back.sync("/k").await.unwrap();
+    let children = on_leader.list_children("/k").await.unwrap();
+    assert_eq!(back.list_children("/k").await.unwrap(), children);
+    for child in children {
+        let path = format!("/k/{child}");
+        let (theirs, ours) = (on_leader.get_data(&path).await, back.get_data(&path).await);
+        assert_eq!(
+            format!("{:?}", theirs.unwrap()),
+            format!("{:?}", ours.unwrap()),
+            "{path}"
+        );
+    }
+    let bulk = back.list_children("/bulk").await.unwrap().len();
+    assert_eq!(bulk, BULK);
+}
+
 /// A raw session on `addr` that creates the ephemeral `path`, then vanishes without
 /// closing (its socket is dropped): only expiry ends it. Returns its id.
 async fn abandoned_session(addr: &str, path: &str) -> i64 {

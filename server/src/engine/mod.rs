@@ -350,6 +350,10 @@ pub(crate) struct Engine {
     last_container_check_ms: u64,
     /// Stopped by a fatal error: inputs are ignored.
     failed: bool,
+    /// A fuzzy snapshot's window (a leader's, received as a learner): txns up to its
+    /// digest's zxid were partly in the tree already, so their logged digests cannot be
+    /// compared; the tree after that zxid must have the snapshot's digest.
+    fuzzy: Option<zk_persistence::ZxidDigest>,
     /// A reconfiguration this leader prepared that is not active yet (its zxid).
     reconfig_pending: Option<i64>,
     /// Leader: the voters synced with it (itself included), as the member last said, for
@@ -386,6 +390,7 @@ impl Engine {
         }
         let last = tree.last_zxid();
         Self {
+            fuzzy: None,
             staged_digest: tree.digest(),
             sequencer: Sequencer::new(Zxid(last)),
             marks: Watermarks {
@@ -1388,7 +1393,19 @@ impl Engine {
         let zxid = p.header.zxid;
         let applied = self.tree.apply(&p.header, &p.txn);
         self.overlay.applied(zxid);
-        if let Some(logged) = p.digest.filter(|d| *d != self.tree.digest()) {
+        let expected = match self.fuzzy.take() {
+            Some(window) if zxid < window.zxid => {
+                self.fuzzy = Some(window);
+                None
+            }
+            Some(window)
+                if zxid == window.zxid && window.version == zk_datatree::DIGEST_VERSION =>
+            {
+                Some(window.digest as u64)
+            }
+            _ => p.digest,
+        };
+        if let Some(logged) = expected.filter(|d| *d != self.tree.digest()) {
             self.fatal(format!(
                 "the tree's digest after txn {zxid:#x} is {}, the log holds {}",
                 self.tree.digest() as i64,
@@ -1808,6 +1825,7 @@ impl Engine {
         // Whoever is connected (read-only clients) saw the old tree: they go first.
         self.reset_role(self.role, false, None);
         self.tree = tree;
+        self.fuzzy = None;
         if let Some(membership) = self.config.membership() {
             let version = self.config.config_version;
             self.tree
@@ -1830,6 +1848,33 @@ impl Engine {
         self.watches = WatchManager::new();
         self.reset_role(self.role, false, None);
         out.append(&mut self.out);
+    }
+
+    /// The tree just installed is a leader's snapshot that recorded `digest` at its end.
+    /// At the snapshot's zxid the tree must have it; past it (the leader applied txns
+    /// while it serialized), the txns up to its zxid are applied without comparing their
+    /// digests, and the tree must have it after the last of them, as ZooKeeper compares a
+    /// fuzzy snapshot's digest.
+    pub(crate) fn expect_digest(
+        &mut self,
+        digest: zk_persistence::ZxidDigest,
+    ) -> Result<(), String> {
+        let at = self.tree.last_zxid();
+        if digest.version != zk_datatree::DIGEST_VERSION || digest.zxid < at {
+            return Ok(());
+        }
+        if digest.zxid > at {
+            self.fuzzy = Some(digest);
+            return Ok(());
+        }
+        if digest.digest != self.tree.digest() as i64 {
+            return Err(format!(
+                "the leader's snapshot at {at:#x} recorded digest {}, the tree loaded has {}",
+                digest.digest,
+                self.tree.digest() as i64
+            ));
+        }
+        Ok(())
     }
 
     /// The sessions this learner's clients touched since the last call, with their

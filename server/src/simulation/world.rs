@@ -11,6 +11,7 @@ use zk_datatree::{DataTree, TreeOptions};
 use zk_election::transport::Status as ElectionStatus;
 use zk_election::{Election, Input as EInput, Notification, Output as EOutput, PeerData};
 use zk_jute::Zxid;
+use zk_persistence::ZxidDigest;
 use zk_replication::storage::{MemStorage, Storage, StorageError};
 use zk_replication::{Entry, History, Message, Persisted, Sid, State, Zab};
 
@@ -20,7 +21,7 @@ use super::{Final, Options, Report, SimError, Stats};
 use crate::config::Config;
 use crate::engine::{ConnId, Engine, Input, Now, Output, Role};
 use crate::ensemble::log_entry_of;
-use crate::member::{Host, Member, SyncStart};
+use crate::member::{Host, Member, Received, SyncStart};
 
 /// The wall clock at the simulation's start (ms since the Unix epoch).
 const WALL_BASE_MS: i64 = 1_750_000_000_000;
@@ -130,7 +131,12 @@ struct Disk {
     membership: Option<zk_replication::Membership>,
 }
 
-fn parse_snapshot(zxid: i64, bytes: Bytes, options: TreeOptions) -> Result<DataTree, String> {
+/// The tree a snapshot holds, and the digest recorded at its end.
+fn parse_snapshot(
+    zxid: i64,
+    bytes: Bytes,
+    options: TreeOptions,
+) -> Result<(DataTree, Option<ZxidDigest>), String> {
     let snapshot = zk_persistence::read_snapshot_bytes(Path::new("sim"), zxid, bytes, |r, s| {
         let mut tree = DataTree::deserialize(r, options, |_| {})?;
         tree.set_sessions(s.clone());
@@ -139,7 +145,7 @@ fn parse_snapshot(zxid: i64, bytes: Bytes, options: TreeOptions) -> Result<DataT
     .map_err(|e| e.to_string())?;
     let mut tree = snapshot.tree;
     tree.set_last_zxid(snapshot.zxid);
-    Ok(tree)
+    Ok((tree, snapshot.digest))
 }
 
 impl Disk {
@@ -151,9 +157,9 @@ impl Disk {
             .iter()
             .filter(|(z, _)| upto.is_none_or(|u| *z <= u))
             .max_by_key(|(z, _)| *z);
-        let (base, mut tree) = match snapshot {
+        let (base, (mut tree, digest)) = match snapshot {
             Some((zxid, bytes)) => (*zxid, parse_snapshot(*zxid, bytes.clone(), options)?),
-            None => (0, DataTree::new(options)),
+            None => (0, (DataTree::new(options), None)),
         };
         let mut last = base;
         for entry in self.store.inner.entries() {
@@ -164,7 +170,9 @@ impl Disk {
                 break;
             }
             let entry = log_entry_of(entry)?;
-            crate::replay(&mut tree, &entry, None)
+            // A fuzzy snapshot's window: its txns' digests cannot be compared.
+            let window = digest.as_ref().filter(|d| entry.header.zxid <= d.zxid);
+            crate::replay(&mut tree, &entry, window)
                 .map_err(|e| format!("replaying {:#x}: {e}", entry.header.zxid))?;
             last = entry.header.zxid;
         }
@@ -212,6 +220,8 @@ struct Node {
     disk: Disk,
     live: Option<Live>,
     fsync_due: bool,
+    /// A step of a snapshot streamed to a learner is scheduled.
+    snapshot_step_due: bool,
 }
 
 #[derive(Debug)]
@@ -267,6 +277,11 @@ enum Event {
     },
     ClientGo {
         client: usize,
+    },
+    /// The next step of the snapshots member `sid` streams to learners.
+    SnapshotStep {
+        sid: Sid,
+        life: u64,
     },
     Fault,
     Heal,
@@ -547,17 +562,17 @@ impl Host for Io<'_> {
         self.snapshot_rx.clear();
     }
 
-    fn snapshot_piece(&mut self, data: &[u8]) {
-        self.snapshot_rx.extend_from_slice(data);
+    fn snapshot_piece(&mut self, data: Bytes) {
+        self.snapshot_rx.extend_from_slice(&data);
     }
 
-    fn snapshot_end(&mut self, zxid: Zxid) -> Result<DataTree, String> {
+    fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String> {
         let bytes = std::mem::take(self.snapshot_rx).freeze();
-        let tree = parse_snapshot(zxid.0, bytes.clone(), self.options)?;
+        let (tree, digest) = parse_snapshot(zxid.0, bytes.clone(), self.options)?;
         self.disk.snapshots.push((zxid.0, bytes));
         self.disk.sync_generation += 1;
         self.disk.store.reset(zxid).map_err(|e| e.to_string())?;
-        Ok(tree)
+        Ok(Received { tree, digest })
     }
 
     fn replacing_tree(&mut self) {}
@@ -714,6 +729,7 @@ impl World {
                     },
                     live: None,
                     fsync_due: false,
+                    snapshot_step_due: false,
                 };
                 (sid, node)
             })
@@ -962,7 +978,9 @@ impl World {
         let election_out = election.handle(self.net.now_ms, EInput::StartLooking);
         node.live = Some(Live {
             engine,
-            member: Member::new(zab, false),
+            // A few nodes and bytes a piece: a learner's snapshot takes several steps,
+            // between which the leader goes on applying txns (a fuzzy snapshot).
+            member: Member::new(zab, false).with_snapshot_steps(3, 256),
             election,
             looks: 0,
             snapshot_rx: BytesMut::new(),
@@ -984,6 +1002,7 @@ impl World {
         }
         node.life += 1;
         node.fsync_due = false;
+        node.snapshot_step_due = false;
         node.disk.store.inner.crash(keep);
         let last = node.disk.store.inner.last();
         self.net.note(format!("crash {sid} (log kept to {last})"));
@@ -1190,6 +1209,13 @@ impl World {
             let life = node.life;
             self.net.schedule(d, Event::Fsync { sid, life });
         }
+        if live.member.sending_snapshot() && !node.snapshot_step_due {
+            // Between a runtime's bursts: other events may come first.
+            node.snapshot_step_due = true;
+            let d = self.net.rng.range(0, 2);
+            let life = node.life;
+            self.net.schedule(d, Event::SnapshotStep { sid, life });
+        }
         if let State::Leading {
             epoch: Some(epoch),
             established: true,
@@ -1365,6 +1391,18 @@ impl World {
                 bytes,
             } => self.deliver_to_client(client, conn, bytes),
             Event::ClientGo { client } => self.client_go(client),
+            Event::SnapshotStep { sid, life } => {
+                let Some(node) = self.nodes.get_mut(&sid) else {
+                    return Ok(());
+                };
+                if node.life != life {
+                    return Ok(());
+                }
+                node.snapshot_step_due = false;
+                self.step(sid, |member, engine, host, now| {
+                    member.snapshot_step(engine, host, now)
+                })?;
+            }
             Event::Fault => self.fault()?,
             Event::Heal => {
                 if !self.healing {

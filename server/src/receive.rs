@@ -1,0 +1,167 @@
+//! A leader's snapshot as a learner receives it: parsed on one thread and written to its
+//! file on another while the pieces arrive, so the tree is loaded and the file synced
+//! soon after the last piece, not a whole snapshot's parse later. The file is named as a
+//! snapshot only once the whole of it parsed: a bad one never becomes the newest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use zk_datatree::{DataTree, TreeLoader, TreeOptions};
+use zk_jute::Reader;
+use zk_persistence::{SnapshotStream, ZxidDigest};
+
+/// How often the parse reports its progress, in MiB read.
+const PROGRESS_MIB: usize = 256;
+
+/// What the parsing and writing threads get.
+enum Piece {
+    Data(Bytes),
+    /// The last piece has come.
+    End,
+}
+
+/// A thread fed pieces.
+struct Worker<T> {
+    tx: Sender<Piece>,
+    thread: JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(
+        name: &str,
+        work: impl FnOnce(Receiver<Piece>) -> T + Send + 'static,
+    ) -> Result<Self, String> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(rx))
+            .map_err(|e| format!("starting the snapshot's {name} thread: {e}"))?;
+        Ok(Worker { tx, thread })
+    }
+
+    /// Sends the end and waits for the thread's answer.
+    fn end(self) -> Result<T, String> {
+        let _ = self.tx.send(Piece::End);
+        self.thread
+            .join()
+            .map_err(|_| "a thread receiving the snapshot panicked".to_owned())
+    }
+}
+
+/// The tree a snapshot holds and the digest recorded at its end.
+type Parsed = Result<(DataTree, Option<ZxidDigest>), String>;
+
+/// A snapshot being received. Dropped before its end, its threads stop and its
+/// unfinished file is removed.
+pub(crate) struct Incoming {
+    path: PathBuf,
+    tmp: PathBuf,
+    dir: PathBuf,
+    workers: Result<(Worker<Parsed>, Worker<std::io::Result<()>>), String>,
+}
+
+impl Incoming {
+    /// Starts receiving the snapshot at `zxid`, which becomes `snapshot.<zxid>` in `dir`.
+    pub(crate) fn start(dir: &Path, zxid: i64, options: TreeOptions) -> Incoming {
+        let name = zk_persistence::file_name("snapshot", zxid);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let parse_path = path.clone();
+        let write_path = tmp.clone();
+        let workers = Worker::spawn("snapshot-parse", move |rx| {
+            parse(rx, parse_path, zxid, options)
+        })
+        .and_then(|parser| {
+            let writer = Worker::spawn("snapshot-write", move |rx| write(rx, &write_path))?;
+            Ok((parser, writer))
+        });
+        Incoming {
+            path,
+            tmp,
+            dir: dir.to_owned(),
+            workers,
+        }
+    }
+
+    /// The next piece.
+    pub(crate) fn piece(&mut self, data: Bytes) {
+        // A thread that stopped has its error; `end` reports it.
+        if let Ok((parser, writer)) = &self.workers {
+            let _ = parser.tx.send(Piece::Data(data.clone()));
+            let _ = writer.tx.send(Piece::Data(data));
+        }
+    }
+
+    /// The last piece has come: once the whole snapshot parsed and its file is synced,
+    /// the file becomes the newest snapshot, durably. Returns what it holds.
+    pub(crate) fn end(self) -> Result<(DataTree, Option<ZxidDigest>), String> {
+        let (parser, writer) = self.workers?;
+        let parsed = parser.end().and_then(|parsed| parsed);
+        let written = writer
+            .end()
+            .and_then(|w| w.map_err(|e| format!("writing {}: {e}", self.tmp.display())));
+        let received = match (parsed, written) {
+            (Ok(parsed), Ok(())) => parsed,
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&self.tmp, &self.path)
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all())
+            .map_err(|e| format!("installing {}: {e}", self.path.display()))?;
+        Ok(received)
+    }
+}
+
+/// Parses the pieces as they come.
+fn parse(rx: Receiver<Piece>, path: PathBuf, zxid: i64, options: TreeOptions) -> Parsed {
+    let mut stream = SnapshotStream::new(path, zxid);
+    let mut loader = TreeLoader::new(options);
+    let mut body = |r: &mut Reader, more: bool| loader.read_some(r, more);
+    let mut reported = 0;
+    let snapshot = loop {
+        match rx.recv() {
+            Ok(Piece::Data(bytes)) => {
+                stream.push(bytes, &mut body).map_err(|e| e.to_string())?;
+                // A big snapshot takes seconds: the operator sees it come.
+                let read = stream.offset() >> 20;
+                if read >= reported + PROGRESS_MIB {
+                    reported = read;
+                    tracing::info!(mib = read, "receiving the leader's snapshot");
+                }
+            }
+            Ok(Piece::End) => break stream.finish(&mut body).map_err(|e| e.to_string())?,
+            Err(_) => return Err("the snapshot stopped before its end".into()),
+        }
+    };
+    let mut tree = loader.finish().map_err(|e| e.to_string())?;
+    tree.set_sessions(snapshot.sessions);
+    tree.set_last_zxid(zxid);
+    Ok((tree, snapshot.digest))
+}
+
+/// Writes the pieces as they come to `tmp`, and syncs it at the end; a snapshot that
+/// stops before its end leaves no file.
+fn write(rx: Receiver<Piece>, tmp: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(tmp)?;
+    let written = (|| {
+        loop {
+            match rx.recv() {
+                Ok(Piece::Data(bytes)) => file.write_all(&bytes)?,
+                Ok(Piece::End) => return file.sync_all(),
+                Err(_) => {
+                    return Err(std::io::Error::other("the snapshot stopped before its end"));
+                }
+            }
+        }
+    })();
+    if written.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
+}
