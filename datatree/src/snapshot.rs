@@ -5,7 +5,7 @@
 
 use bytes::BufMut;
 use zk_jute::data::{Acl, StatPersisted};
-use zk_jute::{DecodeError, Reader, Record};
+use zk_jute::{DecodeError, DecodeErrorKind, Reader, Record};
 
 use crate::path::split;
 use crate::tree::{DataTree, Node, TreeOptions};
@@ -303,7 +303,8 @@ impl TreeLoader {
 
     /// Reads the whole records at the front of `r`. With `more` (bytes may follow), a
     /// record cut short by the end of `r` is left unread, `r` at its start; without, it is
-    /// an error. True once the body's end has been read; `r` is then just past it.
+    /// an error, as is a malformed record either way. True once the body's end has been
+    /// read; `r` is then just past it.
     pub fn read_some(&mut self, r: &mut Reader, more: bool) -> Result<bool, SnapshotError> {
         self.read(r, more, &mut |_| {})
     }
@@ -314,14 +315,14 @@ impl TreeLoader {
         more: bool,
         progress: &mut dyn FnMut(usize),
     ) -> Result<bool, SnapshotError> {
-        // A record that does not decode, when more bytes may follow, is taken to be cut
-        // short: `r` goes back to its start. Without more, its error is the answer.
+        // A record that runs past the end of `r`, when more bytes may follow, is cut
+        // short: `r` goes back to its start. Any other error is the answer at once.
         macro_rules! whole {
             ($read:expr) => {{
                 let before = r.clone();
                 match $read {
                     Ok(value) => value,
-                    Err(_) if more => {
+                    Err(e) if more && cut_short(&e) => {
                         *r = before;
                         return Ok(false);
                     }
@@ -402,6 +403,14 @@ impl TreeLoader {
         self.tree.setup_quotas();
         Ok(self.tree)
     }
+}
+
+/// Whether `e` says the input ended inside a record (rather than that it is malformed).
+fn cut_short(e: &DecodeError) -> bool {
+    matches!(
+        e.kind,
+        DecodeErrorKind::UnexpectedEof { .. } | DecodeErrorKind::LengthTooLarge { .. }
+    )
 }
 
 /// One entry of the ACL map: its id and its ACL vector.

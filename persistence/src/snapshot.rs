@@ -307,14 +307,15 @@ impl SnapshotEncoder {
         self.buf.is_empty()
     }
 
-    /// The bytes made since the last piece taken: the next piece.
-    pub fn take(&mut self) -> Bytes {
+    /// The next piece: at most `max` of the bytes made and not taken yet.
+    pub fn take(&mut self, max: usize) -> Bytes {
         self.sum();
-        self.summed = 0;
-        self.buf.split().freeze()
+        let piece = self.buf.split_to(max.min(self.buf.len()));
+        self.summed -= piece.len();
+        piece.freeze()
     }
 
-    /// The last piece: the body not taken yet, its seal, `digest` and its seal.
+    /// The rest: the body not taken yet, its seal, `digest` and its seal.
     pub fn finish(mut self, digest: Option<ZxidDigest>) -> Bytes {
         self.seal();
         if let Some(d) = digest {
@@ -362,6 +363,10 @@ pub struct SnapshotStream {
     body_done: bool,
 }
 
+/// The most bytes a [`SnapshotStream`] holds unread: a record or session table longer than
+/// this is taken for a broken length.
+const MAX_UNREAD: usize = 256 << 20;
+
 /// Reads snapshot body records from a [`SnapshotStream`]: `(bytes, more may follow)` to
 /// whether the body's end was read.
 pub type BodyRecords<'a, E> = dyn FnMut(&mut Reader, bool) -> std::result::Result<bool, E> + 'a;
@@ -394,13 +399,27 @@ impl SnapshotStream {
         if self.pending.is_empty() {
             self.pending = piece;
         } else {
-            // A record cut by the piece's start: the few bytes before it join the piece.
-            let mut joined = BytesMut::with_capacity(self.pending.len() + piece.len());
-            joined.extend_from_slice(&self.pending);
+            // A record cut by the piece's start: the bytes before it join the piece (in
+            // place when nothing else holds them, so a long record is not copied over
+            // and over as its pieces come).
+            let mut joined = std::mem::take(&mut self.pending)
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             joined.extend_from_slice(&piece);
             self.pending = joined.freeze();
         }
-        self.read(true, body)
+        self.read(true, body)?;
+        if self.pending.len() > MAX_UNREAD {
+            return Err(PersistenceError::corrupt(
+                &self.path,
+                self.at as u64,
+                format!(
+                    "{} bytes without a whole record or session table",
+                    self.pending.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// No more pieces: reads the rest, checks the seals, and returns what was around the
@@ -448,7 +467,9 @@ impl SnapshotStream {
         if !self.body_done {
             let mut r = Reader::new(self.pending.clone());
             let done = body(&mut r, more).map_err(|e| {
-                PersistenceError::corrupt(&self.path, self.at as u64, format!("tree: {e}"))
+                // The reader's offsets count from `pending`; the file's from its start.
+                let at = (self.at + r.offset()) as u64;
+                PersistenceError::corrupt(&self.path, at, format!("tree: {e}"))
             })?;
             self.consume(r.offset());
             self.body_done = done;
@@ -466,7 +487,10 @@ impl SnapshotStream {
             if more {
                 return Ok(None);
             }
-            return Err(corrupt(0, "file shorter than its 16-byte header".into()));
+            return Err(corrupt(
+                0,
+                "file shorter than its header and session count".into(),
+            ));
         }
         let decode = |e: DecodeError| corrupt(e.offset, e.to_string());
         let mut r = Reader::new(bytes.clone());

@@ -113,8 +113,10 @@ fn encoded_pieces_join_into_the_snapshot_bytes() {
             let mut writer = BodyWriter::new();
             let mut joined = Vec::new();
             while !writer.write_some(&tree, encoder.body(), nodes) {
-                if encoder.len() >= piece {
-                    joined.extend_from_slice(&encoder.take());
+                while encoder.len() >= piece {
+                    let taken = encoder.take(piece);
+                    assert_eq!(taken.len(), piece);
+                    joined.extend_from_slice(&taken);
                 }
             }
             joined.extend_from_slice(&encoder.finish(whole.digest));

@@ -95,6 +95,11 @@ pub struct LearnerView {
     pub observer: bool,
     /// Whether it is synced and serving (`UPTODATE` sent).
     pub synced: bool,
+    /// The snapshot being streamed to it (the token of [`Output::SendSnapshot`]), if
+    /// one is.
+    ///
+    /// [`Output::SendSnapshot`]: crate::Output::SendSnapshot
+    pub snapshot_stream: Option<u64>,
 }
 
 impl Leader {
@@ -118,6 +123,10 @@ impl crate::zab::Zab {
                     sid: *sid,
                     observer: h.observer,
                     synced: h.phase == Phase::Synced,
+                    snapshot_stream: match h.stream {
+                        Some(Stream::Snapshot { id }) => Some(id),
+                        _ => None,
+                    },
                 })
                 .collect(),
             _ => Vec::new(),

@@ -335,6 +335,10 @@ impl Host for Ensemble {
         }
     }
 
+    fn snapshot_abort(&mut self) {
+        self.incoming = None;
+    }
+
     /// The pieces were parsed and written as they came: this waits for the last one's
     /// parse and the file's sync.
     fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String> {
@@ -351,7 +355,7 @@ impl Host for Ensemble {
     /// ZooKeeper's TRUNC. Snapshots taken past `zxid` go first (durably: they hold what
     /// is being dropped). With `rebuild`, the tree is rebuilt from the files as of that
     /// zxid, as ZooKeeper reloads its database.
-    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String> {
+    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String> {
         let snapshots =
             zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
         let mut removed = false;
@@ -392,6 +396,7 @@ impl Host for Ensemble {
             },
         )
         .map_err(|e| e.to_string())?;
+        let digest = restored.snapshot.as_ref().and_then(|s| s.digest);
         let mut tree = restored.tree;
         let last = restored.last_zxid.min(target.0);
         tree.set_last_zxid(last);
@@ -400,7 +405,7 @@ impl Host for Ensemble {
                 "after truncating to {zxid} the files hold {last:#x}, not {target}"
             ));
         }
-        Ok(Some(tree))
+        Ok(Some(Received { tree, digest }))
     }
 
     fn activate(&mut self, config: &Config) {

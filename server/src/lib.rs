@@ -191,6 +191,12 @@ impl Server {
         )?;
         let mut tree = restored.tree;
         tree.set_last_zxid(restored.last_zxid);
+        // A fuzzy snapshot whose window the log does not reach (a learner that stopped
+        // right after its leader's snapshot): the txns still to come close it.
+        let window = restored
+            .snapshot
+            .as_ref()
+            .and_then(|s| Some((s.digest?, s.path.clone())));
         let dead = tree.kill_dead_sessions();
         if !dead.is_empty() {
             tracing::info!(
@@ -313,6 +319,11 @@ impl Server {
             wall_ms: runtime::wall_ms(),
         };
         let mut engine = Engine::new(config.clone(), tree, now, Role::Standalone);
+        if let Some((digest, path)) = window {
+            engine
+                .expect_digest(digest)
+                .map_err(|e| zk_persistence::PersistenceError::corrupt(path, 0, e))?;
+        }
         let mut nonce_key = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut nonce_key) {
             tracing::warn!(error = %e, "no system randomness for SASL nonces; using the clock");

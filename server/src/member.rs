@@ -43,12 +43,14 @@ struct Outgoing {
     encoder: zk_persistence::SnapshotEncoder,
 }
 
-/// A leader's snapshot as a learner received it.
+/// A tree loaded from a snapshot: a leader's, received as a learner, or the files', with
+/// the log replayed over it.
 pub(crate) struct Received {
-    /// The tree, as of the snapshot's zxid (with some later changes in it if the leader
-    /// went on applying txns while it sent it).
+    /// The tree, as of its last zxid (with some later changes in it if the snapshot was
+    /// taken while txns were applied and the txns up to its digest's zxid are still to
+    /// come).
     pub(crate) tree: DataTree,
-    /// The digest the leader recorded at the end.
+    /// The digest the snapshot recorded at its end.
     pub(crate) digest: Option<zk_persistence::ZxidDigest>,
 }
 
@@ -87,7 +89,7 @@ pub(crate) trait Host {
     fn look(&mut self, data: PeerData);
     /// Drops the log after `zxid`, and the snapshots past it. With `rebuild`, returns
     /// the tree rebuilt from what is left, as of that zxid.
-    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String>;
+    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String>;
     /// The leader's snapshot at `zxid` starts arriving.
     fn snapshot_begin(&mut self, zxid: Zxid);
     /// A piece of it.
@@ -95,6 +97,8 @@ pub(crate) trait Host {
     /// It is whole: it becomes the newest snapshot, durably, the log is emptied, and
     /// the tree it holds is returned.
     fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String>;
+    /// The sync stopped before the snapshot's end: what was received is dropped.
+    fn snapshot_abort(&mut self);
     /// The engine's tree is about to be replaced: a snapshot of it being taken is void.
     fn replacing_tree(&mut self);
     /// Autopurge: the zxid of the oldest snapshot to keep (the
@@ -210,15 +214,17 @@ impl Member {
             return Ok(());
         }
         let tree = engine.tree();
+        let piece_bytes = self.piece_bytes;
         let mut i = 0;
         while let Some(o) = self.outgoing.get_mut(i) {
             let done = o.body.write_some(tree, o.encoder.body(), self.step_nodes);
-            if !done && o.encoder.len() < self.piece_bytes {
-                i += 1;
-                continue;
+            // Pieces of at most `piece_bytes`, however big the nodes just serialized.
+            let mut pieces = Vec::new();
+            while o.encoder.len() >= piece_bytes {
+                pieces.push(o.encoder.take(piece_bytes));
             }
             let (learner, stream) = (o.learner, o.stream);
-            let data = if done {
+            if done {
                 let o = self.outgoing.remove(i);
                 tracing::info!(
                     learner,
@@ -226,22 +232,32 @@ impl Member {
                     to = %Zxid(tree.last_zxid()),
                     "snapshot for a learner serialized"
                 );
-                o.encoder.finish(Some(crate::snapshot::tree_digest(tree)))
+                let mut rest = o.encoder.finish(Some(engine.snapshot_digest()));
+                while rest.len() > piece_bytes {
+                    pieces.push(rest.split_to(piece_bytes));
+                }
+                pieces.push(rest);
             } else {
                 i += 1;
-                o.encoder.take()
-            };
-            self.inbox.push_back(Z::SnapshotPiece {
-                learner,
-                stream,
-                data,
-                last: done,
-            });
+            }
+            let n = pieces.len();
+            for (k, data) in pieces.into_iter().enumerate() {
+                self.inbox.push_back(Z::SnapshotPiece {
+                    learner,
+                    stream,
+                    data,
+                    last: done && k + 1 == n,
+                });
+            }
         }
         self.pump(engine, host, now)?;
+        // A learner gone, or syncing another way now, gets no more of it.
         let learners = self.zab.learners();
-        self.outgoing
-            .retain(|o| learners.iter().any(|l| l.sid == o.learner && !l.synced));
+        self.outgoing.retain(|o| {
+            learners
+                .iter()
+                .any(|l| l.sid == o.learner && l.snapshot_stream == Some(o.stream))
+        });
         Ok(())
     }
 
@@ -570,8 +586,13 @@ impl Member {
                 // holds committed txns only, and keeps them.
                 let applied = self.zab.applied();
                 let rebuild = engine.tree().last_zxid() > applied.0;
-                if let Some(tree) = host.truncate(zxid, rebuild.then_some(applied))? {
+                if let Some(Received { tree, digest }) =
+                    host.truncate(zxid, rebuild.then_some(applied))?
+                {
                     self.install_tree(engine, host, tree);
+                    if let Some(digest) = digest {
+                        engine.expect_digest(digest)?;
+                    }
                 }
             }
             O::Deliver(entry) => {
@@ -692,6 +713,9 @@ impl Member {
             State::Looking => {
                 tracing::info!("not serving: looking for a leader");
                 self.looks += 1;
+                // A snapshot half received or half sent goes: a new sync starts afresh.
+                host.snapshot_abort();
+                self.outgoing.clear();
                 host.look(self.zab.peer_data());
                 (Role::Learner, false, None)
             }

@@ -1,10 +1,14 @@
 //! A leader's snapshot as a learner receives it: parsed on one thread and written to its
 //! file on another while the pieces arrive, so the tree is loaded and the file synced
 //! soon after the last piece, not a whole snapshot's parse later. The file is named as a
-//! snapshot only once the whole of it parsed: a bad one never becomes the newest.
+//! snapshot only once the whole of it parsed: a bad one never becomes the newest. A
+//! receive dropped before its end (the sync stopped, or another began) stops its threads
+//! at their next piece and removes its file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
@@ -54,13 +58,22 @@ impl<T: Send + 'static> Worker<T> {
 /// The tree a snapshot holds and the digest recorded at its end.
 type Parsed = Result<(DataTree, Option<ZxidDigest>), String>;
 
-/// A snapshot being received. Dropped before its end, its threads stop and its
-/// unfinished file is removed.
+/// The parse and write threads of a receive.
+type Workers = (Worker<Parsed>, Worker<std::io::Result<()>>);
+
+/// Numbers each receive's file, so a receive started while an abandoned one's writer is
+/// still winding down (at the same zxid, say) never shares its file.
+static RECEIVES: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot being received.
 pub(crate) struct Incoming {
     path: PathBuf,
     tmp: PathBuf,
     dir: PathBuf,
-    workers: Result<(Worker<Parsed>, Worker<std::io::Result<()>>), String>,
+    /// `None` once ended.
+    workers: Option<Result<Workers, String>>,
+    /// Set when dropped before its end: the threads stop at their next piece.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Incoming {
@@ -68,28 +81,35 @@ impl Incoming {
     pub(crate) fn start(dir: &Path, zxid: i64, options: TreeOptions) -> Incoming {
         let name = zk_persistence::file_name("snapshot", zxid);
         let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp"));
+        let receive = RECEIVES.fetch_add(1, Ordering::Relaxed);
+        // Named `snapshot.*.tmp`, as the files a start clears away when a crash left them.
+        let tmp = dir.join(format!("{name}.{receive}.tmp"));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let parse_path = path.clone();
         let write_path = tmp.clone();
+        let (parse_stop, write_stop) = (abandoned.clone(), abandoned.clone());
         let workers = Worker::spawn("snapshot-parse", move |rx| {
-            parse(rx, parse_path, zxid, options)
+            parse(rx, &parse_stop, parse_path, zxid, options)
         })
         .and_then(|parser| {
-            let writer = Worker::spawn("snapshot-write", move |rx| write(rx, &write_path))?;
+            let writer = Worker::spawn("snapshot-write", move |rx| {
+                write(rx, &write_stop, &write_path)
+            })?;
             Ok((parser, writer))
         });
         Incoming {
             path,
             tmp,
             dir: dir.to_owned(),
-            workers,
+            workers: Some(workers),
+            abandoned,
         }
     }
 
     /// The next piece.
     pub(crate) fn piece(&mut self, data: Bytes) {
         // A thread that stopped has its error; `end` reports it.
-        if let Ok((parser, writer)) = &self.workers {
+        if let Some(Ok((parser, writer))) = &self.workers {
             let _ = parser.tx.send(Piece::Data(data.clone()));
             let _ = writer.tx.send(Piece::Data(data));
         }
@@ -97,8 +117,11 @@ impl Incoming {
 
     /// The last piece has come: once the whole snapshot parsed and its file is synced,
     /// the file becomes the newest snapshot, durably. Returns what it holds.
-    pub(crate) fn end(self) -> Result<(DataTree, Option<ZxidDigest>), String> {
-        let (parser, writer) = self.workers?;
+    pub(crate) fn end(mut self) -> Result<(DataTree, Option<ZxidDigest>), String> {
+        let (parser, writer) = self
+            .workers
+            .take()
+            .unwrap_or_else(|| Err("the snapshot was received already".into()))?;
         let parsed = parser.end().and_then(|parsed| parsed);
         let written = writer
             .end()
@@ -117,14 +140,35 @@ impl Incoming {
     }
 }
 
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.workers.is_some() {
+            self.abandoned.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The error of a receive dropped before its end.
+const STOPPED: &str = "the snapshot stopped before its end";
+
 /// Parses the pieces as they come.
-fn parse(rx: Receiver<Piece>, path: PathBuf, zxid: i64, options: TreeOptions) -> Parsed {
+fn parse(
+    rx: Receiver<Piece>,
+    abandoned: &AtomicBool,
+    path: PathBuf,
+    zxid: i64,
+    options: TreeOptions,
+) -> Parsed {
     let mut stream = SnapshotStream::new(path, zxid);
     let mut loader = TreeLoader::new(options);
     let mut body = |r: &mut Reader, more: bool| loader.read_some(r, more);
     let mut reported = 0;
     let snapshot = loop {
-        match rx.recv() {
+        let piece = rx.recv();
+        if abandoned.load(Ordering::Acquire) {
+            return Err(STOPPED.into());
+        }
+        match piece {
             Ok(Piece::Data(bytes)) => {
                 stream.push(bytes, &mut body).map_err(|e| e.to_string())?;
                 // A big snapshot takes seconds: the operator sees it come.
@@ -135,7 +179,7 @@ fn parse(rx: Receiver<Piece>, path: PathBuf, zxid: i64, options: TreeOptions) ->
                 }
             }
             Ok(Piece::End) => break stream.finish(&mut body).map_err(|e| e.to_string())?,
-            Err(_) => return Err("the snapshot stopped before its end".into()),
+            Err(_) => return Err(STOPPED.into()),
         }
     };
     let mut tree = loader.finish().map_err(|e| e.to_string())?;
@@ -146,16 +190,18 @@ fn parse(rx: Receiver<Piece>, path: PathBuf, zxid: i64, options: TreeOptions) ->
 
 /// Writes the pieces as they come to `tmp`, and syncs it at the end; a snapshot that
 /// stops before its end leaves no file.
-fn write(rx: Receiver<Piece>, tmp: &Path) -> std::io::Result<()> {
+fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Result<()> {
     let mut file = std::fs::File::create(tmp)?;
     let written = (|| {
         loop {
-            match rx.recv() {
+            let piece = rx.recv();
+            if abandoned.load(Ordering::Acquire) {
+                return Err(std::io::Error::other(STOPPED));
+            }
+            match piece {
                 Ok(Piece::Data(bytes)) => file.write_all(&bytes)?,
                 Ok(Piece::End) => return file.sync_all(),
-                Err(_) => {
-                    return Err(std::io::Error::other("the snapshot stopped before its end"));
-                }
+                Err(_) => return Err(std::io::Error::other(STOPPED)),
             }
         }
     })();

@@ -585,7 +585,7 @@ impl Runtime {
             self.flush();
             if self.wants_step() {
                 if let Some(job) = self.snapshot.as_mut().filter(|job| job.wants_step()) {
-                    job.step(self.engine.tree());
+                    job.step(self.engine.tree(), self.engine.snapshot_digest());
                 }
                 if self.member.as_ref().is_some_and(Member::sending_snapshot) {
                     self.with_member(|member, engine, host, now| {
@@ -616,7 +616,7 @@ impl Runtime {
         }
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(job) = self.snapshot.take() {
-                job.finish(self.engine.tree());
+                job.finish(self.engine.tree(), self.engine.snapshot_digest());
             }
             drop(self);
         })

@@ -161,8 +161,10 @@ impl Job {
     }
 
     /// Serializes the next piece and hands it to the writer; after the last one, the
-    /// digest of the tree as it is then.
-    pub(crate) fn step(&mut self, tree: &DataTree) {
+    /// digest to record (the engine's [`snapshot_digest`]: the tree's as it is then).
+    ///
+    /// [`snapshot_digest`]: crate::engine::Engine::snapshot_digest
+    pub(crate) fn step(&mut self, tree: &DataTree, digest: ZxidDigest) {
         if self.pieces.is_none() {
             return;
         }
@@ -174,7 +176,7 @@ impl Job {
             }
             return;
         }
-        self.end(tree);
+        self.end(digest);
     }
 
     /// Serializes the next piece; true once the body is complete (or the writer is gone,
@@ -195,9 +197,8 @@ impl Job {
         pieces.send(Piece::Body(piece)).is_err() || done
     }
 
-    /// The body is complete: sends the digest of the tree as it is now.
-    fn end(&mut self, tree: &DataTree) {
-        let digest = tree_digest(tree);
+    /// The body is complete: sends the digest to record.
+    fn end(&mut self, digest: ZxidDigest) {
         tracing::debug!(
             from = self.writer.start_zxid(),
             to = digest.zxid,
@@ -211,7 +212,7 @@ impl Job {
 
     /// On shutdown: serializes what is left (still paced by the writer) and waits for the
     /// file, so a clean stop never throws a snapshot away.
-    pub(crate) fn finish(mut self, tree: &DataTree) {
+    pub(crate) fn finish(mut self, tree: &DataTree, digest: ZxidDigest) {
         if self.pieces.is_some() {
             tracing::info!("finishing the snapshot in progress before stopping");
             loop {
@@ -224,7 +225,7 @@ impl Job {
                     break;
                 }
             }
-            self.end(tree);
+            self.end(digest);
         }
         self.join();
     }

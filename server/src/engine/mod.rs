@@ -1877,6 +1877,15 @@ impl Engine {
         Ok(())
     }
 
+    /// The digest a snapshot of the tree records now: the tree's at its last zxid, or,
+    /// while a leader's fuzzy snapshot's window is open (the tree holds changes past its
+    /// last zxid), the one that snapshot recorded, which its txns up to that zxid reach
+    /// (ZooKeeper records no digest of a tree that is still fuzzy).
+    pub(crate) fn snapshot_digest(&self) -> zk_persistence::ZxidDigest {
+        self.fuzzy
+            .unwrap_or_else(|| crate::snapshot::tree_digest(&self.tree))
+    }
+
     /// The sessions this learner's clients touched since the last call, with their
     /// timeouts: what its next ping tells the leader.
     pub(crate) fn take_touches(&mut self) -> Vec<(i64, i32)> {

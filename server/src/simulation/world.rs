@@ -151,7 +151,7 @@ fn parse_snapshot(
 impl Disk {
     /// The tree the files hold: the newest snapshot (at or before `upto`), then every
     /// logged txn after it (up to `upto`), committed or not, as the server restores.
-    fn restore(&self, upto: Option<i64>, options: TreeOptions) -> Result<DataTree, String> {
+    fn restore(&self, upto: Option<i64>, options: TreeOptions) -> Result<Received, String> {
         let snapshot = self
             .snapshots
             .iter()
@@ -182,7 +182,7 @@ impl Disk {
         {
             return Err(format!("the files hold {last:#x}, not {upto:#x}"));
         }
-        Ok(tree)
+        Ok(Received { tree, digest })
     }
 
     /// What Zab starts from: the log's shape after the newest snapshot, as the server's
@@ -548,7 +548,7 @@ impl Host for Io<'_> {
         self.election_out.extend(out);
     }
 
-    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<DataTree>, String> {
+    fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String> {
         self.disk.sync_generation += 1;
         self.disk.snapshots.retain(|(z, _)| *z <= zxid.0);
         self.disk.store.truncate(zxid).map_err(|e| e.to_string())?;
@@ -573,6 +573,10 @@ impl Host for Io<'_> {
         self.disk.sync_generation += 1;
         self.disk.store.reset(zxid).map_err(|e| e.to_string())?;
         Ok(Received { tree, digest })
+    }
+
+    fn snapshot_abort(&mut self) {
+        self.snapshot_rx.clear();
     }
 
     fn replacing_tree(&mut self) {}
@@ -948,7 +952,10 @@ impl World {
         node.disk.queue_syncs = node.disk.async_fsync && self.net.rng.chance(500);
         node.disk.sync_running = false;
         node.disk.sync_queued = None;
-        let mut tree = node
+        let Received {
+            mut tree,
+            digest: window,
+        } = node
             .disk
             .restore(None, options)
             .map_err(|e| format!("member {sid} restoring: {e}"))?;
@@ -974,6 +981,9 @@ impl World {
         let mut election =
             Election::new(election_config, sid, zab.peer_data()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(Arc::new(config), tree, now, Role::Standalone);
+        if let Some(digest) = window {
+            engine.expect_digest(digest)?;
+        }
         engine.set_role(Role::Learner, false, None, &mut Vec::new());
         let election_out = election.handle(self.net.now_ms, EInput::StartLooking);
         node.live = Some(Live {
@@ -1142,7 +1152,7 @@ impl World {
                 Output::Snapshot => {
                     let tree = engine.tree();
                     let zxid = tree.last_zxid();
-                    let digest = Some(crate::snapshot::tree_digest(tree));
+                    let digest = Some(engine.snapshot_digest());
                     let bytes = zk_persistence::snapshot_bytes(tree.sessions(), digest, |w| {
                         tree.write_body(w)
                     })
