@@ -1321,3 +1321,78 @@ fn reconfig_is_checked_in_zookeepers_order_and_logged_as_the_config_nodes_write(
     assert!(text.ends_with(&format!("\nversion={zxid:x}")), "{text}");
     assert_eq!((answer.stat.version, answer.stat.mzxid), (-1, zxid));
 }
+
+/// A learner that loaded a leader's fuzzy snapshot (a change past its zxid already in it)
+/// applies the txns after it without comparing their logged digests until the snapshot's
+/// digest zxid, compares there, and meanwhile gives snapshots the window's digest.
+#[test]
+fn a_fuzzy_snapshots_window_skips_digest_checks_until_its_end() {
+    let mut leader = Script::new();
+    leader.session(1, 10_000);
+    leader.request(1, 1, OpCode::Create, create("/a", CreateMode::Persistent));
+    leader.request(1, 2, OpCode::Create, create("/b", CreateMode::Persistent));
+    let delete = zk_jute::proto::DeleteRequest {
+        path: "/a".into(),
+        version: -1,
+    };
+    leader.request(1, 3, OpCode::Delete, encode(delete));
+    leader.sync_log();
+    let log = leader.log.clone();
+    assert_eq!(log.len(), 4, "session, /a, /b, /a deleted");
+    let end = zk_persistence::ZxidDigest {
+        zxid: log[3].zxid(),
+        version: zk_datatree::DIGEST_VERSION,
+        digest: leader.engine.tree().digest() as i64,
+    };
+    // Serialized from after /a's create: /b, created later, is left out (its create
+    // brings it back), and /a's delete is in already.
+    let fuzzy = || {
+        let mut tree = DataTree::new(TreeOptions::default());
+        // Replayed as in a window that ends nowhere: no digest compared.
+        let no_end = zk_persistence::ZxidDigest { zxid: 0, ..end };
+        for entry in [&log[0], &log[1], &log[3]] {
+            crate::replay(&mut tree, entry, Some(&no_end)).unwrap();
+        }
+        tree.set_last_zxid(log[1].zxid());
+        tree
+    };
+    let learner = |window: Option<zk_persistence::ZxidDigest>| {
+        let config = Config {
+            server_id: 2,
+            ..Config::default()
+        };
+        let mut s = Script::with(config, DataTree::new(TreeOptions::default()), Role::Learner);
+        s.engine.replace_tree(fuzzy(), &mut Vec::new());
+        if let Some(window) = window {
+            s.engine.expect_digest(window).unwrap();
+        }
+        s
+    };
+
+    let mut s = learner(Some(end));
+    assert_eq!(
+        s.engine.snapshot_digest(),
+        end,
+        "a snapshot now records the window's"
+    );
+    s.input(Input::Deliver(log[2].clone()));
+    assert!(s.fatal.is_none(), "{:?}", s.fatal);
+    s.input(Input::Deliver(log[3].clone()));
+    assert!(s.fatal.is_none(), "{:?}", s.fatal);
+    assert_eq!(s.engine.tree().digest(), leader.engine.tree().digest());
+    assert_eq!(s.engine.snapshot_digest(), end);
+
+    // Without the window, /b's logged digest (a tree that still had /a) is compared.
+    let mut s = learner(None);
+    s.input(Input::Deliver(log[2].clone()));
+    assert!(s.fatal.is_some());
+    // With a recorded digest the tree does not reach, its end is fatal.
+    let mut s = learner(Some(zk_persistence::ZxidDigest {
+        digest: end.digest ^ 1,
+        ..end
+    }));
+    s.input(Input::Deliver(log[2].clone()));
+    assert!(s.fatal.is_none(), "{:?}", s.fatal);
+    s.input(Input::Deliver(log[3].clone()));
+    assert!(s.fatal.is_some());
+}
