@@ -468,8 +468,8 @@ mod tests {
     use crate::acl::open_acl_unsafe;
     use crate::txn::Transaction;
 
-    #[test]
-    fn a_tree_survives_its_snapshot_body() {
+    /// A small tree (`/c` an ephemeral of session 7) and its snapshot body.
+    fn small_body() -> (DataTree, Bytes) {
         let mut tree = DataTree::default();
         for (zxid, path) in [(1, "/a"), (2, "/a/b"), (3, "/c")] {
             let header = TxnHeader {
@@ -490,7 +490,51 @@ mod tests {
         }
         let mut body = BytesMut::new();
         tree.serialize(&mut body);
-        let mut reader = Reader::new(body.freeze());
+        (tree, body.freeze())
+    }
+
+    #[test]
+    fn a_loader_waits_for_a_record_cut_short_and_refuses_a_malformed_one() {
+        let (tree, body) = small_body();
+        // Cut inside a record: what came is read up to it, the rest waits.
+        let cut = body.len() - 20;
+        let mut loader = TreeLoader::new(TreeOptions::default());
+        let mut r = Reader::new(body.slice(..cut));
+        assert!(!loader.read_some(&mut r, true).unwrap());
+        let read = r.offset();
+        assert!(read < cut && loader.loaded() > 0);
+        let mut r = Reader::new(body.slice(read..));
+        assert!(loader.read_some(&mut r, true).unwrap());
+        assert_eq!(r.remaining(), 0);
+        assert_eq!(loader.finish().unwrap().digest(), tree.digest());
+
+        // Without more to come, the cut is an error; so is the end never read.
+        let mut loader = TreeLoader::new(TreeOptions::default());
+        assert!(
+            loader
+                .read_some(&mut Reader::new(body.slice(..cut)), false)
+                .is_err()
+        );
+        let loader = TreeLoader::new(TreeOptions::default());
+        assert_eq!(loader.finish().unwrap_err(), SnapshotError::Unfinished);
+
+        // A negative length is malformed, not cut short: an error even with more to come.
+        let mut broken = BytesMut::from(&body[..]);
+        // The length before the path `/a/b`.
+        let at = body.windows(4).position(|w| w == b"/a/b").unwrap() - 4;
+        assert_eq!(body[at..at + 4], 4_i32.to_be_bytes());
+        broken[at..at + 4].copy_from_slice(&(-7_i32).to_be_bytes());
+        let mut loader = TreeLoader::new(TreeOptions::default());
+        let err = loader
+            .read_some(&mut Reader::new(broken.freeze()), true)
+            .unwrap_err();
+        assert!(err.to_string().contains("negative length"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_survives_its_snapshot_body() {
+        let (tree, body) = small_body();
+        let mut reader = Reader::new(body);
         let loaded = DataTree::deserialize(&mut reader, TreeOptions::default(), |_| {}).unwrap();
         reader.finish().unwrap();
         assert_eq!(loaded.digest(), tree.digest());

@@ -193,10 +193,7 @@ impl Server {
         tree.set_last_zxid(restored.last_zxid);
         // A fuzzy snapshot whose window the log does not reach (a learner that stopped
         // right after its leader's snapshot): the txns still to come close it.
-        let window = restored
-            .snapshot
-            .as_ref()
-            .and_then(|s| Some((s.digest?, s.path.clone())));
+        let window = restored.snapshot.as_ref().and_then(|s| s.digest);
         let dead = tree.kill_dead_sessions();
         if !dead.is_empty() {
             tracing::info!(
@@ -319,10 +316,14 @@ impl Server {
             wall_ms: runtime::wall_ms(),
         };
         let mut engine = Engine::new(config.clone(), tree, now, Role::Standalone);
-        if let Some((digest, path)) = window {
-            engine
-                .expect_digest(digest)
-                .map_err(|e| zk_persistence::PersistenceError::corrupt(path, 0, e))?;
+        match window {
+            Some(digest) if ensemble.is_some() => engine.reopen_window(digest),
+            // Standalone, the txns to come are this server's own: as ZooKeeper, it warns.
+            Some(digest) if digest.zxid > engine.tree().last_zxid() => tracing::warn!(
+                digest_zxid = format!("{:#x}", digest.zxid),
+                "the log does not reach the zxid of the snapshot's digest"
+            ),
+            _ => {}
         }
         let mut nonce_key = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut nonce_key) {

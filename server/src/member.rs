@@ -591,7 +591,7 @@ impl Member {
                 {
                     self.install_tree(engine, host, tree);
                     if let Some(digest) = digest {
-                        engine.expect_digest(digest)?;
+                        engine.reopen_window(digest);
                     }
                 }
             }

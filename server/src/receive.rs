@@ -211,3 +211,96 @@ fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Re
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A snapshot file's bytes for a tree of a few hundred znodes, and the tree.
+    fn snapshot() -> (DataTree, Vec<u8>) {
+        let mut tree = DataTree::new(TreeOptions::default());
+        for i in 0..300_i64 {
+            let header = zk_jute::txn::TxnHeader {
+                client_id: 7,
+                cxid: 1,
+                zxid: i + 1,
+                time: 1_000,
+                r#type: 1,
+            };
+            let txn = zk_datatree::Transaction::Create(zk_jute::txn::CreateTxn {
+                path: format!("/n{i:03}"),
+                data: Some(Bytes::from(vec![b'x'; 100])),
+                acl: Some(zk_datatree::acl::open_acl_unsafe()),
+                ephemeral: false,
+                parent_c_version: -1,
+            });
+            assert_eq!(tree.apply(&header, &txn).err, 0);
+        }
+        let sessions = BTreeMap::from([(7_i64, 30_000_i32)]);
+        tree.set_sessions(sessions.clone());
+        let digest = crate::snapshot::tree_digest(&tree);
+        let bytes = zk_persistence::snapshot_bytes(&sessions, Some(digest), |w| tree.write_body(w))
+            .unwrap();
+        (tree, bytes)
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_snapshot_in_pieces_is_loaded_and_becomes_the_newest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, bytes) = snapshot();
+        let mut incoming = Incoming::start(dir.path(), 300, TreeOptions::default());
+        for piece in bytes.chunks(1_000) {
+            incoming.piece(Bytes::copy_from_slice(piece));
+        }
+        let (loaded, digest) = incoming.end().unwrap();
+        assert_eq!(loaded.digest(), tree.digest());
+        assert_eq!(loaded.last_zxid(), 300);
+        assert_eq!(loaded.sessions(), tree.sessions());
+        assert_eq!(digest.map(|d| d.zxid), Some(300));
+        assert_eq!(files(dir.path()), ["snapshot.12c"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("snapshot.12c")).unwrap(),
+            bytes
+        );
+    }
+
+    #[test]
+    fn a_broken_snapshot_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut bytes) = snapshot();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        let mut incoming = Incoming::start(dir.path(), 300, TreeOptions::default());
+        for piece in bytes.chunks(1_000) {
+            incoming.piece(Bytes::copy_from_slice(piece));
+        }
+        assert!(incoming.end().is_err());
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    #[test]
+    fn a_receive_dropped_before_its_end_stops_and_removes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, bytes) = snapshot();
+        let mut incoming = Incoming::start(dir.path(), 300, TreeOptions::default());
+        incoming.piece(Bytes::copy_from_slice(&bytes[..bytes.len() / 2]));
+        drop(incoming);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !files(dir.path()).is_empty() {
+            assert!(Instant::now() < deadline, "{:?}", files(dir.path()));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

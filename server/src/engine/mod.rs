@@ -1877,6 +1877,16 @@ impl Engine {
         Ok(())
     }
 
+    /// The tree was restored from a fuzzy snapshot whose window the log does not reach
+    /// (a learner that stopped soon after its leader's snapshot): the txns still to come,
+    /// up to the digest's zxid, are applied without comparing their digests. Restore has
+    /// compared whatever it replayed.
+    pub(crate) fn reopen_window(&mut self, digest: zk_persistence::ZxidDigest) {
+        if digest.version == zk_datatree::DIGEST_VERSION && digest.zxid > self.tree.last_zxid() {
+            self.fuzzy = Some(digest);
+        }
+    }
+
     /// The digest a snapshot of the tree records now: the tree's at its last zxid, or,
     /// while a leader's fuzzy snapshot's window is open (the tree holds changes past its
     /// last zxid), the one that snapshot recorded, which its txns up to that zxid reach

@@ -982,7 +982,7 @@ impl World {
             Election::new(election_config, sid, zab.peer_data()).map_err(|e| e.to_string())?;
         let mut engine = Engine::new(Arc::new(config), tree, now, Role::Standalone);
         if let Some(digest) = window {
-            engine.expect_digest(digest)?;
+            engine.reopen_window(digest);
         }
         engine.set_role(Role::Learner, false, None, &mut Vec::new());
         let election_out = election.handle(self.net.now_ms, EInput::StartLooking);
