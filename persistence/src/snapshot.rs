@@ -479,54 +479,11 @@ impl SnapshotStream {
 
     /// The session table and the bytes it takes with the header, once they are all here.
     fn header(&self, more: bool) -> Result<Option<(BTreeMap<i64, i32>, usize)>> {
-        let corrupt = |offset: usize, reason: String| {
-            PersistenceError::corrupt(&self.path, offset as u64, reason)
-        };
-        let bytes = &self.pending;
-        if bytes.len() < HEADER_LEN + 4 {
-            if more {
-                return Ok(None);
-            }
-            return Err(corrupt(
-                0,
-                "file shorter than its header and session count".into(),
-            ));
+        let mut r = Reader::new(self.pending.clone());
+        match read_header(&mut r, more) {
+            Ok(sessions) => Ok(sessions.map(|s| (s, r.offset()))),
+            Err((at, why)) => Err(PersistenceError::corrupt(&self.path, at as u64, why)),
         }
-        let decode = |e: DecodeError| corrupt(e.offset, e.to_string());
-        let mut r = Reader::new(bytes.clone());
-        let (magic, version) = (
-            i32::decode(&mut r).map_err(decode)?,
-            i32::decode(&mut r).map_err(decode)?,
-        );
-        if magic != SNAP_MAGIC || version != FORMAT_VERSION {
-            return Err(corrupt(
-                0,
-                format!("not a ZooKeeper snapshot (magic {magic:#x}, version {version})"),
-            ));
-        }
-        let _dbid = i64::decode(&mut r).map_err(decode)?;
-        let count = i32::decode(&mut r).map_err(decode)?;
-        let Ok(count) = usize::try_from(count) else {
-            return Err(corrupt(
-                HEADER_LEN,
-                format!("negative session count {count}"),
-            ));
-        };
-        if count.saturating_mul(12) > r.remaining() {
-            if more {
-                return Ok(None);
-            }
-            return Err(corrupt(
-                HEADER_LEN,
-                format!("session count {count} does not fit the file"),
-            ));
-        }
-        let mut sessions = BTreeMap::new();
-        for _ in 0..count {
-            let id = i64::decode(&mut r).map_err(decode)?;
-            sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
-        }
-        Ok(Some((sessions, r.offset())))
     }
 
     /// Drops `n` bytes read, summing them for the seals.
@@ -580,34 +537,10 @@ fn parse_snapshot<T, E: std::fmt::Display>(
 ) -> Result<Snapshot<T>> {
     let corrupt =
         |offset: usize, reason: String| PersistenceError::corrupt(path, offset as u64, reason);
-    if bytes.len() < HEADER_LEN {
-        return Err(corrupt(0, "file shorter than its 16-byte header".into()));
-    }
-    let decode = |e: DecodeError| corrupt(e.offset, e.to_string());
     let mut r = Reader::new(bytes.clone());
-    let (magic, version) = (
-        i32::decode(&mut r).map_err(decode)?,
-        i32::decode(&mut r).map_err(decode)?,
-    );
-    if magic != SNAP_MAGIC || version != FORMAT_VERSION {
-        return Err(corrupt(
-            0,
-            format!("not a ZooKeeper snapshot (magic {magic:#x}, version {version})"),
-        ));
-    }
-    let _dbid = i64::decode(&mut r).map_err(decode)?;
-    let count = i32::decode(&mut r).map_err(decode)?;
-    if count < 0 || count as usize > r.remaining() / 12 {
-        return Err(corrupt(
-            HEADER_LEN,
-            format!("session count {count} does not fit the file"),
-        ));
-    }
-    let mut sessions = BTreeMap::new();
-    for _ in 0..count {
-        let id = i64::decode(&mut r).map_err(decode)?;
-        sessions.insert(id, i32::decode(&mut r).map_err(decode)?);
-    }
+    let sessions = read_header(&mut r, false)
+        .map_err(|(at, why)| corrupt(at, why))?
+        .unwrap_or_default();
     let body_at = r.offset();
     // The seals cover everything before them: the checksum of nearly all the file is
     // summed on another thread while this one parses the tree.
@@ -691,6 +624,49 @@ impl RunningSum {
         }
         self.adler.checksum()
     }
+}
+
+/// The header and the session table at the front of `r`: `None` when they run past its
+/// end and `more` bytes may follow. Errors carry their offset in `r`'s input.
+fn read_header(
+    r: &mut Reader,
+    more: bool,
+) -> std::result::Result<Option<BTreeMap<i64, i32>>, (usize, String)> {
+    let decode = |e: DecodeError| (e.offset, e.to_string());
+    if r.remaining() < HEADER_LEN + 4 {
+        if more {
+            return Ok(None);
+        }
+        return Err((0, "file shorter than its header and session count".into()));
+    }
+    let (magic, version) = (
+        i32::decode(r).map_err(decode)?,
+        i32::decode(r).map_err(decode)?,
+    );
+    if magic != SNAP_MAGIC || version != FORMAT_VERSION {
+        return Err((
+            0,
+            format!("not a ZooKeeper snapshot (magic {magic:#x}, version {version})"),
+        ));
+    }
+    let _dbid = i64::decode(r).map_err(decode)?;
+    let count = i32::decode(r).map_err(decode)?;
+    let fits = usize::try_from(count).is_ok_and(|n| n.saturating_mul(12) <= r.remaining());
+    if !fits {
+        if more && count >= 0 {
+            return Ok(None);
+        }
+        return Err((
+            HEADER_LEN,
+            format!("session count {count} does not fit the file"),
+        ));
+    }
+    let mut sessions = BTreeMap::new();
+    for _ in 0..count {
+        let id = i64::decode(r).map_err(decode)?;
+        sessions.insert(id, i32::decode(r).map_err(decode)?);
+    }
+    Ok(Some(sessions))
 }
 
 /// What follows the body, in `all` from the reader's position on: the seal, the digest
