@@ -76,34 +76,11 @@ impl Write for Checked {
 
 /// A writer that sums what passes through it (Adler-32), for the file's seals.
 trait Summing: Write {
-    fn checksum(&self) -> u32;
+    fn checksum(&mut self) -> u32;
 }
 
 impl Summing for Checked {
-    fn checksum(&self) -> u32 {
-        self.adler.checksum()
-    }
-}
-
-/// A snapshot file's bytes gathered in memory, summed as they come.
-struct InMemory {
-    out: Vec<u8>,
-    adler: adler2::Adler32,
-}
-
-impl Write for InMemory {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        self.adler.write_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Summing for InMemory {
-    fn checksum(&self) -> u32 {
+    fn checksum(&mut self) -> u32 {
         self.adler.checksum()
     }
 }
@@ -122,6 +99,13 @@ fn write_contents(
     sessions: &BTreeMap<i64, i32>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
 ) -> std::io::Result<()> {
+    write_header(out, sessions)?;
+    let digest = write_tree(out)?;
+    write_trailer(out, digest)
+}
+
+/// A snapshot file's header and session table.
+fn write_header(out: &mut impl Write, sessions: &BTreeMap<i64, i32>) -> std::io::Result<()> {
     out.write_all(&file_header(SNAP_MAGIC))?;
     let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
     out.write_all(&count.to_be_bytes())?;
@@ -129,7 +113,11 @@ fn write_contents(
         out.write_all(&id.to_be_bytes())?;
         out.write_all(&timeout.to_be_bytes())?;
     }
-    let digest = write_tree(out)?;
+    Ok(())
+}
+
+/// What follows the body: its seal, then `digest` and its own seal.
+fn write_trailer(out: &mut impl Summing, digest: Option<ZxidDigest>) -> std::io::Result<()> {
     seal(out)?;
     if let Some(d) = digest {
         out.write_all(&d.zxid.to_be_bytes())?;
@@ -253,19 +241,16 @@ pub fn snapshot_bytes(
     digest: Option<ZxidDigest>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<Vec<u8>> {
-    let mut out = InMemory {
-        out: Vec::new(),
-        adler: adler2::Adler32::new(),
-    };
-    write_contents(&mut out, sessions, |w| write_tree(w).map(|()| digest))?;
-    Ok(out.out)
+    let mut out = SnapshotEncoder::new(sessions);
+    write_tree(&mut out)?;
+    Ok(out.finish(digest).into())
 }
 
 /// A snapshot file made a piece at a time, as a leader streams one to a learner while it
 /// serializes the tree: the header and session table first, then the body the caller
 /// appends through [`body`](Self::body), taken in pieces with [`take`](Self::take), and
 /// [`finish`](Self::finish) adds the seals and the digest. Joined, the pieces are the bytes
-/// [`snapshot_bytes`] makes.
+/// [`snapshot_bytes`] makes (it writes through the encoder's `Write`).
 #[derive(Debug)]
 pub struct SnapshotEncoder {
     buf: BytesMut,
@@ -277,19 +262,14 @@ pub struct SnapshotEncoder {
 impl SnapshotEncoder {
     /// Starts a snapshot holding `sessions`.
     pub fn new(sessions: &BTreeMap<i64, i32>) -> Self {
-        let mut buf = BytesMut::with_capacity(HEADER_LEN + 4 + sessions.len() * 12);
-        buf.extend_from_slice(&file_header(SNAP_MAGIC));
-        let count = i32::try_from(sessions.len()).unwrap_or(i32::MAX);
-        buf.extend_from_slice(&count.to_be_bytes());
-        for (id, timeout) in sessions {
-            buf.extend_from_slice(&id.to_be_bytes());
-            buf.extend_from_slice(&timeout.to_be_bytes());
-        }
-        Self {
-            buf,
+        let mut encoder = Self {
+            buf: BytesMut::with_capacity(HEADER_LEN + 4 + sessions.len() * 12),
             summed: 0,
             adler: adler2::Adler32::new(),
-        }
+        };
+        // Writing to memory does not fail.
+        let _ = write_header(&mut encoder, sessions);
+        encoder
     }
 
     /// Where the body goes: append its next bytes here.
@@ -317,13 +297,8 @@ impl SnapshotEncoder {
 
     /// The rest: the body not taken yet, its seal, `digest` and its seal.
     pub fn finish(mut self, digest: Option<ZxidDigest>) -> Bytes {
-        self.seal();
-        if let Some(d) = digest {
-            self.buf.extend_from_slice(&d.zxid.to_be_bytes());
-            self.buf.extend_from_slice(&d.version.to_be_bytes());
-            self.buf.extend_from_slice(&d.digest.to_be_bytes());
-            self.seal();
-        }
+        // Writing to memory does not fail.
+        let _ = write_trailer(&mut self, digest);
         self.buf.freeze()
     }
 
@@ -332,13 +307,22 @@ impl SnapshotEncoder {
             .write_slice(self.buf.get(self.summed..).unwrap_or_default());
         self.summed = self.buf.len();
     }
+}
 
-    /// The checksum of everything so far, then ZooKeeper's `/`.
-    fn seal(&mut self) {
+impl Write for SnapshotEncoder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Summing for SnapshotEncoder {
+    fn checksum(&mut self) -> u32 {
         self.sum();
-        let checksum = i64::from(self.adler.checksum());
-        self.buf.extend_from_slice(&checksum.to_be_bytes());
-        self.buf.extend_from_slice(&[0, 0, 0, 1, b'/']);
+        self.adler.checksum()
     }
 }
 

@@ -346,10 +346,10 @@ impl Host for Ensemble {
             .incoming
             .take()
             .ok_or_else(|| format!("the snapshot at {zxid} ended before it began"))?;
-        let (tree, digest) = incoming.end()?;
+        let received = incoming.end()?;
         self.sync_generation += 1;
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
-        Ok(Received { tree, digest })
+        Ok(received)
     }
 
     /// ZooKeeper's TRUNC. Snapshots taken past `zxid` go first (durably: they hold what

@@ -13,9 +13,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use zk_datatree::{DataTree, TreeLoader, TreeOptions};
+use zk_datatree::{TreeLoader, TreeOptions};
 use zk_jute::Reader;
-use zk_persistence::{SnapshotStream, ZxidDigest};
+use zk_persistence::SnapshotStream;
+
+use crate::member::Received;
 
 /// How often the parse reports its progress, in MiB read.
 const PROGRESS_MIB: usize = 256;
@@ -56,7 +58,7 @@ impl<T: Send + 'static> Worker<T> {
 }
 
 /// The tree a snapshot holds and the digest recorded at its end.
-type Parsed = Result<(DataTree, Option<ZxidDigest>), String>;
+type Parsed = Result<Received, String>;
 
 /// The parse and write threads of a receive.
 type Workers = (Worker<Parsed>, Worker<std::io::Result<()>>);
@@ -117,7 +119,7 @@ impl Incoming {
 
     /// The last piece has come: once the whole snapshot parsed and its file is synced,
     /// the file becomes the newest snapshot, durably. Returns what it holds.
-    pub(crate) fn end(mut self) -> Result<(DataTree, Option<ZxidDigest>), String> {
+    pub(crate) fn end(mut self) -> Parsed {
         let (parser, writer) = self
             .workers
             .take()
@@ -185,7 +187,10 @@ fn parse(
     let mut tree = loader.finish().map_err(|e| e.to_string())?;
     tree.set_sessions(snapshot.sessions);
     tree.set_last_zxid(zxid);
-    Ok((tree, snapshot.digest))
+    Ok(Received {
+        tree,
+        digest: snapshot.digest,
+    })
 }
 
 /// Writes the pieces as they come to `tmp`, and syncs it at the end; a snapshot that
@@ -216,6 +221,8 @@ fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Re
 mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
+
+    use zk_datatree::DataTree;
 
     use super::*;
 
@@ -264,7 +271,10 @@ mod tests {
         for piece in bytes.chunks(1_000) {
             incoming.piece(Bytes::copy_from_slice(piece));
         }
-        let (loaded, digest) = incoming.end().unwrap();
+        let Received {
+            tree: loaded,
+            digest,
+        } = incoming.end().unwrap();
         assert_eq!(loaded.digest(), tree.digest());
         assert_eq!(loaded.last_zxid(), 300);
         assert_eq!(loaded.sessions(), tree.sessions());
@@ -296,8 +306,14 @@ mod tests {
         let (_, bytes) = snapshot();
         let mut incoming = Incoming::start(dir.path(), 300, TreeOptions::default());
         incoming.piece(Bytes::copy_from_slice(&bytes[..bytes.len() / 2]));
-        drop(incoming);
+        // Its writer has its file open.
         let deadline = Instant::now() + Duration::from_secs(10);
+        while files(dir.path()).is_empty() {
+            assert!(Instant::now() < deadline, "no file written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(files(dir.path())[0].ends_with(".tmp"));
+        drop(incoming);
         while !files(dir.path()).is_empty() {
             assert!(Instant::now() < deadline, "{:?}", files(dir.path()));
             std::thread::sleep(Duration::from_millis(10));

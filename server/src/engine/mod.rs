@@ -1393,17 +1393,17 @@ impl Engine {
         let zxid = p.header.zxid;
         let applied = self.tree.apply(&p.header, &p.txn);
         self.overlay.applied(zxid);
-        let expected = match self.fuzzy.take() {
-            Some(window) if zxid < window.zxid => {
-                self.fuzzy = Some(window);
-                None
+        let expected = match self.fuzzy {
+            Some(window) if zxid < window.zxid => None,
+            Some(window) => {
+                self.fuzzy = None;
+                if zxid == window.zxid {
+                    Some(window.digest as u64)
+                } else {
+                    p.digest
+                }
             }
-            Some(window)
-                if zxid == window.zxid && window.version == zk_datatree::DIGEST_VERSION =>
-            {
-                Some(window.digest as u64)
-            }
-            _ => p.digest,
+            None => p.digest,
         };
         if let Some(logged) = expected.filter(|d| *d != self.tree.digest()) {
             self.fatal(format!(
@@ -1860,11 +1860,8 @@ impl Engine {
         digest: zk_persistence::ZxidDigest,
     ) -> Result<(), String> {
         let at = self.tree.last_zxid();
-        if digest.version != zk_datatree::DIGEST_VERSION || digest.zxid < at {
-            return Ok(());
-        }
-        if digest.zxid > at {
-            self.fuzzy = Some(digest);
+        if digest.version != zk_datatree::DIGEST_VERSION || digest.zxid != at {
+            self.reopen_window(digest);
             return Ok(());
         }
         if digest.digest != self.tree.digest() as i64 {

@@ -11,7 +11,6 @@ use zk_datatree::{DataTree, TreeOptions};
 use zk_election::transport::Status as ElectionStatus;
 use zk_election::{Election, Input as EInput, Notification, Output as EOutput, PeerData};
 use zk_jute::Zxid;
-use zk_persistence::ZxidDigest;
 use zk_replication::storage::{MemStorage, Storage, StorageError};
 use zk_replication::{Entry, History, Message, Persisted, Sid, State, Zab};
 
@@ -132,11 +131,7 @@ struct Disk {
 }
 
 /// The tree a snapshot holds, and the digest recorded at its end.
-fn parse_snapshot(
-    zxid: i64,
-    bytes: Bytes,
-    options: TreeOptions,
-) -> Result<(DataTree, Option<ZxidDigest>), String> {
+fn parse_snapshot(zxid: i64, bytes: Bytes, options: TreeOptions) -> Result<Received, String> {
     let snapshot = zk_persistence::read_snapshot_bytes(Path::new("sim"), zxid, bytes, |r, s| {
         let mut tree = DataTree::deserialize(r, options, |_| {})?;
         tree.set_sessions(s.clone());
@@ -145,7 +140,10 @@ fn parse_snapshot(
     .map_err(|e| e.to_string())?;
     let mut tree = snapshot.tree;
     tree.set_last_zxid(snapshot.zxid);
-    Ok((tree, snapshot.digest))
+    Ok(Received {
+        tree,
+        digest: snapshot.digest,
+    })
 }
 
 impl Disk {
@@ -157,9 +155,15 @@ impl Disk {
             .iter()
             .filter(|(z, _)| upto.is_none_or(|u| *z <= u))
             .max_by_key(|(z, _)| *z);
-        let (base, (mut tree, digest)) = match snapshot {
+        let (base, Received { mut tree, digest }) = match snapshot {
             Some((zxid, bytes)) => (*zxid, parse_snapshot(*zxid, bytes.clone(), options)?),
-            None => (0, (DataTree::new(options), None)),
+            None => (
+                0,
+                Received {
+                    tree: DataTree::new(options),
+                    digest: None,
+                },
+            ),
         };
         let mut last = base;
         for entry in self.store.inner.entries() {
@@ -568,11 +572,11 @@ impl Host for Io<'_> {
 
     fn snapshot_end(&mut self, zxid: Zxid) -> Result<Received, String> {
         let bytes = std::mem::take(self.snapshot_rx).freeze();
-        let (tree, digest) = parse_snapshot(zxid.0, bytes.clone(), self.options)?;
+        let received = parse_snapshot(zxid.0, bytes.clone(), self.options)?;
         self.disk.snapshots.push((zxid.0, bytes));
         self.disk.sync_generation += 1;
         self.disk.store.reset(zxid).map_err(|e| e.to_string())?;
-        Ok(Received { tree, digest })
+        Ok(received)
     }
 
     fn snapshot_abort(&mut self) {
