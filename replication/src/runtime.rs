@@ -307,7 +307,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                     }
                 }
                 event = self.events.recv() => match event {
-                    Some(event) => inputs.push(self.input_of(event)),
+                    Some(event) => inputs.extend(self.input_of(event)),
                     None => break,
                 },
                 _ = tick.tick() => inputs.push(Input::Tick),
@@ -327,7 +327,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                     break;
                 }
                 if let Ok(event) = self.events.try_recv() {
-                    inputs.push(self.input_of(event));
+                    inputs.extend(self.input_of(event));
                 } else if let Ok(cmd) = ctl.try_recv() {
                     stop = self.command(cmd, &mut paused).await;
                 } else {
@@ -401,10 +401,13 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
         });
     }
 
-    fn input_of(&mut self, event: Event) -> Input {
-        match event {
+    /// The core's input for `event`; none for [`Event::Room`] (this runtime sends a
+    /// snapshot whole, as its state machine gives it).
+    fn input_of(&mut self, event: Event) -> Option<Input> {
+        Some(match event {
             Event::Connected { peer } => Input::Connected { peer },
             Event::Disconnected { peer } => Input::Disconnected { peer },
+            Event::Room { .. } => return None,
             Event::Received { from, message } => {
                 if let Message::Diff { .. } | Message::Trunc { .. } | Message::Snap { .. } = message
                 {
@@ -412,7 +415,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> Runtime<S, M> {
                 }
                 Input::Receive { from, message }
             }
-        }
+        })
     }
 
     /// Syncs the log if anything was appended, and tells the core.

@@ -6,13 +6,17 @@
 //! bidirectional `Learn` stream whose first frame names it; both directions then carry
 //! [`Message`]s in order. A new stream from a sid replaces the old one. Each stream has a
 //! bounded send queue: a peer that does not keep up is cut off (the core re-syncs it)
-//! rather than let memory grow. Frames over [`QuorumConfig::max_frame_bytes`] are refused
+//! rather than let memory grow. Snapshot pieces are counted apart: a sender asks
+//! [`Quorum::snapshot_room`] before it makes the next, and hears [`Event::Room`] once the
+//! stream has taken enough of them, so a learner that reads slowly holds a leader's
+//! memory to [`QuorumConfig::snapshot_window`] rather than to the snapshot's size. Frames over [`QuorumConfig::max_frame_bytes`] are refused
 //! by tonic on both sides, and a frame that does not decode to a message breaks its
 //! stream with one log line; the others go on.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -61,6 +65,12 @@ pub enum Event {
         /// The message.
         message: Message,
     },
+    /// The stream to `peer` took enough of the snapshot pieces queued for it that
+    /// [`Quorum::snapshot_room`] is true again.
+    Room {
+        /// The peer.
+        peer: Sid,
+    },
 }
 
 /// Why a frame was refused.
@@ -94,6 +104,9 @@ pub struct QuorumConfig {
     pub max_frame_bytes: usize,
     /// Messages queued per stream before the peer counts as not keeping up.
     pub send_queue_len: usize,
+    /// Bytes of snapshot pieces queued per stream before [`Quorum::snapshot_room`] says
+    /// to wait.
+    pub snapshot_window: usize,
     /// How long a learner's stream may take to open.
     pub connect_timeout_ms: u64,
     /// Mutual TLS with the peers, and who may speak for which server id; `None` for
@@ -102,13 +115,15 @@ pub struct QuorumConfig {
 }
 
 impl QuorumConfig {
-    /// Defaults: 4 MiB frames, 65,536 queued messages per stream, 2 s to connect.
+    /// Defaults: 4 MiB frames, 65,536 queued messages per stream, 8 MiB of snapshot
+    /// pieces per stream, 2 s to connect.
     pub fn new(sid: Sid, listen: SocketAddr) -> Self {
         QuorumConfig {
             sid,
             listen,
             max_frame_bytes: 4 * 1024 * 1024,
             send_queue_len: 65_536,
+            snapshot_window: 8 * 1024 * 1024,
             connect_timeout_ms: 2_000,
             tls: None,
         }
@@ -121,6 +136,33 @@ struct Link {
     generation: u64,
     tx: mpsc::Sender<Frame>,
     cancel: CancellationToken,
+    /// Bytes of snapshot pieces queued and not yet taken by the stream.
+    snapshot_queued: Arc<AtomicUsize>,
+}
+
+/// What the stream of one link tells as it takes snapshot pieces.
+#[derive(Debug)]
+struct Taken {
+    peer: Sid,
+    queued: Arc<AtomicUsize>,
+    window: usize,
+    events: mpsc::Sender<Event>,
+}
+
+impl Taken {
+    /// The stream took `frame`: a snapshot piece that brings the queue under the window
+    /// is told as [`Event::Room`] (dropped if the events are full: whoever reads them
+    /// then has plenty to wake it, and asks [`Quorum::snapshot_room`] again).
+    fn took(&self, frame: &Frame) {
+        let Some(Body::SnapPiece(piece)) = &frame.body else {
+            return;
+        };
+        let len = piece.data.len();
+        let before = self.queued.fetch_sub(len, Ordering::AcqRel);
+        if before >= self.window && before - len < self.window {
+            let _ = self.events.try_send(Event::Room { peer: self.peer });
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -146,22 +188,30 @@ struct Shared {
 
 impl Shared {
     /// Registers a new stream to `peer`, replacing (and closing) any older one.
-    fn register(&self, peer: Sid, tx: mpsc::Sender<Frame>) -> (u64, CancellationToken) {
+    fn register(&self, peer: Sid, tx: mpsc::Sender<Frame>) -> (u64, CancellationToken, Taken) {
         let mut links = lock(&self.links);
         links.next_generation += 1;
         let generation = links.next_generation;
         let cancel = self.cancel.child_token();
+        let queued = Arc::new(AtomicUsize::new(0));
         if let Some(old) = links.by_sid.insert(
             peer,
             Link {
                 generation,
                 tx,
                 cancel: cancel.clone(),
+                snapshot_queued: queued.clone(),
             },
         ) {
             old.cancel.cancel();
         }
-        (generation, cancel)
+        let taken = Taken {
+            peer,
+            queued,
+            window: self.config.snapshot_window,
+            events: self.events.clone(),
+        };
+        (generation, cancel, taken)
     }
 
     /// Forgets the stream `generation` to `peer` if it is still the current one;
@@ -226,13 +276,17 @@ type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, GrpcStatus>> + Send>>
 fn outgoing(
     rx: mpsc::Receiver<Frame>,
     cancel: CancellationToken,
+    taken: Taken,
 ) -> impl Stream<Item = Frame> + Send {
-    futures_util::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
+    futures_util::stream::unfold((rx, cancel, taken), |(mut rx, cancel, taken)| async move {
         let next = tokio::select! {
             next = rx.recv() => next,
             () = cancel.cancelled() => None,
         };
-        next.map(|frame| (frame, (rx, cancel)))
+        next.map(|frame| {
+            taken.took(&frame);
+            (frame, (rx, cancel, taken))
+        })
     })
 }
 
@@ -262,13 +316,13 @@ impl QuorumService for Shared {
             return Err(GrpcStatus::permission_denied(why));
         }
         let (tx, rx) = mpsc::channel(self.config.send_queue_len.max(1));
-        let (generation, cancel) = self.register(from, tx);
+        let (generation, cancel, taken) = self.register(from, tx);
         info!(sid = self.sid, learner = from, "learner stream opened");
         tokio::spawn(
             self.clone()
                 .pump(from, generation, incoming, cancel.clone()),
         );
-        let out = futures_util::StreamExt::map(outgoing(rx, cancel), Ok);
+        let out = futures_util::StreamExt::map(outgoing(rx, cancel, taken), Ok);
         Ok(Response::new(Box::pin(out)))
     }
 }
@@ -351,6 +405,10 @@ impl Quorum {
         let Some(link) = links.by_sid.get(&to) else {
             return Err(LinkDown(to));
         };
+        if let Message::SnapPiece { data, .. } = &message {
+            // Counted before the stream can take it.
+            link.snapshot_queued.fetch_add(data.len(), Ordering::AcqRel);
+        }
         if link.tx.try_send(to_frame(message)).is_err() {
             warn!(
                 sid = self.shared.sid,
@@ -363,6 +421,15 @@ impl Quorum {
             return Err(LinkDown(to));
         }
         Ok(())
+    }
+
+    /// Whether the stream to `to` holds fewer bytes of snapshot pieces than the
+    /// [window](QuorumConfig::snapshot_window) (true with no stream: a send then fails).
+    /// Once false, [`Event::Room`] tells when it is true again.
+    pub fn snapshot_room(&self, to: Sid) -> bool {
+        lock(&self.shared.links).by_sid.get(&to).is_none_or(|link| {
+            link.snapshot_queued.load(Ordering::Acquire) < self.shared.config.snapshot_window
+        })
     }
 
     /// Closes the stream to `peer`, if any. No event is reported for it.
@@ -402,8 +469,9 @@ async fn dial(
     tx.try_send(Frame {
         body: Some(Body::Hello(Hello { sid: shared.sid })),
     })?;
-    let (generation, cancel) = shared.register(peer, tx);
-    let opened = tokio::time::timeout(timeout, client.learn(outgoing(rx, cancel.clone()))).await;
+    let (generation, cancel, taken) = shared.register(peer, tx);
+    let opened =
+        tokio::time::timeout(timeout, client.learn(outgoing(rx, cancel.clone(), taken))).await;
     let incoming = match opened {
         Ok(Ok(response)) => response.into_inner(),
         Ok(Err(status)) => {

@@ -300,6 +300,12 @@ impl Host for Ensemble {
             .is_some_and(|q| q.send(to, message).is_ok())
     }
 
+    fn snapshot_room(&self, learner: Sid) -> bool {
+        self.quorum
+            .as_ref()
+            .is_none_or(|q| q.snapshot_room(learner))
+    }
+
     fn connect(&mut self, peer: Sid) -> bool {
         match (self.quorum.as_mut(), self.quorum_addrs.get(&peer)) {
             (Some(q), Some(addr)) => {

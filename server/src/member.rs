@@ -90,6 +90,13 @@ pub(crate) trait Host {
     /// Drops the log after `zxid`, and the snapshots past it. With `rebuild`, returns
     /// the tree rebuilt from what is left, as of that zxid.
     fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String>;
+    /// Whether the stream to `learner` has room for more of a snapshot's pieces: a
+    /// leader serializes the next piece for it only then, so that a learner that reads
+    /// slowly holds the leader's memory to what its stream queues.
+    fn snapshot_room(&self, learner: Sid) -> bool {
+        let _ = learner;
+        true
+    }
     /// The leader's snapshot at `zxid` starts arriving.
     fn snapshot_begin(&mut self, zxid: Zxid);
     /// A piece of it.
@@ -195,14 +202,16 @@ impl Member {
         self
     }
 
-    /// Whether a snapshot is being streamed to a learner: the host calls
-    /// [`snapshot_step`](Self::snapshot_step) between its other work until it is sent.
-    pub(crate) fn sending_snapshot(&self) -> bool {
-        !self.outgoing.is_empty()
+    /// Whether a snapshot is being streamed to a learner whose stream has `room`: the
+    /// host calls [`snapshot_step`](Self::snapshot_step) between its other work until it
+    /// is sent, and waits for room when no stream has any.
+    pub(crate) fn wants_snapshot_step(&self, room: impl Fn(Sid) -> bool) -> bool {
+        self.outgoing.iter().any(|o| room(o.learner))
     }
 
-    /// Serializes the next nodes of each snapshot being streamed to a learner, and hands
-    /// Zab each piece that is full (or last). A learner Zab no longer syncs gets no more.
+    /// Serializes the next nodes of each snapshot being streamed to a learner whose
+    /// stream has [room](Host::snapshot_room), and hands Zab each piece that is full (or
+    /// last). A learner Zab no longer syncs gets no more.
     pub(crate) fn snapshot_step(
         &mut self,
         engine: &mut Engine,
@@ -217,6 +226,10 @@ impl Member {
         let piece_bytes = self.piece_bytes;
         let mut i = 0;
         while let Some(o) = self.outgoing.get_mut(i) {
+            if !host.snapshot_room(o.learner) {
+                i += 1;
+                continue;
+            }
             let done = o.body.write_some(tree, o.encoder.body(), self.step_nodes);
             // Pieces of at most `piece_bytes`, however big the nodes just serialized.
             let mut pieces = Vec::new();

@@ -438,6 +438,8 @@ impl Runtime {
                 let input = match event {
                     Event::Connected { peer } => zk_replication::Input::Connected { peer },
                     Event::Disconnected { peer } => zk_replication::Input::Disconnected { peer },
+                    // It wakes the loop, which steps the snapshot again.
+                    Event::Room { .. } => return true,
                     Event::Received { from, message } => {
                         if let zk_replication::Message::Diff { .. }
                         | zk_replication::Message::Trunc { .. }
@@ -547,10 +549,19 @@ impl Runtime {
     }
 
     /// Whether a snapshot is being serialized: a file's (and its writer is not too far
-    /// behind), or a learner's.
+    /// behind), or a learner's (and its stream has room: `Event::Room` wakes the loop
+    /// when it has again).
     fn wants_step(&self) -> bool {
-        self.snapshot.as_ref().is_some_and(|job| job.wants_step())
-            || self.member.as_ref().is_some_and(Member::sending_snapshot)
+        self.snapshot.as_ref().is_some_and(|job| job.wants_step()) || self.wants_member_step()
+    }
+
+    fn wants_member_step(&self) -> bool {
+        match (self.member.as_ref(), self.ensemble.as_ref()) {
+            (Some(member), Some(host)) => {
+                member.wants_snapshot_step(|learner| host.snapshot_room(learner))
+            }
+            _ => false,
+        }
     }
 
     /// The serving loop: everything already waiting is handled before the replies it made
@@ -587,7 +598,7 @@ impl Runtime {
                 if let Some(job) = self.snapshot.as_mut().filter(|job| job.wants_step()) {
                     job.step(self.engine.tree(), self.engine.snapshot_digest());
                 }
-                if self.member.as_ref().is_some_and(Member::sending_snapshot) {
+                if self.wants_member_step() {
                     self.with_member(|member, engine, host, now| {
                         member.snapshot_step(engine, host, now)
                     });

@@ -320,7 +320,13 @@ struct Stream {
     id: u64,
     /// Cut by a partition: it carries nothing more, and nobody is told.
     dead: bool,
+    /// Snapshot pieces sent on it and not yet delivered.
+    pieces: usize,
 }
+
+/// Snapshot pieces a stream holds before its sender waits for room (the runtime's
+/// `QuorumConfig::snapshot_window`, in pieces of the simulation's size).
+const SNAPSHOT_WINDOW: usize = 2;
 
 /// The network, the clock and the generator: everything a member's host touches.
 struct Net {
@@ -343,6 +349,14 @@ fn key(a: Sid, b: Sid) -> (Sid, Sid) {
 }
 
 impl Net {
+    /// Whether the stream from `from` to `to` holds fewer snapshot pieces than the
+    /// window (true with none: a send then fails).
+    fn snapshot_room(&self, from: Sid, to: Sid) -> bool {
+        self.streams
+            .get(&key(from, to))
+            .is_none_or(|s| s.pieces < SNAPSHOT_WINDOW)
+    }
+
     fn schedule(&mut self, delay_ms: u64, event: Event) {
         self.seq += 1;
         self.queue.push(Queued {
@@ -488,10 +502,18 @@ impl Host for Io<'_> {
         self.disk.queue_syncs
     }
 
+    fn snapshot_room(&self, learner: Sid) -> bool {
+        self.net.snapshot_room(self.sid, learner)
+    }
+
     fn send(&mut self, to: Sid, message: Message) -> bool {
-        let Some(stream) = self.net.streams.get(&key(self.sid, to)).copied() else {
+        let Some(stream) = self.net.streams.get_mut(&key(self.sid, to)) else {
             return false;
         };
+        if matches!(message, Message::SnapPiece { .. }) && !stream.dead {
+            stream.pieces += 1;
+        }
+        let stream = *stream;
         if stream.dead {
             return true;
         }
@@ -1223,7 +1245,12 @@ impl World {
             let life = node.life;
             self.net.schedule(d, Event::Fsync { sid, life });
         }
-        if live.member.sending_snapshot() && !node.snapshot_step_due {
+        let net = &self.net;
+        if live
+            .member
+            .wants_snapshot_step(|learner| net.snapshot_room(sid, learner))
+            && !node.snapshot_step_due
+        {
             // Between a runtime's bursts: other events may come first.
             node.snapshot_step_due = true;
             let d = self.net.rng.range(0, 2);
@@ -1308,14 +1335,22 @@ impl World {
                 stream,
                 message,
             } => {
-                let current = self.net.streams.get(&key(from, to));
-                if !current.is_some_and(|s| s.id == stream && !s.dead) {
+                let current = self.net.streams.get_mut(&key(from, to));
+                let Some(current) = current.filter(|s| s.id == stream && !s.dead) else {
                     return Ok(());
+                };
+                let piece = matches!(message, Message::SnapPiece { .. });
+                if piece {
+                    current.pieces = current.pieces.saturating_sub(1);
                 }
                 let input = zk_replication::Input::Receive { from, message };
                 self.step(to, |member, engine, host, now| {
                     member.zab_input(engine, host, now, input)
                 })?;
+                if piece {
+                    // The runtime's `Event::Room`: the sender may go on.
+                    self.after_step(from);
+                }
             }
             Event::Election {
                 from,
@@ -1367,9 +1402,14 @@ impl World {
                 let input = if leads && reachable {
                     let id = self.net.next_stream;
                     self.net.next_stream += 1;
-                    self.net
-                        .streams
-                        .insert(key(learner, leader), Stream { id, dead: false });
+                    self.net.streams.insert(
+                        key(learner, leader),
+                        Stream {
+                            id,
+                            dead: false,
+                            pieces: 0,
+                        },
+                    );
                     zk_replication::Input::Connected { peer: leader }
                 } else {
                     zk_replication::Input::Disconnected { peer: leader }
