@@ -888,9 +888,14 @@ impl Engine {
         if self.role == Role::Learner {
             if let Some(op) = code.filter(|op| op.is_write() || *op == OpCode::Reconfig) {
                 // The leader prepares it, and answers errors with an error txn as well.
-                let stat_ops = replies::write_request(op, &body)
-                    .map(|write| create2_ops(&write))
-                    .unwrap_or_default();
+                // Only a multi's reply needs to know its request (which ops are create2s).
+                let stat_ops = if op == OpCode::Multi {
+                    replies::write_request(op, &body)
+                        .map(|write| create2_ops(&write))
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 self.queue_write(conn, xid, op, stat_ops, false);
                 let auth = self
                     .conns
