@@ -92,6 +92,22 @@ impl BodyWriter {
     /// Writes the ACL cache and the root (on the first call) and up to `nodes` more nodes
     /// of `tree`; returns true once the body is complete, its end marker written.
     pub fn write_some<B: BufMut>(&mut self, tree: &DataTree, out: &mut B, nodes: usize) -> bool {
+        self.write_some_within(tree, out, nodes, usize::MAX)
+    }
+
+    /// [`write_some`](Self::write_some), stopping early after the node that brings what
+    /// this call wrote to `max_bytes` or more (the ACL cache and the root of a first call
+    /// count too): however big the nodes, a call writes at most one node past the bound.
+    pub fn write_some_within<B: BufMut>(
+        &mut self,
+        tree: &DataTree,
+        out: &mut B,
+        nodes: usize,
+        max_bytes: usize,
+    ) -> bool {
+        // What a call wrote, as the room `out` has left shrinks.
+        let room_before = out.remaining_mut();
+        let wrote = |out: &B| room_before.saturating_sub(out.remaining_mut());
         if self.done {
             return true;
         }
@@ -131,7 +147,7 @@ impl BodyWriter {
         // (reading ahead is not worth it for a few nodes a call).
         let ahead = nodes >= AHEAD;
         let mut touched = 0;
-        while written < nodes {
+        while written < nodes && wrote(out) < max_bytes {
             let Some((len, children, last)) = walk.last_mut() else {
                 break;
             };
@@ -574,6 +590,47 @@ mod tests {
             );
             assert_eq!(pieces, whole);
         }
+    }
+
+    #[test]
+    fn a_bound_in_bytes_stops_a_call_one_node_past_it() {
+        let mut tree = DataTree::default();
+        for zxid in 1..=10 {
+            let header = TxnHeader {
+                client_id: 7,
+                cxid: 1,
+                zxid,
+                time: 1000,
+                r#type: 1,
+            };
+            let txn = Transaction::Create(CreateTxn {
+                path: format!("/big{zxid}"),
+                data: Some(Bytes::from(vec![zxid as u8; 100_000])),
+                acl: Some(open_acl_unsafe()),
+                ephemeral: false,
+                parent_c_version: -1,
+            });
+            assert_eq!(tree.apply(&header, &txn).err, 0);
+        }
+        let mut whole = BytesMut::new();
+        tree.serialize(&mut whole);
+        let mut pieces = BytesMut::new();
+        let mut writer = BodyWriter::fuzzy();
+        let mut calls = 0;
+        loop {
+            let before = pieces.len();
+            let done = writer.write_some_within(&tree, &mut pieces, 1_000, 150_000);
+            calls += 1;
+            // The first call has the ACL map and the root too; none goes past the bound by
+            // more than a node.
+            assert!(pieces.len() - before < 150_000 + 100_100, "call {calls}");
+            if done {
+                break;
+            }
+        }
+        // Two big nodes a call (the second brings it past 150,000), the end marker last.
+        assert_eq!(calls, 6);
+        assert_eq!(pieces, whole);
     }
 
     #[test]

@@ -6,12 +6,14 @@
 //! bidirectional `Learn` stream whose first frame names it; both directions then carry
 //! [`Message`]s in order. A new stream from a sid replaces the old one. Each stream has a
 //! bounded send queue: a peer that does not keep up is cut off (the core re-syncs it)
-//! rather than let memory grow. Snapshot pieces are counted apart: a sender asks
-//! [`Quorum::snapshot_room`] before it makes the next, and hears [`Event::Room`] once the
-//! stream has taken enough of them, so a learner that reads slowly holds a leader's
-//! memory to [`QuorumConfig::snapshot_window`] rather than to the snapshot's size. Frames over [`QuorumConfig::max_frame_bytes`] are refused
-//! by tonic on both sides, and a frame that does not decode to a message breaks its
-//! stream with one log line; the others go on.
+//! rather than let memory grow. Snapshot pieces are counted apart, until the stream takes
+//! them (hands them to HTTP/2, whose flow control waits for the peer's reading): a sender
+//! asks [`Quorum::snapshot_room`] before it makes the next, and hears [`Event::Room`] once
+//! the stream has taken enough, so a link that carries them slowly holds a leader's memory
+//! to about [`QuorumConfig::snapshot_window`] (plus what the sender makes between two
+//! asks) rather than to the snapshot's size. Frames over
+//! [`QuorumConfig::max_frame_bytes`] are refused by tonic on both sides, and a frame that
+//! does not decode to a message breaks its stream with one log line; the others go on.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,7 +68,8 @@ pub enum Event {
         message: Message,
     },
     /// The stream to `peer` took enough of the snapshot pieces queued for it that
-    /// [`Quorum::snapshot_room`] is true again.
+    /// [`Quorum::snapshot_room`] is true again (room also comes back, untold, when the
+    /// stream is replaced or closed: a send then goes to the new one or fails).
     Room {
         /// The peer.
         peer: Sid,
@@ -105,7 +108,7 @@ pub struct QuorumConfig {
     /// Messages queued per stream before the peer counts as not keeping up.
     pub send_queue_len: usize,
     /// Bytes of snapshot pieces queued per stream before [`Quorum::snapshot_room`] says
-    /// to wait.
+    /// to wait (taken as 1 if 0).
     pub snapshot_window: usize,
     /// How long a learner's stream may take to open.
     pub connect_timeout_ms: u64,
@@ -208,7 +211,7 @@ impl Shared {
         let taken = Taken {
             peer,
             queued,
-            window: self.config.snapshot_window,
+            window: self.config.snapshot_window.max(1),
             events: self.events.clone(),
         };
         (generation, cancel, taken)
@@ -428,7 +431,7 @@ impl Quorum {
     /// Once false, [`Event::Room`] tells when it is true again.
     pub fn snapshot_room(&self, to: Sid) -> bool {
         lock(&self.shared.links).by_sid.get(&to).is_none_or(|link| {
-            link.snapshot_queued.load(Ordering::Acquire) < self.shared.config.snapshot_window
+            link.snapshot_queued.load(Ordering::Acquire) < self.shared.config.snapshot_window.max(1)
         })
     }
 

@@ -230,7 +230,12 @@ impl Member {
                 i += 1;
                 continue;
             }
-            let done = o.body.write_some(tree, o.encoder.body(), self.step_nodes);
+            // Up to a piece's worth (and a node more) a step, however big the nodes: what
+            // the learner's stream holds stays near its window.
+            let room = piece_bytes.saturating_sub(o.encoder.len()).max(1);
+            let done = o
+                .body
+                .write_some_within(tree, o.encoder.body(), self.step_nodes, room);
             // Pieces of at most `piece_bytes`, however big the nodes just serialized.
             let mut pieces = Vec::new();
             while o.encoder.len() >= piece_bytes {
