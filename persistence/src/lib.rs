@@ -73,7 +73,7 @@ pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
     BodyRecords, Snapshot, SnapshotEncoder, SnapshotStream, ZxidDigest, read_newest, read_snapshot,
     read_snapshot_bytes, remove_unfinished_snapshots, snapshot_bytes, snapshot_files,
-    write_snapshot, write_snapshot_with,
+    write_snapshot, write_snapshot_unsynced, write_snapshot_with,
 };
 pub use syncer::{Queued, Syncer};
 

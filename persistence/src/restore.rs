@@ -1,6 +1,7 @@
 //! Restore: the newest valid snapshot, then every later txn from the log; and the small
 //! files and chores around them (epochs, purge, when to snapshot).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use zk_jute::Reader;
@@ -162,15 +163,28 @@ pub fn oldest_kept(newest_first: &[i64], retain: usize) -> Option<i64> {
 /// but the newest that starts at or before `zxid`, which may hold the txns after it).
 /// Returns the deleted files. An ensemble's member cuts its replicated history at
 /// `zxid` first (it must not offer a learner a diff from files about to go).
+///
+/// The snapshots kept are synced first: periodic snapshots are written without fsyncs
+/// ([`write_snapshot_unsynced`](crate::write_snapshot_unsynced)), and once the older
+/// ones are gone a crash of the machine must not leave only torn ones.
 pub fn purge_before(snap_dir: &Path, log_dir: &Path, zxid: i64) -> Result<Vec<PathBuf>> {
-    let mut doomed: Vec<PathBuf> = snapshot_files(snap_dir)?
+    let (kept, doomed): (Vec<_>, Vec<_>) = snapshot_files(snap_dir)?
         .into_iter()
-        .filter(|(z, _)| *z < zxid)
-        .map(|(_, p)| p)
-        .collect();
+        .partition(|(z, _)| *z >= zxid);
+    let mut doomed: Vec<PathBuf> = doomed.into_iter().map(|(_, p)| p).collect();
     let logs = log_files(log_dir)?;
     if let Some(needed) = logs.iter().rposition(|(first, _)| *first <= zxid) {
         doomed.extend(logs.iter().take(needed).map(|(_, p)| p.clone()));
+    }
+    if !doomed.is_empty() {
+        for (_, path) in &kept {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| PersistenceError::io(path, e))?;
+        }
+        File::open(snap_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| PersistenceError::io(snap_dir, e))?;
     }
     for path in &doomed {
         std::fs::remove_file(path).map_err(|e| PersistenceError::io(path, e))?;

@@ -49,23 +49,26 @@ pub struct Snapshot<T> {
 /// fsyncs (and stall every write meanwhile).
 const SYNC_STEP: usize = 8 << 20;
 
-/// The snapshot file being written: keeps the running Adler-32 of what passes through and
-/// syncs every [`SYNC_STEP`] bytes.
+/// The snapshot file being written: keeps the running Adler-32 of what passes through and,
+/// for a synced snapshot, syncs every [`SYNC_STEP`] bytes.
 struct Checked {
     inner: BufWriter<File>,
     adler: adler2::Adler32,
-    unsynced: usize,
+    /// Bytes written since the last sync; `None` for a snapshot never synced.
+    unsynced: Option<usize>,
 }
 
 impl Write for Checked {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.adler.write_slice(buf.get(..n).unwrap_or_default());
-        self.unsynced += n;
-        if self.unsynced >= SYNC_STEP {
-            self.unsynced = 0;
-            self.inner.flush()?;
-            self.inner.get_ref().sync_data()?;
+        if let Some(unsynced) = &mut self.unsynced {
+            *unsynced += n;
+            if *unsynced >= SYNC_STEP {
+                *unsynced = 0;
+                self.inner.flush()?;
+                self.inner.get_ref().sync_data()?;
+            }
         }
         Ok(n)
     }
@@ -207,6 +210,32 @@ pub fn write_snapshot_with(
     sessions: &BTreeMap<i64, i32>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
 ) -> Result<PathBuf> {
+    write_file(dir, zxid, sessions, true, write_tree)
+}
+
+/// [`write_snapshot_with`] without any fsync, as ZooKeeper writes its periodic snapshots
+/// (`takeSnapshot(syncSnap = false)`): the txn log, synced, is what makes writes durable,
+/// and a snapshot only shortens the replay. Other processes see the file complete or not
+/// at all (it is renamed into place once written); after a crash of the machine it may
+/// be torn, and restoring then skips it, its seal broken, for an older snapshot (a purge
+/// keeps several, and the logs from the oldest kept). Writing it does not queue its
+/// megabytes ahead of the txn log's fsyncs.
+pub fn write_snapshot_unsynced(
+    dir: &Path,
+    zxid: i64,
+    sessions: &BTreeMap<i64, i32>,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
+) -> Result<PathBuf> {
+    write_file(dir, zxid, sessions, false, write_tree)
+}
+
+fn write_file(
+    dir: &Path,
+    zxid: i64,
+    sessions: &BTreeMap<i64, i32>,
+    sync: bool,
+    write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
     let path = dir.join(file_name("snapshot", zxid));
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid)));
@@ -216,11 +245,11 @@ pub fn write_snapshot_with(
         let mut out = Checked {
             inner: BufWriter::with_capacity(1 << 20, file),
             adler: adler2::Adler32::new(),
-            unsynced: 0,
+            unsynced: sync.then_some(0),
         };
         write_contents(&mut out, sessions, write_tree)?;
         let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
+        if sync { file.sync_all() } else { Ok(()) }
     })();
     if let Err(e) = written {
         // No half-written file is left behind.
@@ -228,9 +257,11 @@ pub fn write_snapshot_with(
         return Err(io(e));
     }
     std::fs::rename(&tmp, &path).map_err(|e| PersistenceError::io(&path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| PersistenceError::io(dir, e))?;
+    if sync {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| PersistenceError::io(dir, e))?;
+    }
     Ok(path)
 }
 

@@ -13,7 +13,7 @@ use zk_jute::txn::{TxnDigest, TxnHeader};
 use zk_persistence::{
     FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog, ZxidDigest,
     oldest_kept_snapshot, purge, purge_before, read_epoch, read_snapshot, write_epoch,
-    write_snapshot,
+    write_snapshot, write_snapshot_unsynced,
 };
 
 /// Prepares and applies a create, returning the log entry a server would write for it.
@@ -88,6 +88,38 @@ fn snapshot_then_log_restores_the_same_tree() {
     assert_eq!(restored.replayed, 30);
     assert_eq!(restored.last_zxid, 80);
     assert_eq!(restored.tree.dump(), tree.dump());
+}
+
+/// A periodic snapshot, written without fsyncs, is the same file as a synced one.
+#[test]
+fn an_unsynced_snapshot_is_the_same_file_as_a_synced_one() {
+    let mut tree = DataTree::default();
+    for zxid in 1..=50 {
+        create(&mut tree, zxid, &format!("/n{zxid}"));
+    }
+    let sessions = BTreeMap::from([(0x100, 30_000)]);
+    let digest = ZxidDigest {
+        zxid: 50,
+        version: 2,
+        digest: tree.digest() as i64,
+    };
+    let (synced, unsynced) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = write_snapshot(synced.path(), 50, &sessions, Some(digest), |w| {
+        tree.write_body(w)
+    })
+    .unwrap();
+    let b = write_snapshot_unsynced(unsynced.path(), 50, &sessions, |w| {
+        tree.write_body(w).map(|()| Some(digest))
+    })
+    .unwrap();
+    assert_eq!(a.file_name(), b.file_name());
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let snap = read_snapshot(&b, |r, _| {
+        DataTree::deserialize(r, TreeOptions::default(), |_| {})
+    })
+    .unwrap();
+    assert_eq!((snap.sessions, snap.digest), (sessions, Some(digest)));
+    assert_eq!(snap.tree.dump(), tree.dump());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -84,6 +84,11 @@ pub(crate) enum Msg {
 
 /// Messages handled before the replies they made are written.
 const BURST_MAX: usize = 256;
+
+/// While a snapshot is being taken, the longest the serving loop keeps the tree from its
+/// thread under a load that never lets the loop wait: a chunk of the snapshot then goes
+/// at least this often.
+const LEND_EVERY: Duration = Duration::from_millis(1);
 
 /// Frames waiting for a client that does not read before it is cut off.
 const OUTGOING_FRAMES_MAX: usize = 16_384;
@@ -343,7 +348,8 @@ impl Runtime {
         let notify: snapshot::Notify = Arc::new(move |event| {
             let _ = tx.send(Msg::Snapshot(event));
         });
-        self.snapshot = snapshot::Job::start(self.engine.tree(), &self.snap_dir, notify);
+        let tree = self.engine.shared_tree();
+        self.snapshot = snapshot::Job::start(tree.shared(), tree.cell(), &self.snap_dir, notify);
         if self.snapshot.is_none() {
             self.input(Input::SnapshotDone { zxid: 0, ok: false });
         }
@@ -420,8 +426,6 @@ impl Runtime {
                 let answer = crate::admin::answer(&request.command, &mut self.engine, &status);
                 let _ = request.reply.send(answer);
             }
-            // Only a wake-up: the serving loop takes the pieces, between bursts.
-            Msg::Snapshot(snapshot::Event::Resume) => {}
             Msg::Snapshot(snapshot::Event::Done { zxid, ok }) => {
                 // The writer sent this as its last act; joining it does not wait.
                 if let Some(mut job) = self.snapshot.take() {
@@ -548,13 +552,8 @@ impl Runtime {
         }
     }
 
-    /// Whether a snapshot is being serialized: a file's (and its writer is not too far
-    /// behind), or a learner's (and its stream has room: `Event::Room` wakes the loop
-    /// when it has again).
-    fn wants_step(&self) -> bool {
-        self.snapshot.as_ref().is_some_and(|job| job.wants_step()) || self.wants_member_step()
-    }
-
+    /// Whether a learner's snapshot is being serialized, and its stream has room
+    /// (`Event::Room` wakes the loop when it has again).
     fn wants_member_step(&self) -> bool {
         match (self.member.as_ref(), self.ensemble.as_ref()) {
             (Some(member), Some(host)) => {
@@ -565,11 +564,15 @@ impl Runtime {
     }
 
     /// The serving loop: everything already waiting is handled before the replies it made
-    /// are written, so a busy connection gets one write for many replies; a snapshot being
-    /// serialized (for a file or a learner) goes on a piece at a time between bursts.
+    /// are written, so a busy connection gets one write for many replies; a learner's
+    /// snapshot being serialized goes on a piece at a time between bursts. While a file's
+    /// snapshot is being taken, its thread reads the tree whenever the loop has nothing
+    /// waiting (and at least every [`LEND_EVERY`]); the loop takes it back, after a chunk
+    /// at most, when it has something to handle.
     pub(crate) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut lent_at = Instant::now();
         'serve: loop {
-            let msg = if self.wants_step() {
+            let msg = if self.wants_member_step() {
                 rx.try_recv().ok()
             } else {
                 match rx.recv().await {
@@ -577,6 +580,7 @@ impl Runtime {
                     None => break 'serve,
                 }
             };
+            self.engine.shared_tree().hold().await;
             let mut next = msg;
             let mut burst = 0;
             while let Some(msg) = next.take() {
@@ -593,17 +597,18 @@ impl Runtime {
             self.with_member(|member, engine, host, _| {
                 member.sync(engine, host, || now_since(started))
             });
+            let member_step = self.wants_member_step();
+            if member_step {
+                self.with_member(|member, engine, host, now| {
+                    member.snapshot_step(engine, host, now)
+                });
+            }
+            if self.snapshot.is_some() && (rx.is_empty() || lent_at.elapsed() >= LEND_EVERY) {
+                self.engine.shared_tree().lend();
+                lent_at = Instant::now();
+            }
             self.flush();
-            if self.wants_step() {
-                if let Some(job) = self.snapshot.as_mut().filter(|job| job.wants_step()) {
-                    job.step(self.engine.tree(), self.engine.snapshot_digest());
-                }
-                if self.wants_member_step() {
-                    self.with_member(|member, engine, host, now| {
-                        member.snapshot_step(engine, host, now)
-                    });
-                    self.flush();
-                }
+            if member_step {
                 // The connections' readers get their turn before the next piece, so a
                 // snapshot delays a request by a piece at most.
                 tokio::task::yield_now().await;
@@ -626,8 +631,12 @@ impl Runtime {
             ensemble.shutdown().await;
         }
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(job) = self.snapshot.take() {
-                job.finish(self.engine.tree(), self.engine.snapshot_digest());
+            if let Some(mut job) = self.snapshot.take() {
+                // Its thread finishes the file with the tree lent, so a clean stop never
+                // throws a snapshot away.
+                tracing::info!("finishing the snapshot in progress before stopping");
+                self.engine.shared_tree().lend();
+                job.join();
             }
             drop(self);
         })

@@ -1,31 +1,143 @@
-//! Fuzzy snapshots, as ZooKeeper takes them: the body is serialized a piece at a time on
-//! the serving task, between bursts of requests, while writes go on being applied; a
-//! thread writes and fsyncs the file as the pieces come. Restoring replays the log after
-//! the snapshot's zxid over it, which gives the tree exactly (see `BodyWriter::fuzzy`).
+//! Fuzzy snapshots, as ZooKeeper takes them: a thread of the snapshot's own serializes the
+//! tree a chunk at a time and writes the file, while the serving task goes on applying
+//! writes between chunks. The two share the tree behind a lock ([`SharedTree`]) that the
+//! serving task holds while it works and lends while it waits for messages, so the
+//! snapshot's walk of the tree takes the serving task's idle time on another core instead
+//! of the serving task's own time. Restoring replays the log after the snapshot's zxid
+//! over it, which gives the tree exactly (see `BodyWriter::fuzzy`).
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use zk_datatree::DataTree;
 use zk_persistence::ZxidDigest;
 
-/// Nodes a snapshot piece: about 0.3 ms of work (0.27 µs a znode), which a request that
-/// arrives meanwhile waits for.
-const PIECE_NODES: usize = 1_000;
+/// Nodes a chunk: what the snapshot's thread serializes each time it has the tree, and so
+/// about the longest the serving task waits to take it back (0.25-0.5 µs a znode, most of
+/// it cache misses).
+const CHUNK_NODES: usize = 64;
 
-/// What the snapshot's writer tells the serving task.
+/// Bytes past which a chunk ends early, whatever its node count (big znodes).
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// Serialized bytes gathered before they go to the file (outside the lock).
+const PIECE_BYTES: usize = 256 << 10;
+
+/// What the serving task and a snapshot's thread share: the tree, and what the digest
+/// a snapshot of it records depends on.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The tree as applied.
+    pub(crate) tree: DataTree,
+    /// A leader's fuzzy snapshot's window (the tree was restored from one as a learner):
+    /// txns up to its zxid are applied without comparing digests, and a snapshot taken
+    /// meanwhile records that snapshot's digest.
+    pub(crate) fuzzy: Option<ZxidDigest>,
+}
+
+impl Shared {
+    /// The digest a snapshot of the tree records now: the tree's at its last zxid, or,
+    /// while a leader's fuzzy snapshot's window is open (the tree holds changes past its
+    /// last zxid), the one that snapshot recorded, which its txns up to that zxid reach
+    /// (ZooKeeper records no digest of a tree that is still fuzzy).
+    pub(crate) fn snapshot_digest(&self) -> ZxidDigest {
+        self.fuzzy.unwrap_or_else(|| tree_digest(&self.tree))
+    }
+}
+
+/// The engine's tree, which a snapshot's thread reads a chunk at a time while the serving
+/// task lends it ([`lend`](Self::lend)). Held, it derefs to the tree; the serving task
+/// takes it back ([`hold`](Self::hold)) before it handles anything.
+#[derive(Debug)]
+pub(crate) struct SharedTree {
+    cell: Arc<Mutex<Shared>>,
+    /// Some while the serving task holds the tree: always, but while it waits with a
+    /// snapshot being taken.
+    held: Option<OwnedMutexGuard<Shared>>,
+}
+
+impl SharedTree {
+    /// `tree`, held.
+    pub(crate) fn new(tree: DataTree) -> Self {
+        let mut shared = Self {
+            cell: Arc::new(Mutex::new(Shared { tree, fuzzy: None })),
+            held: None,
+        };
+        shared.held = shared.cell.clone().try_lock_owned().ok();
+        debug_assert!(shared.held.is_some(), "a new lock is free");
+        shared
+    }
+
+    /// What is shared, held.
+    pub(crate) fn shared(&self) -> &Shared {
+        self.held
+            .as_deref()
+            .expect("the tree is used only while held: it is lent only between bursts")
+    }
+
+    /// What is shared, held, to change.
+    pub(crate) fn shared_mut(&mut self) -> &mut Shared {
+        self.held
+            .as_deref_mut()
+            .expect("the tree is used only while held: it is lent only between bursts")
+    }
+
+    /// The lock, for a snapshot's thread.
+    pub(crate) fn cell(&self) -> Arc<Mutex<Shared>> {
+        self.cell.clone()
+    }
+
+    /// Lets a snapshot's thread read the tree until [`hold`](Self::hold).
+    pub(crate) fn lend(&mut self) {
+        self.held = None;
+    }
+
+    /// Takes the tree back, once the snapshot's thread is done with its chunk.
+    pub(crate) async fn hold(&mut self) {
+        if self.held.is_none() {
+            let cell = self.cell.clone();
+            self.held = Some(match cell.clone().try_lock_owned() {
+                Ok(held) => held,
+                Err(_) => cell.lock_owned().await,
+            });
+        }
+    }
+
+    /// Replaces the tree (closing any fuzzy window). The new one has a lock of its own:
+    /// a snapshot still reading the old one goes on reading the old one alone (it is
+    /// dropped, for its file would mix the two trees).
+    pub(crate) fn replace(&mut self, tree: DataTree) {
+        *self = Self::new(tree);
+    }
+}
+
+impl Deref for SharedTree {
+    type Target = DataTree;
+
+    fn deref(&self) -> &DataTree {
+        &self.shared().tree
+    }
+}
+
+impl DerefMut for SharedTree {
+    fn deref_mut(&mut self) -> &mut DataTree {
+        &mut self.shared_mut().tree
+    }
+}
+
+/// What the snapshot's thread tells the serving task.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
-    /// The writer caught up: serializing may go on.
-    Resume,
-    /// The file is written (or failed).
+    /// The file is written (or failed, or the snapshot was dropped).
     Done { zxid: i64, ok: bool },
 }
 
-/// How the writer tells the serving task.
+/// How the snapshot's thread tells the serving task.
 pub(crate) type Notify = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// What a snapshot records of `tree`: its digest at its last zxid.
@@ -37,204 +149,282 @@ pub(crate) fn tree_digest(tree: &DataTree) -> ZxidDigest {
     }
 }
 
-/// Serialized bytes the file writer has not written yet: serializing waits while there
-/// are more than [`Pace::AHEAD_MAX`], so a snapshot costs a bounded amount of memory
-/// however slow the disk.
-#[derive(Default)]
-struct Pace {
-    queued: AtomicUsize,
-    /// The serving task stopped serializing until the writer catches up.
-    waiting: AtomicBool,
-}
-
-impl Pace {
-    const AHEAD_MAX: usize = 16 << 20;
-
-    /// Whoever finds the writer caught up with the serving task waiting resumes it, once.
-    fn resume_if_caught_up(&self, notify: &Notify) {
-        if self.queued.load(Ordering::Acquire) <= Self::AHEAD_MAX / 2
-            && self.waiting.swap(false, Ordering::AcqRel)
-        {
-            notify(Event::Resume);
-        }
-    }
-}
-
-/// What the file writer gets.
-enum Piece {
-    /// The next bytes of the body (the buffer goes back to the serving task once written,
-    /// to hold a later piece: a fresh megabyte for every piece costs the allocator more
-    /// than serializing it).
-    Body(BytesMut),
-    /// The body is complete; the digest to record after it.
-    End(ZxidDigest),
-}
-
-/// A snapshot being taken (one at a time).
+/// A snapshot being taken (one at a time), by a thread of its own.
 pub(crate) struct Job {
-    writer: zk_datatree::BodyWriter,
-    /// To the thread writing the file; `None` once the body is complete.
-    pieces: Option<std::sync::mpsc::Sender<Piece>>,
-    /// Piece buffers the writer is done with.
-    spare: std::sync::mpsc::Receiver<BytesMut>,
-    pace: Arc<Pace>,
-    notify: Notify,
-    started: Instant,
+    /// Set when the snapshot is dropped: its thread stops at its next chunk.
+    dropped: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Job {
-    /// Starts a snapshot of `tree` into `dir`; `None` if its writer cannot start (logged).
-    /// Its zxid is the tree's last zxid now.
-    pub(crate) fn start(tree: &DataTree, dir: &Path, notify: Notify) -> Option<Job> {
+    /// Starts a snapshot of `held` (the serving task's, held) into `dir`; its thread
+    /// reads the tree through `cell` while the serving task lends it. `None` if the thread
+    /// cannot start (logged). Its zxid is the tree's last zxid now.
+    pub(crate) fn start(
+        held: &Shared,
+        cell: Arc<Mutex<Shared>>,
+        dir: &Path,
+        notify: Notify,
+    ) -> Option<Job> {
         let mut writer = zk_datatree::BodyWriter::fuzzy();
         let mut acl_map = BytesMut::new();
         // The ACL map; this fixes the zxid the snapshot starts from.
-        writer.write_some(tree, &mut acl_map, 0);
+        writer.write_some(&held.tree, &mut acl_map, 0);
         let zxid = writer.start_zxid();
-        let sessions = tree.sessions().clone();
-        let (pieces, body) = std::sync::mpsc::channel();
-        let (give_back, spare) = std::sync::mpsc::channel();
-        // Counted as every piece is, or the writer's count would go below zero.
-        let pace = Arc::new(Pace::default());
-        pace.queued.store(acl_map.len(), Ordering::Release);
-        let _ = pieces.send(Piece::Body(acl_map));
+        let sessions = held.tree.sessions().clone();
         let dir = dir.to_owned();
-        let (writer_pace, writer_notify) = (pace.clone(), notify.clone());
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stop = dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
+                let started = Instant::now();
                 // Reports even a panic, or no snapshot would ever be taken again.
                 let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    zk_persistence::write_snapshot_with(&dir, zxid, &sessions, |w| {
-                        for piece in body {
-                            match piece {
-                                Piece::Body(bytes) => {
-                                    w.write_all(&bytes)?;
-                                    writer_pace.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
-                                    writer_pace.resume_if_caught_up(&writer_notify);
-                                    // The serving task may be gone; the buffer then is too.
-                                    let _ = give_back.send(bytes);
-                                }
-                                Piece::End(digest) => return Ok(Some(digest)),
-                            }
-                        }
-                        Err(std::io::Error::other(
-                            "the server stopped before the body was complete",
-                        ))
+                    zk_persistence::write_snapshot_unsynced(&dir, zxid, &sessions, |w| {
+                        w.write_all(&acl_map)?;
+                        serialize(&mut writer, &cell, &stop, w).map(Some)
                     })
                 }));
                 let ok = match written {
-                    Ok(Ok(_)) => true,
+                    Ok(Ok(_)) => {
+                        tracing::debug!(zxid, took = ?started.elapsed(), "snapshot written");
+                        true
+                    }
+                    Ok(Err(_)) if stop.load(Ordering::Acquire) => {
+                        tracing::info!(zxid, "snapshot dropped");
+                        false
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "snapshot failed");
                         false
                     }
                     Err(_) => {
-                        tracing::error!("snapshot failed: its writer panicked");
+                        tracing::error!("snapshot failed: its thread panicked");
                         false
                     }
                 };
-                writer_notify(Event::Done { zxid, ok });
+                notify(Event::Done { zxid, ok });
             });
         match spawned {
             Ok(thread) => Some(Job {
-                writer,
-                pieces: Some(pieces),
-                spare,
-                pace,
-                notify,
-                started: Instant::now(),
+                dropped,
                 thread: Some(thread),
             }),
             Err(e) => {
-                tracing::error!(error = %e, "snapshot failed: cannot start its writer");
+                tracing::error!(error = %e, "snapshot failed: cannot start its thread");
                 None
             }
         }
     }
 
-    /// Whether the body is still being serialized and its writer is not too far behind:
-    /// the serving task then takes a piece after each burst of messages.
-    pub(crate) fn wants_step(&self) -> bool {
-        self.pieces.is_some() && !self.pace.waiting.load(Ordering::Acquire)
-    }
-
-    /// Serializes the next piece and hands it to the writer; after the last one, the
-    /// digest to record (the engine's [`snapshot_digest`]: the tree's as it is then).
-    ///
-    /// [`snapshot_digest`]: crate::engine::Engine::snapshot_digest
-    pub(crate) fn step(&mut self, tree: &DataTree, digest: ZxidDigest) {
-        if self.pieces.is_none() {
-            return;
-        }
-        if !self.next_piece(tree) {
-            if self.pace.queued.load(Ordering::Acquire) > Pace::AHEAD_MAX {
-                // The writer resumes us once it has caught up (or we do, if it already has).
-                self.pace.waiting.store(true, Ordering::Release);
-                self.pace.resume_if_caught_up(&self.notify);
-            }
-            return;
-        }
-        self.end(digest);
-    }
-
-    /// Serializes the next piece; true once the body is complete (or the writer is gone,
-    /// which leaves nothing to serialize for).
-    fn next_piece(&mut self, tree: &DataTree) -> bool {
-        let Some(pieces) = &self.pieces else {
-            return true;
-        };
-        let mut piece = match self.spare.try_recv() {
-            Ok(mut piece) => {
-                piece.clear();
-                piece
-            }
-            Err(_) => BytesMut::with_capacity(PIECE_NODES * 256),
-        };
-        let done = self.writer.write_some(tree, &mut piece, PIECE_NODES);
-        self.pace.queued.fetch_add(piece.len(), Ordering::AcqRel);
-        pieces.send(Piece::Body(piece)).is_err() || done
-    }
-
-    /// The body is complete: sends the digest to record.
-    fn end(&mut self, digest: ZxidDigest) {
-        tracing::debug!(
-            from = self.writer.start_zxid(),
-            to = digest.zxid,
-            took = ?self.started.elapsed(),
-            "snapshot serialized"
-        );
-        if let Some(pieces) = self.pieces.take() {
-            let _ = pieces.send(Piece::End(digest));
-        }
-    }
-
-    /// On shutdown: serializes what is left (still paced by the writer) and waits for the
-    /// file, so a clean stop never throws a snapshot away.
-    pub(crate) fn finish(mut self, tree: &DataTree, digest: ZxidDigest) {
-        if self.pieces.is_some() {
-            tracing::info!("finishing the snapshot in progress before stopping");
-            loop {
-                while self.pace.queued.load(Ordering::Acquire) > Pace::AHEAD_MAX
-                    && !self.thread.as_ref().is_none_or(|t| t.is_finished())
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                if self.next_piece(tree) {
-                    break;
-                }
-            }
-            self.end(digest);
-        }
-        self.join();
-    }
-
-    /// Waits for the writer thread (which has reported [`Event::Done`], or will at once).
+    /// Waits for the snapshot's thread: it has reported [`Event::Done`], or, with the
+    /// serving task stopped and the tree lent, finishes the file first, so a clean stop
+    /// never throws a snapshot away.
     pub(crate) fn join(&mut self) {
-        self.pieces = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Job {
+    /// A job dropped before its end (the tree it reads was replaced) stops at its next
+    /// chunk; its file is removed.
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+}
+
+/// The body after the ACL map, a chunk at a time while the tree is lent, into `w` between
+/// chunks; returns the digest to record after it, the tree's as the body ends.
+fn serialize(
+    writer: &mut zk_datatree::BodyWriter,
+    cell: &Mutex<Shared>,
+    stop: &AtomicBool,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<ZxidDigest> {
+    let mut piece = BytesMut::with_capacity(PIECE_BYTES + CHUNK_BYTES);
+    loop {
+        let end = {
+            let shared = cell.blocking_lock();
+            if stop.load(Ordering::Acquire) {
+                return Err(std::io::Error::other("the snapshot was dropped"));
+            }
+            let done = writer.write_some_within(&shared.tree, &mut piece, CHUNK_NODES, CHUNK_BYTES);
+            done.then(|| shared.snapshot_digest())
+        };
+        if end.is_some() || piece.len() >= PIECE_BYTES {
+            w.write_all(&piece)?;
+            piece.clear();
+        }
+        if let Some(digest) = end {
+            return Ok(digest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use zk_datatree::{Session, Transaction, TreeOptions, WriteRequest};
+    use zk_jute::proto::{CreateRequest, DeleteRequest, SetDataRequest};
+    use zk_jute::txn::TxnHeader;
+
+    use super::*;
+
+    /// Prepares `request` as txn `zxid` and applies it; returns it, to replay.
+    fn write(tree: &mut DataTree, zxid: i64, request: WriteRequest) -> (TxnHeader, Transaction) {
+        let session = Session { id: 0, auth: &[] };
+        let prepared = zk_datatree::prepare(&*tree, &session, zxid, 0, &request);
+        assert_eq!(prepared.error(), None, "{request:?}");
+        let header = TxnHeader {
+            client_id: 0,
+            cxid: 0,
+            zxid,
+            time: zxid,
+            r#type: prepared.txn.op_code().code(),
+        };
+        tree.apply(&header, &prepared.txn);
+        (header, prepared.txn)
+    }
+
+    fn create(path: String, data: &[u8]) -> WriteRequest {
+        WriteRequest::Create {
+            request: CreateRequest {
+                path,
+                data: Some(bytes::Bytes::copy_from_slice(data)),
+                acl: Some(zk_datatree::acl::open_acl_unsafe()),
+                flags: 0,
+            },
+            with_stat: false,
+            container: false,
+        }
+    }
+
+    fn notify() -> (Notify, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let notify: Notify = Arc::new(move |event| {
+            let _ = tx.lock().map(|tx| tx.send(event));
+        });
+        (notify, rx)
+    }
+
+    /// A tree of `nodes` znodes under `/a`, and the zxid of its last txn.
+    fn tree_of(nodes: usize) -> (SharedTree, i64) {
+        let mut tree = SharedTree::new(DataTree::new(TreeOptions::default()));
+        let mut zxid = 1;
+        write(&mut tree, zxid, create("/a".into(), b"a"));
+        for i in 0..nodes {
+            zxid += 1;
+            write(&mut tree, zxid, create(format!("/a/n{i:06}"), &[7; 100]));
+        }
+        (tree, zxid)
+    }
+
+    /// A snapshot taken by its thread while writes go on between chunks (creates,
+    /// deletes, setData: the tree lent and taken back between every few) is a fuzzy one
+    /// that restores exactly: loaded, with the txns after its zxid replayed, it is the
+    /// tree; replayed up to the digest it records, it has that digest.
+    #[tokio::test]
+    async fn a_snapshot_taken_while_writes_go_on_restores_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut tree, mut zxid) = tree_of(20_000);
+        let (notify, done) = notify();
+        let mut job = Job::start(tree.shared(), tree.cell(), dir.path(), notify).unwrap();
+        let mut log = Vec::new();
+        let mut lends = 0;
+        let (snapshot_zxid, ok) = loop {
+            tree.lend();
+            lends += 1;
+            tree.hold().await;
+            // Ahead of the walk and behind it: creates at both ends, deletes, setData.
+            let i = lends % 20_000;
+            for request in [
+                create(format!("/a/m{lends:06}"), b"new"),
+                create(format!("/a/b{lends:06}"), b"new"),
+                WriteRequest::Delete(DeleteRequest {
+                    path: format!("/a/n{i:06}"),
+                    version: -1,
+                }),
+                WriteRequest::SetData(SetDataRequest {
+                    path: format!("/a/n{:06}", 19_999 - i),
+                    data: Some(bytes::Bytes::from(format!("set {lends}"))),
+                    version: -1,
+                }),
+            ] {
+                zxid += 1;
+                log.push(write(&mut tree, zxid, request));
+            }
+            if let Ok(Event::Done { zxid, ok }) = done.try_recv() {
+                break (zxid, ok);
+            }
+        };
+        job.join();
+        assert!(ok, "the snapshot was written");
+        assert!(
+            lends > 100,
+            "the snapshot went a chunk at a time: {lends} lends"
+        );
+
+        let files = zk_persistence::snapshot_files(dir.path()).unwrap();
+        let [(file_zxid, path)] = files.as_slice() else {
+            panic!("one snapshot file: {files:?}");
+        };
+        assert_eq!(*file_zxid, snapshot_zxid);
+        let snapshot = zk_persistence::read_snapshot(path, |r, _| {
+            DataTree::deserialize(r, TreeOptions::default(), |_| {})
+        })
+        .unwrap();
+        let recorded = snapshot.digest.expect("a digest recorded");
+        assert!(
+            recorded.zxid > snapshot_zxid,
+            "the body ended after it started"
+        );
+        let mut restored = snapshot.tree;
+        let mut checked_digest = false;
+        for (header, txn) in log.iter().filter(|(h, _)| h.zxid > snapshot_zxid) {
+            restored.apply(header, txn);
+            if header.zxid == recorded.zxid {
+                assert_eq!(restored.digest() as i64, recorded.digest);
+                checked_digest = true;
+            }
+        }
+        assert!(
+            checked_digest,
+            "the recorded digest's zxid is a logged txn's"
+        );
+        assert_eq!(restored.digest(), tree.digest());
+        assert_eq!(restored.paths_preorder(), tree.paths_preorder());
+        for path in tree.paths_preorder() {
+            assert_eq!(restored.node(&path), tree.node(&path), "{path}");
+        }
+    }
+
+    /// A snapshot dropped while its thread is at work (the tree it reads was replaced)
+    /// stops, says so, and leaves no file behind.
+    #[tokio::test]
+    async fn a_dropped_snapshot_stops_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut tree, _) = tree_of(20_000);
+        let (notify, done) = notify();
+        let job = Job::start(tree.shared(), tree.cell(), dir.path(), notify).unwrap();
+        tree.replace(DataTree::new(TreeOptions::default()));
+        drop(job);
+        let event = done
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(
+            tree.node_count(),
+            DataTree::new(TreeOptions::default()).node_count()
+        );
     }
 }

@@ -49,6 +49,7 @@ use zk_watch::{WatchManager, WatcherId};
 
 use crate::config::Config;
 use crate::sasl::{DigestMd5, SaslError, Step};
+use crate::snapshot::SharedTree;
 use crate::status::{ConnStatus, Histogram, Status};
 use crate::wire::{frame, header_only, notification, reply};
 
@@ -305,7 +306,8 @@ struct Watermarks {
 /// The server's protocol state.
 pub(crate) struct Engine {
     config: Arc<Config>,
-    tree: DataTree,
+    /// The tree, and a fuzzy snapshot's window, shared with a snapshot being taken.
+    tree: SharedTree,
     watches: WatchManager,
     overlay: Overlay,
     /// The digest the tree will have once every staged txn is applied.
@@ -350,10 +352,6 @@ pub(crate) struct Engine {
     last_container_check_ms: u64,
     /// Stopped by a fatal error: inputs are ignored.
     failed: bool,
-    /// A fuzzy snapshot's window (a leader's, received as a learner): txns up to its
-    /// digest's zxid were partly in the tree already, so their logged digests cannot be
-    /// compared; the tree after that zxid must have the snapshot's digest.
-    fuzzy: Option<zk_persistence::ZxidDigest>,
     /// A reconfiguration this leader prepared that is not active yet (its zxid).
     reconfig_pending: Option<i64>,
     /// Leader: the voters synced with it (itself included), as the member last said, for
@@ -390,7 +388,6 @@ impl Engine {
         }
         let last = tree.last_zxid();
         Self {
-            fuzzy: None,
             staged_digest: tree.digest(),
             sequencer: Sequencer::new(Zxid(last)),
             marks: Watermarks {
@@ -399,7 +396,7 @@ impl Engine {
                 committed: last,
             },
             config,
-            tree,
+            tree: SharedTree::new(tree),
             watches: WatchManager::new(),
             overlay: Overlay::default(),
             role,
@@ -1203,7 +1200,7 @@ impl Engine {
         let time = self.now.wall_ms;
         let prepared = match request {
             Ok(request) => prepare(
-                &self.overlay.over(&self.tree),
+                &self.overlay.over(&*self.tree),
                 &Session { id: session, auth },
                 zxid,
                 time,
@@ -1398,10 +1395,10 @@ impl Engine {
         let zxid = p.header.zxid;
         let applied = self.tree.apply(&p.header, &p.txn);
         self.overlay.applied(zxid);
-        let expected = match self.fuzzy {
+        let expected = match self.tree.shared().fuzzy {
             Some(window) if zxid < window.zxid => None,
             Some(window) => {
-                self.fuzzy = None;
+                self.tree.shared_mut().fuzzy = None;
                 if zxid == window.zxid {
                     Some(window.digest as u64)
                 } else {
@@ -1829,8 +1826,7 @@ impl Engine {
     pub(crate) fn replace_tree(&mut self, tree: DataTree, out: &mut Vec<Output>) {
         // Whoever is connected (read-only clients) saw the old tree: they go first.
         self.reset_role(self.role, false, None);
-        self.tree = tree;
-        self.fuzzy = None;
+        self.tree.replace(tree);
         if let Some(membership) = self.config.membership() {
             let version = self.config.config_version;
             self.tree
@@ -1885,7 +1881,7 @@ impl Engine {
     /// compared whatever it replayed.
     pub(crate) fn reopen_window(&mut self, digest: zk_persistence::ZxidDigest) {
         if digest.version == zk_datatree::DIGEST_VERSION && digest.zxid > self.tree.last_zxid() {
-            self.fuzzy = Some(digest);
+            self.tree.shared_mut().fuzzy = Some(digest);
         }
     }
 
@@ -1894,8 +1890,7 @@ impl Engine {
     /// last zxid), the one that snapshot recorded, which its txns up to that zxid reach
     /// (ZooKeeper records no digest of a tree that is still fuzzy).
     pub(crate) fn snapshot_digest(&self) -> zk_persistence::ZxidDigest {
-        self.fuzzy
-            .unwrap_or_else(|| crate::snapshot::tree_digest(&self.tree))
+        self.tree.shared().snapshot_digest()
     }
 
     /// The sessions this learner's clients touched since the last call, with their
@@ -1936,6 +1931,11 @@ impl Engine {
     /// The tree as applied.
     pub(crate) fn tree(&self) -> &DataTree {
         &self.tree
+    }
+
+    /// The tree and what a snapshot of it records, shared with a snapshot's thread.
+    pub(crate) fn shared_tree(&mut self) -> &mut SharedTree {
+        &mut self.tree
     }
 
     /// The watches set.
