@@ -71,9 +71,10 @@ pub use restore::{
 #[cfg(feature = "sled")]
 pub use sled_log::{SledLogOptions, SledTxnLog};
 pub use snapshot::{
-    BodyRecords, Snapshot, SnapshotEncoder, SnapshotStream, ZxidDigest, read_newest, read_snapshot,
-    read_snapshot_bytes, remove_unfinished_snapshots, snapshot_bytes, snapshot_files,
-    write_snapshot, write_snapshot_unsynced, write_snapshot_with,
+    BodyRecords, Snapshot, SnapshotEncoder, SnapshotStream, UnpublishedSnapshot, ZxidDigest,
+    is_valid_snapshot, read_newest, read_snapshot, read_snapshot_bytes,
+    remove_unfinished_snapshots, snapshot_bytes, snapshot_files, write_snapshot,
+    write_snapshot_unsynced, write_snapshot_with,
 };
 pub use syncer::{Queued, Syncer};
 

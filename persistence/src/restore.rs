@@ -9,7 +9,7 @@ use zk_jute::Reader;
 use crate::error::{PersistenceError, Result};
 use crate::format::LogEntry;
 use crate::log::{TxnLog, log_files};
-use crate::snapshot::{Snapshot, ZxidDigest, read_newest, snapshot_files};
+use crate::snapshot::{Snapshot, ZxidDigest, is_valid_snapshot, read_newest, snapshot_files};
 
 /// What a restore loaded.
 #[derive(Debug)]
@@ -141,10 +141,13 @@ pub fn purge(snap_dir: &Path, log_dir: &Path, retain: usize) -> Result<Vec<PathB
 }
 
 /// The zxid of the oldest snapshot [`purge`] keeps with `retain`: the `retain`-th newest
-/// (`retain` at least 3), or the oldest there is; `None` when there is none.
+/// (`retain` at least 3), or the oldest there is; `None` when there is none. Only whole
+/// snapshots count ([`is_valid_snapshot`], as ZooKeeper's `findNValidSnapshots`): torn
+/// ones left by a crash never stand in for the ones a restore can use.
 pub fn oldest_kept_snapshot(snap_dir: &Path, retain: usize) -> Result<Option<i64>> {
     let zxids: Vec<i64> = snapshot_files(snap_dir)?
         .into_iter()
+        .filter(|(_, path)| is_valid_snapshot(path))
         .map(|(zxid, _)| zxid)
         .collect();
     Ok(oldest_kept(&zxids, retain))

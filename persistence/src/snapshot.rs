@@ -44,6 +44,9 @@ pub struct Snapshot<T> {
     pub digest: Option<ZxidDigest>,
 }
 
+/// The magic a snappy-compressed snapshot starts with (snappy-java's stream header).
+const SNAPPY_MAGIC: &[u8] = b"\x82SNAPPY\0";
+
 /// How much of a snapshot is written before it is synced: a big snapshot reaches the disk
 /// in steps rather than in one burst at the end, which would queue ahead of the txn log's
 /// fsyncs (and stall every write meanwhile).
@@ -210,23 +213,64 @@ pub fn write_snapshot_with(
     sessions: &BTreeMap<i64, i32>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
 ) -> Result<PathBuf> {
-    write_file(dir, zxid, sessions, true, write_tree)
+    write_file(dir, zxid, sessions, true, write_tree)?.publish()
 }
 
 /// [`write_snapshot_with`] without any fsync, as ZooKeeper writes its periodic snapshots
 /// (`takeSnapshot(syncSnap = false)`): the txn log, synced, is what makes writes durable,
-/// and a snapshot only shortens the replay. Other processes see the file complete or not
-/// at all (it is renamed into place once written); after a crash of the machine it may
-/// be torn, and restoring then skips it, its seal broken, for an older snapshot (a purge
-/// keeps several, and the logs from the oldest kept). Writing it does not queue its
-/// megabytes ahead of the txn log's fsyncs.
+/// and a snapshot only shortens the replay; writing one does not queue its megabytes
+/// ahead of the txn log's fsyncs. The file is left under its temporary name: the caller
+/// [publishes](UnpublishedSnapshot::publish) it, once nothing has made it stale, or drops
+/// it, which removes it. After a crash of the machine a published one may be torn;
+/// restoring then skips it, its seal broken, for an older snapshot, and
+/// [`oldest_kept_snapshot`](crate::oldest_kept_snapshot) counts only whole ones.
 pub fn write_snapshot_unsynced(
     dir: &Path,
     zxid: i64,
     sessions: &BTreeMap<i64, i32>,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
-) -> Result<PathBuf> {
+) -> Result<UnpublishedSnapshot> {
     write_file(dir, zxid, sessions, false, write_tree)
+}
+
+/// A snapshot file written under a temporary name (which a restart clears away, see
+/// [`remove_unfinished_snapshots`]): [`publish`](Self::publish) renames it into place;
+/// dropped unpublished, it is removed.
+#[derive(Debug)]
+pub struct UnpublishedSnapshot {
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    synced: bool,
+    published: bool,
+}
+
+impl UnpublishedSnapshot {
+    /// The name it will have.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames it into place (and, for a synced snapshot, syncs the directory); returns
+    /// its path.
+    pub fn publish(mut self) -> Result<PathBuf> {
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| PersistenceError::io(&self.path, e))?;
+        self.published = true;
+        if self.synced {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| PersistenceError::io(&self.dir, e))?;
+        }
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for UnpublishedSnapshot {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn write_file(
@@ -235,7 +279,7 @@ fn write_file(
     sessions: &BTreeMap<i64, i32>,
     sync: bool,
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
-) -> Result<PathBuf> {
+) -> Result<UnpublishedSnapshot> {
     std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
     let path = dir.join(file_name("snapshot", zxid));
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid)));
@@ -256,13 +300,40 @@ fn write_file(
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }
-    std::fs::rename(&tmp, &path).map_err(|e| PersistenceError::io(&path, e))?;
-    if sync {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| PersistenceError::io(dir, e))?;
+    Ok(UnpublishedSnapshot {
+        tmp,
+        path,
+        dir: dir.to_owned(),
+        synced: sync,
+        published: false,
+    })
+}
+
+/// Whether the snapshot file at `path` looks whole, as ZooKeeper's `isValidSnapshot`
+/// judges it without reading it through: an uncompressed one is at least 10 bytes long
+/// and ends with the seal's `/` (an int 1, then `/`); a gzip or snappy one starts with its
+/// format's magic. Restoring checks every seal; this is for counting the snapshots a
+/// purge keeps, so that torn ones never take the place of whole ones.
+pub fn is_valid_snapshot(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let head = |file: &mut File, magic: &[u8]| {
+        let mut bytes = vec![0; magic.len()];
+        file.read_exact(&mut bytes).is_ok() && bytes == magic
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => head(&mut file, &[0x1f, 0x8b]),
+        Some("snappy") => head(&mut file, SNAPPY_MAGIC),
+        _ => {
+            let mut tail = [0; 5];
+            file.metadata().is_ok_and(|m| m.len() >= 10)
+                && file.seek(SeekFrom::End(-5)).is_ok()
+                && file.read_exact(&mut tail).is_ok()
+                && tail == [0, 0, 0, 1, b'/']
+        }
     }
-    Ok(path)
 }
 
 /// The bytes of a `snapshot.<zxid>` file built in memory, as [`write_snapshot`] writes
@@ -590,8 +661,7 @@ fn gunzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
 /// writes): an 8-byte magic `\x82SNAPPY\0`, two version ints, then blocks of
 /// `length: int` and that many bytes of raw snappy.
 fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
-    const MAGIC: &[u8] = b"\x82SNAPPY\0";
-    if raw.get(..MAGIC.len()) != Some(MAGIC) || raw.len() < 16 {
+    if raw.get(..SNAPPY_MAGIC.len()) != Some(SNAPPY_MAGIC) || raw.len() < 16 {
         return Err((0, "not a snappy-java stream".into()));
     }
     let mut out = Vec::with_capacity(raw.len() * 4);

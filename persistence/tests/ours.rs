@@ -11,9 +11,9 @@ use zk_datatree::{DataTree, Session, TreeOptions, WriteRequest, prepare};
 use zk_jute::proto::CreateRequest;
 use zk_jute::txn::{TxnDigest, TxnHeader};
 use zk_persistence::{
-    FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog, ZxidDigest,
-    oldest_kept_snapshot, purge, purge_before, read_epoch, read_snapshot, write_epoch,
-    write_snapshot, write_snapshot_unsynced,
+    FileTxnLog, GroupCommit, GroupOptions, LogEntry, LogOptions, TxnLog, ZxidDigest, file_name,
+    is_valid_snapshot, oldest_kept_snapshot, purge, purge_before, read_epoch, read_snapshot,
+    write_epoch, write_snapshot, write_snapshot_unsynced,
 };
 
 /// Prepares and applies a create, returning the log entry a server would write for it.
@@ -108,10 +108,16 @@ fn an_unsynced_snapshot_is_the_same_file_as_a_synced_one() {
         tree.write_body(w)
     })
     .unwrap();
-    let b = write_snapshot_unsynced(unsynced.path(), 50, &sessions, |w| {
-        tree.write_body(w).map(|()| Some(digest))
-    })
-    .unwrap();
+    let write = || {
+        write_snapshot_unsynced(unsynced.path(), 50, &sessions, |w| {
+            tree.write_body(w).map(|()| Some(digest))
+        })
+        .unwrap()
+    };
+    // Unpublished, it is not a snapshot yet, and dropped it leaves nothing.
+    drop(write());
+    assert_eq!(std::fs::read_dir(unsynced.path()).unwrap().count(), 0);
+    let b = write().publish().unwrap();
     assert_eq!(a.file_name(), b.file_name());
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let snap = read_snapshot(&b, |r, _| {
@@ -250,6 +256,28 @@ fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
     }
     // The oldest kept snapshot (9) still replays: log.7 holds zxid 10's predecessor range.
     assert!(d.join("log.7").exists() && d.join("snapshot.9").exists());
+}
+
+/// Snapshots a crash left torn (cut short, or empty: written without fsyncs) do not count
+/// among those a purge keeps, as in ZooKeeper's `findNValidSnapshots`: the whole ones
+/// before them stay, with the logs they need.
+#[test]
+fn purge_counts_only_whole_snapshots_as_kept() {
+    let (dir, _log) = rounds_of_three(5);
+    let d = dir.path();
+    // Snapshots at 3, 6, 9, 12, 15; logs start at 1, 4, 7, 10, 13 (names in hex).
+    let snapshot = |zxid| d.join(file_name("snapshot", zxid));
+    assert!(is_valid_snapshot(&snapshot(15)));
+    let whole = std::fs::read(snapshot(15)).unwrap();
+    std::fs::write(snapshot(15), &whole[..whole.len() - 3]).unwrap();
+    std::fs::write(snapshot(12), b"").unwrap();
+    assert!(!is_valid_snapshot(&snapshot(15)));
+    assert!(!is_valid_snapshot(&snapshot(12)));
+    assert_eq!(oldest_kept_snapshot(d, 3).unwrap(), Some(3));
+    assert!(purge(d, d, 3).unwrap().is_empty());
+    // A whole one at 18 (15's bytes): 18, 9 and 6 are kept; 3 and log.1 go.
+    std::fs::write(snapshot(18), &whole).unwrap();
+    assert_eq!(names(&purge(d, d, 3).unwrap()), ["log.1", "snapshot.3"]);
 }
 
 #[test]

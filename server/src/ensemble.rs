@@ -66,6 +66,9 @@ pub(crate) struct Ensemble {
     incoming: Option<crate::receive::Incoming>,
     /// The engine's tree was replaced: a snapshot of the old one being taken is void.
     pub(crate) tree_replaced: bool,
+    /// Keeps a snapshot being taken from being published once a TRUNC, a leader's
+    /// snapshot or a replaced tree made it stale.
+    pub(crate) snapshot_fence: crate::snapshot::Fence,
     tasks: Vec<JoinHandle<()>>,
     snap_dir: PathBuf,
     log_dir: PathBuf,
@@ -254,6 +257,7 @@ impl Ensemble {
             quorum_addrs,
             incoming: None,
             tree_replaced: false,
+            snapshot_fence: crate::snapshot::Fence::default(),
             tasks,
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
             log_dir: config.data_log_dir.join(zk_persistence::VERSION_DIR),
@@ -327,6 +331,9 @@ impl Host for Ensemble {
     }
 
     fn snapshot_begin(&mut self, zxid: Zxid) {
+        // A snapshot of the tree being taken will not be published: the tree it holds is
+        // about to go (and may hold txns the leader's snapshot does not).
+        drop(self.snapshot_fence.advance());
         // One received before is dropped unfinished, with its file.
         self.incoming = Some(crate::receive::Incoming::start(
             &self.snap_dir,
@@ -353,6 +360,9 @@ impl Host for Ensemble {
             .take()
             .ok_or_else(|| format!("the snapshot at {zxid} ended before it began"))?;
         let received = incoming.end()?;
+        // Snapshots past the leader's are of a history it does not have: they go, as a
+        // TRUNC removes them, or a restart would take the newest of them.
+        self.remove_snapshots_after(zxid)?;
         self.sync_generation += 1;
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
         Ok(received)
@@ -362,21 +372,7 @@ impl Host for Ensemble {
     /// is being dropped). With `rebuild`, the tree is rebuilt from the files as of that
     /// zxid, as ZooKeeper reloads its database.
     fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String> {
-        let snapshots =
-            zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
-        let mut removed = false;
-        for (at, path) in snapshots {
-            if at > zxid.0 {
-                tracing::info!(file = %path.display(), "removing a snapshot past the truncation");
-                std::fs::remove_file(&path).map_err(|e| e.to_string())?;
-                removed = true;
-            }
-        }
-        if removed {
-            std::fs::File::open(&self.snap_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| e.to_string())?;
-        }
+        self.remove_snapshots_after(zxid)?;
         self.sync_generation += 1;
         self.storage.truncate(zxid).map_err(|e| e.to_string())?;
         let Some(target) = rebuild else {
@@ -446,8 +442,10 @@ impl Host for Ensemble {
         }
     }
 
-    /// The runtime drops the snapshot being taken once the member returns.
+    /// The runtime drops the snapshot being taken once the member returns; it is not
+    /// published meanwhile.
     fn replacing_tree(&mut self) {
+        drop(self.snapshot_fence.advance());
         self.tree_replaced = true;
     }
 
@@ -457,15 +455,48 @@ impl Host for Ensemble {
             .map_err(|e| e.to_string())
     }
 
-    /// A few deletions: done in place, between two of the serving loop's steps.
-    fn purge(&mut self, zxid: Zxid) -> Result<usize, String> {
-        zk_persistence::purge_before(&self.snap_dir, &self.log_dir, zxid.0)
-            .map(|files| files.len())
-            .map_err(|e| e.to_string())
+    /// On a thread of its own, as a standalone server's: the purge syncs the snapshots it
+    /// keeps first, which the serving loop must not wait for.
+    fn purge(&mut self, zxid: Zxid) -> Result<(), String> {
+        let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
+        std::thread::Builder::new()
+            .name("purge".into())
+            .spawn(
+                move || match zk_persistence::purge_before(&snap_dir, &log_dir, zxid.0) {
+                    Ok(files) => {
+                        tracing::info!(files = files.len(), through = %zxid, "autopurge done")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+                },
+            )
+            .map(drop)
+            .map_err(|e| format!("starting the purge's thread: {e}"))
     }
 }
 
 impl Ensemble {
+    /// Removes the snapshots past `zxid` (durably: they hold what is being dropped), with
+    /// the fence advanced, so that one being taken is not published after.
+    fn remove_snapshots_after(&mut self, zxid: Zxid) -> Result<(), String> {
+        let _fence = self.snapshot_fence.advance();
+        let snapshots =
+            zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
+        let mut removed = false;
+        for (at, path) in snapshots {
+            if at > zxid.0 {
+                tracing::info!(file = %path.display(), "removing a snapshot past the leader's history");
+                std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+                removed = true;
+            }
+        }
+        if removed {
+            std::fs::File::open(&self.snap_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Closes the streams and the election's sockets.
     pub(crate) async fn shutdown(mut self) {
         for task in &self.tasks {

@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     };
     // One thread serves every connection, the core and, in an ensemble, the election's
     // and the quorum's streams: a request crosses no thread on its way (the txn log's
-    // fsyncs and the snapshot writer have threads of their own). Measured with `cargo
+    // fsyncs and the snapshots have threads of their own). Measured with `cargo
     // xtask bench` on two cores, this gives lower read latency and a higher read-write mix
     // than tokio's multi-threaded scheduler standalone; with `cargo xtask bench ensemble`
     // (three members on the same two cores) about a fifth more writes than the

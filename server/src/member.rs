@@ -111,9 +111,9 @@ pub(crate) trait Host {
     /// Autopurge: the zxid of the oldest snapshot to keep (the
     /// `autopurge.snapRetainCount` newest), if there is a snapshot.
     fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String>;
-    /// Deletes the snapshots before `zxid` and the log files wholly before it; returns
-    /// how many files went.
-    fn purge(&mut self, zxid: Zxid) -> Result<usize, String>;
+    /// Deletes (or starts deleting) the snapshots before `zxid` and the log files wholly
+    /// before it, and logs what went.
+    fn purge(&mut self, zxid: Zxid) -> Result<(), String>;
     /// A reconfiguration made `config`'s membership the ensemble's: peers are found
     /// where it says from now on.
     fn activate(&mut self, config: &crate::config::Config);
@@ -477,9 +477,8 @@ impl Member {
         match self.zab.compact(snapshot) {
             Ok(through) => {
                 self.purge_wanted = false;
-                match host.purge(through) {
-                    Ok(files) => tracing::info!(files, through = %through, "autopurge done"),
-                    Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+                if let Err(e) = host.purge(through) {
+                    tracing::warn!(error = %e, "autopurge failed");
                 }
             }
             Err(e @ (CompactError::Syncing(_) | CompactError::Learning)) => {

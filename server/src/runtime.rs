@@ -1,5 +1,5 @@
 //! The runtime: the one task that serves. It owns the [`Engine`], turns what reaches it
-//! (connections' frames, the log's durability marks, ticks, the snapshot writer's news)
+//! (connections' frames, the log's durability marks, ticks, the snapshot thread's news)
 //! into the engine's inputs, and carries the engine's outputs out: bytes written to
 //! sockets, txns appended to the log through group commit, snapshots taken, files purged.
 //! Nothing here decides anything about the protocol.
@@ -66,7 +66,7 @@ pub(crate) enum Msg {
         word: String,
         reply: oneshot::Sender<String>,
     },
-    /// News from the snapshot's writer.
+    /// News from the snapshot's thread.
     Snapshot(snapshot::Event),
     /// Every figure, for the Prometheus endpoint.
     Status { reply: oneshot::Sender<Status> },
@@ -249,7 +249,8 @@ impl Runtime {
         let result = step(member, &mut self.engine, &mut **ensemble, now);
         let outputs = member.take_output();
         if std::mem::take(&mut ensemble.tree_replaced) && self.snapshot.take().is_some() {
-            // Its file would mix the two trees (its writer removes what it wrote).
+            // Stale (the fence has stopped it being published): its thread stops at its
+            // next chunk and removes what it wrote.
             tracing::info!("dropped the snapshot being taken of the tree replaced");
         }
         for output in outputs {
@@ -348,8 +349,11 @@ impl Runtime {
         let notify: snapshot::Notify = Arc::new(move |event| {
             let _ = tx.send(Msg::Snapshot(event));
         });
+        let fence =
+            (self.ensemble.as_ref()).map_or_else(Default::default, |e| e.snapshot_fence.clone());
         let tree = self.engine.shared_tree();
-        self.snapshot = snapshot::Job::start(tree.shared(), tree.cell(), &self.snap_dir, notify);
+        self.snapshot =
+            snapshot::Job::start(tree.shared(), tree.cell(), fence, &self.snap_dir, notify);
         if self.snapshot.is_none() {
             self.input(Input::SnapshotDone { zxid: 0, ok: false });
         }
@@ -571,6 +575,11 @@ impl Runtime {
     /// at most, when it has something to handle.
     pub(crate) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut lent_at = Instant::now();
+        if self.snapshot.is_some() {
+            // Taken at start (a directory restored from logs alone): it need not wait for
+            // a first message.
+            self.engine.shared_tree().lend();
+        }
         'serve: loop {
             let msg = if self.wants_member_step() {
                 rx.try_recv().ok()

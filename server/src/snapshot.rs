@@ -77,14 +77,14 @@ impl SharedTree {
     pub(crate) fn shared(&self) -> &Shared {
         self.held
             .as_deref()
-            .expect("the tree is used only while held: it is lent only between bursts")
+            .expect("the tree is used only while held: it is lent only while the loop waits")
     }
 
     /// What is shared, held, to change.
     pub(crate) fn shared_mut(&mut self) -> &mut Shared {
         self.held
             .as_deref_mut()
-            .expect("the tree is used only while held: it is lent only between bursts")
+            .expect("the tree is used only while held: it is lent only while the loop waits")
     }
 
     /// The lock, for a snapshot's thread.
@@ -130,6 +130,42 @@ impl DerefMut for SharedTree {
     }
 }
 
+/// Orders the publication of a snapshot being taken against whatever makes it stale: a
+/// TRUNC removing the snapshots past its zxid, a leader's snapshot coming in, the tree
+/// replaced. Those [advance](Self::advance) it, and remove files while they hold it; a
+/// snapshot started before is then never published (its thread stops at its next chunk,
+/// and checks once more, holding the fence, as it renames its file into place).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fence(Arc<FenceState>);
+
+#[derive(Debug, Default)]
+struct FenceState {
+    /// Advanced only while `lock` is held; read without it between chunks.
+    generation: std::sync::atomic::AtomicU64,
+    lock: std::sync::Mutex<()>,
+}
+
+impl Fence {
+    /// Makes every snapshot being taken stale; files are removed while the guard is held.
+    pub(crate) fn advance(&self) -> std::sync::MutexGuard<'_, ()> {
+        let held = self.lock();
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+        held
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Nothing is left half-done under it by a panic elsewhere.
+        self.0
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+}
+
 /// What the snapshot's thread tells the serving task.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
@@ -158,11 +194,13 @@ pub(crate) struct Job {
 
 impl Job {
     /// Starts a snapshot of `held` (the serving task's, held) into `dir`; its thread
-    /// reads the tree through `cell` while the serving task lends it. `None` if the thread
-    /// cannot start (logged). Its zxid is the tree's last zxid now.
+    /// reads the tree through `cell` while the serving task lends it, and publishes the
+    /// file unless `fence` advanced meanwhile. `None` if the thread cannot start (logged).
+    /// Its zxid is the tree's last zxid now.
     pub(crate) fn start(
         held: &Shared,
         cell: Arc<Mutex<Shared>>,
+        fence: Fence,
         dir: &Path,
         notify: Notify,
     ) -> Option<Job> {
@@ -174,25 +212,41 @@ impl Job {
         let sessions = held.tree.sessions().clone();
         let dir = dir.to_owned();
         let dropped = Arc::new(AtomicBool::new(false));
-        let stop = dropped.clone();
+        let generation = fence.generation();
+        let stop = Stop {
+            dropped: dropped.clone(),
+            fence,
+            generation,
+        };
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
                 let started = Instant::now();
                 // Reports even a panic, or no snapshot would ever be taken again.
                 let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    zk_persistence::write_snapshot_unsynced(&dir, zxid, &sessions, |w| {
-                        w.write_all(&acl_map)?;
-                        serialize(&mut writer, &cell, &stop, w).map(Some)
-                    })
+                    let file =
+                        zk_persistence::write_snapshot_unsynced(&dir, zxid, &sessions, |w| {
+                            w.write_all(&acl_map)?;
+                            serialize(&mut writer, &cell, &stop, w).map(Some)
+                        })?;
+                    // Published only if nothing made it stale meanwhile (dropped, its
+                    // temporary file goes).
+                    let _fence = stop.fence.lock();
+                    if stop.stopped() {
+                        return Err(zk_persistence::PersistenceError::io(
+                            file.path(),
+                            std::io::Error::other("the snapshot went stale"),
+                        ));
+                    }
+                    file.publish()
                 }));
                 let ok = match written {
                     Ok(Ok(_)) => {
                         tracing::debug!(zxid, took = ?started.elapsed(), "snapshot written");
                         true
                     }
-                    Ok(Err(_)) if stop.load(Ordering::Acquire) => {
-                        tracing::info!(zxid, "snapshot dropped");
+                    Ok(Err(_)) if stop.stopped() => {
+                        tracing::info!(zxid, "snapshot dropped: the tree or the files moved on");
                         false
                     }
                     Ok(Err(e)) => {
@@ -229,10 +283,22 @@ impl Job {
 }
 
 impl Drop for Job {
-    /// A job dropped before its end (the tree it reads was replaced) stops at its next
-    /// chunk; its file is removed.
+    /// A job dropped before its end stops at its next chunk; its file is removed.
     fn drop(&mut self) {
         self.dropped.store(true, Ordering::Release);
+    }
+}
+
+/// What stops a snapshot's thread: its job dropped, or its fence advanced.
+struct Stop {
+    dropped: Arc<AtomicBool>,
+    fence: Fence,
+    generation: u64,
+}
+
+impl Stop {
+    fn stopped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire) || self.fence.generation() != self.generation
     }
 }
 
@@ -241,14 +307,14 @@ impl Drop for Job {
 fn serialize(
     writer: &mut zk_datatree::BodyWriter,
     cell: &Mutex<Shared>,
-    stop: &AtomicBool,
+    stop: &Stop,
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<ZxidDigest> {
     let mut piece = BytesMut::with_capacity(PIECE_BYTES + CHUNK_BYTES);
     loop {
         let end = {
             let shared = cell.blocking_lock();
-            if stop.load(Ordering::Acquire) {
+            if stop.stopped() {
                 return Err(std::io::Error::other("the snapshot was dropped"));
             }
             let done = writer.write_some_within(&shared.tree, &mut piece, CHUNK_NODES, CHUNK_BYTES);
@@ -267,6 +333,7 @@ fn serialize(
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
+    use std::time::Duration;
 
     use zk_datatree::{Session, Transaction, TreeOptions, WriteRequest};
     use zk_jute::proto::{CreateRequest, DeleteRequest, SetDataRequest};
@@ -303,7 +370,7 @@ mod tests {
         }
     }
 
-    fn notify() -> (Notify, mpsc::Receiver<Event>) {
+    fn notifier() -> (Notify, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         let notify: Notify = Arc::new(move |event| {
@@ -332,8 +399,9 @@ mod tests {
     async fn a_snapshot_taken_while_writes_go_on_restores_the_tree() {
         let dir = tempfile::tempdir().unwrap();
         let (mut tree, mut zxid) = tree_of(20_000);
-        let (notify, done) = notify();
-        let mut job = Job::start(tree.shared(), tree.cell(), dir.path(), notify).unwrap();
+        let (notify, done) = notifier();
+        let fence = Fence::default();
+        let mut job = Job::start(tree.shared(), tree.cell(), fence, dir.path(), notify).unwrap();
         let mut log = Vec::new();
         let mut lends = 0;
         let (snapshot_zxid, ok) = loop {
@@ -403,28 +471,76 @@ mod tests {
         }
     }
 
-    /// A snapshot dropped while its thread is at work (the tree it reads was replaced)
-    /// stops, says so, and leaves no file behind.
+    /// The files in `dir`.
+    fn files(dir: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
+    /// A snapshot whose job is dropped while its thread is at work stops, says so, and
+    /// leaves no file behind.
     #[tokio::test]
     async fn a_dropped_snapshot_stops_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut tree, _) = tree_of(20_000);
-        let (notify, done) = notify();
-        let job = Job::start(tree.shared(), tree.cell(), dir.path(), notify).unwrap();
-        tree.replace(DataTree::new(TreeOptions::default()));
+        let (tree, _) = tree_of(20_000);
+        let (notify, done) = notifier();
+        let fence = Fence::default();
+        let job = Job::start(tree.shared(), tree.cell(), fence, dir.path(), notify).unwrap();
         drop(job);
-        let event = done
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap();
+        // The tree is never lent: the thread meets the drop at its first chunk.
+        drop(tree);
+        let event = done.recv_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-        assert_eq!(
-            tree.node_count(),
-            DataTree::new(TreeOptions::default()).node_count()
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    /// A snapshot whose fence advances (a TRUNC, a leader's snapshot coming in) is never
+    /// published, even when its body was complete by then: its thread checks the fence
+    /// as it would rename the file into place.
+    #[tokio::test]
+    async fn a_snapshot_gone_stale_is_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut tree, _) = tree_of(10);
+        let (notify, done) = notifier();
+        let fence = Fence::default();
+        let job = Job::start(
+            tree.shared(),
+            tree.cell(),
+            fence.clone(),
+            dir.path(),
+            notify,
         );
+        {
+            let _held = fence.lock();
+            // The whole body goes in one chunk; the thread then waits for the fence.
+            tree.lend();
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                done.try_recv().is_err(),
+                "not published while the fence is held"
+            );
+            fence.0.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        let event = done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+        drop(job);
+
+        // Without the fence moving, the same snapshot is published.
+        let (tell, told) = notifier();
+        tree.hold().await;
+        let _job = Job::start(
+            tree.shared(),
+            tree.cell(),
+            Fence::default(),
+            dir.path(),
+            tell,
+        );
+        tree.lend();
+        let event = told.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(event, Event::Done { ok: true, .. }), "{event:?}");
+        assert_eq!(files(dir.path()).len(), 1, "{:?}", files(dir.path()));
     }
 }
