@@ -190,7 +190,13 @@ pub fn purge_before(snap_dir: &Path, log_dir: &Path, zxid: i64) -> Result<Vec<Pa
             .map_err(|e| PersistenceError::io(snap_dir, e))?;
     }
     for path in &doomed {
-        std::fs::remove_file(path).map_err(|e| PersistenceError::io(path, e))?;
+        match std::fs::remove_file(path) {
+            // Gone already: removed by whoever else cleans the directory.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(PersistenceError::io(path, e));
+            }
+            _ => {}
+        }
     }
     Ok(doomed)
 }

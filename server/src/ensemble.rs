@@ -76,6 +76,9 @@ pub(crate) struct Ensemble {
     tree_options: TreeOptions,
     /// `autopurge.snapRetainCount`.
     snap_retain_count: usize,
+    /// The autopurge running on a thread of its own, if any: one at a time, and waited
+    /// for before a TRUNC or a leader's snapshot changes the same files.
+    purging: Option<std::thread::JoinHandle<()>>,
     /// Bumped whenever the log is truncated or replaced: an fsync started before reports
     /// nothing durable ([`Msg::LogSynced`]).
     pub(crate) sync_generation: u64,
@@ -266,6 +269,7 @@ impl Ensemble {
                 extended_types: config.extended_types,
             },
             snap_retain_count: config.snap_retain_count,
+            purging: None,
             sync_generation: 0,
             syncer,
             client_addr: config.client_addr,
@@ -360,9 +364,10 @@ impl Host for Ensemble {
             .take()
             .ok_or_else(|| format!("the snapshot at {zxid} ended before it began"))?;
         let received = incoming.end()?;
+        self.wait_for_purge();
         // Snapshots past the leader's are of a history it does not have: they go, as a
         // TRUNC removes them, or a restart would take the newest of them.
-        self.remove_snapshots_after(zxid)?;
+        self.remove_snapshots_after(zxid, true)?;
         self.sync_generation += 1;
         self.storage.reset(zxid).map_err(|e| e.to_string())?;
         Ok(received)
@@ -372,7 +377,10 @@ impl Host for Ensemble {
     /// is being dropped). With `rebuild`, the tree is rebuilt from the files as of that
     /// zxid, as ZooKeeper reloads its database.
     fn truncate(&mut self, zxid: Zxid, rebuild: Option<Zxid>) -> Result<Option<Received>, String> {
-        self.remove_snapshots_after(zxid)?;
+        self.wait_for_purge();
+        // Without a rebuild the tree holds nothing past `zxid`: a snapshot of it being
+        // taken is not stale.
+        self.remove_snapshots_after(zxid, rebuild.is_some())?;
         self.sync_generation += 1;
         self.storage.truncate(zxid).map_err(|e| e.to_string())?;
         let Some(target) = rebuild else {
@@ -456,10 +464,15 @@ impl Host for Ensemble {
     }
 
     /// On a thread of its own, as a standalone server's: the purge syncs the snapshots it
-    /// keeps first, which the serving loop must not wait for.
+    /// keeps first, which the serving loop must not wait for. One still running from the
+    /// last interval makes this one wait for the next.
     fn purge(&mut self, zxid: Zxid) -> Result<(), String> {
+        if self.purging.as_ref().is_some_and(|p| !p.is_finished()) {
+            tracing::info!(through = %zxid, "autopurge skipped: the last one is still running");
+            return Ok(());
+        }
         let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
-        std::thread::Builder::new()
+        let purging = std::thread::Builder::new()
             .name("purge".into())
             .spawn(
                 move || match zk_persistence::purge_before(&snap_dir, &log_dir, zxid.0) {
@@ -469,16 +482,33 @@ impl Host for Ensemble {
                     Err(e) => tracing::warn!(error = %e, "autopurge failed"),
                 },
             )
-            .map(drop)
-            .map_err(|e| format!("starting the purge's thread: {e}"))
+            .map_err(|e| format!("starting the purge's thread: {e}"))?;
+        self.purging = Some(purging);
+        Ok(())
     }
 }
 
 impl Ensemble {
-    /// Removes the snapshots past `zxid` (durably: they hold what is being dropped), with
-    /// the fence advanced, so that one being taken is not published after.
-    fn remove_snapshots_after(&mut self, zxid: Zxid) -> Result<(), String> {
-        let _fence = self.snapshot_fence.advance();
+    /// Waits for an autopurge still running: its deletions must not meet a TRUNC's or a
+    /// leader's snapshot's (a member then is syncing, not serving).
+    fn wait_for_purge(&mut self) {
+        if let Some(purging) = self.purging.take() {
+            if !purging.is_finished() {
+                tracing::info!("waiting for the autopurge to finish");
+            }
+            let _ = purging.join();
+        }
+    }
+
+    /// Removes the snapshots past `zxid` (durably: they hold what is being dropped),
+    /// holding the fence; with `stale` it advances it, so that a snapshot being taken is
+    /// not published after.
+    fn remove_snapshots_after(&mut self, zxid: Zxid, stale: bool) -> Result<(), String> {
+        let _fence = if stale {
+            self.snapshot_fence.advance()
+        } else {
+            self.snapshot_fence.lock()
+        };
         let snapshots =
             zk_persistence::snapshot_files(&self.snap_dir).map_err(|e| e.to_string())?;
         let mut removed = false;

@@ -576,8 +576,8 @@ impl Runtime {
     pub(crate) async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut lent_at = Instant::now();
         if self.snapshot.is_some() {
-            // Taken at start (a directory restored from logs alone): it need not wait for
-            // a first message.
+            // Taken at start (sessions found dead, or a long replay): it need not wait for a
+            // first message.
             self.engine.shared_tree().lend();
         }
         'serve: loop {

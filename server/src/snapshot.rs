@@ -153,7 +153,9 @@ impl Fence {
         held
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    /// Orders what is done while the guard is held (files removed that no snapshot being
+    /// taken can be, say) against a snapshot being published, without making it stale.
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // Nothing is left half-done under it by a panic elsewhere.
         self.0
             .lock
@@ -514,9 +516,18 @@ mod tests {
         );
         {
             let _held = fence.lock();
-            // The whole body goes in one chunk; the thread then waits for the fence.
+            // The whole body goes in one chunk; the thread then waits for the fence, its
+            // file complete under its temporary name.
             tree.lend();
-            std::thread::sleep(Duration::from_millis(200));
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::fs::read_dir(dir.path()).unwrap().any(|e| {
+                let path = e.unwrap().path();
+                path.extension().is_some_and(|x| x == "tmp")
+                    && zk_persistence::is_valid_snapshot(&path)
+            }) {
+                assert!(std::time::Instant::now() < deadline, "no complete file");
+                std::thread::sleep(Duration::from_millis(5));
+            }
             assert!(
                 done.try_recv().is_err(),
                 "not published while the fence is held"

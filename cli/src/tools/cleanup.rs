@@ -80,23 +80,6 @@ pub(crate) fn main(args: &[String]) -> u8 {
     }
 }
 
-/// `SnapStream.isValidSnapshot` for an uncompressed file: it ends with the `/` seal.
-/// A compressed one is taken as valid.
-fn looks_valid(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    if path.extension().is_some_and(|e| e == "gz" || e == "snappy") {
-        return true;
-    }
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut tail = [0_u8; 5];
-    file.metadata().is_ok_and(|m| m.len() >= 10)
-        && file.seek(SeekFrom::End(-5)).is_ok()
-        && file.read_exact(&mut tail).is_ok()
-        && tail == [0, 0, 0, 1, b'/']
-}
-
 /// `Util.getZxidFromName`: the hex after `<prefix>.` up to the next dot; -1 when the
 /// name has another prefix or no number there.
 fn zxid_from_name(name: &str, prefix: &str) -> i64 {
@@ -172,7 +155,7 @@ fn purge(log_dir: &Path, snap_dir: &Path, retain: usize) -> Result<(), String> {
     snapshots.sort_by_key(|(zxid, _)| std::cmp::Reverse(*zxid));
     let kept: Vec<i64> = snapshots
         .iter()
-        .filter(|(_, path)| looks_valid(path))
+        .filter(|(_, path)| zk_persistence::is_valid_snapshot(path))
         .take(retain)
         .map(|(zxid, _)| *zxid)
         .collect();
