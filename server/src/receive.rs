@@ -4,12 +4,19 @@
 //! snapshot only once the whole of it parsed: a bad one never becomes the newest. A
 //! receive dropped before its end (the sync stopped, or another began) stops its threads
 //! at their next piece and removes its file.
+//!
+//! Each thread takes at most [`QUEUED_PIECES`] pieces ahead of what it has done: past
+//! that, handing it the next one waits, and with it the serving thread, which then reads
+//! no more of the leader's stream, whose flow control holds the leader's next pieces back
+//! (as ZooKeeper's learner reads its snapshot from the socket only as fast as it loads
+//! it). A slow disk or a slow parse costs the learner that much memory, not the
+//! snapshot's size.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -22,6 +29,9 @@ use crate::member::Received;
 /// How often the parse reports its progress, in MiB read.
 const PROGRESS_MIB: usize = 256;
 
+/// Pieces handed to a thread and not yet taken by it (a leader's are 1 MiB each).
+const QUEUED_PIECES: usize = 16;
+
 /// What the parsing and writing threads get.
 enum Piece {
     Data(Bytes),
@@ -31,7 +41,7 @@ enum Piece {
 
 /// A thread fed pieces.
 struct Worker<T> {
-    tx: Sender<Piece>,
+    tx: SyncSender<Piece>,
     thread: JoinHandle<T>,
 }
 
@@ -40,12 +50,24 @@ impl<T: Send + 'static> Worker<T> {
         name: &str,
         work: impl FnOnce(Receiver<Piece>) -> T + Send + 'static,
     ) -> Result<Self, String> {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(QUEUED_PIECES);
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || work(rx))
             .map_err(|e| format!("starting the snapshot's {name} thread: {e}"))?;
         Ok(Worker { tx, thread })
+    }
+
+    /// Hands the thread `piece`, once it has room; true if it had to wait. A thread that
+    /// stopped takes nothing (its error is its answer).
+    fn send(&self, piece: Piece) -> bool {
+        match self.tx.try_send(piece) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(piece)) => {
+                let _ = self.tx.send(piece);
+                true
+            }
+        }
     }
 
     /// Sends the end and waits for the thread's answer.
@@ -76,6 +98,8 @@ pub(crate) struct Incoming {
     workers: Option<Result<Workers, String>>,
     /// Set when dropped before its end: the threads stop at their next piece.
     abandoned: Arc<AtomicBool>,
+    /// Pieces that waited for a thread to have room.
+    waited: usize,
 }
 
 impl Incoming {
@@ -105,15 +129,26 @@ impl Incoming {
             dir: dir.to_owned(),
             workers: Some(workers),
             abandoned,
+            waited: 0,
         }
     }
 
-    /// The next piece.
+    /// The next piece; waits while the parse or the write is [`QUEUED_PIECES`] behind.
     pub(crate) fn piece(&mut self, data: Bytes) {
         // A thread that stopped has its error; `end` reports it.
         if let Some(Ok((parser, writer))) = &self.workers {
-            let _ = parser.tx.send(Piece::Data(data.clone()));
-            let _ = writer.tx.send(Piece::Data(data));
+            let parse_waited = parser.send(Piece::Data(data.clone()));
+            let write_waited = writer.send(Piece::Data(data));
+            if parse_waited || write_waited {
+                if self.waited == 0 {
+                    tracing::info!(
+                        parse = parse_waited,
+                        write = write_waited,
+                        "the snapshot's parse or write is behind its stream: reading waits for it"
+                    );
+                }
+                self.waited += 1;
+            }
         }
     }
 
@@ -124,6 +159,12 @@ impl Incoming {
             .workers
             .take()
             .unwrap_or_else(|| Err("the snapshot was received already".into()))?;
+        if self.waited > 0 {
+            tracing::info!(
+                pieces = self.waited,
+                "snapshot pieces waited for the parse or the write"
+            );
+        }
         let parsed = parser.end().and_then(|parsed| parsed);
         let written = writer
             .end()
@@ -284,6 +325,35 @@ mod tests {
             std::fs::read(dir.path().join("snapshot.12c")).unwrap(),
             bytes
         );
+    }
+
+    /// A thread is handed at most `QUEUED_PIECES` pieces it has not taken: the next one
+    /// waits until it takes one (what holds a learner's memory to that much while its disk
+    /// or its parse is behind).
+    #[test]
+    fn a_thread_behind_makes_the_next_piece_wait() {
+        let (start, started) = std::sync::mpsc::channel::<()>();
+        let worker = Worker::spawn("test", move |rx| {
+            started.recv().unwrap();
+            rx.iter()
+                .take_while(|p| matches!(p, Piece::Data(_)))
+                .count()
+        })
+        .unwrap();
+        for _ in 0..QUEUED_PIECES {
+            assert!(!worker.send(Piece::Data(Bytes::new())), "room for these");
+        }
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            start.send(()).unwrap();
+        });
+        // Full: this one waits until the thread starts taking them.
+        assert!(
+            worker.send(Piece::Data(Bytes::new())),
+            "the next one waited"
+        );
+        release.join().unwrap();
+        assert_eq!(worker.end().unwrap(), QUEUED_PIECES + 1);
     }
 
     #[test]
