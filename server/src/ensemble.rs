@@ -541,6 +541,9 @@ impl Ensemble {
             if let Err(e) = self.storage.sync() {
                 tracing::warn!(error = %e, "syncing the log at shutdown failed");
             }
+            // An autopurge still running finishes: a clean stop leaves no half-purged
+            // directory to the next start.
+            self.wait_for_purge();
             drop(self);
         });
         if let Some(q) = quorum {

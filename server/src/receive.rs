@@ -5,8 +5,9 @@
 //! receive dropped before its end (the sync stopped, or another began) stops its threads
 //! at their next piece and removes its file.
 //!
-//! Each thread takes at most [`QUEUED_PIECES`] pieces ahead of what it has done: past
-//! that, handing it the next one waits, and with it the serving thread, which then reads
+//! Each thread is handed about [`QUEUED_PIECES`] pieces at most ahead of what it has done
+//! (that many queued, one in its hands, one being handed): past that, handing it the next
+//! one waits, and with it the serving thread, which then reads
 //! no more of the leader's stream, whose flow control holds the leader's next pieces back
 //! (as ZooKeeper's learner reads its snapshot from the socket only as fast as it loads
 //! it). A slow disk or a slow parse costs the learner that much memory, not the
@@ -39,6 +40,17 @@ enum Piece {
     End,
 }
 
+/// What became of a piece handed to a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Queued at once.
+    Taken,
+    /// Queued once the thread had room.
+    Waited,
+    /// The thread has stopped.
+    Gone,
+}
+
 /// A thread fed pieces.
 struct Worker<T> {
     tx: SyncSender<Piece>,
@@ -58,15 +70,16 @@ impl<T: Send + 'static> Worker<T> {
         Ok(Worker { tx, thread })
     }
 
-    /// Hands the thread `piece`, once it has room; true if it had to wait. A thread that
-    /// stopped takes nothing (its error is its answer).
-    fn send(&self, piece: Piece) -> bool {
+    /// Hands the thread `piece`, once it has room. A thread that stopped takes nothing
+    /// (its error is its answer), even when it stops while this waits.
+    fn send(&self, piece: Piece) -> Sent {
         match self.tx.try_send(piece) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => false,
-            Err(TrySendError::Full(piece)) => {
-                let _ = self.tx.send(piece);
-                true
-            }
+            Ok(()) => Sent::Taken,
+            Err(TrySendError::Disconnected(_)) => Sent::Gone,
+            Err(TrySendError::Full(piece)) => match self.tx.send(piece) {
+                Ok(()) => Sent::Waited,
+                Err(_) => Sent::Gone,
+            },
         }
     }
 
@@ -137,8 +150,18 @@ impl Incoming {
     pub(crate) fn piece(&mut self, data: Bytes) {
         // A thread that stopped has its error; `end` reports it.
         if let Some(Ok((parser, writer))) = &self.workers {
-            let parse_waited = parser.send(Piece::Data(data.clone()));
-            let write_waited = writer.send(Piece::Data(data));
+            if self.abandoned.load(Ordering::Acquire) {
+                return;
+            }
+            let parsed = parser.send(Piece::Data(data.clone()));
+            let written = writer.send(Piece::Data(data));
+            if parsed == Sent::Gone || written == Sent::Gone {
+                // One failed: the other stops too (`end` reports the first's error), so
+                // that nothing waits on work thrown away.
+                self.abandoned.store(true, Ordering::Release);
+                return;
+            }
+            let (parse_waited, write_waited) = (parsed == Sent::Waited, written == Sent::Waited);
             if parse_waited || write_waited {
                 if self.waited == 0 {
                     tracing::info!(
@@ -171,9 +194,15 @@ impl Incoming {
             .and_then(|w| w.map_err(|e| format!("writing {}: {e}", self.tmp.display())));
         let received = match (parsed, written) {
             (Ok(parsed), Ok(())) => parsed,
-            (Err(e), _) | (_, Err(e)) => {
+            (parsed, written) => {
                 let _ = std::fs::remove_file(&self.tmp);
-                return Err(e);
+                // The first to fail stopped the other: its error is the one that says why.
+                let errors: Vec<String> = [parsed.err(), written.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let first = errors.iter().find(|e| !e.contains(STOPPED));
+                return Err(first.or(errors.first()).cloned().unwrap_or_default());
             }
         };
         std::fs::rename(&self.tmp, &self.path)
@@ -341,19 +370,76 @@ mod tests {
         })
         .unwrap();
         for _ in 0..QUEUED_PIECES {
-            assert!(!worker.send(Piece::Data(Bytes::new())), "room for these");
+            assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Taken);
+        }
+        // Full until the thread starts taking them.
+        let full = worker.tx.try_send(Piece::Data(Bytes::new()));
+        assert!(matches!(full, Err(TrySendError::Full(_))), "{full:?}");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            start.send(()).unwrap();
+        });
+        assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Waited);
+        release.join().unwrap();
+        assert_eq!(worker.end().unwrap(), QUEUED_PIECES + 1);
+    }
+
+    /// A thread that stops while a piece waits for it to have room frees the waiter:
+    /// nothing hangs on a parse or a write that failed.
+    #[test]
+    fn a_thread_that_stops_frees_a_piece_waiting_for_it() {
+        let (start, started) = std::sync::mpsc::channel::<()>();
+        let worker = Worker::spawn("test", move |rx: Receiver<Piece>| {
+            started.recv().unwrap();
+            drop(rx);
+            "failed"
+        })
+        .unwrap();
+        for _ in 0..QUEUED_PIECES {
+            assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Taken);
         }
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
             start.send(()).unwrap();
         });
-        // Full: this one waits until the thread starts taking them.
-        assert!(
-            worker.send(Piece::Data(Bytes::new())),
-            "the next one waited"
-        );
+        assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Gone);
         release.join().unwrap();
-        assert_eq!(worker.end().unwrap(), QUEUED_PIECES + 1);
+        assert_eq!(worker.end().unwrap(), "failed");
+    }
+
+    /// A receive whose parse fails stops its write too, and reports the parse's error.
+    #[test]
+    fn a_failed_parse_stops_the_write_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut bytes) = snapshot();
+        bytes[0] ^= 0xff; // Not a snapshot's magic.
+        let mut incoming = Incoming::start(dir.path(), 300, TreeOptions::default());
+        for piece in bytes.chunks(1_000) {
+            incoming.piece(Bytes::copy_from_slice(piece));
+        }
+        let Err(error) = incoming.end() else {
+            panic!("a snapshot with a broken magic loaded");
+        };
+        assert!(!error.contains(STOPPED), "{error}");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    /// A receive whose write fails (no such directory) stops its parse too, and reports
+    /// the write's error, not the parse's stop.
+    #[test]
+    fn a_failed_write_stops_the_parse_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, bytes) = snapshot();
+        let gone = dir.path().join("gone");
+        let mut incoming = Incoming::start(&gone, 300, TreeOptions::default());
+        for piece in bytes.chunks(1_000) {
+            incoming.piece(Bytes::copy_from_slice(piece));
+        }
+        let Err(error) = incoming.end() else {
+            panic!("a snapshot was installed where it could not be written");
+        };
+        assert!(error.starts_with("writing "), "{error}");
+        assert!(!error.contains(STOPPED), "{error}");
     }
 
     #[test]
