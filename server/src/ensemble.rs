@@ -363,8 +363,9 @@ impl Host for Ensemble {
             .incoming
             .take()
             .ok_or_else(|| format!("the snapshot at {zxid} ended before it began"))?;
-        let received = incoming.end()?;
+        // Before the file is installed: a purge must not take it for an old one.
         self.wait_for_purge();
+        let received = incoming.end()?;
         // Snapshots past the leader's are of a history it does not have: they go, as a
         // TRUNC removes them, or a restart would take the newest of them.
         self.remove_snapshots_after(zxid, true)?;

@@ -154,7 +154,10 @@ impl Incoming {
                 return;
             }
             let parsed = parser.send(Piece::Data(data.clone()));
-            let written = writer.send(Piece::Data(data));
+            let written = match parsed {
+                Sent::Gone => Sent::Gone,
+                _ => writer.send(Piece::Data(data)),
+            };
             if parsed == Sent::Gone || written == Sent::Gone {
                 // One failed: the other stops too (`end` reports the first's error), so
                 // that nothing waits on work thrown away.
@@ -189,6 +192,10 @@ impl Incoming {
             );
         }
         let parsed = parser.end().and_then(|parsed| parsed);
+        if parsed.is_err() {
+            // The file is thrown away: its write stops rather than syncs.
+            self.abandoned.store(true, Ordering::Release);
+        }
         let written = writer
             .end()
             .and_then(|w| w.map_err(|e| format!("writing {}: {e}", self.tmp.display())));
@@ -379,7 +386,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(500));
             start.send(()).unwrap();
         });
-        assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Waited);
+        // Waited, unless this thread stalled past the release (the check above showed the
+        // bound either way).
+        let sent = worker.send(Piece::Data(Bytes::new()));
+        assert!(matches!(sent, Sent::Waited | Sent::Taken), "{sent:?}");
         release.join().unwrap();
         assert_eq!(worker.end().unwrap(), QUEUED_PIECES + 1);
     }
@@ -402,6 +412,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             start.send(()).unwrap();
         });
+        // Gone, whether it waited for the stop or (this thread stalled) found it done.
         assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Gone);
         release.join().unwrap();
         assert_eq!(worker.end().unwrap(), "failed");
@@ -417,6 +428,13 @@ mod tests {
         for piece in bytes.chunks(1_000) {
             incoming.piece(Bytes::copy_from_slice(piece));
         }
+        // Far more pieces than the queue holds: the parse took one, failed on it, and a
+        // later piece found it gone.
+        assert!(bytes.len() / 1_000 > QUEUED_PIECES + 2);
+        assert!(
+            incoming.abandoned.load(Ordering::Acquire),
+            "the write was stopped"
+        );
         let Err(error) = incoming.end() else {
             panic!("a snapshot with a broken magic loaded");
         };
