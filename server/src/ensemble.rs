@@ -64,8 +64,6 @@ pub(crate) struct Ensemble {
     quorum_addrs: BTreeMap<Sid, String>,
     /// The snapshot a learner is receiving.
     incoming: Option<crate::receive::Incoming>,
-    /// The engine's tree was replaced: a snapshot of the old one being taken is void.
-    pub(crate) tree_replaced: bool,
     /// Keeps a snapshot being taken from being published once a TRUNC, a leader's
     /// snapshot or a replaced tree made it stale.
     pub(crate) snapshot_fence: crate::snapshot::Fence,
@@ -259,7 +257,6 @@ impl Ensemble {
             quorum: Some(quorum),
             quorum_addrs,
             incoming: None,
-            tree_replaced: false,
             snapshot_fence: crate::snapshot::Fence::default(),
             tasks,
             snap_dir: config.data_dir.join(zk_persistence::VERSION_DIR),
@@ -451,11 +448,10 @@ impl Host for Ensemble {
         }
     }
 
-    /// The runtime drops the snapshot being taken once the member returns; it is not
-    /// published meanwhile.
+    /// The snapshot being taken goes stale: its thread stops at its next chunk, is never
+    /// published, and reports it has failed.
     fn replacing_tree(&mut self) {
         drop(self.snapshot_fence.advance());
-        self.tree_replaced = true;
     }
 
     fn oldest_kept_snapshot(&mut self) -> Result<Option<Zxid>, String> {

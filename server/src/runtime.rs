@@ -248,11 +248,6 @@ impl Runtime {
         };
         let result = step(member, &mut self.engine, &mut **ensemble, now);
         let outputs = member.take_output();
-        if std::mem::take(&mut ensemble.tree_replaced) && self.snapshot.take().is_some() {
-            // Stale (the fence has stopped it being published): its thread stops at its
-            // next chunk and removes what it wrote.
-            tracing::info!("dropped the snapshot being taken of the tree replaced");
-        }
         for output in outputs {
             self.carry_out(output);
         }

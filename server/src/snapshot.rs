@@ -9,7 +9,7 @@
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -109,8 +109,8 @@ impl SharedTree {
     }
 
     /// Replaces the tree (closing any fuzzy window). The new one has a lock of its own:
-    /// a snapshot still reading the old one goes on reading the old one alone (it is
-    /// dropped, for its file would mix the two trees).
+    /// a snapshot still reading the old one goes on reading the old one alone (its fence
+    /// has advanced, for its file would mix the two trees: it stops at its next chunk).
     pub(crate) fn replace(&mut self, tree: DataTree) {
         *self = Self::new(tree);
     }
@@ -171,7 +171,7 @@ impl Fence {
 /// What the snapshot's thread tells the serving task.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
-    /// The file is written (or failed, or the snapshot was dropped).
+    /// The file is written (or failed, or the snapshot went stale).
     Done { zxid: i64, ok: bool },
 }
 
@@ -189,8 +189,6 @@ pub(crate) fn tree_digest(tree: &DataTree) -> ZxidDigest {
 
 /// A snapshot being taken (one at a time), by a thread of its own.
 pub(crate) struct Job {
-    /// Set when the snapshot is dropped: its thread stops at its next chunk.
-    dropped: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -213,13 +211,8 @@ impl Job {
         let zxid = writer.start_zxid();
         let sessions = held.tree.sessions().clone();
         let dir = dir.to_owned();
-        let dropped = Arc::new(AtomicBool::new(false));
         let generation = fence.generation();
-        let stop = Stop {
-            dropped: dropped.clone(),
-            fence,
-            generation,
-        };
+        let stop = Stop { fence, generation };
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
@@ -231,7 +224,7 @@ impl Job {
                             w.write_all(&acl_map)?;
                             serialize(&mut writer, &cell, &stop, w).map(Some)
                         })?;
-                    // Published only if nothing made it stale meanwhile (dropped, its
+                    // Published only if nothing made it stale meanwhile (if so, its
                     // temporary file goes).
                     let _fence = stop.fence.lock();
                     if stop.stopped() {
@@ -264,7 +257,6 @@ impl Job {
             });
         match spawned {
             Ok(thread) => Some(Job {
-                dropped,
                 thread: Some(thread),
             }),
             Err(e) => {
@@ -284,23 +276,16 @@ impl Job {
     }
 }
 
-impl Drop for Job {
-    /// A job dropped before its end stops at its next chunk; its file is removed.
-    fn drop(&mut self) {
-        self.dropped.store(true, Ordering::Release);
-    }
-}
-
-/// What stops a snapshot's thread: its job dropped, or its fence advanced.
+/// What stops a snapshot's thread: its fence advanced (a TRUNC, a leader's snapshot coming
+/// in, the tree replaced), which makes it stale.
 struct Stop {
-    dropped: Arc<AtomicBool>,
     fence: Fence,
     generation: u64,
 }
 
 impl Stop {
     fn stopped(&self) -> bool {
-        self.dropped.load(Ordering::Acquire) || self.fence.generation() != self.generation
+        self.fence.generation() != self.generation
     }
 }
 
@@ -317,7 +302,7 @@ fn serialize(
         let end = {
             let shared = cell.blocking_lock();
             if stop.stopped() {
-                return Err(std::io::Error::other("the snapshot was dropped"));
+                return Err(std::io::Error::other("the snapshot went stale"));
             }
             let done = writer.write_some_within(&shared.tree, &mut piece, CHUNK_NODES, CHUNK_BYTES);
             done.then(|| shared.snapshot_digest())
@@ -481,20 +466,28 @@ mod tests {
             .collect()
     }
 
-    /// A snapshot whose job is dropped while its thread is at work stops, says so, and
-    /// leaves no file behind.
+    /// A snapshot whose fence advances while its thread is at work (the tree replaced, say)
+    /// stops, says so, and leaves no file behind.
     #[tokio::test]
-    async fn a_dropped_snapshot_stops_and_leaves_no_file() {
+    async fn a_snapshot_stopped_by_its_fence_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let (tree, _) = tree_of(20_000);
         let (notify, done) = notifier();
         let fence = Fence::default();
-        let job = Job::start(tree.shared(), tree.cell(), fence, dir.path(), notify).unwrap();
-        drop(job);
-        // The tree is never lent: the thread meets the drop at its first chunk.
+        let mut job = Job::start(
+            tree.shared(),
+            tree.cell(),
+            fence.clone(),
+            dir.path(),
+            notify,
+        )
+        .unwrap();
+        drop(fence.advance());
+        // The tree is never lent before: the thread meets the fence at its first chunk.
         drop(tree);
         let event = done.recv_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
+        job.join();
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 
