@@ -10,7 +10,8 @@
 //!   fsyncs on a thread of their own, each batch started as soon as the one before ends.
 //! - Snapshots ([`write_snapshot`], [`read_snapshot`], [`read_newest`]): header, session
 //!   table, the tree body (written and parsed by callbacks, so this crate needs no tree),
-//!   seals and digest, as ZooKeeper 3.8 writes them.
+//!   seals and digest, as ZooKeeper 3.8 writes them; written past the page cache where
+//!   the file system allows ([`SequentialFile`]).
 //! - [`restore`] (newest valid snapshot, then the log after it), [`purge`], epoch files
 //!   ([`read_epoch`], [`write_epoch`]), and [`SnapshotPolicy`] (`snapCount`).
 //!
@@ -44,6 +45,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::panic))]
 
 pub mod conformance;
+mod direct;
 mod error;
 #[cfg(feature = "failpoints")]
 mod failpoint;
@@ -56,6 +58,7 @@ mod sled_log;
 mod snapshot;
 mod syncer;
 
+pub use direct::SequentialFile;
 pub use error::{PersistenceError, Result};
 pub use format::{
     FORMAT_VERSION, LOG_MAGIC, LogEntry, SNAP_MAGIC, VERSION_DIR, adler32, file_name, zxid_of,

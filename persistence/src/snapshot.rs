@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -55,7 +55,7 @@ const SYNC_STEP: usize = 8 << 20;
 /// The snapshot file being written: keeps the running Adler-32 of what passes through and,
 /// for a synced snapshot, syncs every [`SYNC_STEP`] bytes.
 struct Checked {
-    inner: BufWriter<File>,
+    inner: crate::direct::SequentialFile,
     adler: adler2::Adler32,
     /// Bytes written since the last sync; `None` for a snapshot never synced.
     unsynced: Option<usize>,
@@ -69,8 +69,7 @@ impl Write for Checked {
             *unsynced += n;
             if *unsynced >= SYNC_STEP {
                 *unsynced = 0;
-                self.inner.flush()?;
-                self.inner.get_ref().sync_data()?;
+                self.inner.sync_data()?;
             }
         }
         Ok(n)
@@ -285,14 +284,13 @@ fn write_file(
     let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid)));
     let io = |e| PersistenceError::io(&tmp, e);
     let written = (|| {
-        let file = File::create(&tmp)?;
         let mut out = Checked {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: crate::direct::SequentialFile::create(&tmp)?,
             adler: adler2::Adler32::new(),
             unsynced: sync.then_some(0),
         };
         write_contents(&mut out, sessions, write_tree)?;
-        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+        let file = out.inner.finish()?;
         if sync { file.sync_all() } else { Ok(()) }
     })();
     if let Err(e) = written {

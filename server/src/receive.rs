@@ -270,11 +270,13 @@ fn parse(
     })
 }
 
-/// Writes the pieces as they come to `tmp`, and syncs it at the end; a snapshot that
-/// stops before its end leaves no file.
+/// Writes the pieces as they come to `tmp` (past the page cache where the file system
+/// allows, as periodic snapshots are), and syncs it at the end; a snapshot that stops
+/// before its end leaves no file.
 fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(tmp)?;
-    let written = (|| {
+    let mut file = zk_persistence::SequentialFile::create(tmp)?;
+    // The file is closed when this returns, before an unfinished one is removed.
+    let written = (move || {
         loop {
             let piece = rx.recv();
             if abandoned.load(Ordering::Acquire) {
@@ -282,13 +284,12 @@ fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Re
             }
             match piece {
                 Ok(Piece::Data(bytes)) => file.write_all(&bytes)?,
-                Ok(Piece::End) => return file.sync_all(),
+                Ok(Piece::End) => return file.finish()?.sync_all(),
                 Err(_) => return Err(std::io::Error::other(STOPPED)),
             }
         }
     })();
     if written.is_err() {
-        drop(file);
         let _ = std::fs::remove_file(tmp);
     }
     written
