@@ -56,7 +56,7 @@ const SYNC_STEP: usize = 8 << 20;
 /// for a synced snapshot, syncs every [`SYNC_STEP`] bytes.
 struct Checked {
     inner: crate::direct::SequentialFile,
-    adler: adler2::Adler32,
+    adler: crate::format::Adler,
     /// Bytes written since the last sync; `None` for a snapshot never synced.
     unsynced: Option<usize>,
 }
@@ -64,7 +64,7 @@ struct Checked {
 impl Write for Checked {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.adler.write_slice(buf.get(..n).unwrap_or_default());
+        self.adler.write(buf.get(..n).unwrap_or_default());
         if let Some(unsynced) = &mut self.unsynced {
             *unsynced += n;
             if *unsynced >= SYNC_STEP {
@@ -86,7 +86,7 @@ trait Summing: Write {
 
 impl Summing for Checked {
     fn checksum(&mut self) -> u32 {
-        self.adler.checksum()
+        self.adler.finish()
     }
 }
 
@@ -286,7 +286,7 @@ fn write_file(
     let written = (|| {
         let mut out = Checked {
             inner: crate::direct::SequentialFile::create(&tmp)?,
-            adler: adler2::Adler32::new(),
+            adler: crate::format::Adler::new(),
             unsynced: sync.then_some(0),
         };
         write_contents(&mut out, sessions, write_tree)?;
@@ -356,7 +356,7 @@ pub struct SnapshotEncoder {
     buf: BytesMut,
     /// Bytes at the front of `buf` already summed.
     summed: usize,
-    adler: adler2::Adler32,
+    adler: crate::format::Adler,
 }
 
 impl SnapshotEncoder {
@@ -365,7 +365,7 @@ impl SnapshotEncoder {
         let mut encoder = Self {
             buf: BytesMut::with_capacity(HEADER_LEN + 4 + sessions.len() * 12),
             summed: 0,
-            adler: adler2::Adler32::new(),
+            adler: crate::format::Adler::new(),
         };
         // Writing to memory does not fail.
         let _ = write_header(&mut encoder, sessions);
@@ -404,7 +404,7 @@ impl SnapshotEncoder {
 
     fn sum(&mut self) {
         self.adler
-            .write_slice(self.buf.get(self.summed..).unwrap_or_default());
+            .write(self.buf.get(self.summed..).unwrap_or_default());
         self.summed = self.buf.len();
     }
 }
@@ -422,7 +422,7 @@ impl Write for SnapshotEncoder {
 impl Summing for SnapshotEncoder {
     fn checksum(&mut self) -> u32 {
         self.sum();
-        self.adler.checksum()
+        self.adler.finish()
     }
 }
 
@@ -442,7 +442,7 @@ pub struct SnapshotStream {
     /// The offset in the file of `pending`'s first byte.
     at: usize,
     /// The checksum of the bytes before `at`.
-    adler: adler2::Adler32,
+    adler: crate::format::Adler,
     sessions: Option<BTreeMap<i64, i32>>,
     body_done: bool,
 }
@@ -463,7 +463,7 @@ impl SnapshotStream {
             zxid,
             pending: Bytes::new(),
             at: 0,
-            adler: adler2::Adler32::new(),
+            adler: crate::format::Adler::new(),
             sessions: None,
             body_done: false,
         }
@@ -573,8 +573,7 @@ impl SnapshotStream {
     /// Drops `n` bytes read, summing them for the seals.
     fn consume(&mut self, n: usize) {
         let n = n.min(self.pending.len());
-        self.adler
-            .write_slice(self.pending.get(..n).unwrap_or_default());
+        self.adler.write(self.pending.get(..n).unwrap_or_default());
         self.pending.advance(n);
         self.at += n;
     }
@@ -685,14 +684,14 @@ fn unsnappy(raw: &[u8]) -> std::result::Result<Vec<u8>, (u64, String)> {
 
 /// The Adler-32 of a file's first `upto` bytes, extended as later seals need.
 struct RunningSum {
-    adler: adler2::Adler32,
+    adler: crate::format::Adler,
     upto: usize,
 }
 
 impl RunningSum {
     fn over(all: &[u8], upto: usize) -> Self {
-        let mut adler = adler2::Adler32::new();
-        adler.write_slice(all.get(..upto).unwrap_or_default());
+        let mut adler = crate::format::Adler::new();
+        adler.write(all.get(..upto).unwrap_or_default());
         Self { adler, upto }
     }
 
@@ -701,11 +700,10 @@ impl RunningSum {
         if at < self.upto {
             *self = Self::over(all, at);
         } else {
-            self.adler
-                .write_slice(all.get(self.upto..at).unwrap_or_default());
+            self.adler.write(all.get(self.upto..at).unwrap_or_default());
             self.upto = at;
         }
-        self.adler.checksum()
+        self.adler.finish()
     }
 }
 
