@@ -8,11 +8,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// The alignment of a direct write's buffer, offset and length: a page, which is at least
-/// any device's logical block.
+/// The alignment of a direct write's buffer, offset and length: 4096 bytes, a multiple of
+/// the logical block of the disks this runs on (512 or 4096 bytes). A device with a larger
+/// block refuses the direct writes, and the file goes through the page cache.
 const ALIGN: usize = 4096;
 
 /// How much is gathered before a write: a multiple of [`ALIGN`].
@@ -27,9 +27,13 @@ const CAPACITY: usize = 1 << 20;
 /// machine whose host takes back the memory its guest frees (free page reporting), the host
 /// faults each one in again as the copy first touches it. Full blocks go through a handle
 /// opened with `O_DIRECT` from an aligned buffer that is reused; the tail shorter than a
-/// block, through a plain handle on the same file. A file system that refuses direct I/O
-/// (tmpfs, some overlays) refuses it at the open or the first write: the file is then
-/// written through the plain handle alone.
+/// block, through a plain handle on the same file. A file system or device that refuses
+/// direct I/O refuses it at the open or at a write (`EINVAL`): the file is written through
+/// the plain handle from there on. Off Linux, it is the plain handle alone.
+///
+/// Dropped without [`finish`](Self::finish), what it gathered is lost: the file is for
+/// removing then.
+#[must_use = "what is gathered reaches the file at `finish`"]
 pub struct SequentialFile {
     /// The plain handle: the tail, everything once direct writes are refused, syncs.
     file: File,
@@ -67,21 +71,21 @@ impl SequentialFile {
     fn write_out(&mut self, tail: bool) -> std::io::Result<()> {
         let blocks = self.len / ALIGN * ALIGN;
         if blocks > 0 {
-            let bytes = self
-                .buf
-                .get(self.start..self.start + blocks)
-                .unwrap_or_default();
+            let bytes = gathered(&self.buf, self.start, blocks)?;
             let written = match &self.direct {
-                Some(direct) => direct.write_all_at(bytes, self.offset),
-                None => self.file.write_all_at(bytes, self.offset),
+                Some(direct) => write_at(direct, bytes, self.offset),
+                None => write_at(&self.file, bytes, self.offset),
             };
-            if let Err(e) = written {
-                if self.direct.take().is_none() || e.raw_os_error() != Some(EINVAL) {
-                    return Err(e);
+            match written {
+                Ok(()) => {}
+                Err(e) if self.direct.is_some() && e.raw_os_error() == Some(EINVAL) => {
+                    // Refused past the page cache: through it from now on (a part written
+                    // directly is written again).
+                    tracing::debug!(error = %e, "direct writes refused; through the page cache");
+                    self.direct = None;
+                    write_at(&self.file, bytes, self.offset)?;
                 }
-                // Refused past the page cache: through it from now on.
-                tracing::debug!(error = %e, "direct writes refused; writing through the page cache");
-                self.file.write_all_at(bytes, self.offset)?;
+                Err(e) => return Err(e),
             }
             self.offset += blocks as u64;
             self.buf
@@ -89,18 +93,19 @@ impl SequentialFile {
             self.len -= blocks;
         }
         if tail && self.len > 0 {
-            let bytes = self
-                .buf
-                .get(self.start..self.start + self.len)
-                .unwrap_or_default();
-            self.file.write_all_at(bytes, self.offset)?;
+            write_at(
+                &self.file,
+                gathered(&self.buf, self.start, self.len)?,
+                self.offset,
+            )?;
             self.offset += self.len as u64;
             self.len = 0;
         }
         Ok(())
     }
 
-    /// Writes everything gathered and returns the plain handle (to sync, say).
+    /// Writes everything gathered and returns the plain handle, to sync (the writes were
+    /// positional: its cursor has not moved).
     pub fn finish(mut self) -> std::io::Result<File> {
         self.write_out(true)?;
         Ok(self.file)
@@ -122,17 +127,43 @@ impl Write for SequentialFile {
         let room = CAPACITY - self.len;
         let n = data.len().min(room);
         let at = self.start + self.len;
-        if let (Some(to), Some(from)) = (self.buf.get_mut(at..at + n), data.get(..n)) {
-            to.copy_from_slice(from);
+        match (self.buf.get_mut(at..at + n), data.get(..n)) {
+            (Some(to), Some(from)) => to.copy_from_slice(from),
+            _ => {
+                return Err(std::io::Error::other(
+                    "the gathering buffer is out of bounds",
+                ));
+            }
         }
         self.len += n;
         Ok(n)
     }
 
-    /// Writes the whole blocks gathered; the tail waits for [`finish`](Self::finish).
+    /// Writes the whole blocks gathered; the tail short of a block waits for
+    /// [`finish`](SequentialFile::finish) (or is written by it, unlike a `BufWriter`).
     fn flush(&mut self) -> std::io::Result<()> {
         self.write_out(false)
     }
+}
+
+/// `len` gathered bytes from `start`.
+fn gathered(buf: &[u8], start: usize, len: usize) -> std::io::Result<&[u8]> {
+    buf.get(start..start + len)
+        .ok_or_else(|| std::io::Error::other("the gathering buffer is out of bounds"))
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(not(unix))]
+fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)
 }
 
 #[cfg(target_os = "linux")]
@@ -163,10 +194,19 @@ fn open_direct(_path: &Path) -> Option<File> {
 mod tests {
     use super::*;
 
-    /// Whatever the sizes of the writes, the file holds every byte in order: whole blocks
-    /// directly (where the file system takes it), the tail through the page cache, and a
-    /// sync midway changes nothing; written through the page cache alone (direct writes
-    /// refused), the same.
+    /// How a test file is written: directly, through the page cache alone, or directly from
+    /// a buffer out of alignment, which a file system that takes direct I/O refuses at the
+    /// first write (the file then goes through the page cache).
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Way {
+        Direct,
+        Buffered,
+        Refused,
+    }
+
+    /// Whatever the sizes of the writes, the file holds every byte in order, written
+    /// directly (where the file system takes it), through the page cache alone, or falling
+    /// back to it when a direct write is refused; a sync midway changes nothing.
     #[test]
     fn the_file_holds_what_was_written_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -180,12 +220,16 @@ mod tests {
             3 * CAPACITY + 12_345,
         ];
         let writes = [1, 7, ALIGN + 3, 100_000, CAPACITY + 5];
-        for (total, direct) in sizes.into_iter().flat_map(|t| [(t, true), (t, false)]) {
-            let path = dir.path().join(format!("f{total}-{direct}"));
+        let ways = [Way::Direct, Way::Buffered, Way::Refused];
+        for (total, way) in sizes.into_iter().flat_map(|t| ways.map(|w| (t, w))) {
+            let path = dir.path().join(format!("f{total}-{way:?}"));
             let bytes: Vec<u8> = (0..total).map(|i| (i * 31 % 251) as u8).collect();
             let mut file = SequentialFile::create(&path).unwrap();
-            if !direct {
-                file.direct = None;
+            let direct_taken = file.direct.is_some();
+            match way {
+                Way::Direct => {}
+                Way::Buffered => file.direct = None,
+                Way::Refused => file.start += 1,
             }
             let mut at = 0;
             for (i, size) in writes.iter().cycle().enumerate() {
@@ -199,9 +243,18 @@ mod tests {
                     file.sync_data().unwrap();
                 }
             }
+            // Everything out, so that a whole block has met the direct handle if there is one.
+            file.write_out(true).unwrap();
+            let wrote_blocks = total >= ALIGN;
+            if direct_taken && way == Way::Direct {
+                assert!(file.direct.is_some(), "{total} bytes: direct writes kept");
+            }
+            if direct_taken && way == Way::Refused && wrote_blocks {
+                assert!(file.direct.is_none(), "{total} bytes: fell back");
+            }
             file.finish().unwrap().sync_all().unwrap();
             let read = std::fs::read(&path).unwrap();
-            assert_eq!(read, bytes, "{total} bytes, direct {direct}");
+            assert_eq!(read, bytes, "{total} bytes, {way:?}");
         }
     }
 }

@@ -162,4 +162,47 @@ mod tests {
         // java.util.zip.Adler32 of "Wikipedia", the algorithm's usual example.
         assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
     }
+
+    /// The vectorized sum is Adler-32's definition (RFC 1950) one byte at a time, on
+    /// inputs long enough for every vector path and their remainders, fed in one piece or
+    /// in uneven pieces, with bytes whose sums overflow 16 bits fast.
+    #[test]
+    fn the_running_sum_is_adler32_by_its_definition() {
+        let by_definition = |bytes: &[u8]| {
+            let (mut a, mut b) = (1_u32, 0_u32);
+            for &byte in bytes {
+                a = (a + u32::from(byte)) % 65_521;
+                b = (b + a) % 65_521;
+            }
+            (b << 16) | a
+        };
+        let mut seed = 0x9e37_79b9_u32;
+        let bytes: Vec<u8> = (0..300_007)
+            .map(|i| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                if i % 3 == 0 { 0xff } else { (seed >> 24) as u8 }
+            })
+            .collect();
+        for len in [
+            0, 1, 15, 16, 31, 32, 33, 63, 64, 5_551, 5_552, 5_553, 100_000, 300_007,
+        ] {
+            let input = &bytes[..len];
+            assert_eq!(adler32(input), by_definition(input), "{len} bytes");
+            let mut running = Adler::new();
+            let mut at = 0;
+            for step in [1, 7, 64, 5_553, 33].iter().cycle() {
+                if at == len {
+                    break;
+                }
+                let end = (at + step).min(len);
+                running.write(&input[at..end]);
+                at = end;
+            }
+            assert_eq!(
+                running.finish(),
+                by_definition(input),
+                "{len} bytes in pieces"
+            );
+        }
+    }
 }

@@ -47,8 +47,9 @@ pub struct Snapshot<T> {
 /// The magic a snappy-compressed snapshot starts with (snappy-java's stream header).
 const SNAPPY_MAGIC: &[u8] = b"\x82SNAPPY\0";
 
-/// How much of a snapshot is written before it is synced: a big snapshot reaches the disk
-/// in steps rather than in one burst at the end, which would queue ahead of the txn log's
+/// How much of a synced snapshot is written before it is synced: written through the page
+/// cache (a file system that refuses direct writes), a big snapshot reaches the disk in
+/// steps rather than in one burst at the end, which would queue ahead of the txn log's
 /// fsyncs (and stall every write meanwhile).
 const SYNC_STEP: usize = 8 << 20;
 

@@ -426,7 +426,8 @@ impl Runtime {
                 let _ = request.reply.send(answer);
             }
             Msg::Snapshot(snapshot::Event::Done { zxid, ok }) => {
-                // The writer sent this as its last act; joining it does not wait.
+                // The writer sent this as its last act (having freed any tree replaced
+                // meanwhile); joining it does not wait.
                 if let Some(mut job) = self.snapshot.take() {
                     job.join();
                 }

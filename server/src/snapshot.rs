@@ -9,7 +9,7 @@
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -189,6 +189,9 @@ pub(crate) fn tree_digest(tree: &DataTree) -> ZxidDigest {
 
 /// A snapshot being taken (one at a time), by a thread of its own.
 pub(crate) struct Job {
+    /// Set when the job is dropped unjoined (a runtime dropped without stopping): its
+    /// thread stops at its next chunk rather than publish a file nobody fences any more.
+    dropped: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -212,7 +215,12 @@ impl Job {
         let sessions = held.tree.sessions().clone();
         let dir = dir.to_owned();
         let generation = fence.generation();
-        let stop = Stop { fence, generation };
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stop = Stop {
+            fence,
+            generation,
+            dropped: dropped.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
@@ -253,10 +261,15 @@ impl Job {
                         false
                     }
                 };
+                // A tree replaced meanwhile lives on in `cell` alone: it is freed here, not
+                // on the serving thread that joins this one once told it is done.
+                drop(cell);
+                drop(writer);
                 notify(Event::Done { zxid, ok });
             });
         match spawned {
             Ok(thread) => Some(Job {
+                dropped,
                 thread: Some(thread),
             }),
             Err(e) => {
@@ -276,16 +289,23 @@ impl Job {
     }
 }
 
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+}
+
 /// What stops a snapshot's thread: its fence advanced (a TRUNC, a leader's snapshot coming
-/// in, the tree replaced), which makes it stale.
+/// in, the tree replaced), which makes it stale, or its job dropped unjoined.
 struct Stop {
     fence: Fence,
     generation: u64,
+    dropped: Arc<AtomicBool>,
 }
 
 impl Stop {
     fn stopped(&self) -> bool {
-        self.fence.generation() != self.generation
+        self.fence.generation() != self.generation || self.dropped.load(Ordering::Acquire)
     }
 }
 
@@ -488,6 +508,28 @@ mod tests {
         let event = done.recv_timeout(Duration::from_secs(60)).unwrap();
         assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
         job.join();
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    /// A job dropped unjoined (its runtime dropped without stopping) stops its thread too,
+    /// which leaves no file behind.
+    #[tokio::test]
+    async fn a_snapshot_whose_job_is_dropped_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, _) = tree_of(20_000);
+        let (notify, done) = notifier();
+        let job = Job::start(
+            tree.shared(),
+            tree.cell(),
+            Fence::default(),
+            dir.path(),
+            notify,
+        );
+        drop(job);
+        // The tree is never lent before: the thread meets the drop at its first chunk.
+        drop(tree);
+        let event = done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(matches!(event, Event::Done { ok: false, .. }), "{event:?}");
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 
