@@ -1255,6 +1255,7 @@ mod tests {
     use zk_jute::txn::{CreateContainerTxn, CreateTtlTxn, DeleteTxn};
 
     use super::*;
+    use crate::acl::open_acl_unsafe;
 
     /// Names order and compare as their `str`s do, short or long, whatever bytes they
     /// hold (a NUL, bytes past ASCII, one a prefix of the other, 22 bytes against 23).
@@ -1286,7 +1287,6 @@ mod tests {
             }
         }
     }
-    use crate::acl::open_acl_unsafe;
 
     fn apply(tree: &mut DataTree, zxid: i64, time: i64, txn: Transaction) -> Applied {
         let r#type = txn.op_code().code();

@@ -3,7 +3,7 @@
 //! Under `cargo xtask bench ensemble`'s creates on a virtual machine that gives freed
 //! memory back to its host, copying snapshots into fresh page-cache pages cost 2.1-2.6 ms
 //! of CPU per MiB, against 0.3 ms per MiB into pages still at hand: a fifth of the machine's
-//! CPU. Written directly, from one buffer reused, it is 0.8-1.0 ms per MiB (the checksum
+//! CPU. Written directly, from one buffer reused, it is 0.8-0.9 ms per MiB (the checksum
 //! included).
 
 use std::fs::File;
