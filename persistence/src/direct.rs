@@ -78,7 +78,8 @@ impl SequentialFile {
             };
             match written {
                 Ok(()) => {}
-                Err(e) if self.direct.is_some() && e.raw_os_error() == Some(EINVAL) => {
+                // `EINVAL`.
+                Err(e) if self.direct.is_some() && e.kind() == std::io::ErrorKind::InvalidInput => {
                     // Refused past the page cache: through it from now on (a part written
                     // directly is written again).
                     tracing::debug!(error = %e, "direct writes refused; through the page cache");
@@ -165,11 +166,6 @@ fn write_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(bytes)
 }
-
-#[cfg(target_os = "linux")]
-const EINVAL: i32 = libc::EINVAL;
-#[cfg(not(target_os = "linux"))]
-const EINVAL: i32 = 22;
 
 /// A write-only handle on `path` with `O_DIRECT`, if the file system takes it.
 #[cfg(target_os = "linux")]

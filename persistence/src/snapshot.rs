@@ -281,31 +281,26 @@ fn write_file(
     write_tree: impl FnOnce(&mut dyn Write) -> std::io::Result<Option<ZxidDigest>>,
 ) -> Result<UnpublishedSnapshot> {
     std::fs::create_dir_all(dir).map_err(|e| PersistenceError::io(dir, e))?;
-    let path = dir.join(file_name("snapshot", zxid));
-    let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid)));
-    let io = |e| PersistenceError::io(&tmp, e);
+    // Dropped on an error below, it removes what was written: no half-written file stays.
+    let file = UnpublishedSnapshot {
+        tmp: dir.join(format!("{}{TMP_SUFFIX}", file_name("snapshot", zxid))),
+        path: dir.join(file_name("snapshot", zxid)),
+        dir: dir.to_owned(),
+        synced: sync,
+        published: false,
+    };
     let written = (|| {
         let mut out = Checked {
-            inner: crate::direct::SequentialFile::create(&tmp)?,
+            inner: crate::direct::SequentialFile::create(&file.tmp)?,
             adler: crate::format::Adler::new(),
             unsynced: sync.then_some(0),
         };
         write_contents(&mut out, sessions, write_tree)?;
-        let file = out.inner.finish()?;
-        if sync { file.sync_all() } else { Ok(()) }
+        let written = out.inner.finish()?;
+        if sync { written.sync_all() } else { Ok(()) }
     })();
-    if let Err(e) = written {
-        // No half-written file is left behind.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(UnpublishedSnapshot {
-        tmp,
-        path,
-        dir: dir.to_owned(),
-        synced: sync,
-        published: false,
-    })
+    written.map_err(|e| PersistenceError::io(&file.tmp, e))?;
+    Ok(file)
 }
 
 /// Whether the snapshot file at `path` looks whole, as ZooKeeper's `isValidSnapshot`
