@@ -153,8 +153,35 @@ fn benches(c: &mut Criterion) {
             black_box(bytes + piece.len())
         })
     });
-    group.finish();
     drop(big);
+
+    // The same under one parent whose 300,000 children were created by 256 writers at
+    // once, each naming its own in sequence (as `cargo xtask bench ensemble` creates):
+    // siblings that sort together were created far apart in time, and so lie far apart in
+    // memory; a parent with that many children is written in slot order.
+    let mut burst = DataTree::default();
+    write(&mut burst, &create("/bench".into()));
+    for i in 0..300_000 {
+        write(
+            &mut burst,
+            &create(format!("/bench/w{}-{}", i % 256, i / 256)),
+        );
+    }
+    group.throughput(Throughput::Elements(burst.node_count() as u64));
+    group.bench_function("fuzzy_body_300k_one_parent_256_writers", |b| {
+        let mut piece = bytes::BytesMut::with_capacity(2 << 20);
+        b.iter(|| {
+            let mut writer = zk_datatree::BodyWriter::fuzzy();
+            let mut bytes = 0;
+            while !writer.write_some(&burst, &mut piece, 1_000) {
+                bytes += piece.len();
+                piece.clear();
+            }
+            black_box(bytes + piece.len())
+        })
+    });
+    group.finish();
+    drop(burst);
 
     // Memory: one million znodes with 100-byte values, measured as the process RSS delta.
     let before = rss_bytes();

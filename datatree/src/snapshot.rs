@@ -8,7 +8,7 @@ use zk_jute::data::{Acl, StatPersisted};
 use zk_jute::{DecodeError, DecodeErrorKind, Reader, Record};
 
 use crate::path::split;
-use crate::tree::{DataTree, Node, TreeOptions};
+use crate::tree::{Children, ChildrenAfter, DataTree, Node, TreeOptions};
 
 /// Why a snapshot body could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,10 +52,9 @@ pub enum SnapshotError {
 pub struct BodyWriter {
     /// The path of the deepest node still open (whose children are being written).
     path: String,
-    /// The open nodes, root first: where each one's path ends in `path`, and the name of
-    /// the last child of it written, if any. Children are written in name order, so a
-    /// piece resumes after that name however the tree changed in between.
-    open: Vec<(usize, Option<Box<str>>)>,
+    /// The open nodes, root first: where each one's path ends in `path`, and where its
+    /// children's writing stands.
+    open: Vec<(usize, Order)>,
     started: bool,
     done: bool,
     fuzzy: bool,
@@ -124,43 +123,65 @@ impl BodyWriter {
             }
             if let Some(root) = tree.node("") {
                 self.write_node(root, out);
-                self.open.push((0, None));
+                self.open.push((0, Order::of(root)));
             }
         }
         // Reopen the open nodes where the last piece left them, by path (a node deleted
         // since is gone with everything under it); within a piece, children are reached
         // through their parent's slots.
-        let open = std::mem::take(&mut self.open);
-        let mut walk = Vec::with_capacity(open.len());
-        for (len, after) in &open {
+        let mut open = std::mem::take(&mut self.open);
+        let mut walk: Vec<(usize, Cursor<'_>)> = Vec::with_capacity(open.len());
+        for (len, order) in &mut open {
             let Some(node) = self.path.get(..*len).and_then(|p| tree.node(p)) else {
                 break;
             };
-            walk.push((
-                *len,
-                node.children.after(after.as_deref()),
-                after.as_deref(),
-            ));
+            let cursor = match order {
+                Order::Name(after) => Cursor::Name {
+                    children: node.children.after(after.as_deref()),
+                    last: after.as_deref(),
+                },
+                Order::Slot(slots) => Cursor::Slot {
+                    children: &node.children,
+                    slots: std::mem::take(slots),
+                },
+            };
+            walk.push((*len, cursor));
         }
         let mut written = 0;
+        // Names a call may gather for slot order: gathering is cheap beside writing.
+        let mut gather = nodes.saturating_mul(GATHER_PER_NODE);
         // Siblings at the deepest level whose memory was read ahead and not reached yet
         // (reading ahead is not worth it for a few nodes a call).
         let ahead = nodes >= AHEAD;
         let mut touched = 0;
         while written < nodes && wrote(out) < max_bytes {
-            let Some((len, children, last)) = walk.last_mut() else {
+            let Some((len, cursor)) = walk.last_mut() else {
                 break;
             };
-            if ahead && touched == 0 {
-                touched = touch_ahead(tree, children.clone());
-            }
-            let Some((name, slot)) = children.next() else {
+            let next = match cursor {
+                Cursor::Name { children, last } => {
+                    if ahead && touched == 0 {
+                        touched = touch_ahead(tree, children.clone());
+                    }
+                    touched = touched.saturating_sub(1);
+                    children.next().inspect(|(name, _)| *last = Some(name))
+                }
+                Cursor::Slot { children, slots } => {
+                    if !slots.gathered {
+                        if gather == 0 {
+                            break;
+                        }
+                        gather = slots.gather(children, gather);
+                        continue;
+                    }
+                    slots.next()
+                }
+            };
+            let Some((name, slot)) = next else {
                 walk.pop();
                 touched = 0;
                 continue;
             };
-            touched = touched.saturating_sub(1);
-            *last = Some(name);
             self.path.truncate(*len);
             self.path.push('/');
             self.path.push_str(name);
@@ -168,13 +189,24 @@ impl BodyWriter {
                 continue;
             };
             if self.fuzzy && node.stat.czxid > self.start_zxid {
-                // Created since the body started, and so is everything under it.
+                // Created since the body started, and so is everything under it (in slot
+                // order: the slot of a child deleted since it was gathered, reused).
                 continue;
             }
             self.write_node(node, out);
             written += 1;
             if !node.children.is_empty() {
-                walk.push((self.path.len(), node.children.after(None), None));
+                let cursor = match Order::of(node) {
+                    Order::Slot(slots) => Cursor::Slot {
+                        children: &node.children,
+                        slots,
+                    },
+                    Order::Name(_) => Cursor::Name {
+                        children: node.children.after(None),
+                        last: None,
+                    },
+                };
+                walk.push((self.path.len(), cursor));
                 touched = 0;
             }
         }
@@ -185,7 +217,10 @@ impl BodyWriter {
         }
         self.open = walk
             .into_iter()
-            .map(|(len, _, last)| (len, last.map(Box::from)))
+            .map(|(len, cursor)| match cursor {
+                Cursor::Name { last, .. } => (len, Order::Name(last.map(Box::from))),
+                Cursor::Slot { slots, .. } => (len, Order::Slot(slots)),
+            })
             .collect();
         false
     }
@@ -201,6 +236,123 @@ impl BodyWriter {
         acl.encode(out);
         node.stat.encode(out);
     }
+}
+
+/// How many children a node has at least for them to be written in slot order.
+const SLOT_ORDER_MIN: usize = 1024;
+
+/// How many names a call may gather for slot order per node it may write.
+const GATHER_PER_NODE: usize = 16;
+
+/// Slots per bucket of [`SlotOrder`] (as a shift): a bucket is sorted when its turn comes.
+const BUCKET_SHIFT: u32 = 8;
+
+/// Where the writing of an open node's children stands.
+#[derive(Debug)]
+enum Order {
+    /// In name order: the name of the last child written, if any. A piece resumes after
+    /// it however the tree changed in between.
+    Name(Option<Box<str>>),
+    /// In slot order (a node with many children).
+    Slot(Box<SlotOrder>),
+}
+
+/// A node's children written in the order of their slots rather than of their names, so
+/// that the writer reads the tree's memory in the order it was filled: names given out in
+/// an order of their own (a counter per client, say) put siblings that sort together far
+/// apart in memory, and a walk in name order then waits on a cache miss (and a TLB miss)
+/// for each node and each node's data. The names are gathered first, in name order a
+/// call's share at a time, into buckets of slots; then each bucket is sorted and written.
+///
+/// Across pieces of a fuzzy body the tree changes: a child gathered may have been deleted
+/// since, and its slot reused by a node created since the body started, which the writer
+/// leaves out (as every such node); a child created after its name's turn to be gathered
+/// is left out too, and replaying its creation brings it back.
+#[derive(Debug, Default)]
+struct SlotOrder {
+    /// Whether every name has been gathered.
+    gathered: bool,
+    /// The last name gathered, where gathering resumes.
+    after: Option<Box<str>>,
+    /// The names gathered, end to end.
+    names: String,
+    /// Per [`BUCKET_SHIFT`] range of slots, the children gathered there: each one's slot
+    /// and where its name lies in `names`.
+    buckets: Vec<Vec<(usize, usize, usize)>>,
+    /// The bucket being written, and the next of its children.
+    bucket: usize,
+    next: usize,
+}
+
+impl Order {
+    /// How `node`'s children are to be written, none written yet.
+    fn of(node: &Node) -> Self {
+        if node.children.len() >= SLOT_ORDER_MIN {
+            Self::Slot(Box::default())
+        } else {
+            Self::Name(None)
+        }
+    }
+}
+
+impl SlotOrder {
+    /// Gathers up to `budget` more of `children`'s names; returns what is left of it.
+    fn gather(&mut self, children: &Children, mut budget: usize) -> usize {
+        let mut iter = children.after(self.after.as_deref());
+        let mut last = None;
+        while budget > 0 {
+            let Some((name, slot)) = iter.next() else {
+                self.gathered = true;
+                break;
+            };
+            budget -= 1;
+            let bucket = slot >> BUCKET_SHIFT;
+            if self.buckets.len() <= bucket {
+                self.buckets.resize_with(bucket + 1, Vec::new);
+            }
+            let start = self.names.len();
+            self.names.push_str(name);
+            if let Some(entries) = self.buckets.get_mut(bucket) {
+                entries.push((slot, start, self.names.len()));
+            }
+            last = Some(name);
+        }
+        if let Some(name) = last {
+            self.after = Some(name.into());
+        }
+        budget
+    }
+
+    /// The next child to write, once every name is gathered.
+    fn next(&mut self) -> Option<(&str, usize)> {
+        loop {
+            let entries = self.buckets.get_mut(self.bucket)?;
+            if self.next == 0 {
+                entries.sort_unstable_by_key(|(slot, _, _)| *slot);
+            }
+            if let Some(&(slot, start, end)) = entries.get(self.next) {
+                self.next += 1;
+                return Some((self.names.get(start..end).unwrap_or_default(), slot));
+            }
+            // Done with this bucket: its memory goes.
+            *entries = Vec::new();
+            self.bucket += 1;
+            self.next = 0;
+        }
+    }
+}
+
+/// Where a piece's writing of an open node's children stands, with what it reads them
+/// from.
+enum Cursor<'t> {
+    Name {
+        children: ChildrenAfter<'t>,
+        last: Option<&'t str>,
+    },
+    Slot {
+        children: &'t Children,
+        slots: Box<SlotOrder>,
+    },
 }
 
 /// How many siblings [`touch_ahead`] reads ahead of the writer.

@@ -69,14 +69,13 @@ impl Children {
 
     /// The children after `name` (all of them for `None`), in name order, with their
     /// slots.
-    pub(crate) fn after(&self, name: Option<&str>) -> impl Iterator<Item = (&str, usize)> + Clone {
-        let range = match name {
+    pub(crate) fn after(&self, name: Option<&str>) -> ChildrenAfter<'_> {
+        ChildrenAfter(match name {
             Some(name) => self
                 .0
                 .range::<[u8], _>((Bound::Excluded(name.as_bytes()), Bound::Unbounded)),
             None => self.0.range::<[u8], _>(..),
-        };
-        range.map(|(name, slot)| (name.as_str(), *slot))
+        })
     }
 
     fn insert(&mut self, name: &str, slot: usize) {
@@ -98,6 +97,19 @@ impl PartialEq for Children {
 }
 
 impl Eq for Children {}
+
+/// A node's children from some name on, in name order, with their slots
+/// ([`Children::after`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ChildrenAfter<'a>(std::collections::btree_map::Range<'a, Name, usize>);
+
+impl<'a> Iterator for ChildrenAfter<'a> {
+    type Item = (&'a str, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(name, slot)| (name.as_str(), *slot))
+    }
+}
 
 /// A child's name, kept inside the parent's set when it is short (most are), so that
 /// comparing names while searching a large set reads no memory beyond the set's own.

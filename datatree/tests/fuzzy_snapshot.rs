@@ -2,7 +2,9 @@
 //! followed by every txn logged after its start zxid, gives exactly the live tree: every
 //! path, data, stat, ACL and the digest. Random seeded workloads of creates (persistent,
 //! ephemeral, sequential, container), deletes, setData, setACL with ACLs new since the
-//! body started, multis, and sessions opening and closing.
+//! body started, multis, and sessions opening and closing; and, under a node with more
+//! children than the writer takes in name order, creates and deletes that free slots and
+//! fill them again while the writer gathers and writes those children in slot order.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,8 @@ struct Live {
     sessions: Vec<i64>,
     next_session: i64,
     acls_made: u32,
+    /// Whether half the paths are under `/w`, a node with a thousand children and more.
+    wide: bool,
 }
 
 impl Live {
@@ -63,7 +67,15 @@ impl Live {
         self.log.push((header, prepared.txn));
     }
 
-    fn path(rng: &mut Rng) -> String {
+    fn path(&self, rng: &mut Rng) -> String {
+        if self.wide && rng.below(2) == 0 {
+            let child = format!("/w/n{}", rng.below(WIDE_NAMES));
+            return if rng.below(4) == 0 {
+                format!("{child}/x")
+            } else {
+                child
+            };
+        }
         let depth = 1 + rng.below(3);
         (0..depth)
             .map(|_| ["a", "b", "c", "d"][rng.below(4) as usize])
@@ -93,7 +105,7 @@ impl Live {
     }
 
     fn random_op(&mut self, rng: &mut Rng) -> MultiOp {
-        let path = Self::path(rng);
+        let path = self.path(rng);
         match rng.below(10) {
             0..=3 => {
                 let flags = match rng.below(6) {
@@ -135,7 +147,7 @@ impl Live {
                 return;
             }
             2..=3 => WriteRequest::SetAcl(SetAclRequest {
-                path: Self::path(rng),
+                path: self.path(rng),
                 acl: Some(self.acl(rng)),
                 version: -1,
             }),
@@ -157,7 +169,10 @@ impl Live {
     }
 }
 
-fn run(seed: u64) {
+/// The names under `/w` are `n0` to `n<WIDE_NAMES - 1>`.
+const WIDE_NAMES: u64 = 2_500;
+
+fn run(seed: u64, wide: bool) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut live = Live {
         tree: DataTree::new(TreeOptions::default()),
@@ -165,6 +180,7 @@ fn run(seed: u64) {
         sessions: Vec::new(),
         next_session: 0x100,
         acls_made: 0,
+        wide,
     };
     live.sessions.push(live.next_session);
     live.write(
@@ -172,6 +188,14 @@ fn run(seed: u64) {
         &WriteRequest::CreateSession { timeout_ms: 30_000 },
     );
     live.next_session += 1;
+    if wide {
+        // Children created in an order of their own, so that their slots' order is not
+        // their names'.
+        live.write(0x100, &create("/w"));
+        while live.tree.node("/w").map_or(0, |w| w.children.len()) < 1_100 {
+            live.write(0x100, &create(&format!("/w/n{}", rng.below(WIDE_NAMES))));
+        }
+    }
     for _ in 0..rng.below(300) {
         live.random_write(&mut rng);
     }
@@ -187,7 +211,7 @@ fn run(seed: u64) {
         if done {
             break;
         }
-        for _ in 0..rng.below(4) {
+        for _ in 0..rng.below(if wide { 40 } else { 4 }) {
             live.random_write(&mut rng);
         }
     }
@@ -236,9 +260,30 @@ fn run(seed: u64) {
     );
 }
 
+/// A persistent create of `path` with no data.
+fn create(path: &str) -> WriteRequest {
+    WriteRequest::Create {
+        request: CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: Some(zk_datatree::acl::open_acl_unsafe()),
+            flags: CreateMode::Persistent as i32,
+        },
+        with_stat: false,
+        container: false,
+    }
+}
+
 #[test]
 fn a_fuzzy_body_plus_the_later_log_is_the_live_tree() {
     for seed in 0..400 {
-        run(seed);
+        run(seed, false);
+    }
+}
+
+#[test]
+fn a_fuzzy_body_of_a_node_with_many_children_plus_the_later_log_is_the_live_tree() {
+    for seed in 0..60 {
+        run(seed, true);
     }
 }
