@@ -41,8 +41,13 @@ pub enum SnapshotError {
 /// A snapshot body written a piece at a time, so that a large tree can be serialized
 /// between other work.
 ///
+/// Nodes come in preorder (each after its parent); siblings in name order, except that
+/// the children of a node with many are written in the order of the tree's slots, where
+/// they lie in memory (see `SlotOrder`). Every piece of a body must be written from the
+/// same tree.
+///
 /// Made with [`BodyWriter::new`], the tree must not change between pieces: the result is
-/// then the same bytes as [`DataTree::serialize`]. Made with [`BodyWriter::fuzzy`], the tree
+/// then the same bytes as [`DataTree::serialize`], whatever the pieces' sizes. Made with [`BodyWriter::fuzzy`], the tree
 /// may go on changing between pieces (ZooKeeper's fuzzy snapshot): the body then holds the
 /// tree as of [`BodyWriter::start_zxid`] with some later changes in it, and loading it and
 /// replaying every logged txn after that zxid gives the tree exactly as it is when the log
@@ -123,7 +128,7 @@ impl BodyWriter {
             }
             if let Some(root) = tree.node("") {
                 self.write_node(root, out);
-                self.open.push((0, Order::of(root)));
+                self.open.push((0, Order::of(tree, root)));
             }
         }
         // Reopen the open nodes where the last piece left them, by path (a node deleted
@@ -196,7 +201,7 @@ impl BodyWriter {
             self.write_node(node, out);
             written += 1;
             if !node.children.is_empty() {
-                let cursor = match Order::of(node) {
+                let cursor = match Order::of(tree, node) {
                     Order::Slot(slots) => Cursor::Slot {
                         children: &node.children,
                         slots,
@@ -244,7 +249,8 @@ const SLOT_ORDER_MIN: usize = 1024;
 /// How many names a call may gather for slot order per node it may write.
 const GATHER_PER_NODE: usize = 16;
 
-/// Slots per bucket of [`SlotOrder`] (as a shift): a bucket is sorted when its turn comes.
+/// Slots per bucket of [`SlotOrder`] at least (as a shift): a bucket is sorted when its
+/// turn comes.
 const BUCKET_SHIFT: u32 = 8;
 
 /// Where the writing of an open node's children stands.
@@ -266,8 +272,12 @@ enum Order {
 ///
 /// Across pieces of a fuzzy body the tree changes: a child gathered may have been deleted
 /// since, and its slot reused by a node created since the body started, which the writer
-/// leaves out (as every such node); a child created after its name's turn to be gathered
-/// is left out too, and replaying its creation brings it back.
+/// leaves out (as every such node, gathered or not). This rests on a node never leaving
+/// its slot while it lives: a slot that holds a node created before the body started has
+/// held that node since, in the same tree ([`BodyWriter`] must be given one tree).
+///
+/// Memory: every name and 24 bytes a child (more for buckets holding few) until the
+/// node's last child is written.
 #[derive(Debug, Default)]
 struct SlotOrder {
     /// Whether every name has been gathered.
@@ -276,23 +286,38 @@ struct SlotOrder {
     after: Option<Box<str>>,
     /// The names gathered, end to end.
     names: String,
-    /// Per [`BUCKET_SHIFT`] range of slots, the children gathered there: each one's slot
-    /// and where its name lies in `names`.
+    /// How many slots a bucket covers, as a shift: [`BUCKET_SHIFT`], or more when the
+    /// tree has many more slots than the node has children, so that there are no more
+    /// buckets than children (a node with few spread over a large tree costs their number).
+    shift: u32,
+    /// Per range of slots, the children gathered there: each one's slot and where its
+    /// name lies in `names`.
     buckets: Vec<Vec<(usize, usize, usize)>>,
-    /// The bucket being written, and the next of its children.
+    /// The bucket being written (sorted once its turn came), and the next of its children.
     bucket: usize,
     next: usize,
 }
 
 impl Order {
     /// How `node`'s children are to be written, none written yet.
-    fn of(node: &Node) -> Self {
-        if node.children.len() >= SLOT_ORDER_MIN {
-            Self::Slot(Box::default())
-        } else {
-            Self::Name(None)
+    fn of(tree: &DataTree, node: &Node) -> Self {
+        let children = node.children.len();
+        if children < SLOT_ORDER_MIN {
+            return Self::Name(None);
         }
+        Self::Slot(Box::new(SlotOrder {
+            shift: bucket_shift(tree.slot_bound(), children),
+            ..SlotOrder::default()
+        }))
     }
+}
+
+/// How many slots a bucket of [`SlotOrder`] covers (as a shift) for `children` among
+/// `slots`: [`BUCKET_SHIFT`], or the slots per child rounded up to a power of two when that
+/// is more, so that the buckets are no more numerous than the children.
+fn bucket_shift(slots: usize, children: usize) -> u32 {
+    let spread = slots / children.max(1);
+    BUCKET_SHIFT.max(usize::BITS - spread.leading_zeros())
 }
 
 impl SlotOrder {
@@ -306,12 +331,12 @@ impl SlotOrder {
                 break;
             };
             budget -= 1;
-            let bucket = slot >> BUCKET_SHIFT;
+            let start = self.names.len();
+            self.names.push_str(name);
+            let bucket = slot.checked_shr(self.shift).unwrap_or(0);
             if self.buckets.len() <= bucket {
                 self.buckets.resize_with(bucket + 1, Vec::new);
             }
-            let start = self.names.len();
-            self.names.push_str(name);
             if let Some(entries) = self.buckets.get_mut(bucket) {
                 entries.push((slot, start, self.names.len()));
             }
@@ -742,6 +767,103 @@ mod tests {
             );
             assert_eq!(pieces, whole);
         }
+    }
+
+    /// The paths of a body's nodes, in the order written.
+    fn body_paths(body: Bytes) -> Vec<String> {
+        let mut r = Reader::new(body);
+        let acls: i32 = r.field("t", "acls").unwrap();
+        for _ in 0..acls {
+            let _: i64 = r.field("t", "id").unwrap();
+            let _: Option<Vec<Acl>> = r.field("t", "acl").unwrap();
+        }
+        let mut paths = Vec::new();
+        loop {
+            let path: String = r.field("t", "path").unwrap();
+            if path == "/" {
+                return paths;
+            }
+            let _: Option<Bytes> = r.field("t", "data").unwrap();
+            let _: i64 = r.field("t", "acl").unwrap();
+            let _: StatPersisted = r.field("t", "stat").unwrap();
+            paths.push(path);
+        }
+    }
+
+    #[test]
+    fn the_children_of_a_node_with_many_come_in_the_order_of_their_slots() {
+        // A root with more children than the writer takes in name order, one of which has
+        // as many again: each set created in an order that is not its names'.
+        let mut tree = DataTree::default();
+        let mut zxid = 0;
+        let mut create = |tree: &mut DataTree, path: String| {
+            zxid += 1;
+            let header = TxnHeader {
+                client_id: 7,
+                cxid: 1,
+                zxid,
+                time: 1000,
+                r#type: 1,
+            };
+            let txn = Transaction::Create(CreateTxn {
+                path,
+                data: Some(Bytes::from_static(b"v")),
+                acl: Some(open_acl_unsafe()),
+                ephemeral: false,
+                parent_c_version: -1,
+            });
+            assert_eq!(tree.apply(&header, &txn).err, 0);
+        };
+        let order = |i: usize| (i * 7919) % 1_500;
+        for i in 0..1_500 {
+            create(&mut tree, format!("/r{}", order(i)));
+        }
+        let made: Vec<String> = (0..1_500).map(|i| format!("/r7/c{}", order(i))).collect();
+        for path in &made {
+            create(&mut tree, path.clone());
+        }
+
+        let mut whole = BytesMut::new();
+        tree.serialize(&mut whole);
+        let whole = whole.freeze();
+        let paths = body_paths(whole.clone());
+        let under: Vec<&String> = paths.iter().filter(|p| p.starts_with("/r7/")).collect();
+        assert_eq!(under, made.iter().collect::<Vec<_>>(), "in the order made");
+        let first = |prefix: &str| paths.iter().position(|p| p.starts_with(prefix));
+        assert!(first("/r7") < first("/r7/"), "each node after its parent");
+
+        // The same bytes whatever the pieces, and the same tree once loaded.
+        for piece in [1, 2, 3, 64, 100_000] {
+            let mut pieces = BytesMut::new();
+            let mut writer = BodyWriter::new();
+            while !writer.write_some(&tree, &mut pieces, piece) {}
+            assert_eq!(pieces, whole, "{piece} nodes a piece");
+        }
+        let loaded =
+            DataTree::deserialize(&mut Reader::new(whole), TreeOptions::default(), |_| {}).unwrap();
+        assert_eq!(loaded.digest(), tree.digest());
+        assert_eq!(loaded.paths_preorder(), tree.paths_preorder());
+    }
+
+    #[test]
+    fn buckets_are_no_more_numerous_than_the_children() {
+        for (slots, children) in [
+            (1_024, 1_024),
+            (300_000, 18_750),
+            (4_096 * 2_500, 1_024),
+            (usize::MAX, 1_024),
+            (usize::MAX, 1),
+        ] {
+            let shift = bucket_shift(slots, children);
+            assert!(shift >= BUCKET_SHIFT);
+            let buckets = slots.checked_shr(shift).unwrap_or(0) + 1;
+            assert!(
+                buckets <= (children + 1).max(slots >> BUCKET_SHIFT),
+                "{slots} slots, {children} children: {buckets} buckets"
+            );
+        }
+        assert_eq!(bucket_shift(300_000, 18_750), BUCKET_SHIFT);
+        assert_eq!(bucket_shift(4_096 * 2_500, 1_024), 14);
     }
 
     #[test]

@@ -217,6 +217,11 @@ struct Slab {
 impl Slab {
     const CHUNK: usize = 4096;
 
+    /// How many slots there are, held or free: every slot is below it.
+    fn len(&self) -> usize {
+        self.chunks.len() * Self::CHUNK
+    }
+
     fn get(&self, slot: usize) -> Option<&Node> {
         self.chunks
             .get(slot / Self::CHUNK)?
@@ -448,6 +453,11 @@ impl DataTree {
     /// The node in `slot` (a child's, from [`Children::after`]).
     pub(crate) fn node_at(&self, slot: usize) -> Option<&Node> {
         self.nodes.get(slot)
+    }
+
+    /// A bound on the slots of the nodes: every slot is below it.
+    pub(crate) fn slot_bound(&self) -> usize {
+        self.nodes.len()
     }
 
     /// The ACL of a node.

@@ -192,7 +192,7 @@ fn run(seed: u64, wide: bool) {
         // Children created in an order of their own, so that their slots' order is not
         // their names'.
         live.write(0x100, &create("/w"));
-        while live.tree.node("/w").map_or(0, |w| w.children.len()) < 1_100 {
+        while live.tree.node("/w").map_or(0, |w| w.children.len()) < 1_300 {
             live.write(0x100, &create(&format!("/w/n{}", rng.below(WIDE_NAMES))));
         }
     }
@@ -200,6 +200,11 @@ fn run(seed: u64, wide: bool) {
         live.random_write(&mut rng);
     }
 
+    if wide {
+        // More than the writer takes in name order (1,024): `/w`'s come in slot order.
+        let children = live.tree.node("/w").map_or(0, |w| w.children.len());
+        assert!(children >= 1_024, "seed {seed}: /w has {children} children");
+    }
     let mut body = BytesMut::new();
     let mut writer = BodyWriter::fuzzy();
     let mut sessions_at_start: Option<BTreeMap<i64, i32>> = None;
