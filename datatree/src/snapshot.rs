@@ -661,25 +661,36 @@ mod tests {
     use crate::acl::open_acl_unsafe;
     use crate::txn::Transaction;
 
+    /// Applies session 7's create of `path` as txn `zxid`, at time `1000 + zxid`.
+    fn create(tree: &mut DataTree, zxid: i64, path: String, data: Bytes, ephemeral: bool) {
+        let header = TxnHeader {
+            client_id: 7,
+            cxid: 1,
+            zxid,
+            time: 1000 + zxid,
+            r#type: 1,
+        };
+        let txn = Transaction::Create(CreateTxn {
+            path,
+            data: Some(data),
+            acl: Some(open_acl_unsafe()),
+            ephemeral,
+            parent_c_version: -1,
+        });
+        assert_eq!(tree.apply(&header, &txn).err, 0);
+    }
+
     /// A small tree (`/c` an ephemeral of session 7) and its snapshot body.
     fn small_body() -> (DataTree, Bytes) {
         let mut tree = DataTree::default();
         for (zxid, path) in [(1, "/a"), (2, "/a/b"), (3, "/c")] {
-            let header = TxnHeader {
-                client_id: 7,
-                cxid: 1,
+            create(
+                &mut tree,
                 zxid,
-                time: 1000 + zxid,
-                r#type: 1,
-            };
-            let txn = Transaction::Create(CreateTxn {
-                path: path.into(),
-                data: Some(Bytes::from(path)),
-                acl: Some(open_acl_unsafe()),
-                ephemeral: path == "/c",
-                parent_c_version: -1,
-            });
-            assert_eq!(tree.apply(&header, &txn).err, 0);
+                path.into(),
+                Bytes::from(path),
+                path == "/c",
+            );
         }
         let mut body = BytesMut::new();
         tree.serialize(&mut body);
@@ -795,32 +806,11 @@ mod tests {
         // A root with more children than the writer takes in name order, one of which has
         // as many again: each set created in an order that is not its names'.
         let mut tree = DataTree::default();
-        let mut zxid = 0;
-        let mut create = |tree: &mut DataTree, path: String| {
-            zxid += 1;
-            let header = TxnHeader {
-                client_id: 7,
-                cxid: 1,
-                zxid,
-                time: 1000,
-                r#type: 1,
-            };
-            let txn = Transaction::Create(CreateTxn {
-                path,
-                data: Some(Bytes::from_static(b"v")),
-                acl: Some(open_acl_unsafe()),
-                ephemeral: false,
-                parent_c_version: -1,
-            });
-            assert_eq!(tree.apply(&header, &txn).err, 0);
-        };
         let order = |i: usize| (i * 7919) % 1_500;
-        for i in 0..1_500 {
-            create(&mut tree, format!("/r{}", order(i)));
-        }
         let made: Vec<String> = (0..1_500).map(|i| format!("/r7/c{}", order(i))).collect();
-        for path in &made {
-            create(&mut tree, path.clone());
+        let paths = (0..1_500).map(|i| format!("/r{}", order(i)));
+        for (zxid, path) in (1..).zip(paths.chain(made.iter().cloned())) {
+            create(&mut tree, zxid, path, Bytes::from_static(b"v"), false);
         }
 
         let mut whole = BytesMut::new();
@@ -870,21 +860,8 @@ mod tests {
     fn a_bound_in_bytes_stops_a_call_one_node_past_it() {
         let mut tree = DataTree::default();
         for zxid in 1..=10 {
-            let header = TxnHeader {
-                client_id: 7,
-                cxid: 1,
-                zxid,
-                time: 1000,
-                r#type: 1,
-            };
-            let txn = Transaction::Create(CreateTxn {
-                path: format!("/big{zxid}"),
-                data: Some(Bytes::from(vec![zxid as u8; 100_000])),
-                acl: Some(open_acl_unsafe()),
-                ephemeral: false,
-                parent_c_version: -1,
-            });
-            assert_eq!(tree.apply(&header, &txn).err, 0);
+            let data = Bytes::from(vec![zxid as u8; 100_000]);
+            create(&mut tree, zxid, format!("/big{zxid}"), data, false);
         }
         let mut whole = BytesMut::new();
         tree.serialize(&mut whole);
