@@ -64,6 +64,27 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Measures a fuzzy snapshot body of `tree`, in the server's 1,000-node pieces.
+fn fuzzy_body(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    tree: &DataTree,
+) {
+    group.throughput(Throughput::Elements(tree.node_count() as u64));
+    group.bench_function(name, |b| {
+        let mut piece = bytes::BytesMut::with_capacity(2 << 20);
+        b.iter(|| {
+            let mut writer = zk_datatree::BodyWriter::fuzzy();
+            let mut bytes = 0;
+            while !writer.write_some(tree, &mut piece, 1_000) {
+                bytes += piece.len();
+                piece.clear();
+            }
+            black_box(bytes + piece.len())
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("tree");
     group.throughput(Throughput::Elements(1000));
@@ -140,19 +161,7 @@ fn benches(c: &mut Criterion) {
             &create(format!("/bench/p{}/w{}-{i}", i % 16, i % 7)),
         );
     }
-    group.throughput(Throughput::Elements(big.node_count() as u64));
-    group.bench_function("fuzzy_body_300k", |b| {
-        let mut piece = bytes::BytesMut::with_capacity(2 << 20);
-        b.iter(|| {
-            let mut writer = zk_datatree::BodyWriter::fuzzy();
-            let mut bytes = 0;
-            while !writer.write_some(&big, &mut piece, 1_000) {
-                bytes += piece.len();
-                piece.clear();
-            }
-            black_box(bytes + piece.len())
-        })
-    });
+    fuzzy_body(&mut group, "fuzzy_body_300k", &big);
     drop(big);
 
     // The same under one parent whose 300,000 children were created by 256 writers at
@@ -167,19 +176,7 @@ fn benches(c: &mut Criterion) {
             &create(format!("/bench/w{}-{}", i % 256, i / 256)),
         );
     }
-    group.throughput(Throughput::Elements(burst.node_count() as u64));
-    group.bench_function("fuzzy_body_300k_one_parent_256_writers", |b| {
-        let mut piece = bytes::BytesMut::with_capacity(2 << 20);
-        b.iter(|| {
-            let mut writer = zk_datatree::BodyWriter::fuzzy();
-            let mut bytes = 0;
-            while !writer.write_some(&burst, &mut piece, 1_000) {
-                bytes += piece.len();
-                piece.clear();
-            }
-            black_box(bytes + piece.len())
-        })
-    });
+    fuzzy_body(&mut group, "fuzzy_body_300k_one_parent_256_writers", &burst);
     group.finish();
     drop(burst);
 
