@@ -64,7 +64,8 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Measures a fuzzy snapshot body of `tree`, in the server's 1,000-node pieces.
+/// Measures a fuzzy snapshot body of `tree` in 1,000-node pieces (a leader's steps of a
+/// learner's SNAP; a periodic snapshot takes 64 at a time).
 fn fuzzy_body(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -146,8 +147,8 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    // A fuzzy snapshot body of 300,000 znodes (100-byte values) under 16 parents, in the
-    // server's 1,000-node pieces: the work a member does every 50,000 to 100,000 writes.
+    // A fuzzy snapshot body of 300,000 znodes (100-byte values) under 16 parents: the work
+    // a member does every 50,000 to 100,000 writes.
     let mut group = c.benchmark_group("snapshot");
     group.sample_size(10);
     let mut big = DataTree::default();

@@ -47,8 +47,9 @@ pub enum SnapshotError {
 /// same tree.
 ///
 /// Made with [`BodyWriter::new`], the tree must not change between pieces: the result is
-/// then the same bytes as [`DataTree::serialize`], whatever the pieces' sizes. Made with [`BodyWriter::fuzzy`], the tree
-/// may go on changing between pieces (ZooKeeper's fuzzy snapshot): the body then holds the
+/// then the same bytes as [`DataTree::serialize`], whatever the pieces' sizes. Made with
+/// [`BodyWriter::fuzzy`], the tree may go on changing between pieces (ZooKeeper's fuzzy
+/// snapshot): the body then holds the
 /// tree as of [`BodyWriter::start_zxid`] with some later changes in it, and loading it and
 /// replaying every logged txn after that zxid gives the tree exactly as it is when the log
 /// ends, the way [`DataTree::apply`] tolerates replay (a create of a node already there, a
@@ -94,7 +95,8 @@ impl BodyWriter {
     }
 
     /// Writes the ACL cache and the root (on the first call) and up to `nodes` more nodes
-    /// of `tree`; returns true once the body is complete, its end marker written.
+    /// of `tree`; returns true once the body is complete, its end marker written. A call
+    /// may write no node while it gathers the names of a node with many children.
     pub fn write_some<B: BufMut>(&mut self, tree: &DataTree, out: &mut B, nodes: usize) -> bool {
         self.write_some_within(tree, out, nodes, usize::MAX)
     }
@@ -134,23 +136,24 @@ impl BodyWriter {
         // Reopen the open nodes where the last piece left them, by path (a node deleted
         // since is gone with everything under it); within a piece, children are reached
         // through their parent's slots.
-        let mut open = std::mem::take(&mut self.open);
+        let open = std::mem::take(&mut self.open);
         let mut walk: Vec<(usize, Cursor<'_>)> = Vec::with_capacity(open.len());
-        for (len, order) in &mut open {
-            let Some(node) = self.path.get(..*len).and_then(|p| tree.node(p)) else {
+        for (len, order) in open {
+            let Some(node) = self.path.get(..len).and_then(|p| tree.node(p)) else {
                 break;
             };
             let cursor = match order {
                 Order::Name(after) => Cursor::Name {
                     children: node.children.after(after.as_deref()),
-                    last: after.as_deref(),
+                    last: None,
+                    resume: after,
                 },
                 Order::Slot(slots) => Cursor::Slot {
                     children: &node.children,
-                    slots: std::mem::take(slots),
+                    slots,
                 },
             };
-            walk.push((*len, cursor));
+            walk.push((len, cursor));
         }
         let mut written = 0;
         // Names a call may gather for slot order: gathering is cheap beside writing.
@@ -164,7 +167,7 @@ impl BodyWriter {
                 break;
             };
             let next = match cursor {
-                Cursor::Name { children, last } => {
+                Cursor::Name { children, last, .. } => {
                     if ahead && touched == 0 {
                         touched = touch_ahead(tree, children.clone());
                     }
@@ -209,6 +212,7 @@ impl BodyWriter {
                     Order::Name(_) => Cursor::Name {
                         children: node.children.after(None),
                         last: None,
+                        resume: None,
                     },
                 };
                 walk.push((self.path.len(), cursor));
@@ -223,7 +227,9 @@ impl BodyWriter {
         self.open = walk
             .into_iter()
             .map(|(len, cursor)| match cursor {
-                Cursor::Name { last, .. } => (len, Order::Name(last.map(Box::from))),
+                Cursor::Name { last, resume, .. } => {
+                    (len, Order::Name(last.map(Box::from).or(resume)))
+                }
                 Cursor::Slot { slots, .. } => (len, Order::Slot(slots)),
             })
             .collect();
@@ -287,14 +293,16 @@ struct SlotOrder {
     /// The names gathered, end to end.
     names: String,
     /// How many slots a bucket covers, as a shift: [`BUCKET_SHIFT`], or more when the
-    /// tree has many more slots than the node has children, so that there are no more
-    /// buckets than children (a node with few spread over a large tree costs their number).
+    /// tree has 256 slots or more a child, so that there are about as many buckets as
+    /// children at most (a node with few spread over a large tree costs their number; a
+    /// fuzzy body's tree may grow meanwhile, by at most one bucket per 256 new slots).
     shift: u32,
     /// Per range of slots, the children gathered there: each one's slot and where its
     /// name lies in `names`.
     buckets: Vec<Vec<(usize, usize, usize)>>,
-    /// The bucket being written (sorted once its turn came), and the next of its children.
+    /// The bucket being written (sorted once its turn came).
     bucket: usize,
+    /// The next of its children to write.
     next: usize,
 }
 
@@ -313,8 +321,8 @@ impl Order {
 }
 
 /// How many slots a bucket of [`SlotOrder`] covers (as a shift) for `children` among
-/// `slots`: [`BUCKET_SHIFT`], or the slots per child rounded up to a power of two when that
-/// is more, so that the buckets are no more numerous than the children.
+/// `slots`: [`BUCKET_SHIFT`], or the first power of two above the slots per child when
+/// that is more, so that the buckets are no more numerous than the children.
 fn bucket_shift(slots: usize, children: usize) -> u32 {
     let spread = slots / children.max(1);
     BUCKET_SHIFT.max(usize::BITS - spread.leading_zeros())
@@ -372,7 +380,10 @@ impl SlotOrder {
 enum Cursor<'t> {
     Name {
         children: ChildrenAfter<'t>,
+        /// The last child written in this piece, if any.
         last: Option<&'t str>,
+        /// The last written before it, where the piece resumed.
+        resume: Option<Box<str>>,
     },
     Slot {
         children: &'t Children,
@@ -805,11 +816,13 @@ mod tests {
     fn the_children_of_a_node_with_many_come_in_the_order_of_their_slots() {
         // A root with more children than the writer takes in name order, one of which has
         // as many again: each set created in an order that is not its names'.
+        // One child fewer than that (1,023, under `/r8`), in name order.
         let mut tree = DataTree::default();
         let order = |i: usize| (i * 7919) % 1_500;
         let made: Vec<String> = (0..1_500).map(|i| format!("/r7/c{}", order(i))).collect();
+        let few = (0..1_023).map(|i| format!("/r8/c{}", (i * 7919) % 1_023));
         let paths = (0..1_500).map(|i| format!("/r{}", order(i)));
-        for (zxid, path) in (1..).zip(paths.chain(made.iter().cloned())) {
+        for (zxid, path) in (1..).zip(paths.chain(made.iter().cloned()).chain(few)) {
             create(&mut tree, zxid, path, Bytes::from_static(b"v"), false);
         }
 
@@ -819,7 +832,11 @@ mod tests {
         let paths = body_paths(whole.clone());
         let under: Vec<&String> = paths.iter().filter(|p| p.starts_with("/r7/")).collect();
         assert_eq!(under, made.iter().collect::<Vec<_>>(), "in the order made");
-        let first = |prefix: &str| paths.iter().position(|p| p.starts_with(prefix));
+        let few: Vec<&String> = paths.iter().filter(|p| p.starts_with("/r8/")).collect();
+        let mut sorted = few.clone();
+        sorted.sort();
+        assert_eq!((few.len(), few), (1_023, sorted), "in name order");
+        let first = |prefix: &str| paths.iter().position(|p| p.starts_with(prefix)).unwrap();
         assert!(first("/r7") < first("/r7/"), "each node after its parent");
 
         // The same bytes whatever the pieces, and the same tree once loaded.

@@ -217,7 +217,8 @@ struct Slab {
 impl Slab {
     const CHUNK: usize = 4096;
 
-    /// How many slots there are, held or free: every slot is below it.
+    /// How many slots there are, held or free, rounded up to whole chunks: every slot is
+    /// below it.
     fn len(&self) -> usize {
         self.chunks.len() * Self::CHUNK
     }
