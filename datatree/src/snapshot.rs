@@ -142,18 +142,7 @@ impl BodyWriter {
             let Some(node) = self.path.get(..len).and_then(|p| tree.node(p)) else {
                 break;
             };
-            let cursor = match order {
-                Order::Name(after) => Cursor::Name {
-                    children: node.children.after(after.as_deref()),
-                    last: None,
-                    resume: after,
-                },
-                Order::Slot(slots) => Cursor::Slot {
-                    children: &node.children,
-                    slots,
-                },
-            };
-            walk.push((len, cursor));
+            walk.push((len, Cursor::open(node, order)));
         }
         let mut written = 0;
         // Names a call may gather for slot order: gathering is cheap beside writing.
@@ -204,18 +193,7 @@ impl BodyWriter {
             self.write_node(node, out);
             written += 1;
             if !node.children.is_empty() {
-                let cursor = match Order::of(tree, node) {
-                    Order::Slot(slots) => Cursor::Slot {
-                        children: &node.children,
-                        slots,
-                    },
-                    Order::Name(_) => Cursor::Name {
-                        children: node.children.after(None),
-                        last: None,
-                        resume: None,
-                    },
-                };
-                walk.push((self.path.len(), cursor));
+                walk.push((self.path.len(), Cursor::open(node, Order::of(tree, node))));
                 touched = 0;
             }
         }
@@ -226,12 +204,7 @@ impl BodyWriter {
         }
         self.open = walk
             .into_iter()
-            .map(|(len, cursor)| match cursor {
-                Cursor::Name { last, resume, .. } => {
-                    (len, Order::Name(last.map(Box::from).or(resume)))
-                }
-                Cursor::Slot { slots, .. } => (len, Order::Slot(slots)),
-            })
+            .map(|(len, cursor)| (len, cursor.close()))
             .collect();
         false
     }
@@ -389,6 +362,31 @@ enum Cursor<'t> {
         children: &'t Children,
         slots: Box<SlotOrder>,
     },
+}
+
+impl<'t> Cursor<'t> {
+    /// Reads `node`'s children from where `order` stands.
+    fn open(node: &'t Node, order: Order) -> Self {
+        match order {
+            Order::Name(after) => Cursor::Name {
+                children: node.children.after(after.as_deref()),
+                last: None,
+                resume: after,
+            },
+            Order::Slot(slots) => Cursor::Slot {
+                children: &node.children,
+                slots,
+            },
+        }
+    }
+
+    /// Where the piece leaves the children, for the next to resume.
+    fn close(self) -> Order {
+        match self {
+            Cursor::Name { last, resume, .. } => Order::Name(last.map(Box::from).or(resume)),
+            Cursor::Slot { slots, .. } => Order::Slot(slots),
+        }
+    }
 }
 
 /// How many siblings [`touch_ahead`] reads ahead of the writer.
