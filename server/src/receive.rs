@@ -92,11 +92,30 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-/// The tree a snapshot holds and the digest recorded at its end.
-type Parsed = Result<Received, String>;
+/// Why a thread of a receive ended without doing its part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// It was told to stop: the receive was dropped, or the other thread failed.
+    Stopped,
+    /// It failed, for this reason.
+    Failed(String),
+}
 
-/// The parse and write threads of a receive.
-type Workers = (Worker<Parsed>, Worker<std::io::Result<()>>);
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Stopped => f.write_str("the snapshot stopped before its end"),
+            Failure::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What a thread of a receive answers.
+type Done<T> = Result<T, Failure>;
+
+/// The parse and write threads of a receive: the tree the snapshot holds and the digest
+/// recorded at its end; the file written and synced.
+type Workers = (Worker<Done<Received>>, Worker<Done<()>>);
 
 /// Numbers each receive's file, so a receive started while an abandoned one's writer is
 /// still winding down (at the same zxid, say) never shares its file.
@@ -180,7 +199,7 @@ impl Incoming {
 
     /// The last piece has come: once the whole snapshot parsed and its file is synced,
     /// the file becomes the newest snapshot, durably. Returns what it holds.
-    pub(crate) fn end(mut self) -> Parsed {
+    pub(crate) fn end(mut self) -> Result<Received, String> {
         let (parser, writer) = self
             .workers
             .take()
@@ -191,25 +210,28 @@ impl Incoming {
                 "snapshot pieces waited for the parse or the write"
             );
         }
-        let parsed = parser.end().and_then(|parsed| parsed);
+        let parsed = parser
+            .end()
+            .map_err(Failure::Failed)
+            .and_then(|parsed| parsed);
         if parsed.is_err() {
             // The file is thrown away: its write stops rather than syncs.
             self.abandoned.store(true, Ordering::Release);
         }
-        let written = writer
-            .end()
-            .and_then(|w| w.map_err(|e| format!("writing {}: {e}", self.tmp.display())));
+        let written = writer.end().map_err(Failure::Failed).and_then(|w| w);
         let received = match (parsed, written) {
             (Ok(parsed), Ok(())) => parsed,
             (parsed, written) => {
                 let _ = std::fs::remove_file(&self.tmp);
                 // The first to fail stopped the other: its error is the one that says why.
-                let errors: Vec<String> = [parsed.err(), written.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let first = errors.iter().find(|e| !e.contains(STOPPED));
-                return Err(first.or(errors.first()).cloned().unwrap_or_default());
+                let errors = [parsed.err(), written.err()].into_iter().flatten();
+                let why = errors
+                    .reduce(|first, other| match first {
+                        Failure::Stopped => other,
+                        failed => failed,
+                    })
+                    .unwrap_or(Failure::Stopped);
+                return Err(why.to_string());
             }
         };
         std::fs::rename(&self.tmp, &self.path)
@@ -227,9 +249,6 @@ impl Drop for Incoming {
     }
 }
 
-/// The error of a receive dropped before its end.
-const STOPPED: &str = "the snapshot stopped before its end";
-
 /// Parses the pieces as they come.
 fn parse(
     rx: Receiver<Piece>,
@@ -237,7 +256,8 @@ fn parse(
     path: PathBuf,
     zxid: i64,
     options: TreeOptions,
-) -> Parsed {
+) -> Done<Received> {
+    let failed = |e: zk_persistence::PersistenceError| Failure::Failed(e.to_string());
     let mut stream = SnapshotStream::new(path, zxid);
     let mut loader = TreeLoader::new(options);
     let mut body = |r: &mut Reader, more: bool| loader.read_some(r, more);
@@ -245,11 +265,11 @@ fn parse(
     let snapshot = loop {
         let piece = rx.recv();
         if abandoned.load(Ordering::Acquire) {
-            return Err(STOPPED.into());
+            return Err(Failure::Stopped);
         }
         match piece {
             Ok(Piece::Data(bytes)) => {
-                stream.push(bytes, &mut body).map_err(|e| e.to_string())?;
+                stream.push(bytes, &mut body).map_err(failed)?;
                 // A big snapshot takes seconds: the operator sees it come.
                 let read = stream.offset() >> 20;
                 if read >= reported + PROGRESS_MIB {
@@ -257,11 +277,13 @@ fn parse(
                     tracing::info!(mib = read, "receiving the leader's snapshot");
                 }
             }
-            Ok(Piece::End) => break stream.finish(&mut body).map_err(|e| e.to_string())?,
-            Err(_) => return Err(STOPPED.into()),
+            Ok(Piece::End) => break stream.finish(&mut body).map_err(failed)?,
+            Err(_) => return Err(Failure::Stopped),
         }
     };
-    let mut tree = loader.finish().map_err(|e| e.to_string())?;
+    let mut tree = loader
+        .finish()
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     tree.set_sessions(snapshot.sessions);
     tree.set_last_zxid(zxid);
     Ok(Received {
@@ -273,19 +295,22 @@ fn parse(
 /// Writes the pieces as they come to `tmp` (past the page cache where the file system
 /// allows, as periodic snapshots are), and syncs it at the end; a snapshot that stops
 /// before its end leaves no file.
-fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> std::io::Result<()> {
-    let mut file = zk_persistence::SequentialFile::create(tmp)?;
+fn write(rx: Receiver<Piece>, abandoned: &AtomicBool, tmp: &Path) -> Done<()> {
+    let failed = |e: std::io::Error| Failure::Failed(format!("writing {}: {e}", tmp.display()));
+    let mut file = zk_persistence::SequentialFile::create(tmp).map_err(failed)?;
     // The file is closed when this returns, before an unfinished one is removed.
     let written = (move || {
         loop {
             let piece = rx.recv();
             if abandoned.load(Ordering::Acquire) {
-                return Err(std::io::Error::other(STOPPED));
+                return Err(Failure::Stopped);
             }
             match piece {
-                Ok(Piece::Data(bytes)) => file.write_all(&bytes)?,
-                Ok(Piece::End) => return file.finish()?.sync_all(),
-                Err(_) => return Err(std::io::Error::other(STOPPED)),
+                Ok(Piece::Data(bytes)) => file.write_all(&bytes).map_err(failed)?,
+                Ok(Piece::End) => {
+                    return file.finish().and_then(|f| f.sync_all()).map_err(failed);
+                }
+                Err(_) => return Err(Failure::Stopped),
             }
         }
     })();
@@ -439,7 +464,7 @@ mod tests {
         let Err(error) = incoming.end() else {
             panic!("a snapshot with a broken magic loaded");
         };
-        assert!(!error.contains(STOPPED), "{error}");
+        assert!(!error.contains(&Failure::Stopped.to_string()), "{error}");
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
     }
 
@@ -458,7 +483,7 @@ mod tests {
             panic!("a snapshot was installed where it could not be written");
         };
         assert!(error.starts_with("writing "), "{error}");
-        assert!(!error.contains(STOPPED), "{error}");
+        assert!(!error.contains(&Failure::Stopped.to_string()), "{error}");
     }
 
     #[test]
