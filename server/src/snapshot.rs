@@ -334,6 +334,11 @@ fn serialize(
         if let Some(digest) = end {
             return Ok(digest);
         }
+        // The lock is free: a thread waiting for this core (the serving task, another
+        // process's) runs now, not once this one's time slice is used up. A snapshot is
+        // background work: it takes longer where cores are short, and none is lost (one
+        // due while the last is still being taken is skipped, as ZooKeeper skips it).
+        std::thread::yield_now();
     }
 }
 
