@@ -113,6 +113,18 @@ impl std::fmt::Display for Failure {
 /// What a thread of a receive answers.
 type Done<T> = Result<T, Failure>;
 
+/// Why a receive failed, from its threads' failures (the parse's first): the first that
+/// is not a stop, since the first thread to fail stopped the other.
+fn reason(failures: impl IntoIterator<Item = Failure>) -> Failure {
+    failures
+        .into_iter()
+        .reduce(|first, other| match first {
+            Failure::Stopped => other,
+            failed => failed,
+        })
+        .unwrap_or(Failure::Stopped)
+}
+
 /// The parse and write threads of a receive: the tree the snapshot holds and the digest
 /// recorded at its end; the file written and synced.
 type Workers = (Worker<Done<Received>>, Worker<Done<()>>);
@@ -223,15 +235,8 @@ impl Incoming {
             (Ok(parsed), Ok(())) => parsed,
             (parsed, written) => {
                 let _ = std::fs::remove_file(&self.tmp);
-                // The first to fail stopped the other: its error is the one that says why.
-                let errors = [parsed.err(), written.err()].into_iter().flatten();
-                let why = errors
-                    .reduce(|first, other| match first {
-                        Failure::Stopped => other,
-                        failed => failed,
-                    })
-                    .unwrap_or(Failure::Stopped);
-                return Err(why.to_string());
+                let failures = [parsed.err(), written.err()].into_iter().flatten();
+                return Err(reason(failures).to_string());
             }
         };
         std::fs::rename(&self.tmp, &self.path)
@@ -442,6 +447,22 @@ mod tests {
         assert_eq!(worker.send(Piece::Data(Bytes::new())), Sent::Gone);
         release.join().unwrap();
         assert_eq!(worker.end().unwrap(), "failed");
+    }
+
+    /// The reason a receive gives is the first failure that is not a stop.
+    #[test]
+    fn the_reason_is_the_first_failure_that_is_not_a_stop() {
+        let failed = |why: &str| Failure::Failed(why.into());
+        let cases = [
+            (vec![Failure::Stopped, failed("write")], failed("write")),
+            (vec![failed("parse"), Failure::Stopped], failed("parse")),
+            (vec![failed("parse"), failed("write")], failed("parse")),
+            (vec![Failure::Stopped, Failure::Stopped], Failure::Stopped),
+            (vec![], Failure::Stopped),
+        ];
+        for (failures, expected) in cases {
+            assert_eq!(reason(failures.clone()), expected, "{failures:?}");
+        }
     }
 
     /// A receive whose parse fails stops its write too, and reports the parse's error.

@@ -277,6 +277,7 @@ impl Runtime {
                 None => tracing::error!(zxid = entry.header.zxid, "an append with no log"),
             },
             Output::Snapshot => self.start_snapshot(),
+            Output::RollLog => self.roll_log(),
             Output::Purge => {
                 let (snap_dir, log_dir) = (self.snap_dir.clone(), self.log_dir.clone());
                 let retain = self.snap_retain_count;
@@ -328,8 +329,8 @@ impl Runtime {
         }
     }
 
-    /// Rolls the log and starts a fuzzy snapshot of the tree as it is now.
-    fn start_snapshot(&mut self) {
+    /// Starts a new log file at the next append.
+    fn roll_log(&mut self) {
         match (&self.log, self.ensemble.as_mut()) {
             // Ordered after every append so far; no need to wait.
             (Some(log), _) => drop(log.roll()),
@@ -340,6 +341,11 @@ impl Runtime {
             }
             (None, None) => {}
         }
+    }
+
+    /// Rolls the log and starts a fuzzy snapshot of the tree as it is now.
+    fn start_snapshot(&mut self) {
+        self.roll_log();
         let tx = self.tx.clone();
         let notify: snapshot::Notify = Arc::new(move |event| {
             let _ = tx.send(Msg::Snapshot(event));

@@ -336,8 +336,9 @@ fn serialize(
         }
         // The lock is free: a thread waiting for this core (the serving task, another
         // process's) runs now, not once this one's time slice is used up. A snapshot is
-        // background work: it takes longer where cores are short, and none is lost (one
-        // due while the last is still being taken is skipped, as ZooKeeper skips it).
+        // background work: it takes longer where cores are short, and one that falls due
+        // while this is still being taken is skipped (as ZooKeeper's
+        // `SyncRequestProcessor` skips it; the log is complete either way).
         std::thread::yield_now();
     }
 }

@@ -136,6 +136,10 @@ pub(crate) enum Output {
     /// Roll the log and snapshot the tree as it is now (a fuzzy snapshot, taken while
     /// writes go on); [`Input::SnapshotDone`] reports the end.
     Snapshot,
+    /// Roll the log (start a new file at the next append): a snapshot fell due while the
+    /// last was still being taken, and is skipped; the log rolls all the same, as
+    /// ZooKeeper's `SyncRequestProcessor` rolls it before it tries to snapshot.
+    RollLog,
     /// Delete old snapshots and logs (`autopurge`).
     Purge,
     /// Send a client write to the leader ([`Role::Learner`]).
@@ -1467,6 +1471,7 @@ impl Engine {
                 // whose snapshot outlasts the txns between two would otherwise be
                 // serialized over and over under a heavy load).
                 self.restart_snapshot_count();
+                self.out.push(Output::RollLog);
                 tracing::warn!(
                     zxid = format!("{:#x}", p.header.zxid),
                     "too busy to snap, skipping: the last snapshot is still being taken"

@@ -36,6 +36,7 @@ struct Script {
     log: Vec<LogEntry>,
     sent: Vec<(ConnId, Sent)>,
     snapshots: usize,
+    rolls: usize,
     purges: usize,
     fatal: Option<String>,
     /// What a learner forwarded to its leader.
@@ -99,6 +100,7 @@ impl Script {
             log: Vec::new(),
             sent: Vec::new(),
             snapshots: 0,
+            rolls: 0,
             purges: 0,
             fatal: None,
             forwarded: Vec::new(),
@@ -127,6 +129,7 @@ impl Script {
                     self.log.push(entry);
                 }
                 Output::Snapshot => self.snapshots += 1,
+                Output::RollLog => self.rolls += 1,
                 Output::Purge => self.purges += 1,
                 Output::Fatal(reason) => self.fatal = Some(reason),
                 Output::Forward(bytes) => self.forwarded.push(bytes),
@@ -572,9 +575,11 @@ fn snapshots_follow_snap_count_one_at_a_time() {
     };
     let mut s = Script::standalone(config);
     s.session(1, 10_000);
-    // With the session's, 20 txns: one snapshot at the second, nine skipped after it.
+    // With the session's, 20 txns: one snapshot at the second, nine skipped after it,
+    // each rolling the log all the same.
     creates(&mut s, 0..19);
     assert_eq!(s.snapshots, 1);
+    assert_eq!(s.rolls, 9, "a skipped snapshot rolls the log");
     s.input(Input::SnapshotDone { zxid: 2, ok: true });
     creates(&mut s, 19..20);
     assert_eq!(

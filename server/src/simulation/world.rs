@@ -1174,6 +1174,8 @@ impl World {
                         self.net.send_to_client(client, conn, None);
                     }
                 }
+                // Its log is one list in memory, with no files to roll.
+                Output::RollLog => {}
                 Output::Snapshot => {
                     let tree = engine.tree();
                     let zxid = tree.last_zxid();
