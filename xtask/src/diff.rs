@@ -1,5 +1,6 @@
-//! `cargo xtask diff [--seed N] [--ops N] [--sessions N]`: a seeded random differential
-//! test of our server against Apache ZooKeeper 3.8.0.
+//! `cargo xtask diff [--seed N] [--ops N] [--sessions N] [--ensemble]`: a seeded random
+//! differential test of our server against Apache ZooKeeper 3.8.0 (`--ensemble`: of their
+//! three-member ensembles).
 //!
 //! Both servers run as child processes on loopback with the same `zoo.cfg` keys
 //! (tickTime=2000, extendedTypesEnabled=true, every four-letter word allowed), each with its
@@ -96,6 +97,27 @@ struct Options {
     ensemble: bool,
 }
 
+impl Options {
+    /// The command that runs this comparison again: the same seed, and every option that
+    /// shapes what is run or compared.
+    fn replay(&self) -> String {
+        let mut command = format!(
+            "cargo xtask diff --seed {} --ops {} --sessions {}",
+            self.seed, self.ops, self.sessions
+        );
+        for (on, flag) in [
+            (self.check_watches, " --check-watches"),
+            (self.readable_acls, " --readable-acls"),
+            (self.ensemble, " --ensemble"),
+        ] {
+            if on {
+                command.push_str(flag);
+            }
+        }
+        command
+    }
+}
+
 fn parse_options(rest: &[String]) -> Result<Options> {
     let mut options = Options {
         seed: std::time::SystemTime::now()
@@ -136,13 +158,15 @@ fn parse_options(rest: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-/// `cargo xtask diff [--seed N] [--ops N] [--sessions N]`.
+/// `cargo xtask diff`, with the options of [`USAGE`].
 pub(crate) fn run(rest: &[String]) -> Result<()> {
     let options = parse_options(rest)?;
     eprintln!(
-        "diff: seed {} ({} ops, {} sessions); replay with `cargo xtask diff --seed {} --ops {} \
-         --sessions {}`",
-        options.seed, options.ops, options.sessions, options.seed, options.ops, options.sessions
+        "diff: seed {} ({} ops, {} sessions); replay with `{}`",
+        options.seed,
+        options.ops,
+        options.sessions,
+        options.replay()
     );
     if !Path::new(ZOOKEEPER_JAR).is_file() {
         bail!("{ZOOKEEPER_JAR} is missing: this needs Debian's `zookeeper` package and a JRE");
@@ -1400,10 +1424,7 @@ async fn differential(options: &Options, reference: SocketAddr, ours: SocketAddr
     };
     let mut known = Knowledge::default();
     let mut tally = Tally::default();
-    let replay = format!(
-        "cargo xtask diff --seed {} --ops {} --sessions {}",
-        options.seed, options.ops, options.sessions
-    );
+    let replay = options.replay();
     // The last few ops, for context in a report.
     let mut history: Vec<String> = Vec::new();
     for n in 1..=options.ops {
@@ -1548,4 +1569,33 @@ fn report(
         indent(ours),
         indent(&history.join("\n"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay command (printed at the start and with the first difference) runs the
+    /// same comparison: a run against ensembles replays against ensembles.
+    #[test]
+    fn the_replay_command_keeps_what_shapes_the_run() {
+        let args = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let options = parse_options(&args("--seed 11 --ops 5000 --ensemble --verbose")).unwrap();
+        assert_eq!(
+            options.replay(),
+            "cargo xtask diff --seed 11 --ops 5000 --sessions 4 --ensemble"
+        );
+        let again = options.replay();
+        let replayed = parse_options(&args(again.trim_start_matches("cargo xtask diff"))).unwrap();
+        assert_eq!(replayed.replay(), again);
+        let all = parse_options(&args("--seed 2 --check-watches --readable-acls")).unwrap();
+        assert_eq!(
+            all.replay(),
+            "cargo xtask diff --seed 2 --ops 2000 --sessions 4 --check-watches --readable-acls"
+        );
+    }
 }
