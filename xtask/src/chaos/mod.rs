@@ -868,13 +868,19 @@ fn report(
     }
     println!("chaos: seed {}, {:?}", settings.seed, settings.duration);
     println!("faults: {by_fault:?}");
-    let median = failovers.get(failovers.len() / 2);
-    println!(
-        "leader failover (SIGKILL to a leader serving with every running member): median {:?}, max {:?} over {}",
-        median,
-        failovers.last(),
-        failovers.len()
-    );
+    match (failovers.get(failovers.len() / 2), failovers.last()) {
+        (Some(median), Some(max)) => println!(
+            "leader failover (SIGKILL to a leader serving with every running member): median \
+             {:.1} ms, max {:.1} ms over {}",
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            failovers.len()
+        ),
+        _ => println!(
+            "leader failover (SIGKILL to a leader serving with every running member): none \
+             measured"
+        ),
+    }
     let outcomes: Vec<String> = by_outcome
         .iter()
         .map(|((k, o), n)| format!("{k} {o} {n}"))
