@@ -868,19 +868,16 @@ fn report(
     }
     println!("chaos: seed {}, {:?}", settings.seed, settings.duration);
     println!("faults: {by_fault:?}");
-    match (failovers.get(failovers.len() / 2), failovers.last()) {
-        (Some(median), Some(max)) => println!(
-            "leader failover (SIGKILL to a leader serving with every running member): median \
-             {:.1} ms, max {:.1} ms over {}",
+    let failover = match (failovers.get(failovers.len() / 2), failovers.last()) {
+        (Some(median), Some(max)) => format!(
+            "median {:.1} ms, max {:.1} ms over {}",
             median.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
             failovers.len()
         ),
-        _ => println!(
-            "leader failover (SIGKILL to a leader serving with every running member): none \
-             measured"
-        ),
-    }
+        _ => "none measured".to_owned(),
+    };
+    println!("leader failover (SIGKILL to a leader serving with every running member): {failover}");
     let outcomes: Vec<String> = by_outcome
         .iter()
         .map(|((k, o), n)| format!("{k} {o} {n}"))
