@@ -210,19 +210,53 @@ impl AsyncWrite for PeerStream {
 /// TLS, each handshake runs on its own task (a slow peer holds up no other), and a peer
 /// whose handshake fails gets one log line, naming `what` the listener is, and is never
 /// served. Accepting stops when `cancel` fires.
+///
+/// The listener lives in the stream, not in a task of its own: the port is free once the
+/// server that polls the stream has ended, so a node stopped and awaited can bind it again
+/// at once (with a detached accept task, a restart in the same process could find the old
+/// listener still open for a moment and fail with `AddrInUse`).
 pub fn incoming(
     listener: TcpListener,
     tls: Option<PeerTls>,
     what: &'static str,
     cancel: CancellationToken,
 ) -> impl Stream<Item = io::Result<PeerStream>> + Send + 'static {
-    let (tx, rx) = mpsc::channel::<PeerStream>(16);
-    tokio::spawn(async move {
-        let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server));
+    // Handshakes done on their tasks come back through this channel; the stream holds a
+    // sender, so its receiver never ends while the stream lives.
+    let (handshaken, done) = mpsc::channel::<PeerStream>(16);
+    let accepting = Accepting {
+        listener,
+        acceptor: tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server)),
+        handshaken,
+        done,
+        what,
+        cancel,
+    };
+    futures_util::stream::unfold(accepting, |mut a| async move {
+        let stream = a.next().await?;
+        Some((Ok(stream), a))
+    })
+}
+
+/// The state of [`incoming`]'s stream.
+struct Accepting {
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    handshaken: mpsc::Sender<PeerStream>,
+    done: mpsc::Receiver<PeerStream>,
+    what: &'static str,
+    cancel: CancellationToken,
+}
+
+impl Accepting {
+    /// The next connection ready to serve; `None` once `cancel` fired.
+    async fn next(&mut self) -> Option<PeerStream> {
+        let what = self.what;
         loop {
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = cancel.cancelled() => return,
+                () = self.cancel.cancelled() => return None,
+                Some(stream) = self.done.recv() => return Some(stream),
+                accepted = self.listener.accept() => accepted,
             };
             let (tcp, remote) = match accepted {
                 Ok(pair) => pair,
@@ -234,14 +268,11 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let Some(acceptor) = acceptor.clone() else {
-                if tx.send(PeerStream::plain(tcp)).await.is_err() {
-                    return;
-                }
-                continue;
+            let Some(acceptor) = self.acceptor.clone() else {
+                return Some(PeerStream::plain(tcp));
             };
-            let tx = tx.clone();
-            let cancel = cancel.clone();
+            let tx = self.handshaken.clone();
+            let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                 let stream = tokio::select! {
@@ -261,10 +292,7 @@ pub fn incoming(
                 }
             });
         }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|stream| (Ok(stream), rx))
-    })
+    }
 }
 
 /// Opens a channel to the peer at `addr` (`host:port`) with `endpoint`'s settings
@@ -331,7 +359,34 @@ impl tower_service::Service<Uri> for Connector {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// The listener goes with the stream: once the server polling it has dropped it, the
+    /// port binds again at once, with no task of the stream's left holding it open.
+    #[tokio::test]
+    async fn a_dropped_stream_frees_its_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut stream = Box::pin(incoming(listener, None, "test", CancellationToken::new()));
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let served = stream.next().await.unwrap().unwrap();
+        drop((served, client, stream));
+        TcpListener::bind(addr)
+            .await
+            .expect("the port is free once the stream is dropped");
+    }
+
+    /// A cancelled stream ends.
+    #[tokio::test]
+    async fn a_cancelled_stream_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cancel = CancellationToken::new();
+        let mut stream = Box::pin(incoming(listener, None, "test", cancel.clone()));
+        cancel.cancel();
+        assert!(stream.next().await.is_none());
+    }
 
     #[test]
     fn hosts_are_taken_from_addresses() {
