@@ -84,6 +84,11 @@ pub(crate) struct Handler {
     stream: Option<Stream>,
     /// Messages for after the stream, in order.
     held: VecDeque<Message>,
+    /// The learner forwarded a request since this leader's log was last durable through
+    /// its last proposal: it has a client waiting, and is told of the log's progress.
+    forwarded: bool,
+    /// The last [`Message::Logged`] sent to the learner in this membership.
+    logged: Zxid,
 }
 
 /// A leader's view of one connected learner, for the operator's figures.
@@ -165,6 +170,8 @@ pub(crate) struct Leader {
     pub(crate) outstanding: VecDeque<Proposal>,
     pub(crate) last_proposed: Zxid,
     last_committed: Zxid,
+    /// The last zxid announced to followers as durable here ([`Message::Logged`]).
+    logged_sent: Zxid,
     /// Learners' sync requests: answered once `zxid` is committed.
     learner_syncs: VecDeque<(Zxid, Sid, u64)>,
 }
@@ -269,6 +276,7 @@ impl Zab {
             outstanding: VecDeque::new(),
             last_proposed: last,
             last_committed: self.local.applied,
+            logged_sent: Zxid(0),
             learner_syncs: VecDeque::new(),
         };
         leader.connecting.insert(self.me, self.local.accepted_epoch);
@@ -409,6 +417,7 @@ impl Zab {
                 }
             }
             (Phase::Synced, Message::Request { data }) if established => {
+                handler.forwarded = true;
                 out.push(Output::Request { from, data });
             }
             (
@@ -473,6 +482,8 @@ impl Zab {
             heard_ms: now_ms,
             stream: None,
             held: VecDeque::new(),
+            forwarded: false,
+            logged: Zxid(0),
         };
         if let Some(epoch) = leader.epoch {
             handler.phase = Phase::LeaderInfoSent;
@@ -1040,6 +1051,51 @@ impl Zab {
         let durable = self.local.durable;
         self.ack_through(me, durable);
         self.try_commit(now_ms, out);
+        self.announce_logged(out);
+    }
+
+    /// Tells each follower with a client waiting on a forwarded request, and that makes a
+    /// quorum with this leader, how far the leader's log is durable when proposals up to
+    /// there wait for the follower alone: the follower applies them once its own log is
+    /// durable too (see [`Message::Logged`]). Not while a reconfiguration is in flight,
+    /// whose commit must come from the leader.
+    fn announce_logged(&mut self, out: &mut Vec<Output>) {
+        let me = self.me;
+        let durable = self.local.durable;
+        let held_max = self.config.held_max;
+        let verifier = &self.config.verifier;
+        if self.next_membership.is_some() {
+            return;
+        }
+        let Role::Leading(leader) = &mut self.role else {
+            return;
+        };
+        if !leader.established || durable <= leader.last_committed || durable <= leader.logged_sent
+        {
+            return;
+        }
+        debug_assert!(
+            durable <= leader.last_proposed,
+            "durable past the last proposal"
+        );
+        leader.logged_sent = durable;
+        // Every proposal is durable here: what a learner forwards next is proposed later.
+        let caught_up = durable == leader.last_proposed;
+        let mut full = Vec::new();
+        for (sid, handler) in leader.learners.iter_mut() {
+            let synced = handler.phase == Phase::Synced && !handler.observer;
+            if synced && handler.forwarded && verifier.contains_quorum([me, *sid].iter()) {
+                handler.forwarded &= !caught_up;
+                handler.logged = durable;
+                let message = Message::Logged { zxid: durable };
+                if !send_to(*sid, handler, message, held_max, out) {
+                    full.push(*sid);
+                }
+            }
+        }
+        for sid in full {
+            self.drop_learner(sid, "backlog full", out);
+        }
     }
 
     fn on_ack(&mut self, now_ms: u64, from: Sid, zxid: Zxid, out: &mut Vec<Output>) {
@@ -1121,6 +1177,15 @@ impl Zab {
                             full.insert(*sid);
                         }
                         Message::CommitAndActivate { zxid, leader }
+                    }
+                    // The follower acknowledged it and was told the leader logged it: it
+                    // applied it without a COMMIT (while no reconfiguration is in flight,
+                    // as LOGGED is sent only then).
+                    _ if next.is_none()
+                        && handler.logged >= zxid
+                        && proposal.acks.contains(sid) =>
+                    {
+                        continue;
                     }
                     _ => {
                         commits.insert(*sid, zxid);
@@ -1302,6 +1367,7 @@ mod tests {
             outstanding: VecDeque::new(),
             last_proposed: Zxid::new(2, 5),
             last_committed: Zxid::new(2, 5),
+            logged_sent: Zxid(0),
             learner_syncs: VecDeque::new(),
         };
         assert_eq!(leader.next_zxid(), Some(Zxid::new(3, 1)));

@@ -53,6 +53,8 @@ pub(crate) struct Learner {
     membership_pending: bool,
     /// The last zxid acknowledged.
     acked: Zxid,
+    /// How far the leader's log is durable, by its last [`Message::Logged`].
+    leader_logged: Zxid,
     since_ms: u64,
     heard_ms: u64,
     touches: BTreeMap<i64, i32>,
@@ -162,6 +164,7 @@ impl Zab {
             newleader: None,
             membership_pending: false,
             acked: Zxid(0),
+            leader_logged: Zxid(0),
             since_ms: now_ms,
             heard_ms: now_ms,
             touches: BTreeMap::new(),
@@ -271,6 +274,7 @@ impl Zab {
         let phase = learner.phase;
         let observer = learner.observer;
         let snapshot = learner.snapshot;
+        let leader_logged = learner.leader_logged;
         let result = match (phase, message) {
             (Phase::AwaitLeaderInfo, Message::LeaderInfo { epoch }) => {
                 self.on_leader_info(epoch, out)
@@ -383,6 +387,23 @@ impl Zab {
             }
             (Phase::Syncing | Phase::AwaitUpToDate, Message::Commit { zxid }) if !observer => {
                 self.sync_commit(zxid)
+            }
+            (Phase::Serving, Message::Logged { zxid }) if !observer => {
+                if zxid > self.local.last() {
+                    Err(format!("LOGGED {zxid} of a txn not received"))
+                } else {
+                    if let Some(learner) = self.learner() {
+                        learner.leader_logged = learner.leader_logged.max(zxid);
+                    }
+                    self.commit_known(out);
+                    Ok(())
+                }
+            }
+            // Applied already: the leader's LOGGED and this log made a quorum.
+            (Phase::Serving, Message::Commit { zxid })
+                if !observer && zxid <= self.local.applied && zxid <= leader_logged =>
+            {
+                Ok(())
             }
             (Phase::Serving, Message::Commit { zxid }) if !observer => {
                 // A COMMIT covers every proposal up to its zxid.
@@ -610,5 +631,38 @@ impl Zab {
     pub(crate) fn learner_durable(&mut self, _now_ms: u64, out: &mut Vec<Output>) {
         self.try_ack_newleader(out);
         self.maybe_ack(out);
+        self.commit_known(out);
+    }
+
+    /// Applies the proposals this follower knows are committed without the leader's
+    /// `COMMIT`: those durable both in its own log and, by [`Message::Logged`], in the
+    /// leader's, when the two make a quorum; up to a reconfiguration in flight.
+    fn commit_known(&mut self, out: &mut Vec<Output>) {
+        let me = self.me;
+        let durable = self.local.durable;
+        let applied = self.local.applied;
+        // A reconfiguration in flight commits by COMMITANDACTIVATE, and what follows it
+        // needs its new voters too.
+        let before = match &self.next_membership {
+            Some((m, _, _)) => Zxid(m.version.saturating_sub(1)),
+            None => Zxid(i64::MAX),
+        };
+        let Role::Learning(learner) = &self.role else {
+            return;
+        };
+        let through = learner.leader_logged.min(durable).min(before);
+        // Whatever came before this leader's epoch was committed by the sync.
+        let serving = learner.phase == Phase::Serving && !learner.observer;
+        if !serving || through <= applied || through.epoch() != learner.epoch {
+            return;
+        }
+        if !self
+            .config
+            .verifier
+            .contains_quorum([me, learner.leader].iter())
+        {
+            return;
+        }
+        self.local.deliver_through(through, out);
     }
 }

@@ -556,6 +556,7 @@ pub fn to_frame(message: Message) -> Frame {
         Message::Proposal(e) => Body::Proposal(entry(e)),
         Message::Ack { zxid: z } => Body::Ack(zxid(z)),
         Message::Commit { zxid: z } => Body::Commit(zxid(z)),
+        Message::Logged { zxid: z } => Body::Logged(zxid(z)),
         Message::Inform(e) => Body::Inform(entry(e)),
         Message::Reconfig {
             entry: e,
@@ -654,6 +655,7 @@ pub fn from_frame(frame: Frame) -> Result<Message, FrameError> {
         Body::Proposal(p) => Message::Proposal(e(p)),
         Body::Ack(p) => Message::Ack { zxid: z(p) },
         Body::Commit(p) => Message::Commit { zxid: z(p) },
+        Body::Logged(p) => Message::Logged { zxid: z(p) },
         Body::Inform(p) => Message::Inform(e(p)),
         Body::Reconfig(p) => Message::Reconfig {
             entry: e(p.entry.ok_or(FrameError::Missing("entry"))?),

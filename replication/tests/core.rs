@@ -887,3 +887,143 @@ fn a_learner_is_not_dropped_while_its_sync_is_still_being_sent() {
     );
     assert!(dropped(&leader.handle(now + init_ms + 1, Input::Tick)));
 }
+
+#[test]
+fn a_follower_with_a_client_waiting_applies_once_it_and_the_leader_logged() {
+    let mut leader = established(&[]);
+    let mut learner = serving_follower();
+    let request = Message::Request {
+        data: "create /a".into(),
+    };
+    receive(&mut leader, 2, request.clone());
+    let a = Entry::new(z(2, 1), "a");
+    for (_, message) in sends(&leader.handle(0, Input::Propose(a.clone()))) {
+        receive(&mut learner, 1, message);
+    }
+    // The leader's log is durable first: no quorum yet, but the follower that forwarded
+    // the request hears of it.
+    let out = leader.handle(0, Input::Durable { zxid: a.zxid });
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Deliver(_))),
+        "{out:?}"
+    );
+    let logged = Message::Logged { zxid: a.zxid };
+    assert_eq!(sends(&out), [(2, logged.clone())]);
+    // The follower's own log is not durable yet: nothing is applied.
+    let out = receive(&mut learner, 1, logged);
+    assert!(out.is_empty(), "{out:?}");
+    // Once it is, the follower acknowledges and applies without waiting for a COMMIT.
+    let out = learner.handle(0, Input::Durable { zxid: a.zxid });
+    assert_eq!(
+        out,
+        [
+            Output::Send {
+                to: 1,
+                message: Message::Ack { zxid: a.zxid }
+            },
+            Output::Deliver(a.clone())
+        ]
+    );
+    // The leader commits on that ACK and sends the follower no COMMIT: it has applied.
+    let out = receive(&mut leader, 2, Message::Ack { zxid: a.zxid });
+    assert_eq!(out, [Output::Deliver(a.clone())]);
+    // The other way round (the follower durable first, LOGGED next) applies as well.
+    receive(&mut leader, 2, request);
+    let b = Entry::new(z(2, 2), "b");
+    for (_, message) in sends(&leader.handle(0, Input::Propose(b.clone()))) {
+        receive(&mut learner, 1, message);
+    }
+    let out = learner.handle(0, Input::Durable { zxid: b.zxid });
+    assert!(!out.contains(&Output::Deliver(b.clone())), "{out:?}");
+    let out = leader.handle(0, Input::Durable { zxid: b.zxid });
+    assert_eq!(sends(&out), [(2, Message::Logged { zxid: b.zxid })]);
+    let out = receive(&mut learner, 1, Message::Logged { zxid: b.zxid });
+    assert_eq!(out, [Output::Deliver(b.clone())]);
+    // A COMMIT of what it applied that way is no news to the follower.
+    let out = receive(&mut learner, 1, Message::Commit { zxid: b.zxid });
+    assert!(out.is_empty() && learner.is_serving(), "{out:?}");
+    // Without a forwarded request since, the leader says nothing of its log: a COMMIT
+    // follows the quorum as before.
+    let c = Entry::new(z(2, 3), "c");
+    for (_, message) in sends(&leader.handle(0, Input::Propose(c.clone()))) {
+        receive(&mut learner, 1, message);
+    }
+    let out = leader.handle(0, Input::Durable { zxid: c.zxid });
+    assert!(sends(&out).is_empty(), "{out:?}");
+    let out = learner.handle(0, Input::Durable { zxid: c.zxid });
+    assert!(!out.contains(&Output::Deliver(c.clone())), "{out:?}");
+    let out = receive(&mut leader, 2, Message::Ack { zxid: c.zxid });
+    assert_eq!(sends(&out), [(2, Message::Commit { zxid: c.zxid })]);
+    let out = receive(&mut learner, 1, Message::Commit { zxid: c.zxid });
+    assert_eq!(out, [Output::Deliver(c)]);
+    // LOGGED of a txn the follower never received breaks with the leader.
+    receive(&mut learner, 1, Message::Logged { zxid: z(2, 9) });
+    assert!(!learner.is_serving());
+}
+
+#[test]
+fn a_leader_and_one_follower_of_five_voters_are_no_quorum_to_apply_on() {
+    let five = |sid| {
+        let persisted = Persisted {
+            accepted_epoch: 1,
+            current_epoch: 1,
+            history: History::from_zxids(Zxid(0), []).unwrap(),
+        };
+        Zab::new(Config::majority([1, 2, 3, 4, 5], []), sid, persisted).unwrap()
+    };
+    let mut leader = five(1);
+    leader.handle(0, Input::Lead { election_epoch: 7 });
+    for sid in [2, 3] {
+        receive(&mut leader, sid, info(false));
+    }
+    for sid in [2, 3] {
+        receive(&mut leader, sid, ack_epoch(1, Zxid(0), Zxid(0)));
+    }
+    for sid in [2, 3] {
+        receive(&mut leader, sid, Message::AckNewLeader { zxid: z(2, 0) });
+    }
+    assert!(leader.is_serving());
+    receive(
+        &mut leader,
+        2,
+        Message::Request {
+            data: "create /a".into(),
+        },
+    );
+    leader.handle(0, Input::Propose(Entry::new(z(2, 1), "a")));
+    let out = leader.handle(0, Input::Durable { zxid: z(2, 1) });
+    assert!(sends(&out).is_empty(), "{out:?}");
+    // A follower told anyway would not apply on it: the two make no quorum.
+    let mut follower = five(2);
+    follower.handle(
+        0,
+        Input::Follow {
+            leader: 1,
+            election_epoch: 7,
+        },
+    );
+    follower.handle(0, Input::Connected { peer: 1 });
+    receive(&mut follower, 1, Message::LeaderInfo { epoch: 2 });
+    receive(&mut follower, 1, Message::Diff { committed: Zxid(0) });
+    let newleader = Message::NewLeader {
+        zxid: z(2, 0),
+        membership: None,
+        pending: false,
+    };
+    receive(&mut follower, 1, newleader);
+    receive(&mut follower, 1, Message::UpToDate);
+    receive(
+        &mut follower,
+        1,
+        Message::Proposal(Entry::new(z(2, 1), "a")),
+    );
+    receive(&mut follower, 1, Message::Logged { zxid: z(2, 1) });
+    let out = follower.handle(0, Input::Durable { zxid: z(2, 1) });
+    assert_eq!(
+        out,
+        [Output::Send {
+            to: 1,
+            message: Message::Ack { zxid: z(2, 1) }
+        }]
+    );
+}

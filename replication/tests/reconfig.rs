@@ -423,3 +423,62 @@ fn a_looking_member_adopts_a_pending_membership_a_peer_counts() {
     assert_eq!(out.last(), Some(&Output::State(State::Looking)));
     assert_eq!(learner.config().membership, next);
 }
+
+#[test]
+fn no_follower_applies_on_the_leaders_log_past_a_reconfiguration_in_flight() {
+    // The leader says nothing of its log while a reconfiguration is in flight.
+    let mut leader = leader(true);
+    let request = Message::Request {
+        data: "create /a".into(),
+    };
+    receive(&mut leader, 2, request.clone());
+    let zxid = leader.next_zxid().unwrap();
+    let next = membership(zxid, THREE);
+    leader.handle(
+        0,
+        Input::ProposeReconfig {
+            entry: Entry::new(zxid, "reconfig"),
+            membership: next.clone(),
+        },
+    );
+    let out = leader.handle(0, Input::Durable { zxid });
+    assert!(sends(&out).is_empty(), "{out:?}");
+    // A follower told of the leader's log applies what comes before the reconfiguration
+    // on it, and waits for COMMITANDACTIVATE for the rest.
+    let mut follower = syncing_follower();
+    let newleader = Message::NewLeader {
+        zxid: z(2, 0),
+        membership: None,
+        pending: false,
+    };
+    receive(&mut follower, 1, newleader);
+    receive(&mut follower, 1, Message::UpToDate);
+    assert!(follower.is_serving());
+    let (a, b) = (Entry::new(z(2, 1), "a"), Entry::new(z(2, 3), "b"));
+    let reconfig = Message::Reconfig {
+        entry: Entry::new(z(2, 2), "reconfig"),
+        membership: membership(z(2, 2), THREE),
+    };
+    receive(&mut follower, 1, Message::Proposal(a.clone()));
+    receive(&mut follower, 1, reconfig);
+    receive(&mut follower, 1, Message::Proposal(b.clone()));
+    receive(&mut follower, 1, Message::Logged { zxid: b.zxid });
+    let out = follower.handle(0, Input::Durable { zxid: b.zxid });
+    let delivered: Vec<Zxid> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(e) => Some(e.zxid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [a.zxid]);
+    let activate = Message::CommitAndActivate {
+        zxid: z(2, 2),
+        leader: 1,
+    };
+    let out = receive(&mut follower, 1, activate);
+    assert!(follower.is_serving(), "{out:?}");
+    assert!(!out.contains(&Output::Deliver(b.clone())), "{out:?}");
+    let out = receive(&mut follower, 1, Message::Commit { zxid: b.zxid });
+    assert_eq!(out, [Output::Deliver(b)]);
+}

@@ -305,6 +305,8 @@ pub struct Sim {
     pub faults: Faults,
     /// Whether clients propose.
     pub clients: bool,
+    /// Whether followers forward clients' requests (and so hear `LOGGED`).
+    pub forwards: bool,
     /// The committed sequence.
     pub chain: Vec<Entry>,
     proposed: BTreeMap<Zxid, Bytes>,
@@ -354,6 +356,7 @@ impl Sim {
             events: 0,
             fsync_ms: BTreeMap::new(),
             lying_fsync: BTreeSet::new(),
+            forwards: true,
             delivered: Vec::new(),
             left_serving: BTreeMap::new(),
             serving: BTreeSet::new(),
@@ -804,9 +807,23 @@ impl Sim {
         })
     }
 
-    /// Every established leader proposes a txn, sometimes.
+    /// Every established leader proposes a txn, sometimes; serving followers forward a
+    /// client's request, sometimes, which has their leader tell them how far its log is
+    /// durable (`LOGGED`), so that they apply on it and their own log.
     fn propose_everywhere(&mut self) -> Result<(), String> {
         for sid in self.sids() {
+            let follows = matches!(
+                self.nodes[&sid].state(),
+                Some(State::Learning {
+                    observer: false,
+                    serving: true,
+                    ..
+                })
+            );
+            if follows && self.forwards && self.rng.chance(500) {
+                let data = Bytes::from_static(b"a client's request");
+                self.input(sid, Input::Forward { data })?;
+            }
             let Some(zxid) = self.nodes[&sid].zab.as_ref().and_then(|z| z.next_zxid()) else {
                 continue;
             };
@@ -1216,10 +1233,13 @@ impl Sim {
         let idx = node.applied.len() - 1;
         self.check_prefix(sid)?;
         if idx >= self.chain.len() {
-            if !leading {
+            // A follower applies ahead of its leader's COMMIT only what a quorum logged:
+            // itself and, by `LOGGED`, the leader.
+            let entry = &self.nodes[&sid].applied[idx];
+            if !leading && !self.logged_by_quorum(sid, entry) {
                 return Err(format!(
-                    "{sid} delivers {} which no leader committed",
-                    self.nodes[&sid].applied[idx].zxid
+                    "{sid} delivers {} which no leader committed and no quorum logged",
+                    entry.zxid
                 ));
             }
             self.extend_chain(sid)?;
@@ -1227,8 +1247,27 @@ impl Sim {
         Ok(())
     }
 
-    /// A leader committed everything it applied: the committed sequence must be a
-    /// prefix of it, and grows to it.
+    /// Whether `entry` is durable, as `sid` sees the membership, on a quorum of voters'
+    /// disks (synced in the log, or in the snapshot).
+    fn logged_by_quorum(&self, sid: Sid, entry: &Entry) -> bool {
+        let Some(zab) = self.nodes[&sid].zab.as_ref() else {
+            return false;
+        };
+        let holders: Vec<Sid> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                let store = &n.disk.store;
+                let synced = &store.entries()[..store.entries().len() - store.unsynced()];
+                synced.iter().chain(&n.disk.snap).any(|e| e == entry)
+            })
+            .map(|n| n.sid)
+            .collect();
+        zab.config().verifier.contains_quorum(holders.iter())
+    }
+
+    /// A member committed everything it applied (a leader, or a follower on a quorum's
+    /// logs): the committed sequence must be a prefix of it, and grows to it.
     fn extend_chain(&mut self, sid: Sid) -> Result<(), String> {
         self.check_prefix(sid)?;
         let node = &self.nodes[&sid];
@@ -1378,15 +1417,17 @@ pub const LIVENESS_MS: u64 = 30_000;
 
 /// One seeded run: faults for a while, then heal and require convergence.
 pub fn run_seed(scenario: Scenario, seed: u64, trace: bool) -> Result<Stats, String> {
-    run_seed_with(scenario, seed, trace, false)
+    run_seed_with(scenario, seed, trace, false, true)
 }
 
-/// [`run_seed`], optionally on disks that report writes durable before they are.
+/// [`run_seed`], optionally on disks that report writes durable before they are, and
+/// with or without followers forwarding requests.
 pub fn run_seed_with(
     scenario: Scenario,
     seed: u64,
     trace: bool,
     lying_disks: bool,
+    forwards: bool,
 ) -> Result<Stats, String> {
     let mut rng = Rng(seed);
     let faults = Faults {
@@ -1401,6 +1442,7 @@ pub fn run_seed_with(
     if lying_disks {
         sim.lying_fsync = sim.sids().into_iter().collect();
     }
+    sim.forwards = forwards;
     let fail = |sim: &Sim, e: String| {
         format!(
             "{}:{seed}: {e}\nfaults: {:?}\n{}\nrecent events:\n{}",
