@@ -5,7 +5,8 @@
 //! DIFF, TRUNC or SNAP from its last zxid, then `NEWLEADER`; a quorum's acknowledgement
 //! establishes the leader, which commits its history and sends `UPTODATE`. Broadcast:
 //! proposals are committed in zxid order once a quorum (the leader included, once its
-//! own log is durable) acknowledged them.
+//! own log is durable) acknowledged them; a follower that forwarded a request and makes a
+//! quorum with the leader also hears how far the leader's log is durable (`LOGGED`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -87,8 +88,6 @@ pub(crate) struct Handler {
     /// The learner forwarded a request since this leader's log was last durable through
     /// its last proposal: it has a client waiting, and is told of the log's progress.
     forwarded: bool,
-    /// The last [`Message::Logged`] sent to the learner in this membership.
-    logged: Zxid,
 }
 
 /// A leader's view of one connected learner, for the operator's figures.
@@ -483,7 +482,6 @@ impl Zab {
             stream: None,
             held: VecDeque::new(),
             forwarded: false,
-            logged: Zxid(0),
         };
         if let Some(epoch) = leader.epoch {
             handler.phase = Phase::LeaderInfoSent;
@@ -1056,9 +1054,11 @@ impl Zab {
 
     /// Tells each follower with a client waiting on a forwarded request, and that makes a
     /// quorum with this leader, how far the leader's log is durable when proposals up to
-    /// there wait for the follower alone: the follower applies them once its own log is
+    /// there are not all committed yet: the follower applies them once its own log is
     /// durable too (see [`Message::Logged`]). Not while a reconfiguration is in flight,
-    /// whose commit must come from the leader.
+    /// whose commit must come from the leader. The `COMMIT` still follows: a follower
+    /// whose membership says otherwise (members started with different `server.N` lines)
+    /// applies on it instead.
     fn announce_logged(&mut self, out: &mut Vec<Output>) {
         let me = self.me;
         let durable = self.local.durable;
@@ -1086,7 +1086,6 @@ impl Zab {
             let synced = handler.phase == Phase::Synced && !handler.observer;
             if synced && handler.forwarded && verifier.contains_quorum([me, *sid].iter()) {
                 handler.forwarded &= !caught_up;
-                handler.logged = durable;
                 let message = Message::Logged { zxid: durable };
                 if !send_to(*sid, handler, message, held_max, out) {
                     full.push(*sid);
@@ -1177,15 +1176,6 @@ impl Zab {
                             full.insert(*sid);
                         }
                         Message::CommitAndActivate { zxid, leader }
-                    }
-                    // The follower acknowledged it and was told the leader logged it: it
-                    // applied it without a COMMIT (while no reconfiguration is in flight,
-                    // as LOGGED is sent only then).
-                    _ if next.is_none()
-                        && handler.logged >= zxid
-                        && proposal.acks.contains(sid) =>
-                    {
-                        continue;
                     }
                     _ => {
                         commits.insert(*sid, zxid);

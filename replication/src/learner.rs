@@ -4,7 +4,8 @@
 //! SNAP, then proposals and commits), and acknowledges `NEWLEADER` only once everything
 //! the sync sent is durable and `currentEpoch` is written (the fixes of ZOOKEEPER-3911
 //! and ZOOKEEPER-4646). It serves after `UPTODATE`. A follower then logs and
-//! acknowledges proposals and applies commits; an observer logs and applies informs.
+//! acknowledges proposals and applies commits, or, where it and the leader make a quorum,
+//! what both logs hold by the leader's `LOGGED`; an observer logs and applies informs.
 
 use std::collections::BTreeMap;
 

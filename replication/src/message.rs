@@ -106,10 +106,12 @@ pub enum Message {
         zxid: Zxid,
     },
     /// Leader → follower: every proposal up to `zxid` is durable in the leader's log. Sent
-    /// only where the leader and the follower make a quorum together (three voters) and no
+    /// to a follower that forwarded a client's request, only where the leader and the
+    /// follower make a quorum together (as any two of three voters do) and no
     /// reconfiguration is in flight: a follower whose own log is durable that far knows
-    /// those proposals are committed, and applies them without waiting for `COMMIT`. Not
-    /// one of ZooKeeper's packets; it saves a create through a follower two hops.
+    /// those proposals are committed, and applies them without waiting for `COMMIT`, which
+    /// still follows. Not one of ZooKeeper's packets; it saves a create through a follower
+    /// two hops.
     Logged {
         /// The leader's last durable zxid.
         zxid: Zxid,

@@ -924,9 +924,12 @@ fn a_follower_with_a_client_waiting_applies_once_it_and_the_leader_logged() {
             Output::Deliver(a.clone())
         ]
     );
-    // The leader commits on that ACK and sends the follower no COMMIT: it has applied.
+    // The leader commits on that ACK; its COMMIT is no news to the follower.
     let out = receive(&mut leader, 2, Message::Ack { zxid: a.zxid });
-    assert_eq!(out, [Output::Deliver(a.clone())]);
+    assert_eq!(out[0], Output::Deliver(a.clone()));
+    assert_eq!(sends(&out), [(2, Message::Commit { zxid: a.zxid })]);
+    let out = receive(&mut learner, 1, Message::Commit { zxid: a.zxid });
+    assert!(out.is_empty() && learner.is_serving(), "{out:?}");
     // The other way round (the follower durable first, LOGGED next) applies as well.
     receive(&mut leader, 2, request);
     let b = Entry::new(z(2, 2), "b");
@@ -1026,4 +1029,7 @@ fn a_leader_and_one_follower_of_five_voters_are_no_quorum_to_apply_on() {
             message: Message::Ack { zxid: z(2, 1) }
         }]
     );
+    // It applies on the COMMIT, which a leader of another membership sends all the same.
+    let out = receive(&mut follower, 1, Message::Commit { zxid: z(2, 1) });
+    assert_eq!(out, [Output::Deliver(Entry::new(z(2, 1), "a"))]);
 }

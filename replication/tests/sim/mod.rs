@@ -820,6 +820,8 @@ impl Sim {
                     ..
                 })
             );
+            // The leader's `Output::Request` is dropped (below): what is proposed comes
+            // from `propose`, the request only marks its follower as having a client.
             if follows && self.forwards && self.rng.chance(500) {
                 let data = Bytes::from_static(b"a client's request");
                 self.input(sid, Input::Forward { data })?;
@@ -1248,7 +1250,9 @@ impl Sim {
     }
 
     /// Whether `entry` is durable, as `sid` sees the membership, on a quorum of voters'
-    /// disks (synced in the log, or in the snapshot).
+    /// disks (synced in the log, or in the snapshot) that includes `sid`'s own, each of a
+    /// member whose `currentEpoch` is the entry's or later (one still syncing with an
+    /// older leader may lose it to a TRUNC).
     fn logged_by_quorum(&self, sid: Sid, entry: &Entry) -> bool {
         let Some(zab) = self.nodes[&sid].zab.as_ref() else {
             return false;
@@ -1259,11 +1263,13 @@ impl Sim {
             .filter(|n| {
                 let store = &n.disk.store;
                 let synced = &store.entries()[..store.entries().len() - store.unsynced()];
-                synced.iter().chain(&n.disk.snap).any(|e| e == entry)
+                let (_, current_epoch) = store.epochs();
+                current_epoch >= entry.zxid.epoch()
+                    && synced.iter().chain(&n.disk.snap).any(|e| e == entry)
             })
             .map(|n| n.sid)
             .collect();
-        zab.config().verifier.contains_quorum(holders.iter())
+        holders.contains(&sid) && zab.config().verifier.contains_quorum(holders.iter())
     }
 
     /// A member committed everything it applied (a leader, or a follower on a quorum's
