@@ -52,6 +52,9 @@ pub(crate) struct Learner {
     /// `NEWLEADER` named a reconfiguration still in flight: `UPTODATE` leaves it pending,
     /// and its commit activates it.
     membership_pending: bool,
+    /// The membership `NEWLEADER` named, newer than this member's: `UPTODATE` activates
+    /// it, and not a reconfiguration proposed after it, which waits for its commit.
+    named_membership: Option<crate::config::Membership>,
     /// The last zxid acknowledged.
     acked: Zxid,
     /// How far the leader's log is durable, by its last [`Message::Logged`].
@@ -164,6 +167,7 @@ impl Zab {
             sync_committed: self.local.applied,
             newleader: None,
             membership_pending: false,
+            named_membership: None,
             acked: Zxid(0),
             leader_logged: Zxid(0),
             since_ms: now_ms,
@@ -541,8 +545,8 @@ impl Zab {
         // The leader's word on the membership to come replaces whatever this learner saw
         // of a reconfiguration the sync may have dropped.
         self.next_membership = None;
-        if let Some(membership) = membership.filter(|m| m.version > self.config.membership.version)
-        {
+        let named = membership.filter(|m| m.version > self.config.membership.version);
+        if let Some(membership) = named.clone() {
             self.expect_membership(membership)?;
         }
         let last = self.local.history.last();
@@ -550,6 +554,7 @@ impl Zab {
             return Ok(());
         };
         learner.membership_pending = pending;
+        learner.named_membership = named;
         if zxid != Zxid::new(learner.epoch, 0) {
             return Err(format!("NEWLEADER {zxid} for epoch {}", learner.epoch));
         }
@@ -595,15 +600,32 @@ impl Zab {
         let through = learner.sync_committed;
         let leader = learner.leader;
         let pending = learner.membership_pending;
+        let named = learner.named_membership.take();
         self.local.deliver_through(through, out);
         info!(sid = me, leader, applied = %self.local.applied, "synced with the leader: serving");
         out.push(Output::State(self.state()));
-        // Unless it is still in flight, or it committed during the sync.
-        let committed = self
+        // The membership NEWLEADER named, unless it is still in flight (and did not commit
+        // during the sync). A reconfiguration proposed after NEWLEADER took its place as
+        // the one pending: it stays so, until its own commit.
+        if let Some(named) = named.filter(|m| !pending || Zxid(m.version) <= through) {
+            let later = self
+                .next_membership
+                .take()
+                .filter(|(m, _, _)| m.version > named.version);
+            if self.set_next_membership(named).is_ok() {
+                self.activate(_now_ms, leader, out);
+            }
+            if !matches!(self.role, Role::Learning(_)) {
+                return;
+            }
+            self.next_membership = later;
+        }
+        // One proposed after NEWLEADER and committed during the sync.
+        if self
             .next_membership
             .as_ref()
-            .is_some_and(|(m, _, _)| !pending || Zxid(m.version) <= through);
-        if committed {
+            .is_some_and(|(m, _, _)| Zxid(m.version) <= through)
+        {
             self.activate(_now_ms, leader, out);
         }
     }

@@ -482,3 +482,47 @@ fn no_follower_applies_on_the_leaders_log_past_a_reconfiguration_in_flight() {
     let out = receive(&mut follower, 1, Message::Commit { zxid: b.zxid });
     assert_eq!(out, [Output::Deliver(b)]);
 }
+
+#[test]
+fn a_reconfiguration_proposed_during_a_learners_sync_waits_for_its_commit() {
+    let four = format!("{THREE}\nserver.4=h:14:24:participant");
+    let five = format!("{four}\nserver.5=h:15:25:participant");
+    for named in [None, Some(membership(z(1, 3), &four))] {
+        let mut follower = syncing_follower();
+        let newleader = Message::NewLeader {
+            zxid: z(2, 0),
+            membership: named.clone(),
+            pending: false,
+        };
+        receive(&mut follower, 1, newleader);
+        // Proposed after NEWLEADER went out: the learner logs it before UPTODATE.
+        let next = membership(z(2, 1), &five);
+        let reconfig = Message::Reconfig {
+            entry: Entry::new(z(2, 1), "reconfig"),
+            membership: next.clone(),
+        };
+        receive(&mut follower, 1, reconfig);
+        let out = receive(&mut follower, 1, Message::UpToDate);
+        assert!(follower.is_serving());
+        // The membership NEWLEADER named is active; the one in flight is not.
+        let activated: Vec<&Membership> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Activated { membership, .. } => Some(membership),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(activated, named.iter().collect::<Vec<_>>(), "{out:?}");
+        let active = named.clone().unwrap_or_else(|| membership(Zxid(0), THREE));
+        assert_eq!(follower.config().membership, active);
+        assert_eq!(follower.next_membership(), Some(&next));
+        // Its commit activates it.
+        let activate = Message::CommitAndActivate {
+            zxid: z(2, 1),
+            leader: 1,
+        };
+        let out = receive(&mut follower, 1, activate);
+        assert!(follower.is_serving(), "{out:?}");
+        assert_eq!(follower.config().membership, next);
+    }
+}
