@@ -633,7 +633,11 @@ fn a_learner_that_cannot_truncate_below_its_snapshot_gets_a_snapshot() {
 
 /// Follower 2 of `leader` (established by [`established`]), synced and serving.
 fn serving_follower() -> Zab {
-    let mut learner = member(2, (1, 1), &[]);
+    synced_with_leader_1(member(2, (1, 1), &[]))
+}
+
+/// `learner`, with an empty history, follows leader 1 of epoch 2 and serves.
+fn synced_with_leader_1(mut learner: Zab) -> Zab {
     learner.handle(
         0,
         Input::Follow {
@@ -997,24 +1001,7 @@ fn a_leader_and_one_follower_of_five_voters_are_no_quorum_to_apply_on() {
     let out = leader.handle(0, Input::Durable { zxid: z(2, 1) });
     assert!(sends(&out).is_empty(), "{out:?}");
     // A follower told anyway would not apply on it: the two make no quorum.
-    let mut follower = five(2);
-    follower.handle(
-        0,
-        Input::Follow {
-            leader: 1,
-            election_epoch: 7,
-        },
-    );
-    follower.handle(0, Input::Connected { peer: 1 });
-    receive(&mut follower, 1, Message::LeaderInfo { epoch: 2 });
-    receive(&mut follower, 1, Message::Diff { committed: Zxid(0) });
-    let newleader = Message::NewLeader {
-        zxid: z(2, 0),
-        membership: None,
-        pending: false,
-    };
-    receive(&mut follower, 1, newleader);
-    receive(&mut follower, 1, Message::UpToDate);
+    let mut follower = synced_with_leader_1(five(2));
     receive(
         &mut follower,
         1,
