@@ -591,7 +591,7 @@ impl Zab {
         self.maybe_ack(out);
     }
 
-    fn on_uptodate(&mut self, _now_ms: u64, out: &mut Vec<Output>) {
+    fn on_uptodate(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         let me = self.me;
         let Role::Learning(learner) = &mut self.role else {
             return;
@@ -613,7 +613,7 @@ impl Zab {
                 .take()
                 .filter(|(m, _, _)| m.version > named.version);
             if self.set_next_membership(named).is_ok() {
-                self.activate(_now_ms, leader, out);
+                self.activate(now_ms, leader, out);
             }
             if !matches!(self.role, Role::Learning(_)) {
                 return;
@@ -626,7 +626,7 @@ impl Zab {
             .as_ref()
             .is_some_and(|(m, _, _)| Zxid(m.version) <= through)
         {
-            self.activate(_now_ms, leader, out);
+            self.activate(now_ms, leader, out);
         }
     }
 
