@@ -163,13 +163,22 @@ impl LocalEnsemble {
         self.dir.join(format!("server{}/failpoints", i + 1))
     }
 
-    /// Stops member `i` with SIGKILL, as a crash would.
+    /// Stops member `i` with SIGKILL, as a crash would, and waits for it to exit.
     pub(crate) fn kill_member(&mut self, i: usize) {
-        if let Some(member) = self.members[i].take() {
-            let mut child = member.child.borrow_mut();
-            crate::servers::signal_group(child.id(), "-KILL");
-            let _ = crate::servers::wait_for_exit(&mut child, Duration::from_secs(10));
+        if let Some(member) = self.signal_kill(i) {
+            let _ = crate::servers::wait_for_exit(
+                &mut member.child.borrow_mut(),
+                Duration::from_secs(10),
+            );
         }
+    }
+
+    /// Sends member `i` SIGKILL and returns its process without waiting for the exit
+    /// (dropping it reaps it), for a measurement that starts at the signal.
+    pub(crate) fn signal_kill(&mut self, i: usize) -> Option<ServerProc> {
+        let member = self.members[i].take()?;
+        crate::servers::signal_group(member.child.borrow().id(), "-KILL");
+        Some(member)
     }
 
     /// Each running member's `srvr` mode (`None` for one stopped or not answering).
