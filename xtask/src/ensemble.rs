@@ -175,6 +175,7 @@ impl LocalEnsemble {
 
     /// Sends member `i` SIGKILL and returns its process without waiting for the exit
     /// (dropping it reaps it), for a measurement that starts at the signal.
+    #[must_use = "dropping the process at once waits for its exit"]
     pub(crate) fn signal_kill(&mut self, i: usize) -> Option<ServerProc> {
         let member = self.members[i].take()?;
         crate::servers::signal_group(member.child.borrow().id(), "-KILL");

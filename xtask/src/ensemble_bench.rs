@@ -1,12 +1,13 @@
 //! `cargo xtask bench ensemble`: three-member ensembles of our server and of Apache
 //! ZooKeeper 3.8.0 on this machine (each member a process on loopback, `forceSync` on),
-//! one load generator on one thread (the `zookeeper-client` crate), 100-byte values:
+//! one load generator (the `zookeeper-client` crate) on a single-threaded tokio runtime,
+//! 100-byte values:
 //!
 //! - setData with 16 sessions × 16 outstanding, through the leader and through a
 //!   follower; getData 16×16 through a follower; create p99 at 1×1 through a follower;
 //!   create 16×16 through the leader and through a follower (last: they grow the tree);
-//! - failover: SIGKILL the leader, time until a client on a surviving member completes a
-//!   create;
+//! - failover: SIGKILL the leader, time from the signal until a client on a surviving
+//!   member completes a create (the client's own reconnect delays included);
 //! - rejoin: a fresh ensemble with Z znodes loaded (and no others), a follower restarts
 //!   with an empty disk; time until it serves again (a SNAP from the leader) and answers
 //!   a read of the last znode.
@@ -498,8 +499,8 @@ fn report(opts: &Options, results: &BTreeMap<(&'static str, &'static str), f64>)
         out,
         "# Ensemble benchmark\n\nThree members each, on loopback, forceSync=yes, 100-byte \
          values, {} s windows after {} s of warmup, {} znodes for the rejoin; one load \
-         generator on one thread (the zookeeper-client crate); `sync` and {} s of rest before each \
-         ensemble. Machine: {} cores, load average {}.\n",
+         generator (the zookeeper-client crate) on one tokio thread; `sync` and {} s of rest \
+         before each ensemble. Machine: {} cores, load average {}.\n",
         opts.secs,
         opts.warmup,
         opts.znodes,
