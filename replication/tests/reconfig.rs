@@ -98,14 +98,11 @@ fn membership(version: Zxid, text: &str) -> Membership {
     }
 }
 
-#[test]
-fn a_joining_voter_must_acknowledge_before_the_reconfiguration_commits() {
-    let mut leader = leader(true);
-    // Server 4 is no member yet: with reconfiguration on it follows without a vote.
-    join(&mut leader, 4, false);
-    let four = format!("{THREE}\nserver.4=h:14:24:participant");
+/// Has `leader` propose, as its next zxid, the reconfiguration to the membership `text`;
+/// returns that zxid, the membership and what the leader said.
+fn propose_reconfig(leader: &mut Zab, text: &str) -> (Zxid, Membership, Vec<Output>) {
     let zxid = leader.next_zxid().unwrap();
-    let next = membership(zxid, &four);
+    let next = membership(zxid, text);
     let out = leader.handle(
         0,
         Input::ProposeReconfig {
@@ -113,6 +110,16 @@ fn a_joining_voter_must_acknowledge_before_the_reconfiguration_commits() {
             membership: next.clone(),
         },
     );
+    (zxid, next, out)
+}
+
+#[test]
+fn a_joining_voter_must_acknowledge_before_the_reconfiguration_commits() {
+    let mut leader = leader(true);
+    // Server 4 is no member yet: with reconfiguration on it follows without a vote.
+    join(&mut leader, 4, false);
+    let four = format!("{THREE}\nserver.4=h:14:24:participant");
+    let (zxid, next, out) = propose_reconfig(&mut leader, &four);
     let proposal = Message::Reconfig {
         entry: Entry::new(zxid, "reconfig"),
         membership: next.clone(),
@@ -313,15 +320,7 @@ fn a_removed_leader_hands_over_to_a_new_voter_that_acknowledged() {
     let mut leader = leader(true);
     join(&mut leader, 3, false);
     let without_one = "server.2=h:12:22:participant\nserver.3=h:13:23:participant";
-    let zxid = leader.next_zxid().unwrap();
-    let next = membership(zxid, without_one);
-    leader.handle(
-        0,
-        Input::ProposeReconfig {
-            entry: Entry::new(zxid, "reconfig"),
-            membership: next.clone(),
-        },
-    );
+    let (zxid, next, _) = propose_reconfig(&mut leader, without_one);
     leader.handle(0, Input::Durable { zxid });
     // With server 3's ACK, the leader's and 3's make a quorum of {1, 2, 3}, not of
     // {2, 3}: nothing commits.
@@ -432,15 +431,7 @@ fn no_follower_applies_on_the_leaders_log_past_a_reconfiguration_in_flight() {
         data: "create /a".into(),
     };
     receive(&mut leader, 2, request.clone());
-    let zxid = leader.next_zxid().unwrap();
-    let next = membership(zxid, THREE);
-    leader.handle(
-        0,
-        Input::ProposeReconfig {
-            entry: Entry::new(zxid, "reconfig"),
-            membership: next.clone(),
-        },
-    );
+    let (zxid, _, _) = propose_reconfig(&mut leader, THREE);
     let out = leader.handle(0, Input::Durable { zxid });
     assert!(sends(&out).is_empty(), "{out:?}");
     // A follower told of the leader's log applies what comes before the reconfiguration
